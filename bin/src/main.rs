@@ -1,0 +1,21 @@
+//! The `flashnode` binary: CLI, configuration and the wiring of the crates' tasks.
+
+mod cli;
+mod dev;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    cli::init_tracing(&cli.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("flashnode")
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            cli::Command::Devnet(args) => dev::run_devnet(args).await,
+            cli::Command::Dev(args) => dev::run_dev(args).await,
+        }
+    })
+}

@@ -1,0 +1,395 @@
+//! The devnet's canonical JSON-RPC (HTTP and WS on one port): the sealed chain, the pool, and
+//! `devnet_dumpState` so a client can recompute the state root independently.
+
+use crate::{
+    chain::SealedBlock,
+    mempool::{decode_raw, AccountView, PoolRules},
+    DevnetError, Shared,
+};
+use alloy_eips::{BlockId, BlockNumberOrTag};
+use alloy_primitives::{Address, Bytes, B256, U256, U64};
+use alloy_rpc_types_eth::{FeeHistory, TransactionRequest};
+use flashnode_exec::{
+    call::{self, CallError},
+    convert::{rpc_block, rpc_receipt, rpc_transaction, rpc_transaction_raw, BlockContext},
+    dump_state,
+    state::state_root_of_dump,
+    BlockEnvInput, MemDb,
+};
+use jsonrpsee::{
+    server::{RpcModule, Server, ServerConfig},
+    types::{ErrorObjectOwned, Params},
+};
+use revm::{database::CacheDB, DatabaseRef};
+use serde_json::json;
+use std::{net::SocketAddr, sync::Arc};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Highest gas an `eth_call` may ask for.
+pub const RPC_GAS_CAP: u64 = 50_000_000;
+/// Suggested priority fee (0.001 gwei, as OP chains suggest).
+pub const SUGGESTED_TIP: u128 = 1_000_000;
+/// Most blocks one `eth_feeHistory` covers.
+const MAX_FEE_HISTORY: u64 = 1024;
+
+type RpcResult<T> = Result<T, ErrorObjectOwned>;
+
+fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, msg.into(), None::<()>)
+}
+
+fn invalid_params(msg: impl std::fmt::Display) -> ErrorObjectOwned {
+    err(-32602, format!("invalid params: {msg}"))
+}
+
+/// Maps a call failure to the JSON-RPC error geth returns.
+pub fn call_error(e: CallError) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(e.code(), e.to_string(), e.data())
+}
+
+/// Binds `addr` and serves the canonical RPC until cancelled.
+pub async fn serve(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<SocketAddr, DevnetError> {
+    let config = ServerConfig::builder()
+        .max_request_body_size(16 * 1024 * 1024)
+        .max_connections(1_000)
+        .build();
+    let server = Server::builder()
+        .set_config(config)
+        .build(addr)
+        .await
+        .map_err(|source| DevnetError::Bind { addr, source })?;
+    let local = server.local_addr().map_err(|source| DevnetError::Bind { addr, source })?;
+    let handle = server.start(module(shared));
+    info!(addr = %local, "devnet canonical RPC listening on http://{local}");
+    tokio::spawn(async move {
+        cancel.cancelled().await;
+        let _ = handle.stop();
+    });
+    Ok(local)
+}
+
+/// A resolved block and the state after it.
+struct At {
+    block: Arc<SealedBlock>,
+    state: Arc<MemDb>,
+}
+
+fn resolve_block(shared: &Shared, id: Option<BlockId>) -> RpcResult<Option<Arc<SealedBlock>>> {
+    let store = shared.store.read();
+    Ok(match id.unwrap_or_default() {
+        BlockId::Hash(h) => store.by_hash(&h.block_hash).cloned(),
+        BlockId::Number(n) => match n {
+            BlockNumberOrTag::Number(n) => store.by_number(n).cloned(),
+            BlockNumberOrTag::Earliest => store.by_number(0).cloned(),
+            // The devnet is the canonical chain: its tip is latest, safe, finalized and pending.
+            _ => Some(store.latest().clone()),
+        },
+    })
+}
+
+fn resolve_state(shared: &Shared, id: Option<BlockId>) -> RpcResult<At> {
+    let block = resolve_block(shared, id)?.ok_or_else(|| err(-32001, "block not found"))?;
+    let store = shared.store.read();
+    let state = store
+        .state_at(block.header.number)
+        .cloned()
+        .ok_or_else(|| err(-32000, format!("historical state for block {} is not available", block.header.number)))?;
+    Ok(At { block, state })
+}
+
+fn is_pending(id: &Option<BlockId>) -> bool {
+    matches!(id, Some(BlockId::Number(BlockNumberOrTag::Pending)))
+}
+
+fn account(state: &MemDb, address: Address) -> AccountView {
+    state
+        .basic_ref(address)
+        .ok()
+        .flatten()
+        .map(|a| AccountView { nonce: a.nonce, balance: a.balance })
+        .unwrap_or_default()
+}
+
+fn addr_and_block(params: Params<'_>) -> RpcResult<(Address, Option<BlockId>)> {
+    let mut seq = params.sequence();
+    let address: Address = seq.next().map_err(invalid_params)?;
+    let id: Option<BlockId> = seq.optional_next().map_err(invalid_params)?;
+    Ok((address, id))
+}
+
+/// The RPC methods.
+pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
+    let mut m = RpcModule::new(shared);
+    let chain_id = m.register_method("eth_chainId", |_, s, _| -> RpcResult<U64> {
+        Ok(U64::from(s.chain.chain_id))
+    });
+    chain_id.expect("method names are unique");
+    m.register_method("net_version", |_, s, _| -> RpcResult<String> { Ok(s.chain.chain_id.to_string()) })
+        .expect("unique");
+    m.register_method("net_listening", |_, _, _| -> RpcResult<bool> { Ok(true) }).expect("unique");
+    m.register_method("web3_clientVersion", |_, _, _| -> RpcResult<String> {
+        Ok(format!("flashnode-devnet/v{}", env!("CARGO_PKG_VERSION")))
+    })
+    .expect("unique");
+    m.register_method("eth_syncing", |_, _, _| -> RpcResult<bool> { Ok(false) }).expect("unique");
+    m.register_method("eth_accounts", |_, _, _| -> RpcResult<Vec<Address>> { Ok(Vec::new()) })
+        .expect("unique");
+    m.register_method("eth_blockNumber", |_, s, _| -> RpcResult<U64> {
+        Ok(U64::from(s.store.read().latest().header.number))
+    })
+    .expect("unique");
+    m.register_method("eth_gasPrice", |_, s, _| -> RpcResult<U256> {
+        Ok(U256::from(s.pending.load().base_fee as u128 + SUGGESTED_TIP))
+    })
+    .expect("unique");
+    m.register_method("eth_maxPriorityFeePerGas", |_, _, _| -> RpcResult<U256> {
+        Ok(U256::from(SUGGESTED_TIP))
+    })
+    .expect("unique");
+    m.register_method("eth_getBlockByNumber", |p, s, _| -> RpcResult<serde_json::Value> {
+        let mut seq = p.sequence();
+        let n: BlockNumberOrTag = seq.next().map_err(invalid_params)?;
+        let full: Option<bool> = seq.optional_next().map_err(invalid_params)?;
+        block_json(s, Some(BlockId::Number(n)), full.unwrap_or(false))
+    })
+    .expect("unique");
+    m.register_method("eth_getBlockByHash", |p, s, _| -> RpcResult<serde_json::Value> {
+        let mut seq = p.sequence();
+        let h: B256 = seq.next().map_err(invalid_params)?;
+        let full: Option<bool> = seq.optional_next().map_err(invalid_params)?;
+        block_json(s, Some(BlockId::from(h)), full.unwrap_or(false))
+    })
+    .expect("unique");
+    m.register_method("eth_getBlockTransactionCountByNumber", |p, s, _| -> RpcResult<Option<U64>> {
+        let n: BlockNumberOrTag = p.one().map_err(invalid_params)?;
+        Ok(resolve_block(s, Some(BlockId::Number(n)))?.map(|b| U64::from(b.txs.len())))
+    })
+    .expect("unique");
+    m.register_method("eth_getBlockReceipts", |p, s, _| -> RpcResult<serde_json::Value> {
+        let id: BlockId = p.one().map_err(invalid_params)?;
+        let Some(block) = resolve_block(s, Some(id))? else { return Ok(serde_json::Value::Null) };
+        let ctx = BlockContext::of(&block.header, block.hash);
+        let receipts: Vec<_> = block.txs.iter().map(|t| rpc_receipt(t, &ctx)).collect();
+        serde_json::to_value(receipts).map_err(|e| err(-32603, e.to_string()))
+    })
+    .expect("unique");
+    m.register_method("eth_getTransactionReceipt", |p, s, _| -> RpcResult<serde_json::Value> {
+        let hash: B256 = p.one().map_err(invalid_params)?;
+        let store = s.store.read();
+        let Some((block, i)) = store.transaction(&hash) else { return Ok(serde_json::Value::Null) };
+        let ctx = BlockContext::of(&block.header, block.hash);
+        serde_json::to_value(rpc_receipt(&block.txs[i], &ctx)).map_err(|e| err(-32603, e.to_string()))
+    })
+    .expect("unique");
+    m.register_method("eth_getTransactionByHash", |p, s, _| -> RpcResult<serde_json::Value> {
+        let hash: B256 = p.one().map_err(invalid_params)?;
+        let store = s.store.read();
+        if let Some((block, i)) = store.transaction(&hash) {
+            let ctx = BlockContext::of(&block.header, block.hash);
+            return serde_json::to_value(rpc_transaction(&block.txs[i], Some(&ctx)))
+                .map_err(|e| err(-32603, e.to_string()));
+        }
+        drop(store);
+        let pool = s.mempool.lock();
+        match pool.get(&hash) {
+            Some(tx) => serde_json::to_value(rpc_transaction_raw(tx.tx.clone(), tx.sender, None, None, None))
+                .map_err(|e| err(-32603, e.to_string())),
+            None => Ok(serde_json::Value::Null),
+        }
+    })
+    .expect("unique");
+    m.register_method("eth_getBalance", |p, s, _| -> RpcResult<U256> {
+        let (address, id) = addr_and_block(p)?;
+        Ok(account(&resolve_state(s, id)?.state, address).balance)
+    })
+    .expect("unique");
+    m.register_method("eth_getTransactionCount", |p, s, _| -> RpcResult<U64> {
+        let (address, id) = addr_and_block(p)?;
+        if is_pending(&id) {
+            let pending = s.pending.load();
+            let latest = account(s.store.read().latest_state(), address).nonce;
+            let state_nonce = account(&pending.state, address).nonce.max(latest);
+            return Ok(U64::from(s.mempool.lock().pending_nonce(address, state_nonce)));
+        }
+        Ok(U64::from(account(&resolve_state(s, id)?.state, address).nonce))
+    })
+    .expect("unique");
+    m.register_method("eth_getCode", |p, s, _| -> RpcResult<Bytes> {
+        let (address, id) = addr_and_block(p)?;
+        let at = resolve_state(s, id)?;
+        let info = at.state.basic_ref(address).ok().flatten();
+        Ok(match info {
+            Some(info) => match info.code {
+                Some(code) => code.original_bytes(),
+                None => at.state.code_by_hash_ref(info.code_hash).map(|c| c.original_bytes()).unwrap_or_default(),
+            },
+            None => Bytes::new(),
+        })
+    })
+    .expect("unique");
+    m.register_method("eth_getStorageAt", |p, s, _| -> RpcResult<B256> {
+        let mut seq = p.sequence();
+        let address: Address = seq.next().map_err(invalid_params)?;
+        let slot: U256 = seq.next().map_err(invalid_params)?;
+        let id: Option<BlockId> = seq.optional_next().map_err(invalid_params)?;
+        let at = resolve_state(s, id)?;
+        let value = at.state.storage_ref(address, slot).unwrap_or_default();
+        Ok(B256::from(value))
+    })
+    .expect("unique");
+    m.register_method("eth_call", |p, s, _| -> RpcResult<Bytes> {
+        let mut seq = p.sequence();
+        let req: TransactionRequest = seq.next().map_err(invalid_params)?;
+        let id: Option<BlockId> = seq.optional_next().map_err(invalid_params)?;
+        let at = resolve_state(s, id)?;
+        let env = BlockEnvInput::from_header(&at.block.header);
+        call::call(CacheDB::new(&*at.state), &s.chain, &env, &req, RPC_GAS_CAP)
+            .map(|o| o.output)
+            .map_err(call_error)
+    })
+    .expect("unique");
+    m.register_method("eth_estimateGas", |p, s, _| -> RpcResult<U64> {
+        let mut seq = p.sequence();
+        let req: TransactionRequest = seq.next().map_err(invalid_params)?;
+        let id: Option<BlockId> = seq.optional_next().map_err(invalid_params)?;
+        let at = resolve_state(s, id)?;
+        let env = BlockEnvInput::from_header(&at.block.header);
+        let balance = account(&at.state, req.from.unwrap_or_default()).balance;
+        call::estimate_gas(|| CacheDB::new(&*at.state), &s.chain, &env, &req, RPC_GAS_CAP, balance)
+            .map(U64::from)
+            .map_err(call_error)
+    })
+    .expect("unique");
+    m.register_method("eth_feeHistory", |p, s, _| -> RpcResult<FeeHistory> {
+        let mut seq = p.sequence();
+        let count: U64 = seq.next().map_err(invalid_params)?;
+        let newest: BlockNumberOrTag = seq.next().map_err(invalid_params)?;
+        let percentiles: Option<Vec<f64>> = seq.optional_next().map_err(invalid_params)?;
+        fee_history(s, count.to::<u64>(), newest, percentiles)
+    })
+    .expect("unique");
+    m.register_method("eth_sendRawTransaction", |p, s, _| -> RpcResult<B256> {
+        let raw: Bytes = p.one().map_err(invalid_params)?;
+        send_raw(s, &raw)
+    })
+    .expect("unique");
+    m.register_method("devnet_dumpState", |p, s, _| -> RpcResult<serde_json::Value> {
+        let id: Option<BlockId> = p.sequence().optional_next().map_err(invalid_params)?;
+        let at = resolve_state(s, id)?;
+        let dump = dump_state(&at.state);
+        Ok(json!({
+            "blockNumber": U64::from(at.block.header.number),
+            "stateRoot": state_root_of_dump(&dump),
+            "accounts": dump,
+        }))
+    })
+    .expect("unique");
+    m
+}
+
+fn block_json(s: &Shared, id: Option<BlockId>, full: bool) -> RpcResult<serde_json::Value> {
+    match resolve_block(s, id)? {
+        Some(b) => serde_json::to_value(rpc_block(&b.header, b.hash, &b.txs, full))
+            .map_err(|e| err(-32603, e.to_string())),
+        None => Ok(serde_json::Value::Null),
+    }
+}
+
+/// Validates and pools a raw transaction.
+pub fn send_raw(s: &Shared, raw: &[u8]) -> RpcResult<B256> {
+    let pending = s.pending.load();
+    let rules = PoolRules {
+        chain_id: s.chain.chain_id,
+        gas_limit: s.config.gas_limit,
+        base_fee: pending.base_fee,
+        max_txs: s.config.max_pool_txs,
+    };
+    let tx = decode_raw(raw, &rules).map_err(|e| err(e.code(), e.to_string()))?;
+    let already_mined = s.store.read().transaction(&tx.hash).is_some();
+    if already_mined || pending.tx_hashes.contains(&tx.hash) {
+        return Err(err(-32000, "already known"));
+    }
+    let view = account(&pending.state, tx.sender);
+    let hash = s.mempool.lock().insert(tx, view, &rules).map_err(|e| err(e.code(), e.to_string()))?;
+    metrics::counter!("flashnode_devnet_txs_accepted_total").increment(1);
+    Ok(hash)
+}
+
+fn fee_history(
+    s: &Shared,
+    count: u64,
+    newest: BlockNumberOrTag,
+    percentiles: Option<Vec<f64>>,
+) -> RpcResult<FeeHistory> {
+    if let Some(p) = &percentiles {
+        if p.len() > 100 || p.windows(2).any(|w| w[0] > w[1]) || p.iter().any(|x| !(0.0..=100.0).contains(x)) {
+            return Err(invalid_params("reward percentiles must be ascending values in [0, 100]"));
+        }
+    }
+    let store = s.store.read();
+    let latest = store.latest().header.number;
+    let newest = match newest {
+        BlockNumberOrTag::Number(n) => n.min(latest),
+        BlockNumberOrTag::Earliest => 0,
+        _ => latest,
+    };
+    let count = count.clamp(1, MAX_FEE_HISTORY).min(newest + 1);
+    let oldest = newest + 1 - count;
+    let mut history = FeeHistory { oldest_block: oldest, ..Default::default() };
+    let mut rewards = Vec::new();
+    for n in oldest..=newest {
+        let Some(block) = store.by_number(n) else { break };
+        let h = &block.header;
+        history.base_fee_per_gas.push(h.base_fee_per_gas.unwrap_or_default() as u128);
+        history.gas_used_ratio.push(h.gas_used as f64 / h.gas_limit.max(1) as f64);
+        history.base_fee_per_blob_gas.push(0);
+        history.blob_gas_used_ratio.push(0.0);
+        if let Some(p) = &percentiles {
+            rewards.push(block_rewards(block, p));
+        }
+    }
+    if let Some(last) = store.by_number(newest) {
+        history.base_fee_per_gas.push(
+            last.header.next_block_base_fee(s.chain.base_fee_params).unwrap_or_default() as u128,
+        );
+        history.base_fee_per_blob_gas.push(0);
+    }
+    history.reward = percentiles.map(|_| rewards);
+    Ok(history)
+}
+
+/// Gas-weighted tip percentiles of one block, as geth computes them.
+fn block_rewards(block: &SealedBlock, percentiles: &[f64]) -> Vec<u128> {
+    use alloy_consensus::Transaction;
+    let base_fee = block.header.base_fee_per_gas.unwrap_or_default();
+    let mut tips: Vec<(u128, u64)> = block
+        .txs
+        .iter()
+        .filter(|t| !t.tx.is_deposit())
+        .map(|t| (t.tx.effective_tip_per_gas(base_fee).unwrap_or_default(), t.gas_used))
+        .collect();
+    if tips.is_empty() {
+        return vec![0; percentiles.len()];
+    }
+    tips.sort_unstable();
+    let total: u64 = tips.iter().map(|(_, g)| g).sum();
+    percentiles
+        .iter()
+        .map(|p| {
+            let threshold = (total as f64 * p / 100.0) as u64;
+            let mut acc = 0;
+            for (tip, gas) in &tips {
+                acc += gas;
+                if acc >= threshold {
+                    return *tip;
+                }
+            }
+            tips.last().map(|t| t.0).unwrap_or_default()
+        })
+        .collect()
+}

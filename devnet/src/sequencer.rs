@@ -1,0 +1,234 @@
+//! The block loop: every block is built as flashblocks. Index 0 carries the L1-info deposit
+//! and the block's `base`; indices 1..=n each add the best pool transactions that fit in the
+//! cumulative cap `j/n` of the block gas limit; the block seals with the last flashblock's
+//! header, so the sealed hash equals the last flashblock's `block_hash`.
+
+use crate::{
+    chain::SealedBlock, flashblock::PublishedFlashblock, mempool::PoolTx, PendingView, Shared,
+};
+use alloy_consensus::{Header, Transaction};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{keccak256, Address, B256, B64, U256};
+use alloy_rpc_types_engine::PayloadId;
+use flashnode_exec::{
+    chain::L2_TO_L1_MESSAGE_PASSER,
+    l1info::{L1Info, L1_INFO_DEPOSITOR},
+    state::{state_root, storage_root_of},
+    BlockBuilder, BlockEnvInput, ExecError, MemDb,
+};
+use op_alloy_rpc_types_engine::flashblock::{
+    OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta,
+    OpFlashblockPayloadMetadata,
+};
+use revm::DatabaseRef;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// Runs the block loop until cancelled.
+pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+    let span = info_span!("sequencer", chain_id = shared.chain.chain_id);
+    async move {
+        let n = shared.config.flashblocks_per_block();
+        let interval = shared.config.flashblock_interval;
+        let mut block_start = Instant::now();
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let sealed = build_block(&shared, n, interval, block_start, &cancel).await;
+            let Some(sealed) = sealed else { return };
+            info!(number = sealed.header.number, hash = %sealed.hash, txs = sealed.txs.len(),
+                gas_used = sealed.header.gas_used, "sealed block");
+            block_start += interval * n as u32;
+            // Never try to catch up a backlog of blocks after a stall: restart the clock.
+            if block_start + interval < Instant::now() {
+                block_start = Instant::now();
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Builds, streams and seals one block. None when cancelled.
+async fn build_block(
+    shared: &Arc<Shared>,
+    n: u64,
+    interval: Duration,
+    start: Instant,
+    cancel: &CancellationToken,
+) -> Option<Arc<SealedBlock>> {
+    let (parent, parent_state) = {
+        let store = shared.store.read();
+        (store.latest().clone(), store.latest_state().clone())
+    };
+    let block_secs = (shared.config.block_time.as_secs()).max(1);
+    let timestamp = (parent.header.timestamp + block_secs).max(now_secs());
+    let input = BlockEnvInput::next_devnet(&shared.chain, &parent.header, timestamp, shared.config.gas_limit);
+    let payload_id = payload_id(parent.hash, timestamp);
+    let mut builder = BlockBuilder::new(shared.chain.clone(), input.clone(), (*parent_state).clone());
+
+    // Index 0: the L1-info deposit only.
+    let deposit = L1Info::devnet(input.number, timestamp).deposit_tx();
+    let encoded = deposit.encoded_2718().into();
+    if let Err(err) = builder.execute(deposit, L1_INFO_DEPOSITOR, encoded) {
+        // The system deposit cannot fail on this state; if it does the chain must stop.
+        warn!(%err, "L1-info deposit failed, the sequencer stops");
+        cancel.cancel();
+        return None;
+    }
+    let base = OpFlashblockPayloadBase {
+        parent_beacon_block_root: input.parent_beacon_block_root,
+        parent_hash: input.parent_hash,
+        fee_recipient: input.coinbase,
+        prev_randao: input.prev_randao,
+        block_number: input.number,
+        gas_limit: input.gas_limit,
+        timestamp,
+        extra_data: input.extra_data.clone(),
+        base_fee_per_gas: U256::from(input.base_fee),
+    };
+    let mut header = publish(shared, &builder, payload_id, 0, Some(base), 0);
+
+    for j in 1..=n {
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep_until(start + interval * j as u32) => {}
+        }
+        let before = builder.transactions().len();
+        let cap = shared.config.gas_limit / n * j;
+        fill(shared, &mut builder, cap);
+        header = publish(shared, &builder, payload_id, j, None, before);
+    }
+
+    let hash = header.hash_slow();
+    let state = Arc::new(builder.db().clone());
+    let txs = builder.transactions().to_vec();
+    let block = {
+        let mut store = shared.store.write();
+        store.push(SealedBlock { header, hash, txs }, state.clone())
+    };
+    let _ = shared.sealed.send(block.clone());
+    shared.pending.store(Arc::new(PendingView {
+        state,
+        base_fee: block.header.next_block_base_fee(shared.chain.base_fee_params).unwrap_or_default(),
+        number: block.header.number + 1,
+        tx_hashes: Vec::new(),
+    }));
+    Some(block)
+}
+
+/// Executes pool transactions, best tip first, until the cumulative gas cap.
+fn fill(shared: &Shared, builder: &mut BlockBuilder<MemDb>, cap: u64) {
+    let base_fee = builder.input().base_fee;
+    let best: Vec<PoolTx> = {
+        let pool = shared.mempool.lock();
+        let db = builder.db();
+        pool.best(base_fee, |a| db.basic_ref(a).ok().flatten().map(|i| i.nonce).unwrap_or_default())
+            .collect()
+    };
+    let mut skipped: Vec<Address> = Vec::new();
+    let mut included = Vec::new();
+    let mut dropped = Vec::new();
+    for tx in best {
+        if skipped.contains(&tx.sender) {
+            continue;
+        }
+        if builder.gas_used() + tx.tx.gas_limit() > cap {
+            // Does not fit this flashblock; later nonces of the sender must wait too.
+            skipped.push(tx.sender);
+            continue;
+        }
+        let (sender, nonce) = (tx.sender, tx.tx.nonce());
+        match builder.execute(tx.tx, tx.sender, tx.encoded) {
+            Ok(_) => included.push((sender, nonce)),
+            Err(ExecError::InvalidTx(err)) => {
+                debug!(%err, %sender, nonce, "dropping a transaction that no longer executes");
+                skipped.push(sender);
+                dropped.push((sender, nonce));
+            }
+            Err(err) => {
+                warn!(%err, "state error while building");
+                skipped.push(sender);
+            }
+        }
+    }
+    let mut pool = shared.mempool.lock();
+    for (sender, nonce) in included.into_iter().chain(dropped) {
+        pool.remove(sender, nonce);
+    }
+}
+
+/// Publishes the flashblock of the block so far and returns its header.
+fn publish(
+    shared: &Shared,
+    builder: &BlockBuilder<MemDb>,
+    payload_id: PayloadId,
+    index: u64,
+    base: Option<OpFlashblockPayloadBase>,
+    first_new: usize,
+) -> Header {
+    let db = builder.db();
+    let withdrawals_root = storage_root_of(db, L2_TO_L1_MESSAGE_PASSER);
+    let header = builder.header(state_root(db), withdrawals_root);
+    let block_hash = header.hash_slow();
+    let new_txs = &builder.transactions()[first_new..];
+    let mut balances = BTreeMap::new();
+    let mut touched: Vec<Address> = vec![header.beneficiary];
+    for tx in new_txs {
+        touched.push(tx.sender);
+        if let Some(to) = tx.tx.to() {
+            touched.push(to);
+        }
+    }
+    for addr in touched {
+        let balance = db.basic_ref(addr).ok().flatten().map(|a| a.balance).unwrap_or_default();
+        balances.insert(addr, balance);
+    }
+    let payload = OpFlashblockPayload {
+        payload_id,
+        index,
+        base,
+        diff: OpFlashblockPayloadDelta {
+            state_root: header.state_root,
+            receipts_root: header.receipts_root,
+            logs_bloom: header.logs_bloom,
+            gas_used: header.gas_used,
+            block_hash,
+            transactions: new_txs.iter().map(|t| t.encoded.clone()).collect(),
+            withdrawals: Vec::new(),
+            withdrawals_root,
+            blob_gas_used: Some(0),
+        },
+        metadata: OpFlashblockPayloadMetadata {
+            block_number: header.number,
+            new_account_balances: balances,
+            receipts: new_txs.iter().map(|t| (t.hash, t.receipt.clone())).collect(),
+        },
+    };
+    debug!(number = header.number, index, txs = new_txs.len(), gas_used = header.gas_used, "flashblock");
+    shared.pending.store(Arc::new(PendingView {
+        state: Arc::new(db.clone()),
+        base_fee: builder.input().base_fee,
+        number: header.number,
+        tx_hashes: builder.transactions().iter().map(|t| t.hash).collect(),
+    }));
+    metrics::counter!("flashnode_devnet_flashblocks_total").increment(1);
+    let _ = shared.flashblocks.send(Arc::new(PublishedFlashblock::new(payload)));
+    header
+}
+
+/// A payload id derived from the parent and the timestamp, stable for one block.
+fn payload_id(parent: B256, timestamp: u64) -> PayloadId {
+    let digest = keccak256([parent.as_slice(), &timestamp.to_be_bytes()].concat());
+    PayloadId(B64::from_slice(&digest[..8]))
+}

@@ -1,0 +1,115 @@
+//! The flashblock source websocket (`ws://ADDR/ws`), as a builder or rollup-boost serves it:
+//! every flashblock as one Text JSON frame, or one brotli Binary frame when configured.
+
+use crate::{DevnetError, Shared};
+use futures::{SinkExt, StreamExt};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::broadcast::error::RecvError};
+use tokio_tungstenite::tungstenite::{
+    handshake::server::{ErrorResponse, Request, Response},
+    http::StatusCode,
+    Message,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// A subscriber whose send takes longer than this is disconnected.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Binds `addr` and serves subscribers until cancelled; returns the bound address.
+pub async fn serve(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<SocketAddr, DevnetError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| DevnetError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| DevnetError::Bind { addr, source })?;
+    info!(addr = %local, "flashblock websocket listening on ws://{local}/ws");
+    tokio::spawn(
+        async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(err) => {
+                            warn!(%err, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let shared = shared.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(
+                    async move {
+                        if let Err(err) = subscriber(shared, stream, cancel).await {
+                            debug!(%err, "subscriber ended");
+                        }
+                    }
+                    .instrument(info_span!("flashblock_subscriber", %peer)),
+                );
+            }
+        }
+        .instrument(info_span!("flashblock_ws", addr = %local)),
+    );
+    Ok(local)
+}
+
+#[allow(clippy::result_large_err)]
+fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    if req.uri().path() == "/ws" {
+        Ok(resp)
+    } else {
+        let mut err = ErrorResponse::new(Some("not found: flashblocks are served on /ws".into()));
+        *err.status_mut() = StatusCode::NOT_FOUND;
+        Err(err)
+    }
+}
+
+async fn subscriber(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    cancel: CancellationToken,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let _ = stream.set_nodelay(true);
+    let ws = tokio_tungstenite::accept_hdr_async(stream, check_path).await?;
+    let (mut sink, mut source) = ws.split();
+    let mut rx = shared.flashblocks.subscribe();
+    let brotli = shared.config.flashblocks_brotli;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = sink.send(Message::Close(None)).await;
+                return Ok(());
+            }
+            msg = source.next() => match msg {
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(Message::Ping(data))) => sink.send(Message::Pong(data)).await?,
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(err),
+            },
+            fb = rx.recv() => match fb {
+                Ok(fb) => {
+                    let msg = if brotli {
+                        Message::Binary(fb.brotli().to_vec().into())
+                    } else {
+                        Message::Text(fb.json.as_ref().into())
+                    };
+                    match tokio::time::timeout(SEND_TIMEOUT, sink.send(msg)).await {
+                        Ok(res) => res?,
+                        Err(_) => {
+                            warn!("subscriber too slow, disconnecting");
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    warn!(missed = n, "subscriber lagged behind, disconnecting");
+                    return Ok(());
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! `eth_call` / `eth_estimateGas` execution in a given block environment over any state.
+
+use crate::{builder::BlockEnvInput, chain::ChainConfig};
+use alloy_evm::{Evm, EvmFactory};
+use alloy_op_evm::{OpEvmFactory, OpTx};
+use alloy_primitives::{Bytes, TxKind, U256};
+use alloy_rpc_types_eth::TransactionRequest;
+use alloy_sol_types::{Revert, SolError};
+use op_revm::{OpHaltReason, OpTransaction};
+use revm::{
+    context::TxEnv,
+    context_interface::result::{EVMError, ExecutionResult, HaltReason, OutOfGasError},
+    Database,
+};
+
+/// Gas of a plain value transfer.
+pub const TRANSFER_GAS: u64 = 21_000;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CallError {
+    /// The call reverted; `reason` is the decoded `Error(string)` when there is one.
+    #[error("execution reverted{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Revert {
+        /// Decoded revert reason.
+        reason: Option<String>,
+        /// Raw revert data.
+        output: Bytes,
+    },
+    /// The call halted (out of gas, invalid opcode…).
+    #[error("{0}")]
+    Halt(String),
+    /// The call ran out of gas at the highest allowed limit.
+    #[error("gas required exceeds allowance ({0})")]
+    GasExceedsAllowance(u64),
+    /// The caller cannot pay for value plus gas.
+    #[error("insufficient funds for gas * price + value")]
+    InsufficientFunds,
+    /// The request itself is invalid.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The state could not be read.
+    #[error("state unavailable: {0}")]
+    State(String),
+}
+
+impl CallError {
+    /// JSON-RPC error code as geth and reth use them.
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::Revert { .. } => 3,
+            Self::InsufficientFunds | Self::InvalidRequest(_) | Self::GasExceedsAllowance(_) => -32000,
+            Self::Halt(_) => -32000,
+            Self::State(_) => -32603,
+        }
+    }
+
+    /// JSON-RPC error data (the revert output).
+    pub fn data(&self) -> Option<Bytes> {
+        match self {
+            Self::Revert { output, .. } => Some(output.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of a successful call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallOutcome {
+    /// Return data.
+    pub output: Bytes,
+    /// Gas used.
+    pub gas_used: u64,
+}
+
+/// Turns a request into the OP transaction environment; fees default to zero as in geth.
+pub fn tx_env(
+    chain: &ChainConfig,
+    block: &BlockEnvInput,
+    req: &TransactionRequest,
+    gas_limit: u64,
+) -> Result<OpTx, CallError> {
+    let gas_price = req.max_fee_per_gas.or(req.gas_price).unwrap_or_default();
+    let priority = req.max_priority_fee_per_gas;
+    if let (Some(max), Some(tip)) = (req.max_fee_per_gas, priority) {
+        if tip > max {
+            return Err(CallError::InvalidRequest(
+                "maxPriorityFeePerGas higher than maxFeePerGas".into(),
+            ));
+        }
+    }
+    let _ = block;
+    let base = TxEnv {
+        tx_type: if req.max_fee_per_gas.is_some() || priority.is_some() { 2 } else { 0 },
+        caller: req.from.unwrap_or_default(),
+        gas_limit,
+        gas_price,
+        gas_priority_fee: priority,
+        kind: req.to.unwrap_or(TxKind::Create),
+        value: req.value.unwrap_or_default(),
+        data: req.input.input().cloned().unwrap_or_default(),
+        nonce: req.nonce.unwrap_or_default(),
+        chain_id: Some(chain.chain_id),
+        access_list: req.access_list.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut op = OpTransaction::new(base);
+    // An empty envelope: calls pay no L1 data fee, as in op-geth and op-reth.
+    op.enveloped_tx = Some(Bytes::new());
+    Ok(OpTx(op))
+}
+
+/// Runs `req` over `db` in `block`'s environment without committing anything.
+pub fn call<DB>(
+    db: DB,
+    chain: &ChainConfig,
+    block: &BlockEnvInput,
+    req: &TransactionRequest,
+    gas_cap: u64,
+) -> Result<CallOutcome, CallError>
+where
+    DB: Database + core::fmt::Debug,
+    DB::Error: core::error::Error + Send + Sync + 'static,
+{
+    let gas = req.gas.unwrap_or(block.gas_limit.min(gas_cap));
+    if gas > gas_cap {
+        return Err(CallError::InvalidRequest(format!("gas {gas} above the cap {gas_cap}")));
+    }
+    let result = transact(db, chain, block, req, gas)?;
+    outcome(result, gas)
+}
+
+fn transact<DB>(
+    db: DB,
+    chain: &ChainConfig,
+    block: &BlockEnvInput,
+    req: &TransactionRequest,
+    gas: u64,
+) -> Result<ExecutionResult<OpHaltReason>, CallError>
+where
+    DB: Database + core::fmt::Debug,
+    DB::Error: core::error::Error + Send + Sync + 'static,
+{
+    let mut env = block.evm_env(chain);
+    env.cfg_env.disable_block_gas_limit = true;
+    env.cfg_env.disable_eip3607 = true;
+    env.cfg_env.disable_nonce_check = req.nonce.is_none();
+    let tx = tx_env(chain, block, req, gas)?;
+    if tx.0.base.gas_price == 0 {
+        env.cfg_env.disable_base_fee = true;
+    }
+    let mut evm = OpEvmFactory::<OpTx>::default().create_evm(db, env);
+    match evm.transact(tx) {
+        Ok(r) => Ok(r.result),
+        Err(EVMError::Database(e)) => Err(CallError::State(e.to_string())),
+        Err(EVMError::Transaction(e)) => {
+            let msg = e.to_string();
+            if msg.to_ascii_lowercase().contains("lack of funds") || msg.contains("insufficient") {
+                Err(CallError::InsufficientFunds)
+            } else {
+                Err(CallError::InvalidRequest(msg))
+            }
+        }
+        Err(e) => Err(CallError::InvalidRequest(e.to_string())),
+    }
+}
+
+fn outcome(result: ExecutionResult<OpHaltReason>, gas: u64) -> Result<CallOutcome, CallError> {
+    match result {
+        ExecutionResult::Success { .. } => {
+            let gas_used = result.tx_gas_used();
+            Ok(CallOutcome { output: result.into_output().unwrap_or_default(), gas_used })
+        }
+        ExecutionResult::Revert { output, .. } => {
+            Err(CallError::Revert { reason: decode_revert_reason(&output), output })
+        }
+        ExecutionResult::Halt { reason, .. } => Err(match reason {
+            OpHaltReason::Base(HaltReason::OutOfGas(_)) => CallError::GasExceedsAllowance(gas),
+            other => CallError::Halt(halt_message(&other)),
+        }),
+    }
+}
+
+fn halt_message(reason: &OpHaltReason) -> String {
+    match reason {
+        OpHaltReason::Base(HaltReason::OutOfGas(OutOfGasError::Basic)) => "out of gas".into(),
+        OpHaltReason::Base(HaltReason::OpcodeNotFound | HaltReason::InvalidFEOpcode) => {
+            "invalid opcode".into()
+        }
+        OpHaltReason::Base(HaltReason::StackUnderflow) => "stack underflow".into(),
+        OpHaltReason::Base(HaltReason::StackOverflow) => "stack overflow".into(),
+        other => format!("execution halted: {other:?}"),
+    }
+}
+
+/// Decodes a Solidity `Error(string)` revert payload.
+pub fn decode_revert_reason(output: &[u8]) -> Option<String> {
+    Revert::abi_decode(output).ok().map(|r| r.reason)
+}
+
+/// Binary-searches the lowest gas limit at which `req` succeeds (geth's algorithm: an
+/// optimistic first guess from the gas used, then bisection to within 1.5%).
+pub fn estimate_gas<DB, F>(
+    mut db_factory: F,
+    chain: &ChainConfig,
+    block: &BlockEnvInput,
+    req: &TransactionRequest,
+    gas_cap: u64,
+    caller_balance: U256,
+) -> Result<u64, CallError>
+where
+    F: FnMut() -> DB,
+    DB: Database + core::fmt::Debug,
+    DB::Error: core::error::Error + Send + Sync + 'static,
+{
+    let mut hi = req.gas.unwrap_or(block.gas_limit).min(gas_cap);
+    let fee = req.max_fee_per_gas.or(req.gas_price).unwrap_or_default();
+    let value = req.value.unwrap_or_default();
+    if fee > 0 {
+        let available = caller_balance.checked_sub(value).ok_or(CallError::InsufficientFunds)?;
+        let allowance = available / U256::from(fee);
+        hi = hi.min(allowance.saturating_to::<u64>());
+    } else if value > caller_balance {
+        return Err(CallError::InsufficientFunds);
+    }
+    // Plain transfers to accounts without code cost exactly the intrinsic gas.
+    let data_empty = req.input.input().map(|d| d.is_empty()).unwrap_or(true);
+    if data_empty {
+        if let Some(TxKind::Call(to)) = req.to {
+            let mut db = db_factory();
+            let code_empty = db
+                .basic(to)
+                .map_err(|e| CallError::State(e.to_string()))?
+                .map(|a| a.is_empty_code_hash())
+                .unwrap_or(true);
+            if code_empty && hi >= TRANSFER_GAS {
+                let r = transact(db_factory(), chain, block, req, TRANSFER_GAS)?;
+                if r.is_success() {
+                    return Ok(TRANSFER_GAS);
+                }
+            }
+        }
+    }
+    let first = transact(db_factory(), chain, block, req, hi)?;
+    let used = match &first {
+        ExecutionResult::Success { .. } => first.tx_gas_used(),
+        _ => return outcome(first, hi).map(|o| o.gas_used),
+    };
+    let refund = first.gas().final_refunded();
+    let mut lo = used.saturating_sub(1);
+    // Most calls succeed at used + refund + call stipend, scaled for the 63/64 rule.
+    let optimistic = (used + refund + 2_300) * 64 / 63;
+    if optimistic < hi {
+        let r = transact(db_factory(), chain, block, req, optimistic)?;
+        if r.is_success() {
+            hi = optimistic;
+        } else {
+            lo = optimistic;
+        }
+    }
+    while lo + 1 < hi {
+        if (hi - lo) as f64 / hi as f64 <= 0.015 {
+            break;
+        }
+        let mid = lo + (hi - lo) / 2;
+        let mid = if mid > lo * 2 { lo * 2 } else { mid };
+        let r = transact(db_factory(), chain, block, req, mid)?;
+        if r.is_success() {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi)
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The project's one test command (the README's second command; .ci/run calls it).
+# Installs the test tools, builds the binary, then runs every test of the workspace.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+tools_bin="$(bash scripts/install-test-tools.sh)"
+export PATH="$tools_bin:$PATH"
+export FLASHNODE_CAST="$tools_bin/cast"
+export FLASHNODE_ANVIL="$tools_bin/anvil"
+# The e2e tests spawn the real binary.
+cargo build --locked --bin flashnode
+export FLASHNODE_BIN="$root/target/debug/flashnode"
+if command -v cargo-nextest >/dev/null 2>&1 || cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --workspace --no-fail-fast --test-threads 2 "$@"
+else
+  cargo test --locked --workspace --no-fail-fast "$@" -- --test-threads 2
+fi
