@@ -173,7 +173,9 @@ pub fn intrinsic_gas(tx: &OpTxEnvelope) -> u64 {
     if let Some(auths) = tx.authorization_list() {
         gas += 25_000 * auths.len() as u64;
     }
-    gas
+    // EIP-7623 (Prague/Isthmus): calldata-heavy txs pay at least 10 gas per token.
+    let floor = 21_000 + 10 * (zeros + 4 * non_zeros);
+    gas.max(floor)
 }
 
 /// Maximal cost of a transaction: value plus gas limit at the fee cap.

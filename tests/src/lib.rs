@@ -1,1 +1,302 @@
+//! Harness for flashnode's end-to-end tests: spawn the real binary on free loopback ports, talk
+//! to it with real clients (cast, alloy providers, a websocket client), and collect flashblocks.
 
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_network::TxSignerSync;
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_provider::{Provider, ProviderBuilder, RootProvider};
+use alloy_signer_local::PrivateKeySigner;
+use futures::StreamExt;
+use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayload;
+use std::{
+    io::Read,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The dev keys of the `test … junk` mnemonic, as anvil prints them.
+pub const DEV_KEYS: [&str; 10] = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+];
+
+/// Creation code of `tests/contracts/Token.sol` (constructor takes the supply).
+pub const TOKEN_BIN: &str = include_str!("../contracts/Token.bin");
+/// Creation code of `tests/contracts/Probe.sol`.
+pub const PROBE_BIN: &str = include_str!("../contracts/Probe.bin");
+
+alloy_sol_types::sol! {
+    /// The test token's ABI.
+    interface IToken {
+        function balanceOf(address) external view returns (uint256);
+        function transfer(address to, uint256 value) external returns (bool);
+        event Transfer(address indexed from, address indexed to, uint256 value);
+    }
+    /// The probe contract's ABI.
+    interface IProbe {
+        function env() external view returns (uint256 number, uint256 timestamp, uint256 basefee, address coinbase);
+        function ping(uint256 value) external returns (uint256);
+        function fail() external pure;
+        function burn(uint256 rounds) external returns (uint256 acc);
+        function counter() external view returns (uint256);
+        event Ping(address indexed from, uint256 indexed seq, uint256 value);
+    }
+}
+
+/// The `flashnode` binary under test: `$FLASHNODE_BIN`, else the workspace's debug build.
+pub fn flashnode_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("FLASHNODE_BIN") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/flashnode")
+}
+
+/// `cast`, as installed by `scripts/install-test-tools.sh`.
+pub fn cast_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("FLASHNODE_CAST") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/bin/cast");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("cast")
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A child process killed on drop, whose output goes to a log file shown on failure.
+pub struct Proc {
+    child: Child,
+    /// Where stdout and stderr go.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `flashnode` with `args`.
+    pub fn flashnode(args: &[String]) -> Self {
+        let log = std::env::temp_dir().join(format!("flashnode-test-{}-{}.log", std::process::id(), free_port()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(flashnode_bin())
+            .args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run scripts/test.sh, which builds it)", flashnode_bin().display()));
+        Self { child, log }
+    }
+
+    /// The output so far.
+    pub fn output(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- flashnode output ({}) ----\n{}", self.log.display(), self.output());
+        }
+    }
+}
+
+/// A running `flashnode devnet` (or `dev`) with its endpoints.
+pub struct Running {
+    /// The process.
+    pub proc: Proc,
+    /// Canonical RPC URL (http).
+    pub rpc: String,
+    /// Flashblock websocket URL.
+    pub ws: String,
+}
+
+impl Running {
+    /// An alloy provider on the RPC.
+    pub fn provider(&self) -> RootProvider {
+        ProviderBuilder::default().connect_http(self.rpc.parse().expect("valid url"))
+    }
+}
+
+/// Starts `flashnode <sub>` on free ports with `extra` flags and waits until the RPC answers.
+pub async fn start(sub: &str, extra: &[&str]) -> Running {
+    let (rpc_port, ws_port) = (free_port(), free_port());
+    let mut args = vec![
+        sub.to_string(),
+        "--rpc-addr".into(),
+        format!("127.0.0.1:{rpc_port}"),
+        "--flashblocks-addr".into(),
+        format!("127.0.0.1:{ws_port}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let proc = Proc::flashnode(&args);
+    let running = Running {
+        proc,
+        rpc: format!("http://127.0.0.1:{rpc_port}"),
+        ws: format!("ws://127.0.0.1:{ws_port}/ws"),
+    };
+    let provider = running.provider();
+    for _ in 0..200 {
+        if provider.get_chain_id().await.is_ok() {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("flashnode {sub} did not answer on {}:\n{}", running.rpc, running.proc.output());
+}
+
+/// A flashblock as it came over the wire.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Typed payload.
+    pub payload: OpFlashblockPayload,
+    /// The JSON as received (after brotli, if any).
+    pub json: serde_json::Value,
+    /// Whether it came in a Binary (brotli) frame.
+    pub binary: bool,
+    /// When it arrived.
+    pub at: std::time::Instant,
+}
+
+/// Decodes one frame: JSON text, or brotli when the first byte is not `{`.
+pub fn decode_frame(bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first == Some(b'{') {
+        return Ok(serde_json::from_slice(bytes)?);
+    }
+    let mut out = Vec::new();
+    brotli::Decompressor::new(bytes, 4096).read_to_end(&mut out)?;
+    Ok(serde_json::from_slice(&out)?)
+}
+
+/// Connects to a flashblock websocket and forwards every flashblock.
+pub async fn collect_flashblocks(url: &str) -> mpsc::Receiver<Received> {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("flashblock websocket connects");
+    let (tx, rx) = mpsc::channel(100_000);
+    tokio::spawn(async move {
+        let (_, mut read) = ws.split();
+        while let Some(Ok(msg)) = read.next().await {
+            let (bytes, binary) = match msg {
+                Message::Text(t) => (t.as_bytes().to_vec(), false),
+                Message::Binary(b) => (b.to_vec(), true),
+                _ => continue,
+            };
+            let json = decode_frame(&bytes).expect("every frame decodes");
+            let payload: OpFlashblockPayload =
+                serde_json::from_value(json.clone()).expect("every frame is a flashblock");
+            if tx.send(Received { payload, json, binary, at: std::time::Instant::now() }).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Receives the next flashblock within `timeout`.
+pub async fn next_flashblock(rx: &mut mpsc::Receiver<Received>, timeout: Duration) -> Received {
+    tokio::time::timeout(timeout, rx.recv())
+        .await
+        .expect("a flashblock within the timeout")
+        .expect("the flashblock stream stays open")
+}
+
+/// Runs `cast` with `args`, returning stdout; panics with stderr on failure.
+pub fn cast(args: &[&str]) -> String {
+    let out = Command::new(cast_bin()).args(args).output().expect("cast runs (scripts/install-test-tools.sh installs it)");
+    assert!(
+        out.status.success(),
+        "cast {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Signs an EIP-1559 transaction with a dev key.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_1559(
+    key: &str,
+    chain_id: u64,
+    nonce: u64,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas_limit: u64,
+    max_fee: u128,
+) -> Bytes {
+    let signer: PrivateKeySigner = key.parse().expect("valid key");
+    let mut tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit,
+        max_fee_per_gas: max_fee,
+        max_priority_fee_per_gas: 1_000_000,
+        to,
+        value,
+        access_list: Default::default(),
+        input,
+    };
+    let sig = signer.sign_transaction_sync(&mut tx).expect("signing works");
+    TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into()
+}
+
+/// The address of a dev key.
+pub fn address_of(key: &str) -> Address {
+    key.parse::<PrivateKeySigner>().expect("valid key").address()
+}
+
+/// Sends a raw JSON-RPC request and returns the whole response object (result or error).
+pub async fn raw_rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let url = url.strip_prefix("http://").expect("http url");
+    let (host, path) = url.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((url, "/".into()));
+    let body = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("rpc reachable");
+    stream.write_all(req.as_bytes()).await.expect("request written");
+    let mut resp = Vec::new();
+    stream.read_to_end(&mut resp).await.expect("response read");
+    let text = String::from_utf8_lossy(&resp);
+    let (_, body) = text.split_once("\r\n\r\n").expect("http response");
+    // jsonrpsee answers with a plain body (no chunking) for small responses.
+    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("bad json-rpc body {body:?}: {e}"))
+}
