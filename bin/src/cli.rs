@@ -20,9 +20,68 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the embedded OP devnet and the flashblock-aware node in one process.
-    Dev(DevnetArgs),
+    Dev(DevArgs),
     /// Run the embedded OP devnet alone: canonical RPC plus the flashblock source websocket.
     Devnet(DevnetArgs),
+    /// Run the node as a sidecar of an OP execution client and a flashblock stream.
+    Node(NodeArgs),
+}
+
+/// Flags of the flashblock-aware node shared by `node` and `dev`.
+#[derive(Debug, Clone, Args)]
+pub struct OverlayArgs {
+    /// A stream with no frame and no pong within this window is dead (fallback to latest).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "FLASHNODE_STREAM_SILENCE_TIMEOUT")]
+    pub stream_silence_timeout: Duration,
+    /// Ping interval on the flashblock stream.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub stream_ping_interval: Duration,
+    /// Largest accepted flashblock frame, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_frame_bytes: usize,
+    /// A pending block with no new flashblock for this long is not served.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub pending_stale_after: Duration,
+    /// Longest wait of eth_sendRawTransactionSync.
+    #[arg(long, default_value = "6s", value_parser = parse_duration)]
+    pub send_raw_sync_max: Duration,
+    /// Gas cap of eth_call and eth_estimateGas.
+    #[arg(long, default_value_t = 50_000_000)]
+    pub rpc_gas_cap: u64,
+}
+
+/// `flashnode node` flags.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Flashblock websocket to consume (builder, rollup-boost or Base's websocket proxy).
+    #[arg(long, visible_alias = "websocket-url", env = "FLASHNODE_FLASHBLOCKS_URL")]
+    pub flashblocks_url: String,
+    /// JSON-RPC of the OP execution client (HTTP or WS): canonical state and proxied methods.
+    #[arg(long, env = "FLASHNODE_UPSTREAM_RPC")]
+    pub upstream_rpc: String,
+    /// Flashblock-aware JSON-RPC listen address (HTTP and WS).
+    #[arg(long, default_value = "127.0.0.1:8545", env = "FLASHNODE_RPC_ADDR")]
+    pub rpc_addr: SocketAddr,
+    /// How often the upstream is polled for new heads.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub upstream_poll_interval: Duration,
+    /// Node flags.
+    #[command(flatten)]
+    pub overlay: OverlayArgs,
+}
+
+/// `flashnode dev` flags: the devnet's, the node's, and where the devnet's own RPC goes.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Devnet flags (`--rpc-addr` is the node's flashblock-aware RPC in `dev`).
+    #[command(flatten)]
+    pub devnet: DevnetArgs,
+    /// Where the devnet's canonical RPC listens (the node's upstream); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub devnet_rpc_addr: SocketAddr,
+    /// Node flags.
+    #[command(flatten)]
+    pub overlay: OverlayArgs,
 }
 
 /// Log output format.

@@ -1,6 +1,6 @@
 //! `flashnode devnet` and `flashnode dev`.
 
-use crate::cli::DevnetArgs;
+use crate::cli::{DevArgs, DevnetArgs};
 use anyhow::Context;
 use flashnode_devnet::{genesis::dev_balance, Devnet, DevnetConfig};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ fn devnet_config(args: &DevnetArgs) -> DevnetConfig {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -39,7 +39,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn print_banner(devnet: &Devnet, title: &str) {
+fn print_banner(devnet: &Devnet, title: &str, node_rpc: Option<std::net::SocketAddr>) {
     let eth = dev_balance() / alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18u64));
     let mut out = String::new();
     out.push_str(&format!("\n{title}\n\nAvailable Accounts\n==================\n"));
@@ -51,8 +51,12 @@ fn print_banner(devnet: &Devnet, title: &str) {
         out.push_str(&format!("({i}) {}\n", acc.private_key_hex()));
     }
     out.push_str(&format!("\nChain ID\n==================\n{}\n", devnet.shared.chain.chain_id));
+    if let Some(addr) = node_rpc {
+        out.push_str(&format!("\nRPC (flashblock-aware): http://{addr}  (ws://{addr})\n"));
+    }
     if let Some(addr) = devnet.rpc_addr {
-        out.push_str(&format!("\nCanonical RPC:        http://{addr}  (ws://{addr})\n"));
+        let label = if node_rpc.is_some() { "Devnet canonical RPC:  " } else { "\nCanonical RPC:        " };
+        out.push_str(&format!("{label}http://{addr}  (ws://{addr})\n"));
     }
     if let Some(addr) = devnet.flashblocks_addr {
         out.push_str(&format!("Flashblock websocket: ws://{addr}/ws\n"));
@@ -64,20 +68,37 @@ fn print_banner(devnet: &Devnet, title: &str) {
 pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let devnet = Devnet::spawn(devnet_config(&args), cancel.clone()).await.context("starting the devnet")?;
-    print_banner(&devnet, "flashnode devnet");
+    print_banner(&devnet, "flashnode devnet", None);
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
     Ok(())
 }
 
-/// `flashnode dev`: devnet plus node in one process.
-pub async fn run_dev(args: DevnetArgs) -> anyhow::Result<()> {
+/// `flashnode dev`: devnet plus node in one process. The node's RPC takes `--rpc-addr`; the
+/// devnet's own canonical RPC (the node's upstream) goes to `--devnet-rpc-addr`.
+pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let devnet = Devnet::spawn(devnet_config(&args), cancel.clone()).await.context("starting the devnet")?;
-    print_banner(&devnet, "flashnode dev");
+    let mut config = devnet_config(&args.devnet);
+    config.rpc_addr = Some(args.devnet_rpc_addr);
+    let devnet = Devnet::spawn(config, cancel.clone()).await.context("starting the devnet")?;
+    let (Some(devnet_rpc), Some(ws)) = (devnet.rpc_addr, devnet.flashblocks_addr) else {
+        anyhow::bail!("the devnet serves its RPC and websocket in dev mode");
+    };
+    let source = flashnode_devnet::source::DevnetSource::new(devnet.shared.clone());
+    let parts = crate::node::start_node(
+        format!("ws://{ws}/ws"),
+        std::sync::Arc::new(source),
+        &format!("http://{devnet_rpc}"),
+        args.devnet.rpc_addr,
+        &args.overlay,
+        cancel.clone(),
+    )
+    .await?;
+    print_banner(&devnet, "flashnode dev", Some(parts.rpc_addr));
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod dev;
+mod node;
 
 use clap::Parser;
 
@@ -16,6 +17,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             cli::Command::Devnet(args) => dev::run_devnet(args).await,
             cli::Command::Dev(args) => dev::run_dev(args).await,
+            cli::Command::Node(args) => node::run_node(args).await,
         }
     })
 }

@@ -9,6 +9,7 @@ pub mod genesis;
 pub mod mempool;
 pub mod rpc;
 pub mod sequencer;
+pub mod source;
 pub mod ws;
 
 use alloy_consensus::Header;

@@ -13,3 +13,5 @@ pub use chain::ChainConfig;
 pub use state::{dump_state, state_root, AccountDump, MemDb};
 pub mod call;
 pub mod convert;
+pub mod source;
+pub use source::{CanonicalBlock, CanonicalNotification, SourceAccount, SourceDb, SourceError, StateSource};

@@ -1,1 +1,94 @@
+//! Flashblock-aware JSON-RPC (HTTP and WS on one port). Reads only overlay snapshots and the
+//! canonical state source; every method it does not answer itself is proxied to the upstream
+//! execution client unchanged. Knows nothing of libp2p or of how flashblocks arrive.
 
+mod proxy;
+mod pending;
+
+pub use proxy::{Upstream, UpstreamError};
+
+use flashnode_overlay::Overlay;
+use jsonrpsee::server::{RpcModule, Server, ServerConfig};
+use std::{net::SocketAddr, time::Duration};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// RPC settings.
+#[derive(Clone, Debug)]
+pub struct RpcConfig {
+    /// Listen address (HTTP and WS).
+    pub addr: SocketAddr,
+    /// Most time `eth_sendRawTransactionSync` waits (Base caps it at 6 s).
+    pub send_raw_sync_max: Duration,
+    /// Highest gas an `eth_call` / `eth_estimateGas` may use.
+    pub gas_cap: u64,
+    /// Connection limit.
+    pub max_connections: u32,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        Self {
+            addr: ([127, 0, 0, 1], 8545).into(),
+            send_raw_sync_max: Duration::from_millis(6_000),
+            gas_cap: 50_000_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// Could not bind.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What every method reads.
+#[derive(Debug, Clone)]
+pub struct RpcContext {
+    /// The overlay's snapshots and status.
+    pub overlay: Overlay,
+    /// The upstream execution client.
+    pub upstream: Upstream,
+    /// Settings.
+    pub config: RpcConfig,
+}
+
+/// Binds and serves until `cancel`; returns the bound address.
+pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<SocketAddr, RpcError> {
+    let addr = ctx.config.addr;
+    let server_config = ServerConfig::builder()
+        .max_request_body_size(16 * 1024 * 1024)
+        .max_response_body_size(64 * 1024 * 1024)
+        .max_connections(ctx.config.max_connections)
+        .build();
+    let server = Server::builder()
+        .set_config(server_config)
+        .build(addr)
+        .await
+        .map_err(|source| RpcError::Bind { addr, source })?;
+    let local = server.local_addr().map_err(|source| RpcError::Bind { addr, source })?;
+    let handle = server.start(module(ctx));
+    info!(addr = %local, "flashblock-aware RPC listening on http://{local} and ws://{local}");
+    tokio::spawn(async move {
+        cancel.cancelled().await;
+        let _ = handle.stop();
+        handle.stopped().await;
+    });
+    Ok(local)
+}
+
+/// All methods: flashblock-aware ones, then the proxied rest.
+pub fn module(ctx: RpcContext) -> RpcModule<RpcContext> {
+    let mut m = RpcModule::new(ctx);
+    pending::register(&mut m);
+    proxy::register(&mut m);
+    m
+}

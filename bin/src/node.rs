@@ -1,0 +1,95 @@
+//! Wiring of the flashblock-aware node: stream client → overlay → RPC, over a state source.
+
+use crate::cli::{NodeArgs, OverlayArgs};
+use anyhow::Context;
+use flashnode_exec::{ChainConfig, StateSource};
+use flashnode_overlay::{
+    stream::{run_stream, StreamConfig},
+    upstream::{UpstreamConfig, UpstreamSource},
+    OverlayConfig,
+};
+use flashnode_rpc::{RpcConfig, RpcContext, Upstream};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+use tracing::info_span;
+use tracing::Instrument;
+
+/// The parts a running node is made of.
+pub struct NodeParts {
+    /// Where the RPC listens.
+    pub rpc_addr: SocketAddr,
+}
+
+/// Starts the stream client, the overlay and the RPC.
+pub async fn start_node(
+    flashblocks_url: String,
+    source: Arc<dyn StateSource>,
+    upstream_url: &str,
+    rpc_addr: SocketAddr,
+    args: &OverlayArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<NodeParts> {
+    let mut stream_config = StreamConfig::new(flashblocks_url.clone());
+    stream_config.silence_timeout = args.stream_silence_timeout;
+    stream_config.ping_interval = args.stream_ping_interval;
+    stream_config.max_frame_bytes = args.max_frame_bytes;
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(
+        run_stream(stream_config, tx, cancel.clone()).instrument(info_span!("stream", url = %flashblocks_url)),
+    );
+    let chain = ChainConfig::devnet(source.chain_id());
+    let overlay = flashnode_overlay::spawn(
+        OverlayConfig { chain, stale_after: args.pending_stale_after },
+        source,
+        rx,
+        cancel.clone(),
+    );
+    let upstream = Upstream::connect(upstream_url, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("connecting to the upstream RPC {upstream_url}"))?;
+    let config = RpcConfig {
+        addr: rpc_addr,
+        send_raw_sync_max: args.send_raw_sync_max,
+        gas_cap: args.rpc_gas_cap,
+        ..Default::default()
+    };
+    let rpc_addr = flashnode_rpc::serve(RpcContext { overlay, upstream, config }, cancel)
+        .await
+        .context("starting the RPC server")?;
+    Ok(NodeParts { rpc_addr })
+}
+
+/// `flashnode node`.
+pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let source = UpstreamSource::connect(
+        UpstreamConfig {
+            url: args.upstream_rpc.clone(),
+            poll_interval: args.upstream_poll_interval,
+            ..Default::default()
+        },
+        cancel.clone(),
+    )
+    .await
+    .context("connecting to the upstream execution client")?;
+    let parts = start_node(
+        args.flashblocks_url.clone(),
+        Arc::new(source),
+        &args.upstream_rpc,
+        args.rpc_addr,
+        &args.overlay,
+        cancel.clone(),
+    )
+    .await?;
+    println!(
+        "flashnode node\n\nFlashblock-aware RPC: http://{addr}  (ws://{addr})\nFlashblock stream:    {}\nUpstream RPC:         {}\n",
+        args.flashblocks_url,
+        args.upstream_rpc,
+        addr = parts.rpc_addr
+    );
+    crate::dev::shutdown_signal().await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! Re-executes flashblocks with op-revm on top of canonical state (or on top of the previous
+//! block's flashblock state when index 0 of N+1 arrives before N is canonical) and builds the
+//! [`PendingBlock`] snapshots.
+
+use crate::{frame::DecodedFlashblock, pending::{PendingBlock, PendingState}};
+use alloy_consensus::{transaction::SignerRecoverable, TxReceipt};
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::B256;
+use flashnode_exec::{BlockBuilder, BlockEnvInput, ChainConfig, ExecError, SourceDb, StateSource};
+use op_alloy_consensus::{OpReceipt, OpTxEnvelope};
+use alloy_rpc_types_engine::PayloadId;
+use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayloadBase;
+use revm::database::CacheDB;
+use std::{collections::HashMap, sync::Arc, time::Instant};
+use tracing::{debug, warn};
+
+/// Why a flashblock could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The block's parent state is not known yet (neither canonical nor our previous block).
+    #[error("parent {0} is not available yet")]
+    ParentUnavailable(B256),
+    /// A transaction does not decode or recover.
+    #[error("undecodable transaction at position {index}: {reason}")]
+    BadTransaction {
+        /// Position in the flashblock.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A transaction is invalid on our state: we diverge from the builder.
+    #[error("transaction {hash} does not execute: {reason}")]
+    Diverged {
+        /// Transaction hash.
+        hash: B256,
+        /// Why.
+        reason: String,
+    },
+    /// A flashblock for another block than the one in progress.
+    #[error("no block in progress for this flashblock")]
+    NoBlock,
+}
+
+/// A block whose flashblocks are being applied.
+struct InProgress {
+    builder: BlockBuilder<CacheDB<SourceDb>>,
+    payload_id: PayloadId,
+    index: u64,
+    source_at: B256,
+    source_db: SourceDb,
+    last_hash_cache: Option<B256>,
+}
+
+/// The executor's memory of the last fully streamed block, to build its child on.
+struct Finished {
+    hash: B256,
+    number: u64,
+    db: CacheDB<SourceDb>,
+}
+
+/// Applies flashblocks one at a time; owned by the overlay task, run on blocking threads.
+pub struct FlashblockExecutor {
+    chain: ChainConfig,
+    source: Arc<dyn StateSource>,
+    handle: tokio::runtime::Handle,
+    current: Option<InProgress>,
+    previous: Option<Finished>,
+}
+
+impl std::fmt::Debug for FlashblockExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlashblockExecutor")
+            .field("current", &self.current.as_ref().map(|c| (c.builder.input().number, c.index)))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counts of what an applied flashblock showed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Metadata receipts that disagreed with our execution.
+    pub receipt_mismatches: u64,
+    /// Whether our cumulative gas differs from the stream's.
+    pub gas_mismatch: bool,
+}
+
+impl FlashblockExecutor {
+    /// An executor reading canonical state from `source`.
+    pub fn new(chain: ChainConfig, source: Arc<dyn StateSource>, handle: tokio::runtime::Handle) -> Self {
+        Self { chain, source, handle, current: None, previous: None }
+    }
+
+    /// Forgets the block in progress (after a gap, a reorg, or a stream reset).
+    pub fn reset_current(&mut self) {
+        self.current = None;
+    }
+
+    /// Forgets everything, including the previous block's state.
+    pub fn reset(&mut self) {
+        self.current = None;
+        self.previous = None;
+    }
+
+    /// The block number in progress.
+    pub fn current_block(&self) -> Option<u64> {
+        self.current.as_ref().map(|c| c.builder.input().number)
+    }
+
+    /// Starts block `base` from index 0 and applies it. `canonical_tip` is the latest canonical
+    /// block hash the node knows.
+    pub fn start_block(
+        &mut self,
+        fb: &DecodedFlashblock,
+        canonical_tip: Option<B256>,
+    ) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
+        let base = fb.payload.base.as_ref().ok_or(ApplyError::NoBlock)?;
+        // Keep the last block's state until its child starts: it may be the parent.
+        if let Some(cur) = self.current.take() {
+            let hash = cur.last_hash();
+            let number = cur.builder.input().number;
+            self.previous = Some(Finished { hash, number, db: cur.builder.into_db() });
+        }
+        let db = match &self.previous {
+            Some(prev) if prev.hash == base.parent_hash && prev.number + 1 == base.block_number
+                && canonical_tip != Some(base.parent_hash) =>
+            {
+                // Index 0 of N+1 before N is canonical: build on N's flashblock state.
+                let db = prev.db.clone();
+                db.db.insert_block_hash(prev.number, prev.hash);
+                db
+            }
+            _ => {
+                if canonical_tip != Some(base.parent_hash) {
+                    // The parent may still be canonical even if our tip view lags; the source
+                    // errors on the first read otherwise.
+                    debug!(parent = %base.parent_hash, "starting a block whose parent is not our canonical tip");
+                }
+                CacheDB::new(SourceDb::new(self.source.clone(), base.parent_hash, self.handle.clone()))
+            }
+        };
+        let source_db = db.db.clone();
+        let source_at = source_db.at();
+        let env = env_of(base, &self.chain);
+        let builder = BlockBuilder::new(self.chain.clone(), env, db);
+        self.current = Some(InProgress { builder, payload_id: fb.payload.payload_id, index: 0, source_at, source_db, last_hash_cache: None });
+        match self.apply_txs(fb) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.current = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies the next flashblock of the block in progress.
+    pub fn apply_next(&mut self, fb: &DecodedFlashblock) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
+        match &self.current {
+            Some(cur) if cur.payload_id == fb.payload.payload_id => {}
+            _ => return Err(ApplyError::NoBlock),
+        }
+        self.apply_txs(fb)
+    }
+
+    fn apply_txs(&mut self, fb: &DecodedFlashblock) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
+        let cur = self.current.as_mut().ok_or(ApplyError::NoBlock)?;
+        let first_new = cur.builder.transactions().len();
+        let mut report = ApplyReport::default();
+        for (i, raw) in fb.payload.diff.transactions.iter().enumerate() {
+            let tx = OpTxEnvelope::decode_2718_exact(raw)
+                .map_err(|e| ApplyError::BadTransaction { index: i, reason: e.to_string() })?;
+            let sender = match &tx {
+                OpTxEnvelope::Deposit(d) => d.from,
+                other => other
+                    .recover_signer()
+                    .map_err(|e| ApplyError::BadTransaction { index: i, reason: e.to_string() })?,
+            };
+            let hash = tx.tx_hash();
+            match cur.builder.execute(tx, sender, raw.clone()) {
+                Ok(executed) => {
+                    if let Some(meta) = fb.payload.metadata.receipts.get(&hash) {
+                        if !receipts_agree(meta, &executed.receipt) {
+                            report.receipt_mismatches += 1;
+                            warn!(%hash, "metadata receipt disagrees with re-execution; the executed receipt wins");
+                        }
+                    }
+                }
+                Err(ExecError::InvalidTx(reason)) | Err(ExecError::State(reason)) => {
+                    if matches!(reason.as_str(), r if r.contains("not available")) {
+                        return Err(ApplyError::ParentUnavailable(cur.source_at));
+                    }
+                    return Err(ApplyError::Diverged { hash, reason });
+                }
+            }
+        }
+        cur.index = fb.payload.index;
+        report.gas_mismatch = cur.builder.gas_used() != fb.payload.diff.gas_used;
+        let header = cur.builder.header(fb.payload.diff.state_root, fb.payload.diff.withdrawals_root);
+        cur.last_hash_cache = Some(fb.payload.diff.block_hash);
+        let txs: Vec<_> = cur.builder.transactions().to_vec();
+        let positions: HashMap<B256, usize> = txs.iter().enumerate().map(|(i, t)| (t.hash, i)).collect();
+        let pending = PendingBlock {
+            env: cur.builder.input().clone(),
+            payload_id: cur.payload_id,
+            index: cur.index,
+            header,
+            hash: fb.payload.diff.block_hash,
+            txs: Arc::new(txs),
+            positions: Arc::new(positions),
+            state: Arc::new(PendingState::from_db(cur.builder.db())),
+            source_at: cur.source_at,
+            source_db: cur.source_db.clone(),
+            applied_at: Instant::now(),
+            first_new,
+        };
+        Ok((Arc::new(pending), report))
+    }
+}
+
+impl InProgress {
+    fn last_hash(&self) -> B256 {
+        self.last_hash_cache.unwrap_or_default()
+    }
+}
+
+/// Whether a metadata receipt says what our execution says.
+fn receipts_agree(meta: &OpReceipt, ours: &OpReceipt) -> bool {
+    meta.status() == ours.status()
+        && meta.cumulative_gas_used() == ours.cumulative_gas_used()
+        && meta.logs() == ours.logs()
+}
+
+/// The block environment of a flashblock base.
+pub fn env_of(base: &OpFlashblockPayloadBase, _chain: &ChainConfig) -> BlockEnvInput {
+    BlockEnvInput {
+        number: base.block_number,
+        timestamp: base.timestamp,
+        coinbase: base.fee_recipient,
+        base_fee: base.base_fee_per_gas.saturating_to(),
+        gas_limit: base.gas_limit,
+        prev_randao: base.prev_randao,
+        parent_hash: base.parent_hash,
+        parent_beacon_block_root: base.parent_beacon_block_root,
+        extra_data: base.extra_data.clone(),
+    }
+}

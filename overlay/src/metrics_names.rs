@@ -1,0 +1,55 @@
+//! Names of the metrics recorded by the overlay crate, in one place so dashboards and code
+//! agree.
+
+/// Counter: data (Text/Binary) frames received from the flashblock stream.
+pub const STREAM_FRAMES_TOTAL: &str = "flashnode_stream_frames_total";
+
+/// Counter: bytes of data frames received from the flashblock stream, as sent on the wire.
+pub const STREAM_BYTES_TOTAL: &str = "flashnode_stream_bytes_total";
+
+/// Counter: reconnection attempts to the flashblock stream.
+pub const STREAM_RECONNECTS_TOTAL: &str = "flashnode_stream_reconnects_total";
+
+/// Counter, label `reason`: connections lost or connection attempts failed.
+pub const STREAM_DISCONNECTS_TOTAL: &str = "flashnode_stream_disconnects_total";
+
+/// Counter, label `kind`: frames that could not be decoded into a flashblock.
+pub const STREAM_MALFORMED_TOTAL: &str = "flashnode_stream_malformed_total";
+
+/// Gauge: 1 while connected to the flashblock stream, else 0.
+pub const STREAM_CONNECTED: &str = "flashnode_stream_connected";
+
+/// Registers units and descriptions of the metrics above with the installed recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, Unit};
+
+    describe_counter!(
+        STREAM_FRAMES_TOTAL,
+        Unit::Count,
+        "Data frames received from the flashblock stream"
+    );
+    describe_counter!(
+        STREAM_BYTES_TOTAL,
+        Unit::Bytes,
+        "Wire bytes of data frames received from the flashblock stream"
+    );
+    describe_counter!(
+        STREAM_RECONNECTS_TOTAL,
+        Unit::Count,
+        "Reconnection attempts to the flashblock stream"
+    );
+    describe_counter!(
+        STREAM_DISCONNECTS_TOTAL,
+        Unit::Count,
+        "Flashblock stream connections lost or failed, by reason"
+    );
+    describe_counter!(
+        STREAM_MALFORMED_TOTAL,
+        Unit::Count,
+        "Undecodable flashblock frames, by kind"
+    );
+    describe_gauge!(
+        STREAM_CONNECTED,
+        "1 while connected to the flashblock stream"
+    );
+}

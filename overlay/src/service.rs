@@ -1,0 +1,557 @@
+//! The overlay task: consumes stream events and canonical notifications, drives the sequencer
+//! and the executor, publishes [`PendingBlock`] snapshots, and reconciles them with sealed
+//! blocks (promote, or drop divergent transactions at once).
+
+use crate::{
+    executor::{ApplyError, FlashblockExecutor},
+    frame::DecodedFlashblock,
+    pending::PendingBlock,
+    sequencer::{Decision, FlashblockSequencer},
+    stream::StreamEvent,
+};
+use alloy_primitives::B256;
+use arc_swap::ArcSwapOption;
+use flashnode_exec::{CanonicalBlock, CanonicalNotification, ChainConfig, StateSource};
+use serde::Serialize;
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// Overlay settings.
+#[derive(Clone, Debug)]
+pub struct OverlayConfig {
+    /// Chain parameters for re-execution.
+    pub chain: ChainConfig,
+    /// A pending block older than this (no flashblock applied since) is not served.
+    pub stale_after: Duration,
+}
+
+/// Whether `pending` is served from flashblocks or falls back to `latest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Preconfirmations are served.
+    Flashblocks,
+    /// `pending` answers as `latest`.
+    Fallback,
+}
+
+/// What the overlay publishes besides snapshots.
+#[derive(Clone, Debug)]
+pub enum OverlayEvent {
+    /// A flashblock passed sequencing and execution.
+    Applied {
+        /// The pending block after it.
+        block: Arc<PendingBlock>,
+        /// The flashblock as received.
+        flashblock: Arc<DecodedFlashblock>,
+    },
+    /// Preconfirmed transactions were dropped by a tail reorg or a divergent parent.
+    Dropped {
+        /// The dropped pending block (its txs from `first_dropped` on are gone).
+        block: Arc<PendingBlock>,
+        /// Index of the first dropped transaction in `block.txs`.
+        first_dropped: usize,
+    },
+    /// A canonical block landed.
+    Canonical(Arc<CanonicalBlock>),
+}
+
+/// Counters behind `flashnode_status`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Stream connections after the first.
+    pub reconnects: AtomicU64,
+    /// Stream drops.
+    pub disconnects: AtomicU64,
+    /// Undecodable frames.
+    pub malformed: AtomicU64,
+    /// Gaps in indices.
+    pub gaps: AtomicU64,
+    /// Duplicate flashblocks.
+    pub duplicates: AtomicU64,
+    /// Flashblocks of old blocks.
+    pub stale: AtomicU64,
+    /// Protocol violations.
+    pub invalid: AtomicU64,
+    /// Applied flashblocks.
+    pub applied: AtomicU64,
+    /// Sealed blocks that matched the preconfirmations.
+    pub promoted: AtomicU64,
+    /// Tail reorgs (sealed block differs from the preconfirmations).
+    pub reorgs: AtomicU64,
+    /// Metadata receipts that disagreed with re-execution.
+    pub receipt_mismatches: AtomicU64,
+    /// Flashblocks that could not be executed.
+    pub execution_errors: AtomicU64,
+}
+
+/// The `flashnode_status` answer.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OverlayStatus {
+    /// Serving mode.
+    pub mode: Mode,
+    /// Latest canonical block number.
+    pub canonical_tip: Option<u64>,
+    /// Latest canonical block hash.
+    pub canonical_hash: Option<B256>,
+    /// Pending block number (when serving flashblocks).
+    pub pending_block: Option<u64>,
+    /// Index of the last applied flashblock.
+    pub flashblock_index: Option<u64>,
+    /// Whether the stream is connected.
+    pub stream_connected: bool,
+    /// Milliseconds since the last flashblock frame.
+    pub stream_lag_ms: Option<u64>,
+    /// Reconnects.
+    pub reconnects: u64,
+    /// Drops.
+    pub disconnects: u64,
+    /// Malformed frames.
+    pub malformed: u64,
+    /// Gaps.
+    pub gaps: u64,
+    /// Duplicates.
+    pub duplicates: u64,
+    /// Stale flashblocks.
+    pub stale: u64,
+    /// Invalid flashblocks.
+    pub invalid: u64,
+    /// Applied flashblocks.
+    pub applied: u64,
+    /// Promoted blocks.
+    pub promoted: u64,
+    /// Tail reorgs.
+    pub reorgs: u64,
+    /// Receipt mismatches.
+    pub receipt_mismatches: u64,
+    /// Execution errors.
+    pub execution_errors: u64,
+}
+
+struct Shared {
+    config: OverlayConfig,
+    source: Arc<dyn StateSource>,
+    pending: ArcSwapOption<PendingBlock>,
+    tip: ArcSwapOption<CanonicalBlock>,
+    events: broadcast::Sender<OverlayEvent>,
+    counters: Counters,
+    connected: AtomicBool,
+    last_frame: Mutex<Option<Instant>>,
+}
+
+/// Handle to the overlay: snapshots, status and events. Cheap to clone.
+#[derive(Clone)]
+pub struct Overlay {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay").field("mode", &self.mode()).finish_non_exhaustive()
+    }
+}
+
+impl Overlay {
+    /// The pending block if it is fresh and ahead of the canonical tip; None means `pending`
+    /// must answer as `latest`.
+    pub fn pending(&self) -> Option<Arc<PendingBlock>> {
+        let pending = self.shared.pending.load_full()?;
+        if !self.shared.connected.load(Ordering::Acquire) {
+            return None;
+        }
+        if pending.applied_at.elapsed() > self.shared.config.stale_after {
+            return None;
+        }
+        if let Some(tip) = self.shared.tip.load_full() {
+            if pending.number() <= tip.header.number {
+                return None;
+            }
+        }
+        Some(pending)
+    }
+
+    /// Current serving mode.
+    pub fn mode(&self) -> Mode {
+        if self.pending().is_some() {
+            Mode::Flashblocks
+        } else {
+            Mode::Fallback
+        }
+    }
+
+    /// Latest canonical block known.
+    pub fn tip(&self) -> Option<Arc<CanonicalBlock>> {
+        self.shared.tip.load_full()
+    }
+
+    /// The canonical state source.
+    pub fn source(&self) -> &Arc<dyn StateSource> {
+        &self.shared.source
+    }
+
+    /// Chain parameters.
+    pub fn chain(&self) -> &ChainConfig {
+        &self.shared.config.chain
+    }
+
+    /// Subscribes to applied flashblocks, drops and canonical blocks.
+    pub fn subscribe(&self) -> broadcast::Receiver<OverlayEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// The status report.
+    pub fn status(&self) -> OverlayStatus {
+        let c = &self.shared.counters;
+        let pending = self.pending();
+        let tip = self.tip();
+        let lag = self.shared.last_frame.lock().ok().and_then(|l| l.map(|t| t.elapsed().as_millis() as u64));
+        OverlayStatus {
+            mode: if pending.is_some() { Mode::Flashblocks } else { Mode::Fallback },
+            canonical_tip: tip.as_ref().map(|t| t.header.number),
+            canonical_hash: tip.as_ref().map(|t| t.hash),
+            pending_block: pending.as_ref().map(|p| p.number()),
+            flashblock_index: pending.as_ref().map(|p| p.index),
+            stream_connected: self.shared.connected.load(Ordering::Acquire),
+            stream_lag_ms: lag,
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            disconnects: c.disconnects.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
+            gaps: c.gaps.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            stale: c.stale.load(Ordering::Relaxed),
+            invalid: c.invalid.load(Ordering::Relaxed),
+            applied: c.applied.load(Ordering::Relaxed),
+            promoted: c.promoted.load(Ordering::Relaxed),
+            reorgs: c.reorgs.load(Ordering::Relaxed),
+            receipt_mismatches: c.receipt_mismatches.load(Ordering::Relaxed),
+            execution_errors: c.execution_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Starts the overlay task. `stream` delivers stream events (from [`crate::stream::run_stream`]).
+pub fn spawn(
+    config: OverlayConfig,
+    source: Arc<dyn StateSource>,
+    stream: mpsc::Receiver<StreamEvent>,
+    cancel: CancellationToken,
+) -> Overlay {
+    let (events, _) = broadcast::channel(4096);
+    let shared = Arc::new(Shared {
+        config,
+        source: source.clone(),
+        pending: ArcSwapOption::empty(),
+        tip: ArcSwapOption::empty(),
+        events,
+        counters: Counters::default(),
+        connected: AtomicBool::new(false),
+        last_frame: Mutex::new(None),
+    });
+    let overlay = Overlay { shared: shared.clone() };
+    let task = Task {
+        executor: Some(FlashblockExecutor::new(
+            shared.config.chain.clone(),
+            source,
+            tokio::runtime::Handle::current(),
+        )),
+        shared,
+        sequencer: FlashblockSequencer::default(),
+        broken: false,
+        waiting: Vec::new(),
+        ever_connected: false,
+    };
+    tokio::spawn(task.run(stream, cancel).instrument(info_span!("overlay")));
+    overlay
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    executor: Option<FlashblockExecutor>,
+    sequencer: FlashblockSequencer,
+    /// The block in progress could not be executed: ignore its flashblocks until index 0.
+    broken: bool,
+    /// Flashblocks of a block whose parent is not available yet, replayed when it is.
+    waiting: Vec<Arc<DecodedFlashblock>>,
+    ever_connected: bool,
+}
+
+impl Task {
+    async fn run(mut self, mut stream: mpsc::Receiver<StreamEvent>, cancel: CancellationToken) {
+        let mut canonical = self.shared.source.subscribe();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                latest = self.shared.source.latest() => match latest {
+                    Ok(tip) => {
+                        info!(number = tip.header.number, hash = %tip.hash, "canonical tip");
+                        self.shared.tip.store(Some(tip));
+                        break;
+                    }
+                    Err(err) => {
+                        warn!(%err, "canonical source unavailable, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                },
+            }
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = stream.recv() => match ev {
+                    Some(ev) => self.on_stream(ev).await,
+                    None => return,
+                },
+                n = canonical.recv() => match n {
+                    Ok(n) => self.on_canonical(n).await,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        warn!(missed, "canonical notifications lagged; resyncing the tip");
+                        if let Ok(tip) = self.shared.source.latest().await {
+                            self.on_canonical(CanonicalNotification::Committed { new: vec![tip] }).await;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => self.expire(),
+            }
+        }
+    }
+
+    fn expire(&mut self) {
+        if let Some(p) = self.shared.pending.load_full() {
+            if p.applied_at.elapsed() > self.shared.config.stale_after * 4 {
+                debug!(number = p.number(), "pending block expired");
+                self.shared.pending.store(None);
+            }
+        }
+    }
+
+    async fn on_stream(&mut self, ev: StreamEvent) {
+        let c = &self.shared.counters;
+        match ev {
+            StreamEvent::Connected => {
+                if self.ever_connected {
+                    c.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                self.ever_connected = true;
+                self.shared.connected.store(true, Ordering::Release);
+            }
+            StreamEvent::Disconnected { reason } => {
+                c.disconnects.fetch_add(1, Ordering::Relaxed);
+                info!(%reason, "flashblock stream down: serving latest for pending");
+                self.shared.connected.store(false, Ordering::Release);
+                self.shared.pending.store(None);
+                self.sequencer.reset();
+                if let Some(ex) = self.executor.as_mut() {
+                    ex.reset_current();
+                }
+                self.waiting.clear();
+            }
+            StreamEvent::Malformed { .. } => {
+                c.malformed.fetch_add(1, Ordering::Relaxed);
+            }
+            StreamEvent::Flashblock(fb) => {
+                *self.shared.last_frame.lock().expect("not poisoned") = Some(Instant::now());
+                self.shared.connected.store(true, Ordering::Release);
+                self.on_flashblock(fb).await;
+            }
+        }
+    }
+
+    async fn on_flashblock(&mut self, fb: Arc<DecodedFlashblock>) {
+        let c = &self.shared.counters;
+        if let Some(tip) = self.shared.tip.load_full() {
+            if fb.block_number() <= tip.header.number {
+                c.stale.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => "stale").increment(1);
+                return;
+            }
+        }
+        let decision = self.sequencer.classify(&fb);
+        metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => decision.label()).increment(1);
+        match decision {
+            Decision::StartBlock => {
+                self.broken = false;
+                self.waiting.clear();
+                self.apply(fb, true).await;
+            }
+            Decision::Next => {
+                if !self.waiting.is_empty() {
+                    self.waiting.push(fb);
+                } else if !self.broken {
+                    self.apply(fb, false).await;
+                }
+            }
+            Decision::Duplicate => {
+                c.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            Decision::Gap { expected, got } => {
+                c.gaps.fetch_add(1, Ordering::Relaxed);
+                warn!(block = fb.block_number(), expected, got, "gap in flashblocks: serving the prefix until the next block");
+            }
+            Decision::Stale => {
+                c.stale.fetch_add(1, Ordering::Relaxed);
+            }
+            Decision::Invalid(reason) => {
+                c.invalid.fetch_add(1, Ordering::Relaxed);
+                warn!(block = fb.block_number(), index = fb.index(), %reason, "invalid flashblock ignored");
+            }
+        }
+    }
+
+    /// Executes one flashblock on a blocking thread and publishes the snapshot.
+    async fn apply(&mut self, fb: Arc<DecodedFlashblock>, start: bool) {
+        let Some(mut executor) = self.executor.take() else { return };
+        let tip = self.shared.tip.load_full().map(|t| t.hash);
+        let fb2 = fb.clone();
+        let started = Instant::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            let res = if start { executor.start_block(&fb2, tip) } else { executor.apply_next(&fb2) };
+            (executor, res)
+        })
+        .await;
+        let (executor, res) = match joined {
+            Ok(v) => v,
+            Err(err) => {
+                // A panic in execution must not take the node down; start afresh.
+                warn!(%err, "flashblock execution task failed");
+                self.executor = Some(FlashblockExecutor::new(
+                    self.shared.config.chain.clone(),
+                    self.shared.source.clone(),
+                    tokio::runtime::Handle::current(),
+                ));
+                self.broken = true;
+                return;
+            }
+        };
+        self.executor = Some(executor);
+        metrics::histogram!("flashnode_overlay_apply_seconds").record(started.elapsed().as_secs_f64());
+        let c = &self.shared.counters;
+        match res {
+            Ok((block, report)) => {
+                c.applied.fetch_add(1, Ordering::Relaxed);
+                if report.receipt_mismatches > 0 {
+                    c.receipt_mismatches.fetch_add(report.receipt_mismatches, Ordering::Relaxed);
+                    metrics::counter!("flashnode_overlay_receipt_mismatches_total").increment(report.receipt_mismatches);
+                }
+                if report.gas_mismatch {
+                    debug!(number = block.number(), index = block.index, "cumulative gas differs from the stream's");
+                }
+                self.shared.pending.store(Some(block.clone()));
+                let _ = self.shared.events.send(OverlayEvent::Applied { block, flashblock: fb });
+            }
+            Err(ApplyError::ParentUnavailable(parent)) if start => {
+                debug!(%parent, "parent not available yet; waiting for it");
+                self.waiting.push(fb);
+            }
+            Err(err) => {
+                c.execution_errors.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("flashnode_overlay_execution_errors_total").increment(1);
+                warn!(%err, block = fb.block_number(), index = fb.index(), "cannot apply flashblock: serving the prefix until the next block");
+                self.broken = true;
+            }
+        }
+    }
+
+    async fn on_canonical(&mut self, n: CanonicalNotification) {
+        let reorg = matches!(n, CanonicalNotification::Reorged { .. } | CanonicalNotification::Reverted { .. });
+        let tip = match n.tip() {
+            Some(t) => t.clone(),
+            None => match self.shared.source.latest().await {
+                Ok(t) => t,
+                Err(_) => return,
+            },
+        };
+        self.shared.tip.store(Some(tip.clone()));
+        let _ = self.shared.events.send(OverlayEvent::Canonical(tip.clone()));
+        if reorg {
+            if let Some(ex) = self.executor.as_mut() {
+                ex.reset();
+            }
+            self.sequencer.reset();
+        }
+        if let Some(pending) = self.shared.pending.load_full() {
+            if pending.number() == tip.header.number {
+                self.reconcile(&pending, &tip);
+                self.shared.pending.store(None);
+            } else if pending.number() < tip.header.number {
+                self.shared.pending.store(None);
+            } else if pending.number() == tip.header.number + 1 && pending.env.parent_hash != tip.hash {
+                // Built on a parent that did not become canonical: everything in it is void.
+                self.shared.counters.reorgs.fetch_add(1, Ordering::Relaxed);
+                warn!(number = pending.number(), "pending block built on a non-canonical parent: dropped");
+                let _ = self.shared.events.send(OverlayEvent::Dropped { block: pending.clone(), first_dropped: 0 });
+                self.shared.pending.store(None);
+                if let Some(ex) = self.executor.as_mut() {
+                    ex.reset();
+                }
+                self.sequencer.reset();
+            }
+        }
+        if let Some(first) = self.waiting.first().cloned() {
+            let parent = first.payload.base.as_ref().map(|b| b.parent_hash);
+            if parent == Some(tip.hash) {
+                let waiting = std::mem::take(&mut self.waiting);
+                let mut iter = waiting.into_iter();
+                if let Some(first) = iter.next() {
+                    self.apply(first, true).await;
+                }
+                for fb in iter {
+                    if self.broken || !self.waiting.is_empty() {
+                        break;
+                    }
+                    self.apply(fb, false).await;
+                }
+            } else if first.block_number() <= tip.header.number {
+                self.waiting.clear();
+            }
+        }
+    }
+
+    /// Compares the sealed block with the preconfirmed one: promote, or drop what diverged.
+    fn reconcile(&self, pending: &Arc<PendingBlock>, sealed: &CanonicalBlock) {
+        let c = &self.shared.counters;
+        if pending.hash == sealed.hash {
+            c.promoted.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted").increment(1);
+            return;
+        }
+        // Receipts, not only hashes: a tx at the same position with other logs diverged too.
+        let first_dropped = pending
+            .txs
+            .iter()
+            .zip(sealed.tx_hashes.iter().zip(sealed.receipts.iter()))
+            .position(|(ours, (hash, receipt))| ours.hash != *hash || ours.receipt != *receipt)
+            .unwrap_or(pending.txs.len().min(sealed.tx_hashes.len()));
+        let sealed_hashes: HashSet<B256> = sealed.tx_hashes.iter().copied().collect();
+        let dropped = pending.txs[first_dropped..].iter().filter(|t| !sealed_hashes.contains(&t.hash)).count();
+        if first_dropped == pending.txs.len() {
+            // Every preconfirmed tx landed as preconfirmed; the block just has more.
+            c.promoted.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted").increment(1);
+            return;
+        }
+        c.reorgs.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "reorg").increment(1);
+        warn!(number = sealed.header.number, first_dropped, dropped, "tail reorg: preconfirmations dropped");
+        let _ = self.shared.events.send(OverlayEvent::Dropped { block: pending.clone(), first_dropped });
+    }
+}

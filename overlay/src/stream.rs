@@ -1,0 +1,912 @@
+//! The flashblock websocket client.
+//!
+//! [`run_stream`] owns the connection: it connects, keeps the link provably alive (pings plus a
+//! silence timeout, because a half-open socket otherwise freezes `pending` forever), decodes
+//! frames with [`decode_frame`] and reconnects with jittered exponential backoff. Liveness and
+//! backoff live here and nowhere else; the consumer only sees [`StreamEvent`]s.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures::{SinkExt, StreamExt};
+use metrics::{counter, gauge};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use tokio::{
+    net::TcpStream,
+    sync::mpsc,
+    time::{sleep, sleep_until, timeout, timeout_at, Instant, MissedTickBehavior},
+};
+use tokio_tungstenite::{
+    connect_async_with_config,
+    tungstenite::{self, protocol::WebSocketConfig, Bytes, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::{
+    frame::{decode_frame, DecodedFlashblock, DEFAULT_MAX_DECOMPRESSED_BYTES},
+    metrics_names::{
+        STREAM_BYTES_TOTAL, STREAM_CONNECTED, STREAM_DISCONNECTS_TOTAL, STREAM_FRAMES_TOTAL,
+        STREAM_MALFORMED_TOTAL, STREAM_RECONNECTS_TOTAL,
+    },
+};
+
+/// Default cap on one websocket frame / message (16 MiB).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// At most one warn line per kind of problem per this period; the rest go to debug.
+const WARN_PERIOD: Duration = Duration::from_secs(5);
+
+/// How long a goodbye Close frame may take when cancelled.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
+
+/// Malformed-frame kind for frames above [`StreamConfig::max_frame_bytes`].
+const FRAME_TOO_LARGE: &str = "frame_too_large";
+
+/// Configuration of [`run_stream`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Websocket URL of the flashblock stream (`ws://` or `wss://`).
+    pub url: String,
+    /// Interval between our Pings. Keep it well below `silence_timeout`.
+    pub ping_interval: Duration,
+    /// The connection is dead when neither a frame nor a pong arrived within this long.
+    pub silence_timeout: Duration,
+    /// Upper bound on the TCP + TLS + websocket handshake.
+    pub connect_timeout: Duration,
+    /// Frames and messages above this size are dropped with an error (and, since the
+    /// websocket layer enforces the same cap, the connection is re-established).
+    pub max_frame_bytes: usize,
+    /// Cap on the decompressed size of one flashblock.
+    pub max_decompressed_bytes: usize,
+    /// Smallest reconnect delay.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            ping_interval: Duration::from_millis(500),
+            silence_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl StreamConfig {
+    /// The default configuration for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The websocket-layer limits matching this configuration.
+    fn websocket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_frame_bytes))
+            .max_frame_size(Some(self.max_frame_bytes))
+    }
+}
+
+/// What [`run_stream`] reports to its consumer.
+#[derive(Clone, Debug)]
+pub enum StreamEvent {
+    /// A connection was established.
+    Connected,
+    /// The connection was lost; a reconnect follows. Only sent after [`Self::Connected`].
+    Disconnected {
+        /// Why, starting with a stable label (`closed`, `eof`, `silent`, `frame_too_large`,
+        /// `io`, `protocol`, `read_error`, `ping_failed`) followed by `": "` and details.
+        reason: String,
+    },
+    /// A decoded flashblock, in arrival order.
+    Flashblock(Arc<DecodedFlashblock>),
+    /// A frame that could not be decoded; the stream keeps going.
+    Malformed {
+        /// Stable label: a [`FrameError::kind`](crate::frame::FrameError::kind) or
+        /// `frame_too_large`.
+        kind: &'static str,
+        /// Human-readable error.
+        error: String,
+    },
+}
+
+/// Runs the flashblock stream client until `cancel` fires or `tx`'s receiver is dropped.
+///
+/// Connects to `config.url`, pings every `ping_interval`, drops the connection when neither a
+/// frame nor a pong arrived within `silence_timeout`, and reconnects forever with full-jitter
+/// exponential backoff between `backoff_min` and `backoff_max` (reset after a connection that
+/// delivered at least one flashblock). Events are sent with `send().await`, so a slow consumer
+/// applies backpressure to the socket instead of growing a queue.
+pub async fn run_stream(
+    config: StreamConfig,
+    tx: mpsc::Sender<StreamEvent>,
+    cancel: CancellationToken,
+) {
+    let span = info_span!("flashblock_stream", url = %redact_url(&config.url));
+    let backoff = Backoff::new(
+        config.backoff_min,
+        config.backoff_max,
+        SmallRng::from_rng(&mut rand::rng()),
+    );
+    StreamTask {
+        config,
+        tx,
+        cancel,
+        backoff,
+        malformed_log: WarnLimiter::new(WARN_PERIOD),
+        disconnect_log: WarnLimiter::new(WARN_PERIOD),
+    }
+    .run()
+    .instrument(span)
+    .await
+}
+
+/// The consumer is gone or we were cancelled: stop the task.
+#[derive(Debug)]
+struct Stop;
+
+/// How a connection ended.
+enum SessionEnd {
+    Stop,
+    Dropped {
+        reason: &'static str,
+        detail: String,
+        delivered: u64,
+    },
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct StreamTask {
+    config: StreamConfig,
+    tx: mpsc::Sender<StreamEvent>,
+    cancel: CancellationToken,
+    backoff: Backoff<SmallRng>,
+    malformed_log: WarnLimiter,
+    disconnect_log: WarnLimiter,
+}
+
+impl StreamTask {
+    async fn run(mut self) {
+        let mut first_attempt = true;
+        loop {
+            if !first_attempt {
+                let delay = self.backoff.next_delay();
+                debug!(?delay, "reconnecting after backoff");
+                tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => break,
+                    _ = sleep(delay) => {}
+                }
+                counter!(STREAM_RECONNECTS_TOTAL).increment(1);
+            }
+            first_attempt = false;
+
+            let ws = match self.connect().await {
+                Ok(Some(ws)) => ws,
+                Ok(None) => continue,
+                Err(Stop) => break,
+            };
+
+            info!("connected");
+            gauge!(STREAM_CONNECTED).set(1.0);
+            let end = match self.emit(StreamEvent::Connected).await {
+                Ok(()) => self.session(ws).await,
+                Err(Stop) => SessionEnd::Stop,
+            };
+            gauge!(STREAM_CONNECTED).set(0.0);
+
+            match end {
+                SessionEnd::Stop => break,
+                SessionEnd::Dropped {
+                    reason,
+                    detail,
+                    delivered,
+                } => {
+                    self.note_disconnect(reason, &detail);
+                    if delivered > 0 {
+                        self.backoff.reset();
+                    }
+                    let reason = format!("{reason}: {detail}");
+                    if self
+                        .emit(StreamEvent::Disconnected { reason })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        debug!("flashblock stream stopped");
+    }
+
+    /// One connection attempt. `Ok(None)` when it failed and a retry should follow.
+    async fn connect(&mut self) -> Result<Option<Ws>, Stop> {
+        let attempt = timeout(
+            self.config.connect_timeout,
+            connect_async_with_config(
+                self.config.url.as_str(),
+                Some(self.config.websocket_config()),
+                // Pings and small frames must not wait for Nagle.
+                true,
+            ),
+        );
+        let result = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(Stop),
+            r = attempt => r,
+        };
+        match result {
+            Ok(Ok((ws, _response))) => Ok(Some(ws)),
+            Ok(Err(e)) => {
+                self.note_disconnect("connect_failed", &e.to_string());
+                Ok(None)
+            }
+            Err(_) => {
+                let detail = format!("no handshake within {:?}", self.config.connect_timeout);
+                self.note_disconnect("connect_timeout", &detail);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reads one connection until it dies or the task stops.
+    async fn session(&mut self, ws: Ws) -> SessionEnd {
+        let (mut sink, mut stream) = ws.split();
+        let silence = self.config.silence_timeout;
+        let period = self.config.ping_interval.max(Duration::from_millis(1));
+        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Any inbound frame (data, ping, pong) proves the link is alive.
+        let mut last_seen = Instant::now();
+        let mut delivered = 0u64;
+
+        let dropped = |reason: &'static str, detail: String, delivered: u64| SessionEnd::Dropped {
+            reason,
+            detail,
+            delivered,
+        };
+
+        loop {
+            let deadline = last_seen + silence;
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => {
+                    // Best-effort goodbye; never let it hold up shutdown.
+                    let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(None))).await;
+                    return SessionEnd::Stop;
+                }
+                // Before the deadline, so a frame that is already buffered always wins.
+                msg = stream.next() => {
+                    last_seen = Instant::now();
+                    let data = match msg {
+                        Some(Ok(Message::Text(text))) => Bytes::from(text),
+                        Some(Ok(Message::Binary(bytes))) => bytes,
+                        // tungstenite queues the Pong reply itself.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                        Some(Ok(Message::Close(frame))) => {
+                            let detail = frame.map_or_else(|| "no close frame".to_owned(), |f| f.to_string());
+                            return dropped("closed", detail, delivered);
+                        }
+                        Some(Err(e)) => {
+                            let reason = error_reason(&e);
+                            if reason == FRAME_TOO_LARGE {
+                                // The websocket layer enforces the cap before buffering the
+                                // frame, so it surfaces as a read error.
+                                if self.malformed(FRAME_TOO_LARGE, e.to_string()).await.is_err() {
+                                    return SessionEnd::Stop;
+                                }
+                            }
+                            return dropped(reason, e.to_string(), delivered);
+                        }
+                        None => return dropped("eof", "stream ended".to_owned(), delivered),
+                    };
+                    match self.on_data(&data).await {
+                        Ok(true) => delivered += 1,
+                        Ok(false) => {}
+                        Err(Stop) => return SessionEnd::Stop,
+                    }
+                    // Time spent waiting on a slow consumer is not upstream silence.
+                    last_seen = Instant::now();
+                }
+                _ = ping.tick() => {
+                    match timeout_at(deadline, sink.send(Message::Ping(Bytes::new()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return dropped("ping_failed", e.to_string(), delivered),
+                        Err(_) => {
+                            let detail = format!("ping not written within {silence:?}");
+                            return dropped("silent", detail, delivered);
+                        }
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    let detail = format!("no frame or pong within {silence:?}");
+                    return dropped("silent", detail, delivered);
+                }
+            }
+        }
+    }
+
+    /// Handles one data frame. `Ok(true)` when a flashblock was delivered.
+    async fn on_data(&mut self, data: &[u8]) -> Result<bool, Stop> {
+        counter!(STREAM_FRAMES_TOTAL).increment(1);
+        counter!(STREAM_BYTES_TOTAL).increment(data.len() as u64);
+
+        if data.len() > self.config.max_frame_bytes {
+            let error = format!(
+                "{} bytes, limit {}",
+                data.len(),
+                self.config.max_frame_bytes
+            );
+            self.malformed(FRAME_TOO_LARGE, error).await?;
+            return Ok(false);
+        }
+        match decode_frame(data, self.config.max_decompressed_bytes) {
+            Ok(fb) => {
+                self.emit(StreamEvent::Flashblock(Arc::new(fb))).await?;
+                Ok(true)
+            }
+            Err(e) => {
+                self.malformed(e.kind(), e.to_string()).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Counts, logs (rate-limited) and reports a frame that could not be used.
+    async fn malformed(&mut self, kind: &'static str, error: String) -> Result<(), Stop> {
+        counter!(STREAM_MALFORMED_TOTAL, "kind" => kind).increment(1);
+        match self.malformed_log.check(kind, Instant::now()) {
+            Some(suppressed) => {
+                warn!(kind, %error, suppressed, "dropping malformed flashblock frame")
+            }
+            None => debug!(kind, %error, "dropping malformed flashblock frame"),
+        }
+        self.emit(StreamEvent::Malformed { kind, error }).await
+    }
+
+    /// Counts and logs (rate-limited) a lost connection or a failed attempt.
+    fn note_disconnect(&mut self, reason: &'static str, detail: &str) {
+        counter!(STREAM_DISCONNECTS_TOTAL, "reason" => reason).increment(1);
+        match self.disconnect_log.check(reason, Instant::now()) {
+            Some(suppressed) => warn!(reason, detail, suppressed, "flashblock stream disconnected"),
+            None => debug!(reason, detail, "flashblock stream disconnected"),
+        }
+    }
+
+    /// Sends an event, waiting for room; fails when the receiver is gone or on cancellation.
+    async fn emit(&self, event: StreamEvent) -> Result<(), Stop> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(Stop),
+            sent = self.tx.send(event) => sent.map_err(|_| {
+                info!("flashblock event receiver dropped; stopping");
+                Stop
+            }),
+        }
+    }
+}
+
+/// Stable label for a websocket read error.
+fn error_reason(e: &tungstenite::Error) -> &'static str {
+    use tungstenite::Error;
+    match e {
+        Error::Capacity(_) => FRAME_TOO_LARGE,
+        Error::ConnectionClosed | Error::AlreadyClosed => "closed",
+        Error::Io(_) => "io",
+        Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt => "protocol",
+        _ => "read_error",
+    }
+}
+
+/// Strips what may carry credentials from a URL before it is logged: user info, the query,
+/// and long path segments (API keys often sit in the path, e.g. `/ws/<key>`).
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let path: Vec<&str> = path
+        .split('/')
+        .map(|segment| if segment.len() > 16 { "***" } else { segment })
+        .collect();
+    let path = path.join("/");
+    let prefix = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    if path.is_empty() {
+        format!("{prefix}{host}")
+    } else {
+        format!("{prefix}{host}/{path}")
+    }
+}
+
+/// Exponential backoff with jitter: attempt `n` waits a uniformly random delay in
+/// `[min, min(max, min * 2^n)]`. The floor keeps a dead upstream from being hammered.
+#[derive(Debug)]
+struct Backoff<R> {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+    rng: R,
+}
+
+impl<R: Rng> Backoff<R> {
+    fn new(min: Duration, max: Duration, rng: R) -> Self {
+        let min = min.max(Duration::from_millis(1));
+        Self {
+            min,
+            max: max.max(min),
+            attempt: 0,
+            rng,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt).unwrap_or(u32::MAX);
+        let cap = self.min.saturating_mul(factor).min(self.max);
+        self.attempt = self.attempt.saturating_add(1).min(32);
+        let lo = duration_nanos(self.min);
+        let hi = duration_nanos(cap).max(lo);
+        Duration::from_nanos(self.rng.random_range(lo..=hi))
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Lets one warn line per key through per period and counts the ones it held back.
+#[derive(Debug)]
+struct WarnLimiter {
+    period: Duration,
+    seen: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl WarnLimiter {
+    fn new(period: Duration) -> Self {
+        Self {
+            period,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// `Some(suppressed since the last warn)` when a warn is due for `key`, else `None`.
+    fn check(&mut self, key: &'static str, now: Instant) -> Option<u64> {
+        match self.seen.get_mut(key) {
+            Some((last, suppressed)) if now.saturating_duration_since(*last) < self.period => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                *last = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                self.seen.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{encode_brotli, fixtures::flashblock_json};
+    use rand::rngs::StdRng;
+    use tokio::{net::TcpListener, task::JoinHandle};
+    use tokio_tungstenite::accept_async;
+
+    /// Upper bound on any single wait in these tests.
+    const WAIT: Duration = Duration::from_secs(3);
+
+    fn config(url: &str) -> StreamConfig {
+        StreamConfig {
+            url: url.to_owned(),
+            ping_interval: Duration::from_millis(50),
+            silence_timeout: Duration::from_millis(300),
+            connect_timeout: Duration::from_secs(1),
+            max_frame_bytes: 64 * 1024,
+            max_decompressed_bytes: 1024 * 1024,
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(50),
+        }
+    }
+
+    async fn listen() -> (TcpListener, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        (listener, url)
+    }
+
+    struct Client {
+        rx: mpsc::Receiver<StreamEvent>,
+        cancel: CancellationToken,
+        handle: JoinHandle<()>,
+    }
+
+    impl Client {
+        fn spawn(config: StreamConfig) -> Self {
+            let (tx, rx) = mpsc::channel(16);
+            let cancel = CancellationToken::new();
+            let handle = tokio::spawn(run_stream(config, tx, cancel.clone()));
+            Self { rx, cancel, handle }
+        }
+
+        async fn next(&mut self) -> StreamEvent {
+            timeout(WAIT, self.rx.recv())
+                .await
+                .expect("timed out waiting for an event")
+                .expect("stream ended")
+        }
+
+        async fn expect_connected(&mut self) {
+            match self.next().await {
+                StreamEvent::Connected => {}
+                other => panic!("expected Connected, got {other:?}"),
+            }
+        }
+
+        async fn expect_flashblock(&mut self) -> Arc<DecodedFlashblock> {
+            match self.next().await {
+                StreamEvent::Flashblock(fb) => fb,
+                other => panic!("expected Flashblock, got {other:?}"),
+            }
+        }
+
+        async fn expect_disconnected(&mut self) -> String {
+            match self.next().await {
+                StreamEvent::Disconnected { reason } => reason,
+                other => panic!("expected Disconnected, got {other:?}"),
+            }
+        }
+
+        /// Cancels and checks that the task returns promptly.
+        async fn shutdown(self) {
+            self.cancel.cancel();
+            timeout(WAIT, self.handle)
+                .await
+                .expect("run_stream did not return")
+                .unwrap();
+        }
+    }
+
+    /// Serves the next connection: sends `frames`, then answers pings until the client leaves.
+    async fn serve(listener: &TcpListener, frames: Vec<Message>) -> JoinHandle<()> {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = accept_async(tcp).await.unwrap();
+        tokio::spawn(async move {
+            for frame in frames {
+                if ws.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+    }
+
+    #[tokio::test]
+    async fn receives_text_and_brotli_frames() {
+        let (listener, url) = listen().await;
+        let mut client = Client::spawn(config(&url));
+        let server = serve(
+            &listener,
+            vec![
+                Message::text(flashblock_json(100, 0)),
+                Message::binary(encode_brotli(flashblock_json(100, 1).as_bytes())),
+                Message::text(format!("\n  {}", flashblock_json(100, 2))),
+            ],
+        )
+        .await;
+
+        client.expect_connected().await;
+        for index in 0..3 {
+            let fb = client.expect_flashblock().await;
+            assert_eq!((fb.block_number(), fb.index()), (100, index));
+        }
+        client.shutdown().await;
+        timeout(WAIT, server).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn reconnects_after_server_close() {
+        let (listener, url) = listen().await;
+        let mut client = Client::spawn(config(&url));
+
+        for block in [1, 2] {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = accept_async(tcp).await.unwrap();
+            ws.send(Message::text(flashblock_json(block, 0)))
+                .await
+                .unwrap();
+            ws.close(None).await.unwrap();
+
+            client.expect_connected().await;
+            assert_eq!(client.expect_flashblock().await.block_number(), block);
+            let reason = client.expect_disconnected().await;
+            assert!(
+                reason.starts_with("closed") || reason.starts_with("eof"),
+                "{reason}"
+            );
+        }
+        // And once more, for a connection that stays up.
+        let _server = serve(&listener, vec![Message::text(flashblock_json(3, 0))]).await;
+        client.expect_connected().await;
+        assert_eq!(client.expect_flashblock().await.block_number(), 3);
+        client.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn detects_silent_server_and_reconnects() {
+        let (listener, url) = listen().await;
+        let cfg = config(&url);
+        let silence = cfg.silence_timeout;
+        let mut client = Client::spawn(cfg);
+
+        // Completes the handshake, then never reads (so never answers pings) and never sends.
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                held.push(accept_async(tcp).await.unwrap());
+            }
+        });
+
+        client.expect_connected().await;
+        let connected_at = Instant::now();
+        let reason = client.expect_disconnected().await;
+        let elapsed = connected_at.elapsed();
+        assert!(reason.starts_with("silent"), "{reason}");
+        assert!(
+            elapsed >= silence - Duration::from_millis(20),
+            "declared dead after {elapsed:?}"
+        );
+        // Generous upper bound for slow CI machines: the point is "about silence_timeout".
+        assert!(
+            elapsed < silence + Duration::from_secs(1),
+            "took {elapsed:?} to notice the silence"
+        );
+        client.expect_connected().await;
+
+        client.shutdown().await;
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn pongs_keep_a_quiet_connection_alive() {
+        let (listener, url) = listen().await;
+        let cfg = config(&url);
+        let silence = cfg.silence_timeout;
+        let mut client = Client::spawn(cfg);
+        // Sends nothing but reads, so tungstenite answers every ping.
+        let _server = serve(&listener, Vec::new()).await;
+
+        client.expect_connected().await;
+        assert!(
+            timeout(silence * 3, client.rx.recv()).await.is_err(),
+            "a quiet but responsive server must not be dropped"
+        );
+        client.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn malformed_frames_do_not_break_the_stream() {
+        let (listener, url) = listen().await;
+        let mut client = Client::spawn(config(&url));
+        let _server = serve(
+            &listener,
+            vec![
+                Message::text("garbage"),
+                Message::binary(vec![0xff, 0x00, 0x13]),
+                Message::text(r#"{"payload_id":"0x01"}"#),
+                Message::text("{not json"),
+                Message::binary(encode_brotli(&vec![b' '; 2 * 1024 * 1024])),
+                Message::text(flashblock_json(9, 0)),
+            ],
+        )
+        .await;
+
+        client.expect_connected().await;
+        let mut kinds = Vec::new();
+        loop {
+            match client.next().await {
+                StreamEvent::Malformed { kind, error } => {
+                    assert!(!error.is_empty());
+                    kinds.push(kind);
+                }
+                StreamEvent::Flashblock(fb) => {
+                    assert_eq!(fb.block_number(), 9);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(kinds, ["brotli", "brotli", "invalid", "json", "too_large"]);
+        client.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_is_dropped_and_stream_recovers() {
+        let (listener, url) = listen().await;
+        let cfg = config(&url);
+        let oversized = "x".repeat(cfg.max_frame_bytes + 1);
+        let mut client = Client::spawn(cfg);
+
+        let _first = serve(&listener, vec![Message::text(oversized)]).await;
+        client.expect_connected().await;
+        match client.next().await {
+            StreamEvent::Malformed { kind, .. } => assert_eq!(kind, FRAME_TOO_LARGE),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+        let reason = client.expect_disconnected().await;
+        assert!(reason.starts_with(FRAME_TOO_LARGE), "{reason}");
+
+        let _second = serve(&listener, vec![Message::text(flashblock_json(5, 0))]).await;
+        client.expect_connected().await;
+        assert_eq!(client.expect_flashblock().await.block_number(), 5);
+        client.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn retries_while_the_server_is_down() {
+        // Grab a free port, then close it so connections are refused.
+        let (listener, url) = listen().await;
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+
+        let mut client = Client::spawn(config(&url));
+        // Failed attempts produce no events.
+        assert!(timeout(Duration::from_millis(200), client.rx.recv())
+            .await
+            .is_err());
+
+        // The server comes up on the same port; the client finds it within the backoff cap.
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let _server = serve(&listener, vec![Message::text(flashblock_json(1, 0))]).await;
+        client.expect_connected().await;
+        client.expect_flashblock().await;
+        client.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn stops_when_the_receiver_is_dropped() {
+        let (listener, url) = listen().await;
+        let (tx, rx) = mpsc::channel(1);
+        let handle = tokio::spawn(run_stream(config(&url), tx, CancellationToken::new()));
+        let frames = (0..10)
+            .map(|i| Message::text(flashblock_json(1, i)))
+            .collect();
+        let _server = serve(&listener, frames).await;
+        drop(rx);
+        timeout(WAIT, handle)
+            .await
+            .expect("run_stream did not notice the receiver is gone")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn cancel_interrupts_backoff_and_connect() {
+        let (listener, url) = listen().await;
+        drop(listener);
+        let mut cfg = config(&url);
+        cfg.backoff_min = Duration::from_secs(30);
+        cfg.backoff_max = Duration::from_secs(60);
+        let client = Client::spawn(cfg);
+        sleep(Duration::from_millis(50)).await;
+        client.shutdown().await;
+    }
+
+    #[test]
+    fn backoff_grows_within_bounds_and_resets() {
+        let min = Duration::from_millis(10);
+        let max = Duration::from_secs(5);
+        let mut backoff = Backoff::new(min, max, StdRng::seed_from_u64(1));
+        let mut caps = Vec::new();
+        for attempt in 0..40u32 {
+            let d = backoff.next_delay();
+            let cap = min
+                .saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX))
+                .min(max);
+            assert!(
+                d >= min && d <= cap,
+                "attempt {attempt}: {d:?} outside [{min:?}, {cap:?}]"
+            );
+            caps.push(cap);
+        }
+        assert_eq!(caps.last(), Some(&max));
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), min);
+
+        // Degenerate settings stay sane.
+        let mut zero = Backoff::new(Duration::ZERO, Duration::ZERO, StdRng::seed_from_u64(2));
+        assert_eq!(zero.next_delay(), Duration::from_millis(1));
+        let mut inverted = Backoff::new(max, min, StdRng::seed_from_u64(3));
+        assert_eq!(inverted.next_delay(), max);
+        let mut huge = Backoff::new(Duration::MAX, Duration::MAX, StdRng::seed_from_u64(4));
+        for _ in 0..40 {
+            huge.next_delay();
+        }
+    }
+
+    #[test]
+    fn backoff_is_jittered() {
+        let mut backoff = Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_secs(5),
+            StdRng::seed_from_u64(5),
+        );
+        for _ in 0..10 {
+            backoff.next_delay();
+        }
+        let delays: std::collections::HashSet<_> = (0..20).map(|_| backoff.next_delay()).collect();
+        assert!(delays.len() > 10);
+    }
+
+    #[test]
+    fn warn_limiter_lets_one_through_per_period() {
+        let mut limiter = WarnLimiter::new(Duration::from_secs(5));
+        let t0 = Instant::now();
+        assert_eq!(limiter.check("json", t0), Some(0));
+        assert_eq!(limiter.check("json", t0 + Duration::from_secs(1)), None);
+        assert_eq!(limiter.check("json", t0 + Duration::from_secs(4)), None);
+        // Other kinds have their own budget.
+        assert_eq!(
+            limiter.check("brotli", t0 + Duration::from_secs(4)),
+            Some(0)
+        );
+        assert_eq!(limiter.check("json", t0 + Duration::from_secs(5)), Some(2));
+        assert_eq!(limiter.check("json", t0 + Duration::from_secs(6)), None);
+        // A clock that goes backwards does not panic.
+        assert_eq!(limiter.check("json", t0), None);
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("wss://mainnet.flashblocks.base.org/ws"),
+            "wss://mainnet.flashblocks.base.org/ws"
+        );
+        assert_eq!(
+            redact_url("wss://user:pass@host:443/ws/0123456789abcdef0123?token=x"),
+            "wss://host:443/ws/***"
+        );
+        assert_eq!(redact_url("ws://127.0.0.1:8080"), "ws://127.0.0.1:8080");
+        assert_eq!(redact_url(""), "");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn default_config() {
+        let cfg = StreamConfig::new("ws://x");
+        assert_eq!(cfg.url, "ws://x");
+        assert_eq!(cfg.ping_interval, Duration::from_millis(500));
+        assert_eq!(cfg.silence_timeout, Duration::from_secs(1));
+        assert_eq!(cfg.max_frame_bytes, 16 * 1024 * 1024);
+        assert_eq!(cfg.max_decompressed_bytes, 32 * 1024 * 1024);
+        assert_eq!(cfg.backoff_min, Duration::from_millis(10));
+        assert_eq!(cfg.backoff_max, Duration::from_secs(5));
+        let ws = cfg.websocket_config();
+        assert_eq!(ws.max_message_size, Some(cfg.max_frame_bytes));
+        assert_eq!(ws.max_frame_size, Some(cfg.max_frame_bytes));
+    }
+}

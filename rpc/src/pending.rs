@@ -1,0 +1,304 @@
+//! Methods that honour flashblocks: preconfirmed receipts and transactions, the `pending`
+//! block and state, calls in the real pending-block environment, `eth_sendRawTransactionSync`,
+//! and `flashnode_status`.
+
+use crate::{proxy::params_json, RpcContext};
+use alloy_eips::{BlockId, BlockNumberOrTag};
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256, U64};
+use alloy_rpc_types_eth::TransactionRequest;
+use flashnode_exec::{
+    call::{self, CallError},
+    convert::{rpc_block, rpc_receipt, rpc_transaction},
+};
+use flashnode_overlay::{OverlayEvent, PendingBlock};
+use jsonrpsee::{
+    server::RpcModule,
+    types::{ErrorObjectOwned, Params},
+};
+use revm::{database::CacheDB, DatabaseRef};
+use serde_json::{json, Value};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::broadcast::error::RecvError;
+
+type RpcResult<T> = Result<T, ErrorObjectOwned>;
+
+fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, msg.into(), None::<()>)
+}
+
+fn invalid_params(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    err(-32602, format!("invalid params: {e}"))
+}
+
+fn to_json<T: serde::Serialize>(v: T) -> RpcResult<Value> {
+    serde_json::to_value(v).map_err(|e| err(-32603, e.to_string()))
+}
+
+fn call_error(e: CallError) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(e.code(), e.to_string(), e.data())
+}
+
+/// The block parameter at `pos` of a params array, and whether it names `pending`.
+fn tag_at(params: &Option<Value>, pos: usize) -> RpcResult<Option<BlockId>> {
+    match params.as_ref().and_then(|p| p.as_array()).and_then(|a| a.get(pos)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value::<BlockId>(v.clone()).map(Some).map_err(invalid_params),
+    }
+}
+
+fn is_pending(id: &Option<BlockId>) -> bool {
+    matches!(id, Some(BlockId::Number(BlockNumberOrTag::Pending)))
+}
+
+/// The same params with the block parameter at `pos` turned into `latest` (fallback mode).
+fn as_latest(params: Option<Value>, pos: usize) -> Option<Value> {
+    params.map(|mut p| {
+        if let Some(slot) = p.as_array_mut().and_then(|a| a.get_mut(pos)) {
+            if slot.as_str() == Some("pending") {
+                *slot = Value::String("latest".into());
+            }
+        }
+        p
+    })
+}
+
+/// Proxies `method`; `pending` at `pos` becomes `latest` since no preconfirmation applies.
+async fn upstream_latest(ctx: &RpcContext, method: &str, params: Option<Value>, pos: usize) -> RpcResult<Value> {
+    ctx.upstream.call(method, as_latest(params, pos)).await
+}
+
+/// Runs a read of the pending state on a blocking thread (canonical fallbacks block on I/O).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> RpcResult<T> + Send + 'static) -> RpcResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| err(-32603, format!("execution task failed: {e}")))?
+}
+
+/// Registers the flashblock-aware methods.
+pub fn register(m: &mut RpcModule<RpcContext>) {
+    m.register_method("eth_chainId", |_, ctx, _| -> RpcResult<U64> {
+        Ok(U64::from(ctx.overlay.source().chain_id()))
+    })
+    .expect("unique");
+    m.register_method("op_supportedCapabilities", |_, _, _| -> RpcResult<Vec<&'static str>> {
+        Ok(vec!["flashblocksv1"])
+    })
+    .expect("unique");
+    m.register_method("flashnode_status", |_, ctx, _| -> RpcResult<Value> { to_json(ctx.overlay.status()) })
+        .expect("unique");
+
+    m.register_async_method("eth_getTransactionReceipt", |p, ctx, _| async move {
+        let hash: B256 = p.one().map_err(invalid_params)?;
+        if let Some(pending) = ctx.overlay.pending() {
+            if let Some(tx) = pending.transaction(&hash) {
+                return to_json(rpc_receipt(tx, &pending.context()));
+            }
+        }
+        ctx.upstream.call("eth_getTransactionReceipt", Some(json!([hash]))).await
+    })
+    .expect("unique");
+    m.register_async_method("eth_getTransactionByHash", |p, ctx, _| async move {
+        let hash: B256 = p.one().map_err(invalid_params)?;
+        if let Some(pending) = ctx.overlay.pending() {
+            if let Some(tx) = pending.transaction(&hash) {
+                return to_json(rpc_transaction(tx, Some(&pending.context())));
+            }
+        }
+        ctx.upstream.call("eth_getTransactionByHash", Some(json!([hash]))).await
+    })
+    .expect("unique");
+    m.register_async_method("eth_getBlockByNumber", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        let tag = tag_at(&params, 0)?;
+        if is_pending(&tag) {
+            let full = params.as_ref().and_then(|p| p.get(1)).and_then(|v| v.as_bool()).unwrap_or(false);
+            if let Some(pending) = ctx.overlay.pending() {
+                return to_json(rpc_block(&pending.header, pending.hash, &pending.txs, full));
+            }
+        }
+        upstream_latest(&ctx, "eth_getBlockByNumber", params, 0).await
+    })
+    .expect("unique");
+    m.register_async_method("eth_getBlockTransactionCountByNumber", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        if is_pending(&tag_at(&params, 0)?) {
+            if let Some(pending) = ctx.overlay.pending() {
+                return to_json(U64::from(pending.txs.len()));
+            }
+        }
+        upstream_latest(&ctx, "eth_getBlockTransactionCountByNumber", params, 0).await
+    })
+    .expect("unique");
+    m.register_async_method("eth_getBlockReceipts", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        if is_pending(&tag_at(&params, 0)?) {
+            if let Some(pending) = ctx.overlay.pending() {
+                let block = pending.context();
+                return to_json(pending.txs.iter().map(|t| rpc_receipt(t, &block)).collect::<Vec<_>>());
+            }
+        }
+        upstream_latest(&ctx, "eth_getBlockReceipts", params, 0).await
+    })
+    .expect("unique");
+
+    for method in ["eth_getBalance", "eth_getTransactionCount", "eth_getCode"] {
+        m.register_async_method(method, move |p, ctx, _| async move {
+            let params = params_json(&p)?;
+            let tag = tag_at(&params, 1)?;
+            if is_pending(&tag) {
+                if let Some(pending) = ctx.overlay.pending() {
+                    let address: Address = params
+                        .as_ref()
+                        .and_then(|p| p.get(0))
+                        .cloned()
+                        .map(serde_json::from_value)
+                        .transpose()
+                        .map_err(invalid_params)?
+                        .ok_or_else(|| invalid_params("missing address"))?;
+                    return blocking(move || account_field(&pending, method, address)).await;
+                }
+            }
+            upstream_latest(&ctx, method, params, 1).await
+        })
+        .expect("unique");
+    }
+    m.register_async_method("eth_getStorageAt", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        if is_pending(&tag_at(&params, 2)?) {
+            if let Some(pending) = ctx.overlay.pending() {
+                let arr = params.as_ref().and_then(|p| p.as_array()).cloned().unwrap_or_default();
+                let address: Address = serde_json::from_value(arr.first().cloned().unwrap_or_default()).map_err(invalid_params)?;
+                let slot: U256 = serde_json::from_value(arr.get(1).cloned().unwrap_or_default()).map_err(invalid_params)?;
+                return blocking(move || {
+                    let value = pending.database().storage_ref(address, slot).map_err(|e| err(-32603, e.to_string()))?;
+                    to_json(B256::from(value))
+                })
+                .await;
+            }
+        }
+        upstream_latest(&ctx, "eth_getStorageAt", params, 2).await
+    })
+    .expect("unique");
+
+    m.register_async_method("eth_call", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        if is_pending(&tag_at(&params, 1)?) {
+            if let Some(pending) = ctx.overlay.pending() {
+                let req = request_at(&params)?;
+                let chain = ctx.overlay.chain().clone();
+                let cap = ctx.config.gas_cap;
+                return blocking(move || {
+                    let db = CacheDB::new(pending.database());
+                    let out = call::call(db, &chain, &pending.env, &req, cap).map_err(call_error)?;
+                    to_json(out.output)
+                })
+                .await;
+            }
+        }
+        upstream_latest(&ctx, "eth_call", params, 1).await
+    })
+    .expect("unique");
+    m.register_async_method("eth_estimateGas", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        if is_pending(&tag_at(&params, 1)?) {
+            if let Some(pending) = ctx.overlay.pending() {
+                let req = request_at(&params)?;
+                let chain = ctx.overlay.chain().clone();
+                let cap = ctx.config.gas_cap;
+                return blocking(move || {
+                    let db = pending.database();
+                    let balance = db
+                        .basic_ref(req.from.unwrap_or_default())
+                        .map_err(|e| err(-32603, e.to_string()))?
+                        .map(|a| a.balance)
+                        .unwrap_or_default();
+                    let gas = call::estimate_gas(|| CacheDB::new(db.clone()), &chain, &pending.env, &req, cap, balance)
+                        .map_err(call_error)?;
+                    to_json(U64::from(gas))
+                })
+                .await;
+            }
+        }
+        upstream_latest(&ctx, "eth_estimateGas", params, 1).await
+    })
+    .expect("unique");
+
+    m.register_async_method("eth_sendRawTransactionSync", |p, ctx, _| async move {
+        send_raw_sync(&ctx, p).await
+    })
+    .expect("unique");
+}
+
+fn request_at(params: &Option<Value>) -> RpcResult<TransactionRequest> {
+    let v = params.as_ref().and_then(|p| p.get(0)).cloned().ok_or_else(|| invalid_params("missing call object"))?;
+    serde_json::from_value(v).map_err(invalid_params)
+}
+
+fn account_field(pending: &PendingBlock, method: &str, address: Address) -> RpcResult<Value> {
+    let db = pending.database();
+    let info = db.basic_ref(address).map_err(|e| err(-32603, e.to_string()))?.unwrap_or_default();
+    match method {
+        "eth_getBalance" => to_json(info.balance),
+        "eth_getTransactionCount" => to_json(U64::from(info.nonce)),
+        _ => {
+            let code = match info.code {
+                Some(c) => c.original_bytes(),
+                None => db.code_by_hash_ref(info.code_hash).map(|c| c.original_bytes()).unwrap_or_default(),
+            };
+            to_json(code)
+        }
+    }
+}
+
+/// EIP-7966: send, then answer with the receipt as soon as a flashblock (or a sealed block)
+/// includes the transaction. Subscribes before sending and checks current state after, so a
+/// receipt that lands in between is never missed.
+async fn send_raw_sync(ctx: &RpcContext, p: Params<'_>) -> RpcResult<Value> {
+    let mut seq = p.sequence();
+    let raw: Bytes = seq.next().map_err(invalid_params)?;
+    let timeout_ms: Option<u64> = seq.optional_next().map_err(invalid_params)?;
+    let max = ctx.config.send_raw_sync_max;
+    let timeout = timeout_ms.map(Duration::from_millis).unwrap_or(max).min(max);
+    let hash = keccak256(&raw);
+    let mut events = ctx.overlay.subscribe();
+    ctx.upstream.call("eth_sendRawTransaction", Some(json!([raw]))).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let found = |pending: &Arc<PendingBlock>| pending.transaction(&hash).map(|tx| rpc_receipt(tx, &pending.context()));
+    if let Some(pending) = ctx.overlay.pending() {
+        if let Some(r) = found(&pending) {
+            return to_json(r);
+        }
+    }
+    let landed = ctx.upstream.call("eth_getTransactionReceipt", Some(json!([hash]))).await?;
+    if !landed.is_null() {
+        return Ok(landed);
+    }
+    loop {
+        let ev = tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            ev = events.recv() => ev,
+        };
+        match ev {
+            Ok(OverlayEvent::Applied { block, .. }) => {
+                if let Some(r) = found(&block) {
+                    return to_json(r);
+                }
+            }
+            Ok(OverlayEvent::Canonical(block)) if block.tx_hashes.contains(&hash) => {
+                return ctx.upstream.call("eth_getTransactionReceipt", Some(json!([hash]))).await;
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => {
+                if let Some(pending) = ctx.overlay.pending() {
+                    if let Some(r) = found(&pending) {
+                        return to_json(r);
+                    }
+                }
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+    Err(ErrorObjectOwned::owned(
+        4,
+        format!("the transaction was added to the mempool but wasn't processed within {}ms", timeout.as_millis()),
+        Some(hash),
+    ))
+}
