@@ -116,6 +116,8 @@ pub struct Shared {
     pub flashblocks: broadcast::Sender<Arc<PublishedFlashblock>>,
     /// Every sealed block (committed notifications).
     pub sealed: broadcast::Sender<Arc<SealedBlock>>,
+    /// Fault injection for tests: seal the next block without its last flashblock.
+    pub inject_tail_reorg: std::sync::atomic::AtomicBool,
 }
 
 /// A running devnet.
@@ -162,6 +164,7 @@ impl Devnet {
             pending: ArcSwap::from_pointee(pending),
             flashblocks,
             sealed,
+            inject_tail_reorg: Default::default(),
         });
 
         let rpc_addr = match config.rpc_addr {

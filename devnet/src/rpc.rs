@@ -278,6 +278,12 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         send_raw(s, &raw)
     })
     .expect("unique");
+    m.register_method("devnet_injectTailReorg", |_, s, _| -> RpcResult<bool> {
+        // Test fault injection: the next block is sealed without its last flashblock.
+        s.inject_tail_reorg.store(true, std::sync::atomic::Ordering::Release);
+        Ok(true)
+    })
+    .expect("unique");
     m.register_method("devnet_dumpState", |p, s, _| -> RpcResult<serde_json::Value> {
         let id: Option<BlockId> = p.sequence().optional_next().map_err(invalid_params)?;
         let at = resolve_state(s, id)?;

@@ -98,6 +98,7 @@ async fn build_block(
         base_fee_per_gas: U256::from(input.base_fee),
     };
     let mut header = publish(shared, &builder, payload_id, 0, Some(base), 0);
+    let mut before_tail = None;
 
     for j in 1..=n {
         tokio::select! {
@@ -105,11 +106,22 @@ async fn build_block(
             _ = tokio::time::sleep_until(start + interval * j as u32) => {}
         }
         let before = builder.transactions().len();
+        if j == n && shared.inject_tail_reorg.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            // A tail-flashblock reorg: the last flashblock is streamed, then the block is sealed
+            // without it and its transactions are discarded.
+            before_tail = Some((builder.clone(), header.clone()));
+        }
         let cap = shared.config.gas_limit / n * j;
         fill(shared, &mut builder, cap);
         header = publish(shared, &builder, payload_id, j, None, before);
     }
 
+    if let Some((kept, kept_header)) = before_tail {
+        warn!(number = kept_header.number, dropped = builder.transactions().len() - kept.transactions().len(),
+            "injected tail reorg: sealing without the last flashblock");
+        builder = kept;
+        header = kept_header;
+    }
     let hash = header.hash_slow();
     let state = Arc::new(builder.db().clone());
     let txs = builder.transactions().to_vec();

@@ -164,7 +164,7 @@ pub enum ExecError {
 }
 
 /// Builds one block incrementally over a database `DB`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BlockBuilder<DB> {
     chain: ChainConfig,
     input: BlockEnvInput,

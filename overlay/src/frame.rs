@@ -105,10 +105,10 @@ pub fn decode_frame(
     bytes: &[u8],
     max_decompressed: usize,
 ) -> Result<DecodedFlashblock, FrameError> {
-    let first = bytes.iter().position(|b| !is_json_whitespace(*b));
+    let first = bytes.iter().copied().find(|b| !is_json_whitespace(*b));
     let text: Arc<str> = match first {
         None => return Err(FrameError::Json("empty frame".into())),
-        Some(at) if bytes[at] == b'{' => {
+        Some(b'{') => {
             if bytes.len() > max_decompressed {
                 return Err(FrameError::TooLarge {
                     limit: max_decompressed,
@@ -167,10 +167,13 @@ fn brotli_decompress(bytes: &[u8], max: usize) -> Result<Vec<u8>, FrameError> {
         match reader.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => {
-                if out.len() + n > max {
+                if out.len().saturating_add(n) > max {
                     return Err(FrameError::TooLarge { limit: max });
                 }
-                out.extend_from_slice(&chunk[..n]);
+                let read = chunk
+                    .get(..n)
+                    .ok_or_else(|| FrameError::Brotli("reader overran its buffer".into()))?;
+                out.extend_from_slice(read);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(FrameError::Brotli(e.to_string())),

@@ -385,6 +385,7 @@ impl Task {
                 return;
             }
         }
+        let was_synced = self.sequencer.is_synced();
         let decision = self.sequencer.classify(&fb);
         metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => decision.label()).increment(1);
         match decision {
@@ -405,7 +406,12 @@ impl Task {
             }
             Decision::Gap { expected, got } => {
                 c.gaps.fetch_add(1, Ordering::Relaxed);
-                warn!(block = fb.block_number(), expected, got, "gap in flashblocks: serving the prefix until the next block");
+                // Once out of sync every later frame of the block is a gap: warn only once.
+                if was_synced {
+                    warn!(block = fb.block_number(), expected, got, "gap in flashblocks: serving the prefix until the next block");
+                } else {
+                    debug!(block = fb.block_number(), expected, got, "still out of sync");
+                }
             }
             Decision::Stale => {
                 c.stale.fetch_add(1, Ordering::Relaxed);

@@ -152,7 +152,7 @@ impl UpstreamSource {
                 Err(err) => {
                     failures += 1;
                     // Log the first failure and then every 50th, not every poll.
-                    if failures == 1 || failures % 50 == 0 {
+                    if failures == 1 || failures.is_multiple_of(50) {
                         warn!(%err, failures, "polling the upstream head failed");
                     }
                     continue;

@@ -53,6 +53,7 @@ pub const PROXIED: &[&str] = &[
     "web3_clientVersion",
     "web3_sha3",
     "devnet_dumpState",
+    "devnet_injectTailReorg",
 ];
 
 /// Why the upstream could not answer.

@@ -1,6 +1,8 @@
 //! Harness for flashnode's end-to-end tests: spawn the real binary on free loopback ports, talk
 //! to it with real clients (cast, alloy providers, a websocket client), and collect flashblocks.
 
+pub mod relay;
+
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_network::TxSignerSync;
@@ -299,4 +301,50 @@ pub async fn raw_rpc(url: &str, method: &str, params: serde_json::Value) -> serd
     let (_, body) = text.split_once("\r\n\r\n").expect("http response");
     // jsonrpsee answers with a plain body (no chunking) for small responses.
     serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("bad json-rpc body {body:?}: {e}"))
+}
+
+/// `flashnode_status` of a node.
+pub async fn status(rpc: &str) -> serde_json::Value {
+    raw_rpc(rpc, "flashnode_status", serde_json::json!([])).await["result"].clone()
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Starts `flashnode node` against a flashblock URL and an upstream RPC.
+pub async fn start_node(flashblocks_url: &str, upstream: &str, extra: &[&str]) -> Running {
+    let rpc_port = free_port();
+    let mut args: Vec<String> = vec![
+        "node".into(),
+        "--flashblocks-url".into(),
+        flashblocks_url.into(),
+        "--upstream-rpc".into(),
+        upstream.into(),
+        "--rpc-addr".into(),
+        format!("127.0.0.1:{rpc_port}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let proc = Proc::flashnode(&args);
+    let running = Running { proc, rpc: format!("http://127.0.0.1:{rpc_port}"), ws: flashblocks_url.into() };
+    let provider = running.provider();
+    for _ in 0..200 {
+        if provider.get_chain_id().await.is_ok() {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("flashnode node did not answer on {}:\n{}", running.rpc, running.proc.output());
 }
