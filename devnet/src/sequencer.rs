@@ -26,6 +26,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+/// How long an injected tail reorg waits between streaming the last flashblock and sealing.
+const TAIL_REORG_DELAY: Duration = Duration::from_millis(300);
+
 /// Runs the block loop until cancelled.
 pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let span = info_span!("sequencer", chain_id = shared.chain.chain_id);
@@ -117,6 +120,9 @@ async fn build_block(
     }
 
     if let Some((kept, kept_header)) = before_tail {
+        // Like a sequencer that gave up on its builder: the last flashblock was streamed and
+        // consumers applied it before the block is sealed without it.
+        tokio::time::sleep(TAIL_REORG_DELAY).await;
         warn!(number = kept_header.number, dropped = builder.transactions().len() - kept.transactions().len(),
             "injected tail reorg: sealing without the last flashblock");
         builder = kept;

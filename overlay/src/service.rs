@@ -274,6 +274,7 @@ pub fn spawn(
         broken: false,
         waiting: Vec::new(),
         ever_connected: false,
+        unsealed: Default::default(),
     };
     tokio::spawn(task.run(stream, cancel).instrument(info_span!("overlay")));
     overlay
@@ -288,6 +289,9 @@ struct Task {
     /// Flashblocks of a block whose parent is not available yet, replayed when it is.
     waiting: Vec<Arc<DecodedFlashblock>>,
     ever_connected: bool,
+    /// The last snapshot of recent blocks that are not canonical yet: the sealed block is
+    /// reconciled against them even after the next block's flashblocks started.
+    unsealed: std::collections::VecDeque<Arc<PendingBlock>>,
 }
 
 impl Task {
@@ -462,6 +466,15 @@ impl Task {
                     debug!(number = block.number(), index = block.index, "cumulative gas differs from the stream's");
                 }
                 self.shared.pending.store(Some(block.clone()));
+                match self.unsealed.back_mut() {
+                    Some(last) if last.number() == block.number() => *last = block.clone(),
+                    _ => {
+                        self.unsealed.push_back(block.clone());
+                        while self.unsealed.len() > 8 {
+                            self.unsealed.pop_front();
+                        }
+                    }
+                }
                 let _ = self.shared.events.send(OverlayEvent::Applied { block, flashblock: fb });
             }
             Err(ApplyError::ParentUnavailable(parent)) if start => {
@@ -493,12 +506,19 @@ impl Task {
                 ex.reset();
             }
             self.sequencer.reset();
+            self.unsealed.clear();
+        }
+        // Reconcile the sealed block with what we preconfirmed for it, even if the next
+        // block's flashblocks already started.
+        while self.unsealed.front().is_some_and(|b| b.number() < tip.header.number) {
+            self.unsealed.pop_front();
+        }
+        if let Some(ours) = self.unsealed.front().filter(|b| b.number() == tip.header.number).cloned() {
+            self.unsealed.pop_front();
+            self.reconcile(&ours, &tip);
         }
         if let Some(pending) = self.shared.pending.load_full() {
-            if pending.number() == tip.header.number {
-                self.reconcile(&pending, &tip);
-                self.shared.pending.store(None);
-            } else if pending.number() < tip.header.number {
+            if pending.number() <= tip.header.number {
                 self.shared.pending.store(None);
             } else if pending.number() == tip.header.number + 1 && pending.env.parent_hash != tip.hash {
                 // Built on a parent that did not become canonical: everything in it is void.
@@ -506,6 +526,7 @@ impl Task {
                 warn!(number = pending.number(), "pending block built on a non-canonical parent: dropped");
                 let _ = self.shared.events.send(OverlayEvent::Dropped { block: pending.clone(), first_dropped: 0 });
                 self.shared.pending.store(None);
+                self.unsealed.clear();
                 if let Some(ex) = self.executor.as_mut() {
                     ex.reset();
                 }

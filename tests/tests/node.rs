@@ -1,0 +1,257 @@
+//! Acceptance tests of the flashblock-aware node (`flashnode dev` and `flashnode node`)
+//! through its public surface: cast, raw JSON-RPC, and real websockets with injected faults.
+
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy_sol_types::SolCall;
+use flashnode_tests::{relay::{Fault, Relay}, *};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn quantity(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or_else(|| panic!("hex quantity, got {v}")).trim_start_matches("0x"), 16).expect("hex")
+}
+
+/// Waits for a flashblock early in its block (index 1..=4), so a tx sent now lands mid-block.
+async fn wait_for_early_flashblock(fbs: &mut tokio::sync::mpsc::Receiver<Received>) {
+    loop {
+        let fb = next_flashblock(fbs, Duration::from_secs(5)).await;
+        if (1..=4).contains(&fb.payload.index) {
+            // Skip what queued up meanwhile so the next wait is fresh.
+            while fbs.try_recv().is_ok() {}
+            return;
+        }
+    }
+}
+
+async fn block_number(rpc: &str) -> u64 {
+    quantity(&raw_rpc(rpc, "eth_blockNumber", json!([])).await["result"])
+}
+
+/// cast sends to `flashnode dev`; the node serves the receipt while its own eth_blockNumber is
+/// still below the receipt's block; pending state and calls see the preconfirmed tx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_serves_preconfirmations_before_the_block_seals() {
+    let node = start("dev", &[]).await;
+    let mut fbs = collect_flashblocks(&node.ws).await;
+    wait_for_early_flashblock(&mut fbs).await;
+    let key = DEV_KEYS[5];
+    let from = address_of(key);
+    let to = Address::repeat_byte(0x42);
+    let hash = cast(&["send", "--async", "--rpc-url", &node.rpc, "--private-key", key, &to.to_string(), "--value", "12345"]);
+    let hash: B256 = hash.parse().unwrap();
+
+    let mut preconfirmed = None;
+    for _ in 0..100 {
+        let r = raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([hash])).await;
+        if !r["result"].is_null() {
+            let tip = block_number(&node.rpc).await;
+            preconfirmed = Some((r["result"].clone(), tip));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (receipt, tip_then) = preconfirmed.expect("a preconfirmed receipt appears");
+    assert!(tip_then < quantity(&receipt["blockNumber"]), "served before its block is canonical");
+    assert_eq!(quantity(&receipt["status"]), 1);
+    assert!(quantity(&receipt["l1Fee"]) > 0);
+
+    // Pending state sees it; latest may not yet.
+    let bal = raw_rpc(&node.rpc, "eth_getBalance", json!([to, "pending"])).await;
+    assert_eq!(bal["result"].as_str().unwrap().parse::<U256>().unwrap(), U256::from(12345));
+    let nonce = raw_rpc(&node.rpc, "eth_getTransactionCount", json!([from, "pending"])).await;
+    assert_eq!(quantity(&nonce["result"]), 1);
+    let status = status(&node.rpc).await;
+    assert_eq!(status["mode"], "flashblocks", "{status}");
+
+    // The sealed receipt (through cast, which waits) agrees with the preconfirmed one.
+    let sealed: Value = serde_json::from_str(&cast(&["receipt", "--json", "--rpc-url", &node.rpc, &hash.to_string()])).unwrap();
+    for field in ["blockNumber", "transactionIndex", "gasUsed", "cumulativeGasUsed", "status", "l1Fee"] {
+        assert_eq!(sealed[field], receipt[field], "{field}");
+    }
+}
+
+/// eth_sendRawTransactionSync answers with a receipt from a flashblock: its block is still
+/// ahead of the canonical tip when the answer arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_raw_transaction_sync_returns_a_preconfirmed_receipt() {
+    let node = start("dev", &[]).await;
+    let mut fbs = collect_flashblocks(&node.ws).await;
+    for nonce in 0..3u64 {
+        wait_for_early_flashblock(&mut fbs).await;
+        let raw = sign_1559(DEV_KEYS[6], 901, nonce, TxKind::Call(Address::repeat_byte(7)), U256::from(1), Bytes::new(), 21_000, 10_000_000_000);
+        let r = raw_rpc(&node.rpc, "eth_sendRawTransactionSync", json!([raw, 5000])).await;
+        let receipt = &r["result"];
+        assert!(!receipt.is_null(), "{r}");
+        let tip = block_number(&node.rpc).await;
+        assert!(tip < quantity(&receipt["blockNumber"]), "receipt came from a flashblock, not the sealed block");
+    }
+    // A timeout above the cap is capped, and a bad tx is refused with the upstream's error.
+    let r = raw_rpc(&node.rpc, "eth_sendRawTransactionSync", json!(["0x02ff", 999999])).await;
+    assert!(r["error"]["code"].is_i64(), "{r}");
+    let caps = raw_rpc(&node.rpc, "op_supportedCapabilities", json!([])).await;
+    assert_eq!(caps["result"], json!(["flashblocksv1"]));
+}
+
+/// A `pending` eth_call runs in the real N+1 environment: block.number is N+1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_call_sees_the_next_block() {
+    let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
+    let out: Value = serde_json::from_str(&cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[7], "--create", PROBE_BIN.trim()])).unwrap();
+    let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
+    let data = Bytes::from(IProbe::envCall {}.abi_encode());
+    let mut checked = false;
+    for _ in 0..20 {
+        let pending = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"].clone();
+        let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": data}, "pending"])).await;
+        let after = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"].clone();
+        if pending["number"] != after["number"] || status(&node.rpc).await["mode"] != "flashblocks" {
+            continue; // raced a block boundary; try again
+        }
+        let ret: Bytes = r["result"].as_str().unwrap().parse().unwrap();
+        let env = IProbe::envCall::abi_decode_returns(&ret).unwrap();
+        let latest = block_number(&node.rpc).await;
+        assert_eq!(env.number, U256::from(quantity(&pending["number"])));
+        assert!(env.number > U256::from(latest), "pending runs as N+1");
+        assert_eq!(env.timestamp, U256::from(quantity(&pending["timestamp"])));
+        assert_eq!(env.basefee, U256::from(quantity(&pending["baseFeePerGas"])));
+        assert_eq!(env.coinbase, pending["miner"].as_str().unwrap().parse::<Address>().unwrap());
+        checked = true;
+        break;
+    }
+    assert!(checked, "a pending call was checked against the pending block");
+}
+
+/// Sidecar: `flashnode devnet` + `flashnode node`; the stream dies mid-block: the node falls
+/// back to latest within the liveness window, reconnects and serves preconfirmations again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_falls_back_and_recovers_when_the_stream_dies() {
+    let devnet = start("devnet", &[]).await;
+    let relay = Relay::start(&devnet.ws).await;
+    let node = start_node(&relay.url, &devnet.rpc, &[]).await;
+    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await,
+        "serving flashblocks: {}", status(&node.rpc).await);
+
+    relay.inject(Fault::Kill(Duration::from_secs(3))).await;
+    // Liveness window 1 s: the node must fall back well within 3 s.
+    assert!(eventually(Duration::from_secs(3), || async { status(&node.rpc).await["mode"] == "fallback" }).await,
+        "fell back: {}", status(&node.rpc).await);
+    // In fallback `pending` answers exactly as `latest`.
+    let consistent = eventually(Duration::from_secs(2), || async {
+        let p = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"].clone();
+        let l = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["latest", false])).await["result"].clone();
+        !p.is_null() && p["hash"] == l["hash"]
+    }).await;
+    assert!(consistent, "pending equals latest in fallback");
+
+    // The relay comes back after 3 s; preconfirmations resume within about a block.
+    assert!(eventually(Duration::from_secs(8), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await,
+        "recovered: {}", status(&node.rpc).await);
+    let s = status(&node.rpc).await;
+    assert!(s["disconnects"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["reconnects"].as_u64().unwrap() >= 1, "{s}");
+}
+
+/// A scripted stream injects duplicates, a gap, a new block with a non-zero index, a wrong
+/// payload id, malformed JSON, a truncated brotli frame, a 20 MiB frame and a silent-but-open
+/// connection: no panic, each shows in the counters, and the node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_faults_are_counted_and_survived() {
+    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
+    let relay = Relay::start(&devnet.ws).await;
+    let mut node = start_node(&relay.url, &devnet.rpc, &[]).await;
+    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await);
+
+    async fn counter(rpc: &str, name: &str) -> u64 {
+        status(rpc).await[name].as_u64().unwrap_or_default()
+    }
+    async fn expect_increment(relay: &Relay, rpc: &str, fault: Fault, name: &str) {
+        let before = counter(rpc, name).await;
+        relay.inject(fault.clone()).await;
+        let ok = eventually(Duration::from_secs(5), || async { counter(rpc, name).await > before }).await;
+        assert!(ok, "{fault:?} increments {name}: {}", status(rpc).await);
+    }
+    let rpc = node.rpc.clone();
+    expect_increment(&relay, &rpc, Fault::Duplicate, "duplicates").await;
+    expect_increment(&relay, &rpc, Fault::Gap, "gaps").await;
+    expect_increment(&relay, &rpc, Fault::NewBlockNonZeroIndex, "gaps").await;
+    expect_increment(&relay, &rpc, Fault::WrongPayloadId, "invalid").await;
+    expect_increment(&relay, &rpc, Fault::MalformedJson, "malformed").await;
+    expect_increment(&relay, &rpc, Fault::TruncatedBrotli, "malformed").await;
+    expect_increment(&relay, &rpc, Fault::Oversized(20 * 1024 * 1024), "disconnects").await;
+    assert!(eventually(Duration::from_secs(5), || async { status(&rpc).await["mode"] == "flashblocks" }).await);
+    expect_increment(&relay, &rpc, Fault::Silent, "disconnects").await;
+    // After all of it: alive, reconnected, serving preconfirmations, never stuck on index 0
+    // arriving before its parent is canonical.
+    assert!(eventually(Duration::from_secs(5), || async { status(&rpc).await["mode"] == "flashblocks" }).await,
+        "{}", status(&rpc).await);
+    assert!(node.proc.is_running());
+    let s = status(&rpc).await;
+    assert_eq!(s["executionErrors"], 0, "{s}");
+    assert!(s["promoted"].as_u64().unwrap() >= 1, "{s}");
+    assert!(!node.proc.output().contains("panicked"));
+}
+
+/// Tail reorg: the sealed block omits the last flashblock's txs; their receipts vanish from
+/// the node at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
+    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
+    let node = start_node(&devnet.ws, &devnet.rpc, &[]).await;
+    let mut fbs = collect_flashblocks(&devnet.ws).await;
+    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await);
+    // Wait for the start of a block, then arm the fault and fill every flashblock with txs.
+    loop {
+        if next_flashblock(&mut fbs, Duration::from_secs(5)).await.payload.index == 0 { break }
+    }
+    raw_rpc(&devnet.rpc, "devnet_injectTailReorg", json!([])).await;
+    let sender = tokio::spawn({
+        let rpc = node.rpc.clone();
+        async move {
+            // Keep every flashblock of the next ~1.5 s busy, so the last one has txs.
+            for round in 0..30u64 {
+                for key in DEV_KEYS {
+                    let raw = sign_1559(key, 901, round, TxKind::Call(Address::repeat_byte(9)), U256::from(1), Bytes::new(), 21_000, 10_000_000_000);
+                    raw_rpc(&rpc, "eth_sendRawTransaction", json!([raw])).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    // The reorged block: its last flashblock's txs are preconfirmed, then not sealed.
+    let mut dropped: Vec<B256> = Vec::new();
+    let mut preconfirmed = false;
+    let mut reorged_block = 0;
+    for _ in 0..60 {
+        let fb = next_flashblock(&mut fbs, Duration::from_secs(5)).await;
+        if fb.payload.index != 10 || fb.payload.metadata.receipts.is_empty() {
+            continue;
+        }
+        let number = fb.payload.metadata.block_number;
+        let last_txs: Vec<B256> = fb.payload.metadata.receipts.keys().copied().collect();
+        // During the sealing delay the node serves the last flashblock's receipts.
+        let probe = last_txs[0];
+        preconfirmed |= eventually(Duration::from_millis(250), || async {
+            let r = raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([probe])).await;
+            !r["result"].is_null() && quantity(&r["result"]["blockNumber"]) == number
+        })
+        .await;
+        assert!(eventually(Duration::from_secs(3), || async { block_number(&node.rpc).await >= number }).await);
+        let sealed = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!([format!("0x{number:x}"), false])).await["result"].clone();
+        let sealed_txs: Vec<B256> = serde_json::from_value(sealed["transactions"].clone()).unwrap();
+        let missing: Vec<B256> = last_txs.into_iter().filter(|h| !sealed_txs.contains(h)).collect();
+        if !missing.is_empty() {
+            dropped = missing;
+            reorged_block = number;
+            break;
+        }
+    }
+    sender.await.unwrap();
+    assert!(!dropped.is_empty(), "the injected tail reorg dropped the last flashblock's txs");
+    assert!(preconfirmed, "the node preconfirmed the last flashblock before the seal");
+    for hash in &dropped {
+        let r = raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([hash])).await;
+        assert!(r["result"].is_null(), "dropped tx {hash} of block {reorged_block} has no receipt: {r}");
+    }
+    let s = status(&node.rpc).await;
+    assert!(s["reorgs"].as_u64().unwrap() >= 1, "{s}");
+}
