@@ -21,6 +21,8 @@ use jsonrpsee::{
     types::{ErrorObjectOwned, Params},
 };
 use revm::{database::CacheDB, DatabaseRef};
+#[allow(unused_imports)]
+use revm::Database as _;
 use serde_json::json;
 use std::{net::SocketAddr, sync::Arc};
 use tokio_util::sync::CancellationToken;
@@ -246,11 +248,14 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         let mut seq = p.sequence();
         let req: TransactionRequest = seq.next().map_err(invalid_params)?;
         let id: Option<BlockId> = seq.optional_next().map_err(invalid_params)?;
+        let overrides = call::CallOverrides {
+            state: seq.optional_next().map_err(invalid_params)?,
+            block: seq.optional_next().map_err(invalid_params)?,
+        };
         let at = resolve_state(s, id)?;
-        let env = BlockEnvInput::from_header(&at.block.header);
-        call::call(CacheDB::new(&*at.state), &s.chain, &env, &req, RPC_GAS_CAP)
-            .map(|o| o.output)
-            .map_err(call_error)
+        let env = overrides.env(&BlockEnvInput::from_header(&at.block.header));
+        let db = overrides.database(&*at.state).map_err(call_error)?;
+        call::call(db, &s.chain, &env, &req, RPC_GAS_CAP).map(|o| o.output).map_err(call_error)
     })
     .expect("unique");
     m.register_method("eth_estimateGas", |p, s, _| -> RpcResult<U64> {

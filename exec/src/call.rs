@@ -4,11 +4,14 @@ use crate::{builder::BlockEnvInput, chain::ChainConfig};
 use alloy_evm::{Evm, EvmFactory};
 use alloy_op_evm::{OpEvmFactory, OpTx};
 use alloy_primitives::{Bytes, TxKind, U256};
-use alloy_rpc_types_eth::TransactionRequest;
+use alloy_rpc_types_eth::{state::StateOverride, BlockOverrides, TransactionRequest};
 use alloy_sol_types::{Revert, SolError};
 use op_revm::{OpHaltReason, OpTransaction};
 use revm::{
+    bytecode::Bytecode,
     context::TxEnv,
+    database::CacheDB,
+    database_interface::DatabaseRef,
     context_interface::result::{EVMError, ExecutionResult, HaltReason, OutOfGasError},
     Database,
 };
@@ -272,4 +275,104 @@ where
         }
     }
     Ok(hi)
+}
+
+/// Applies `eth_call` state overrides (balance, nonce, code, full `state` or `stateDiff`).
+pub fn apply_state_overrides<D>(db: &mut CacheDB<D>, overrides: &StateOverride) -> Result<(), CallError>
+where
+    D: DatabaseRef,
+    D::Error: core::fmt::Display,
+{
+    for (address, o) in overrides {
+        if o.state.is_some() && o.state_diff.is_some() {
+            return Err(CallError::InvalidRequest(format!(
+                "account {address} has both 'state' and 'stateDiff'"
+            )));
+        }
+        if o.move_precompile_to.is_some() {
+            return Err(CallError::InvalidRequest("movePrecompileToAddress is not supported".into()));
+        }
+        let mut info = db.basic(*address).map_err(|e| CallError::State(e.to_string()))?.unwrap_or_default();
+        if let Some(balance) = o.balance {
+            info.balance = balance;
+        }
+        if let Some(nonce) = o.nonce {
+            info.nonce = nonce;
+        }
+        if let Some(code) = &o.code {
+            let code = Bytecode::new_raw(code.clone());
+            info.code_hash = code.hash_slow();
+            info.code = Some(code);
+        }
+        db.insert_account_info(*address, info);
+        let slot = |k: &alloy_primitives::B256, v: &alloy_primitives::B256| {
+            (U256::from_be_bytes(k.0), U256::from_be_bytes(v.0))
+        };
+        if let Some(state) = &o.state {
+            db.replace_account_storage(*address, state.iter().map(|(k, v)| slot(k, v)).collect())
+                .map_err(|e| CallError::State(e.to_string()))?;
+        }
+        if let Some(diff) = &o.state_diff {
+            for (k, v) in diff {
+                let (k, v) = slot(k, v);
+                db.insert_account_storage(*address, k, v).map_err(|e| CallError::State(e.to_string()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies `eth_call` block overrides to the environment.
+pub fn apply_block_overrides(env: &mut BlockEnvInput, o: &BlockOverrides) {
+    if let Some(number) = o.number {
+        env.number = number.saturating_to();
+    }
+    if let Some(time) = o.time {
+        env.timestamp = time;
+    }
+    if let Some(gas_limit) = o.gas_limit {
+        env.gas_limit = gas_limit;
+    }
+    if let Some(coinbase) = o.coinbase {
+        env.coinbase = coinbase;
+    }
+    if let Some(random) = o.random {
+        env.prev_randao = random;
+    }
+    if let Some(base_fee) = o.base_fee {
+        env.base_fee = base_fee.saturating_to();
+    }
+}
+
+/// The optional overrides of an `eth_call` / `eth_estimateGas` request.
+#[derive(Clone, Debug, Default)]
+pub struct CallOverrides {
+    /// State overrides (third `eth_call` param).
+    pub state: Option<StateOverride>,
+    /// Block overrides (fourth `eth_call` param).
+    pub block: Option<BlockOverrides>,
+}
+
+impl CallOverrides {
+    /// Wraps `db` in a cache with the state overrides applied.
+    pub fn database<D>(&self, db: D) -> Result<CacheDB<D>, CallError>
+    where
+        D: DatabaseRef,
+        D::Error: core::fmt::Display,
+    {
+        let mut cache = CacheDB::new(db);
+        if let Some(state) = &self.state {
+            apply_state_overrides(&mut cache, state)?;
+        }
+        Ok(cache)
+    }
+
+    /// The environment with the block overrides applied.
+    pub fn env(&self, env: &BlockEnvInput) -> BlockEnvInput {
+        let mut env = env.clone();
+        if let Some(block) = &self.block {
+            apply_block_overrides(&mut env, block);
+        }
+        env
+    }
 }

@@ -5,10 +5,10 @@
 use crate::{proxy::params_json, RpcContext};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256, U64};
-use alloy_rpc_types_eth::TransactionRequest;
+use alloy_rpc_types_eth::{Filter, FilterBlockOption, TransactionRequest};
 use flashnode_exec::{
     call::{self, CallError},
-    convert::{rpc_block, rpc_receipt, rpc_transaction},
+    convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
 };
 use flashnode_overlay::{OverlayEvent, PendingBlock};
 use jsonrpsee::{
@@ -183,11 +183,13 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         if is_pending(&tag_at(&params, 1)?) {
             if let Some(pending) = ctx.overlay.pending() {
                 let req = request_at(&params)?;
+                let overrides = overrides_at(&params, 2)?;
                 let chain = ctx.overlay.chain().clone();
                 let cap = ctx.config.gas_cap;
                 return blocking(move || {
-                    let db = CacheDB::new(pending.database());
-                    let out = call::call(db, &chain, &pending.env, &req, cap).map_err(call_error)?;
+                    let db = overrides.database(pending.database()).map_err(call_error)?;
+                    let env = overrides.env(&pending.env);
+                    let out = call::call(db, &chain, &env, &req, cap).map_err(call_error)?;
                     to_json(out.output)
                 })
                 .await;
@@ -201,17 +203,26 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         if is_pending(&tag_at(&params, 1)?) {
             if let Some(pending) = ctx.overlay.pending() {
                 let req = request_at(&params)?;
+                let overrides = overrides_at(&params, 2)?;
                 let chain = ctx.overlay.chain().clone();
                 let cap = ctx.config.gas_cap;
                 return blocking(move || {
-                    let db = pending.database();
-                    let balance = db
-                        .basic_ref(req.from.unwrap_or_default())
+                    let mut probe = overrides.database(pending.database()).map_err(call_error)?;
+                    let balance = revm::Database::basic(&mut probe, req.from.unwrap_or_default())
                         .map_err(|e| err(-32603, e.to_string()))?
                         .map(|a| a.balance)
                         .unwrap_or_default();
-                    let gas = call::estimate_gas(|| CacheDB::new(db.clone()), &chain, &pending.env, &req, cap, balance)
-                        .map_err(call_error)?;
+                    let env = overrides.env(&pending.env);
+                    let db = pending.database();
+                    let gas = call::estimate_gas(
+                        || overrides.database(db.clone()).unwrap_or_else(|_| CacheDB::new(db.clone())),
+                        &chain,
+                        &env,
+                        &req,
+                        cap,
+                        balance,
+                    )
+                    .map_err(call_error)?;
                     to_json(U64::from(gas))
                 })
                 .await;
@@ -221,15 +232,62 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
     })
     .expect("unique");
 
+    m.register_async_method("eth_getLogs", |p, ctx, _| async move { get_logs(&ctx, &p).await })
+        .expect("unique");
+
     m.register_async_method("eth_sendRawTransactionSync", |p, ctx, _| async move {
         send_raw_sync(&ctx, p).await
     })
     .expect("unique");
 }
 
+/// State overrides at `pos` and block overrides at `pos + 1`.
+fn overrides_at(params: &Option<Value>, pos: usize) -> RpcResult<call::CallOverrides> {
+    let get = |i: usize| params.as_ref().and_then(|p| p.get(i)).filter(|v| !v.is_null()).cloned();
+    Ok(call::CallOverrides {
+        state: get(pos).map(serde_json::from_value).transpose().map_err(invalid_params)?,
+        block: get(pos + 1).map(serde_json::from_value).transpose().map_err(invalid_params)?,
+    })
+}
+
 fn request_at(params: &Option<Value>) -> RpcResult<TransactionRequest> {
     let v = params.as_ref().and_then(|p| p.get(0)).cloned().ok_or_else(|| invalid_params("missing call object"))?;
     serde_json::from_value(v).map_err(invalid_params)
+}
+
+/// `eth_getLogs`: a range ending at `pending` is the upstream's logs up to `latest` plus the
+/// preconfirmed logs that match; a range starting at `pending` is the preconfirmed logs only.
+async fn get_logs(ctx: &RpcContext, p: &Params<'_>) -> RpcResult<Value> {
+    let params = params_json(p)?;
+    let raw = params.as_ref().and_then(|p| p.get(0)).cloned().ok_or_else(|| invalid_params("missing filter"))?;
+    let filter: Filter = serde_json::from_value(raw.clone()).map_err(invalid_params)?;
+    let (from, to) = match filter.block_option {
+        FilterBlockOption::Range { from_block, to_block } => (from_block, to_block),
+        FilterBlockOption::AtBlockHash(_) => return ctx.upstream.call("eth_getLogs", params).await,
+    };
+    let to_pending = to == Some(BlockNumberOrTag::Pending);
+    let from_pending = from == Some(BlockNumberOrTag::Pending);
+    if !to_pending && !from_pending {
+        return ctx.upstream.call("eth_getLogs", params).await;
+    }
+    let mut logs: Vec<Value> = Vec::new();
+    if !from_pending {
+        let mut canonical = raw;
+        canonical["toBlock"] = Value::String("latest".into());
+        let got = ctx.upstream.call("eth_getLogs", Some(json!([canonical]))).await?;
+        logs = serde_json::from_value(got).map_err(|e| err(-32603, format!("upstream logs: {e}")))?;
+    }
+    if let Some(pending) = ctx.overlay.pending() {
+        let block = pending.context();
+        for tx in pending.txs.iter() {
+            for log in rpc_logs(tx, &block) {
+                if filter.matches(&log.inner) {
+                    logs.push(to_json(log)?);
+                }
+            }
+        }
+    }
+    Ok(Value::Array(logs))
 }
 
 fn account_field(pending: &PendingBlock, method: &str, address: Address) -> RpcResult<Value> {

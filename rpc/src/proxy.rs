@@ -29,7 +29,6 @@ pub const PROXIED: &[&str] = &[
     "eth_maxPriorityFeePerGas",
     "eth_blobBaseFee",
     "eth_feeHistory",
-    "eth_getLogs",
     "eth_getProof",
     "eth_getAccount",
     "eth_createAccessList",

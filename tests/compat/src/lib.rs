@@ -1,0 +1,1 @@
+//! Wire-compatibility tests live in `tests/`.
