@@ -1,1 +1,90 @@
-fn main() {}
+//! `flashnode-bench`: whole-scenario benchmarks of the real `flashnode` binary on loopback.
+//!
+//! - `ingest-latency`: flashblock frame arrival → its receipts queryable over the node's RPC.
+//! - `receipt-throughput`: `eth_getTransactionReceipt` under wrk load, node (preconfirmed,
+//!   proxied) side by side with the devnet's canonical RPC.
+//!
+//! The binary under test is `$FLASHNODE_BIN` (use the release build:
+//! `FLASHNODE_BIN=target/release/flashnode`). See docs/benchmarks.md.
+
+mod http;
+mod ingest;
+mod node;
+mod stats;
+mod throughput;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "flashnode-bench", about = "Benchmarks of flashnode (see docs/benchmarks.md)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Write the machine-readable result here (e.g. bench/results/ingest-latency.json).
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Latency from a flashblock frame's arrival to its receipts being queryable over RPC.
+    IngestLatency(ingest::IngestArgs),
+    /// eth_getTransactionReceipt throughput: node (preconfirmed, proxied) vs devnet canonical RPC.
+    ReceiptThroughput(throughput::ThroughputArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The node's log goes to a file that is scanned afterwards: no colour codes. Set before any
+    // thread starts.
+    std::env::set_var("NO_COLOR", "1");
+    if std::env::var_os("FLASHNODE_BIN").is_none() {
+        eprintln!("warning: FLASHNODE_BIN is not set; benchmarking {}", flashnode_tests::flashnode_bin().display());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::IngestLatency(args) => ingest::run(args).await,
+            Command::ReceiptThroughput(args) => throughput::run(args).await,
+        }
+    })?;
+    let text = serde_json::to_string_pretty(&result)?;
+    match &cli.out {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(path, text + "\n")?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => println!("{text}"),
+    }
+    print_headline(&result);
+    Ok(())
+}
+
+/// A short human summary on stderr.
+fn print_headline(v: &serde_json::Value) {
+    let r = &v["result"];
+    match v["scenario"].as_str() {
+        Some("ingest-latency") => eprintln!(
+            "ingest→queryable latency over {} samples: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (txs/flashblock p50 {})",
+            r["samples"], r["latency_ms"]["p50"], r["latency_ms"]["p90"], r["latency_ms"]["p99"], r["latency_ms"]["max"],
+            r["tx_count_per_flashblock_measured"]["summary"]["p50"]
+        ),
+        Some("receipt-throughput") => {
+            for run in r["runs"].as_array().into_iter().flatten() {
+                eprintln!(
+                    "{:<22} {:>10} req/s  p50 {} ms  p99 {} ms",
+                    run["label"].as_str().unwrap_or("?"),
+                    run["requests_per_sec"],
+                    run["latency_ms"]["p50"],
+                    run["latency_ms"]["p99"]
+                );
+            }
+            eprintln!("node preconfirmed / devnet canonical: {}", r["ratio_node_preconfirmed_vs_devnet_canonical"]);
+        }
+        _ => {}
+    }
+}

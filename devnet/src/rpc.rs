@@ -283,6 +283,11 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         send_raw(s, &raw)
     })
     .expect("unique");
+    m.register_method("eth_getLogs", |p, s, _| -> RpcResult<Vec<alloy_rpc_types_eth::Log>> {
+        let filter: alloy_rpc_types_eth::Filter = p.one().map_err(invalid_params)?;
+        get_logs(s, &filter)
+    })
+    .expect("unique");
     m.register_method("devnet_injectTailReorg", |_, s, _| -> RpcResult<bool> {
         // Test fault injection: the next block is sealed without its last flashblock.
         s.inject_tail_reorg.store(true, std::sync::atomic::Ordering::Release);
@@ -301,6 +306,46 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     })
     .expect("unique");
     m
+}
+
+/// Most blocks one `eth_getLogs` may span, as public endpoints limit it.
+pub const MAX_LOG_RANGE: u64 = 10_000;
+
+fn get_logs(s: &Shared, filter: &alloy_rpc_types_eth::Filter) -> RpcResult<Vec<alloy_rpc_types_eth::Log>> {
+    use alloy_rpc_types_eth::FilterBlockOption;
+    let store = s.store.read();
+    let latest = store.latest().header.number;
+    let resolve = |tag: Option<BlockNumberOrTag>| match tag {
+        Some(BlockNumberOrTag::Number(n)) => n.min(latest),
+        Some(BlockNumberOrTag::Earliest) => 0,
+        _ => latest,
+    };
+    let blocks: Vec<Arc<SealedBlock>> = match filter.block_option {
+        FilterBlockOption::AtBlockHash(h) => {
+            store.by_hash(&h).cloned().map(|b| vec![b]).ok_or_else(|| err(-32001, "block not found"))?
+        }
+        FilterBlockOption::Range { from_block, to_block } => {
+            let (from, to) = (resolve(from_block), resolve(to_block));
+            if from > to {
+                return Err(invalid_params("fromBlock is after toBlock"));
+            }
+            if to - from >= MAX_LOG_RANGE {
+                return Err(err(-32005, format!("query exceeds max block range {MAX_LOG_RANGE}")));
+            }
+            (from..=to).filter_map(|n| store.by_number(n).cloned()).collect()
+        }
+    };
+    let mut out = Vec::new();
+    for block in blocks {
+        if !filter.matches_bloom(block.header.logs_bloom) {
+            continue;
+        }
+        let ctx = BlockContext::of(&block.header, block.hash);
+        for tx in &block.txs {
+            out.extend(flashnode_exec::convert::rpc_logs(tx, &ctx).into_iter().filter(|l| filter.matches(&l.inner)));
+        }
+    }
+    Ok(out)
 }
 
 fn block_json(s: &Shared, id: Option<BlockId>, full: bool) -> RpcResult<serde_json::Value> {

@@ -147,7 +147,8 @@ where
     let mut env = block.evm_env(chain);
     env.cfg_env.disable_block_gas_limit = true;
     env.cfg_env.disable_eip3607 = true;
-    env.cfg_env.disable_nonce_check = req.nonce.is_none();
+    // Calls never check the nonce, as in geth (SkipNonceChecks) and reth.
+    env.cfg_env.disable_nonce_check = true;
     let tx = tx_env(chain, block, req, gas)?;
     if tx.0.base.gas_price == 0 {
         env.cfg_env.disable_base_fee = true;

@@ -255,3 +255,83 @@ async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
     let s = status(&node.rpc).await;
     assert!(s["reorgs"].as_u64().unwrap() >= 1, "{s}");
 }
+
+/// eth_getLogs with `pending` returns preconfirmed logs with correct indices; eth_call honours
+/// state and block overrides on top of the pending state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_logs_and_call_overrides() {
+    let node = start("dev", &["--block-time", "2s", "--flashblock-interval", "200ms"]).await;
+    let out: Value = serde_json::from_str(&cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[8], "--create", PROBE_BIN.trim()])).unwrap();
+    let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
+    let mut fbs = collect_flashblocks(&node.ws).await;
+    wait_for_early_flashblock(&mut fbs).await;
+    // Another key: cast takes the `latest` nonce, and the deployment may still be preconfirmed.
+    let hash: B256 = cast(&["send", "--async", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[3], &probe.to_string(), "ping(uint256)", "77"]).parse().unwrap();
+    let mut found = None;
+    for _ in 0..40 {
+        let r = raw_rpc(&node.rpc, "eth_getLogs", json!([{"fromBlock": "pending", "toBlock": "pending", "address": probe}])).await;
+        let logs = r["result"].as_array().cloned().unwrap_or_default();
+        if let Some(log) = logs.into_iter().find(|l| l["transactionHash"] == json!(hash)) {
+            found = Some(log);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = found.expect("the Ping log is served from the pending block");
+    let receipt = raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([hash])).await["result"].clone();
+    assert_eq!(log["logIndex"], receipt["logs"][0]["logIndex"]);
+    assert_eq!(log["transactionIndex"], receipt["transactionIndex"]);
+    assert_eq!(log["blockNumber"], receipt["blockNumber"]);
+    assert!(quantity(&log["blockNumber"]) > block_number(&node.rpc).await, "preconfirmed, not yet canonical");
+    // A range ending at pending also carries it; a range of canonical blocks only does not.
+    let r = raw_rpc(&node.rpc, "eth_getLogs", json!([{"fromBlock": "0x0", "toBlock": "pending", "address": probe}])).await;
+    assert!(r["result"].as_array().unwrap().iter().any(|l| l["transactionHash"] == json!(hash)), "{r}");
+    let r = raw_rpc(&node.rpc, "eth_getLogs", json!([{"fromBlock": "0x0", "toBlock": "latest", "address": probe}])).await;
+    assert!(!r["result"].as_array().unwrap().iter().any(|l| l["transactionHash"] == json!(hash)), "{r}");
+
+    // Overrides: the counter slot and the block number.
+    let counter = Bytes::from(IProbe::counterCall {}.abi_encode());
+    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": counter}, "pending",
+        {probe.to_string(): {"stateDiff": {format!("0x{:064x}", 0): format!("0x{:064x}", 4242)}}}])).await;
+    let ret: Bytes = r["result"].as_str().unwrap_or_else(|| panic!("{r}")).parse().unwrap();
+    assert_eq!(U256::from_be_slice(&ret), U256::from(4242));
+    let env = Bytes::from(IProbe::envCall {}.abi_encode());
+    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": env}, "pending", null, {"number": "0x1234"}])).await;
+    let ret: Bytes = r["result"].as_str().unwrap_or_else(|| panic!("{r}")).parse().unwrap();
+    assert_eq!(IProbe::envCall::abi_decode_returns(&ret).unwrap().number, U256::from(0x1234));
+}
+
+/// Bad call input gets clear JSON-RPC errors and never hurts the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_call_input_gets_clear_errors() {
+    let node = start("dev", &[]).await;
+    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await);
+    let cases = [
+        ("malformed call object", json!([{"to": "0x12"}, "pending"]), -32602),
+        ("unknown block tag", json!([{"to": Address::ZERO}, "pendingg"]), -32602),
+        ("gas above the cap", json!([{"to": Address::ZERO, "gas": "0xffffffffff"}, "pending"]), -32000),
+        ("both state and stateDiff", json!([{"to": Address::ZERO}, "pending", {Address::ZERO.to_string(): {"state": {}, "stateDiff": {}}}]), -32000),
+    ];
+    for (what, params, code) in cases {
+        let r = raw_rpc(&node.rpc, "eth_call", params).await;
+        assert_eq!(r["error"]["code"], code, "{what}: {r}");
+        assert!(!r["error"]["message"].as_str().unwrap_or_default().is_empty(), "{what}");
+    }
+    // Huge calldata: runs or fails cleanly, never kills the node.
+    let huge = format!("0x{}", "ab".repeat(1_000_000));
+    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": Address::repeat_byte(1), "data": huge}, "pending"])).await;
+    assert!(r.get("result").is_some() || r["error"]["code"].is_i64(), "{r}");
+    // A reverting call reports the reason; an out-of-gas call says so.
+    let out: Value = serde_json::from_str(&cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[9], "--create", PROBE_BIN.trim()])).unwrap();
+    let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
+    let fail = Bytes::from(IProbe::failCall {}.abi_encode());
+    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": fail}, "pending"])).await;
+    assert_eq!(r["error"]["code"], 3, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("Probe: deliberate failure"), "{r}");
+    let burn = Bytes::from(IProbe::burnCall { rounds: U256::from(100_000) }.abi_encode());
+    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": burn, "gas": "0x30000"}, "pending"])).await;
+    assert!(r["error"]["message"].as_str().unwrap().contains("gas"), "{r}");
+    let r = raw_rpc(&node.rpc, "eth_estimateGas", json!([{"to": probe, "data": fail}, "pending"])).await;
+    assert_eq!(r["error"]["code"], 3, "{r}");
+    assert!(status(&node.rpc).await["mode"] == "flashblocks");
+}
