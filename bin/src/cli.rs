@@ -30,6 +30,9 @@ pub enum Command {
 /// Flags of the flashblock-aware node shared by `node` and `dev`.
 #[derive(Debug, Clone, Args)]
 pub struct OverlayArgs {
+    /// Prometheus metrics listen address (`/metrics`); off when unset.
+    #[arg(long, env = "FLASHNODE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// A stream with no frame and no pong within this window is dead (fallback to latest).
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "FLASHNODE_STREAM_SILENCE_TIMEOUT")]
     pub stream_silence_timeout: Duration,

@@ -29,6 +29,9 @@ pub async fn start_node(
     args: &OverlayArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<NodeParts> {
+    if let Some(addr) = args.metrics_addr {
+        install_metrics(addr)?;
+    }
     let mut stream_config = StreamConfig::new(flashblocks_url.clone());
     stream_config.silence_timeout = args.stream_silence_timeout;
     stream_config.ping_interval = args.stream_ping_interval;
@@ -57,6 +60,19 @@ pub async fn start_node(
         .await
         .context("starting the RPC server")?;
     Ok(NodeParts { rpc_addr })
+}
+
+/// Installs the Prometheus exporter on `addr` (serves `/metrics`) and describes the metrics.
+pub fn install_metrics(addr: SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+        .context("metrics buckets")?
+        .install()
+        .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+    flashnode_overlay::metrics_names::describe();
+    tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
+    Ok(())
 }
 
 /// `flashnode node`.

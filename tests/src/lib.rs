@@ -348,3 +348,34 @@ pub async fn start_node(flashblocks_url: &str, upstream: &str, extra: &[&str]) -
     }
     panic!("flashnode node did not answer on {}:\n{}", running.rpc, running.proc.output());
 }
+
+/// Fetches a Prometheus text page.
+pub async fn scrape(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint reachable");
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("request written");
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.expect("response read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(text)
+}
+
+/// Sum of the samples of `name` whose label set contains every `labels` pair.
+pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric_name, label_part) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if metric_name != name {
+                return None;
+            }
+            let ok = labels.iter().all(|(k, v)| label_part.split(',').any(|p| p == format!("{k}=\"{v}\"")));
+            ok.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}

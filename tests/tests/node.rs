@@ -158,28 +158,40 @@ async fn sidecar_falls_back_and_recovers_when_the_stream_dies() {
 async fn scripted_faults_are_counted_and_survived() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let relay = Relay::start(&devnet.ws).await;
-    let mut node = start_node(&relay.url, &devnet.rpc, &[]).await;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let mut node = start_node(&relay.url, &devnet.rpc, &["--metrics-addr", &metrics_addr]).await;
     assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await);
 
     async fn counter(rpc: &str, name: &str) -> u64 {
         status(rpc).await[name].as_u64().unwrap_or_default()
     }
-    async fn expect_increment(relay: &Relay, rpc: &str, fault: Fault, name: &str) {
-        let before = counter(rpc, name).await;
-        relay.inject(fault.clone()).await;
-        let ok = eventually(Duration::from_secs(5), || async { counter(rpc, name).await > before }).await;
-        assert!(ok, "{fault:?} increments {name}: {}", status(rpc).await);
-    }
+    // Each fault: the status counter and the Prometheus series both increase.
+    let m = metrics_addr.as_str();
     let rpc = node.rpc.clone();
-    expect_increment(&relay, &rpc, Fault::Duplicate, "duplicates").await;
-    expect_increment(&relay, &rpc, Fault::Gap, "gaps").await;
-    expect_increment(&relay, &rpc, Fault::NewBlockNonZeroIndex, "gaps").await;
-    expect_increment(&relay, &rpc, Fault::WrongPayloadId, "invalid").await;
-    expect_increment(&relay, &rpc, Fault::MalformedJson, "malformed").await;
-    expect_increment(&relay, &rpc, Fault::TruncatedBrotli, "malformed").await;
-    expect_increment(&relay, &rpc, Fault::Oversized(20 * 1024 * 1024), "disconnects").await;
-    assert!(eventually(Duration::from_secs(5), || async { status(&rpc).await["mode"] == "flashblocks" }).await);
-    expect_increment(&relay, &rpc, Fault::Silent, "disconnects").await;
+    let outcome = "flashnode_overlay_flashblocks_total";
+    let malformed = "flashnode_stream_malformed_total";
+    let faults: [(Fault, &str, &str, (&str, &str)); 8] = [
+        (Fault::Duplicate, "duplicates", outcome, ("outcome", "duplicate")),
+        (Fault::Gap, "gaps", outcome, ("outcome", "gap")),
+        (Fault::NewBlockNonZeroIndex, "gaps", outcome, ("outcome", "gap")),
+        (Fault::WrongPayloadId, "invalid", outcome, ("outcome", "invalid")),
+        (Fault::MalformedJson, "malformed", malformed, ("kind", "json")),
+        (Fault::TruncatedBrotli, "malformed", malformed, ("kind", "brotli")),
+        (Fault::Oversized(20 * 1024 * 1024), "disconnects", malformed, ("kind", "frame_too_large")),
+        (Fault::Silent, "disconnects", "flashnode_stream_disconnects_total", ("reason", "silent")),
+    ];
+    for (fault, counter_name, series, label) in faults {
+        assert!(eventually(Duration::from_secs(5), || async { status(&rpc).await["mode"] == "flashblocks" }).await);
+        let before = counter(&rpc, counter_name).await;
+        let before_metric = metric(&scrape(m).await, series, &[label]);
+        relay.inject(fault.clone()).await;
+        let ok = eventually(Duration::from_secs(5), || async {
+            counter(&rpc, counter_name).await > before && metric(&scrape(m).await, series, &[label]) > before_metric
+        })
+        .await;
+        assert!(ok, "{fault:?} increments {counter_name} and {series}{label:?}: {}\n{}", status(&rpc).await,
+            scrape(m).await.lines().filter(|l| l.starts_with("flashnode_")).collect::<Vec<_>>().join("\n"));
+    }
     // After all of it: alive, reconnected, serving preconfirmations, never stuck on index 0
     // arriving before its parent is canonical.
     assert!(eventually(Duration::from_secs(5), || async { status(&rpc).await["mode"] == "flashblocks" }).await,
