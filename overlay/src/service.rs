@@ -383,7 +383,12 @@ impl Task {
     async fn on_flashblock(&mut self, fb: Arc<DecodedFlashblock>) {
         let c = &self.shared.counters;
         if let Some(tip) = self.shared.tip.load_full() {
-            if fb.block_number() <= tip.header.number {
+            // The tail of a block that was sealed while its last flashblocks were in flight is
+            // still applied (subscribers see every flashblock); anything older is stale.
+            let tail_of_current = fb.block_number() == tip.header.number
+                && fb.index() > 0
+                && self.sequencer.current().is_some_and(|(n, _, _)| n == tip.header.number);
+            if fb.block_number() <= tip.header.number && !tail_of_current {
                 c.stale.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => "stale").increment(1);
                 return;

@@ -4,6 +4,7 @@
 
 mod proxy;
 mod pending;
+mod subscriptions;
 
 pub use proxy::{Upstream, UpstreamError};
 
@@ -68,6 +69,7 @@ pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<SocketA
         .max_request_body_size(16 * 1024 * 1024)
         .max_response_body_size(64 * 1024 * 1024)
         .max_connections(ctx.config.max_connections)
+        .set_id_provider(HexIdProvider::default())
         .build();
     let server = Server::builder()
         .set_config(server_config)
@@ -85,10 +87,36 @@ pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<SocketA
     Ok(local)
 }
 
+/// Subscription ids as Ethereum clients expect them: `0x`-prefixed hex strings.
+#[derive(Debug)]
+struct HexIdProvider {
+    seed: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Default for HexIdProvider {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id() as u64);
+        Self { seed: h.finish(), next: Default::default() }
+    }
+}
+
+impl jsonrpsee::server::IdProvider for HexIdProvider {
+    fn next_id(&self) -> jsonrpsee::types::SubscriptionId<'static> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Unpredictable across processes, unique within one.
+        let id = (self.seed.rotate_left(17) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u128 | ((n as u128) << 64);
+        jsonrpsee::types::SubscriptionId::Str(format!("0x{id:032x}").into())
+    }
+}
+
 /// All methods: flashblock-aware ones, then the proxied rest.
 pub fn module(ctx: RpcContext) -> RpcModule<RpcContext> {
     let mut m = RpcModule::new(ctx);
     pending::register(&mut m);
+    subscriptions::register(&mut m);
     proxy::register(&mut m);
     m
 }

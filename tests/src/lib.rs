@@ -379,3 +379,61 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .sum()
 }
+
+/// A raw JSON-RPC websocket client for subscriptions.
+pub struct WsRpc {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    next_id: u64,
+    /// Notifications read while waiting for a response.
+    backlog: std::collections::VecDeque<serde_json::Value>,
+}
+
+impl WsRpc {
+    /// Connects to `http://` or `ws://` RPC URL (same port serves both).
+    pub async fn connect(url: &str) -> WsRpc {
+        let url = url.replace("http://", "ws://");
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("rpc websocket connects");
+        WsRpc { ws, next_id: 1, backlog: Default::default() }
+    }
+
+    /// Sends a request and waits for its response (notifications meanwhile are kept).
+    pub async fn request(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use futures::SinkExt;
+        let id = self.next_id;
+        self.next_id += 1;
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.ws.send(Message::Text(body.to_string().into())).await.expect("request sent");
+        loop {
+            let v = self.read(Duration::from_secs(10)).await.expect("a response");
+            if v["id"] == id {
+                return v;
+            }
+            self.backlog.push_back(v);
+        }
+    }
+
+    /// Subscribes; returns the subscription id.
+    pub async fn subscribe(&mut self, params: serde_json::Value) -> String {
+        let r = self.request("eth_subscribe", params).await;
+        r["result"].as_str().unwrap_or_else(|| panic!("subscribed: {r}")).to_string()
+    }
+
+    async fn read(&mut self, timeout: Duration) -> Option<serde_json::Value> {
+        loop {
+            let msg = tokio::time::timeout(timeout, self.ws.next()).await.ok()??.ok()?;
+            if let Message::Text(t) = msg {
+                return serde_json::from_str(&t).ok();
+            }
+        }
+    }
+
+    /// The next notification: (subscription id, result).
+    pub async fn notification(&mut self, timeout: Duration) -> Option<(String, serde_json::Value)> {
+        let v = match self.backlog.pop_front() {
+            Some(v) => v,
+            None => self.read(timeout).await?,
+        };
+        let sub = v["params"]["subscription"].as_str()?.to_string();
+        Some((sub, v["params"]["result"].clone()))
+    }
+}

@@ -1,0 +1,212 @@
+//! `eth_subscribe` on the RPC websocket: flashblocks (delta or whole block), flashblock
+//! transactions, pending logs with `removed: true` retractions, and canonical heads and logs.
+
+use crate::RpcContext;
+use alloy_consensus::TxReceipt;
+use alloy_rpc_types_eth::{Filter, Log};
+use flashnode_exec::{
+    convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
+    CanonicalBlock,
+};
+use flashnode_overlay::{OverlayEvent, PendingBlock};
+use jsonrpsee::{
+    core::SubscriptionResult,
+    server::{PendingSubscriptionSink, RpcModule, SubscriptionMessage},
+    types::ErrorObjectOwned,
+    SubscriptionSink,
+};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+
+/// What a subscriber asked for.
+enum Kind {
+    Flashblocks { full: bool },
+    FlashblockTransactions { full: bool },
+    PendingLogs(Box<Filter>),
+    NewHeads,
+    Logs(Box<Filter>),
+}
+
+fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObjectOwned> {
+    let invalid = |m: String| ErrorObjectOwned::owned(-32602, m, None::<()>);
+    let mut seq = params.sequence();
+    let name: String = seq.next().map_err(|e| invalid(format!("invalid params: {e}")))?;
+    let arg: Option<Value> = seq.optional_next().map_err(|e| invalid(format!("invalid params: {e}")))?;
+    let flag = |arg: &Option<Value>| match arg {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Object(o)) => o.get("full").and_then(Value::as_bool).unwrap_or(false),
+        _ => false,
+    };
+    let filter = |arg: Option<Value>| -> Result<Box<Filter>, ErrorObjectOwned> {
+        Ok(Box::new(match arg {
+            Some(v) => serde_json::from_value(v).map_err(|e| invalid(format!("invalid log filter: {e}")))?,
+            None => Filter::default(),
+        }))
+    };
+    Ok(match name.as_str() {
+        "newFlashblocks" => Kind::Flashblocks { full: flag(&arg) },
+        "newFlashblockTransactions" => Kind::FlashblockTransactions { full: flag(&arg) },
+        "pendingLogs" => Kind::PendingLogs(filter(arg)?),
+        "newHeads" => Kind::NewHeads,
+        "logs" => Kind::Logs(filter(arg)?),
+        "newPendingTransactions" => {
+            return Err(invalid(
+                "newPendingTransactions is the mempool's: subscribe on the execution client (flashblock txs are on newFlashblockTransactions)".into(),
+            ))
+        }
+        other => return Err(invalid(format!("unknown subscription {other:?}"))),
+    })
+}
+
+/// Registers `eth_subscribe` / `eth_unsubscribe`.
+pub fn register(m: &mut RpcModule<RpcContext>) {
+    m.register_subscription("eth_subscribe", "eth_subscription", "eth_unsubscribe", |params, pending, ctx, _| async move {
+        let kind = match parse_kind(&params) {
+            Ok(k) => k,
+            Err(e) => {
+                pending.reject(e).await;
+                return Ok(());
+            }
+        };
+        serve(kind, pending, ctx).await
+    })
+    .expect("unique");
+}
+
+async fn serve(kind: Kind, pending: PendingSubscriptionSink, ctx: Arc<RpcContext>) -> SubscriptionResult {
+    // Subscribe before accepting, so nothing published in between is missed.
+    let mut events = ctx.overlay.subscribe();
+    let mut sink = pending.accept().await?;
+    metrics::gauge!("flashnode_ws_subscriptions").increment(1.0);
+    let res = async {
+        loop {
+            let ev = tokio::select! {
+                _ = sink.closed() => return Ok(()),
+                ev = events.recv() => ev,
+            };
+            let ev = match ev {
+                Ok(ev) => ev,
+                // Never skip silently: a subscriber that fell behind is told and must resubscribe.
+                Err(RecvError::Lagged(n)) => {
+                    metrics::counter!("flashnode_ws_lagged_total").increment(1);
+                    return Err(format!("subscription lagged behind by {n} events; resubscribe").into());
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            };
+            for msg in messages(&kind, &ev) {
+                send(&mut sink, msg)?;
+            }
+        }
+    }
+    .await;
+    metrics::gauge!("flashnode_ws_subscriptions").decrement(1.0);
+    res
+}
+
+/// Queues a message without waiting: a subscriber whose buffer is full is dropped, so it never
+/// slows the node or the other subscribers.
+fn send(sink: &mut SubscriptionSink, msg: Value) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let raw = serde_json::value::to_raw_value(&msg)?;
+    sink.try_send(SubscriptionMessage::from(raw)).map_err(|e| {
+        metrics::counter!("flashnode_ws_lagged_total").increment(1);
+        format!("subscriber too slow: {e}")
+    })?;
+    Ok(())
+}
+
+fn messages(kind: &Kind, ev: &OverlayEvent) -> Vec<Value> {
+    match (kind, ev) {
+        (Kind::Flashblocks { full }, OverlayEvent::Applied { block, .. }) => vec![flashblock_message(block, *full)],
+        (Kind::FlashblockTransactions { full }, OverlayEvent::Applied { block, .. }) => {
+            let ctx = block.context();
+            block.txs[block.first_new..]
+                .iter()
+                .map(|tx| {
+                    if *full {
+                        let mut v = serde_json::to_value(rpc_transaction(tx, Some(&ctx))).unwrap_or_default();
+                        v["logs"] = serde_json::to_value(rpc_logs(tx, &ctx)).unwrap_or_default();
+                        v
+                    } else {
+                        json!(tx.hash)
+                    }
+                })
+                .collect()
+        }
+        (Kind::PendingLogs(filter), OverlayEvent::Applied { block, .. }) => {
+            let ctx = block.context();
+            matching(filter, block.txs[block.first_new..].iter().flat_map(|t| rpc_logs(t, &ctx)), false)
+        }
+        (Kind::PendingLogs(filter), OverlayEvent::Dropped { block, first_dropped }) => {
+            let ctx = block.context();
+            matching(filter, block.txs[*first_dropped..].iter().flat_map(|t| rpc_logs(t, &ctx)), true)
+        }
+        (Kind::NewHeads, OverlayEvent::Canonical(block)) => vec![serde_json::to_value(alloy_rpc_types_eth::Header {
+            hash: block.hash,
+            inner: block.header.clone(),
+            total_difficulty: None,
+            size: None,
+        })
+        .unwrap_or_default()],
+        (Kind::Logs(filter), OverlayEvent::Canonical(block)) => matching(filter, canonical_logs(block), false),
+        _ => Vec::new(),
+    }
+}
+
+fn matching(filter: &Filter, logs: impl Iterator<Item = Log>, removed: bool) -> Vec<Value> {
+    logs.filter(|l| filter.matches(&l.inner))
+        .map(|mut l| {
+            l.removed = removed;
+            serde_json::to_value(l).unwrap_or_default()
+        })
+        .collect()
+}
+
+fn canonical_logs(block: &CanonicalBlock) -> impl Iterator<Item = Log> + '_ {
+    let mut log_index = 0u64;
+    block.receipts.iter().zip(block.tx_hashes.iter()).enumerate().flat_map(move |(i, (r, hash))| {
+        let logs: Vec<Log> = r
+            .logs()
+            .iter()
+            .map(|inner| {
+                let l = Log {
+                    inner: inner.clone(),
+                    block_hash: Some(block.hash),
+                    block_number: Some(block.header.number),
+                    block_timestamp: Some(block.header.timestamp),
+                    transaction_hash: Some(*hash),
+                    transaction_index: Some(i as u64),
+                    log_index: Some(log_index),
+                    removed: false,
+                };
+                log_index += 1;
+                l
+            })
+            .collect();
+        logs
+    })
+}
+
+/// One `newFlashblocks` message: the delta (new txs and receipts plus the cumulative header
+/// fields), or with `full` the whole pending block as Base sends it.
+fn flashblock_message(block: &PendingBlock, full: bool) -> Value {
+    if full {
+        return serde_json::to_value(rpc_block(&block.header, block.hash, &block.txs, true)).unwrap_or_default();
+    }
+    let ctx = block.context();
+    let new = &block.txs[block.first_new..];
+    json!({
+        "blockNumber": format!("0x{:x}", block.number()),
+        "index": block.index,
+        "payloadId": block.payload_id,
+        "blockHash": block.hash,
+        "parentHash": block.header.parent_hash,
+        "timestamp": format!("0x{:x}", block.header.timestamp),
+        "gasUsed": format!("0x{:x}", block.header.gas_used),
+        "stateRoot": block.header.state_root,
+        "receiptsRoot": block.header.receipts_root,
+        "logsBloom": block.header.logs_bloom,
+        "transactions": new.iter().map(|t| rpc_transaction(t, Some(&ctx))).collect::<Vec<_>>(),
+        "receipts": new.iter().map(|t| rpc_receipt(t, &ctx)).collect::<Vec<_>>(),
+    })
+}
