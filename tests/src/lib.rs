@@ -175,6 +175,15 @@ pub async fn start(sub: &str, extra: &[&str]) -> Running {
     let provider = running.provider();
     for _ in 0..200 {
         if provider.get_chain_id().await.is_ok() {
+            // `dev` is ready once its node serves preconfirmations (it joined mid-block, so it
+            // waits for the next index 0).
+            if sub == "dev" {
+                let ready = eventually(Duration::from_secs(10), || async {
+                    status(&running.rpc).await["mode"] == "flashblocks"
+                })
+                .await;
+                assert!(ready, "flashnode dev never served flashblocks:\n{}", running.proc.output());
+            }
             return running;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
