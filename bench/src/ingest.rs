@@ -11,7 +11,7 @@
 
 use crate::{
     http::{quantity, rpc_body, KeepAlive},
-    node::{log_findings, start_dev, ModeMonitor},
+    node::{apply_histogram, log_findings, start_dev, ModeMonitor},
     stats::{histogram, loadavg, r3, Machine, Summary},
 };
 use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
@@ -56,6 +56,9 @@ pub struct IngestArgs {
     /// Seconds of load before the first sample (the pool and fee market settle).
     #[arg(long, default_value_t = 4)]
     pub warmup_secs: u64,
+    /// Pause between two polls of a probe, µs (0: back to back, the default).
+    #[arg(long, default_value_t = 0)]
+    pub poll_interval_us: u64,
     /// A probe gives up after this long without a receipt, ms.
     #[arg(long, default_value_t = 5000)]
     pub probe_timeout_ms: u64,
@@ -113,7 +116,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         "--flashblock-interval".into(),
         format!("{}ms", args.flashblock_interval_ms),
     ];
-    let dev = start_dev(&extra).await?;
+    let dev = start_dev(&extra, Duration::from_millis(args.block_time_ms * 2 + 10_000)).await?;
     eprintln!("ingest-latency: node {} devnet {} ws {} (log {})", dev.running.rpc, dev.devnet_rpc, dev.running.ws, dev.running.proc.log.display());
 
     // The bench's own websocket client: t0 is taken the moment a frame is read.
@@ -134,7 +137,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         }
     });
 
-    let monitor = ModeMonitor::spawn(dev.running.rpc.clone(), Duration::from_millis(100));
+    let monitor = ModeMonitor::spawn(dev.running.rpc.clone(), Duration::from_millis(10));
 
     // Senders: one task and one kept-alive connection per key, so each key's nonces arrive in order.
     let stop = Arc::new(AtomicBool::new(false));
@@ -186,6 +189,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
     let mut probes = tokio::task::JoinSet::new();
     let mut spawned = 0usize;
     let probe_timeout = Duration::from_millis(args.probe_timeout_ms);
+    let poll_interval = Duration::from_micros(args.poll_interval_us);
     eprintln!("ingest-latency: {} tx/s for {}s warm-up, then up to {} samples or {}s", args.rate, args.warmup_secs, args.samples, args.max_secs);
     while spawned < args.samples {
         let now = Instant::now();
@@ -214,7 +218,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
                 Some(c) => c,
                 None => KeepAlive::connect(&rpc).await.expect("node rpc"),
             };
-            let sample = probe(&mut conn, t0, hash, block, index, n, probe_timeout).await;
+            let sample = probe(&mut conn, t0, hash, block, index, n, probe_timeout, poll_interval).await;
             pool.lock().await.push(conn);
             sample
         });
@@ -231,6 +235,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
     let send_secs = send_started.elapsed().as_secs_f64();
     let modes = monitor.finish().await;
     let findings = log_findings(&dev.running);
+    let apply = apply_histogram(&dev.metrics).await;
     let loadavg_at_end = loadavg();
     samples.sort_by_key(|s| (s.block, s.index));
 
@@ -259,6 +264,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
             "target_samples": args.samples,
             "warmup_secs": args.warmup_secs,
             "max_secs": args.max_secs,
+            "poll_interval_us": args.poll_interval_us,
             "t0": "the instant the bench's own websocket reader task gets the frame from the devnet's flashblock websocket (same loopback server the node reads from)",
             "latency": "t(first non-null eth_getTransactionReceipt of the flashblock's last tx, polled in a tight loop over a kept-alive HTTP/1.1 connection to the node) - t0",
         },
@@ -293,6 +299,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         },
         "node": {
             "log": dev.running.proc.log.display().to_string(),
+            "metrics": dev.metrics,
+            "overlay_apply_seconds": apply,
             "mode_monitor": modes,
             "log_findings": findings,
         },
@@ -302,12 +310,25 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
 }
 
 /// Polls the node until `hash` has a receipt.
-async fn probe(conn: &mut KeepAlive, t0: Instant, hash: B256, block: u64, index: u64, txs: usize, timeout: Duration) -> Sample {
+#[allow(clippy::too_many_arguments)]
+async fn probe(
+    conn: &mut KeepAlive,
+    t0: Instant,
+    hash: B256,
+    block: u64,
+    index: u64,
+    txs: usize,
+    timeout: Duration,
+    interval: Duration,
+) -> Sample {
     let body = rpc_body("eth_getTransactionReceipt", json!([hash]));
     let first_poll_after_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (mut polls, mut errors) = (0u32, 0u32);
     let mut found: Option<(Instant, Value)> = None;
     while t0.elapsed() < timeout {
+        if polls > 0 && !interval.is_zero() {
+            tokio::time::sleep(interval).await;
+        }
         polls += 1;
         match conn.post(&body).await {
             Ok(bytes) => {

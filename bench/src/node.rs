@@ -2,7 +2,7 @@
 //! log for warnings afterwards.
 
 use crate::http::KeepAlive;
-use flashnode_tests::{free_port, start, Running};
+use flashnode_tests::{free_port, Proc, Running};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::{
@@ -21,35 +21,81 @@ pub struct Dev {
     pub running: Running,
     /// The devnet's canonical RPC (the node's upstream).
     pub devnet_rpc: String,
+    /// The node's Prometheus endpoint.
+    pub metrics: String,
     /// The full command line.
     pub args: Vec<String>,
 }
 
-/// Starts `flashnode dev` with `extra` flags and an explicit `--devnet-rpc-addr`; waits until
-/// both RPCs answer and the node serves flashblocks.
-pub async fn start_dev(extra: &[String]) -> anyhow::Result<Dev> {
-    let devnet_addr = format!("127.0.0.1:{}", free_port());
-    let mut args: Vec<String> = vec!["--devnet-rpc-addr".into(), devnet_addr.clone()];
+/// Starts `flashnode dev` on free loopback ports (node RPC, devnet canonical RPC, flashblock
+/// websocket, metrics) with `extra` flags; waits up to `ready_within` until both RPCs answer
+/// and the node serves flashblocks (it may have joined mid-block and wait for an index 0).
+pub async fn start_dev(extra: &[String], ready_within: Duration) -> anyhow::Result<Dev> {
+    let (rpc, devnet, ws, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let mut args: Vec<String> = vec![
+        "dev".into(),
+        "--rpc-addr".into(),
+        format!("127.0.0.1:{rpc}"),
+        "--devnet-rpc-addr".into(),
+        format!("127.0.0.1:{devnet}"),
+        "--flashblocks-addr".into(),
+        format!("127.0.0.1:{ws}"),
+        "--metrics-addr".into(),
+        format!("127.0.0.1:{metrics}"),
+    ];
     args.extend(extra.iter().cloned());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let running = start("dev", &refs).await;
-    let devnet_rpc = format!("http://{devnet_addr}");
-    let mut devnet = KeepAlive::connect(&devnet_rpc).await?;
-    let id = devnet.call("eth_chainId", json!([])).await?;
-    anyhow::ensure!(!id["result"].is_null(), "devnet canonical RPC answers eth_chainId: {id}");
-    let mut node = KeepAlive::connect(&running.rpc).await?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let s = node.call("flashnode_status", json!([])).await?;
-        if s["result"]["mode"] == "flashblocks" {
-            break;
+    let proc = Proc::flashnode(&args);
+    let running = Running { proc, rpc: format!("http://127.0.0.1:{rpc}"), ws: format!("ws://127.0.0.1:{ws}/ws") };
+    let devnet_rpc = format!("http://127.0.0.1:{devnet}");
+    let deadline = Instant::now() + ready_within;
+    let mut ready = false;
+    while Instant::now() < deadline {
+        if let (Ok(mut node), Ok(mut canon)) = (KeepAlive::connect(&running.rpc).await, KeepAlive::connect(&devnet_rpc).await) {
+            let id = canon.call("eth_chainId", json!([])).await.ok();
+            let s = node.call("flashnode_status", json!([])).await.ok();
+            if id.is_some_and(|v| !v["result"].is_null()) && s.is_some_and(|v| v["result"]["mode"] == "flashblocks") {
+                ready = true;
+                break;
+            }
         }
-        anyhow::ensure!(Instant::now() < deadline, "node never reached flashblocks mode: {s}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut full = vec!["dev".to_string()];
-    full.extend(args);
-    Ok(Dev { running, devnet_rpc, args: full })
+    anyhow::ensure!(ready, "flashnode dev did not serve flashblocks within {ready_within:?}:\n{}", running.proc.output());
+    Ok(Dev { running, devnet_rpc, metrics: format!("127.0.0.1:{metrics}"), args })
+}
+
+/// The node's `flashnode_overlay_apply_seconds` histogram (time to execute one flashblock into
+/// the overlay), from its Prometheus endpoint.
+pub async fn apply_histogram(metrics_addr: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = async {
+        let mut s = tokio::net::TcpStream::connect(metrics_addr).await.ok()?;
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {metrics_addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.ok()?;
+        Some(String::from_utf8_lossy(&out).to_string())
+    }
+    .await;
+    let Some(text) = text else { return Value::Null };
+    let mut buckets = serde_json::Map::new();
+    let (mut sum, mut count) = (None, None);
+    for line in text.lines().filter(|l| l.starts_with("flashnode_overlay_apply_seconds")) {
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let value: f64 = value.parse().unwrap_or(f64::NAN);
+        if let Some(le) = name.split("le=\"").nth(1).and_then(|r| r.split('"').next()) {
+            buckets.insert(le.to_string(), json!(value));
+        } else if name.ends_with("_sum") {
+            sum = Some(value);
+        } else if name.ends_with("_count") {
+            count = Some(value);
+        }
+    }
+    let mean_ms = match (sum, count) {
+        (Some(s), Some(c)) if c > 0.0 => Some(crate::stats::r3(s / c * 1e3)),
+        _ => None,
+    };
+    json!({"count": count, "sum_seconds": sum, "mean_ms": mean_ms, "cumulative_buckets_seconds": buckets})
 }
 
 /// What the mode monitor saw.
@@ -61,8 +107,14 @@ pub struct ModeReport {
     pub modes: BTreeMap<String, u64>,
     /// Status polls that failed (timeout or error).
     pub failed_polls: u64,
-    /// The first few non-`flashblocks` answers, with the time since the monitor started.
-    pub non_flashblocks: Vec<Value>,
+    /// Episodes of consecutive non-`flashblocks` answers: how many, and their observed length
+    /// in ms (first to last such answer; the true length is up to one period longer).
+    pub non_flashblocks_episodes: usize,
+    /// Observed episode lengths, ms.
+    pub episode_ms: Option<crate::stats::Summary>,
+    /// The first few episodes: when (ms since the monitor started), how long, and the status
+    /// answered at their start.
+    pub first_episodes: Vec<Value>,
     /// `flashnode_status` at the end.
     pub final_status: Value,
 }
@@ -84,8 +136,25 @@ impl ModeMonitor {
                 period_ms: period.as_millis() as u64,
                 modes: BTreeMap::new(),
                 failed_polls: 0,
-                non_flashblocks: Vec::new(),
+                non_flashblocks_episodes: 0,
+                episode_ms: None,
+                first_episodes: Vec::new(),
                 final_status: Value::Null,
+            };
+            // (start, last seen, status at start) of the current non-flashblocks episode.
+            let mut episode: Option<(Instant, Instant, Value)> = None;
+            let mut lengths: Vec<f64> = Vec::new();
+            let close = |ep: (Instant, Instant, Value), report: &mut ModeReport, lengths: &mut Vec<f64>| {
+                let ms = (ep.1 - ep.0).as_secs_f64() * 1e3;
+                lengths.push(ms);
+                report.non_flashblocks_episodes += 1;
+                if report.first_episodes.len() < 20 {
+                    report.first_episodes.push(json!({
+                        "t_ms": (ep.0 - started).as_millis() as u64,
+                        "observed_ms": crate::stats::r3(ms),
+                        "status": ep.2,
+                    }));
+                }
             };
             let mut conn = KeepAlive::connect(&rpc).await.ok();
             let mut tick = tokio::time::interval(period);
@@ -99,12 +168,15 @@ impl ModeMonitor {
                 };
                 match tokio::time::timeout(Duration::from_secs(2), c.call("flashnode_status", json!([]))).await {
                     Ok(Ok(s)) => {
+                        let now = Instant::now();
                         let mode = s["result"]["mode"].as_str().unwrap_or("?").to_string();
-                        if mode != "flashblocks" && report.non_flashblocks.len() < 20 {
-                            report.non_flashblocks.push(json!({
-                                "t_ms": started.elapsed().as_millis() as u64,
-                                "status": s["result"],
-                            }));
+                        if mode != "flashblocks" {
+                            match episode.as_mut() {
+                                Some(ep) => ep.1 = now,
+                                None => episode = Some((now, now, s["result"].clone())),
+                            }
+                        } else if let Some(ep) = episode.take() {
+                            close(ep, &mut report, &mut lengths);
                         }
                         *report.modes.entry(mode).or_insert(0) += 1;
                     }
@@ -113,6 +185,12 @@ impl ModeMonitor {
                         conn = KeepAlive::connect(&rpc).await.ok();
                     }
                 }
+            }
+            if let Some(ep) = episode.take() {
+                close(ep, &mut report, &mut lengths);
+            }
+            if !lengths.is_empty() {
+                report.episode_ms = Some(crate::stats::Summary::of(&lengths).rounded());
             }
             if let Ok(mut c) = KeepAlive::connect(&rpc).await {
                 if let Ok(s) = c.call("flashnode_status", json!([])).await {

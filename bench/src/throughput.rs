@@ -10,7 +10,7 @@
 
 use crate::{
     http::{quantity, KeepAlive},
-    node::{log_findings, start_dev, ModeMonitor},
+    node::{apply_histogram, log_findings, start_dev, ModeMonitor},
     stats::{loadavg, r3, Machine},
 };
 use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
@@ -110,11 +110,11 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
         "--pending-stale-after".into(),
         args.pending_stale_after.clone(),
     ];
-    let dev = start_dev(&extra).await?;
+    let dev = start_dev(&extra, Duration::from_secs(args.block_time_secs * 2 + 10)).await?;
     let node_url = dev.running.rpc.clone();
     let devnet_url = dev.devnet_rpc.clone();
     eprintln!("receipt-throughput: node {node_url} devnet {devnet_url} (log {})", dev.running.proc.log.display());
-    let monitor = ModeMonitor::spawn(node_url.clone(), Duration::from_millis(200));
+    let monitor = ModeMonitor::spawn(node_url.clone(), Duration::from_millis(10));
     let mut node = KeepAlive::connect(&node_url).await?;
     let mut devnet = KeepAlive::connect(&devnet_url).await?;
 
@@ -158,16 +158,17 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
 
     // Sanity: every target answers a real receipt; the canonical RPC does not know the
     // preconfirmed tx yet, and a null result has the exact shape the Lua check looks for.
+    let s_pre = receipt_summary(&node.call("eth_getTransactionReceipt", json!([preconf_tx])).await?)?;
+    let s_canon = receipt_summary(&devnet.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
+    let s_proxied = receipt_summary(&node.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
+    let null_body = devnet.post(&crate::http::rpc_body("eth_getTransactionReceipt", json!([preconf_tx]))).await?;
+    let null_body = String::from_utf8_lossy(&null_body).to_string();
+    ensure!(null_body.contains("\"result\":null"), "canonical RPC must not know the preconfirmed tx yet: {null_body}");
     let sanity = json!({
-        "node_preconfirmed": receipt_summary(&node.call("eth_getTransactionReceipt", json!([preconf_tx])).await?)?,
-        "devnet_canonical_sealed": receipt_summary(&devnet.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?,
-        "node_proxied_sealed": receipt_summary(&node.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?,
-        "devnet_canonical_preconfirmed_tx_is_null": {
-            let body = devnet.post(&crate::http::rpc_body("eth_getTransactionReceipt", json!([preconf_tx]))).await?;
-            let text = String::from_utf8_lossy(&body).to_string();
-            ensure!(text.contains("\"result\":null"), "canonical RPC must not know the preconfirmed tx yet: {text}");
-            text
-        },
+        "node_preconfirmed": s_pre,
+        "devnet_canonical_sealed": s_canon,
+        "node_proxied_sealed": s_proxied,
+        "devnet_canonical_answer_for_preconfirmed_tx": null_body,
     });
 
     let targets = [
@@ -200,6 +201,7 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
     let seal_left_s = r3(seal_eta.saturating_duration_since(Instant::now()).as_secs_f64());
     let modes = monitor.finish().await;
     let findings = log_findings(&dev.running);
+    let apply = apply_histogram(&dev.metrics).await;
 
     let rps = |l: &str| runs.iter().find(|r| r.label == l).map(|r| r.requests_per_sec).unwrap_or(f64::NAN);
     let all_preconfirmed = still_preconfirmed.iter().all(|v| v["preconfirmed"] == true);
@@ -232,6 +234,8 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
         },
         "node": {
             "log": dev.running.proc.log.display().to_string(),
+            "metrics": dev.metrics,
+            "overlay_apply_seconds": apply,
             "mode_monitor": modes,
             "log_findings": findings,
         },

@@ -51,6 +51,27 @@ pub struct OverlayArgs {
     /// Gas cap of eth_call and eth_estimateGas.
     #[arg(long, default_value_t = 50_000_000)]
     pub rpc_gas_cap: u64,
+    /// Fan-out API keys (comma separated), served on /ws/{key}.
+    #[arg(long, value_delimiter = ',', env = "FLASHNODE_WS_API_KEYS")]
+    pub ws_api_keys: Vec<String>,
+    /// Close the public /ws path (keys only).
+    #[arg(long)]
+    pub ws_close_public: bool,
+    /// Fan-out connections per client IP.
+    #[arg(long, default_value_t = 10)]
+    pub ws_per_ip_limit: usize,
+    /// Fan-out connections in all.
+    #[arg(long, default_value_t = 10_000)]
+    pub ws_global_limit: usize,
+    /// Take fan-out client IPs from X-Forwarded-For (only behind a trusted load balancer).
+    #[arg(long)]
+    pub ws_trust_forwarded_for: bool,
+    /// Send brotli Binary frames to every fan-out client.
+    #[arg(long)]
+    pub ws_compression: bool,
+    /// Messages a fan-out client may lag behind before it is disconnected.
+    #[arg(long, default_value_t = 20)]
+    pub ws_buffer: usize,
 }
 
 /// `flashnode node` flags.
@@ -65,6 +86,9 @@ pub struct NodeArgs {
     /// Flashblock-aware JSON-RPC listen address (HTTP and WS).
     #[arg(long, default_value = "127.0.0.1:8545", env = "FLASHNODE_RPC_ADDR")]
     pub rpc_addr: SocketAddr,
+    /// Raw flashblock fan-out listen address (path /ws), Base websocket-proxy compatible.
+    #[arg(long, default_value = "127.0.0.1:8546", env = "FLASHNODE_FLASHBLOCKS_ADDR")]
+    pub flashblocks_addr: SocketAddr,
     /// How often the upstream is polled for new heads.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub upstream_poll_interval: Duration,
@@ -82,6 +106,10 @@ pub struct DevArgs {
     /// Where the devnet's canonical RPC listens (the node's upstream); port 0 picks one.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub devnet_rpc_addr: SocketAddr,
+    /// Where the devnet's own flashblock source websocket listens (the node consumes it;
+    /// `--flashblocks-addr` is the node's fan-out of accepted flashblocks).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub devnet_flashblocks_addr: SocketAddr,
     /// Node flags.
     #[command(flatten)]
     pub overlay: OverlayArgs,

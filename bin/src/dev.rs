@@ -39,7 +39,8 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn print_banner(devnet: &Devnet, title: &str, node_rpc: Option<std::net::SocketAddr>) {
+fn print_banner(devnet: &Devnet, title: &str, node: Option<(std::net::SocketAddr, std::net::SocketAddr)>) {
+    let node_rpc = node.map(|n| n.0);
     let eth = dev_balance() / alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18u64));
     let mut out = String::new();
     out.push_str(&format!("\n{title}\n\nAvailable Accounts\n==================\n"));
@@ -58,8 +59,13 @@ fn print_banner(devnet: &Devnet, title: &str, node_rpc: Option<std::net::SocketA
         let label = if node_rpc.is_some() { "Devnet canonical RPC:  " } else { "\nCanonical RPC:        " };
         out.push_str(&format!("{label}http://{addr}  (ws://{addr})\n"));
     }
-    if let Some(addr) = devnet.flashblocks_addr {
-        out.push_str(&format!("Flashblock websocket: ws://{addr}/ws\n"));
+    match (node, devnet.flashblocks_addr) {
+        (Some((_, fanout)), Some(source)) => {
+            out.push_str(&format!("Flashblock fan-out:     ws://{fanout}/ws\n"));
+            out.push_str(&format!("Devnet flashblocks:     ws://{source}/ws\n"));
+        }
+        (None, Some(addr)) => out.push_str(&format!("Flashblock websocket: ws://{addr}/ws\n")),
+        _ => {}
     }
     println!("{out}");
 }
@@ -81,6 +87,7 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let mut config = devnet_config(&args.devnet);
     config.rpc_addr = Some(args.devnet_rpc_addr);
+    config.flashblocks_addr = Some(args.devnet_flashblocks_addr);
     let devnet = Devnet::spawn(config, cancel.clone()).await.context("starting the devnet")?;
     let (Some(devnet_rpc), Some(ws)) = (devnet.rpc_addr, devnet.flashblocks_addr) else {
         anyhow::bail!("the devnet serves its RPC and websocket in dev mode");
@@ -91,11 +98,12 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         std::sync::Arc::new(source),
         &format!("http://{devnet_rpc}"),
         args.devnet.rpc_addr,
+        args.devnet.flashblocks_addr,
         &args.overlay,
         cancel.clone(),
     )
     .await?;
-    print_banner(&devnet, "flashnode dev", Some(parts.rpc_addr));
+    print_banner(&devnet, "flashnode dev", Some((parts.rpc_addr, parts.fanout_addr)));
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();

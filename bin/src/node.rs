@@ -18,6 +18,8 @@ use tracing::Instrument;
 pub struct NodeParts {
     /// Where the RPC listens.
     pub rpc_addr: SocketAddr,
+    /// Where the fan-out listens.
+    pub fanout_addr: SocketAddr,
 }
 
 /// Starts the stream client, the overlay and the RPC.
@@ -26,6 +28,7 @@ pub async fn start_node(
     source: Arc<dyn StateSource>,
     upstream_url: &str,
     rpc_addr: SocketAddr,
+    fanout_addr: SocketAddr,
     args: &OverlayArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<NodeParts> {
@@ -56,10 +59,24 @@ pub async fn start_node(
         gas_cap: args.rpc_gas_cap,
         ..Default::default()
     };
+    let fanout = flashnode_rpc::fanout::FanoutConfig {
+        addr: fanout_addr,
+        api_keys: args.ws_api_keys.clone(),
+        public: !args.ws_close_public,
+        per_ip_limit: args.ws_per_ip_limit,
+        global_limit: args.ws_global_limit,
+        trust_forwarded_for: args.ws_trust_forwarded_for,
+        compression: args.ws_compression,
+        buffer: args.ws_buffer,
+        ..Default::default()
+    };
+    let fanout_addr = flashnode_rpc::fanout::serve(fanout, overlay.clone(), cancel.clone())
+        .await
+        .context("starting the flashblock fan-out")?;
     let rpc_addr = flashnode_rpc::serve(RpcContext { overlay, upstream, config }, cancel)
         .await
         .context("starting the RPC server")?;
-    Ok(NodeParts { rpc_addr })
+    Ok(NodeParts { rpc_addr, fanout_addr })
 }
 
 /// Installs the Prometheus exporter on `addr` (serves `/metrics`) and describes the metrics.
@@ -93,15 +110,17 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         Arc::new(source),
         &args.upstream_rpc,
         args.rpc_addr,
+        args.flashblocks_addr,
         &args.overlay,
         cancel.clone(),
     )
     .await?;
     println!(
-        "flashnode node\n\nFlashblock-aware RPC: http://{addr}  (ws://{addr})\nFlashblock stream:    {}\nUpstream RPC:         {}\n",
+        "flashnode node\n\nFlashblock-aware RPC: http://{addr}  (ws://{addr})\nFlashblock fan-out:   ws://{fanout}/ws\nFlashblock stream:    {}\nUpstream RPC:         {}\n",
         args.flashblocks_url,
         args.upstream_rpc,
-        addr = parts.rpc_addr
+        addr = parts.rpc_addr,
+        fanout = parts.fanout_addr
     );
     crate::dev::shutdown_signal().await;
     tracing::info!("shutting down");

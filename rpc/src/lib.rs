@@ -2,6 +2,7 @@
 //! canonical state source; every method it does not answer itself is proxied to the upstream
 //! execution client unchanged. Knows nothing of libp2p or of how flashblocks arrive.
 
+pub mod fanout;
 mod proxy;
 mod pending;
 mod subscriptions;

@@ -144,7 +144,8 @@ pub struct Running {
     pub proc: Proc,
     /// Canonical RPC URL (http).
     pub rpc: String,
-    /// Flashblock websocket URL.
+    /// Flashblock websocket URL: the devnet's source for `devnet`, the node's fan-out for
+    /// `dev` and `node`.
     pub ws: String,
 }
 
@@ -335,7 +336,7 @@ where
 
 /// Starts `flashnode node` against a flashblock URL and an upstream RPC.
 pub async fn start_node(flashblocks_url: &str, upstream: &str, extra: &[&str]) -> Running {
-    let rpc_port = free_port();
+    let (rpc_port, fanout_port) = (free_port(), free_port());
     let mut args: Vec<String> = vec![
         "node".into(),
         "--flashblocks-url".into(),
@@ -344,10 +345,13 @@ pub async fn start_node(flashblocks_url: &str, upstream: &str, extra: &[&str]) -
         upstream.into(),
         "--rpc-addr".into(),
         format!("127.0.0.1:{rpc_port}"),
+        "--flashblocks-addr".into(),
+        format!("127.0.0.1:{fanout_port}"),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let proc = Proc::flashnode(&args);
-    let running = Running { proc, rpc: format!("http://127.0.0.1:{rpc_port}"), ws: flashblocks_url.into() };
+    let running =
+        Running { proc, rpc: format!("http://127.0.0.1:{rpc_port}"), ws: format!("ws://127.0.0.1:{fanout_port}/ws") };
     let provider = running.provider();
     for _ in 0..200 {
         if provider.get_chain_id().await.is_ok() {
