@@ -248,6 +248,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         }
     }
     let latency = Summary::of(&latencies).rounded();
+    let overlay: Vec<f64> = samples.iter().filter(|s| s.preconfirmed == Some(true)).filter_map(|s| s.latency_ms).collect();
+    let sealed: Vec<f64> = samples.iter().filter(|s| s.preconfirmed == Some(false)).filter_map(|s| s.latency_ms).collect();
     let counts_measured: Vec<usize> = samples.iter().map(|s| s.txs).collect();
     let sent_n = sent.load(Ordering::Relaxed);
     let result = json!({
@@ -272,6 +274,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
             "samples": samples.len(),
             "timeouts": timeouts,
             "latency_ms": latency,
+            "latency_ms_served_preconfirmed": Summary::of(&overlay).rounded(),
+            "latency_ms_served_after_seal": Summary::of(&sealed).rounded(),
             "latency_ms_by_flashblock_index": by_index.iter().map(|(k, v)| (k.to_string(), Summary::of(v).rounded())).collect::<BTreeMap<_, _>>(),
             "first_poll_after_ms": Summary::of(&samples.iter().map(|s| s.first_poll_after_ms).collect::<Vec<_>>()).rounded(),
             "polls_per_sample": Summary::of(&samples.iter().map(|s| s.polls as f64).collect::<Vec<_>>()),

@@ -450,3 +450,108 @@ impl WsRpc {
         Some((sub, v["params"]["result"].clone()))
     }
 }
+
+/// `anvil`, as installed by `scripts/install-test-tools.sh`.
+pub fn anvil_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("FLASHNODE_ANVIL") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/bin/anvil");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("anvil")
+    }
+}
+
+/// A running anvil in OP mode, killed on drop.
+pub struct Anvil {
+    child: Child,
+    /// HTTP URL.
+    pub url: String,
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Anvil {
+    /// Starts `anvil --network optimism --hardfork isthmus` with manual mining and FIFO order.
+    pub async fn start(chain_id: u64) -> Anvil {
+        let port = free_port();
+        let child = Command::new(anvil_bin())
+            .args(["--network", "optimism", "--hardfork", "isthmus", "--no-mining", "--order", "fifo"])
+            .args(["--chain-id", &chain_id.to_string(), "--port", &port.to_string(), "--host", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("anvil runs (scripts/install-test-tools.sh installs it)");
+        let anvil = Anvil { child, url: format!("http://127.0.0.1:{port}") };
+        for _ in 0..200 {
+            if raw_rpc_try(&anvil.url, "eth_chainId").await {
+                return anvil;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("anvil did not start");
+    }
+}
+
+async fn raw_rpc_try(url: &str, method: &str) -> bool {
+    let host = url.trim_start_matches("http://").to_string();
+    let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(host)).await else {
+        return false;
+    };
+    raw_rpc(url, method, serde_json::json!([])).await.get("result").is_some()
+}
+
+/// A scripted flashblock source: every frame handed to [`FlashblockSource::send`] goes to every
+/// connected client as a Text frame.
+pub struct FlashblockSource {
+    /// ws:// URL.
+    pub url: String,
+    tx: tokio::sync::broadcast::Sender<String>,
+}
+
+impl FlashblockSource {
+    /// Listens on a free loopback port.
+    pub async fn start() -> FlashblockSource {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, _) = tokio::sync::broadcast::channel::<String>(1024);
+        let tx2 = tx.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let mut rx = tx2.subscribe();
+                tokio::spawn(async move {
+                    use futures::SinkExt;
+                    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                    let (mut sink, mut source) = ws.split();
+                    loop {
+                        tokio::select! {
+                            m = source.next() => match m {
+                                Some(Ok(Message::Ping(p))) => { let _ = sink.send(Message::Pong(p)).await; }
+                                Some(Ok(_)) => {}
+                                _ => return,
+                            },
+                            f = rx.recv() => match f {
+                                Ok(f) => if sink.send(Message::Text(f.into())).await.is_err() { return },
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(_) => return,
+                            },
+                        }
+                    }
+                });
+            }
+        });
+        FlashblockSource { url: format!("ws://{addr}/ws"), tx }
+    }
+
+    /// Sends a frame to every client.
+    pub fn send(&self, frame: String) {
+        let _ = self.tx.send(frame);
+    }
+}

@@ -1,0 +1,240 @@
+//! Differential test against a real execution client: anvil (OP mode, Isthmus) is the
+//! canonical upstream. This test plays the builder: it executes block N+1's transactions over
+//! anvil's state at N through flashnode's own upstream `StateSource`, streams them as
+//! flashblocks to `flashnode node`, records the node's preconfirmed answers, then mines the
+//! same transactions into anvil and compares.
+
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy_sol_types::{SolCall, SolValue};
+use flashnode_exec::{BlockBuilder, BlockEnvInput, ChainConfig, SourceDb, StateSource};
+use flashnode_overlay::upstream::{UpstreamConfig, UpstreamSource};
+use flashnode_tests::*;
+use op_alloy_consensus::OpTxEnvelope;
+use op_alloy_rpc_types_engine::flashblock::{
+    OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta, OpFlashblockPayloadMetadata,
+};
+use revm::database::CacheDB;
+use serde_json::{json, Value};
+use std::{sync::Arc, time::Duration};
+
+const CHAIN_ID: u64 = 901;
+const FEE: u128 = 10_000_000_000;
+
+fn quantity(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or_else(|| panic!("quantity, got {v}")).trim_start_matches("0x"), 16).unwrap()
+}
+
+async fn mine(anvil: &str, raws: &[Bytes]) {
+    for raw in raws {
+        let r = raw_rpc(anvil, "eth_sendRawTransaction", json!([raw])).await;
+        assert!(r.get("result").is_some(), "anvil accepts the tx: {r}");
+    }
+    let r = raw_rpc(anvil, "evm_mine", json!([])).await;
+    assert!(r.get("result").is_some(), "{r}");
+}
+
+fn creation(bin: &str, args: &[u8]) -> Bytes {
+    let mut code = alloy_primitives::hex::decode(bin.trim()).unwrap();
+    code.extend_from_slice(args);
+    code.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preconfirmations_match_anvil() {
+    let anvil = Anvil::start(CHAIN_ID).await;
+    let key0 = DEV_KEYS[0];
+    let (a1, a2, a3) = (address_of(DEV_KEYS[1]), Address::repeat_byte(0xa2), Address::repeat_byte(0xa3));
+
+    // Setup blocks: deploy the token and the probe.
+    let token_deploy = sign_1559(key0, CHAIN_ID, 0, TxKind::Create, U256::ZERO,
+        creation(TOKEN_BIN, &U256::from(10u64).pow(U256::from(24u64)).abi_encode()), 2_000_000, FEE);
+    let probe_deploy = sign_1559(key0, CHAIN_ID, 1, TxKind::Create, U256::ZERO, creation(PROBE_BIN, &[]), 2_000_000, FEE);
+    mine(&anvil.url, &[token_deploy, probe_deploy]).await;
+    let r = raw_rpc(&anvil.url, "eth_getBlockReceipts", json!(["latest"])).await;
+    let token: Address = r["result"][0]["contractAddress"].as_str().unwrap().parse().unwrap();
+    let probe: Address = r["result"][1]["contractAddress"].as_str().unwrap().parse().unwrap();
+
+    // The node follows anvil and a scripted flashblock source.
+    let source_ws = FlashblockSource::start().await;
+    let node = start_node(&source_ws.url, &anvil.url, &["--pending-stale-after", "60s", "--upstream-poll-interval", "50ms"]).await;
+    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["streamConnected"] == true }).await);
+
+    // Block N+1's environment, which anvil will be made to use too.
+    let parent = raw_rpc(&anvil.url, "eth_getBlockByNumber", json!(["latest", false])).await["result"].clone();
+    let parent_hash: B256 = parent["hash"].as_str().unwrap().parse().unwrap();
+    let coinbase = Address::repeat_byte(0xcb);
+    let env = BlockEnvInput {
+        number: quantity(&parent["number"]) + 1,
+        timestamp: quantity(&parent["timestamp"]) + 2,
+        coinbase,
+        base_fee: 1_000_000_000,
+        gas_limit: quantity(&parent["gasLimit"]),
+        prev_randao: B256::ZERO,
+        parent_hash,
+        parent_beacon_block_root: B256::ZERO,
+        extra_data: Bytes::new(),
+    };
+    let call = |to: Address, data: Vec<u8>| (TxKind::Call(to), Bytes::from(data));
+    let txs: Vec<Bytes> = [
+        (key0, 2u64, call(token, IToken::transferCall { to: a1, value: U256::from(1000) }.abi_encode()), 100_000u64),
+        (DEV_KEYS[1], 0, (TxKind::Call(a2), Bytes::new()), 21_000),
+        (key0, 3, call(probe, IProbe::pingCall { value: U256::from(7) }.abi_encode()), 100_000),
+        (DEV_KEYS[2], 0, call(probe, IProbe::failCall {}.abi_encode()), 100_000),
+        (DEV_KEYS[3], 0, call(probe, IProbe::burnCall { rounds: U256::from(100_000) }.abi_encode()), 60_000),
+        (key0, 4, call(token, IToken::transferCall { to: a3, value: U256::from(5) }.abi_encode()), 100_000),
+    ]
+    .into_iter()
+    .map(|(key, nonce, (to, data), gas)| {
+        let value = if data.is_empty() { U256::from(12345) } else { U256::ZERO };
+        sign_1559(key, CHAIN_ID, nonce, to, value, data, gas, FEE)
+    })
+    .collect();
+
+    // Build the flashblocks over anvil's state at N, through flashnode's upstream StateSource.
+    let upstream = UpstreamSource::connect(UpstreamConfig { url: anvil.url.clone(), ..Default::default() }, Default::default())
+        .await
+        .unwrap();
+    let source: Arc<dyn StateSource> = Arc::new(upstream);
+    let handle = tokio::runtime::Handle::current();
+    let (env2, txs2) = (env.clone(), txs.clone());
+    let frames: Vec<String> = tokio::task::spawn_blocking(move || {
+        let db = CacheDB::new(SourceDb::new(source, env2.parent_hash, handle));
+        let mut builder = BlockBuilder::new(ChainConfig::devnet(CHAIN_ID), env2.clone(), db);
+        let base = OpFlashblockPayloadBase {
+            parent_beacon_block_root: env2.parent_beacon_block_root,
+            parent_hash: env2.parent_hash,
+            fee_recipient: env2.coinbase,
+            prev_randao: env2.prev_randao,
+            block_number: env2.number,
+            gas_limit: env2.gas_limit,
+            timestamp: env2.timestamp,
+            extra_data: env2.extra_data.clone(),
+            base_fee_per_gas: U256::from(env2.base_fee),
+        };
+        let payload_id = alloy_rpc_types_engine::PayloadId::new([7; 8]);
+        let mut frames = Vec::new();
+        for (index, chunk) in [&txs2[..0], &txs2[..3], &txs2[3..]].into_iter().enumerate() {
+            let first = builder.transactions().len();
+            for raw in chunk {
+                let tx = OpTxEnvelope::decode_2718_exact(raw).unwrap();
+                let sender = alloy_consensus::transaction::SignerRecoverable::recover_signer(&tx).unwrap();
+                builder.execute(tx, sender, raw.clone()).expect("executes over anvil's state");
+            }
+            let header = builder.header(B256::ZERO, B256::ZERO);
+            let new = &builder.transactions()[first..];
+            let fb = OpFlashblockPayload {
+                payload_id,
+                index: index as u64,
+                base: (index == 0).then(|| base.clone()),
+                diff: OpFlashblockPayloadDelta {
+                    state_root: B256::ZERO,
+                    receipts_root: header.receipts_root,
+                    logs_bloom: header.logs_bloom,
+                    gas_used: header.gas_used,
+                    block_hash: header.hash_slow(),
+                    transactions: new.iter().map(|t| t.encoded.clone()).collect(),
+                    withdrawals: Vec::new(),
+                    withdrawals_root: B256::ZERO,
+                    blob_gas_used: None,
+                },
+                metadata: OpFlashblockPayloadMetadata {
+                    block_number: env2.number,
+                    new_account_balances: Default::default(),
+                    receipts: new.iter().map(|t| (t.hash, t.receipt.clone())).collect(),
+                },
+            };
+            frames.push(serde_json::to_string(&fb).unwrap());
+        }
+        frames
+    })
+    .await
+    .unwrap();
+    for f in frames {
+        source_ws.send(f);
+    }
+    let hashes: Vec<B256> = txs.iter().map(alloy_primitives::keccak256).collect();
+    let last = hashes[5];
+    assert!(eventually(Duration::from_secs(5), || async {
+        !raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([last])).await["result"].is_null()
+    }).await, "the node preconfirms the streamed txs: {}", status(&node.rpc).await);
+
+    // The node's answers while N+1 is only preconfirmed.
+    let mut pre_receipts = Vec::new();
+    for h in &hashes {
+        pre_receipts.push(raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([h])).await["result"].clone());
+    }
+    let calls: Vec<(&str, Value)> = vec![
+        ("balanceOf", json!({"to": token, "data": Bytes::from(IToken::balanceOfCall(a1).abi_encode())})),
+        ("transfer", json!({"from": address_of(key0), "to": token, "data": Bytes::from(IToken::transferCall { to: a2, value: U256::from(1) }.abi_encode())})),
+        ("env", json!({"to": probe, "data": Bytes::from(IProbe::envCall {}.abi_encode())})),
+        ("counter", json!({"to": probe, "data": Bytes::from(IProbe::counterCall {}.abi_encode())})),
+        ("fail", json!({"to": probe, "data": Bytes::from(IProbe::failCall {}.abi_encode())})),
+        ("out_of_gas", json!({"to": probe, "gas": "0xea60", "data": Bytes::from(IProbe::burnCall { rounds: U256::from(100_000) }.abi_encode())})),
+    ];
+    let mut pre_calls = Vec::new();
+    for (_, c) in &calls {
+        pre_calls.push(raw_rpc(&node.rpc, "eth_call", json!([c, "pending"])).await);
+    }
+    let estimates: Vec<Value> = vec![calls[1].1.clone(), json!({"from": address_of(key0), "to": probe, "data": Bytes::from(IProbe::pingCall { value: U256::from(1) }.abi_encode())})];
+    let mut pre_estimates = Vec::new();
+    for e in &estimates {
+        pre_estimates.push(raw_rpc(&node.rpc, "eth_estimateGas", json!([e, "pending"])).await);
+    }
+    let pending_env = pre_calls[2]["result"].as_str().unwrap().parse::<Bytes>().unwrap();
+    let pending_env = IProbe::envCall::abi_decode_returns(&pending_env).unwrap();
+    assert_eq!(pending_env.number, U256::from(env.number), "pending calls run as N+1");
+
+    // Mine the same txs into anvil in the same environment.
+    raw_rpc(&anvil.url, "evm_setNextBlockTimestamp", json!([env.timestamp])).await;
+    raw_rpc(&anvil.url, "anvil_setNextBlockBaseFeePerGas", json!([format!("0x{:x}", env.base_fee)])).await;
+    raw_rpc(&anvil.url, "anvil_setCoinbase", json!([coinbase])).await;
+    mine(&anvil.url, &txs).await;
+    let mined_block = raw_rpc(&anvil.url, "eth_getBlockByNumber", json!(["latest", false])).await["result"].clone();
+    assert_eq!(quantity(&mined_block["number"]), env.number);
+    assert_eq!(mined_block["transactions"].as_array().unwrap().len(), txs.len(), "anvil mined all txs in one block");
+
+    for (i, h) in hashes.iter().enumerate() {
+        let mined = raw_rpc(&anvil.url, "eth_getTransactionReceipt", json!([h])).await["result"].clone();
+        let pre = &pre_receipts[i];
+        for field in ["status", "gasUsed", "cumulativeGasUsed", "transactionIndex", "blockNumber"] {
+            assert_eq!(pre[field], mined[field], "tx {i} {field}: preconfirmed {pre} vs mined {mined}");
+        }
+        let strip = |logs: &Value| -> Vec<(Value, Value, Value, Value)> {
+            logs.as_array().unwrap().iter().map(|l| (l["address"].clone(), l["topics"].clone(), l["data"].clone(), l["logIndex"].clone())).collect()
+        };
+        assert_eq!(strip(&pre["logs"]), strip(&mined["logs"]), "tx {i} logs");
+    }
+    assert_eq!(quantity(&pre_receipts[3]["status"]), 0, "the reverting tx failed in both");
+    assert_eq!(quantity(&pre_receipts[4]["status"]), 0, "the out-of-gas tx failed in both");
+
+    for (i, (name, c)) in calls.iter().enumerate() {
+        let latest = raw_rpc(&anvil.url, "eth_call", json!([c, "latest"])).await;
+        match (pre_calls[i].get("result"), latest.get("result")) {
+            (Some(a), Some(b)) => assert_eq!(a, b, "{name}: pending answer equals anvil's latest after mining"),
+            (None, None) => {
+                let (a, b) = (&pre_calls[i]["error"], &latest["error"]);
+                if *name == "out_of_gas" {
+                    // anvil answers -32603 "EVM error OutOfGas"; flashnode answers as geth does
+                    // (-32000 "out of gas"): both must say the call ran out of gas.
+                    for e in [a, b] {
+                        assert!(e["message"].as_str().unwrap().to_lowercase().contains("outofgas")
+                            || e["message"].as_str().unwrap().to_lowercase().contains("out of gas"), "{name}: {e}");
+                    }
+                    continue;
+                }
+                assert_eq!(a["code"], b["code"], "{name}: same error code ({a} vs {b})");
+                if *name == "fail" {
+                    assert_eq!(a["data"], b["data"], "revert data");
+                    assert!(a["message"].as_str().unwrap().contains("Probe: deliberate failure"), "{a}");
+                }
+            }
+            other => panic!("{name}: pending and latest disagree: {other:?}"),
+        }
+    }
+    for (i, e) in estimates.iter().enumerate() {
+        let latest = raw_rpc(&anvil.url, "eth_estimateGas", json!([e, "latest"])).await;
+        let (ours, theirs) = (quantity(&pre_estimates[i]["result"]), quantity(&latest["result"]));
+        assert_eq!(ours, theirs, "estimate {i}: ours {ours} vs anvil {theirs}");
+    }
+}
