@@ -77,11 +77,13 @@ impl Default for FanoutConfig {
     }
 }
 
-/// One flashblock ready to send, in both encodings.
+/// One flashblock ready to send, in both encodings. The messages are built once and cloned
+/// per client (a reference count, not a copy of the frame).
 #[derive(Debug)]
 struct Frame {
     json: Arc<str>,
-    brotli: std::sync::OnceLock<Arc<[u8]>>,
+    text: Message,
+    brotli: std::sync::OnceLock<Message>,
     /// Addresses the flashblock touches (tx senders, recipients, log emitters).
     addresses: HashSet<Address>,
     /// Topics of its logs.
@@ -89,8 +91,13 @@ struct Frame {
 }
 
 impl Frame {
-    fn brotli(&self) -> Arc<[u8]> {
-        self.brotli.get_or_init(|| encode_brotli(self.json.as_bytes()).into()).clone()
+    fn new(json: Arc<str>, addresses: HashSet<Address>, topics: HashSet<B256>) -> Self {
+        let text = Message::Text(json.as_ref().into());
+        Self { json, text, brotli: Default::default(), addresses, topics }
+    }
+
+    fn brotli(&self) -> Message {
+        self.brotli.get_or_init(|| Message::Binary(encode_brotli(self.json.as_bytes()).into())).clone()
     }
 }
 
@@ -209,7 +216,7 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
                             topics.extend(log.topics().iter().copied());
                         }
                     }
-                    let frame = Frame { json: flashblock.raw_json.clone(), brotli: Default::default(), addresses, topics };
+                    let frame = Frame::new(flashblock.raw_json.clone(), addresses, topics);
                     let _ = publisher.send(Arc::new(frame));
                     metrics::counter!("flashnode_fanout_flashblocks_total").increment(1);
                 }
@@ -378,11 +385,7 @@ async fn client(
                     if admission.filter.as_ref().is_some_and(|f| !f.matches(&frame)) {
                         continue;
                     }
-                    let msg = if admission.brotli {
-                        Message::Binary(frame.brotli().to_vec().into())
-                    } else {
-                        Message::Text(frame.json.as_ref().into())
-                    };
+                    let msg = if admission.brotli { frame.brotli() } else { frame.text.clone() };
                     let len = match &msg { Message::Binary(b) => b.len(), Message::Text(t) => t.len(), _ => 0 };
                     match tokio::time::timeout(config.send_timeout, sink.send(msg)).await {
                         Ok(res) => res?,
@@ -412,11 +415,8 @@ mod tests {
         let a: Address = "0x1111111111111111111111111111111111111111".parse().unwrap();
         let t = B256::repeat_byte(2);
         let f = FrameFilter::parse(&format!("addresses={a}&topics={t}&match=all")).unwrap();
-        let frame = |addrs: &[Address], topics: &[B256]| Frame {
-            json: "{}".into(),
-            brotli: Default::default(),
-            addresses: addrs.iter().copied().collect(),
-            topics: topics.iter().copied().collect(),
+        let frame = |addrs: &[Address], topics: &[B256]| {
+            Frame::new("{}".into(), addrs.iter().copied().collect(), topics.iter().copied().collect())
         };
         assert!(f.matches(&frame(&[a], &[t])));
         assert!(!f.matches(&frame(&[a], &[])));
