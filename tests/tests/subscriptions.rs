@@ -14,10 +14,10 @@ fn quantity(v: &Value) -> u64 {
     }
 }
 
-/// Every flashblock of `flashnode dev`, in order and without a gap, across many blocks.
+/// Every flashblock of `flashnode dev`, in order and without a gap, across 20 blocks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_flashblocks_arrive_in_order_without_gaps() {
-    let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
+    let node = start("dev", &["--block-time", "500ms", "--flashblock-interval", "50ms"]).await;
     let mut ws = WsRpc::connect(&node.rpc).await;
     let delta = ws.subscribe(json!(["newFlashblocks"])).await;
     let full = ws.subscribe(json!(["newFlashblocks", {"full": true}])).await;
@@ -26,7 +26,7 @@ async fn new_flashblocks_arrive_in_order_without_gaps() {
     let mut blocks = HashSet::new();
     let mut saw_full = false;
     let mut saw_head = false;
-    while blocks.len() < 6 {
+    while blocks.len() < 20 {
         let (sub, msg) = ws.notification(Duration::from_secs(5)).await.expect("a notification");
         if sub == full {
             saw_full |= msg["transactions"].is_array() && msg["hash"].is_string();

@@ -101,3 +101,23 @@ async fn rollup_boost_decodes_flashnode_frames() {
         assert!(saw_base);
     }
 }
+
+/// A third-party consumer of Base's stream format decodes the node's fan-out frames, Text and
+/// brotli Binary (`--ws-compression`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollup_boost_decodes_the_fanout() {
+    for extra in [&[][..], &["--ws-compression"][..]] {
+        let mut args = vec!["--block-time", "1s", "--flashblock-interval", "100ms"];
+        args.extend_from_slice(extra);
+        let node = start("dev", &args).await;
+        let mut fbs = collect_flashblocks(&node.ws).await;
+        for _ in 0..12 {
+            let fb = next_flashblock(&mut fbs, Duration::from_secs(10)).await;
+            assert_eq!(fb.binary, !extra.is_empty());
+            let rb: FlashblocksPayloadV1 =
+                serde_json::from_value(fb.json.clone()).expect("rollup-boost decodes the fan-out frame");
+            assert_eq!(rb.index, fb.payload.index);
+            assert_eq!(rb.diff.block_hash.0, fb.payload.diff.block_hash.0);
+        }
+    }
+}
