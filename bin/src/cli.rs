@@ -25,12 +25,28 @@ pub enum Command {
     Devnet(DevnetArgs),
     /// Run the node as a sidecar of an OP execution client and a flashblock stream.
     Node(NodeArgs),
+    /// Show a node's mode, tip, flashblock index, stream lag and counters, live.
+    Status(StatusArgs),
+}
+
+/// `flashnode status` flags.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The node's RPC URL.
+    #[arg(long, default_value = "http://127.0.0.1:8545")]
+    pub rpc: String,
+    /// Time between samples.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Stop after this many samples (runs until interrupted otherwise).
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 /// Flags of the flashblock-aware node shared by `node` and `dev`.
 #[derive(Debug, Clone, Args)]
 pub struct OverlayArgs {
-    /// Prometheus metrics listen address (`/metrics`); off when unset.
+    /// Operator endpoint: Prometheus `/metrics`, `/healthz`, `/readyz`; off when unset.
     #[arg(long, env = "FLASHNODE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// A stream with no frame and no pong within this window is dead (fallback to latest).
@@ -45,6 +61,9 @@ pub struct OverlayArgs {
     /// A pending block with no new flashblock for this long is not served.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub pending_stale_after: Duration,
+    /// A canonical tip not advanced for this long makes /readyz answer 503.
+    #[arg(long, default_value = "12s", value_parser = parse_duration)]
+    pub canonical_stale_after: Duration,
     /// Longest wait of eth_sendRawTransactionSync.
     #[arg(long, default_value = "6s", value_parser = parse_duration)]
     pub send_raw_sync_max: Duration,

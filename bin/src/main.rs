@@ -2,7 +2,9 @@
 
 mod cli;
 mod dev;
+mod http;
 mod node;
+mod status;
 
 use clap::Parser;
 
@@ -18,6 +20,7 @@ fn main() -> anyhow::Result<()> {
             cli::Command::Devnet(args) => dev::run_devnet(args).await,
             cli::Command::Dev(args) => dev::run_dev(args).await,
             cli::Command::Node(args) => node::run_node(args).await,
+            cli::Command::Status(args) => status::run(args).await,
         }
     })
 }

@@ -32,9 +32,10 @@ pub async fn start_node(
     args: &OverlayArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<NodeParts> {
-    if let Some(addr) = args.metrics_addr {
-        install_metrics(addr)?;
-    }
+    let recorder = match args.metrics_addr {
+        Some(_) => Some(crate::http::install_recorder()?),
+        None => None,
+    };
     let mut stream_config = StreamConfig::new(flashblocks_url.clone());
     stream_config.silence_timeout = args.stream_silence_timeout;
     stream_config.ping_interval = args.stream_ping_interval;
@@ -45,7 +46,11 @@ pub async fn start_node(
     );
     let chain = ChainConfig::devnet(source.chain_id());
     let overlay = flashnode_overlay::spawn(
-        OverlayConfig { chain, stale_after: args.pending_stale_after },
+        OverlayConfig {
+            chain,
+            stale_after: args.pending_stale_after,
+            canonical_stale_after: args.canonical_stale_after,
+        },
         source,
         rx,
         cancel.clone(),
@@ -59,6 +64,9 @@ pub async fn start_node(
         gas_cap: args.rpc_gas_cap,
         ..Default::default()
     };
+    if let (Some(addr), Some(handle)) = (args.metrics_addr, recorder) {
+        crate::http::serve(addr, handle, overlay.clone(), cancel.clone()).await?;
+    }
     let fanout = flashnode_rpc::fanout::FanoutConfig {
         addr: fanout_addr,
         api_keys: args.ws_api_keys.clone(),
@@ -77,19 +85,6 @@ pub async fn start_node(
         .await
         .context("starting the RPC server")?;
     Ok(NodeParts { rpc_addr, fanout_addr })
-}
-
-/// Installs the Prometheus exporter on `addr` (serves `/metrics`) and describes the metrics.
-pub fn install_metrics(addr: SocketAddr) -> anyhow::Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
-        .context("metrics buckets")?
-        .install()
-        .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
-    flashnode_overlay::metrics_names::describe();
-    tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
-    Ok(())
 }
 
 /// `flashnode node`.

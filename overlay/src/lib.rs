@@ -13,4 +13,4 @@ pub mod stream;
 pub mod upstream;
 
 pub use pending::{PendingBlock, PendingDb};
-pub use service::{spawn, Mode, Overlay, OverlayConfig, OverlayEvent, OverlayStatus};
+pub use service::{spawn, Health, Mode, Overlay, OverlayConfig, OverlayEvent, OverlayStatus};

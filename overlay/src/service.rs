@@ -32,6 +32,20 @@ pub struct OverlayConfig {
     pub chain: ChainConfig,
     /// A pending block older than this (no flashblock applied since) is not served.
     pub stale_after: Duration,
+    /// A canonical tip not advanced for this long makes the node not ready.
+    pub canonical_stale_after: Duration,
+}
+
+/// Readiness, as rollup-boost reports it (200 / 206 / 503).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Canonical tip fresh and preconfirmations served.
+    Ready,
+    /// Canonical tip fresh, but the flashblock stream is down: `pending` is `latest`.
+    Degraded,
+    /// No fresh canonical tip.
+    NotReady,
 }
 
 /// Whether `pending` is served from flashblocks or falls back to `latest`.
@@ -100,6 +114,8 @@ pub struct Counters {
 pub struct OverlayStatus {
     /// Serving mode.
     pub mode: Mode,
+    /// Readiness.
+    pub health: Health,
     /// Latest canonical block number.
     pub canonical_tip: Option<u64>,
     /// Latest canonical block hash.
@@ -147,6 +163,7 @@ struct Shared {
     counters: Counters,
     connected: AtomicBool,
     last_frame: Mutex<Option<Instant>>,
+    tip_at: Mutex<Option<Instant>>,
 }
 
 /// Handle to the overlay: snapshots, status and events. Cheap to clone.
@@ -189,6 +206,22 @@ impl Overlay {
         }
     }
 
+    /// Readiness: the canonical tip must be fresh; preconfirmations make it fully ready.
+    pub fn health(&self) -> Health {
+        let fresh = self
+            .shared
+            .tip_at
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() <= self.shared.config.canonical_stale_after);
+        match (fresh, self.mode()) {
+            (false, _) => Health::NotReady,
+            (true, Mode::Flashblocks) => Health::Ready,
+            (true, Mode::Fallback) => Health::Degraded,
+        }
+    }
+
     /// Latest canonical block known.
     pub fn tip(&self) -> Option<Arc<CanonicalBlock>> {
         self.shared.tip.load_full()
@@ -222,6 +255,7 @@ impl Overlay {
         let lag = self.shared.last_frame.lock().ok().and_then(|l| l.map(|t| t.elapsed().as_millis() as u64));
         OverlayStatus {
             mode: if pending.is_some() { Mode::Flashblocks } else { Mode::Fallback },
+            health: self.health(),
             canonical_tip: tip.as_ref().map(|t| t.header.number),
             canonical_hash: tip.as_ref().map(|t| t.hash),
             pending_block: pending.as_ref().map(|p| p.number()),
@@ -261,6 +295,7 @@ pub fn spawn(
         counters: Counters::default(),
         connected: AtomicBool::new(false),
         last_frame: Mutex::new(None),
+        tip_at: Mutex::new(None),
     });
     let overlay = Overlay { shared: shared.clone() };
     let task = Task {
@@ -305,6 +340,7 @@ impl Task {
                     Ok(tip) => {
                         info!(number = tip.header.number, hash = %tip.hash, "canonical tip");
                         self.shared.tip.store(Some(tip));
+                        self.touch_tip();
                         break;
                     }
                     Err(err) => {
@@ -336,6 +372,12 @@ impl Task {
                 },
                 _ = tick.tick() => self.expire(),
             }
+        }
+    }
+
+    fn touch_tip(&self) {
+        if let Ok(mut t) = self.shared.tip_at.lock() {
+            *t = Some(Instant::now());
         }
     }
 
@@ -505,6 +547,7 @@ impl Task {
             },
         };
         self.shared.tip.store(Some(tip.clone()));
+        self.touch_tip();
         let _ = self.shared.events.send(OverlayEvent::Canonical(tip.clone()));
         if reorg {
             if let Some(ex) = self.executor.as_mut() {

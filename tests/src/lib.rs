@@ -555,3 +555,17 @@ impl FlashblockSource {
         let _ = self.tx.send(frame);
     }
 }
+
+/// A plain HTTP GET on loopback: (status code, body).
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("reachable");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("request written");
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.expect("response read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
