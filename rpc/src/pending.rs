@@ -180,55 +180,18 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
 
     m.register_async_method("eth_call", |p, ctx, _| async move {
         let params = params_json(&p)?;
-        if is_pending(&tag_at(&params, 1)?) {
-            if let Some(pending) = ctx.overlay.pending() {
-                let req = request_at(&params)?;
-                let overrides = overrides_at(&params, 2)?;
-                let chain = ctx.overlay.chain().clone();
-                let cap = ctx.config.gas_cap;
-                return blocking(move || {
-                    let db = overrides.database(pending.database()).map_err(call_error)?;
-                    let env = overrides.env(&pending.env);
-                    let out = call::call(db, &chain, &env, &req, cap).map_err(call_error)?;
-                    to_json(out.output)
-                })
-                .await;
-            }
+        match PendingCall::from_params(&ctx, &params)? {
+            Some(c) => blocking(move || c.call()).await,
+            None => upstream_latest(&ctx, "eth_call", params, 1).await,
         }
-        upstream_latest(&ctx, "eth_call", params, 1).await
     })
     .expect("unique");
     m.register_async_method("eth_estimateGas", |p, ctx, _| async move {
         let params = params_json(&p)?;
-        if is_pending(&tag_at(&params, 1)?) {
-            if let Some(pending) = ctx.overlay.pending() {
-                let req = request_at(&params)?;
-                let overrides = overrides_at(&params, 2)?;
-                let chain = ctx.overlay.chain().clone();
-                let cap = ctx.config.gas_cap;
-                return blocking(move || {
-                    let mut probe = overrides.database(pending.database()).map_err(call_error)?;
-                    let balance = revm::Database::basic(&mut probe, req.from.unwrap_or_default())
-                        .map_err(|e| err(-32603, e.to_string()))?
-                        .map(|a| a.balance)
-                        .unwrap_or_default();
-                    let env = overrides.env(&pending.env);
-                    let db = pending.database();
-                    let gas = call::estimate_gas(
-                        || overrides.database(db.clone()).unwrap_or_else(|_| CacheDB::new(db.clone())),
-                        &chain,
-                        &env,
-                        &req,
-                        cap,
-                        balance,
-                    )
-                    .map_err(call_error)?;
-                    to_json(U64::from(gas))
-                })
-                .await;
-            }
+        match PendingCall::from_params(&ctx, &params)? {
+            Some(c) => blocking(move || c.estimate()).await,
+            None => upstream_latest(&ctx, "eth_estimateGas", params, 1).await,
         }
-        upstream_latest(&ctx, "eth_estimateGas", params, 1).await
     })
     .expect("unique");
 
@@ -239,6 +202,60 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         send_raw_sync(&ctx, p).await
     })
     .expect("unique");
+}
+
+/// An `eth_call` / `eth_estimateGas` to run in the pending block's environment.
+struct PendingCall {
+    pending: Arc<PendingBlock>,
+    req: TransactionRequest,
+    overrides: call::CallOverrides,
+    chain: flashnode_exec::ChainConfig,
+    gas_cap: u64,
+}
+
+impl PendingCall {
+    /// Some when the request names `pending` and a fresh pending block exists.
+    fn from_params(ctx: &RpcContext, params: &Option<Value>) -> RpcResult<Option<Self>> {
+        if !is_pending(&tag_at(params, 1)?) {
+            return Ok(None);
+        }
+        let Some(pending) = ctx.overlay.pending() else { return Ok(None) };
+        Ok(Some(Self {
+            pending,
+            req: request_at(params)?,
+            overrides: overrides_at(params, 2)?,
+            chain: ctx.overlay.chain().clone(),
+            gas_cap: ctx.config.gas_cap,
+        }))
+    }
+
+    fn call(self) -> RpcResult<Value> {
+        let db = self.overrides.database(self.pending.database()).map_err(call_error)?;
+        let env = self.overrides.env(&self.pending.env);
+        let out = call::call(db, &self.chain, &env, &self.req, self.gas_cap).map_err(call_error)?;
+        to_json(out.output)
+    }
+
+    fn estimate(self) -> RpcResult<Value> {
+        let mut probe = self.overrides.database(self.pending.database()).map_err(call_error)?;
+        let balance = revm::Database::basic(&mut probe, self.req.from.unwrap_or_default())
+            .map_err(|e| err(-32603, e.to_string()))?
+            .map(|a| a.balance)
+            .unwrap_or_default();
+        let env = self.overrides.env(&self.pending.env);
+        let db = self.pending.database();
+        let overrides = &self.overrides;
+        let gas = call::estimate_gas(
+            || overrides.database(db.clone()).unwrap_or_else(|_| CacheDB::new(db.clone())),
+            &self.chain,
+            &env,
+            &self.req,
+            self.gas_cap,
+            balance,
+        )
+        .map_err(call_error)?;
+        to_json(U64::from(gas))
+    }
 }
 
 /// State overrides at `pos` and block overrides at `pos + 1`.

@@ -66,17 +66,28 @@ pub fn flashnode_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/flashnode")
 }
 
-/// `cast`, as installed by `scripts/install-test-tools.sh`.
-pub fn cast_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("FLASHNODE_CAST") {
+/// A tool installed by `scripts/install-test-tools.sh`: `$env` if set, else `tools/bin/<name>`,
+/// else `<name>` on the PATH.
+fn tool_bin(env: &str, name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/bin/cast");
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/bin").join(name);
     if local.exists() {
         local
     } else {
-        PathBuf::from("cast")
+        PathBuf::from(name)
     }
+}
+
+/// `cast`.
+pub fn cast_bin() -> PathBuf {
+    tool_bin("FLASHNODE_CAST", "cast")
+}
+
+/// `anvil`.
+pub fn anvil_bin() -> PathBuf {
+    tool_bin("FLASHNODE_ANVIL", "anvil")
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -448,19 +459,6 @@ impl WsRpc {
         };
         let sub = v["params"]["subscription"].as_str()?.to_string();
         Some((sub, v["params"]["result"].clone()))
-    }
-}
-
-/// `anvil`, as installed by `scripts/install-test-tools.sh`.
-pub fn anvil_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("FLASHNODE_ANVIL") {
-        return PathBuf::from(p);
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/bin/anvil");
-    if local.exists() {
-        local
-    } else {
-        PathBuf::from("anvil")
     }
 }
 
