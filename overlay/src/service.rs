@@ -163,6 +163,7 @@ struct Shared {
     counters: Counters,
     connected: AtomicBool,
     last_frame: Mutex<Option<Instant>>,
+    last_applied: Mutex<Option<Instant>>,
     tip_at: Mutex<Option<Instant>>,
 }
 
@@ -197,9 +198,18 @@ impl Overlay {
         Some(pending)
     }
 
-    /// Current serving mode.
+    /// Current serving mode: whether the stream is alive and applying. A pending block that is
+    /// momentarily not ahead of the tip (between a seal and the next block's first flashblock)
+    /// is answered as `latest` by [`Self::pending`] without flipping the mode.
     pub fn mode(&self) -> Mode {
-        if self.pending().is_some() {
+        let applying = self
+            .shared
+            .last_applied
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() <= self.shared.config.stale_after);
+        if applying && self.shared.connected.load(Ordering::Acquire) {
             Mode::Flashblocks
         } else {
             Mode::Fallback
@@ -254,7 +264,7 @@ impl Overlay {
         let tip = self.tip();
         let lag = self.shared.last_frame.lock().ok().and_then(|l| l.map(|t| t.elapsed().as_millis() as u64));
         OverlayStatus {
-            mode: if pending.is_some() { Mode::Flashblocks } else { Mode::Fallback },
+            mode: self.mode(),
             health: self.health(),
             canonical_tip: tip.as_ref().map(|t| t.header.number),
             canonical_hash: tip.as_ref().map(|t| t.hash),
@@ -295,6 +305,7 @@ pub fn spawn(
         counters: Counters::default(),
         connected: AtomicBool::new(false),
         last_frame: Mutex::new(None),
+        last_applied: Mutex::new(None),
         tip_at: Mutex::new(None),
     });
     let overlay = Overlay { shared: shared.clone() };
@@ -505,6 +516,9 @@ impl Task {
         match res {
             Ok((block, report)) => {
                 c.applied.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut t) = self.shared.last_applied.lock() {
+                    *t = Some(Instant::now());
+                }
                 if report.receipt_mismatches > 0 {
                     c.receipt_mismatches.fetch_add(report.receipt_mismatches, Ordering::Relaxed);
                     metrics::counter!("flashnode_overlay_receipt_mismatches_total").increment(report.receipt_mismatches);
