@@ -11,7 +11,7 @@
 
 use crate::{
     http::{quantity, rpc_body, KeepAlive},
-    node::{apply_histogram, log_findings, start_dev, ModeMonitor},
+    node::{apply_histogram, log_findings, publish_times, start_dev, ModeMonitor},
     stats::{histogram, loadavg, r3, Machine, Summary},
 };
 use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
@@ -22,7 +22,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -75,8 +75,18 @@ pub struct Sample {
     pub txs: usize,
     /// Last transaction of the flashblock (the one polled).
     pub tx: B256,
+    /// t0 as wall-clock time (µs since the Unix epoch), to line samples up with the node's log.
+    pub t0_unix_us: u64,
     /// t(first non-null receipt) − t0, ms. None when the probe timed out.
     pub latency_ms: Option<f64>,
+    /// t(the same frame arrived from the node's fan-out) − t0, ms: the fan-out re-emits a frame
+    /// once the node applied it. None if it never came.
+    pub fanout_after_ms: Option<f64>,
+    /// t0 − the devnet's log timestamp of publishing this flashblock, ms (needs the sequencer's
+    /// debug log). How late the bench's t0 is against the sequencer; None if not logged.
+    pub t0_after_publish_ms: Option<f64>,
+    /// t(first non-null receipt) − the devnet's publish log timestamp, ms.
+    pub latency_from_publish_ms: Option<f64>,
     /// t(first poll sent) − t0, ms: the bench's own frame parsing and task hand-off.
     pub first_poll_after_ms: f64,
     /// Polls sent until the receipt appeared.
@@ -117,25 +127,33 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         format!("{}ms", args.flashblock_interval_ms),
     ];
     let dev = start_dev(&extra, Duration::from_millis(args.block_time_ms * 2 + 10_000)).await?;
-    eprintln!("ingest-latency: node {} devnet {} ws {} (log {})", dev.running.rpc, dev.devnet_rpc, dev.running.ws, dev.running.proc.log.display());
+    eprintln!(
+        "ingest-latency: node {} (fan-out {}), devnet {} (flashblocks {}), log {}",
+        dev.running.rpc,
+        dev.running.ws,
+        dev.devnet_rpc,
+        dev.devnet_ws,
+        dev.running.proc.log.display()
+    );
 
-    // The bench's own websocket client: t0 is taken the moment a frame is read.
-    let (ws, _) = tokio_tungstenite::connect_async(dev.running.ws.as_str()).await.context("flashblock websocket")?;
-    let (frame_tx, mut frames) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    tokio::spawn(async move {
-        let (_, mut read) = ws.split();
-        while let Some(Ok(msg)) = read.next().await {
-            let t0 = Instant::now();
-            let bytes = match msg {
-                Message::Text(t) => t.as_bytes().to_vec(),
-                Message::Binary(b) => b.to_vec(),
-                _ => continue,
-            };
-            if frame_tx.send((t0, bytes)).is_err() {
-                return;
+    // The bench's own client of the devnet's flashblock websocket (the node's source): t0 is
+    // taken the moment a frame is read.
+    let mut frames = spawn_reader(&dev.devnet_ws).await?;
+    // A client of the node's fan-out too: it re-emits a frame once the node applied it, so its
+    // arrival is a second, independent view of the node's ingest time.
+    let mut fanout_frames = spawn_reader(&dev.running.ws).await?;
+    let fanout_seen: Arc<std::sync::Mutex<HashMap<(u64, u64), Instant>>> = Arc::default();
+    {
+        let fanout_seen = fanout_seen.clone();
+        tokio::spawn(async move {
+            while let Some((t, _, bytes)) = fanout_frames.recv().await {
+                if let Ok(v) = decode_frame(&bytes) {
+                    let key = (v["metadata"]["block_number"].as_u64().unwrap_or(0), v["index"].as_u64().unwrap_or(0));
+                    fanout_seen.lock().expect("not poisoned").insert(key, t);
+                }
             }
-        }
-    });
+        });
+    }
 
     let monitor = ModeMonitor::spawn(dev.running.rpc.clone(), Duration::from_millis(10));
 
@@ -188,6 +206,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
     let mut frames_seen = 0u64;
     let mut probes = tokio::task::JoinSet::new();
     let mut spawned = 0usize;
+    let mut t0s: HashMap<(u64, u64), Instant> = HashMap::new();
     let probe_timeout = Duration::from_millis(args.probe_timeout_ms);
     let poll_interval = Duration::from_micros(args.poll_interval_us);
     eprintln!("ingest-latency: {} tx/s for {}s warm-up, then up to {} samples or {}s", args.rate, args.warmup_secs, args.samples, args.max_secs);
@@ -196,7 +215,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         if now >= deadline {
             break;
         }
-        let Ok(Some((t0, bytes))) = tokio::time::timeout(deadline - now, frames.recv()).await else { break };
+        let Ok(Some((t0, t0_unix_us, bytes))) = tokio::time::timeout(deadline - now, frames.recv()).await else { break };
         frames_seen += 1;
         let v = decode_frame(&bytes)?;
         let index = v["index"].as_u64().unwrap_or(0);
@@ -211,6 +230,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         }
         let last: Bytes = txs.last().and_then(|t| t.as_str()).context("tx hex")?.parse()?;
         let hash = keccak256(&last);
+        t0s.insert((block, index), t0);
         let (pool, rpc, n) = (pool.clone(), dev.running.rpc.clone(), txs.len());
         spawned += 1;
         probes.spawn(async move {
@@ -218,7 +238,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
                 Some(c) => c,
                 None => KeepAlive::connect(&rpc).await.expect("node rpc"),
             };
-            let sample = probe(&mut conn, t0, hash, block, index, n, probe_timeout, poll_interval).await;
+            let sample = probe(&mut conn, t0, t0_unix_us, hash, block, index, n, probe_timeout, poll_interval).await;
             pool.lock().await.push(conn);
             sample
         });
@@ -238,6 +258,26 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
     let apply = apply_histogram(&dev.metrics).await;
     let loadavg_at_end = loadavg();
     samples.sort_by_key(|s| (s.block, s.index));
+    // Frames still in flight on the fan-out get a moment to arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The sequencer's own publish timestamps (wall clock, same machine).
+    let published = publish_times(&dev.running);
+    for s in samples.iter_mut() {
+        if let Some(p) = published.get(&(s.block, s.index)) {
+            let after = (s.t0_unix_us as f64 - *p as f64) / 1e3;
+            s.t0_after_publish_ms = Some(r3(after));
+            s.latency_from_publish_ms = s.latency_ms.map(|l| r3(l + after));
+        }
+    }
+    // t0 of each sample, to line up with the fan-out's arrival times.
+    {
+        let seen = fanout_seen.lock().expect("not poisoned");
+        for s in samples.iter_mut() {
+            if let (Some(t), Some(t0)) = (seen.get(&(s.block, s.index)), t0s.get(&(s.block, s.index))) {
+                s.fanout_after_ms = Some(r3(if t >= t0 { (*t - *t0).as_secs_f64() * 1e3 } else { -((*t0 - *t).as_secs_f64() * 1e3) }));
+            }
+        }
+    }
 
     let latencies: Vec<f64> = samples.iter().filter_map(|s| s.latency_ms).collect();
     let timeouts = samples.iter().filter(|s| s.latency_ms.is_none()).count();
@@ -267,7 +307,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
             "warmup_secs": args.warmup_secs,
             "max_secs": args.max_secs,
             "poll_interval_us": args.poll_interval_us,
-            "t0": "the instant the bench's own websocket reader task gets the frame from the devnet's flashblock websocket (same loopback server the node reads from)",
+            "t0": "the instant the bench's own websocket reader task gets the frame from the devnet's flashblock websocket (--devnet-flashblocks-addr: the loopback server the node reads from)",
+            "t0_after_publish": "t0 - the devnet sequencer's debug log timestamp for publishing the flashblock (logged just before it is handed to the websocket; wall clock of the same machine, µs resolution)",
+            "fanout_after": "t(the frame arrives from the node's fan-out, --flashblocks-addr, which re-emits it after applying it) - t0",
             "latency": "t(first non-null eth_getTransactionReceipt of the flashblock's last tx, polled in a tight loop over a kept-alive HTTP/1.1 connection to the node) - t0",
         },
         "result": {
@@ -277,6 +319,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
             "latency_ms_served_preconfirmed": Summary::of(&overlay).rounded(),
             "latency_ms_served_after_seal": Summary::of(&sealed).rounded(),
             "latency_ms_by_flashblock_index": by_index.iter().map(|(k, v)| (k.to_string(), Summary::of(v).rounded())).collect::<BTreeMap<_, _>>(),
+            "t0_after_publish_ms": Summary::of(&samples.iter().filter_map(|s| s.t0_after_publish_ms).collect::<Vec<_>>()).rounded(),
+            "latency_from_publish_ms": Summary::of(&samples.iter().filter_map(|s| s.latency_from_publish_ms).collect::<Vec<_>>()).rounded(),
+            "fanout_after_ms": Summary::of(&samples.iter().filter_map(|s| s.fanout_after_ms).collect::<Vec<_>>()).rounded(),
             "first_poll_after_ms": Summary::of(&samples.iter().map(|s| s.first_poll_after_ms).collect::<Vec<_>>()).rounded(),
             "polls_per_sample": Summary::of(&samples.iter().map(|s| s.polls as f64).collect::<Vec<_>>()),
             "hit_on_first_poll": samples.iter().filter(|s| s.polls == 1 && s.latency_ms.is_some()).count(),
@@ -318,6 +363,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
 async fn probe(
     conn: &mut KeepAlive,
     t0: Instant,
+    t0_unix_us: u64,
     hash: B256,
     block: u64,
     index: u64,
@@ -367,6 +413,10 @@ async fn probe(
         index,
         txs,
         tx: hash,
+        t0_unix_us,
+        fanout_after_ms: None,
+        t0_after_publish_ms: None,
+        latency_from_publish_ms: None,
         latency_ms: latency_ms.map(|(l, _)| r3(l)),
         first_poll_after_ms: r3(first_poll_after_ms),
         polls,
@@ -411,4 +461,30 @@ fn presign(per_key: usize) -> Vec<Vec<String>> {
         }
     });
     out
+}
+
+/// Reads a flashblock websocket; every frame is stamped the moment it is read.
+async fn spawn_reader(url: &str) -> anyhow::Result<mpsc::UnboundedReceiver<(Instant, u64, Vec<u8>)>> {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.with_context(|| format!("websocket {url}"))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (_, mut read) = ws.split();
+        while let Some(Ok(msg)) = read.next().await {
+            let t = Instant::now();
+            let t_unix_us = unix_us();
+            let bytes = match msg {
+                Message::Text(t) => t.as_bytes().to_vec(),
+                Message::Binary(b) => b.to_vec(),
+                _ => continue,
+            };
+            if tx.send((t, t_unix_us, bytes)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }

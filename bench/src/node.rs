@@ -6,7 +6,7 @@ use flashnode_tests::{free_port, Proc, Running};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -17,8 +17,12 @@ use tokio::task::JoinHandle;
 
 /// A running `flashnode dev` and the URL of the devnet's own canonical RPC.
 pub struct Dev {
-    /// The process, the node's flashblock-aware RPC (`rpc`) and the devnet's websocket (`ws`).
+    /// The process, the node's flashblock-aware RPC (`rpc`) and the node's flashblock fan-out
+    /// (`ws`, `--flashblocks-addr`: re-emits each frame once the node has applied it).
     pub running: Running,
+    /// The devnet's own flashblock websocket (`--devnet-flashblocks-addr`): the source the node
+    /// consumes.
+    pub devnet_ws: String,
     /// The devnet's canonical RPC (the node's upstream).
     pub devnet_rpc: String,
     /// The node's Prometheus endpoint.
@@ -27,11 +31,11 @@ pub struct Dev {
     pub args: Vec<String>,
 }
 
-/// Starts `flashnode dev` on free loopback ports (node RPC, devnet canonical RPC, flashblock
-/// websocket, metrics) with `extra` flags; waits up to `ready_within` until both RPCs answer
+/// Starts `flashnode dev` on free loopback ports (node RPC, devnet canonical RPC, the devnet's
+/// flashblock websocket, the node's fan-out, metrics) with `extra` flags; waits up to `ready_within` until both RPCs answer
 /// and the node serves flashblocks (it may have joined mid-block and wait for an index 0).
 pub async fn start_dev(extra: &[String], ready_within: Duration) -> anyhow::Result<Dev> {
-    let (rpc, devnet, ws, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let (rpc, devnet, ws, devnet_ws, metrics) = (free_port(), free_port(), free_port(), free_port(), free_port());
     let mut args: Vec<String> = vec![
         "dev".into(),
         "--rpc-addr".into(),
@@ -40,6 +44,8 @@ pub async fn start_dev(extra: &[String], ready_within: Duration) -> anyhow::Resu
         format!("127.0.0.1:{devnet}"),
         "--flashblocks-addr".into(),
         format!("127.0.0.1:{ws}"),
+        "--devnet-flashblocks-addr".into(),
+        format!("127.0.0.1:{devnet_ws}"),
         "--metrics-addr".into(),
         format!("127.0.0.1:{metrics}"),
     ];
@@ -61,7 +67,7 @@ pub async fn start_dev(extra: &[String], ready_within: Duration) -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::ensure!(ready, "flashnode dev did not serve flashblocks within {ready_within:?}:\n{}", running.proc.output());
-    Ok(Dev { running, devnet_rpc, metrics: format!("127.0.0.1:{metrics}"), args })
+    Ok(Dev { running, devnet_rpc, devnet_ws: format!("ws://127.0.0.1:{devnet_ws}/ws"), metrics: format!("127.0.0.1:{metrics}"), args })
 }
 
 /// The node's `flashnode_overlay_apply_seconds` histogram (time to execute one flashblock into
@@ -251,4 +257,45 @@ fn strip_ansi(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// When the devnet's sequencer published each flashblock, from its debug log lines
+/// (`<RFC 3339 UTC> DEBUG …: flashblock number=N index=I …`): (block, index) → µs since the epoch.
+pub fn publish_times(running: &Running) -> HashMap<(u64, u64), u64> {
+    let mut out = HashMap::new();
+    for line in running.proc.output().lines().map(strip_ansi) {
+        if !line.contains("DEBUG") || !line.contains(" flashblock number=") {
+            continue;
+        }
+        let Some(ts) = line.split_whitespace().next().and_then(parse_rfc3339_us) else { continue };
+        let field = |name: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(name)).and_then(|v| v.parse::<u64>().ok())
+        };
+        if let (Some(n), Some(i)) = (field("number="), field("index=")) {
+            out.insert((n, i), ts);
+        }
+    }
+    out
+}
+
+/// `2026-11-21T20:35:40.123456Z` → µs since the Unix epoch.
+fn parse_rfc3339_us(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let frac_us: i64 = format!("{:0<6}", &frac[..frac.len().min(6)]).parse().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u64::try_from(secs * 1_000_000 + frac_us).ok()
 }

@@ -17,7 +17,7 @@ use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
 use anyhow::{bail, ensure, Context};
 use clap::Args;
 use flashnode_tests::{sign_1559, DEV_KEYS};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ pub struct ThroughputArgs {
     /// block lapses for a moment before every flashblock and receipts answer null.
     #[arg(long, default_value = "3s")]
     pub pending_stale_after: String,
+    /// Rounds, one per block: each runs the three targets once (order rotated).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
     /// Seconds per wrk run (three runs must fit in one block).
     #[arg(long, default_value_t = 8)]
     pub duration_secs: u64,
@@ -49,7 +52,7 @@ pub struct ThroughputArgs {
 }
 
 /// One load run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadRun {
     /// Short label: node_preconfirmed, devnet_canonical, node_proxied_sealed.
     pub label: String,
@@ -75,12 +78,14 @@ pub struct LoadRun {
     pub null_results: u64,
     /// Error responses seen under load (should be 0).
     pub error_responses: u64,
+    /// 1/5/15-minute load averages just before the run.
+    pub loadavg_before: String,
     /// wrk's whole stdout.
     pub wrk_output: String,
 }
 
 /// wrk's latency distribution.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct WrkLatency {
     /// Average.
     pub avg: f64,
@@ -98,6 +103,7 @@ pub struct WrkLatency {
 
 /// Runs the scenario and returns the result document.
 pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
+    ensure!(args.rounds >= 1 && args.rounds < DEV_KEYS.len(), "--rounds must be 1..={}", DEV_KEYS.len() - 1);
     let machine = Machine::read();
     let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let wrk_version = wrk_version(&args.wrk).await?;
@@ -119,93 +125,143 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
     let mut devnet = KeepAlive::connect(&devnet_url).await?;
 
     let to = TxKind::Call(Address::repeat_byte(0x42));
-    let raw_a = sign_1559(DEV_KEYS[0], 901, 0, to, U256::from(1), Bytes::new(), 21_000, 50_000_000_000);
-    let raw_b = sign_1559(DEV_KEYS[1], 901, 0, to, U256::from(1), Bytes::new(), 21_000, 50_000_000_000);
-    let (sealed_tx, preconf_tx) = (keccak256(&raw_a), keccak256(&raw_b));
+    let sign = |key: &str| sign_1559(key, 901, 0, to, U256::from(1), Bytes::new(), 21_000, 50_000_000_000);
 
     // The sealed transaction: send, then wait for the devnet's canonical RPC to serve it.
+    let raw_a = sign(DEV_KEYS[0]);
+    let sealed_tx = keccak256(&raw_a);
     let r = node.call("eth_sendRawTransaction", json!([raw_a])).await?;
     ensure!(r["error"].is_null(), "sending the sealed-to-be tx: {r}");
-    eprintln!("receipt-throughput: sent {sealed_tx}; waiting up to {}s for its block to seal", args.block_time_secs + 5);
-    let deadline = Instant::now() + Duration::from_secs(args.block_time_secs + 15);
-    let sealed_at = loop {
-        let r = devnet.call("eth_getTransactionReceipt", json!([sealed_tx])).await?;
-        if !r["result"].is_null() {
-            break Instant::now();
-        }
-        ensure!(Instant::now() < deadline, "the first tx was never sealed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    // The next block started when the previous sealed (observed within 20 ms): it seals one
-    // block time later. Keep a margin for the polling delay.
-    let seal_eta = sealed_at + Duration::from_secs(args.block_time_secs) - Duration::from_millis(100);
+    eprintln!("receipt-throughput: sent {sealed_tx}; waiting up to {}s for its block to seal", args.block_time_secs + 15);
+    let mut sealed_at = wait_for_receipt(&mut devnet, sealed_tx, Duration::from_secs(args.block_time_secs + 15)).await?;
 
-    // The preconfirmed transaction, in the block that has just started.
-    let r = node.call("eth_sendRawTransaction", json!([raw_b])).await?;
-    ensure!(r["error"].is_null(), "sending the preconfirmed tx: {r}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if is_preconfirmed(&mut node, preconf_tx).await? {
-            break;
-        }
-        ensure!(Instant::now() < deadline, "the node never served {preconf_tx} as preconfirmed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    eprintln!(
-        "receipt-throughput: {preconf_tx} preconfirmed; {:.1}s until the block seals",
-        seal_eta.saturating_duration_since(Instant::now()).as_secs_f64()
-    );
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        // The block that started when the previous one sealed (observed within 20 ms) seals one
+        // block time later; keep a margin for the polling delay.
+        let seal_eta = sealed_at + Duration::from_secs(args.block_time_secs) - Duration::from_millis(100);
 
-    // Sanity: every target answers a real receipt; the canonical RPC does not know the
-    // preconfirmed tx yet, and a null result has the exact shape the Lua check looks for.
-    let s_pre = receipt_summary(&node.call("eth_getTransactionReceipt", json!([preconf_tx])).await?)?;
-    let s_canon = receipt_summary(&devnet.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
-    let s_proxied = receipt_summary(&node.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
-    let null_body = devnet.post(&crate::http::rpc_body("eth_getTransactionReceipt", json!([preconf_tx]))).await?;
-    let null_body = String::from_utf8_lossy(&null_body).to_string();
-    ensure!(null_body.contains("\"result\":null"), "canonical RPC must not know the preconfirmed tx yet: {null_body}");
-    let sanity = json!({
-        "node_preconfirmed": s_pre,
-        "devnet_canonical_sealed": s_canon,
-        "node_proxied_sealed": s_proxied,
-        "devnet_canonical_answer_for_preconfirmed_tx": null_body,
-    });
-
-    let targets = [
-        ("node_preconfirmed", "node eth_getTransactionReceipt(preconfirmed tx), answered from the flashblock overlay", node_url.clone(), preconf_tx),
-        ("devnet_canonical", "devnet canonical RPC eth_getTransactionReceipt(sealed tx)", devnet_url.clone(), sealed_tx),
-        ("node_proxied_sealed", "node eth_getTransactionReceipt(sealed tx): not in the overlay, proxied to the devnet", node_url.clone(), sealed_tx),
-    ];
-    let mut runs = Vec::new();
-    let mut still_preconfirmed = Vec::new();
-    for (label, what, url, tx) in targets {
-        let needed = Duration::from_secs(args.duration_secs) + Duration::from_millis(1500);
-        if Instant::now() + needed > seal_eta {
-            bail!(
-                "run {label} would overlap the seal of the block ({:.1}s left, {:.1}s needed): lower --duration-secs or raise --block-time-secs",
-                seal_eta.saturating_duration_since(Instant::now()).as_secs_f64(),
-                needed.as_secs_f64()
-            );
+        // A fresh preconfirmed transaction (a key not used yet: nonce 0) in the block that has
+        // just started.
+        let raw_b = sign(DEV_KEYS[1 + round]);
+        let preconf_tx = keccak256(&raw_b);
+        let r = node.call("eth_sendRawTransaction", json!([raw_b])).await?;
+        ensure!(r["error"].is_null(), "sending the preconfirmed tx: {r}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !is_preconfirmed(&mut node, preconf_tx).await? {
+            ensure!(Instant::now() < deadline, "the node never served {preconf_tx} as preconfirmed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        eprintln!("receipt-throughput: wrk {label} ({url}, {tx})");
-        let run = wrk_run(&args, label, what, &url, tx).await?;
         eprintln!(
-            "receipt-throughput:   {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, receipts {} nulls {} errors {}",
-            run.requests_per_sec, run.latency_ms.p50, run.latency_ms.p99, run.receipts_ok, run.null_results, run.error_responses
+            "receipt-throughput: round {}/{}: {preconf_tx} preconfirmed; {:.1}s until the block seals",
+            round + 1,
+            args.rounds,
+            seal_eta.saturating_duration_since(Instant::now()).as_secs_f64()
         );
-        runs.push(run);
-        let ok = is_preconfirmed(&mut node, preconf_tx).await?;
-        still_preconfirmed.push(json!({"after": label, "preconfirmed": ok}));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // Sanity: every target answers a real receipt; the canonical RPC does not know the
+        // preconfirmed tx yet, and its null answer has the exact shape the Lua check looks for.
+        let s_pre = receipt_summary(&node.call("eth_getTransactionReceipt", json!([preconf_tx])).await?)?;
+        let s_canon = receipt_summary(&devnet.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
+        let s_proxied = receipt_summary(&node.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
+        let null_body = devnet.post(&crate::http::rpc_body("eth_getTransactionReceipt", json!([preconf_tx]))).await?;
+        let null_body = String::from_utf8_lossy(&null_body).to_string();
+        ensure!(null_body.contains("\"result\":null"), "canonical RPC must not know the preconfirmed tx yet: {null_body}");
+        let sanity = json!({
+            "node_preconfirmed": s_pre,
+            "devnet_canonical_sealed": s_canon,
+            "node_proxied_sealed": s_proxied,
+            "devnet_canonical_answer_for_preconfirmed_tx": null_body,
+        });
+
+        let mut targets = vec![
+            (NODE_PRECONFIRMED, "node eth_getTransactionReceipt(preconfirmed tx), answered from the flashblock overlay", node_url.clone(), preconf_tx),
+            (DEVNET_CANONICAL, "devnet canonical RPC eth_getTransactionReceipt(sealed tx)", devnet_url.clone(), sealed_tx),
+            (NODE_PROXIED, "node eth_getTransactionReceipt(sealed tx): not in the overlay, proxied to the devnet", node_url.clone(), sealed_tx),
+        ];
+        // Rotate the order each round so no target always runs first or last.
+        targets.rotate_left(round % 3);
+        let mut runs = Vec::new();
+        let mut still_preconfirmed = Vec::new();
+        for (label, what, url, tx) in targets {
+            let needed = Duration::from_secs(args.duration_secs) + Duration::from_millis(1500);
+            if Instant::now() + needed > seal_eta {
+                bail!(
+                    "run {label} would overlap the seal of the block ({:.1}s left, {:.1}s needed): lower --duration-secs or raise --block-time-secs",
+                    seal_eta.saturating_duration_since(Instant::now()).as_secs_f64(),
+                    needed.as_secs_f64()
+                );
+            }
+            let load_before = loadavg();
+            let mut run = wrk_run(&args, label, what, &url, tx).await?;
+            run.loadavg_before = load_before;
+            eprintln!(
+                "receipt-throughput:   {label:<20} {:>8.0} req/s, p50 {:.3} ms, p99 {:.3} ms, receipts {} nulls {} errors {}",
+                run.requests_per_sec, run.latency_ms.p50, run.latency_ms.p99, run.receipts_ok, run.null_results, run.error_responses
+            );
+            runs.push(run);
+            let ok = is_preconfirmed(&mut node, preconf_tx).await?;
+            still_preconfirmed.push(json!({"after": label, "preconfirmed": ok}));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let seal_left_s = r3(seal_eta.saturating_duration_since(Instant::now()).as_secs_f64());
+        let rps = |l: &str| runs.iter().find(|r| r.label == l).map(|r| r.requests_per_sec).unwrap_or(f64::NAN);
+        rounds.push(json!({
+            "round": round + 1,
+            "preconfirmed_tx": preconf_tx,
+            "sanity_before": sanity,
+            "preconfirmed_after_each_run": still_preconfirmed,
+            "seconds_left_before_seal_at_end": seal_left_s,
+            "ratio_node_preconfirmed_vs_devnet_canonical": r3(rps(NODE_PRECONFIRMED) / rps(DEVNET_CANONICAL)),
+            "ratio_node_proxied_vs_devnet_canonical": r3(rps(NODE_PROXIED) / rps(DEVNET_CANONICAL)),
+            "runs": runs,
+        }));
+
+        if round + 1 < args.rounds {
+            // Next round in the next block: wait for this round's preconfirmed tx to be sealed.
+            eprintln!("receipt-throughput: waiting for the block to seal");
+            sealed_at = wait_for_receipt(&mut devnet, preconf_tx, Duration::from_secs(args.block_time_secs + 15)).await?;
+        }
     }
-    let seal_left_s = r3(seal_eta.saturating_duration_since(Instant::now()).as_secs_f64());
     let modes = monitor.finish().await;
     let findings = log_findings(&dev.running);
     let apply = apply_histogram(&dev.metrics).await;
 
-    let rps = |l: &str| runs.iter().find(|r| r.label == l).map(|r| r.requests_per_sec).unwrap_or(f64::NAN);
-    let all_preconfirmed = still_preconfirmed.iter().all(|v| v["preconfirmed"] == true);
-    let all_checked = runs.iter().all(|r| r.null_results == 0 && r.error_responses == 0);
+    let all_runs: Vec<LoadRun> = rounds
+        .iter()
+        .flat_map(|r| r["runs"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    let all_preconfirmed = rounds
+        .iter()
+        .flat_map(|r| r["preconfirmed_after_each_run"].as_array().cloned().unwrap_or_default())
+        .all(|v| v["preconfirmed"] == true);
+    let all_checked = all_runs.iter().all(|r| r.null_results == 0 && r.error_responses == 0 && r.receipts_ok > 0);
+    let target = |label: &str| -> Value {
+        let runs: Vec<&LoadRun> = all_runs.iter().filter(|r| r.label == label).collect();
+        let med = |f: &dyn Fn(&LoadRun) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(|r| f(r)).collect();
+            v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+            r3(median(&v))
+        };
+        json!({
+            "requests_per_sec_median": med(&|r| r.requests_per_sec),
+            "requests_per_sec_each_round": runs.iter().map(|r| r.requests_per_sec).collect::<Vec<_>>(),
+            "latency_ms_p50_median": med(&|r| r.latency_ms.p50),
+            "latency_ms_p99_median": med(&|r| r.latency_ms.p99),
+            "requests_total": runs.iter().map(|r| r.receipts_ok + r.null_results + r.error_responses).sum::<u64>(),
+        })
+    };
+    let (a, b, c) = (target(NODE_PRECONFIRMED), target(DEVNET_CANONICAL), target(NODE_PROXIED));
+    let ratio = |x: &Value, y: &Value| {
+        r3(x["requests_per_sec_median"].as_f64().unwrap_or(f64::NAN) / y["requests_per_sec_median"].as_f64().unwrap_or(f64::NAN))
+    };
+    let per_round = |k: &str| rounds.iter().map(|r| r[k].clone()).collect::<Vec<_>>();
+    let median_ratio = |k: &str| {
+        let mut v: Vec<f64> = rounds.iter().filter_map(|r| r[k].as_f64()).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        r3(median(&v))
+    };
     Ok(json!({
         "scenario": "receipt-throughput",
         "started_unix": started_unix,
@@ -214,24 +270,29 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
         "config": {
             "flashnode_args": dev.args,
             "wrk": wrk_version,
+            "rounds": args.rounds,
             "duration_secs": args.duration_secs,
             "threads": args.threads,
             "connections": args.connections,
+            "method": "one round per block: a fresh preconfirmed tx, then one wrk run per target (order rotated each round), each checked to end before the block seals; medians across rounds",
         },
-        "txs": {"preconfirmed": preconf_tx, "sealed": sealed_tx},
-        "sanity_before": sanity,
-        "preconfirmed_after_each_run": still_preconfirmed,
+        "txs": {"sealed": sealed_tx},
         "preconfirmed_throughout": all_preconfirmed,
         "every_response_checked_ok": all_checked,
-        "seconds_left_before_seal_at_end": seal_left_s,
         "result": {
-            "node_preconfirmed_rps": r3(rps("node_preconfirmed")),
-            "devnet_canonical_rps": r3(rps("devnet_canonical")),
-            "node_proxied_sealed_rps": r3(rps("node_proxied_sealed")),
-            "ratio_node_preconfirmed_vs_devnet_canonical": r3(rps("node_preconfirmed") / rps("devnet_canonical")),
-            "ratio_node_proxied_vs_devnet_canonical": r3(rps("node_proxied_sealed") / rps("devnet_canonical")),
-            "runs": runs,
+            NODE_PRECONFIRMED: a.clone(),
+            DEVNET_CANONICAL: b.clone(),
+            NODE_PROXIED: c.clone(),
+            // Headline: the median of the per-round ratios (each round pairs the targets within
+            // one ~30 s window, which cancels slow drifts in background load).
+            "ratio_node_preconfirmed_vs_devnet_canonical": median_ratio("ratio_node_preconfirmed_vs_devnet_canonical"),
+            "ratio_node_proxied_vs_devnet_canonical": median_ratio("ratio_node_proxied_vs_devnet_canonical"),
+            "ratio_node_preconfirmed_vs_devnet_canonical_each_round": per_round("ratio_node_preconfirmed_vs_devnet_canonical"),
+            "ratio_node_proxied_vs_devnet_canonical_each_round": per_round("ratio_node_proxied_vs_devnet_canonical"),
+            "ratio_of_median_rps_node_preconfirmed_vs_devnet_canonical": ratio(&a, &b),
+            "ratio_of_median_rps_node_proxied_vs_devnet_canonical": ratio(&c, &b),
         },
+        "rounds": rounds,
         "node": {
             "log": dev.running.proc.log.display().to_string(),
             "metrics": dev.metrics,
@@ -240,6 +301,31 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
             "log_findings": findings,
         },
     }))
+}
+
+const NODE_PRECONFIRMED: &str = "node_preconfirmed";
+const DEVNET_CANONICAL: &str = "devnet_canonical";
+const NODE_PROXIED: &str = "node_proxied_sealed";
+
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Polls `rpc` every 20 ms until `tx` has a receipt; returns when it was first seen.
+async fn wait_for_receipt(rpc: &mut KeepAlive, tx: B256, timeout: Duration) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = rpc.call("eth_getTransactionReceipt", json!([tx])).await?;
+        if !r["result"].is_null() {
+            return Ok(Instant::now());
+        }
+        ensure!(Instant::now() < deadline, "{tx} was not sealed within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Whether the node serves `tx` with a block number above its `eth_blockNumber`.
@@ -408,6 +494,7 @@ async fn wrk_run(args: &ThroughputArgs, label: &str, what: &str, url: &str, tx: 
         error_responses: checked["errors"].as_u64().unwrap_or(0),
         lua,
         socket_errors,
+        loadavg_before: String::new(),
         wrk_output: stdout,
     })
 }
