@@ -24,6 +24,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use flashnode_devnet::{
     flashblock::PublishedFlashblock,
     genesis::{dev_accounts, genesis_state, DevAccount},
+    sequencer::{build_flashblock, flashblock_base},
 };
 use flashnode_exec::{
     chain::L2_TO_L1_MESSAGE_PASSER,
@@ -32,12 +33,8 @@ use flashnode_exec::{
     BlockBuilder, BlockEnvInput, ChainConfig, MemDb,
 };
 use op_alloy_consensus::OpTxEnvelope;
-use op_alloy_rpc_types_engine::flashblock::{
-    OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta,
-    OpFlashblockPayloadMetadata,
-};
 use revm::DatabaseRef;
-use std::{collections::BTreeMap, hint::black_box, sync::Arc, time::Duration};
+use std::{hint::black_box, sync::Arc, time::Duration};
 
 alloy_sol_types::sol! {
     interface IToken {
@@ -200,56 +197,9 @@ fn fixture() -> Fixture {
 
 /// What the sequencer's `publish` computes for a flashblock holding every tx of the builder.
 fn publish(builder: &BlockBuilder<MemDb>, input: &BlockEnvInput, payload_id: PayloadId) -> (PublishedFlashblock, Arc<MemDb>) {
-    let db = builder.db();
-    let withdrawals_root = storage_root_of(db, L2_TO_L1_MESSAGE_PASSER);
-    let header = builder.header(state_root(db), withdrawals_root);
-    let block_hash = header.hash_slow();
-    let new_txs = builder.transactions();
-    let mut balances = BTreeMap::new();
-    let mut touched: Vec<Address> = vec![header.beneficiary];
-    for tx in new_txs {
-        touched.push(tx.sender);
-        if let Some(to) = alloy_consensus::Transaction::to(&tx.tx) {
-            touched.push(to);
-        }
-    }
-    for addr in touched {
-        let balance = db.basic_ref(addr).ok().flatten().map(|a| a.balance).unwrap_or_default();
-        balances.insert(addr, balance);
-    }
-    let payload = OpFlashblockPayload {
-        payload_id,
-        index: 0,
-        base: Some(OpFlashblockPayloadBase {
-            parent_beacon_block_root: input.parent_beacon_block_root,
-            parent_hash: input.parent_hash,
-            fee_recipient: input.coinbase,
-            prev_randao: input.prev_randao,
-            block_number: input.number,
-            gas_limit: input.gas_limit,
-            timestamp: input.timestamp,
-            extra_data: input.extra_data.clone(),
-            base_fee_per_gas: U256::from(input.base_fee),
-        }),
-        diff: OpFlashblockPayloadDelta {
-            state_root: header.state_root,
-            receipts_root: header.receipts_root,
-            logs_bloom: header.logs_bloom,
-            gas_used: header.gas_used,
-            block_hash,
-            transactions: new_txs.iter().map(|t| t.encoded.clone()).collect(),
-            withdrawals: Vec::new(),
-            withdrawals_root,
-            blob_gas_used: Some(0),
-        },
-        metadata: OpFlashblockPayloadMetadata {
-            block_number: header.number,
-            new_account_balances: balances,
-            receipts: new_txs.iter().map(|t| (t.hash, t.receipt.clone())).collect(),
-        },
-    };
+    let (payload, _) = build_flashblock(builder, payload_id, 0, Some(flashblock_base(input)), 0);
     // `publish` also hands the RPC a snapshot of the state after the flashblock.
-    let pending_state = Arc::new(db.clone());
+    let pending_state = Arc::new(builder.db().clone());
     (PublishedFlashblock::new(payload), pending_state)
 }
 

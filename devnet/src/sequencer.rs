@@ -89,17 +89,7 @@ async fn build_block(
         cancel.cancel();
         return None;
     }
-    let base = OpFlashblockPayloadBase {
-        parent_beacon_block_root: input.parent_beacon_block_root,
-        parent_hash: input.parent_hash,
-        fee_recipient: input.coinbase,
-        prev_randao: input.prev_randao,
-        block_number: input.number,
-        gas_limit: input.gas_limit,
-        timestamp,
-        extra_data: input.extra_data.clone(),
-        base_fee_per_gas: U256::from(input.base_fee),
-    };
+    let base = flashblock_base(&input);
     let mut header = publish(shared, &builder, payload_id, 0, Some(base), 0);
     let mut before_tail = None;
 
@@ -186,21 +176,36 @@ fn fill(shared: &Shared, builder: &mut BlockBuilder<MemDb>, cap: u64) {
     }
 }
 
-/// Publishes the flashblock of the block so far and returns its header.
-fn publish(
-    shared: &Shared,
+/// The `base` of a block's index 0.
+pub fn flashblock_base(input: &BlockEnvInput) -> OpFlashblockPayloadBase {
+    OpFlashblockPayloadBase {
+        parent_beacon_block_root: input.parent_beacon_block_root,
+        parent_hash: input.parent_hash,
+        fee_recipient: input.coinbase,
+        prev_randao: input.prev_randao,
+        block_number: input.number,
+        gas_limit: input.gas_limit,
+        timestamp: input.timestamp,
+        extra_data: input.extra_data.clone(),
+        base_fee_per_gas: U256::from(input.base_fee),
+    }
+}
+
+/// The flashblock of the block so far: the transactions from `first_new` on, the cumulative
+/// roots and the hash of the block if it ended here, and the balances the new transactions
+/// touched. Returns it with the header of the block so far.
+pub fn build_flashblock(
     builder: &BlockBuilder<MemDb>,
     payload_id: PayloadId,
     index: u64,
     base: Option<OpFlashblockPayloadBase>,
     first_new: usize,
-) -> Header {
+) -> (OpFlashblockPayload, Header) {
     let db = builder.db();
     let withdrawals_root = storage_root_of(db, L2_TO_L1_MESSAGE_PASSER);
     let header = builder.header(state_root(db), withdrawals_root);
     let block_hash = header.hash_slow();
     let new_txs = &builder.transactions()[first_new..];
-    let mut balances = BTreeMap::new();
     let mut touched: Vec<Address> = vec![header.beneficiary];
     for tx in new_txs {
         touched.push(tx.sender);
@@ -208,10 +213,10 @@ fn publish(
             touched.push(to);
         }
     }
-    for addr in touched {
-        let balance = db.basic_ref(addr).ok().flatten().map(|a| a.balance).unwrap_or_default();
-        balances.insert(addr, balance);
-    }
+    let balances: BTreeMap<Address, U256> = touched
+        .into_iter()
+        .map(|addr| (addr, db.basic_ref(addr).ok().flatten().map(|a| a.balance).unwrap_or_default()))
+        .collect();
     let payload = OpFlashblockPayload {
         payload_id,
         index,
@@ -233,9 +238,22 @@ fn publish(
             receipts: new_txs.iter().map(|t| (t.hash, t.receipt.clone())).collect(),
         },
     };
-    debug!(number = header.number, index, txs = new_txs.len(), gas_used = header.gas_used, "flashblock");
+    (payload, header)
+}
+
+/// Publishes the flashblock of the block so far and returns its header.
+fn publish(
+    shared: &Shared,
+    builder: &BlockBuilder<MemDb>,
+    payload_id: PayloadId,
+    index: u64,
+    base: Option<OpFlashblockPayloadBase>,
+    first_new: usize,
+) -> Header {
+    let (payload, header) = build_flashblock(builder, payload_id, index, base, first_new);
+    debug!(number = header.number, index, txs = payload.diff.transactions.len(), gas_used = header.gas_used, "flashblock");
     shared.pending.store(Arc::new(PendingView {
-        state: Arc::new(db.clone()),
+        state: Arc::new(builder.db().clone()),
         base_fee: builder.input().base_fee,
         number: header.number,
         tx_hashes: builder.transactions().iter().map(|t| t.hash).collect(),
