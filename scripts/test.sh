@@ -10,7 +10,7 @@ export FLASHNODE_CAST="$tools_bin/cast"
 export FLASHNODE_ANVIL="$tools_bin/anvil"
 # The e2e tests spawn the real binary.
 cargo build --locked --bin flashnode
-export FLASHNODE_BIN="$root/target/debug/flashnode"
+export FLASHNODE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/flashnode"
 if command -v cargo-nextest >/dev/null 2>&1 || cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast --test-threads 2 "$@"
 else
