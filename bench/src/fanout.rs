@@ -20,14 +20,13 @@
 //! competes with the node for the machine's cores; its CPU is reported next to the node's.
 
 use crate::{
-    http::{rpc_body, KeepAlive},
+    http::KeepAlive,
     node::{log_findings, ModeMonitor},
     stats::{loadavg, r3, Machine, Summary},
 };
-use alloy_primitives::{Address, Bytes, TxKind, U256};
 use anyhow::Context;
 use clap::Args;
-use flashnode_tests::{decode_frame, free_port, sign_1559, Proc, Running, DEV_KEYS};
+use flashnode_tests::{decode_frame, free_port, Proc, Running, DEV_KEYS};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::{
@@ -114,7 +113,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     let run_secs = args.warmup_secs + args.baseline_secs + longest_connect + args.settle_secs + args.measure_secs + 10;
     let per_key = (args.rate * run_secs).div_ceil(DEV_KEYS.len() as u64) as usize;
     eprintln!("fanout: pre-signing {} transfers…", per_key * DEV_KEYS.len());
-    let bodies = Arc::new(presign(per_key));
+    let bodies = Arc::new(crate::ingest::presign(per_key));
 
     let mut runs = Vec::new();
     for &n in &args.subscribers {
@@ -932,39 +931,6 @@ fn find_child_pid(needle: &str) -> Option<u32> {
         }
     }
     None
-}
-
-/// Signs `per_key` transfers for each dev key (nonces 0..per_key) as JSON-RPC bodies, on all cores.
-fn presign(per_key: usize) -> Vec<Vec<String>> {
-    let to = TxKind::Call(Address::repeat_byte(0x42));
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
-    let mut out: Vec<Vec<String>> = vec![Vec::new(); DEV_KEYS.len()];
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    (0..DEV_KEYS.len())
-                        .filter(|k| k % threads == t)
-                        .map(|k| {
-                            let bodies = (0..per_key as u64)
-                                .map(|nonce| {
-                                    let raw = sign_1559(DEV_KEYS[k], 901, nonce, to, U256::from(1), Bytes::new(), 21_000, 50_000_000_000);
-                                    rpc_body("eth_sendRawTransaction", json!([raw]))
-                                })
-                                .collect::<Vec<_>>();
-                            (k, bodies)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for h in handles {
-            for (k, bodies) in h.join().expect("signing thread") {
-                out[k] = bodies;
-            }
-        }
-    });
-    out
 }
 
 #[cfg(test)]

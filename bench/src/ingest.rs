@@ -426,8 +426,8 @@ async fn probe(
 }
 
 /// Signs `per_key` transfers for each dev key (nonces 0..per_key) as ready-to-send JSON-RPC
-/// bodies, on all cores.
-fn presign(per_key: usize) -> Vec<Vec<String>> {
+/// bodies, on all cores. Shared by the ingest and fan-out scenarios.
+pub(crate) fn presign(per_key: usize) -> Vec<Vec<String>> {
     let to = TxKind::Call(Address::repeat_byte(0x42));
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
     let mut out: Vec<Vec<String>> = vec![Vec::new(); DEV_KEYS.len()];
