@@ -202,15 +202,11 @@ fn genesis_header(chain: &ChainConfig, config: &DevnetConfig, state: &MemDb) -> 
         base_fee_per_gas: Some(1_000_000_000),
         state_root: flashnode_exec::state_root(state),
         extra_data: chain.holocene_extra_data(),
-        withdrawals_root: Some(alloy_trie_empty_root()),
+        withdrawals_root: Some(alloy_consensus::constants::EMPTY_ROOT_HASH),
         blob_gas_used: Some(0),
         excess_blob_gas: Some(0),
         parent_beacon_block_root: Some(genesis::GENESIS_BEACON_ROOT),
         requests_hash: Some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH),
         ..Default::default()
     }
-}
-
-fn alloy_trie_empty_root() -> B256 {
-    alloy_consensus::constants::EMPTY_ROOT_HASH
 }

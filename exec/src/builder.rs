@@ -145,13 +145,6 @@ pub struct ExecutedTx {
     pub l1: Option<L1FeeInfo>,
 }
 
-/// What executing one transaction did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TxOutcome {
-    /// Included; index into the builder's transactions.
-    Included(usize),
-}
-
 /// Why a transaction could not be executed into the block.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {

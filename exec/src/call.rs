@@ -79,7 +79,6 @@ pub struct CallOutcome {
 /// Turns a request into the OP transaction environment; fees default to zero as in geth.
 pub fn tx_env(
     chain: &ChainConfig,
-    block: &BlockEnvInput,
     req: &TransactionRequest,
     gas_limit: u64,
 ) -> Result<OpTx, CallError> {
@@ -92,7 +91,6 @@ pub fn tx_env(
             ));
         }
     }
-    let _ = block;
     let base = TxEnv {
         tx_type: if req.max_fee_per_gas.is_some() || priority.is_some() { 2 } else { 0 },
         caller: req.from.unwrap_or_default(),
@@ -153,7 +151,7 @@ where
     env.cfg_env.disable_eip3607 = true;
     // Calls never check the nonce, as in geth (SkipNonceChecks) and reth.
     env.cfg_env.disable_nonce_check = true;
-    let tx = tx_env(chain, block, req, gas)?;
+    let tx = tx_env(chain, req, gas)?;
     if tx.0.base.gas_price == 0 {
         env.cfg_env.disable_base_fee = true;
     }

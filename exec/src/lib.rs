@@ -8,7 +8,7 @@ pub mod chain;
 pub mod l1info;
 pub mod state;
 
-pub use builder::{BlockBuilder, BlockEnvInput, ExecError, ExecutedTx, L1FeeInfo, TxOutcome};
+pub use builder::{BlockBuilder, BlockEnvInput, ExecError, ExecutedTx, L1FeeInfo};
 pub use chain::ChainConfig;
 pub use state::{dump_state, state_root, AccountDump, MemDb};
 pub mod call;

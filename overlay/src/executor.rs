@@ -140,7 +140,7 @@ impl FlashblockExecutor {
         };
         let source_db = db.db.clone();
         let source_at = source_db.at();
-        let env = env_of(base, &self.chain);
+        let env = env_of(base);
         let builder = BlockBuilder::new(self.chain.clone(), env, db);
         self.current = Some(InProgress { builder, payload_id: fb.payload.payload_id, index: 0, source_at, source_db, last_hash_cache: None });
         match self.apply_txs(fb) {
@@ -230,7 +230,7 @@ fn receipts_agree(meta: &OpReceipt, ours: &OpReceipt) -> bool {
 }
 
 /// The block environment of a flashblock base.
-pub fn env_of(base: &OpFlashblockPayloadBase, _chain: &ChainConfig) -> BlockEnvInput {
+pub fn env_of(base: &OpFlashblockPayloadBase) -> BlockEnvInput {
     BlockEnvInput {
         number: base.block_number,
         timestamp: base.timestamp,
