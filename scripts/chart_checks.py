@@ -193,6 +193,7 @@ def cross_check(objs, errors: list[str]) -> None:
     volumes |= {t["metadata"]["name"] for t in wl["spec"].get("volumeClaimTemplates", [])}
     configmaps = {o["metadata"]["name"] for o in by_kind.get("ConfigMap", [])}
     secrets = {o["metadata"]["name"] for o in by_kind.get("Secret", [])}
+    chart_secrets = {wl["metadata"]["name"] + "-api-keys", wl["metadata"]["name"] + "-jwt"}
     main = next((c for c in spec["containers"] if c["name"] == "flashnode"), None)
     if main is None:
         errors.append("no container named flashnode")
@@ -221,13 +222,13 @@ def cross_check(objs, errors: list[str]) -> None:
     for v in spec.get("volumes", []):
         if "configMap" in v and v["configMap"]["name"] not in configmaps:
             errors.append(f"volume {v['name']} refers to missing ConfigMap {v['configMap']['name']}")
-        if "secret" in v and v["secret"]["secretName"] not in secrets:
+        # Secrets the chart makes are named after the release; others are the operator's.
+        if "secret" in v and v["secret"]["secretName"] not in secrets and v["secret"]["secretName"] in chart_secrets:
             errors.append(f"volume {v['name']} refers to Secret {v['secret']['secretName']} not in the chart")
     for e in main.get("env", []):
         ref = e.get("valueFrom", {}).get("secretKeyRef")
         if ref and ref["name"] not in secrets:
-            # An existingSecret is the operator's; only chart-made names must be present.
-            if ref["name"].endswith("-api-keys"):
+            if ref["name"] in chart_secrets:
                 errors.append(f"env {e['name']} refers to missing Secret {ref['name']}")
     for svc in by_kind.get("Service", []):
         if any(labels.get(k) != v for k, v in svc["spec"].get("selector", {}).items()):
@@ -309,7 +310,7 @@ def exprs(panels):
 
 
 REQUIRED_PANELS = [
-    "Readiness", "Flashblocks / s", "Stream lag", "Stream reconnects", "Apply latency",
+    "Readiness", "Flashblocks / s", "Stream bytes", "Stream reconnects", "Apply latency",
     "Receipt mismatches", "Reorgs", "RPC requests / s by method", "RPC latency by method",
     "RPC errors by method", "Subscriptions", "Lagged disconnects", "Fan-out clients",
     "Fan-out bytes / s", "Gossip peers", "Gossip messages", "Cache hit rate",
