@@ -1,0 +1,162 @@
+//! The Helm chart, the Grafana dashboard and the Dockerfile, validated by
+//! `scripts/validate-chart.sh` with real tools from the registries (helm, yamllint, the
+//! Kubernetes JSON schemas of kubernetes-validate): the chart must render and validate, and
+//! broken inputs must be refused with a message that names the problem.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The first run installs the tools (about 40 s); later runs take seconds.
+const DEADLINE: Duration = Duration::from_secs(600);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Runs the validation script with `args`; returns (success, stdout + stderr).
+fn validate(args: &[&str]) -> (bool, String) {
+    let dir = scratch("run");
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = Command::new("bash")
+        .arg(root().join("scripts/validate-chart.sh"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("stdout file"))
+        .stderr(fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawning bash scripts/validate-chart.sh");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the script") {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("validate-chart.sh {args:?} still running after {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = format!(
+        "{}{}",
+        fs::read_to_string(&out_path).unwrap_or_default(),
+        fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    let _ = fs::remove_dir_all(&dir);
+    (status.success(), output)
+}
+
+/// A fresh directory for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("flashnode-chart-{}-{name}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, text).expect("writing a test input");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn chart_dashboard_and_dockerfile_validate() {
+    let (ok, out) = validate(&[]);
+    assert!(ok, "chart validation failed:\n{out}");
+    assert!(out.contains("chart validation passed"), "{out}");
+    // The default render is a Deployment; the everything-on values give the rest.
+    for kind in [
+        "Deployment",
+        "StatefulSet",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "Secret",
+        "ConfigMap",
+    ] {
+        assert!(out.contains(kind), "no {kind} was rendered and validated:\n{out}");
+    }
+    assert!(out.contains("queries over"), "the dashboard was not checked:\n{out}");
+    assert!(out.contains("Dockerfile: 2 stages"), "the Dockerfile was not checked:\n{out}");
+}
+
+#[test]
+fn values_schema_rejects_non_integer_replicas() {
+    let dir = scratch("replicas");
+    let values = write(&dir, "bad.yaml", "replicaCount: \"many\"\n");
+    let (ok, out) = validate(&["--values", &values]);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(!ok, "replicaCount: \"many\" was accepted:\n{out}");
+    assert!(out.contains("replicaCount"), "the error does not name the field:\n{out}");
+}
+
+#[test]
+fn kubernetes_schemas_reject_what_the_values_schema_lets_through() {
+    // With values.schema.json bypassed, the rendered Deployment itself must fail the
+    // Kubernetes schema.
+    let dir = scratch("k8s-schema");
+    let values = write(&dir, "bad.yaml", "replicaCount: \"many\"\n");
+    let (ok, out) = validate(&["--values", &values, "--skip-values-schema"]);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(!ok, "a Deployment with replicas: many passed the Kubernetes schema:\n{out}");
+    assert!(out.contains("spec/replicas"), "the error does not point at spec.replicas:\n{out}");
+}
+
+#[test]
+fn config_keys_must_be_node_flags_of_the_right_type() {
+    let dir = scratch("config");
+    let values = write(&dir, "bad.yaml", "config:\n  ws-buffr: 3\n  ws-per-ip-limit: lots\n");
+    let (ok, out) = validate(&["--values", &values, "--skip-values-schema"]);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(!ok, "a misspelled flag in config passed:\n{out}");
+    assert!(out.contains("`ws-buffr` is not a `flashnode node` flag"), "{out}");
+    assert!(out.contains("`ws-per-ip-limit` = 'lots'"), "{out}");
+}
+
+#[test]
+fn chart_owned_config_keys_are_refused() {
+    let dir = scratch("owned");
+    let values = write(&dir, "bad.yaml", "config:\n  rpc-addr: 0.0.0.0:1234\n");
+    let (ok, out) = validate(&["--values", &values, "--skip-values-schema"]);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(!ok, "config.rpc-addr (owned by ports.rpc) passed:\n{out}");
+    assert!(out.contains("config.rpc-addr is set by the chart"), "{out}");
+}
+
+#[test]
+fn dashboard_metric_names_must_exist_in_the_code() {
+    let shipped = fs::read_to_string(root().join("charts/flashnode/dashboards/flashnode.json"))
+        .expect("reading the dashboard");
+    assert!(shipped.contains("flashnode_overlay_reconcile_total"));
+    let dir = scratch("dashboard");
+    let bad = write(
+        &dir,
+        "dashboard.json",
+        &shipped.replace("flashnode_overlay_reconcile_total", "flashnode_overlay_reorgs_total"),
+    );
+    let (ok, out) = validate(&["--dashboard", &bad]);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(!ok, "a dashboard over a metric no code records passed:\n{out}");
+    assert!(out.contains("uses flashnode_overlay_reorgs_total, which no code records"), "{out}");
+}
+
+#[test]
+fn dockerfile_must_run_as_non_root() {
+    let shipped = fs::read_to_string(root().join("Dockerfile")).expect("reading the Dockerfile");
+    let as_root: String = shipped.lines().filter(|l| !l.starts_with("USER ")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(as_root, shipped, "the Dockerfile has no USER line to remove");
+    let dir = scratch("dockerfile");
+    let bad = write(&dir, "Dockerfile", &as_root);
+    let (ok, out) = validate(&["--dockerfile", &bad]);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(!ok, "a Dockerfile running as root passed:\n{out}");
+    assert!(out.contains("the final stage must set a non-root USER"), "{out}");
+}
