@@ -6,6 +6,7 @@
                                                plus cross-object references and config.toml
   chart_checks.py dashboard DASHBOARD.json     parses; every PromQL metric exists in the code
   chart_checks.py dockerfile Dockerfile        stages, COPY sources, EXPOSE, USER, ENTRYPOINT
+  chart_checks.py docs docs/operations.md      every `flashnode node` flag documented
 
 Exits non-zero with one line per problem.
 """
@@ -443,6 +444,15 @@ def cmd_dockerfile(path: str) -> list[str]:
     return errors
 
 
+def cmd_docs(path: str) -> list[str]:
+    """Every `flashnode node` flag is documented on the operations page."""
+    text = Path(path).read_text()
+    flags = node_flags()
+    missing = [f for f in sorted(flags) if f"`--{f}" not in text]
+    print(f"{path}: documents {len(flags) - len(missing)} of {len(flags)} `flashnode node` flags")
+    return [f"{path} does not document --{f} (flashnode node --help lists every flag)" for f in missing]
+
+
 def main() -> int:
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -454,6 +464,8 @@ def main() -> int:
         errors = cmd_dashboard(args[0])
     elif cmd == "dockerfile":
         errors = cmd_dockerfile(args[0])
+    elif cmd == "docs":
+        errors = cmd_docs(args[0])
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -9,7 +9,8 @@
 #       every rendered object against the Kubernetes 1.33 schemas (strict: unknown fields fail),
 #       ServiceMonitor against our own schema, references between objects, config.toml keys
 #       and types against `flashnode node`'s flags
-#       the dashboard (JSON, every PromQL metric recorded by the code), the Dockerfile
+#       the dashboard (JSON, every PromQL metric recorded by the code), the Dockerfile,
+#       docs/operations.md documenting every `flashnode node` flag
 #   scripts/validate-chart.sh --values FILE [--skip-values-schema]
 #       lint, render and validate with that values file only (--skip-values-schema bypasses
 #       values.schema.json so the Kubernetes schemas alone must catch the error)
@@ -93,5 +94,9 @@ fi
 if [ -n "$dockerfile" ]; then
   echo "== Dockerfile (static checks; no container engine here to build it)"
   "$python" "$checks" dockerfile "$dockerfile"
+fi
+if [ "$full" = 1 ]; then
+  echo "== docs/operations.md flag reference"
+  "$python" "$checks" docs "$root/docs/operations.md"
 fi
 echo "chart validation passed"
