@@ -70,6 +70,9 @@ directory, the sidecar's upstream) set from the other values. Keys the chart own
 {{- if not (regexMatch "^[a-z0-9-]+$" $k) }}
 {{- fail (printf "config key %q is not a kebab-case flag name" $k) }}
 {{- end }}
+{{- if eq $k "ws-api-keys" }}
+{{- fail "config.ws-api-keys would put secrets in a ConfigMap: use fanout.apiKeys or fanout.existingSecret" }}
+{{- end }}
 {{- if has $k $owned }}
 {{- fail (printf "config.%s is set by the chart (use ports/p2p/persistence instead)" $k) }}
 {{- end }}
