@@ -16,6 +16,8 @@
 #       values.schema.json so the Kubernetes schemas alone must catch the error)
 #   scripts/validate-chart.sh --dashboard FILE    check that dashboard only
 #   scripts/validate-chart.sh --dockerfile FILE   check that Dockerfile only
+#   --emit-config DIR (with any of the above)     also write each render's config.toml to
+#       DIR/<render>.toml (tests/tests/chart.rs runs the real binary on them)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 chart="$root/charts/flashnode"
@@ -24,16 +26,22 @@ values=()
 dashboard=""
 dockerfile=""
 skip_schema=()
+emit=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --values) values+=("$2"); shift 2 ;;
     --dashboard) dashboard="$2"; shift 2 ;;
     --dockerfile) dockerfile="$2"; shift 2 ;;
     --skip-values-schema) skip_schema=(--skip-schema-validation); shift ;;
+    --emit-config) emit="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
 full=0
+if [ -n "$emit" ]; then
+  mkdir -p "$emit"
+  emit="$(cd "$emit" && pwd)"
+fi
 if [ ${#values[@]} -eq 0 ] && [ -z "$dashboard" ] && [ -z "$dockerfile" ]; then
   full=1
   dashboard="$chart/dashboards/flashnode.json"
@@ -86,6 +94,11 @@ fi
 if [ ${#rendered[@]} -gt 0 ]; then
   echo "== Kubernetes schemas, references, config.toml"
   "$python" "$checks" manifests "${rendered[@]}"
+  if [ -n "$emit" ]; then
+    for r in "${rendered[@]}"; do
+      "$python" "$checks" extract-config "$r" "$emit/$(basename "$r" .yaml).toml"
+    done
+  fi
 fi
 if [ -n "$dashboard" ]; then
   echo "== dashboard"

@@ -60,12 +60,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-The node's config: the user's `config` map, with what the chart owns (listen addresses, data
-directory, the sidecar's upstream) set from the other values. Keys the chart owns are refused in
+The node's config: the user's `config` map, with what the chart owns (listen addresses, the p2p
+data directory, the sidecar's upstream) set from the other values. Keys the chart owns are refused in
 `config` so the file never disagrees with the container ports.
 */}}
 {{- define "flashnode.config" -}}
-{{- $owned := list "rpc-addr" "flashblocks-addr" "metrics-addr" "p2p-addr" "data-dir" "config" }}
+{{- $owned := list "rpc-addr" "flashblocks-addr" "metrics-addr" "p2p-addr" "p2p-data-dir" "config" "print-config" }}
 {{- range $k, $v := .Values.config }}
 {{- if not (regexMatch "^[a-z0-9-]+$" $k) }}
 {{- fail (printf "config key %q is not a kebab-case flag name" $k) }}
@@ -74,16 +74,17 @@ directory, the sidecar's upstream) set from the other values. Keys the chart own
 {{- fail "config.ws-api-keys would put secrets in a ConfigMap: use fanout.apiKeys or fanout.existingSecret" }}
 {{- end }}
 {{- if has $k $owned }}
-{{- fail (printf "config.%s is set by the chart (use ports/p2p/persistence instead)" $k) }}
+{{- fail (printf "config.%s is set by the chart (use ports, p2p or persistence instead)" $k) }}
 {{- end }}
 {{- end }}
 {{- $cfg := deepCopy .Values.config }}
 {{- $_ := set $cfg "rpc-addr" (printf "0.0.0.0:%d" (int .Values.ports.rpc)) }}
 {{- $_ = set $cfg "flashblocks-addr" (printf "0.0.0.0:%d" (int .Values.ports.ws)) }}
 {{- $_ = set $cfg "metrics-addr" (printf "0.0.0.0:%d" (int .Values.ports.metrics)) }}
-{{- $_ = set $cfg "data-dir" "/data" }}
 {{- if .Values.p2p.enabled }}
 {{- $_ = set $cfg "p2p-addr" (printf "0.0.0.0:%d" (int .Values.p2p.port)) }}
+{{- /* The node key and the durable p2p store (recent blocks for alt-sync, bans): the PVC. */}}
+{{- $_ = set $cfg "p2p-data-dir" "/data" }}
 {{- end }}
 {{- if .Values.sidecar.enabled }}
 {{- $_ = set $cfg "upstream-rpc" (printf "http://127.0.0.1:%d" (int .Values.sidecar.httpPort)) }}
