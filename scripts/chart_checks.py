@@ -271,9 +271,15 @@ def cross_check(objs, errors: list[str]) -> None:
         for ep in sm["spec"]["endpoints"]:
             if targets and ep["port"] not in {p["name"] for p in targets[0]["spec"]["ports"]}:
                 errors.append(f"ServiceMonitor endpoint port {ep['port']} is not on {targets[0]['metadata']['name']}")
+    env = {e["name"]: e.get("value") for e in main.get("env", [])}
     for cm in by_kind.get("ConfigMap", []):
         data = cm.get("data", {})
         if "config.toml" in data:
+            p2p_on = "p2p-addr" in tomllib.loads(data["config.toml"])
+            if p2p_on == (env.get("FLASHNODE_P2P_DISABLE") == "true"):
+                errors.append(f"p2p is {'on' if p2p_on else 'off'} in config.toml but FLASHNODE_P2P_DISABLE is {env.get('FLASHNODE_P2P_DISABLE')}")
+            if p2p_on and "p2p" not in port_names:
+                errors.append("p2p-addr is set but the container has no p2p port")
             check_config_toml(data["config.toml"], f"ConfigMap {cm['metadata']['name']}", errors)
         if "flashnode.json" in data:
             shipped = json.loads((ROOT / "charts/flashnode/dashboards/flashnode.json").read_text())

@@ -184,11 +184,15 @@ fn rendered_config_is_accepted_by_the_node() {
         }
         let mut cmd = Command::new(&bin);
         cmd.args(["node", "--config"]).arg(&path).arg("--print-config");
-        // Only the file speaks: no FLASHNODE_* from the test environment.
+        // Only the file (and the pod's own environment) speaks: no FLASHNODE_* from the test's.
         for (key, _) in std::env::vars() {
             if key.starts_with("FLASHNODE_") {
                 cmd.env_remove(key);
             }
+        }
+        if !text.contains("p2p-addr") {
+            // As in the pod: p2p off through the environment when p2p.enabled is false.
+            cmd.env("FLASHNODE_P2P_DISABLE", "true");
         }
         let run = cmd.output().expect("running flashnode --print-config");
         let printed = String::from_utf8_lossy(&run.stdout);

@@ -46,6 +46,12 @@ spec:
           value: {{ .Values.logFormat | quote }}
         - name: RUST_LOG
           value: {{ .Values.logLevel | quote }}
+        {{- if not .Values.p2p.enabled }}
+        # p2p off unless p2p.enabled (a preset's sequencer address would start the host). An
+        # environment variable, not a config key: a binary without the flag ignores it.
+        - name: FLASHNODE_P2P_DISABLE
+          value: "true"
+        {{- end }}
         {{- with include "flashnode.apiKeysSecret" . }}
         - name: FLASHNODE_WS_API_KEYS
           valueFrom:
