@@ -32,6 +32,7 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
 
 /// One applied flashblock, as the status page lists it.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlashblockRow {
     /// Block number.
     pub block: u64,
