@@ -4,6 +4,7 @@ mod cli;
 mod dev;
 mod http;
 mod node;
+mod p2p;
 mod status;
 
 use clap::Parser;

@@ -30,6 +30,7 @@ pub async fn start_node(
     rpc_addr: SocketAddr,
     fanout_addr: SocketAddr,
     args: &OverlayArgs,
+    gossip: Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>,
     cancel: CancellationToken,
 ) -> anyhow::Result<NodeParts> {
     let recorder = match args.metrics_addr {
@@ -81,7 +82,7 @@ pub async fn start_node(
     let fanout_addr = flashnode_rpc::fanout::serve(fanout, overlay.clone(), cancel.clone())
         .await
         .context("starting the flashblock fan-out")?;
-    let rpc_addr = flashnode_rpc::serve(RpcContext { overlay, upstream, config }, cancel)
+    let rpc_addr = flashnode_rpc::serve(RpcContext { overlay, upstream, config, gossip }, cancel)
         .await
         .context("starting the RPC server")?;
     Ok(NodeParts { rpc_addr, fanout_addr })
@@ -100,13 +101,15 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     )
     .await
     .context("connecting to the upstream execution client")?;
+    let (source, gossip) = crate::p2p::wrap_source(&args.p2p, Arc::new(source), cancel.clone()).await?;
     let parts = start_node(
         args.flashblocks_url.clone(),
-        Arc::new(source),
+        source,
         &args.upstream_rpc,
         args.rpc_addr,
         args.flashblocks_addr,
         &args.overlay,
+        gossip,
         cancel.clone(),
     )
     .await?;

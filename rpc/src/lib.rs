@@ -3,6 +3,7 @@
 //! execution client unchanged. Knows nothing of libp2p or of how flashblocks arrive.
 
 pub mod fanout;
+pub mod p2p;
 mod proxy;
 mod pending;
 mod subscriptions;
@@ -61,6 +62,8 @@ pub struct RpcContext {
     pub upstream: Upstream,
     /// Settings.
     pub config: RpcConfig,
+    /// The p2p host's counters for `flashnode_status` (None when p2p is off).
+    pub gossip: Option<std::sync::Arc<dyn p2p::GossipStatusSource>>,
 }
 
 /// Binds and serves until `cancel`; returns the bound address.

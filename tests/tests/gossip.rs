@@ -1,0 +1,143 @@
+//! Consensus-layer block gossip across processes on 127.0.0.1: `flashnode devnet` signs and
+//! publishes every sealed block; three `flashnode node`s in a small mesh (devnet - n1 - n2,
+//! n1 - n3 - n2) receive every block, forwarded by their peers; a node that polls its
+//! execution client only every 30 s still follows the chain and promotes its
+//! preconfirmations, because gossiped blocks drive its canonical tracking.
+
+use flashnode_tests::{eventually, free_port, start, start_node, status, Running};
+use std::time::Duration;
+
+/// Address of the devnet's dev unsafe-block signer (`DEV_UNSAFE_BLOCK_SIGNER_KEY`).
+const DEV_SIGNER: &str = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720";
+
+/// The `p2p: <multiaddr>` line a process prints at start-up.
+async fn p2p_addr(r: &Running) -> String {
+    let mut found = None;
+    let ok = eventually(Duration::from_secs(10), || {
+        found = r.proc.output().lines().find_map(|l| l.strip_prefix("p2p: ").map(str::to_string));
+        let done = found.is_some();
+        async move { done }
+    })
+    .await;
+    assert!(ok, "no p2p address printed:\n{}", r.proc.output());
+    found.unwrap_or_default()
+}
+
+async fn gossip(r: &Running) -> serde_json::Value {
+    status(&r.rpc).await["gossip"].clone()
+}
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_default()
+}
+
+async fn node(devnet: &Running, peers: &[&str], extra: &[&str]) -> Running {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let statics = peers.join(",");
+    let mut args = vec!["--p2p-addr", &addr, "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &statics];
+    args.extend_from_slice(extra);
+    start_node(&devnet.ws, &devnet.rpc, &args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_blocks_reach_every_node_of_a_mesh() {
+    let p2p_port = free_port();
+    let devnet_p2p = format!("127.0.0.1:{p2p_port}");
+    let devnet = start("devnet", &["--block-time", "1s", "--p2p-addr", &devnet_p2p]).await;
+    let d = p2p_addr(&devnet).await;
+    assert!(devnet.proc.output().contains(&format!("p2p unsafe-block signer: {DEV_SIGNER}")), "{}", devnet.proc.output());
+
+    let n1 = node(&devnet, &[&d], &[]).await;
+    let a1 = p2p_addr(&n1).await;
+    let n2 = node(&devnet, &[&a1], &[]).await;
+    let a2 = p2p_addr(&n2).await;
+    // n3 polls its execution client rarely: only gossip can move its tip every second.
+    let n3 = node(&devnet, &[&a1, &a2], &["--upstream-poll-interval", "30s"]).await;
+    let nodes = [&n1, &n2, &n3];
+
+    // Everyone accepts blocks (n2 and n3 only through n1's and each other's forwarding).
+    for (i, r) in nodes.iter().enumerate() {
+        let ok = eventually(Duration::from_secs(20), || async { n(&gossip(r).await, "accepted") >= 2 }).await;
+        assert!(ok, "node {} accepted no gossip: {}\n{}", i + 1, gossip(r).await, r.proc.output());
+    }
+    let before: Vec<serde_json::Value> = futures::future::join_all(nodes.iter().map(|r| gossip(r))).await;
+    let target = before.iter().map(|g| n(g, "highestBlock")).max().unwrap_or_default() + 4;
+    for (i, r) in nodes.iter().enumerate() {
+        let ok = eventually(Duration::from_secs(15), || async { n(&gossip(r).await, "highestBlock") >= target }).await;
+        assert!(ok, "node {} stalled below {target}: {}", i + 1, gossip(r).await);
+    }
+    // Give the last block time to settle everywhere, then compare: no block was missed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (i, r) in nodes.iter().enumerate() {
+        let after = gossip(r).await;
+        let (b, a) = (&before[i], &after);
+        assert_eq!(
+            n(a, "accepted") - n(b, "accepted"),
+            n(a, "highestBlock") - n(b, "highestBlock"),
+            "node {} missed or doubled blocks: {b} -> {a}",
+            i + 1
+        );
+        assert_eq!(n(a, "rejected"), 0, "node {}: {a}", i + 1);
+        assert!(n(a, "peers") >= 1);
+    }
+
+    // n3's canonical tip follows gossip although it polls its upstream every 30 s, and the
+    // preconfirmations it served were promoted against the gossiped blocks.
+    let s3 = status(&n3.rpc).await;
+    let tip = s3["canonicalTip"].as_u64().unwrap_or_default();
+    assert!(tip + 2 >= target, "n3 tip {tip} behind gossip {target}: {s3}");
+    let ok = eventually(Duration::from_secs(10), || async { status(&n3.rpc).await["promoted"].as_u64().unwrap_or_default() >= 2 }).await;
+    assert!(ok, "n3 promoted nothing: {}", status(&n3.rpc).await);
+}
+
+/// Blocks a node misses while it is down.
+const KILLED_BLOCKS: u64 = 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_catches_up_by_altsync_from_its_peers_stores() {
+    let devnet_p2p = format!("127.0.0.1:{}", free_port());
+    let devnet = start("devnet", &["--block-time", "1s", "--p2p-addr", &devnet_p2p]).await;
+    let d = p2p_addr(&devnet).await;
+    let n1 = node(&devnet, &[&d], &[]).await;
+    let a1 = p2p_addr(&n1).await;
+    let dir = std::env::temp_dir().join(format!("flashnode-gossip-{}-{}", std::process::id(), free_port()));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let statics = format!("{d},{a1}");
+    let data_dir = dir.display().to_string();
+    let args = ["--p2p-addr", &addr, "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &statics, "--p2p-data-dir", &data_dir];
+    let mut n2 = start_node(&devnet.ws, &devnet.rpc, &args).await;
+    let id_before = p2p_addr(&n2).await;
+    let ok = eventually(Duration::from_secs(20), || async { n(&gossip(&n2).await, "accepted") >= 2 }).await;
+    assert!(ok, "n2 accepted no gossip: {}\n{}", gossip(&n2).await, n2.proc.output());
+    let at_kill = n(&gossip(&n2).await, "storedHigh");
+    n2.proc.kill();
+
+    let ok = eventually(Duration::from_secs(KILLED_BLOCKS + 20), || async {
+        n(&gossip(&n1).await, "highestBlock") >= at_kill + KILLED_BLOCKS
+    })
+    .await;
+    assert!(ok, "the chain did not advance while n2 was down: {}", gossip(&n1).await);
+
+    let n2 = start_node(&devnet.ws, &devnet.rpc, &args).await;
+    assert_eq!(p2p_addr(&n2).await, id_before, "the node key survived kill -9");
+    // The first gossiped block reveals the gap; alt-sync fills it from the devnet's and n1's
+    // stores, and the store is contiguous from before the kill to the tip.
+    let ok = eventually(Duration::from_secs(30), || async {
+        let g = gossip(&n2).await;
+        n(&g, "altsyncFilled") >= KILLED_BLOCKS - 1
+            && n(&g, "altsyncMissing") == 0
+            && n(&g, "storedCount") == n(&g, "storedHigh") - n(&g, "storedLow") + 1
+            && n(&g, "storedLow") <= at_kill
+    })
+    .await;
+    assert!(ok, "n2 did not catch up: {}\n{}", gossip(&n2).await, n2.proc.output());
+    // ...then it follows gossip again.
+    let high = n(&gossip(&n2).await, "highestBlock");
+    let ok = eventually(Duration::from_secs(10), || async { n(&gossip(&n2).await, "highestBlock") >= high + 2 }).await;
+    assert!(ok, "n2 stopped following gossip: {}", gossip(&n2).await);
+    let g = gossip(&n2).await;
+    assert_eq!(n(&g, "storedCount"), n(&g, "storedHigh") - n(&g, "storedLow") + 1, "no holes: {g}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
