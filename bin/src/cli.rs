@@ -138,8 +138,8 @@ pub struct P2pArgs {
     /// Bootnodes (multiaddrs, comma separated), dialled at start-up.
     #[arg(long = "p2p-bootnodes", value_delimiter = ',', env = "FLASHNODE_P2P_BOOTNODES")]
     pub bootnodes: Vec<String>,
-    /// The chain's unsafe-block signer (op-node's `--p2p.sequencer.address` is the key; this
-    /// is the address); the devnet uses its own dev signer.
+    /// The chain's unsafe-block signer address (op-node takes it from the rollup config's
+    /// `unsafe_block_signer`); the devnet signs with its own dev key.
     #[arg(long = "p2p-sequencer-address", env = "FLASHNODE_P2P_SEQUENCER_ADDRESS")]
     pub sequencer_address: Option<alloy_primitives::Address>,
     /// Node key file (hex secp256k1, created 0600 when missing); default
