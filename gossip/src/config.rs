@@ -70,6 +70,8 @@ pub struct GossipConfig {
     pub max_gap: u64,
     /// Requests in flight to one peer.
     pub altsync_per_peer: usize,
+    /// How long a peer whose score fell below the ban threshold stays banned (op-node: 1 h).
+    pub ban_duration: Duration,
 }
 
 impl GossipConfig {
@@ -92,6 +94,7 @@ impl GossipConfig {
             store_retain: 4096,
             max_gap: 1000,
             altsync_per_peer: 4,
+            ban_duration: Duration::from_secs(3600),
         }
     }
 }

@@ -19,6 +19,6 @@ pub mod validate;
 pub use codec::{BlockVersion, SignedBlock};
 pub use config::{tcp_multiaddr, GossipConfig, MessageIdMode, DEV_UNSAFE_BLOCK_SIGNER_KEY};
 pub use libp2p::{Multiaddr, PeerId};
-pub use service::{spawn, GossipError, GossipHandle};
+pub use service::{spawn, GossipError, GossipHandle, PeerInfo, PeerScores, PeerStats};
 pub use stats::{GossipSnapshot, GossipStats};
 pub use validate::{Outcome, Validator, VerifiedBlock};

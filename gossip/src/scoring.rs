@@ -126,6 +126,9 @@ pub enum AppEvent {
     ErrorResponse,
     /// It sent a payload we rejected.
     RejectedPayload,
+    /// It sent an alt-sync request over the rate limit (counts as half a rejected payload:
+    /// honest clients pace themselves to the limit, so only a flood gets here).
+    Flood,
 }
 
 impl AppScores {
@@ -136,6 +139,7 @@ impl AppScores {
             AppEvent::ValidResponse => c.valid = (c.valid + 1.0).min(app::VALID_CAP),
             AppEvent::ErrorResponse => c.errors = (c.errors + 1.0).min(app::ERROR_CAP),
             AppEvent::RejectedPayload => c.rejected = (c.rejected + 1.0).min(app::REJECTED_CAP),
+            AppEvent::Flood => c.rejected = (c.rejected + 0.5).min(app::REJECTED_CAP),
         }
         c.score()
     }

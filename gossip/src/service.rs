@@ -7,6 +7,7 @@ use crate::{
     codec::{self, BlockVersion, SignedBlock},
     config::{params, GossipConfig},
     key,
+    scoring::{self, AppEvent, AppScores},
     stats::GossipStats,
     store::{Store, StoreError, StoredBlock},
     validate::{self, Outcome, Validator, VerifiedBlock},
@@ -65,23 +66,91 @@ pub enum GossipError {
     Store(#[from] StoreError),
 }
 
-/// Information about a connected peer.
-#[derive(Clone, Debug)]
+/// A peer as the `opp2p_` admin API shows it (op-node `p2p.PeerInfo`, trimmed to what this
+/// host knows).
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PeerInfo {
     /// Peer id.
-    pub peer_id: PeerId,
-    /// Address of the connection.
-    pub addr: Option<Multiaddr>,
-    /// gossipsub score, when scoring is on.
-    pub score: Option<f64>,
+    #[serde(rename = "peerID")]
+    pub peer_id: String,
+    /// Agent version from identify.
+    pub user_agent: String,
+    /// Protocol version from identify.
+    pub protocol_version: String,
+    /// Known addresses.
+    pub addresses: Vec<String>,
+    /// Protocols from identify.
+    pub protocols: Vec<String>,
+    /// `connected` or `notConnected`.
+    pub connectedness: String,
+    /// `inbound` / `outbound` / `unknown`.
+    pub direction: String,
     /// A static (protected) peer.
     pub protected: bool,
+    /// L2 chain id.
+    #[serde(rename = "chainID")]
+    pub chain_id: u64,
+    /// Latest ping round trip, nanoseconds.
+    pub latency: u64,
+    /// Whether it is subscribed to a blocks topic.
+    pub gossip_blocks: bool,
+    /// Total gossipsub score (with the application score) and the application score.
+    pub scores: PeerScores,
+}
+
+/// Scores of a peer.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerScores {
+    /// Total gossipsub score.
+    pub gossip: f64,
+    /// Application score (alt-sync answers, rejected payloads, floods).
+    pub app: f64,
+}
+
+/// Counts like op-node's `opp2p_peerStats`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerStats {
+    /// Connected peers.
+    pub connected: u64,
+    /// Known peers (connected, static, identified).
+    pub table: u64,
+    /// Peers on the v1 blocks topic.
+    pub blocks_topic: u64,
+    /// Peers on the v2 blocks topic.
+    #[serde(rename = "blocksTopicV2")]
+    pub blocks_topic_v2: u64,
+    /// Peers on the v3 blocks topic.
+    #[serde(rename = "blocksTopicV3")]
+    pub blocks_topic_v3: u64,
+    /// Peers on the v4 blocks topic.
+    #[serde(rename = "blocksTopicV4")]
+    pub blocks_topic_v4: u64,
+    /// Banned peers.
+    pub banned: u64,
+    /// Peers known to the host.
+    pub known: u64,
+}
+
+/// Admin requests (the `opp2p_` namespace).
+enum Admin {
+    Peers(bool, oneshot::Sender<Vec<PeerInfo>>),
+    PeerStats(oneshot::Sender<PeerStats>),
+    Block(PeerId, oneshot::Sender<()>),
+    Unblock(PeerId, oneshot::Sender<()>),
+    ListBlocked(oneshot::Sender<Vec<PeerId>>),
+    BlockAddr(std::net::IpAddr, oneshot::Sender<()>),
+    ListBlockedAddrs(oneshot::Sender<Vec<std::net::IpAddr>>),
+    Protect(PeerId, oneshot::Sender<()>),
+    Request(PeerId, u64, oneshot::Sender<Result<PayloadResponse, String>>),
 }
 
 enum Command {
     Publish(Box<SignedBlock>, oneshot::Sender<Result<(), String>>),
-    Peers(oneshot::Sender<Vec<PeerInfo>>),
     Dial(Multiaddr),
+    Admin(Admin),
 }
 
 /// The handle the node keeps: publish, subscribe to verified blocks, read counters.
@@ -112,11 +181,55 @@ impl GossipHandle {
         self.blocks.subscribe()
     }
 
-    /// The connected peers.
-    pub async fn peers(&self) -> Result<Vec<PeerInfo>, GossipError> {
+    async fn admin<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Admin) -> Result<T, GossipError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Peers(tx)).await.map_err(|_| GossipError::Stopped)?;
+        self.commands.send(Command::Admin(make(tx))).await.map_err(|_| GossipError::Stopped)?;
         rx.await.map_err(|_| GossipError::Stopped)
+    }
+
+    /// Peers: connected ones, or every known one.
+    pub async fn peers(&self, connected_only: bool) -> Result<Vec<PeerInfo>, GossipError> {
+        self.admin(|tx| Admin::Peers(connected_only, tx)).await
+    }
+
+    /// Peer counts.
+    pub async fn peer_stats(&self) -> Result<PeerStats, GossipError> {
+        self.admin(Admin::PeerStats).await
+    }
+
+    /// Bans a peer for the configured ban duration (persisted).
+    pub async fn block_peer(&self, peer: PeerId) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::Block(peer, tx)).await
+    }
+
+    /// Lifts a ban.
+    pub async fn unblock_peer(&self, peer: PeerId) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::Unblock(peer, tx)).await
+    }
+
+    /// Banned peers.
+    pub async fn blocked_peers(&self) -> Result<Vec<PeerId>, GossipError> {
+        self.admin(Admin::ListBlocked).await
+    }
+
+    /// Refuses and drops connections from an IP address.
+    pub async fn block_addr(&self, ip: std::net::IpAddr) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::BlockAddr(ip, tx)).await
+    }
+
+    /// Blocked IP addresses.
+    pub async fn blocked_addrs(&self) -> Result<Vec<std::net::IpAddr>, GossipError> {
+        self.admin(Admin::ListBlockedAddrs).await
+    }
+
+    /// Protects a peer: never banned by score, redialled like a static peer once known.
+    pub async fn protect_peer(&self, peer: PeerId) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::Protect(peer, tx)).await
+    }
+
+    /// Sends one `payload_by_number` request to `peer` (admin and tests).
+    pub async fn request_payload(&self, peer: PeerId, number: u64) -> Result<Result<PayloadResponse, String>, GossipError> {
+        self.admin(|tx| Admin::Request(peer, number, tx)).await
     }
 
     /// Dials an address once.
@@ -172,7 +285,9 @@ fn build_swarm(config: &GossipConfig, keypair: Keypair) -> Result<Swarm<Behaviou
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| GossipError::Build(e.to_string()))?
         .with_behaviour(|key| {
-            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gs_config)?;
+            let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gs_config)?;
+            let topics = BlockVersion::ALL.map(|v| gossipsub::IdentTopic::new(v.topic(chain_id)).hash());
+            gossipsub.with_peer_score(scoring::peer_score_params(topics), scoring::thresholds())?;
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 blocked: Default::default(),
@@ -212,6 +327,7 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
     };
     let peer_id = keypair.public().to_peer_id();
     let mut statics = HashMap::new();
+    let protected: HashSet<PeerId> = config.static_peers.iter().filter_map(peer_id_of).collect();
     for addr in &config.static_peers {
         let id = peer_id_of(addr).ok_or_else(|| GossipError::StaticPeerWithoutId(addr.clone()))?;
         statics.insert(id, StaticPeer { addr: addr.clone(), connected: false, next_dial: Instant::now(), backoff: config.redial_min });
@@ -256,7 +372,7 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
     let (blocks, _) = broadcast::channel(config.block_buffer.max(1));
     let stats = Arc::new(GossipStats::default());
     let (verdict_tx, verdict_rx) = mpsc::channel(VALIDATION_BACKLOG);
-    let task = Task {
+    let mut task = Task {
         chain_id: config.chain_id,
         signer: config.unsafe_block_signer,
         redial_max: config.redial_max,
@@ -275,7 +391,17 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         max_gap: config.max_gap,
         per_peer: config.altsync_per_peer.max(1),
         client_buckets: HashMap::new(),
+        app_scores: AppScores::default(),
+        banned: HashMap::new(),
+        blocked_ips: HashSet::new(),
+        protected,
+        ban_duration: config.ban_duration,
+        addrs: HashMap::new(),
+        identified: HashMap::new(),
+        latency: HashMap::new(),
+        admin_requests: HashMap::new(),
     };
+    task.load_bans();
     task.refresh_store_stats();
     info!(%peer_id, addrs = ?listen_addrs, chain_id = config.chain_id, signer = %config.unsafe_block_signer, "p2p host listening");
     tokio::spawn(task.run(command_rx, verdict_rx, cancel).instrument(info_span!("p2p", %peer_id)));
@@ -316,6 +442,17 @@ struct Task {
     /// Client-side pacing per peer, mirroring the servers' per-peer limit so an honest client
     /// is never rate-limited.
     client_buckets: HashMap<PeerId, altsync::Bucket>,
+    app_scores: AppScores,
+    /// Banned peers and when their ban ends (unix seconds).
+    banned: HashMap<PeerId, u64>,
+    blocked_ips: HashSet<std::net::IpAddr>,
+    protected: HashSet<PeerId>,
+    ban_duration: Duration,
+    /// Remote addresses of connected peers.
+    addrs: HashMap<PeerId, (Multiaddr, &'static str)>,
+    identified: HashMap<PeerId, identify::Info>,
+    latency: HashMap<PeerId, Duration>,
+    admin_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<PayloadResponse, String>>>,
 }
 
 /// Most quarantined alt-sync answers (op-node: an LRU of 100).
@@ -350,6 +487,8 @@ fn now_secs() -> u64 {
 impl Task {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut verdicts: mpsc::Receiver<Verdict>, cancel: CancellationToken) {
         let mut redial = tokio::time::interval(Duration::from_millis(250));
+        let mut decay = tokio::time::interval(scoring::DECAY_INTERVAL);
+        decay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -360,6 +499,12 @@ impl Task {
                 _ = redial.tick() => {
                     self.redial();
                     self.schedule();
+                    self.enforce_bans();
+                }
+                _ = decay.tick() => {
+                    for (peer, score) in self.app_scores.decay() {
+                        self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
+                    }
                 }
             }
         }
@@ -378,6 +523,7 @@ impl Task {
             .statics
             .values_mut()
             .filter(|p| !p.connected && p.next_dial <= now)
+            .filter(|p| peer_id_of(&p.addr).is_none_or(|id| !self.banned.contains_key(&id)))
             .map(|p| {
                 p.next_dial = now + p.backoff;
                 p.backoff = (p.backoff * 2).min(self.redial_max);
@@ -418,19 +564,7 @@ impl Task {
                 };
                 let _ = reply.send(res);
             }
-            Command::Peers(reply) => {
-                let peers = self
-                    .swarm
-                    .connected_peers()
-                    .map(|id| PeerInfo {
-                        peer_id: *id,
-                        addr: None,
-                        score: self.swarm.behaviour().gossipsub.peer_score(id),
-                        protected: self.statics.contains_key(id),
-                    })
-                    .collect();
-                let _ = reply.send(peers);
-            }
+            Command::Admin(a) => self.on_admin(a),
             Command::Dial(addr) => {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
                     warn!(%addr, %e, "dial failed");
@@ -443,6 +577,12 @@ impl Task {
         match ev {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+                let remote = endpoint.get_remote_address().clone();
+                if ip_of(&remote).is_some_and(|ip| self.blocked_ips.contains(&ip)) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                self.addrs.insert(peer_id, (remote, if endpoint.is_dialer() { "outbound" } else { "inbound" }));
                 if let Some(p) = self.statics.get_mut(&peer_id) {
                     p.connected = true;
                     p.backoff = self.redial_min;
@@ -452,6 +592,8 @@ impl Task {
             SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
                 debug!(%peer_id, ?cause, "disconnected");
                 if num_established == 0 {
+                    self.addrs.remove(&peer_id);
+                    self.latency.remove(&peer_id);
                     if let Some(p) = self.statics.get_mut(&peer_id) {
                         p.connected = false;
                         p.next_dial = Instant::now() + p.backoff;
@@ -468,6 +610,12 @@ impl Task {
             SwarmEvent::Behaviour(BehaviourEvent::Reqresp(ev)) => self.on_reqresp(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 debug!(%peer_id, agent = %info.agent_version, "identified");
+                if self.identified.len() < 1000 || self.identified.contains_key(&peer_id) {
+                    self.identified.insert(peer_id, info);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+                self.latency.insert(peer, rtt);
             }
             _ => {}
         }
@@ -517,6 +665,9 @@ impl Task {
             self.on_gossip_block(block);
         } else {
             debug!(from = %v.source, outcome = outcome.label(), reason = outcome.reason(), "gossip message not accepted");
+            if matches!(outcome, Outcome::Reject(_)) {
+                self.app_event(v.source, AppEvent::RejectedPayload);
+            }
         }
         self.report(&v.id, &v.source, outcome);
     }
@@ -635,6 +786,11 @@ impl Task {
                 request_response::Message::Response { request_id, response } => self.on_response(request_id, peer, response),
             },
             request_response::Event::OutboundFailure { request_id, peer, error, .. } => {
+                if let Some(reply) = self.admin_requests.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                    return;
+                }
+                self.app_event(peer, AppEvent::ErrorResponse);
                 if let Some((number, _)) = self.sync.in_flight.remove(&request_id) {
                     self.sync.numbers_in_flight.remove(&number);
                     debug!(%peer, number, %error, "alt-sync request failed");
@@ -654,6 +810,7 @@ impl Task {
             // Dropping the channel resets the stream: the client sees an error, like op-node
             // whose server stops waiting on its rate limiter.
             self.stats.altsync_rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.app_event(peer, AppEvent::Flood);
             metrics::counter!("flashnode_altsync_served_total", "outcome" => "rate_limited").increment(1);
             debug!(%peer, number, "alt-sync request rate-limited");
             return;
@@ -672,12 +829,17 @@ impl Task {
     }
 
     fn on_response(&mut self, id: OutboundRequestId, peer: PeerId, response: PayloadResponse) {
+        if let Some(reply) = self.admin_requests.remove(&id) {
+            let _ = reply.send(Ok(response));
+            return;
+        }
         let Some((number, _)) = self.sync.in_flight.remove(&id) else { return };
         self.sync.numbers_in_flight.remove(&number);
         let block = match response {
             PayloadResponse::Ok { version, payload } => altsync::decode_response(version, &payload),
             PayloadResponse::Err(code) => {
                 debug!(%peer, number, code, "alt-sync answer without a block");
+                self.app_event(peer, AppEvent::ErrorResponse);
                 metrics::counter!("flashnode_altsync_requests_total", "outcome" => "not_found").increment(1);
                 self.retry(number);
                 return;
@@ -685,6 +847,7 @@ impl Task {
         };
         match block {
             Ok(b) if b.number() == number => {
+                self.app_event(peer, AppEvent::ValidResponse);
                 self.sync.quarantine.insert(number, (Arc::new(b), peer));
                 while self.sync.quarantine.len() > QUARANTINE {
                     // Evict the lowest: it is the furthest from being trusted.
@@ -697,11 +860,13 @@ impl Task {
             }
             Ok(b) => {
                 warn!(%peer, asked = number, got = b.number(), "alt-sync answer for another block");
+                self.app_event(peer, AppEvent::RejectedPayload);
                 metrics::counter!("flashnode_altsync_requests_total", "outcome" => "invalid").increment(1);
                 self.retry(number);
             }
             Err(reason) => {
                 warn!(%peer, number, reason, "invalid alt-sync answer");
+                self.app_event(peer, AppEvent::RejectedPayload);
                 metrics::counter!("flashnode_altsync_requests_total", "outcome" => "invalid").increment(1);
                 self.retry(number);
             }
@@ -730,5 +895,171 @@ impl Task {
             self.sync.quarantine.remove(&n);
         }
         self.sync.wanted.retain(|n| !self.store.has(*n).unwrap_or(false));
+    }
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
+}
+
+impl Task {
+    fn app_event(&mut self, peer: PeerId, ev: AppEvent) {
+        let score = self.app_scores.record(peer, ev);
+        self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
+    }
+
+    fn load_bans(&mut self) {
+        match self.store.bans(now_secs()) {
+            Ok(bans) => {
+                for (peer, until) in bans {
+                    self.banned.insert(peer, until);
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                }
+                if !self.banned.is_empty() {
+                    info!(banned = self.banned.len(), "bans restored from the store");
+                }
+            }
+            Err(err) => warn!(%err, "cannot read bans"),
+        }
+        self.stats.banned.store(self.banned.len() as u64, Ordering::Relaxed);
+    }
+
+    fn ban(&mut self, peer: PeerId, reason: &str) {
+        let until = now_secs() + self.ban_duration.as_secs();
+        warn!(%peer, reason, until, "banning peer");
+        self.banned.insert(peer, until);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        if let Err(err) = self.store.ban(&peer, until) {
+            warn!(%err, "cannot persist the ban");
+        }
+        self.stats.bans.fetch_add(1, Ordering::Relaxed);
+        self.stats.banned.store(self.banned.len() as u64, Ordering::Relaxed);
+        metrics::counter!("flashnode_gossip_bans_total").increment(1);
+    }
+
+    fn unban(&mut self, peer: &PeerId) {
+        self.banned.remove(peer);
+        self.swarm.behaviour_mut().blocked.unblock_peer(*peer);
+        self.app_scores.remove(peer);
+        self.swarm.behaviour_mut().gossipsub.set_application_score(peer, 0.0);
+        if let Err(err) = self.store.unban(peer) {
+            warn!(%err, "cannot persist the unban");
+        }
+        self.stats.banned.store(self.banned.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Bans connected peers whose total score fell below the threshold; lifts expired bans.
+    fn enforce_bans(&mut self) {
+        let low: Vec<(PeerId, f64)> = self
+            .swarm
+            .connected_peers()
+            .filter(|p| !self.protected.contains(p))
+            .filter_map(|p| self.swarm.behaviour().gossipsub.peer_score(p).map(|s| (*p, s)))
+            .filter(|(_, s)| *s < scoring::BAN_THRESHOLD)
+            .collect();
+        for (peer, score) in low {
+            self.ban(peer, &format!("score {score:.1}"));
+        }
+        let now = now_secs();
+        let expired: Vec<PeerId> = self.banned.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
+        for peer in expired {
+            info!(%peer, "ban expired");
+            self.unban(&peer);
+        }
+    }
+
+    fn peer_info(&self, peer: &PeerId) -> PeerInfo {
+        let id = self.identified.get(peer);
+        let conn = self.addrs.get(peer);
+        let gs = &self.swarm.behaviour().gossipsub;
+        let mut addresses: Vec<String> = id.map(|i| i.listen_addrs.iter().map(|a| a.to_string()).collect()).unwrap_or_default();
+        if let Some((a, _)) = conn {
+            if addresses.is_empty() {
+                addresses.push(a.to_string());
+            }
+        }
+        PeerInfo {
+            peer_id: peer.to_string(),
+            user_agent: id.map(|i| i.agent_version.clone()).unwrap_or_default(),
+            protocol_version: id.map(|i| i.protocol_version.clone()).unwrap_or_default(),
+            addresses,
+            protocols: id.map(|i| i.protocols.iter().map(|p| p.to_string()).collect()).unwrap_or_default(),
+            connectedness: if conn.is_some() { "connected" } else { "notConnected" }.into(),
+            direction: conn.map(|c| c.1).unwrap_or("unknown").into(),
+            protected: self.protected.contains(peer),
+            chain_id: self.chain_id,
+            latency: self.latency.get(peer).map(|d| d.as_nanos() as u64).unwrap_or_default(),
+            gossip_blocks: gs.all_peers().any(|(p, topics)| p == peer && !topics.is_empty()),
+            scores: PeerScores { gossip: gs.peer_score(peer).unwrap_or_default(), app: self.app_scores.score(peer) },
+        }
+    }
+
+    fn on_admin(&mut self, a: Admin) {
+        match a {
+            Admin::Peers(connected_only, reply) => {
+                let mut ids: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+                if !connected_only {
+                    ids.extend(self.identified.keys().copied());
+                    ids.extend(self.statics.keys().copied());
+                }
+                let _ = reply.send(ids.iter().map(|p| self.peer_info(p)).collect());
+            }
+            Admin::PeerStats(reply) => {
+                let gs = &self.swarm.behaviour().gossipsub;
+                let on = |v: BlockVersion| {
+                    let t = gossipsub::IdentTopic::new(v.topic(self.chain_id)).hash();
+                    gs.all_peers().filter(|(_, ts)| ts.contains(&&t)).count() as u64
+                };
+                let connected = self.swarm.connected_peers().count() as u64;
+                let mut known: HashSet<PeerId> = self.identified.keys().copied().collect();
+                known.extend(self.statics.keys().copied());
+                known.extend(self.swarm.connected_peers().copied());
+                let _ = reply.send(PeerStats {
+                    connected,
+                    table: known.len() as u64,
+                    blocks_topic: on(BlockVersion::V1),
+                    blocks_topic_v2: on(BlockVersion::V2),
+                    blocks_topic_v3: on(BlockVersion::V3),
+                    blocks_topic_v4: on(BlockVersion::V4),
+                    banned: self.banned.len() as u64,
+                    known: known.len() as u64,
+                });
+            }
+            Admin::Block(peer, reply) => {
+                self.ban(peer, "admin");
+                let _ = reply.send(());
+            }
+            Admin::Unblock(peer, reply) => {
+                self.unban(&peer);
+                let _ = reply.send(());
+            }
+            Admin::ListBlocked(reply) => {
+                let _ = reply.send(self.banned.keys().copied().collect());
+            }
+            Admin::BlockAddr(ip, reply) => {
+                self.blocked_ips.insert(ip);
+                let drop: Vec<PeerId> =
+                    self.addrs.iter().filter(|(_, (a, _))| ip_of(a) == Some(ip)).map(|(p, _)| *p).collect();
+                for p in drop {
+                    let _ = self.swarm.disconnect_peer_id(p);
+                }
+                let _ = reply.send(());
+            }
+            Admin::ListBlockedAddrs(reply) => {
+                let _ = reply.send(self.blocked_ips.iter().copied().collect());
+            }
+            Admin::Protect(peer, reply) => {
+                self.protected.insert(peer);
+                let _ = reply.send(());
+            }
+            Admin::Request(peer, number, reply) => {
+                let id = self.swarm.behaviour_mut().reqresp.send_request(&peer, number);
+                self.admin_requests.insert(id, reply);
+            }
+        }
     }
 }

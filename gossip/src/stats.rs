@@ -37,6 +37,10 @@ pub struct GossipStats {
     pub stored_high: AtomicU64,
     /// Blocks in the store.
     pub stored_count: AtomicU64,
+    /// Bans imposed since start.
+    pub bans: AtomicU64,
+    /// Peers banned now.
+    pub banned: AtomicU64,
 }
 
 /// A point-in-time copy of [`GossipStats`].
@@ -73,6 +77,10 @@ pub struct GossipSnapshot {
     pub stored_high: u64,
     /// Blocks in the store.
     pub stored_count: u64,
+    /// Bans imposed since start.
+    pub bans: u64,
+    /// Peers banned now.
+    pub banned: u64,
 }
 
 impl GossipStats {
@@ -95,6 +103,8 @@ impl GossipStats {
             stored_low: l(&self.stored_low),
             stored_high: l(&self.stored_high),
             stored_count: l(&self.stored_count),
+            bans: l(&self.bans),
+            banned: l(&self.banned),
         }
     }
 }
