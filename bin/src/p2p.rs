@@ -9,7 +9,8 @@ use alloy_primitives::{Address, B256, U256};
 use anyhow::Context;
 use flashnode_devnet::Devnet;
 use flashnode_exec::source::{CanonicalBlock, CanonicalNotification, SourceAccount, SourceError, StateSource};
-use flashnode_gossip::{codec, tcp_multiaddr, GossipConfig, GossipHandle, MessageIdMode, Multiaddr, VerifiedBlock};
+use flashnode_gossip::{codec, tcp_multiaddr, GossipConfig, GossipHandle, MessageIdMode, Multiaddr, PeerId, VerifiedBlock};
+use flashnode_rpc::p2p::{P2pCall, P2pCallError};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
@@ -131,7 +132,75 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
             stored_count: s.stored_count,
         }
     }
+
+    fn call(&self, call: P2pCall) -> BoxFuture<'_, Result<serde_json::Value, P2pCallError>> {
+        Box::pin(async move {
+            let h = &self.0;
+            let down = |e: flashnode_gossip::GossipError| P2pCallError::Unavailable(e.to_string());
+            let peer = |s: &str| {
+                s.parse::<PeerId>().map_err(|e| P2pCallError::InvalidParams(format!("peer id `{s}`: {e}")))
+            };
+            
+            Ok(match call {
+                P2pCall::SelfInfo => serde_json::json!({
+                    "peerID": h.peer_id.to_string(),
+                    "nodeID": "",
+                    "userAgent": format!("flashnode/{}", env!("CARGO_PKG_VERSION")),
+                    "protocolVersion": "optimism",
+                    "ENR": "",
+                    "addresses": h.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "protocols": flashnode_gossip::altsync::protocols(h.chain_id).iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "connectedness": "connected",
+                    "direction": "unknown",
+                    "protected": false,
+                    "chainID": h.chain_id,
+                    "latency": 0,
+                    "gossipBlocks": true,
+                    "scores": {},
+                }),
+                P2pCall::Peers { connected } => {
+                    let peers = h.peers(connected).await.map_err(down)?;
+                    let banned = h.blocked_peers().await.map_err(down)?;
+                    let ips = h.blocked_addrs().await.map_err(down)?;
+                    let total = peers.iter().filter(|p| p.connectedness == "connected").count();
+                    let map: serde_json::Map<String, serde_json::Value> = peers
+                        .iter()
+                        .map(|p| Ok((p.peer_id.clone(), to_json(p)?)))
+                        .collect::<Result<_, P2pCallError>>()?;
+                    serde_json::json!({
+                        "totalConnected": total,
+                        "peers": map,
+                        "bannedPeers": banned.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                        "bannedIPS": ips,
+                        "bannedSubnets": [],
+                    })
+                }
+                P2pCall::PeerStats => to_json(&h.peer_stats().await.map_err(down)?)?,
+                P2pCall::BlockPeer(id) => {
+                    h.block_peer(peer(&id)?).await.map_err(down)?;
+                    serde_json::Value::Null
+                }
+                P2pCall::UnblockPeer(id) => {
+                    h.unblock_peer(peer(&id)?).await.map_err(down)?;
+                    serde_json::Value::Null
+                }
+                P2pCall::ListBlockedPeers => {
+                    serde_json::json!(h.blocked_peers().await.map_err(down)?.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+                }
+                P2pCall::BlockAddr(ip) => {
+                    h.block_addr(ip).await.map_err(down)?;
+                    serde_json::Value::Null
+                }
+                P2pCall::ListBlockedAddrs => serde_json::json!(h.blocked_addrs().await.map_err(down)?),
+                P2pCall::ProtectPeer(id) => {
+                    h.protect_peer(peer(&id)?).await.map_err(down)?;
+                    serde_json::Value::Null
+                }
+            })
+        })
+    }
 }
+
 
 /// For `flashnode node`: starts the p2p host (when enabled) and wraps `source` so gossiped
 /// blocks reach the overlay; returns the source to use and the status section.
@@ -147,6 +216,10 @@ pub async fn wrap_source(
         }
         None => Ok((source, None)),
     }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, P2pCallError> {
+    serde_json::to_value(v).map_err(|e| P2pCallError::Unavailable(e.to_string()))
 }
 
 /// How long a read at a block known only from gossip waits for the execution client to

@@ -121,6 +121,7 @@ pub fn module(ctx: RpcContext) -> RpcModule<RpcContext> {
     let mut m = RpcModule::new(ctx);
     pending::register(&mut m);
     subscriptions::register(&mut m);
+    p2p::register(&mut m);
     proxy::register(&mut m);
     m
 }

@@ -141,3 +141,64 @@ async fn killed_node_catches_up_by_altsync_from_its_peers_stores() {
     assert_eq!(n(&g, "storedCount"), n(&g, "storedHigh") - n(&g, "storedLow") + 1, "no holes: {g}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opp2p_admin_namespace_and_gossip_metrics() {
+    use flashnode_tests::{metric, raw_rpc, scrape};
+    let devnet_p2p = format!("127.0.0.1:{}", free_port());
+    let devnet = start("devnet", &["--block-time", "1s", "--p2p-addr", &devnet_p2p]).await;
+    let d = p2p_addr(&devnet).await;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let n1 = node(&devnet, &[&d], &["--metrics-addr", &metrics_addr]).await;
+    let a1 = p2p_addr(&n1).await;
+    let n2 = node(&devnet, &[&a1], &[]).await;
+    let id2 = p2p_addr(&n2).await.rsplit('/').next().unwrap_or_default().to_string();
+    let call = |m: &'static str, p: serde_json::Value| {
+        let rpc = n1.rpc.clone();
+        async move { raw_rpc(&rpc, m, p).await }
+    };
+
+    let me = call("opp2p_self", serde_json::json!([])).await;
+    assert!(a1.ends_with(me["result"]["peerID"].as_str().unwrap_or("?")), "{me}");
+    assert_eq!(me["result"]["chainID"], 901);
+    let ok = eventually(Duration::from_secs(15), || async {
+        call("opp2p_peers", serde_json::json!([true])).await["result"]["totalConnected"].as_u64() == Some(2)
+    })
+    .await;
+    assert!(ok, "n1 should see the devnet and n2: {}", call("opp2p_peers", serde_json::json!([true])).await);
+    let peers = call("opp2p_peers", serde_json::json!([true])).await;
+    let p2 = &peers["result"]["peers"][&id2];
+    assert_eq!(p2["connectedness"], "connected", "{peers}");
+    assert_eq!(p2["direction"], "inbound", "{peers}");
+    let stats = call("opp2p_peerStats", serde_json::json!([])).await;
+    assert_eq!(stats["result"]["connected"], 2, "{stats}");
+    assert!(stats["result"]["blocksTopicV4"].as_u64().unwrap_or_default() >= 1, "{stats}");
+
+    // Block n2: it is disconnected, listed, and stays out until unblocked.
+    assert!(call("opp2p_blockPeer", serde_json::json!([id2])).await["error"].is_null());
+    let listed = call("opp2p_listBlockedPeers", serde_json::json!([])).await;
+    assert_eq!(listed["result"], serde_json::json!([id2]), "{listed}");
+    let ok = eventually(Duration::from_secs(5), || async { n(&gossip(&n2).await, "peers") == 0 }).await;
+    assert!(ok, "n2 still connected: {}", gossip(&n2).await);
+    assert!(call("opp2p_unblockPeer", serde_json::json!([id2])).await["error"].is_null());
+    let ok = eventually(Duration::from_secs(15), || async { n(&gossip(&n2).await, "peers") == 1 }).await;
+    assert!(ok, "n2 did not come back after the unblock: {}", gossip(&n2).await);
+    assert!(call("opp2p_protectPeer", serde_json::json!([id2])).await["error"].is_null());
+    let peers = call("opp2p_peers", serde_json::json!([true])).await;
+    assert_eq!(peers["result"]["peers"][&id2]["protected"], true, "{peers}");
+    assert!(call("opp2p_blockAddr", serde_json::json!(["10.1.2.3"])).await["error"].is_null());
+    assert_eq!(call("opp2p_listBlockedAddrs", serde_json::json!([])).await["result"], serde_json::json!(["10.1.2.3"]));
+    let bad = call("opp2p_blockPeer", serde_json::json!(["not-a-peer-id"])).await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+
+    // The dashboard's metrics.
+    let ok = eventually(Duration::from_secs(10), || async {
+        let page = scrape(&metrics_addr).await;
+        metric(&page, "flashnode_gossip_messages_total", &[("outcome", "accept")]) >= 2.0
+            && metric(&page, "flashnode_gossip_peers", &[]) >= 1.0
+    })
+    .await;
+    assert!(ok, "metrics missing:\n{}", scrape(&metrics_addr).await);
+    let page = scrape(&metrics_addr).await;
+    assert!(metric(&page, "flashnode_gossip_bans_total", &[]) >= 1.0, "the admin ban is counted");
+}
