@@ -265,8 +265,10 @@ impl GossipSource {
     pub fn new(inner: Arc<dyn StateSource>, gossip: &GossipHandle, cancel: CancellationToken) -> Self {
         let (notifications, _) = broadcast::channel(256);
         let forwarded = Arc::new(Mutex::new(Forwarded::default()));
-        let task = Merge { tx: notifications.clone(), forwarded: forwarded.clone(), source: inner.clone() };
-        tokio::spawn(task.run(inner.subscribe(), gossip.subscribe(), cancel).instrument(info_span!("gossip_canonical")));
+        let task = Merge { tx: notifications.clone(), forwarded: forwarded.clone() };
+        tokio::spawn(
+            task.run(inner.clone(), inner.subscribe(), gossip.subscribe(), cancel).instrument(info_span!("gossip_canonical")),
+        );
         Self { inner, notifications, forwarded }
     }
 
@@ -292,12 +294,12 @@ impl GossipSource {
 struct Merge {
     tx: broadcast::Sender<CanonicalNotification>,
     forwarded: Arc<Mutex<Forwarded>>,
-    source: Arc<dyn StateSource>,
 }
 
 impl Merge {
     async fn run(
         self,
+        source: Arc<dyn StateSource>,
         mut inner: broadcast::Receiver<CanonicalNotification>,
         mut gossip: broadcast::Receiver<Arc<VerifiedBlock>>,
         cancel: CancellationToken,
@@ -307,7 +309,7 @@ impl Merge {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                tip = self.source.latest() => match tip {
+                tip = source.latest() => match tip {
                     Ok(tip) => {
                         self.forwarded.lock().insert(tip.header.number, tip.hash);
                         break;
@@ -329,7 +331,7 @@ impl Merge {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 b = gossip.recv() => match b {
-                    Ok(b) => self.on_gossip(&b),
+                    Ok(b) => self.on_gossip(&b.header, b.hash, &b.tx_hashes),
                     Err(broadcast::error::RecvError::Lagged(missed)) => warn!(missed, "gossip blocks lagged"),
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
@@ -341,15 +343,40 @@ impl Merge {
         let n = match n {
             CanonicalNotification::Committed { new } => {
                 let mut f = self.forwarded.lock();
-                let new: Vec<_> = new.into_iter().filter(|b| f.by_number.get(&b.header.number) != Some(&b.hash)).collect();
-                for b in &new {
-                    f.gossip_only.remove(&b.hash);
-                    f.insert(b.header.number, b.hash);
+                let highest = f.highest();
+                let mut out = Vec::new();
+                for b in new {
+                    let (number, hash) = (b.header.number, b.hash);
+                    match f.by_number.get(&number) {
+                        // Already announced (from gossip): the tip must not move again.
+                        Some(h) if *h == hash => {
+                            f.gossip_only.remove(&hash);
+                        }
+                        // The execution client disagrees with what gossip announced: it wins,
+                        // and whatever was announced above it is void.
+                        Some(_) => {
+                            let above: Vec<u64> = f.by_number.range(number..).map(|(n, _)| *n).collect();
+                            for n in above {
+                                if let Some(h) = f.by_number.remove(&n) {
+                                    f.gossip_only.remove(&h);
+                                }
+                            }
+                            f.insert(number, hash);
+                            out.push(b);
+                        }
+                        // A block below the announced tip that gossip skipped: record it only,
+                        // announcing it would move the tip backwards.
+                        None if highest.is_some_and(|h| number < h) => f.insert(number, hash),
+                        None => {
+                            f.insert(number, hash);
+                            out.push(b);
+                        }
+                    }
                 }
-                if new.is_empty() {
+                if out.is_empty() {
                     return;
                 }
-                CanonicalNotification::Committed { new }
+                CanonicalNotification::Committed { new: out }
             }
             other => {
                 let mut f = self.forwarded.lock();
@@ -367,20 +394,21 @@ impl Merge {
         let _ = self.tx.send(n);
     }
 
-    fn on_gossip(&self, b: &VerifiedBlock) {
+    fn on_gossip(&self, header: &alloy_consensus::Header, hash: B256, tx_hashes: &[B256]) {
+        let number = header.number;
         let mut f = self.forwarded.lock();
         // The baseline is set before gossip is read (see `run`).
         let Some(highest) = f.highest() else { return };
         // Only a block that extends what we announced becomes the tip; a competing block at an
         // announced height is left to the execution client to decide.
-        if b.number() <= highest {
+        if number <= highest {
             return;
         }
-        f.insert(b.number(), b.hash);
-        f.gossip_only.insert(b.hash);
+        f.insert(number, hash);
+        f.gossip_only.insert(hash);
         drop(f);
-        let block = CanonicalBlock { header: b.header.clone(), hash: b.hash, tx_hashes: b.tx_hashes.clone(), receipts: Vec::new() };
-        debug!(number = b.number(), hash = %b.hash, "gossiped block announced as canonical");
+        let block = CanonicalBlock { header: header.clone(), hash, tx_hashes: tx_hashes.to_vec(), receipts: Vec::new() };
+        debug!(number, %hash, "gossiped block announced as canonical");
         metrics::counter!("flashnode_gossip_canonical_total").increment(1);
         let _ = self.tx.send(CanonicalNotification::Committed { new: vec![Arc::new(block)] });
     }
@@ -412,5 +440,54 @@ impl StateSource for GossipSource {
     }
     fn subscribe(&self) -> broadcast::Receiver<CanonicalNotification> {
         self.notifications.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(number: u64, salt: u8) -> Arc<CanonicalBlock> {
+        let header = alloy_consensus::Header { number, extra_data: vec![salt].into(), ..Default::default() };
+        let hash = header.hash_slow();
+        Arc::new(CanonicalBlock { header, hash, tx_hashes: vec![], receipts: vec![] })
+    }
+
+    fn tips(rx: &mut broadcast::Receiver<CanonicalNotification>) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            out.push(n.tip().map(|t| t.header.number).unwrap_or_default());
+        }
+        out
+    }
+
+    #[test]
+    fn gossip_moves_the_tip_forward_only_and_the_el_wins_disagreements() {
+        let (tx, mut rx) = broadcast::channel(16);
+        let m = Merge { tx, forwarded: Default::default() };
+        let g = |b: &Arc<CanonicalBlock>| m.on_gossip(&b.header, b.hash, &b.tx_hashes);
+        // Nothing before the baseline.
+        g(&block(5, 0));
+        assert!(tips(&mut rx).is_empty());
+        m.on_inner(CanonicalNotification::Committed { new: vec![block(4, 0)] });
+        assert_eq!(tips(&mut rx), vec![4]);
+        // Gossip announces 5 and 7 (6 skipped); a second block at 7 is left to the EL.
+        g(&block(5, 0));
+        g(&block(7, 0));
+        g(&block(7, 1));
+        g(&block(3, 0));
+        assert_eq!(tips(&mut rx), vec![5, 7]);
+        // The EL's later notifications of 5 and 6 do not move the tip back.
+        m.on_inner(CanonicalNotification::Committed { new: vec![block(5, 0), block(6, 0)] });
+        assert!(tips(&mut rx).is_empty());
+        assert!(m.forwarded.lock().gossip_only.contains(&block(7, 0).hash));
+        // The EL agrees on 7: nothing new; then it disagrees at 8 vs gossip's 8.
+        m.on_inner(CanonicalNotification::Committed { new: vec![block(7, 0)] });
+        assert!(tips(&mut rx).is_empty());
+        assert!(!m.forwarded.lock().gossip_only.contains(&block(7, 0).hash));
+        g(&block(8, 0));
+        m.on_inner(CanonicalNotification::Committed { new: vec![block(8, 9)] });
+        assert_eq!(tips(&mut rx), vec![8, 8]);
+        assert_eq!(m.forwarded.lock().by_number.get(&8), Some(&block(8, 9).hash));
     }
 }
