@@ -113,7 +113,8 @@ pub struct NodeArgs {
     #[arg(long, value_enum, env = "FLASHNODE_CHAIN")]
     pub chain: Option<ChainName>,
     /// Flashblock websocket to consume (builder, rollup-boost or Base's websocket proxy);
-    /// `--chain base` and `base-sepolia` supply Base's public stream.
+    /// `--chain base` and `base-sepolia` supply Base's public stream. Optional with p2p
+    /// (`--p2p-sequencer-address`): the node then follows sealed blocks from gossip.
     #[arg(long, visible_alias = "websocket-url", env = "FLASHNODE_FLASHBLOCKS_URL")]
     pub flashblocks_url: Option<String>,
     /// JSON-RPC of the OP execution client (HTTP or WS): canonical state and proxied methods.
@@ -167,6 +168,9 @@ pub struct P2pArgs {
     /// to alt-sync, bans); without it the store lives in memory.
     #[arg(long = "p2p-data-dir", env = "FLASHNODE_P2P_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// How long a peer whose score falls below -100 stays banned (op-node: 1 h).
+    #[arg(long = "p2p-ban-duration", default_value = "60m", value_parser = parse_duration)]
+    pub ban_duration: Duration,
     /// Message-id function: op-node's (with the topic) or the spec's / kona's.
     #[arg(long = "p2p-message-id", value_enum, default_value_t = MessageIdArg::OpNode)]
     pub message_id: MessageIdArg,

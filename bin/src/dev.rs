@@ -95,7 +95,7 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     };
     let source = flashnode_devnet::source::DevnetSource::new(devnet.shared.clone());
     let parts = crate::node::start_node(
-        format!("ws://{ws}/ws"),
+        Some(format!("ws://{ws}/ws")),
         flashnode_exec::ChainConfig::devnet(args.devnet.chain_id),
         std::sync::Arc::new(source),
         &format!("http://{devnet_rpc}"),

@@ -49,7 +49,7 @@ impl NodeParts {
 
 /// Starts the stream client, the overlay and the RPC.
 pub async fn start_node(
-    flashblocks_url: String,
+    flashblocks_url: Option<String>,
     chain: ChainConfig,
     source: Arc<dyn StateSource>,
     upstream_url: &str,
@@ -63,14 +63,25 @@ pub async fn start_node(
         Some(_) => Some(crate::http::install_recorder()?),
         None => None,
     };
-    let mut stream_config = StreamConfig::new(flashblocks_url.clone());
-    stream_config.silence_timeout = args.stream_silence_timeout;
-    stream_config.ping_interval = args.stream_ping_interval;
-    stream_config.max_frame_bytes = args.max_frame_bytes;
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    tokio::spawn(
-        run_stream(stream_config, tx, cancel.clone()).instrument(info_span!("stream", url = %flashblocks_url)),
-    );
+    match flashblocks_url {
+        Some(url) => {
+            let mut stream_config = StreamConfig::new(url.clone());
+            stream_config.silence_timeout = args.stream_silence_timeout;
+            stream_config.ping_interval = args.stream_ping_interval;
+            stream_config.max_frame_bytes = args.max_frame_bytes;
+            tokio::spawn(run_stream(stream_config, tx, cancel.clone()).instrument(info_span!("stream", %url)));
+        }
+        None => {
+            // No flashblock stream (p2p only): the overlay follows gossiped blocks; the sender
+            // lives until shutdown so the overlay does not take a closed stream for an exit.
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                drop(tx);
+            });
+        }
+    }
     let overlay = flashnode_overlay::spawn(
         OverlayConfig {
             chain,
@@ -145,10 +156,14 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     };
     let chain = preset.map(|p| p.chain).unwrap_or_else(|| ChainConfig::devnet(chain_id));
     let (source, gossip) = crate::p2p::wrap_source(&args.p2p, Arc::new(source), cancel.clone()).await?;
-    let flashblocks_url = args
-        .flashblocks_url
-        .clone()
-        .context("no flashblock stream: set --flashblocks-url (or a --chain preset that has a public one)")?;
+    // Without a stream a node with p2p still serves 2 s blocks from gossip and the upstream.
+    let flashblocks_url = match args.flashblocks_url.clone() {
+        Some(url) => Some(url),
+        None if gossip.is_some() => None,
+        None => anyhow::bail!(
+            "no flashblock stream: set --flashblocks-url (or a --chain preset that has a public one), or join the p2p network with --p2p-sequencer-address"
+        ),
+    };
     let parts = start_node(
         flashblocks_url.clone(),
         chain,
@@ -163,7 +178,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     .await?;
     println!(
         "flashnode node\n\nFlashblock-aware RPC: http://{addr}  (ws://{addr})\nFlashblock fan-out:   ws://{fanout}/ws\nFlashblock stream:    {}\nUpstream RPC:         {}\n",
-        flashblocks_url,
+        flashblocks_url.as_deref().unwrap_or("none (sealed blocks from p2p gossip only)"),
         args.upstream_rpc,
         addr = parts.rpc_addr,
         fanout = parts.fanout_addr

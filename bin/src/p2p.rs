@@ -34,6 +34,7 @@ fn config(args: &P2pArgs, chain_id: u64, signer: Address, addr: SocketAddr) -> a
     c.bootnodes = parse_addrs(&args.bootnodes, "--p2p-bootnodes")?;
     c.key_path = args.key_path.clone().or_else(|| args.data_dir.as_ref().map(|d| d.join("opnode_p2p_priv.txt")));
     c.store_path = args.data_dir.as_ref().map(|d| d.join("p2p.redb"));
+    c.ban_duration = args.ban_duration;
     c.message_id = match args.message_id {
         MessageIdArg::OpNode => MessageIdMode::OpNode,
         MessageIdArg::Spec => MessageIdMode::Spec,

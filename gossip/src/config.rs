@@ -70,6 +70,12 @@ pub struct GossipConfig {
     pub max_gap: u64,
     /// Requests in flight to one peer.
     pub altsync_per_peer: usize,
+    /// Connection manager low water: pruning stops here (op-node: 20).
+    pub peers_lo: usize,
+    /// Connection manager high water: above it the lowest-scored peers are pruned (op-node: 30).
+    pub peers_hi: usize,
+    /// New connections are not pruned during this grace period (op-node: 30 s).
+    pub peers_grace: Duration,
     /// How long a peer whose score fell below the ban threshold stays banned (op-node: 1 h).
     pub ban_duration: Duration,
 }
@@ -95,6 +101,9 @@ impl GossipConfig {
             max_gap: 1000,
             altsync_per_peer: 4,
             ban_duration: Duration::from_secs(3600),
+            peers_lo: 20,
+            peers_hi: 30,
+            peers_grace: Duration::from_secs(30),
         }
     }
 }

@@ -397,6 +397,9 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         protected,
         ban_duration: config.ban_duration,
         addrs: HashMap::new(),
+        peers_lo: config.peers_lo,
+        peers_hi: config.peers_hi.max(config.peers_lo),
+        peers_grace: config.peers_grace,
         identified: HashMap::new(),
         latency: HashMap::new(),
         admin_requests: HashMap::new(),
@@ -449,7 +452,10 @@ struct Task {
     protected: HashSet<PeerId>,
     ban_duration: Duration,
     /// Remote addresses of connected peers.
-    addrs: HashMap<PeerId, (Multiaddr, &'static str)>,
+    addrs: HashMap<PeerId, (Multiaddr, &'static str, Instant)>,
+    peers_lo: usize,
+    peers_hi: usize,
+    peers_grace: Duration,
     identified: HashMap<PeerId, identify::Info>,
     latency: HashMap<PeerId, Duration>,
     admin_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<PayloadResponse, String>>>,
@@ -500,6 +506,7 @@ impl Task {
                     self.redial();
                     self.schedule();
                     self.enforce_bans();
+                    self.trim_peers();
                 }
                 _ = decay.tick() => {
                     for (peer, score) in self.app_scores.decay() {
@@ -582,7 +589,9 @@ impl Task {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                self.addrs.insert(peer_id, (remote, if endpoint.is_dialer() { "outbound" } else { "inbound" }));
+                self.addrs
+                    .entry(peer_id)
+                    .or_insert((remote, if endpoint.is_dialer() { "outbound" } else { "inbound" }, Instant::now()));
                 if let Some(p) = self.statics.get_mut(&peer_id) {
                     p.connected = true;
                     p.backoff = self.redial_min;
@@ -972,12 +981,34 @@ impl Task {
         }
     }
 
+    /// The connection manager: above the high water mark, disconnects the lowest-scored peers
+    /// that are neither protected nor in their grace period, down to the low water mark.
+    fn trim_peers(&mut self) {
+        let connected = self.swarm.connected_peers().count();
+        if connected <= self.peers_hi {
+            return;
+        }
+        let gs = &self.swarm.behaviour().gossipsub;
+        let mut candidates: Vec<(PeerId, f64)> = self
+            .addrs
+            .iter()
+            .filter(|(p, (_, _, since))| !self.protected.contains(p) && since.elapsed() >= self.peers_grace)
+            .map(|(p, _)| (*p, gs.peer_score(p).unwrap_or_default()))
+            .collect();
+        candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
+        for (peer, score) in candidates.into_iter().take(connected - self.peers_lo) {
+            debug!(%peer, score, "pruning a peer above the high water mark");
+            metrics::counter!("flashnode_gossip_pruned_total").increment(1);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     fn peer_info(&self, peer: &PeerId) -> PeerInfo {
         let id = self.identified.get(peer);
         let conn = self.addrs.get(peer);
         let gs = &self.swarm.behaviour().gossipsub;
         let mut addresses: Vec<String> = id.map(|i| i.listen_addrs.iter().map(|a| a.to_string()).collect()).unwrap_or_default();
-        if let Some((a, _)) = conn {
+        if let Some((a, _, _)) = conn {
             if addresses.is_empty() {
                 addresses.push(a.to_string());
             }
@@ -1043,7 +1074,7 @@ impl Task {
             Admin::BlockAddr(ip, reply) => {
                 self.blocked_ips.insert(ip);
                 let drop: Vec<PeerId> =
-                    self.addrs.iter().filter(|(_, (a, _))| ip_of(a) == Some(ip)).map(|(p, _)| *p).collect();
+                    self.addrs.iter().filter(|(_, (a, _, _))| ip_of(a) == Some(ip)).map(|(p, _)| *p).collect();
                 for p in drop {
                     let _ = self.swarm.disconnect_peer_id(p);
                 }

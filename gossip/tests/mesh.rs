@@ -143,3 +143,29 @@ async fn static_peer_is_redialled_after_a_restart_with_the_same_key() {
     b2_cancel.cancel();
     cancel.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_manager_prunes_to_the_low_water_mark_but_keeps_protected_peers() {
+    let cancel = CancellationToken::new();
+    let protected = spawn(config(), cancel.clone()).await.unwrap();
+    let mut ch = config();
+    ch.peers_lo = 2;
+    ch.peers_hi = 2;
+    ch.peers_grace = Duration::ZERO;
+    ch.static_peers = vec![protected.listen_addrs[0].clone()];
+    let hub = spawn(ch, cancel.clone()).await.unwrap();
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        let mut c = config();
+        c.bootnodes = vec![hub.listen_addrs[0].clone()];
+        others.push(spawn(c, cancel.clone()).await.unwrap());
+    }
+    let peers = |h: &GossipHandle| h.stats.peers.load(std::sync::atomic::Ordering::Relaxed);
+    // 5 peers connect; above the high water mark (2) the hub trims to its low water mark (2),
+    // keeping the static peer.
+    wait_for("trimmed to the low water mark", || peers(&hub) == 2).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(peers(&hub), 2);
+    assert_eq!(peers(&protected), 1, "the protected peer stays connected");
+    cancel.cancel();
+}

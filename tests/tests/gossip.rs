@@ -4,7 +4,8 @@
 //! execution client only every 30 s still follows the chain and promotes its
 //! preconfirmations, because gossiped blocks drive its canonical tracking.
 
-use flashnode_tests::{eventually, free_port, start, start_node, status, Running};
+use alloy_provider::Provider;
+use flashnode_tests::{eventually, free_port, start, start_node, status, Proc, Running};
 use std::time::Duration;
 
 /// Address of the devnet's dev unsafe-block signer (`DEV_UNSAFE_BLOCK_SIGNER_KEY`).
@@ -89,6 +90,28 @@ async fn devnet_blocks_reach_every_node_of_a_mesh() {
     assert!(tip + 2 >= target, "n3 tip {tip} behind gossip {target}: {s3}");
     let ok = eventually(Duration::from_secs(10), || async { status(&n3.rpc).await["promoted"].as_u64().unwrap_or_default() >= 2 }).await;
     assert!(ok, "n3 promoted nothing: {}", status(&n3.rpc).await);
+
+    // A node without any flashblock stream follows the chain from gossip alone.
+    let (rpc_port, p2p_port) = (free_port(), free_port());
+    let args: Vec<String> = [
+        "node", "--upstream-rpc", &devnet.rpc, "--upstream-poll-interval", "30s",
+        "--rpc-addr", &format!("127.0.0.1:{rpc_port}"), "--flashblocks-addr", &format!("127.0.0.1:{}", free_port()),
+        "--p2p-addr", &format!("127.0.0.1:{p2p_port}"), "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &a1,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let n4 = Running { proc: Proc::flashnode(&args), rpc: format!("http://127.0.0.1:{rpc_port}"), ws: String::new() };
+    let tip = |s: serde_json::Value| s["canonicalTip"].as_u64().unwrap_or_default();
+    let provider = n4.provider();
+    let up = eventually(Duration::from_secs(15), || async { provider.get_chain_id().await.is_ok() }).await;
+    assert!(up, "the stream-less node did not answer:\n{}", n4.proc.output());
+    let ok = eventually(Duration::from_secs(15), || async { tip(status(&n4.rpc).await) > 0 }).await;
+    assert!(ok, "the stream-less node did not start:\n{}", n4.proc.output());
+    let first = tip(status(&n4.rpc).await);
+    let ok = eventually(Duration::from_secs(10), || async { tip(status(&n4.rpc).await) >= first + 3 }).await;
+    assert!(ok, "the stream-less node did not follow gossip: {}\n{}", status(&n4.rpc).await, n4.proc.output());
+    assert!(n4.proc.output().contains("none (sealed blocks from p2p gossip only)"));
 }
 
 /// Blocks a node misses while it is down.
