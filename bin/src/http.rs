@@ -16,6 +16,9 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, Instrument};
 
+/// Seconds since the last flashblock frame (NaN before the first).
+pub const STREAM_LAG_SECONDS: &str = "flashnode_stream_lag_seconds";
+
 /// The status page (static; it polls `/api/status`).
 const STATUS_PAGE: &str = include_str!("status.html");
 
@@ -27,11 +30,13 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     flashnode_overlay::metrics_names::describe();
+    metrics::describe_gauge!(STREAM_LAG_SECONDS, metrics::Unit::Seconds, "Time since the last flashblock frame");
     Ok(handle)
 }
 
 /// One applied flashblock, as the status page lists it.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlashblockRow {
     /// Block number.
     pub block: u64,
@@ -147,7 +152,14 @@ async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<(
     let head = String::from_utf8_lossy(&buf[..len]);
     let path = head.split_whitespace().nth(1).unwrap_or("/");
     let (status, content_type, body) = match path {
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", operator.metrics.render()),
+        "/metrics" => {
+            // Time since the last flashblock frame, sampled at scrape time (a gauge set only
+            // on frames would freeze at its last value exactly when the stream stops).
+            let status = operator.overlay.status();
+            let lag = status.stream_lag_ms.map(|ms| ms as f64 / 1000.0).unwrap_or(f64::NAN);
+            metrics::gauge!(STREAM_LAG_SECONDS).set(lag);
+            ("200 OK", "text/plain; version=0.0.4", operator.metrics.render())
+        }
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
         "/readyz" => {
             let status = operator.overlay.status();

@@ -27,6 +27,36 @@ pub struct NodeParts {
     rpc: RunningRpc,
     /// Stops the serving side (RPC and fan-out) before the rest.
     serving: CancellationToken,
+    /// The ingest runtime (stopped last, when the parts are dropped).
+    _ingest: IngestRuntime,
+}
+
+/// The runtime ingest runs on; shut down in the background when dropped (a runtime cannot be
+/// dropped in place from async code).
+struct IngestRuntime(Option<tokio::runtime::Runtime>);
+
+impl IngestRuntime {
+    fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("flashnode-ingest")
+            .enable_all()
+            .build()
+            .context("starting the ingest runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
+        self.0.as_ref().map(|rt| rt.enter())
+    }
+}
+
+impl Drop for IngestRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl NodeParts {
@@ -64,6 +94,11 @@ pub async fn start_node(
         None => None,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    // Ingest (stream reader, sequencing, re-execution) gets its own thread and runtime, so the
+    // kernel shares the CPU between ingest and serving instead of thousands of fan-out tasks
+    // queueing ahead of ingest on one runtime (at 10,000 subscribers that made frames stale).
+    let ingest = IngestRuntime::new()?;
+    let in_ingest = ingest.enter();
     match flashblocks_url {
         Some(url) => {
             let mut stream_config = StreamConfig::new(url.clone());
@@ -92,6 +127,7 @@ pub async fn start_node(
         rx,
         cancel.clone(),
     );
+    drop(in_ingest);
     let upstream = Upstream::connect(upstream_url, Duration::from_secs(10))
         .await
         .with_context(|| format!("connecting to the upstream RPC {upstream_url}"))?;
@@ -124,7 +160,7 @@ pub async fn start_node(
     let rpc = flashnode_rpc::serve(RpcContext { overlay, upstream, config, gossip }, serving.clone())
         .await
         .context("starting the RPC server")?;
-    Ok(NodeParts { rpc_addr: rpc.addr, fanout_addr, rpc, serving })
+    Ok(NodeParts { rpc_addr: rpc.addr, fanout_addr, rpc, serving, _ingest: ingest })
 }
 
 /// `flashnode node`.

@@ -203,6 +203,7 @@ async fn metrics_parse_with_a_prometheus_parser() {
         "flashnode_stream_frames_total",
         "flashnode_stream_bytes_total",
         "flashnode_stream_connected",
+        "flashnode_stream_lag_seconds",
         "flashnode_overlay_flashblocks_total",
         "flashnode_overlay_apply_seconds",
         "flashnode_fanout_clients",
