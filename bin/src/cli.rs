@@ -149,11 +149,11 @@ pub struct P2pArgs {
     /// TCP listen address of the p2p host (node default 0.0.0.0:9222, like op-node).
     #[arg(long = "p2p-addr", env = "FLASHNODE_P2P_ADDR")]
     pub addr: Option<SocketAddr>,
-    /// Static peers (multiaddrs ending in /p2p/<peer id>, comma separated): always connected,
+    /// Static peers (multiaddrs ending in /p2p/<peer id>, or `enr:` records, comma separated): always connected,
     /// redialled with backoff.
     #[arg(long = "p2p-static", value_delimiter = ',', env = "FLASHNODE_P2P_STATIC")]
     pub static_peers: Vec<String>,
-    /// Bootnodes (multiaddrs, comma separated), dialled at start-up.
+    /// Bootnodes (multiaddrs or `enr:` records, comma separated), dialled over TCP at start-up.
     #[arg(long = "p2p-bootnodes", value_delimiter = ',', env = "FLASHNODE_P2P_BOOTNODES")]
     pub bootnodes: Vec<String>,
     /// The chain's unsafe-block signer address (op-node takes it from the rollup config's

@@ -24,7 +24,7 @@ const DEFAULT_P2P_ADDR: &str = "0.0.0.0:9222";
 fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
     list.iter()
         .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse::<Multiaddr>().with_context(|| format!("{what} `{s}` is not a multiaddr")))
+        .map(|s| flashnode_gossip::parse_peer_addr(s).with_context(|| format!("{what}: cannot use `{s}`")))
         .collect()
 }
 

@@ -9,6 +9,7 @@
 pub mod altsync;
 pub mod codec;
 pub mod config;
+pub mod enr;
 pub mod key;
 pub mod scoring;
 pub mod service;
@@ -17,6 +18,7 @@ pub mod store;
 pub mod validate;
 
 pub use codec::{BlockVersion, SignedBlock};
+pub use enr::parse_peer_addr;
 pub use config::{tcp_multiaddr, GossipConfig, MessageIdMode, DEV_UNSAFE_BLOCK_SIGNER_KEY};
 pub use libp2p::{Multiaddr, PeerId};
 pub use service::{spawn, GossipError, GossipHandle, PeerInfo, PeerScores, PeerStats};

@@ -91,6 +91,9 @@ async fn misbehaving_peers_are_rejected_scored_down_and_banned() {
     ch.static_peers = vec![v.listen_addrs[0].clone()];
     let h = spawn(ch, cancel.clone()).await.unwrap();
     let mut h_rx = h.subscribe();
+    // Both honest peers connected and subscriptions exchanged before the first block.
+    wait_for("a and h connect to v", 15, || async { v.stats.peers.load(std::sync::atomic::Ordering::Relaxed) >= 2 }).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (b, hash) = block(1, now(), 0);
     publish(&a, codec::sign_block(&b, hash, CHAIN, &signer()).unwrap()).await;
     let got = tokio::time::timeout(Duration::from_secs(10), h_rx.recv()).await.unwrap().unwrap();
