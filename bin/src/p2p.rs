@@ -163,6 +163,7 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                     let peers = h.peers(connected).await.map_err(down)?;
                     let banned = h.blocked_peers().await.map_err(down)?;
                     let ips = h.blocked_addrs().await.map_err(down)?;
+                    let subnets: Vec<String> = h.blocked_subnets().await.map_err(down)?.iter().map(|n| n.to_string()).collect();
                     let total = peers.iter().filter(|p| p.connectedness == "connected").count();
                     let map: serde_json::Map<String, serde_json::Value> = peers
                         .iter()
@@ -173,7 +174,7 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                         "peers": map,
                         "bannedPeers": banned.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                         "bannedIPS": ips,
-                        "bannedSubnets": [],
+                        "bannedSubnets": subnets,
                     })
                 }
                 P2pCall::PeerStats => to_json(&h.peer_stats().await.map_err(down)?)?,
@@ -193,6 +194,21 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                     serde_json::Value::Null
                 }
                 P2pCall::ListBlockedAddrs => serde_json::json!(h.blocked_addrs().await.map_err(down)?),
+                P2pCall::UnblockAddr(ip) => {
+                    h.unblock_addr(ip).await.map_err(down)?;
+                    serde_json::Value::Null
+                }
+                P2pCall::BlockSubnet(cidr) => {
+                    h.block_subnet(cidr.parse().map_err(P2pCallError::InvalidParams)?).await.map_err(down)?;
+                    serde_json::Value::Null
+                }
+                P2pCall::UnblockSubnet(cidr) => {
+                    h.unblock_subnet(cidr.parse().map_err(P2pCallError::InvalidParams)?).await.map_err(down)?;
+                    serde_json::Value::Null
+                }
+                P2pCall::ListBlockedSubnets => serde_json::json!(
+                    h.blocked_subnets().await.map_err(down)?.iter().map(|n| n.to_string()).collect::<Vec<_>>()
+                ),
                 P2pCall::ProtectPeer(id) => {
                     h.protect_peer(peer(&id)?).await.map_err(down)?;
                     serde_json::Value::Null

@@ -21,6 +21,6 @@ pub use codec::{BlockVersion, SignedBlock};
 pub use enr::parse_peer_addr;
 pub use config::{tcp_multiaddr, GossipConfig, MessageIdMode, DEV_UNSAFE_BLOCK_SIGNER_KEY};
 pub use libp2p::{Multiaddr, PeerId};
-pub use service::{spawn, GossipError, GossipHandle, PeerInfo, PeerScores, PeerStats};
+pub use service::{spawn, GossipError, GossipHandle, PeerInfo, PeerScores, PeerStats, Subnet};
 pub use stats::{GossipSnapshot, GossipStats};
 pub use validate::{Outcome, Validator, VerifiedBlock};

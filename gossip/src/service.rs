@@ -134,6 +134,53 @@ pub struct PeerStats {
     pub known: u64,
 }
 
+/// An IP subnet in CIDR form (`10.0.0.0/8`, `fd00::/8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Subnet {
+    /// Network address.
+    pub addr: std::net::IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// Whether `ip` is inside the subnet.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.addr, ip) {
+            (V4(n), V4(i)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix.min(32))) };
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (V6(n), V6(i)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix.min(128))) };
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Subnet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("`{s}` is not in CIDR form (a.b.c.d/n)"))?;
+        let addr: std::net::IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| format!("`{prefix}` is not a prefix length"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(format!("prefix {prefix} is longer than {max}"));
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 /// Admin requests (the `opp2p_` namespace).
 enum Admin {
     Peers(bool, oneshot::Sender<Vec<PeerInfo>>),
@@ -143,6 +190,10 @@ enum Admin {
     ListBlocked(oneshot::Sender<Vec<PeerId>>),
     BlockAddr(std::net::IpAddr, oneshot::Sender<()>),
     ListBlockedAddrs(oneshot::Sender<Vec<std::net::IpAddr>>),
+    UnblockAddr(std::net::IpAddr, oneshot::Sender<()>),
+    BlockSubnet(Subnet, oneshot::Sender<()>),
+    UnblockSubnet(Subnet, oneshot::Sender<()>),
+    ListBlockedSubnets(oneshot::Sender<Vec<Subnet>>),
     Protect(PeerId, oneshot::Sender<()>),
     Request(PeerId, u64, oneshot::Sender<Result<PayloadResponse, String>>),
 }
@@ -215,6 +266,26 @@ impl GossipHandle {
     /// Refuses and drops connections from an IP address.
     pub async fn block_addr(&self, ip: std::net::IpAddr) -> Result<(), GossipError> {
         self.admin(|tx| Admin::BlockAddr(ip, tx)).await
+    }
+
+    /// Lifts an IP block.
+    pub async fn unblock_addr(&self, ip: std::net::IpAddr) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::UnblockAddr(ip, tx)).await
+    }
+
+    /// Refuses and drops connections from a subnet.
+    pub async fn block_subnet(&self, subnet: Subnet) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::BlockSubnet(subnet, tx)).await
+    }
+
+    /// Lifts a subnet block.
+    pub async fn unblock_subnet(&self, subnet: Subnet) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::UnblockSubnet(subnet, tx)).await
+    }
+
+    /// Blocked subnets.
+    pub async fn blocked_subnets(&self) -> Result<Vec<Subnet>, GossipError> {
+        self.admin(Admin::ListBlockedSubnets).await
     }
 
     /// Blocked IP addresses.
@@ -394,6 +465,7 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         app_scores: AppScores::default(),
         banned: HashMap::new(),
         blocked_ips: HashSet::new(),
+        blocked_subnets: HashSet::new(),
         protected,
         ban_duration: config.ban_duration,
         addrs: HashMap::new(),
@@ -449,6 +521,7 @@ struct Task {
     /// Banned peers and when their ban ends (unix seconds).
     banned: HashMap<PeerId, u64>,
     blocked_ips: HashSet<std::net::IpAddr>,
+    blocked_subnets: HashSet<Subnet>,
     protected: HashSet<PeerId>,
     ban_duration: Duration,
     /// Remote addresses of connected peers.
@@ -526,9 +599,12 @@ impl Task {
 
     fn redial(&mut self) {
         let now = Instant::now();
+        let (ips, nets) = (self.blocked_ips.clone(), self.blocked_subnets.clone());
+        let blocked = move |a: &Multiaddr| ip_of(a).is_some_and(|ip| ips.contains(&ip) || nets.iter().any(|n| n.contains(ip)));
         let due: Vec<Multiaddr> = self
             .statics
             .values_mut()
+            .filter(|p| !blocked(&p.addr))
             .filter(|p| !p.connected && p.next_dial <= now)
             .filter(|p| peer_id_of(&p.addr).is_none_or(|id| !self.banned.contains_key(&id)))
             .map(|p| {
@@ -585,7 +661,7 @@ impl Task {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
                 let remote = endpoint.get_remote_address().clone();
-                if ip_of(&remote).is_some_and(|ip| self.blocked_ips.contains(&ip)) {
+                if ip_of(&remote).is_some_and(|ip| self.ip_blocked(ip)) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -1003,6 +1079,23 @@ impl Task {
         }
     }
 
+    fn ip_blocked(&self, ip: std::net::IpAddr) -> bool {
+        self.blocked_ips.contains(&ip) || self.blocked_subnets.iter().any(|n| n.contains(ip))
+    }
+
+    /// Disconnects connected peers whose address is blocked.
+    fn drop_blocked(&mut self) {
+        let drop: Vec<PeerId> = self
+            .addrs
+            .iter()
+            .filter(|(_, (a, _, _))| ip_of(a).is_some_and(|ip| self.ip_blocked(ip)))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in drop {
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+    }
+
     fn peer_info(&self, peer: &PeerId) -> PeerInfo {
         let id = self.identified.get(peer);
         let conn = self.addrs.get(peer);
@@ -1073,12 +1166,24 @@ impl Task {
             }
             Admin::BlockAddr(ip, reply) => {
                 self.blocked_ips.insert(ip);
-                let drop: Vec<PeerId> =
-                    self.addrs.iter().filter(|(_, (a, _, _))| ip_of(a) == Some(ip)).map(|(p, _)| *p).collect();
-                for p in drop {
-                    let _ = self.swarm.disconnect_peer_id(p);
-                }
+                self.drop_blocked();
                 let _ = reply.send(());
+            }
+            Admin::UnblockAddr(ip, reply) => {
+                self.blocked_ips.remove(&ip);
+                let _ = reply.send(());
+            }
+            Admin::BlockSubnet(net, reply) => {
+                self.blocked_subnets.insert(net);
+                self.drop_blocked();
+                let _ = reply.send(());
+            }
+            Admin::UnblockSubnet(net, reply) => {
+                self.blocked_subnets.remove(&net);
+                let _ = reply.send(());
+            }
+            Admin::ListBlockedSubnets(reply) => {
+                let _ = reply.send(self.blocked_subnets.iter().copied().collect());
             }
             Admin::ListBlockedAddrs(reply) => {
                 let _ = reply.send(self.blocked_ips.iter().copied().collect());
@@ -1092,5 +1197,25 @@ impl Task {
                 self.admin_requests.insert(id, reply);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Subnet;
+
+    #[test]
+    fn subnets_parse_and_match() {
+        let n: Subnet = "10.1.0.0/16".parse().unwrap();
+        assert!(n.contains("10.1.200.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(!n.contains("::1".parse().unwrap()));
+        let all: Subnet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let v6: Subnet = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert_eq!(n.to_string(), "10.1.0.0/16");
+        assert!("10.0.0.0".parse::<Subnet>().is_err());
+        assert!("10.0.0.0/33".parse::<Subnet>().is_err());
     }
 }

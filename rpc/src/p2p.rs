@@ -1,7 +1,8 @@
 //! The consensus-layer p2p surface: the `gossip` section of `flashnode_status` and op-node's
 //! `opp2p_` admin namespace (`op-node/p2p/rpc_api.go`: `opp2p_self`, `opp2p_peers`,
 //! `opp2p_peerStats`, `opp2p_blockPeer`, `opp2p_unblockPeer`, `opp2p_listBlockedPeers`,
-//! `opp2p_blockAddr`, `opp2p_listBlockedAddrs`, `opp2p_protectPeer`). The rpc crate knows
+//! `opp2p_blockAddr`, `opp2p_unblockAddr`, `opp2p_listBlockedAddrs`, `opp2p_blockSubnet`,
+//! `opp2p_unblockSubnet`, `opp2p_listBlockedSubnets`, `opp2p_protectPeer`). The rpc crate knows
 //! nothing of libp2p: the binary implements [`GossipStatusSource`] over its p2p host.
 
 use crate::RpcContext;
@@ -69,6 +70,14 @@ pub enum P2pCall {
     BlockAddr(std::net::IpAddr),
     /// `opp2p_listBlockedAddrs`.
     ListBlockedAddrs,
+    /// `opp2p_unblockAddr(ip)`.
+    UnblockAddr(std::net::IpAddr),
+    /// `opp2p_blockSubnet(cidr)`.
+    BlockSubnet(String),
+    /// `opp2p_unblockSubnet(cidr)`.
+    UnblockSubnet(String),
+    /// `opp2p_listBlockedSubnets`.
+    ListBlockedSubnets,
     /// `opp2p_protectPeer(id)`.
     ProtectPeer(String),
 }
@@ -119,6 +128,7 @@ pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
         ("opp2p_peerStats", P2pCall::PeerStats),
         ("opp2p_listBlockedPeers", P2pCall::ListBlockedPeers),
         ("opp2p_listBlockedAddrs", P2pCall::ListBlockedAddrs),
+        ("opp2p_listBlockedSubnets", P2pCall::ListBlockedSubnets),
     ] {
         m.register_async_method(name, move |_, ctx, _| {
             let call = call.clone();
@@ -136,6 +146,8 @@ pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
         ("opp2p_blockPeer", P2pCall::BlockPeer as Make),
         ("opp2p_unblockPeer", P2pCall::UnblockPeer as Make),
         ("opp2p_protectPeer", P2pCall::ProtectPeer as Make),
+        ("opp2p_blockSubnet", P2pCall::BlockSubnet as Make),
+        ("opp2p_unblockSubnet", P2pCall::UnblockSubnet as Make),
     ] {
         m.register_async_method(name, move |p, ctx, _| async move {
             let id: String = p.one().map_err(invalid)?;
@@ -146,6 +158,11 @@ pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
     m.register_async_method("opp2p_blockAddr", |p, ctx, _| async move {
         let ip: std::net::IpAddr = p.one().map_err(invalid)?;
         run(&ctx, P2pCall::BlockAddr(ip)).await
+    })
+    .expect("unique");
+    m.register_async_method("opp2p_unblockAddr", |p, ctx, _| async move {
+        let ip: std::net::IpAddr = p.one().map_err(invalid)?;
+        run(&ctx, P2pCall::UnblockAddr(ip)).await
     })
     .expect("unique");
 }

@@ -211,6 +211,17 @@ async fn opp2p_admin_namespace_and_gossip_metrics() {
     assert_eq!(peers["result"]["peers"][&id2]["protected"], true, "{peers}");
     assert!(call("opp2p_blockAddr", serde_json::json!(["10.1.2.3"])).await["error"].is_null());
     assert_eq!(call("opp2p_listBlockedAddrs", serde_json::json!([])).await["result"], serde_json::json!(["10.1.2.3"]));
+    assert!(call("opp2p_unblockAddr", serde_json::json!(["10.1.2.3"])).await["error"].is_null());
+    assert_eq!(call("opp2p_listBlockedAddrs", serde_json::json!([])).await["result"], serde_json::json!([]));
+    // Blocking 127.0.0.0/8 drops every loopback peer; unblocking lets the static ones back.
+    assert!(call("opp2p_blockSubnet", serde_json::json!(["127.0.0.0/8"])).await["error"].is_null());
+    assert_eq!(call("opp2p_listBlockedSubnets", serde_json::json!([])).await["result"], serde_json::json!(["127.0.0.0/8"]));
+    let ok = eventually(Duration::from_secs(5), || async { n(&gossip(&n1).await, "peers") == 0 }).await;
+    assert!(ok, "loopback peers still connected: {}", gossip(&n1).await);
+    assert!(call("opp2p_unblockSubnet", serde_json::json!(["127.0.0.0/8"])).await["error"].is_null());
+    let ok = eventually(Duration::from_secs(15), || async { n(&gossip(&n1).await, "peers") >= 1 }).await;
+    assert!(ok, "peers did not come back: {}", gossip(&n1).await);
+    assert_eq!(call("opp2p_blockSubnet", serde_json::json!(["127.0.0.0"])).await["error"]["code"], -32602);
     let bad = call("opp2p_blockPeer", serde_json::json!(["not-a-peer-id"])).await;
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
 
