@@ -113,7 +113,8 @@ pub struct NodeArgs {
     #[arg(long, value_enum, env = "FLASHNODE_CHAIN")]
     pub chain: Option<ChainName>,
     /// Flashblock websocket to consume (builder, rollup-boost or Base's websocket proxy);
-    /// `--chain base` and `base-sepolia` supply Base's public stream.
+    /// `--chain base` and `base-sepolia` supply Base's public stream. Optional with p2p
+    /// (`--p2p-sequencer-address`): the node then follows sealed blocks from gossip.
     #[arg(long, visible_alias = "websocket-url", env = "FLASHNODE_FLASHBLOCKS_URL")]
     pub flashblocks_url: Option<String>,
     /// JSON-RPC of the OP execution client (HTTP or WS): canonical state and proxied methods.
@@ -131,6 +132,58 @@ pub struct NodeArgs {
     /// Node flags.
     #[command(flatten)]
     pub overlay: OverlayArgs,
+    /// Consensus-layer p2p flags.
+    #[command(flatten)]
+    pub p2p: P2pArgs,
+}
+
+/// Consensus-layer p2p flags of `node` and `devnet` (block gossip, see the gossip crate).
+///
+/// A node joins the p2p network when it knows whose blocks to accept
+/// (`--p2p-sequencer-address`); a devnet publishes when given `--p2p-addr`.
+#[derive(Debug, Clone, Args)]
+pub struct P2pArgs {
+    /// Turn the p2p host off.
+    #[arg(long = "p2p-disable", env = "FLASHNODE_P2P_DISABLE")]
+    pub disable: bool,
+    /// TCP listen address of the p2p host (node default 0.0.0.0:9222, like op-node).
+    #[arg(long = "p2p-addr", env = "FLASHNODE_P2P_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Static peers (multiaddrs ending in /p2p/<peer id>, or `enr:` records, comma separated): always connected,
+    /// redialled with backoff.
+    #[arg(long = "p2p-static", value_delimiter = ',', env = "FLASHNODE_P2P_STATIC")]
+    pub static_peers: Vec<String>,
+    /// Bootnodes (multiaddrs or `enr:` records, comma separated), dialled over TCP at start-up.
+    #[arg(long = "p2p-bootnodes", value_delimiter = ',', env = "FLASHNODE_P2P_BOOTNODES")]
+    pub bootnodes: Vec<String>,
+    /// The chain's unsafe-block signer address (op-node takes it from the rollup config's
+    /// `unsafe_block_signer`); the devnet signs with its own dev key.
+    #[arg(long = "p2p-sequencer-address", env = "FLASHNODE_P2P_SEQUENCER_ADDRESS")]
+    pub sequencer_address: Option<alloy_primitives::Address>,
+    /// Node key file (hex secp256k1, created 0600 when missing); default
+    /// `<p2p-data-dir>/opnode_p2p_priv.txt`, or an ephemeral key without a data dir.
+    #[arg(long = "p2p-key-path", env = "FLASHNODE_P2P_KEY_PATH")]
+    pub key_path: Option<std::path::PathBuf>,
+    /// Directory for the node key and the durable p2p store (`p2p.redb`: recent blocks served
+    /// to alt-sync, bans); without it the store lives in memory.
+    #[arg(long = "p2p-data-dir", env = "FLASHNODE_P2P_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// How long a peer whose score falls below -100 stays banned (op-node: 1 h).
+    #[arg(long = "p2p-ban-duration", default_value = "60m", value_parser = parse_duration)]
+    pub ban_duration: Duration,
+    /// Message-id function: op-node's (with the topic) or the spec's / kona's.
+    #[arg(long = "p2p-message-id", value_enum, default_value_t = MessageIdArg::OpNode)]
+    pub message_id: MessageIdArg,
+}
+
+/// `--p2p-message-id` values.
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum MessageIdArg {
+    /// op-node: SHA-256 over domain, topic and data.
+    #[default]
+    OpNode,
+    /// Spec and kona: SHA-256 over domain and data.
+    Spec,
 }
 
 /// `flashnode dev` flags: the devnet's, the node's, and where the devnet's own RPC goes.
@@ -193,6 +246,9 @@ pub struct DevnetArgs {
     /// Send flashblocks as brotli-compressed Binary frames instead of Text JSON.
     #[arg(long)]
     pub flashblocks_brotli: bool,
+    /// Consensus-layer p2p flags (the devnet signs and publishes its blocks).
+    #[command(flatten)]
+    pub p2p: P2pArgs,
 }
 
 /// Parses `2s`, `200ms`, `1.5s` or a bare number of milliseconds.

@@ -75,6 +75,7 @@ pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let devnet = Devnet::spawn(devnet_config(&args), cancel.clone()).await.context("starting the devnet")?;
     print_banner(&devnet, "flashnode devnet", None);
+    let _p2p = crate::p2p::start_for_devnet(&args.p2p, &devnet, cancel.clone()).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
@@ -94,17 +95,19 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     };
     let source = flashnode_devnet::source::DevnetSource::new(devnet.shared.clone());
     let parts = crate::node::start_node(
-        format!("ws://{ws}/ws"),
+        Some(format!("ws://{ws}/ws")),
         flashnode_exec::ChainConfig::devnet(args.devnet.chain_id),
         std::sync::Arc::new(source),
         &format!("http://{devnet_rpc}"),
         args.devnet.rpc_addr,
         args.devnet.flashblocks_addr,
         &args.overlay,
+        None,
         cancel.clone(),
     )
     .await?;
     print_banner(&devnet, "flashnode dev", Some((parts.rpc_addr, parts.fanout_addr)));
+    let _p2p = crate::p2p::start_for_devnet(&args.devnet.p2p, &devnet, cancel.clone()).await?;
     shutdown_signal().await;
     parts.shutdown(cancel, args.overlay.shutdown_timeout).await;
     Ok(())

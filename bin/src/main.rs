@@ -5,6 +5,7 @@ mod config;
 mod dev;
 mod http;
 mod node;
+mod p2p;
 mod presets;
 mod status;
 

@@ -79,32 +79,44 @@ impl NodeParts {
 
 /// Starts the stream client, the overlay and the RPC.
 pub async fn start_node(
-    flashblocks_url: String,
+    flashblocks_url: Option<String>,
     chain: ChainConfig,
     source: Arc<dyn StateSource>,
     upstream_url: &str,
     rpc_addr: SocketAddr,
     fanout_addr: SocketAddr,
     args: &OverlayArgs,
+    gossip: Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>,
     cancel: CancellationToken,
 ) -> anyhow::Result<NodeParts> {
     let recorder = match args.metrics_addr {
         Some(_) => Some(crate::http::install_recorder()?),
         None => None,
     };
-    let mut stream_config = StreamConfig::new(flashblocks_url.clone());
-    stream_config.silence_timeout = args.stream_silence_timeout;
-    stream_config.ping_interval = args.stream_ping_interval;
-    stream_config.max_frame_bytes = args.max_frame_bytes;
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     // Ingest (stream reader, sequencing, re-execution) gets its own thread and runtime, so the
     // kernel shares the CPU between ingest and serving instead of thousands of fan-out tasks
     // queueing ahead of ingest on one runtime (at 10,000 subscribers that made frames stale).
     let ingest = IngestRuntime::new()?;
     let in_ingest = ingest.enter();
-    tokio::spawn(
-        run_stream(stream_config, tx, cancel.clone()).instrument(info_span!("stream", url = %flashblocks_url)),
-    );
+    match flashblocks_url {
+        Some(url) => {
+            let mut stream_config = StreamConfig::new(url.clone());
+            stream_config.silence_timeout = args.stream_silence_timeout;
+            stream_config.ping_interval = args.stream_ping_interval;
+            stream_config.max_frame_bytes = args.max_frame_bytes;
+            tokio::spawn(run_stream(stream_config, tx, cancel.clone()).instrument(info_span!("stream", %url)));
+        }
+        None => {
+            // No flashblock stream (p2p only): the overlay follows gossiped blocks; the sender
+            // lives until shutdown so the overlay does not take a closed stream for an exit.
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                drop(tx);
+            });
+        }
+    }
     let overlay = flashnode_overlay::spawn(
         OverlayConfig {
             chain,
@@ -145,7 +157,7 @@ pub async fn start_node(
     let fanout_addr = flashnode_rpc::fanout::serve(fanout, overlay.clone(), serving.clone())
         .await
         .context("starting the flashblock fan-out")?;
-    let rpc = flashnode_rpc::serve(RpcContext { overlay, upstream, config }, serving.clone())
+    let rpc = flashnode_rpc::serve(RpcContext { overlay, upstream, config, gossip }, serving.clone())
         .await
         .context("starting the RPC server")?;
     Ok(NodeParts { rpc_addr: rpc.addr, fanout_addr, rpc, serving, _ingest: ingest })
@@ -179,24 +191,30 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         None => ChainPreset::by_chain_id(chain_id),
     };
     let chain = preset.map(|p| p.chain).unwrap_or_else(|| ChainConfig::devnet(chain_id));
-    let flashblocks_url = args
-        .flashblocks_url
-        .clone()
-        .context("no flashblock stream: set --flashblocks-url (or a --chain preset that has a public one)")?;
+    let (source, gossip) = crate::p2p::wrap_source(&args.p2p, Arc::new(source), cancel.clone()).await?;
+    // Without a stream a node with p2p still serves 2 s blocks from gossip and the upstream.
+    let flashblocks_url = match args.flashblocks_url.clone() {
+        Some(url) => Some(url),
+        None if gossip.is_some() => None,
+        None => anyhow::bail!(
+            "no flashblock stream: set --flashblocks-url (or a --chain preset that has a public one), or join the p2p network with --p2p-sequencer-address"
+        ),
+    };
     let parts = start_node(
         flashblocks_url.clone(),
         chain,
-        Arc::new(source),
+        source,
         &args.upstream_rpc,
         args.rpc_addr,
         args.flashblocks_addr,
         &args.overlay,
+        gossip,
         cancel.clone(),
     )
     .await?;
     println!(
         "flashnode node\n\nFlashblock-aware RPC: http://{addr}  (ws://{addr})\nFlashblock fan-out:   ws://{fanout}/ws\nFlashblock stream:    {}\nUpstream RPC:         {}\n",
-        flashblocks_url,
+        flashblocks_url.as_deref().unwrap_or("none (sealed blocks from p2p gossip only)"),
         args.upstream_rpc,
         addr = parts.rpc_addr,
         fanout = parts.fanout_addr

@@ -624,11 +624,16 @@ impl Task {
             return;
         }
         // Receipts, not only hashes: a tx at the same position with other logs diverged too.
+        // A block announced from p2p gossip carries no receipts: compare hashes only.
+        let with_receipts = sealed.receipts.len() == sealed.tx_hashes.len();
         let first_dropped = pending
             .txs
             .iter()
-            .zip(sealed.tx_hashes.iter().zip(sealed.receipts.iter()))
-            .position(|(ours, (hash, receipt))| ours.hash != *hash || ours.receipt != *receipt)
+            .zip(sealed.tx_hashes.iter())
+            .enumerate()
+            .position(|(i, (ours, hash))| {
+                ours.hash != *hash || (with_receipts && sealed.receipts.get(i).is_some_and(|r| ours.receipt != *r))
+            })
             .unwrap_or(pending.txs.len().min(sealed.tx_hashes.len()));
         let sealed_hashes: HashSet<B256> = sealed.tx_hashes.iter().copied().collect();
         let dropped = pending.txs[first_dropped..].iter().filter(|t| !sealed_hashes.contains(&t.hash)).count();

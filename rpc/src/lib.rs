@@ -3,6 +3,7 @@
 //! execution client unchanged. Knows nothing of libp2p or of how flashblocks arrive.
 
 pub mod fanout;
+pub mod p2p;
 pub mod rpc_metrics;
 mod proxy;
 mod pending;
@@ -62,6 +63,8 @@ pub struct RpcContext {
     pub upstream: Upstream,
     /// Settings.
     pub config: RpcConfig,
+    /// The p2p host's counters for `flashnode_status` (None when p2p is off).
+    pub gossip: Option<std::sync::Arc<dyn p2p::GossipStatusSource>>,
 }
 
 /// A running RPC server.
@@ -142,6 +145,7 @@ pub fn module(ctx: RpcContext) -> RpcModule<RpcContext> {
     let mut m = RpcModule::new(ctx);
     pending::register(&mut m);
     subscriptions::register(&mut m);
+    p2p::register(&mut m);
     proxy::register(&mut m);
     m
 }

@@ -82,7 +82,11 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         Ok(vec!["flashblocksv1"])
     })
     .expect("unique");
-    m.register_method("flashnode_status", |_, ctx, _| -> RpcResult<Value> { to_json(ctx.overlay.status()) })
+    m.register_method("flashnode_status", |_, ctx, _| -> RpcResult<Value> {
+        let mut status = to_json(ctx.overlay.status())?;
+        crate::p2p::extend_status(ctx.gossip.as_deref(), &mut status);
+        Ok(status)
+    })
         .expect("unique");
 
     m.register_async_method("eth_getTransactionReceipt", |p, ctx, _| async move {

@@ -1,0 +1,308 @@
+//! Alt-sync: the `payload_by_number` request/response protocol of the OP-stack p2p spec
+//! ("Req-Resp", `rollup-node-p2p.md`) and op-node (`op-node/p2p/sync.go`).
+//!
+//! - Protocol ids: op-node `/opstack/req/payload_by_number/<chainId>/0` and the spec's and
+//!   kona's `/opstack/req/payload_by_number/<chainId>/0/`; both are served and spoken.
+//! - Request: the block number as a u64 little-endian; the client then closes its side.
+//! - Response: one result byte (0 ok, 1 not found, 2 invalid request, 3 unknown), then for
+//!   ok a u32 little-endian version (0 payload, 1 Ecotone envelope with the beacon root,
+//!   2 Isthmus envelope) and the snappy *framed* SSZ until EOF, read up to 10 MiB.
+//! - Limits (op-node): the whole exchange times out after 10 s; the server allows 20 req/s
+//!   with a burst of 40 overall and 4 req/s with a burst of 15 per peer.
+
+use crate::{codec::BlockVersion, config::params};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::{request_response, StreamProtocol};
+use std::{
+    collections::HashMap,
+    io,
+    time::{Duration, Instant},
+};
+
+/// Timeout of one request/response exchange (op-node: read and write 10 s each).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Server-wide rate: requests per second.
+pub const GLOBAL_RATE: f64 = 20.0;
+/// Server-wide burst.
+pub const GLOBAL_BURST: f64 = 40.0;
+/// Per-peer rate: requests per second.
+pub const PEER_RATE: f64 = 4.0;
+/// Per-peer burst.
+pub const PEER_BURST: f64 = 15.0;
+/// Peers with a rate-limit bucket (op-node keeps an LRU of 1000).
+pub const PEER_BUCKETS: usize = 1000;
+
+/// Result byte: the payload follows.
+pub const RESULT_OK: u8 = 0;
+/// Result byte: no such block.
+pub const RESULT_NOT_FOUND: u8 = 1;
+/// Result byte: the request is invalid.
+pub const RESULT_INVALID: u8 = 2;
+/// Result byte: any other error.
+pub const RESULT_UNKNOWN: u8 = 3;
+
+/// Both protocol ids for `chain_id`: op-node's first, then the spec's (trailing slash).
+pub fn protocols(chain_id: u64) -> Vec<StreamProtocol> {
+    let base = format!("/opstack/req/payload_by_number/{chain_id}/0");
+    [base.clone(), format!("{base}/")]
+        .into_iter()
+        .filter_map(|p| StreamProtocol::try_from_owned(p).ok())
+        .collect()
+}
+
+/// The response version byte of a gossip version.
+pub fn response_version(v: BlockVersion) -> u32 {
+    match v {
+        BlockVersion::V1 | BlockVersion::V2 => 0,
+        BlockVersion::V3 => 1,
+        BlockVersion::V4 => 2,
+    }
+}
+
+/// A `payload_by_number` response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PayloadResponse {
+    /// The block: version and `[beacon root ++] SSZ(payload)`.
+    Ok {
+        /// Response version (see [`response_version`]).
+        version: u32,
+        /// Payload bytes, decompressed.
+        payload: Vec<u8>,
+    },
+    /// A non-zero result byte.
+    Err(u8),
+}
+
+/// The wire codec of `payload_by_number`.
+#[derive(Clone, Debug, Default)]
+pub struct PayloadByNumberCodec;
+
+fn too_large() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "payload_by_number response larger than 10 MiB")
+}
+
+impl request_response::Codec for PayloadByNumberCodec {
+    type Protocol = StreamProtocol;
+    type Request = u64;
+    type Response = PayloadResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<u64>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let mut buf = [0u8; 8];
+        io.read_exact(&mut buf).await?;
+        Ok(u64::from_le_bytes(buf))
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<PayloadResponse>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let mut result = [0u8; 1];
+        io.read_exact(&mut result).await?;
+        if result[0] != RESULT_OK {
+            return Ok(PayloadResponse::Err(result[0]));
+        }
+        let mut version = [0u8; 4];
+        io.read_exact(&mut version).await?;
+        let mut framed = Vec::new();
+        io.take(params::MAX_GOSSIP_SIZE as u64 + 1).read_to_end(&mut framed).await?;
+        if framed.len() > params::MAX_GOSSIP_SIZE {
+            return Err(too_large());
+        }
+        let mut payload = Vec::new();
+        let decoder = snap::read::FrameDecoder::new(framed.as_slice());
+        std::io::Read::read_to_end(&mut std::io::Read::take(decoder, params::MAX_GOSSIP_SIZE as u64 + 1), &mut payload)?;
+        if payload.len() > params::MAX_GOSSIP_SIZE {
+            return Err(too_large());
+        }
+        Ok(PayloadResponse::Ok { version: u32::from_le_bytes(version), payload })
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: u64) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&req.to_le_bytes()).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: PayloadResponse) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        match res {
+            PayloadResponse::Err(code) => io.write_all(&[code]).await?,
+            PayloadResponse::Ok { version, payload } => {
+                let mut framed = snap::write::FrameEncoder::new(Vec::with_capacity(payload.len() / 2 + 64));
+                std::io::Write::write_all(&mut framed, &payload)?;
+                let framed = framed.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
+                io.write_all(&[RESULT_OK]).await?;
+                io.write_all(&version.to_le_bytes()).await?;
+                io.write_all(&framed).await?;
+            }
+        }
+        io.close().await
+    }
+}
+
+/// A token bucket.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket refilled at `rate` per second up to `burst`.
+    pub fn new(rate: f64, burst: f64) -> Self {
+        Self { rate, burst, tokens: burst, at: Instant::now() }
+    }
+
+    /// Takes a token if one is available.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The server's global and per-peer rate limits.
+#[derive(Debug)]
+pub struct RateLimits {
+    global: Bucket,
+    peers: HashMap<libp2p::PeerId, Bucket>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self { global: Bucket::new(GLOBAL_RATE, GLOBAL_BURST), peers: HashMap::new() }
+    }
+}
+
+impl RateLimits {
+    /// Whether a request from `peer` may be served now. The per-peer bucket is checked first
+    /// so one flooding peer cannot drain the global budget of the others.
+    pub fn allow(&mut self, peer: &libp2p::PeerId, now: Instant) -> bool {
+        if !self.peers.contains_key(peer) && self.peers.len() >= PEER_BUCKETS {
+            // Forget the fullest (idlest) bucket: bounded memory.
+            let idle = self.peers.iter().max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens)).map(|(p, _)| *p);
+            if let Some(p) = idle {
+                self.peers.remove(&p);
+            }
+        }
+        let bucket = self.peers.entry(*peer).or_insert_with(|| Bucket::new(PEER_RATE, PEER_BURST));
+        bucket.take(now) && self.global.take(now)
+    }
+}
+
+/// The payload bytes (`[beacon root ++] SSZ`) of a gossip message: what the store keeps and
+/// alt-sync serves.
+pub fn payload_bytes(wire: &[u8]) -> Option<Vec<u8>> {
+    let raw = snap::raw::Decoder::new().decompress_vec(wire).ok()?;
+    (raw.len() > 65).then(|| raw[65..].to_vec())
+}
+
+/// Decodes an alt-sync answer and checks its version rules and block hash. Version 0 is
+/// tried as v2 (Canyon) then v1: without the rollup config the timestamp cannot tell.
+pub fn decode_response(version: u32, payload: &[u8]) -> Result<crate::VerifiedBlock, &'static str> {
+    let candidates: &[BlockVersion] = match version {
+        0 => &[BlockVersion::V2, BlockVersion::V1],
+        1 => &[BlockVersion::V3],
+        2 => &[BlockVersion::V4],
+        _ => return Err("version"),
+    };
+    // Reuse the gossip decoder: an all-zero signature in front (alt-sync answers are not
+    // signed; they are trusted through the hash chain instead).
+    let mut raw = vec![0u8; 65];
+    raw.extend_from_slice(payload);
+    let wire = snap::raw::Encoder::new().compress_vec(&raw).map_err(|_| "decode")?;
+    let mut err = "decode";
+    for v in candidates {
+        match crate::codec::decode(*v, &wire) {
+            Ok(env) => match crate::validate::rebuild(*v, env, wire.clone()) {
+                Ok(b) => return Ok(b),
+                Err(e) => err = e,
+            },
+            Err(_) => err = "decode",
+        }
+    }
+    Err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::request_response::Codec;
+
+    #[test]
+    fn stored_payload_decodes_as_an_altsync_answer() {
+        let (block, hash) = crate::codec::tests::test_block(9, 1_700_000_000);
+        let signed = crate::codec::sign_block(&block, hash, 901, &crate::codec::tests::test_signer()).unwrap();
+        let payload = payload_bytes(&signed.wire).unwrap();
+        let got = decode_response(response_version(signed.version), &payload).unwrap();
+        assert_eq!(got.hash, hash);
+        assert_eq!(got.number(), 9);
+        let mut bad = payload.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(decode_response(2, &bad).is_err());
+        assert_eq!(decode_response(9, &payload).unwrap_err(), "version");
+    }
+
+    #[test]
+    fn protocol_ids_with_and_without_slash() {
+        let p = protocols(901);
+        assert_eq!(p[0].as_ref(), "/opstack/req/payload_by_number/901/0");
+        assert_eq!(p[1].as_ref(), "/opstack/req/payload_by_number/901/0/");
+    }
+
+    #[test]
+    fn wire_roundtrip() {
+        futures::executor::block_on(async {
+            let proto = protocols(1)[0].clone();
+            let mut c = PayloadByNumberCodec;
+            let mut buf = Vec::new();
+            c.write_request(&proto, &mut futures::io::Cursor::new(&mut buf), 42).await.unwrap();
+            assert_eq!(buf, 42u64.to_le_bytes());
+            assert_eq!(c.read_request(&proto, &mut buf.as_slice()).await.unwrap(), 42);
+            let res = PayloadResponse::Ok { version: 2, payload: vec![7; 5000] };
+            let mut buf = Vec::new();
+            c.write_response(&proto, &mut futures::io::Cursor::new(&mut buf), res.clone()).await.unwrap();
+            assert_eq!(buf[0], 0);
+            assert_eq!(&buf[1..5], &2u32.to_le_bytes());
+            // Snappy framing starts with the stream identifier chunk.
+            assert_eq!(&buf[5..9], &[0xff, 0x06, 0x00, 0x00]);
+            assert_eq!(c.read_response(&proto, &mut buf.as_slice()).await.unwrap(), res);
+            let mut buf = Vec::new();
+            c.write_response(&proto, &mut futures::io::Cursor::new(&mut buf), PayloadResponse::Err(RESULT_NOT_FOUND)).await.unwrap();
+            assert_eq!(buf, vec![1]);
+            assert_eq!(c.read_response(&proto, &mut buf.as_slice()).await.unwrap(), PayloadResponse::Err(1));
+        });
+    }
+
+    #[test]
+    fn rate_limits_per_peer_and_global() {
+        let mut rl = RateLimits::default();
+        let now = Instant::now();
+        let a = libp2p::PeerId::random();
+        let served = (0..100).filter(|_| rl.allow(&a, now)).count();
+        assert_eq!(served, PEER_BURST as usize, "a burst of 15 per peer");
+        // Other peers share the remaining global burst of 40.
+        let served: usize = (0..10).map(|_| libp2p::PeerId::random()).map(|p| (0..100).filter(|_| rl.allow(&p, now)).count()).sum();
+        assert_eq!(served, (GLOBAL_BURST - PEER_BURST) as usize);
+        // One second later the global bucket has 20 more tokens.
+        let later = now + Duration::from_secs(1);
+        let b = libp2p::PeerId::random();
+        assert_eq!((0..100).filter(|_| rl.allow(&b, later)).count(), PEER_BURST as usize);
+    }
+}

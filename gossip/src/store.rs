@@ -1,0 +1,194 @@
+//! The durable p2p store (redb, copy-on-write B-trees with atomic commits, so a `kill -9`
+//! leaves either the old or the new state): recent sealed blocks to serve alt-sync after a
+//! restart, and the peer book of bans.
+
+use crate::codec::BlockVersion;
+use alloy_primitives::B256;
+use libp2p::PeerId;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::path::Path;
+
+/// Blocks by number: `version(1) ++ hash(32) ++ payload bytes ([beacon root ++] SSZ)`.
+const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
+/// Banned peers: peer id bytes → ban expiry (unix seconds).
+const BANS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("bans");
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("p2p store: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored record does not parse.
+    #[error("p2p store: corrupt record for block {0}")]
+    Corrupt(u64),
+}
+
+macro_rules! db {
+    ($e:expr) => {
+        $e.map_err(|e| StoreError::Db(e.into()))
+    };
+}
+
+/// A stored block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlock {
+    /// Number.
+    pub number: u64,
+    /// Gossip version.
+    pub version: BlockVersion,
+    /// Block hash.
+    pub hash: B256,
+    /// `[parentBeaconBlockRoot ++] SSZ(payload)`: the gossip payload without the signature.
+    pub payload: Vec<u8>,
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    retain: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, keeping the latest `retain` blocks.
+    pub fn open(path: &Path, retain: u64) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
+        }
+        Self::init(db!(Database::create(path))?, retain)
+    }
+
+    /// A store in memory (nothing survives a restart).
+    pub fn in_memory(retain: u64) -> Result<Self, StoreError> {
+        Self::init(db!(Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()))?, retain)
+    }
+
+    fn init(db: Database, retain: u64) -> Result<Self, StoreError> {
+        let tx = db!(db.begin_write())?;
+        db!(tx.open_table(BLOCKS))?;
+        db!(tx.open_table(BANS))?;
+        db!(tx.commit())?;
+        Ok(Self { db, retain: retain.max(1) })
+    }
+
+    /// Stores a block (replacing one at the same number) and prunes old ones.
+    pub fn put_block(&self, block: &StoredBlock) -> Result<(), StoreError> {
+        let mut value = Vec::with_capacity(33 + block.payload.len());
+        value.push(block.version.index());
+        value.extend_from_slice(block.hash.as_slice());
+        value.extend_from_slice(&block.payload);
+        let tx = db!(self.db.begin_write())?;
+        {
+            let mut t = db!(tx.open_table(BLOCKS))?;
+            db!(t.insert(block.number, value.as_slice()))?;
+            let highest = db!(t.last())?.map(|(k, _)| k.value()).unwrap_or(block.number);
+            let floor = highest.saturating_sub(self.retain - 1);
+            db!(t.retain_in(..floor, |_, _| false))?;
+        }
+        db!(tx.commit())
+    }
+
+    /// A block by number.
+    pub fn block(&self, number: u64) -> Result<Option<StoredBlock>, StoreError> {
+        let tx = db!(self.db.begin_read())?;
+        let t = db!(tx.open_table(BLOCKS))?;
+        let Some(v) = db!(t.get(number))? else { return Ok(None) };
+        let v = v.value();
+        if v.len() < 33 {
+            return Err(StoreError::Corrupt(number));
+        }
+        let version = *BlockVersion::ALL.get(v[0] as usize).ok_or(StoreError::Corrupt(number))?;
+        Ok(Some(StoredBlock { number, version, hash: B256::from_slice(&v[1..33]), payload: v[33..].to_vec() }))
+    }
+
+    /// Lowest and highest stored block numbers.
+    pub fn range(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let tx = db!(self.db.begin_read())?;
+        let t = db!(tx.open_table(BLOCKS))?;
+        let first = db!(t.first())?.map(|(k, _)| k.value());
+        let last = db!(t.last())?.map(|(k, _)| k.value());
+        Ok(first.zip(last))
+    }
+
+    /// Number of stored blocks.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let tx = db!(self.db.begin_read())?;
+        let t = db!(tx.open_table(BLOCKS))?;
+        db!(t.len())
+    }
+
+    /// Whether a block is stored.
+    pub fn has(&self, number: u64) -> Result<bool, StoreError> {
+        let tx = db!(self.db.begin_read())?;
+        let t = db!(tx.open_table(BLOCKS))?;
+        Ok(db!(t.get(number))?.is_some())
+    }
+
+    /// Bans `peer` until `until` (unix seconds).
+    pub fn ban(&self, peer: &PeerId, until: u64) -> Result<(), StoreError> {
+        let tx = db!(self.db.begin_write())?;
+        {
+            let mut t = db!(tx.open_table(BANS))?;
+            db!(t.insert(peer.to_bytes().as_slice(), until))?;
+        }
+        db!(tx.commit())
+    }
+
+    /// Lifts a ban.
+    pub fn unban(&self, peer: &PeerId) -> Result<(), StoreError> {
+        let tx = db!(self.db.begin_write())?;
+        {
+            let mut t = db!(tx.open_table(BANS))?;
+            db!(t.remove(peer.to_bytes().as_slice()))?;
+        }
+        db!(tx.commit())
+    }
+
+    /// Bans still in force at `now`, with their expiry.
+    pub fn bans(&self, now: u64) -> Result<Vec<(PeerId, u64)>, StoreError> {
+        let tx = db!(self.db.begin_read())?;
+        let t = db!(tx.open_table(BANS))?;
+        let mut out = Vec::new();
+        for row in db!(t.iter())? {
+            let (k, v) = db!(row)?;
+            if let (Ok(peer), until) = (PeerId::from_bytes(k.value()), v.value()) {
+                if until > now {
+                    out.push((peer, until));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(n: u64) -> StoredBlock {
+        StoredBlock { number: n, version: BlockVersion::V4, hash: B256::repeat_byte(n as u8), payload: vec![n as u8; 100] }
+    }
+
+    #[test]
+    fn blocks_and_bans_survive_reopen_and_old_blocks_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p2p.redb");
+        let peer = PeerId::random();
+        {
+            let s = Store::open(&path, 3).unwrap();
+            for n in 1..=5 {
+                s.put_block(&block(n)).unwrap();
+            }
+            s.ban(&peer, 2_000).unwrap();
+        }
+        let s = Store::open(&path, 3).unwrap();
+        assert_eq!(s.range().unwrap(), Some((3, 5)));
+        assert_eq!(s.block(4).unwrap(), Some(block(4)));
+        assert_eq!(s.block(2).unwrap(), None);
+        assert_eq!(s.bans(1_000).unwrap(), vec![(peer, 2_000)]);
+        assert!(s.bans(3_000).unwrap().is_empty(), "expired bans are not in force");
+        s.unban(&peer).unwrap();
+        assert!(s.bans(1_000).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,237 @@
+//! Consensus-layer block gossip across processes on 127.0.0.1: `flashnode devnet` signs and
+//! publishes every sealed block; three `flashnode node`s in a small mesh (devnet - n1 - n2,
+//! n1 - n3 - n2) receive every block, forwarded by their peers; a node that polls its
+//! execution client only every 30 s still follows the chain and promotes its
+//! preconfirmations, because gossiped blocks drive its canonical tracking.
+
+use alloy_provider::Provider;
+use flashnode_tests::{eventually, free_port, start, start_node, status, Proc, Running};
+use std::time::Duration;
+
+/// Address of the devnet's dev unsafe-block signer (`DEV_UNSAFE_BLOCK_SIGNER_KEY`).
+const DEV_SIGNER: &str = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720";
+
+/// The `p2p: <multiaddr>` line a process prints at start-up.
+async fn p2p_addr(r: &Running) -> String {
+    let mut found = None;
+    let ok = eventually(Duration::from_secs(10), || {
+        found = r.proc.output().lines().find_map(|l| l.strip_prefix("p2p: ").map(str::to_string));
+        let done = found.is_some();
+        async move { done }
+    })
+    .await;
+    assert!(ok, "no p2p address printed:\n{}", r.proc.output());
+    found.unwrap_or_default()
+}
+
+async fn gossip(r: &Running) -> serde_json::Value {
+    status(&r.rpc).await["gossip"].clone()
+}
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_default()
+}
+
+async fn node(devnet: &Running, peers: &[&str], extra: &[&str]) -> Running {
+    // Port 0: the node prints the address it bound (fewer free-port races with other tests).
+    let addr = "127.0.0.1:0".to_string();
+    let statics = peers.join(",");
+    let mut args = vec!["--p2p-addr", &addr, "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &statics];
+    args.extend_from_slice(extra);
+    start_node(&devnet.ws, &devnet.rpc, &args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_blocks_reach_every_node_of_a_mesh() {
+    let devnet_p2p = "127.0.0.1:0".to_string();
+    let devnet = start("devnet", &["--block-time", "1s", "--p2p-addr", &devnet_p2p]).await;
+    let d = p2p_addr(&devnet).await;
+    assert!(devnet.proc.output().contains(&format!("p2p unsafe-block signer: {DEV_SIGNER}")), "{}", devnet.proc.output());
+
+    let n1 = node(&devnet, &[&d], &[]).await;
+    let a1 = p2p_addr(&n1).await;
+    let n2 = node(&devnet, &[&a1], &[]).await;
+    let a2 = p2p_addr(&n2).await;
+    // n3 polls its execution client rarely: only gossip can move its tip every second.
+    let n3 = node(&devnet, &[&a1, &a2], &["--upstream-poll-interval", "30s"]).await;
+    let nodes = [&n1, &n2, &n3];
+
+    // Everyone accepts blocks (n2 and n3 only through n1's and each other's forwarding).
+    for (i, r) in nodes.iter().enumerate() {
+        let ok = eventually(Duration::from_secs(20), || async { n(&gossip(r).await, "accepted") >= 2 }).await;
+        assert!(ok, "node {} accepted no gossip: {}\n{}", i + 1, gossip(r).await, r.proc.output());
+    }
+    let before: Vec<serde_json::Value> = futures::future::join_all(nodes.iter().map(|r| gossip(r))).await;
+    let target = before.iter().map(|g| n(g, "highestBlock")).max().unwrap_or_default() + 4;
+    for (i, r) in nodes.iter().enumerate() {
+        let ok = eventually(Duration::from_secs(15), || async { n(&gossip(r).await, "highestBlock") >= target }).await;
+        assert!(ok, "node {} stalled below {target}: {}", i + 1, gossip(r).await);
+    }
+    // Give the last block time to settle everywhere, then compare: no block was missed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (i, r) in nodes.iter().enumerate() {
+        let after = gossip(r).await;
+        let (b, a) = (&before[i], &after);
+        assert_eq!(
+            n(a, "accepted") - n(b, "accepted"),
+            n(a, "highestBlock") - n(b, "highestBlock"),
+            "node {} missed or doubled blocks: {b} -> {a}",
+            i + 1
+        );
+        assert_eq!(n(a, "rejected"), 0, "node {}: {a}", i + 1);
+        assert!(n(a, "peers") >= 1);
+    }
+
+    // n3's canonical tip follows gossip although it polls its upstream every 30 s, and the
+    // preconfirmations it served were promoted against the gossiped blocks.
+    let s3 = status(&n3.rpc).await;
+    let tip = s3["canonicalTip"].as_u64().unwrap_or_default();
+    assert!(tip + 2 >= target, "n3 tip {tip} behind gossip {target}: {s3}");
+    let ok = eventually(Duration::from_secs(10), || async { status(&n3.rpc).await["promoted"].as_u64().unwrap_or_default() >= 2 }).await;
+    assert!(ok, "n3 promoted nothing: {}", status(&n3.rpc).await);
+
+    // A node without any flashblock stream follows the chain from gossip alone.
+    let rpc_port = free_port();
+    let args: Vec<String> = [
+        "node", "--upstream-rpc", &devnet.rpc, "--upstream-poll-interval", "30s",
+        "--rpc-addr", &format!("127.0.0.1:{rpc_port}"), "--flashblocks-addr", &format!("127.0.0.1:{}", free_port()),
+        "--p2p-addr", "127.0.0.1:0", "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &a1,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let n4 = Running { proc: Proc::flashnode(&args), rpc: format!("http://127.0.0.1:{rpc_port}"), ws: String::new() };
+    let tip = |s: serde_json::Value| s["canonicalTip"].as_u64().unwrap_or_default();
+    let provider = n4.provider();
+    let up = eventually(Duration::from_secs(15), || async { provider.get_chain_id().await.is_ok() }).await;
+    assert!(up, "the stream-less node did not answer:\n{}", n4.proc.output());
+    let ok = eventually(Duration::from_secs(15), || async { tip(status(&n4.rpc).await) > 0 }).await;
+    assert!(ok, "the stream-less node did not start:\n{}", n4.proc.output());
+    let first = tip(status(&n4.rpc).await);
+    let ok = eventually(Duration::from_secs(10), || async { tip(status(&n4.rpc).await) >= first + 3 }).await;
+    assert!(ok, "the stream-less node did not follow gossip: {}\n{}", status(&n4.rpc).await, n4.proc.output());
+    assert!(n4.proc.output().contains("none (sealed blocks from p2p gossip only)"));
+}
+
+/// Blocks a node misses while it is down.
+const KILLED_BLOCKS: u64 = 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_catches_up_by_altsync_from_its_peers_stores() {
+    let devnet_p2p = "127.0.0.1:0".to_string();
+    let devnet = start("devnet", &["--block-time", "1s", "--p2p-addr", &devnet_p2p]).await;
+    let d = p2p_addr(&devnet).await;
+    let n1 = node(&devnet, &[&d], &[]).await;
+    let a1 = p2p_addr(&n1).await;
+    let dir = std::env::temp_dir().join(format!("flashnode-gossip-{}-{}", std::process::id(), free_port()));
+    let addr = "127.0.0.1:0".to_string();
+    let statics = format!("{d},{a1}");
+    let data_dir = dir.display().to_string();
+    let args = ["--p2p-addr", &addr, "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &statics, "--p2p-data-dir", &data_dir];
+    let mut n2 = start_node(&devnet.ws, &devnet.rpc, &args).await;
+    let id_before = p2p_addr(&n2).await;
+    let ok = eventually(Duration::from_secs(20), || async { n(&gossip(&n2).await, "accepted") >= 2 }).await;
+    assert!(ok, "n2 accepted no gossip: {}\n{}", gossip(&n2).await, n2.proc.output());
+    let at_kill = n(&gossip(&n2).await, "storedHigh");
+    n2.proc.kill();
+
+    let ok = eventually(Duration::from_secs(KILLED_BLOCKS + 20), || async {
+        n(&gossip(&n1).await, "highestBlock") >= at_kill + KILLED_BLOCKS
+    })
+    .await;
+    assert!(ok, "the chain did not advance while n2 was down: {}", gossip(&n1).await);
+
+    let n2 = start_node(&devnet.ws, &devnet.rpc, &args).await;
+    let peer_id = |a: &str| a.rsplit('/').next().unwrap_or_default().to_string();
+    assert_eq!(peer_id(&p2p_addr(&n2).await), peer_id(&id_before), "the node key survived kill -9");
+    // The first gossiped block reveals the gap; alt-sync fills it from the devnet's and n1's
+    // stores, and the store is contiguous from before the kill to the tip.
+    let ok = eventually(Duration::from_secs(30), || async {
+        let g = gossip(&n2).await;
+        n(&g, "altsyncFilled") >= KILLED_BLOCKS - 1
+            && n(&g, "altsyncMissing") == 0
+            && n(&g, "storedCount") == n(&g, "storedHigh") - n(&g, "storedLow") + 1
+            && n(&g, "storedLow") <= at_kill
+    })
+    .await;
+    assert!(ok, "n2 did not catch up: {}\n{}", gossip(&n2).await, n2.proc.output());
+    // ...then it follows gossip again.
+    let high = n(&gossip(&n2).await, "highestBlock");
+    let ok = eventually(Duration::from_secs(10), || async { n(&gossip(&n2).await, "highestBlock") >= high + 2 }).await;
+    assert!(ok, "n2 stopped following gossip: {}", gossip(&n2).await);
+    let g = gossip(&n2).await;
+    assert_eq!(n(&g, "storedCount"), n(&g, "storedHigh") - n(&g, "storedLow") + 1, "no holes: {g}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opp2p_admin_namespace_and_gossip_metrics() {
+    use flashnode_tests::{metric, raw_rpc, scrape};
+    let devnet_p2p = "127.0.0.1:0".to_string();
+    let devnet = start("devnet", &["--block-time", "1s", "--p2p-addr", &devnet_p2p]).await;
+    let d = p2p_addr(&devnet).await;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let n1 = node(&devnet, &[&d], &["--metrics-addr", &metrics_addr]).await;
+    let a1 = p2p_addr(&n1).await;
+    let n2 = node(&devnet, &[&a1], &[]).await;
+    let id2 = p2p_addr(&n2).await.rsplit('/').next().unwrap_or_default().to_string();
+    let call = |m: &'static str, p: serde_json::Value| {
+        let rpc = n1.rpc.clone();
+        async move { raw_rpc(&rpc, m, p).await }
+    };
+
+    let me = call("opp2p_self", serde_json::json!([])).await;
+    assert!(a1.ends_with(me["result"]["peerID"].as_str().unwrap_or("?")), "{me}");
+    assert_eq!(me["result"]["chainID"], 901);
+    let ok = eventually(Duration::from_secs(15), || async {
+        call("opp2p_peers", serde_json::json!([true])).await["result"]["totalConnected"].as_u64() == Some(2)
+    })
+    .await;
+    assert!(ok, "n1 should see the devnet and n2: {}", call("opp2p_peers", serde_json::json!([true])).await);
+    let peers = call("opp2p_peers", serde_json::json!([true])).await;
+    let p2 = &peers["result"]["peers"][&id2];
+    assert_eq!(p2["connectedness"], "connected", "{peers}");
+    assert_eq!(p2["direction"], "inbound", "{peers}");
+    let stats = call("opp2p_peerStats", serde_json::json!([])).await;
+    assert_eq!(stats["result"]["connected"], 2, "{stats}");
+    assert!(stats["result"]["blocksTopicV4"].as_u64().unwrap_or_default() >= 1, "{stats}");
+
+    // Block n2: it is disconnected, listed, and stays out until unblocked.
+    assert!(call("opp2p_blockPeer", serde_json::json!([id2])).await["error"].is_null());
+    let listed = call("opp2p_listBlockedPeers", serde_json::json!([])).await;
+    assert_eq!(listed["result"], serde_json::json!([id2]), "{listed}");
+    let ok = eventually(Duration::from_secs(5), || async { n(&gossip(&n2).await, "peers") == 0 }).await;
+    assert!(ok, "n2 still connected: {}", gossip(&n2).await);
+    assert!(call("opp2p_unblockPeer", serde_json::json!([id2])).await["error"].is_null());
+    let ok = eventually(Duration::from_secs(15), || async { n(&gossip(&n2).await, "peers") == 1 }).await;
+    assert!(ok, "n2 did not come back after the unblock: {}", gossip(&n2).await);
+    assert!(call("opp2p_protectPeer", serde_json::json!([id2])).await["error"].is_null());
+    let peers = call("opp2p_peers", serde_json::json!([true])).await;
+    assert_eq!(peers["result"]["peers"][&id2]["protected"], true, "{peers}");
+    assert!(call("opp2p_blockAddr", serde_json::json!(["10.1.2.3"])).await["error"].is_null());
+    assert_eq!(call("opp2p_listBlockedAddrs", serde_json::json!([])).await["result"], serde_json::json!(["10.1.2.3"]));
+    assert!(call("opp2p_unblockAddr", serde_json::json!(["10.1.2.3"])).await["error"].is_null());
+    assert_eq!(call("opp2p_listBlockedAddrs", serde_json::json!([])).await["result"], serde_json::json!([]));
+    // Blocking 127.0.0.0/8 drops every loopback peer; unblocking lets the static ones back.
+    assert!(call("opp2p_blockSubnet", serde_json::json!(["127.0.0.0/8"])).await["error"].is_null());
+    assert_eq!(call("opp2p_listBlockedSubnets", serde_json::json!([])).await["result"], serde_json::json!(["127.0.0.0/8"]));
+    let ok = eventually(Duration::from_secs(5), || async { n(&gossip(&n1).await, "peers") == 0 }).await;
+    assert!(ok, "loopback peers still connected: {}", gossip(&n1).await);
+    assert!(call("opp2p_unblockSubnet", serde_json::json!(["127.0.0.0/8"])).await["error"].is_null());
+    let ok = eventually(Duration::from_secs(15), || async { n(&gossip(&n1).await, "peers") >= 1 }).await;
+    assert!(ok, "peers did not come back: {}", gossip(&n1).await);
+    assert_eq!(call("opp2p_blockSubnet", serde_json::json!(["127.0.0.0"])).await["error"]["code"], -32602);
+    let bad = call("opp2p_blockPeer", serde_json::json!(["not-a-peer-id"])).await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+
+    // The dashboard's metrics.
+    let ok = eventually(Duration::from_secs(10), || async {
+        let page = scrape(&metrics_addr).await;
+        metric(&page, "flashnode_gossip_messages_total", &[("outcome", "accept")]) >= 2.0
+            && metric(&page, "flashnode_gossip_peers", &[]) >= 1.0
+    })
+    .await;
+    assert!(ok, "metrics missing:\n{}", scrape(&metrics_addr).await);
+    let page = scrape(&metrics_addr).await;
+    assert!(metric(&page, "flashnode_gossip_bans_total", &[]) >= 1.0, "the admin ban is counted");
+}
