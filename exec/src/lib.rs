@@ -3,6 +3,7 @@
 //! deposit, transaction execution with op-revm into OP receipts, and the roots and header of a
 //! block so far.
 
+pub mod access_list;
 pub mod builder;
 pub mod chain;
 pub mod l1info;

@@ -194,6 +194,14 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         }
     })
     .expect("unique");
+    m.register_async_method("eth_createAccessList", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        match PendingCall::from_params(&ctx, &params)? {
+            Some(c) => blocking(move || c.access_list()).await,
+            None => upstream_latest(&ctx, "eth_createAccessList", params, 1).await,
+        }
+    })
+    .expect("unique");
 
     m.register_async_method("eth_getLogs", |p, ctx, _| async move { get_logs(&ctx, &p).await })
         .expect("unique");
@@ -255,6 +263,23 @@ impl PendingCall {
         )
         .map_err(call_error)?;
         to_json(U64::from(gas))
+    }
+
+    fn access_list(self) -> RpcResult<Value> {
+        let db = self.pending.database();
+        // Reject bad overrides up front; the factory below then cannot fail.
+        self.overrides.database(db.clone()).map_err(call_error)?;
+        let env = self.overrides.env(&self.pending.env);
+        let overrides = &self.overrides;
+        let out = call::create_access_list(
+            || overrides.database(db.clone()).unwrap_or_else(|_| CacheDB::new(db.clone())),
+            &self.chain,
+            &env,
+            &self.req,
+            self.gas_cap,
+        )
+        .map_err(call_error)?;
+        to_json(out)
     }
 }
 

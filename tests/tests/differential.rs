@@ -181,6 +181,12 @@ async fn preconfirmations_match_anvil() {
     for e in &estimates {
         pre_estimates.push(raw_rpc(&node.rpc, "eth_estimateGas", json!([e, "pending"])).await);
     }
+    // eth_createAccessList in pending: an ERC-20 transfer and a storage-reading probe call.
+    let access_list_calls: Vec<Value> = vec![calls[1].1.clone(), calls[3].1.clone()];
+    let mut pre_lists = Vec::new();
+    for c in &access_list_calls {
+        pre_lists.push(raw_rpc(&node.rpc, "eth_createAccessList", json!([c, "pending"])).await);
+    }
     let pending_env = pre_calls[2]["result"].as_str().unwrap().parse::<Bytes>().unwrap();
     let pending_env = IProbe::envCall::abi_decode_returns(&pending_env).unwrap();
     assert_eq!(pending_env.number, U256::from(env.number), "pending calls run as N+1");
@@ -237,4 +243,35 @@ async fn preconfirmations_match_anvil() {
         let (ours, theirs) = (quantity(&pre_estimates[i]["result"]), quantity(&latest["result"]));
         assert_eq!(ours, theirs, "estimate {i}: ours {ours} vs anvil {theirs}");
     }
+    let sorted = |list: &Value| -> Vec<(String, Vec<String>)> {
+        let mut items: Vec<(String, Vec<String>)> = list
+            .as_array()
+            .unwrap_or_else(|| panic!("an access list, got {list}"))
+            .iter()
+            .map(|item| {
+                let mut keys: Vec<String> = item["storageKeys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_lowercase()).collect();
+                keys.sort();
+                (item["address"].as_str().unwrap().to_lowercase(), keys)
+            })
+            .collect();
+        items.sort();
+        items
+    };
+    for (i, c) in access_list_calls.iter().enumerate() {
+        let latest = raw_rpc(&anvil.url, "eth_createAccessList", json!([c, "latest"])).await;
+        let (ours, theirs) = (&pre_lists[i]["result"], &latest["result"]);
+        assert!(ours.is_object(), "access list {i}: {}", pre_lists[i]);
+        let list = sorted(&ours["accessList"]);
+        assert_eq!(list, sorted(&theirs["accessList"]), "access list {i}: pending before mining equals anvil's latest after");
+        assert_eq!(ours["gasUsed"], theirs["gasUsed"], "access list {i} gasUsed: ours {ours} vs anvil {theirs}");
+        assert!(ours.get("error").is_none(), "{ours}");
+        let target = if i == 0 { token } else { probe };
+        let entry = list.iter().find(|(a, _)| *a == format!("{target:?}").to_lowercase()).expect("the called contract is listed with its slots");
+        assert_eq!(entry.1.len(), if i == 0 { 2 } else { 1 }, "transfer touches two balances, counter() one slot");
+    }
+    // Other tags are the upstream's answer.
+    let via_node = raw_rpc(&node.rpc, "eth_createAccessList", json!([access_list_calls[0], "latest"])).await;
+    let direct = raw_rpc(&anvil.url, "eth_createAccessList", json!([access_list_calls[0], "latest"])).await;
+    assert_eq!(sorted(&via_node["result"]["accessList"]), sorted(&direct["result"]["accessList"]));
+    assert_eq!(via_node["result"]["gasUsed"], direct["result"]["gasUsed"]);
 }
