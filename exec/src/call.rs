@@ -16,6 +16,10 @@ use revm::{
     Database,
 };
 
+/// Largest call input accepted (512 KiB, four times a tx pool's 128 KiB transaction limit):
+/// bigger inputs are refused before execution instead of tying up an executor thread.
+pub const MAX_CALL_INPUT_BYTES: usize = 512 * 1024;
+
 /// Gas of a plain value transfer.
 pub const TRANSFER_GAS: u64 = 21_000;
 
@@ -82,6 +86,12 @@ pub fn tx_env(
     req: &TransactionRequest,
     gas_limit: u64,
 ) -> Result<OpTx, CallError> {
+    let input_len = req.input.input().map(|d| d.len()).unwrap_or_default();
+    if input_len > MAX_CALL_INPUT_BYTES {
+        return Err(CallError::InvalidRequest(format!(
+            "call input of {input_len} bytes exceeds the limit of {MAX_CALL_INPUT_BYTES} bytes"
+        )));
+    }
     let gas_price = req.max_fee_per_gas.or(req.gas_price).unwrap_or_default();
     let priority = req.max_priority_fee_per_gas;
     if let (Some(max), Some(tip)) = (req.max_fee_per_gas, priority) {

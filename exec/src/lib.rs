@@ -14,5 +14,6 @@ pub use chain::ChainConfig;
 pub use state::{dump_state, state_root, AccountDump, MemDb};
 pub mod call;
 pub mod convert;
+pub mod simulate;
 pub mod source;
 pub use source::{CanonicalBlock, CanonicalNotification, SourceAccount, SourceDb, SourceError, StateSource};

@@ -5,10 +5,11 @@
 use crate::{proxy::params_json, RpcContext};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256, U64};
-use alloy_rpc_types_eth::{Filter, FilterBlockOption, TransactionRequest};
+use alloy_rpc_types_eth::{simulate::SimulatePayload, Filter, FilterBlockOption, TransactionRequest};
 use flashnode_exec::{
     call::{self, CallError},
     convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
+    simulate,
 };
 use flashnode_overlay::{OverlayEvent, PendingBlock};
 use jsonrpsee::{
@@ -200,6 +201,24 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
             Some(c) => blocking(move || c.access_list()).await,
             None => upstream_latest(&ctx, "eth_createAccessList", params, 1).await,
         }
+    })
+    .expect("unique");
+    m.register_async_method("eth_simulateV1", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        if is_pending(&tag_at(&params, 1)?) {
+            if let Some(pending) = ctx.overlay.pending() {
+                let raw = params.as_ref().and_then(|p| p.get(0)).cloned().ok_or_else(|| invalid_params("missing simulation payload"))?;
+                let payload: SimulatePayload = serde_json::from_value(raw).map_err(invalid_params)?;
+                let (chain, gas_cap) = (ctx.overlay.chain().clone(), ctx.config.gas_cap);
+                return blocking(move || {
+                    let blocks = simulate::simulate(pending.database(), &chain, &pending.env, &payload, gas_cap)
+                        .map_err(|e| err(e.code, e.message))?;
+                    to_json(blocks)
+                })
+                .await;
+            }
+        }
+        upstream_latest(&ctx, "eth_simulateV1", params, 1).await
     })
     .expect("unique");
 

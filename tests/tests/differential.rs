@@ -187,6 +187,59 @@ async fn preconfirmations_match_anvil() {
     for c in &access_list_calls {
         pre_lists.push(raw_rpc(&node.rpc, "eth_createAccessList", json!([c, "pending"])).await);
     }
+    // eth_simulateV1 in pending: block 1 is N+1 over the preconfirmed state, block 2 is N+2.
+    let fresh = Address::repeat_byte(0x77);
+    let sim = raw_rpc(&node.rpc, "eth_simulateV1", json!([{
+        "blockStateCalls": [
+            {"calls": [
+                {"to": probe, "data": Bytes::from(IProbe::envCall {}.abi_encode())},
+                {"from": address_of(key0), "to": token, "data": Bytes::from(IToken::transferCall { to: fresh, value: U256::from(777) }.abi_encode())},
+                {"to": probe, "data": Bytes::from(IProbe::failCall {}.abi_encode())},
+            ]},
+            {"calls": [
+                {"to": token, "data": Bytes::from(IToken::balanceOfCall(fresh).abi_encode())},
+                {"to": probe, "data": Bytes::from(IProbe::envCall {}.abi_encode())},
+            ]},
+        ],
+    }, "pending"])).await;
+    let blocks = sim["result"].as_array().unwrap_or_else(|| panic!("simulated blocks: {sim}"));
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(quantity(&blocks[0]["number"]), env.number, "the first simulated block is N+1");
+    assert_eq!(quantity(&blocks[1]["number"]), env.number + 1);
+    assert_eq!(blocks[1]["parentHash"], blocks[0]["hash"], "simulated blocks chain");
+    let ret = |b: usize, c: usize| -> Bytes { blocks[b]["calls"][c]["returnData"].as_str().unwrap().parse().unwrap() };
+    let env1 = IProbe::envCall::abi_decode_returns(&ret(0, 0)).unwrap();
+    assert_eq!(env1.number, U256::from(env.number), "block.number in a pending simulation is N+1");
+    assert_eq!(env1.timestamp, U256::from(env.timestamp));
+    assert_eq!(env1.coinbase, coinbase);
+    let env2 = IProbe::envCall::abi_decode_returns(&ret(1, 1)).unwrap();
+    assert_eq!(env2.number, U256::from(env.number + 1));
+    assert!(env2.timestamp > env1.timestamp);
+    let transfer = &blocks[0]["calls"][1];
+    assert_eq!(transfer["status"], "0x1", "{transfer}");
+    assert_eq!(transfer["logs"].as_array().unwrap().len(), 1, "the Transfer event: {transfer}");
+    assert_eq!(transfer["logs"][0]["blockNumber"], blocks[0]["number"]);
+    assert_eq!(U256::from_be_slice(&ret(1, 0)), U256::from(777), "block 2 sees block 1's transfer");
+    let failed = &blocks[0]["calls"][2];
+    assert_eq!(failed["status"], "0x0", "{failed}");
+    assert_eq!(failed["error"]["code"], 3, "{failed}");
+    assert!(failed["error"]["message"].as_str().unwrap().contains("Probe: deliberate failure"), "{failed}");
+    assert!(failed["returnData"].as_str().unwrap().len() > 10, "revert data returned: {failed}");
+    // The simulation changed nothing: the pending balance of `fresh` is still zero.
+    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": token, "data": Bytes::from(IToken::balanceOfCall(fresh).abi_encode())}, "pending"])).await;
+    assert_eq!(U256::from_be_slice(&r["result"].as_str().unwrap().parse::<Bytes>().unwrap()), U256::ZERO);
+    // Unsupported and invalid parts get clear errors.
+    let r = raw_rpc(&node.rpc, "eth_simulateV1", json!([{"blockStateCalls": [{"calls": []}], "traceTransfers": true}, "pending"])).await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("traceTransfers"), "{r}");
+    let r = raw_rpc(&node.rpc, "eth_simulateV1", json!([{"blockStateCalls": [
+        {"blockOverrides": {"number": format!("0x{:x}", env.number + 5)}}, {"blockOverrides": {"number": format!("0x{:x}", env.number + 2)}}]}, "pending"])).await;
+    assert_eq!(r["error"]["code"], -38020, "{r}");
+    let r = raw_rpc(&node.rpc, "eth_simulateV1", json!([{"blockStateCalls": "nope"}, "pending"])).await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r = raw_rpc(&node.rpc, "eth_simulateV1", json!([{"blockStateCalls": [{"calls": [{"to": probe, "gas": "0xffffffffffff"}]}]}, "pending"])).await;
+    assert_eq!(r["error"]["code"], -38015, "gas above the block's: {r}");
+
     let pending_env = pre_calls[2]["result"].as_str().unwrap().parse::<Bytes>().unwrap();
     let pending_env = IProbe::envCall::abi_decode_returns(&pending_env).unwrap();
     assert_eq!(pending_env.number, U256::from(env.number), "pending calls run as N+1");
