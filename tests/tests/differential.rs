@@ -92,64 +92,7 @@ async fn preconfirmations_match_anvil() {
     .collect();
 
     // Build the flashblocks over anvil's state at N, through flashnode's upstream StateSource.
-    let upstream = UpstreamSource::connect(UpstreamConfig { url: anvil.url.clone(), ..Default::default() }, Default::default())
-        .await
-        .unwrap();
-    let source: Arc<dyn StateSource> = Arc::new(upstream);
-    let handle = tokio::runtime::Handle::current();
-    let (env2, txs2) = (env.clone(), txs.clone());
-    let frames: Vec<String> = tokio::task::spawn_blocking(move || {
-        let db = CacheDB::new(SourceDb::new(source, env2.parent_hash, handle));
-        let mut builder = BlockBuilder::new(ChainConfig::devnet(CHAIN_ID), env2.clone(), db);
-        let base = OpFlashblockPayloadBase {
-            parent_beacon_block_root: env2.parent_beacon_block_root,
-            parent_hash: env2.parent_hash,
-            fee_recipient: env2.coinbase,
-            prev_randao: env2.prev_randao,
-            block_number: env2.number,
-            gas_limit: env2.gas_limit,
-            timestamp: env2.timestamp,
-            extra_data: env2.extra_data.clone(),
-            base_fee_per_gas: U256::from(env2.base_fee),
-        };
-        let payload_id = alloy_rpc_types_engine::PayloadId::new([7; 8]);
-        let mut frames = Vec::new();
-        for (index, chunk) in [&txs2[..0], &txs2[..3], &txs2[3..]].into_iter().enumerate() {
-            let first = builder.transactions().len();
-            for raw in chunk {
-                let tx = OpTxEnvelope::decode_2718_exact(raw).unwrap();
-                let sender = alloy_consensus::transaction::SignerRecoverable::recover_signer(&tx).unwrap();
-                builder.execute(tx, sender, raw.clone()).expect("executes over anvil's state");
-            }
-            let header = builder.header(B256::ZERO, B256::ZERO);
-            let new = &builder.transactions()[first..];
-            let fb = OpFlashblockPayload {
-                payload_id,
-                index: index as u64,
-                base: (index == 0).then(|| base.clone()),
-                diff: OpFlashblockPayloadDelta {
-                    state_root: B256::ZERO,
-                    receipts_root: header.receipts_root,
-                    logs_bloom: header.logs_bloom,
-                    gas_used: header.gas_used,
-                    block_hash: header.hash_slow(),
-                    transactions: new.iter().map(|t| t.encoded.clone()).collect(),
-                    withdrawals: Vec::new(),
-                    withdrawals_root: B256::ZERO,
-                    blob_gas_used: None,
-                },
-                metadata: OpFlashblockPayloadMetadata {
-                    block_number: env2.number,
-                    new_account_balances: Default::default(),
-                    receipts: new.iter().map(|t| (t.hash, t.receipt.clone())).collect(),
-                },
-            };
-            frames.push(serde_json::to_string(&fb).unwrap());
-        }
-        frames
-    })
-    .await
-    .unwrap();
+    let frames = build_frames(&anvil.url, &env, vec![Vec::new(), txs[..3].to_vec(), txs[3..].to_vec()]).await;
     for f in frames {
         source_ws.send(f);
     }
@@ -327,4 +270,127 @@ async fn preconfirmations_match_anvil() {
     let direct = raw_rpc(&anvil.url, "eth_createAccessList", json!([access_list_calls[0], "latest"])).await;
     assert_eq!(sorted(&via_node["result"]["accessList"]), sorted(&direct["result"]["accessList"]));
     assert_eq!(via_node["result"]["gasUsed"], direct["result"]["gasUsed"]);
+}
+
+/// Executes `chunks` (one per flashblock) over anvil's state at `env.parent_hash` through
+/// flashnode's own upstream `StateSource`, and returns the flashblock frames of block N+1.
+async fn build_frames(anvil: &str, env: &BlockEnvInput, chunks: Vec<Vec<Bytes>>) -> Vec<String> {
+    let upstream = UpstreamSource::connect(UpstreamConfig { url: anvil.to_string(), ..Default::default() }, Default::default())
+        .await
+        .unwrap();
+    let source: Arc<dyn StateSource> = Arc::new(upstream);
+    let handle = tokio::runtime::Handle::current();
+    let env2 = env.clone();
+    tokio::task::spawn_blocking(move || {
+        let db = CacheDB::new(SourceDb::new(source, env2.parent_hash, handle));
+        let mut builder = BlockBuilder::new(ChainConfig::devnet(CHAIN_ID), env2.clone(), db);
+        let base = OpFlashblockPayloadBase {
+            parent_beacon_block_root: env2.parent_beacon_block_root,
+            parent_hash: env2.parent_hash,
+            fee_recipient: env2.coinbase,
+            prev_randao: env2.prev_randao,
+            block_number: env2.number,
+            gas_limit: env2.gas_limit,
+            timestamp: env2.timestamp,
+            extra_data: env2.extra_data.clone(),
+            base_fee_per_gas: U256::from(env2.base_fee),
+        };
+        let payload_id = alloy_rpc_types_engine::PayloadId::new([7; 8]);
+        let mut frames = Vec::new();
+        for (index, chunk) in chunks.iter().enumerate() {
+            let first = builder.transactions().len();
+            for raw in chunk {
+                let tx = OpTxEnvelope::decode_2718_exact(raw).unwrap();
+                let sender = alloy_consensus::transaction::SignerRecoverable::recover_signer(&tx).unwrap();
+                builder.execute(tx, sender, raw.clone()).expect("executes over anvil's state");
+            }
+            let header = builder.header(B256::ZERO, B256::ZERO);
+            let new = &builder.transactions()[first..];
+            let fb = OpFlashblockPayload {
+                payload_id,
+                index: index as u64,
+                base: (index == 0).then(|| base.clone()),
+                diff: OpFlashblockPayloadDelta {
+                    state_root: B256::ZERO,
+                    receipts_root: header.receipts_root,
+                    logs_bloom: header.logs_bloom,
+                    gas_used: header.gas_used,
+                    block_hash: header.hash_slow(),
+                    transactions: new.iter().map(|t| t.encoded.clone()).collect(),
+                    withdrawals: Vec::new(),
+                    withdrawals_root: B256::ZERO,
+                    blob_gas_used: None,
+                },
+                metadata: OpFlashblockPayloadMetadata {
+                    block_number: env2.number,
+                    new_account_balances: Default::default(),
+                    receipts: new.iter().map(|t| (t.hash, t.receipt.clone())).collect(),
+                },
+            };
+            frames.push(serde_json::to_string(&fb).unwrap());
+        }
+        frames
+    })
+    .await
+    .unwrap()
+}
+
+/// Block N+1's environment over anvil's latest block N.
+fn next_env(parent: &Value, coinbase: Address) -> BlockEnvInput {
+    BlockEnvInput {
+        number: quantity(&parent["number"]) + 1,
+        timestamp: quantity(&parent["timestamp"]) + 2,
+        coinbase,
+        base_fee: 1_000_000_000,
+        gas_limit: quantity(&parent["gasLimit"]),
+        prev_randao: B256::ZERO,
+        parent_hash: parent["hash"].as_str().unwrap().parse().unwrap(),
+        parent_beacon_block_root: B256::ZERO,
+        extra_data: Bytes::new(),
+    }
+}
+
+/// A cold pending `eth_call` of `balanceOf` reads the caller and the token in one JSON-RPC
+/// batch and the balance slot in one more request: at most two HTTP round trips to the
+/// upstream, where one request per read cost seven. A second, warm call costs none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_pending_call_costs_two_round_trips() {
+    let anvil = Anvil::start(CHAIN_ID).await;
+    let key0 = DEV_KEYS[0];
+    let deploy = sign_1559(key0, CHAIN_ID, 0, TxKind::Create, U256::ZERO,
+        creation(TOKEN_BIN, &U256::from(10u64).pow(U256::from(24u64)).abi_encode()), 2_000_000, FEE);
+    mine(&anvil.url, &[deploy]).await;
+    let r = raw_rpc(&anvil.url, "eth_getBlockReceipts", json!(["latest"])).await;
+    let token: Address = r["result"][0]["contractAddress"].as_str().unwrap().parse().unwrap();
+
+    let proxy = flashnode_tests::counting::CountingProxy::start(&anvil.url).await;
+    let source_ws = FlashblockSource::start().await;
+    let node = start_node(&source_ws.url, &proxy.url, &["--pending-stale-after", "60s", "--upstream-poll-interval", "50ms"]).await;
+    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["streamConnected"] == true }).await);
+    let parent = raw_rpc(&anvil.url, "eth_getBlockByNumber", json!(["latest", false])).await["result"].clone();
+    let env = next_env(&parent, Address::repeat_byte(0xcb));
+    // One plain transfer: the pending block then holds the coinbase, fee vaults and L1 block
+    // info, as every real pending block does.
+    let transfer = sign_1559(DEV_KEYS[1], CHAIN_ID, 0, TxKind::Call(Address::repeat_byte(0xa2)), U256::from(5), Bytes::new(), 21_000, FEE);
+    for f in build_frames(&anvil.url, &env, vec![vec![transfer.clone()]]).await {
+        source_ws.send(f);
+    }
+    let hash = alloy_primitives::keccak256(&transfer);
+    assert!(eventually(Duration::from_secs(5), || async {
+        !raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([hash])).await["result"].is_null()
+    }).await);
+
+    let call = json!({"to": token, "data": Bytes::from(IToken::balanceOfCall(address_of(key0)).abi_encode())});
+    let before = proxy.state();
+    let cold = raw_rpc(&node.rpc, "eth_call", json!([call, "pending"])).await;
+    let after = proxy.state();
+    let expected = raw_rpc(&anvil.url, "eth_call", json!([call, "latest"])).await;
+    assert_eq!(cold["result"], expected["result"], "{cold}");
+    let (http, calls) = (after.0 - before.0, after.1 - before.1);
+    eprintln!("cold pending balanceOf: {http} upstream HTTP requests carrying {calls} state reads");
+    assert!(http >= 1 && http <= 2, "a cold pending balanceOf costs at most 2 upstream round trips, took {http} ({calls} reads)");
+    assert!(calls > http, "reads were batched: {calls} reads in {http} requests");
+    let warm = raw_rpc(&node.rpc, "eth_call", json!([call, "pending"])).await;
+    assert_eq!(warm["result"], cold["result"]);
+    assert_eq!(proxy.state(), after, "a warm call reads nothing upstream");
 }
