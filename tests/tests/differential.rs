@@ -4,40 +4,18 @@
 //! flashblocks to `flashnode node`, records the node's preconfirmed answers, then mines the
 //! same transactions into anvil and compares.
 
-use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy_sol_types::{SolCall, SolValue};
-use flashnode_exec::{BlockBuilder, BlockEnvInput, ChainConfig, SourceDb, StateSource};
-use flashnode_overlay::upstream::{UpstreamConfig, UpstreamSource};
-use flashnode_tests::*;
-use op_alloy_consensus::OpTxEnvelope;
-use op_alloy_rpc_types_engine::flashblock::{
-    OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta, OpFlashblockPayloadMetadata,
-};
-use revm::database::CacheDB;
+use flashnode_exec::BlockEnvInput;
+use flashnode_tests::{anvil_chain::*, *};
 use serde_json::{json, Value};
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 const CHAIN_ID: u64 = 901;
 const FEE: u128 = 10_000_000_000;
 
 fn quantity(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap_or_else(|| panic!("quantity, got {v}")).trim_start_matches("0x"), 16).unwrap()
-}
-
-async fn mine(anvil: &str, raws: &[Bytes]) {
-    for raw in raws {
-        let r = raw_rpc(anvil, "eth_sendRawTransaction", json!([raw])).await;
-        assert!(r.get("result").is_some(), "anvil accepts the tx: {r}");
-    }
-    let r = raw_rpc(anvil, "evm_mine", json!([])).await;
-    assert!(r.get("result").is_some(), "{r}");
-}
-
-fn creation(bin: &str, args: &[u8]) -> Bytes {
-    let mut code = alloy_primitives::hex::decode(bin.trim()).unwrap();
-    code.extend_from_slice(args);
-    code.into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +70,7 @@ async fn preconfirmations_match_anvil() {
     .collect();
 
     // Build the flashblocks over anvil's state at N, through flashnode's upstream StateSource.
-    let frames = build_frames(&anvil.url, &env, vec![Vec::new(), txs[..3].to_vec(), txs[3..].to_vec()]).await;
+    let frames = build_frames(&anvil.url, CHAIN_ID, &env, vec![Vec::new(), txs[..3].to_vec(), txs[3..].to_vec()]).await;
     for f in frames {
         source_ws.send(f);
     }
@@ -272,84 +250,6 @@ async fn preconfirmations_match_anvil() {
     assert_eq!(via_node["result"]["gasUsed"], direct["result"]["gasUsed"]);
 }
 
-/// Executes `chunks` (one per flashblock) over anvil's state at `env.parent_hash` through
-/// flashnode's own upstream `StateSource`, and returns the flashblock frames of block N+1.
-async fn build_frames(anvil: &str, env: &BlockEnvInput, chunks: Vec<Vec<Bytes>>) -> Vec<String> {
-    let upstream = UpstreamSource::connect(UpstreamConfig { url: anvil.to_string(), ..Default::default() }, Default::default())
-        .await
-        .unwrap();
-    let source: Arc<dyn StateSource> = Arc::new(upstream);
-    let handle = tokio::runtime::Handle::current();
-    let env2 = env.clone();
-    tokio::task::spawn_blocking(move || {
-        let db = CacheDB::new(SourceDb::new(source, env2.parent_hash, handle));
-        let mut builder = BlockBuilder::new(ChainConfig::devnet(CHAIN_ID), env2.clone(), db);
-        let base = OpFlashblockPayloadBase {
-            parent_beacon_block_root: env2.parent_beacon_block_root,
-            parent_hash: env2.parent_hash,
-            fee_recipient: env2.coinbase,
-            prev_randao: env2.prev_randao,
-            block_number: env2.number,
-            gas_limit: env2.gas_limit,
-            timestamp: env2.timestamp,
-            extra_data: env2.extra_data.clone(),
-            base_fee_per_gas: U256::from(env2.base_fee),
-        };
-        let payload_id = alloy_rpc_types_engine::PayloadId::new([7; 8]);
-        let mut frames = Vec::new();
-        for (index, chunk) in chunks.iter().enumerate() {
-            let first = builder.transactions().len();
-            for raw in chunk {
-                let tx = OpTxEnvelope::decode_2718_exact(raw).unwrap();
-                let sender = alloy_consensus::transaction::SignerRecoverable::recover_signer(&tx).unwrap();
-                builder.execute(tx, sender, raw.clone()).expect("executes over anvil's state");
-            }
-            let header = builder.header(B256::ZERO, B256::ZERO);
-            let new = &builder.transactions()[first..];
-            let fb = OpFlashblockPayload {
-                payload_id,
-                index: index as u64,
-                base: (index == 0).then(|| base.clone()),
-                diff: OpFlashblockPayloadDelta {
-                    state_root: B256::ZERO,
-                    receipts_root: header.receipts_root,
-                    logs_bloom: header.logs_bloom,
-                    gas_used: header.gas_used,
-                    block_hash: header.hash_slow(),
-                    transactions: new.iter().map(|t| t.encoded.clone()).collect(),
-                    withdrawals: Vec::new(),
-                    withdrawals_root: B256::ZERO,
-                    blob_gas_used: None,
-                },
-                metadata: OpFlashblockPayloadMetadata {
-                    block_number: env2.number,
-                    new_account_balances: Default::default(),
-                    receipts: new.iter().map(|t| (t.hash, t.receipt.clone())).collect(),
-                },
-            };
-            frames.push(serde_json::to_string(&fb).unwrap());
-        }
-        frames
-    })
-    .await
-    .unwrap()
-}
-
-/// Block N+1's environment over anvil's latest block N.
-fn next_env(parent: &Value, coinbase: Address) -> BlockEnvInput {
-    BlockEnvInput {
-        number: quantity(&parent["number"]) + 1,
-        timestamp: quantity(&parent["timestamp"]) + 2,
-        coinbase,
-        base_fee: 1_000_000_000,
-        gas_limit: quantity(&parent["gasLimit"]),
-        prev_randao: B256::ZERO,
-        parent_hash: parent["hash"].as_str().unwrap().parse().unwrap(),
-        parent_beacon_block_root: B256::ZERO,
-        extra_data: Bytes::new(),
-    }
-}
-
 /// A cold pending `eth_call` of `balanceOf` reads the caller and the token in one JSON-RPC
 /// batch and the balance slot in one more request: at most two HTTP round trips to the
 /// upstream, where one request per read cost seven. A second, warm call costs none.
@@ -372,7 +272,7 @@ async fn cold_pending_call_costs_two_round_trips() {
     // One plain transfer: the pending block then holds the coinbase, fee vaults and L1 block
     // info, as every real pending block does.
     let transfer = sign_1559(DEV_KEYS[1], CHAIN_ID, 0, TxKind::Call(Address::repeat_byte(0xa2)), U256::from(5), Bytes::new(), 21_000, FEE);
-    for f in build_frames(&anvil.url, &env, vec![vec![transfer.clone()]]).await {
+    for f in build_frames(&anvil.url, CHAIN_ID, &env, vec![vec![transfer.clone()]]).await {
         source_ws.send(f);
     }
     let hash = alloy_primitives::keccak256(&transfer);
