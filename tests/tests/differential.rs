@@ -288,7 +288,7 @@ async fn cold_pending_call_costs_two_round_trips() {
     assert_eq!(cold["result"], expected["result"], "{cold}");
     let (http, calls) = (after.0 - before.0, after.1 - before.1);
     eprintln!("cold pending balanceOf: {http} upstream HTTP requests carrying {calls} state reads");
-    assert!(http >= 1 && http <= 2, "a cold pending balanceOf costs at most 2 upstream round trips, took {http} ({calls} reads)");
+    assert!((1..=2).contains(&http), "a cold pending balanceOf costs at most 2 upstream round trips, took {http} ({calls} reads)");
     assert!(calls > http, "reads were batched: {calls} reads in {http} requests");
     let warm = raw_rpc(&node.rpc, "eth_call", json!([call, "pending"])).await;
     assert_eq!(warm["result"], cold["result"]);
