@@ -3,6 +3,7 @@
 #   bash bench/run.sh                      # both scenarios
 #   bash bench/run.sh ingest-latency       # one of them (extra args go to flashnode-bench)
 #   bash bench/run.sh receipt-throughput --duration-secs 5
+#   bash bench/run.sh calls                 # pending eth_call vs the upstream's latest (needs anvil)
 # Builds the release `flashnode` and `flashnode-bench`, installs wrk if missing, runs the
 # scenario(s) against the release binary and writes bench/results/<scenario>.json.
 set -euo pipefail

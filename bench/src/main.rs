@@ -7,6 +7,7 @@
 //! The binary under test is `$FLASHNODE_BIN` (use the release build:
 //! `FLASHNODE_BIN=target/release/flashnode`). See docs/benchmarks.md.
 
+mod calls;
 mod fanout;
 mod http;
 mod ingest;
@@ -35,6 +36,8 @@ enum Command {
     ReceiptThroughput(throughput::ThroughputArgs),
     /// Fan-out delivery latency and per-subscriber cost with 1,000 and 10,000 websocket subscribers.
     Fanout(fanout::FanoutArgs),
+    /// Pending eth_call latency (balanceOf, ~100k gas) vs the same call on the upstream's canonical state, cache cold and warm.
+    Calls(calls::CallsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             Command::IngestLatency(args) => ingest::run(args).await,
             Command::ReceiptThroughput(args) => throughput::run(args).await,
             Command::Fanout(args) => fanout::run(args).await,
+            Command::Calls(args) => calls::run(args).await,
         }
     })?;
     let text = serde_json::to_string_pretty(&result)?;
@@ -94,6 +98,17 @@ fn print_headline(v: &serde_json::Value) {
                 "node preconfirmed / devnet canonical: {} (each round {})",
                 r["ratio_node_preconfirmed_vs_devnet_canonical"], r["ratio_node_preconfirmed_vs_devnet_canonical_each_round"]
             );
+        }
+        Some("calls") => {
+            for kind in ["balance_of", "call_100k_gas"] {
+                let k = &r[kind];
+                eprintln!(
+                    "{kind:<14} node pending cold p50 {} / p99 {} ms, warm p50 {} / p99 {} ms; upstream latest p50 {} / p99 {} ms; warm/upstream p50 ratio {}",
+                    k["node_pending_cold_ms"]["p50"], k["node_pending_cold_ms"]["p99"], k["node_pending_warm_ms"]["p50"],
+                    k["node_pending_warm_ms"]["p99"], k["upstream_latest_ms"]["p50"], k["upstream_latest_ms"]["p99"],
+                    k["ratio_p50_warm_vs_upstream"]
+                );
+            }
         }
         _ => {}
     }

@@ -1,12 +1,12 @@
 //! `eth_call` / `eth_estimateGas` execution in a given block environment over any state.
 
-use crate::{builder::BlockEnvInput, chain::ChainConfig};
-use alloy_evm::{Evm, EvmFactory};
+use crate::{access_list::AccessListInspector, builder::BlockEnvInput, chain::ChainConfig};
+use alloy_evm::{Evm, EvmEnv, EvmFactory};
 use alloy_op_evm::{OpEvmFactory, OpTx};
 use alloy_primitives::{Bytes, TxKind, U256};
-use alloy_rpc_types_eth::{state::StateOverride, BlockOverrides, TransactionRequest};
+use alloy_rpc_types_eth::{state::StateOverride, AccessList, BlockOverrides, TransactionRequest};
 use alloy_sol_types::{Revert, SolError};
-use op_revm::{OpHaltReason, OpTransaction};
+use op_revm::{OpHaltReason, OpSpecId, OpTransaction};
 use revm::{
     bytecode::Bytecode,
     context::TxEnv,
@@ -15,6 +15,10 @@ use revm::{
     context_interface::result::{EVMError, ExecutionResult, HaltReason, OutOfGasError},
     Database,
 };
+
+/// Largest call input accepted (512 KiB, four times a tx pool's 128 KiB transaction limit):
+/// bigger inputs are refused before execution instead of tying up an executor thread.
+pub const MAX_CALL_INPUT_BYTES: usize = 512 * 1024;
 
 /// Gas of a plain value transfer.
 pub const TRANSFER_GAS: u64 = 21_000;
@@ -82,6 +86,12 @@ pub fn tx_env(
     req: &TransactionRequest,
     gas_limit: u64,
 ) -> Result<OpTx, CallError> {
+    let input_len = req.input.input().map(|d| d.len()).unwrap_or_default();
+    if input_len > MAX_CALL_INPUT_BYTES {
+        return Err(CallError::InvalidRequest(format!(
+            "call input of {input_len} bytes exceeds the limit of {MAX_CALL_INPUT_BYTES} bytes"
+        )));
+    }
     let gas_price = req.max_fee_per_gas.or(req.gas_price).unwrap_or_default();
     let priority = req.max_priority_fee_per_gas;
     if let (Some(max), Some(tip)) = (req.max_fee_per_gas, priority) {
@@ -92,7 +102,15 @@ pub fn tx_env(
         }
     }
     let base = TxEnv {
-        tx_type: if req.max_fee_per_gas.is_some() || priority.is_some() { 2 } else { 0 },
+        // As geth's call args: 1559 fields make a type-2 tx, an access list alone a type-1
+        // one (a legacy tx would ignore the list's gas).
+        tx_type: if req.max_fee_per_gas.is_some() || priority.is_some() {
+            2
+        } else if req.access_list.is_some() {
+            1
+        } else {
+            0
+        },
         caller: req.from.unwrap_or_default(),
         gas_limit,
         gas_price,
@@ -146,29 +164,107 @@ where
     DB: Database + core::fmt::Debug,
     DB::Error: core::error::Error + Send + Sync + 'static,
 {
+    let (env, tx) = prepare(chain, block, req, gas)?;
+    let mut evm = OpEvmFactory::<OpTx>::default().create_evm(db, env);
+    evm.transact(tx).map(|r| r.result).map_err(evm_error)
+}
+
+/// The call environment: no block gas limit, no EIP-3607, no nonce check (as geth's
+/// SkipNonceChecks), and no base fee when the call pays no gas price.
+fn prepare(
+    chain: &ChainConfig,
+    block: &BlockEnvInput,
+    req: &TransactionRequest,
+    gas: u64,
+) -> Result<(EvmEnv<OpSpecId>, OpTx), CallError> {
     let mut env = block.evm_env(chain);
     env.cfg_env.disable_block_gas_limit = true;
     env.cfg_env.disable_eip3607 = true;
-    // Calls never check the nonce, as in geth (SkipNonceChecks) and reth.
     env.cfg_env.disable_nonce_check = true;
     let tx = tx_env(chain, req, gas)?;
     if tx.0.base.gas_price == 0 {
         env.cfg_env.disable_base_fee = true;
     }
-    let mut evm = OpEvmFactory::<OpTx>::default().create_evm(db, env);
-    match evm.transact(tx) {
-        Ok(r) => Ok(r.result),
-        Err(EVMError::Database(e)) => Err(CallError::State(e.to_string())),
-        Err(EVMError::Transaction(e)) => {
+    Ok((env, tx))
+}
+
+fn evm_error<E: core::fmt::Display, T: core::fmt::Display>(e: EVMError<E, T>) -> CallError {
+    match e {
+        EVMError::Database(e) => CallError::State(e.to_string()),
+        EVMError::Transaction(e) => {
             let msg = e.to_string();
             if msg.to_ascii_lowercase().contains("lack of funds") || msg.contains("insufficient") {
-                Err(CallError::InsufficientFunds)
+                CallError::InsufficientFunds
             } else {
-                Err(CallError::InvalidRequest(msg))
+                CallError::InvalidRequest(msg)
             }
         }
-        Err(e) => Err(CallError::InvalidRequest(e.to_string())),
+        e => CallError::InvalidRequest(e.to_string()),
     }
+}
+
+/// The answer to `eth_createAccessList`, shaped as geth and reth return it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessListOutcome {
+    /// Accounts and slots the call touches (beyond sender, recipient and precompiles).
+    pub access_list: AccessList,
+    /// Gas the call uses with that access list attached.
+    #[serde(with = "alloy_serde_quantity")]
+    pub gas_used: u64,
+    /// Why the call failed, when it did (the list is still returned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+mod alloy_serde_quantity {
+    pub fn serialize<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&alloy_primitives::U64::from(*v), s)
+    }
+}
+
+/// Runs `req` once with an [`AccessListInspector`] to collect what it touches, then again
+/// with that list attached to measure its gas, as reth does.
+pub fn create_access_list<DB, F>(
+    mut db_factory: F,
+    chain: &ChainConfig,
+    block: &BlockEnvInput,
+    req: &TransactionRequest,
+    gas_cap: u64,
+) -> Result<AccessListOutcome, CallError>
+where
+    F: FnMut() -> DB,
+    DB: Database + core::fmt::Debug,
+    DB::Error: core::error::Error + Send + Sync + 'static,
+{
+    let gas = req.gas.unwrap_or(block.gas_limit.min(gas_cap));
+    if gas > gas_cap {
+        return Err(CallError::InvalidRequest(format!("gas {gas} above the cap {gas_cap}")));
+    }
+    let (env, tx) = prepare(chain, block, req, gas)?;
+    let mut excluded = vec![tx.0.base.caller];
+    if let TxKind::Call(to) = tx.0.base.kind {
+        excluded.push(to);
+    }
+    let initial = req.access_list.clone().unwrap_or_default();
+    let inspector = AccessListInspector::new(&initial, excluded);
+    let mut evm = OpEvmFactory::<OpTx>::default().create_evm_with_inspector(db_factory(), env, inspector);
+    let precompiles: Vec<_> = evm.precompiles().addresses().copied().collect();
+    evm.inspector_mut().exclude(precompiles);
+    evm.transact(tx).map_err(evm_error)?;
+    let (_, inspector, _) = evm.components_mut();
+    let access_list = std::mem::take(inspector).into_access_list();
+
+    let mut with_list = req.clone();
+    with_list.access_list = Some(access_list.clone());
+    let result = transact(db_factory(), chain, block, &with_list, gas)?;
+    let gas_used = result.tx_gas_used();
+    let error = match outcome(result, gas) {
+        Ok(_) => None,
+        Err(CallError::GasExceedsAllowance(_)) => Some("out of gas".into()),
+        Err(e) => Some(e.to_string()),
+    };
+    Ok(AccessListOutcome { access_list, gas_used, error })
 }
 
 fn outcome(result: ExecutionResult<OpHaltReason>, gas: u64) -> Result<CallOutcome, CallError> {

@@ -3,6 +3,7 @@
 //! deposit, transaction execution with op-revm into OP receipts, and the roots and header of a
 //! block so far.
 
+pub mod access_list;
 pub mod builder;
 pub mod chain;
 pub mod l1info;
@@ -13,5 +14,6 @@ pub use chain::ChainConfig;
 pub use state::{dump_state, state_root, AccountDump, MemDb};
 pub mod call;
 pub mod convert;
+pub mod simulate;
 pub mod source;
 pub use source::{CanonicalBlock, CanonicalNotification, SourceAccount, SourceDb, SourceError, StateSource};

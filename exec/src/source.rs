@@ -101,6 +101,19 @@ pub trait StateSource: Send + Sync + std::fmt::Debug + 'static {
     fn account(&self, at: B256, address: Address) -> BoxFuture<'_, Result<SourceAccount, SourceError>>;
     /// A storage slot at block `at`.
     fn storage(&self, at: B256, address: Address, slot: U256) -> BoxFuture<'_, Result<U256, SourceError>>;
+    /// Warms the source for reads of `accounts` and `slots` at `at` that are about to come
+    /// (a flashblock's senders and recipients, a call's `from` / `to` / access list), in as
+    /// few round trips as the source allows. Sources whose reads are local (the embedded
+    /// devnet) have nothing to warm, which is the default.
+    fn prefetch(
+        &self,
+        at: B256,
+        accounts: Vec<Address>,
+        slots: Vec<(Address, U256)>,
+    ) -> BoxFuture<'_, Result<(), SourceError>> {
+        let _ = (at, accounts, slots);
+        Box::pin(async { Ok(()) })
+    }
     /// Canonical notifications from now on.
     fn subscribe(&self) -> broadcast::Receiver<CanonicalNotification>;
 }
@@ -138,6 +151,16 @@ impl SourceDb {
         if let Ok(mut map) = self.block_hashes.lock() {
             map.insert(number, hash);
         }
+    }
+
+    /// Warms the source for reads at this database's block (see [`StateSource::prefetch`]).
+    pub async fn prefetch(&self, accounts: Vec<Address>, slots: Vec<(Address, U256)>) -> Result<(), SourceError> {
+        self.source.prefetch(self.at, accounts, slots).await
+    }
+
+    /// [`SourceDb::prefetch`] from a blocking thread.
+    pub fn prefetch_blocking(&self, accounts: Vec<Address>, slots: Vec<(Address, U256)>) -> Result<(), SourceError> {
+        self.block_on(self.source.prefetch(self.at, accounts, slots))
     }
 
     /// Runs a source read to completion. Callers are blocking threads, never async workers

@@ -114,6 +114,18 @@ impl PendingBlock {
         self.positions.get(hash).map(|i| &self.txs[*i])
     }
 
+    /// Warms the canonical source for the accounts and slots a call is about to read that the
+    /// pending state does not hold (one upstream round trip instead of one per read).
+    pub async fn prefetch(&self, accounts: Vec<Address>, slots: Vec<(Address, U256)>) -> Result<(), SourceError> {
+        let accounts: Vec<Address> = accounts.into_iter().filter(|a| self.state.account(a).is_none()).collect();
+        let slots: Vec<(Address, U256)> =
+            slots.into_iter().filter(|(a, k)| self.state.storage(a, k).is_none()).collect();
+        if accounts.is_empty() && slots.is_empty() {
+            return Ok(());
+        }
+        self.source_db.prefetch(accounts, slots).await
+    }
+
     /// A revm database over the pending state (reads fall back to canonical state).
     pub fn database(&self) -> PendingDb {
         PendingDb { state: self.state.clone(), source: self.source_db.clone() }

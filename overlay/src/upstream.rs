@@ -109,6 +109,72 @@ impl UpstreamSource {
         })
     }
 
+    /// Reads `accounts` (balance, nonce, code) and `slots` at `at` in one JSON-RPC batch (one
+    /// HTTP round trip), caches them, and returns them in order.
+    async fn fetch_batch(
+        &self,
+        at: B256,
+        accounts: &[Address],
+        slots: &[(Address, U256)],
+    ) -> Result<(Vec<SourceAccount>, Vec<U256>), SourceError> {
+        let block = json!({ "blockHash": at, "requireCanonical": false });
+        let client = self.provider.client();
+        let mut batch = alloy_rpc_client::BatchRequest::new(client);
+        let add = |batch: &mut alloy_rpc_client::BatchRequest<'_>, method: &'static str, params: Value| {
+            metrics::counter!("flashnode_upstream_requests_total", "method" => method).increment(1);
+            batch
+                .add_call::<_, Value>(method, &params)
+                .map_err(|e| SourceError::Upstream(format!("{method}: {e}")))
+        };
+        let mut account_waiters = Vec::with_capacity(accounts.len());
+        for address in accounts {
+            account_waiters.push((
+                add(&mut batch, "eth_getBalance", json!([address, block]))?,
+                add(&mut batch, "eth_getTransactionCount", json!([address, block]))?,
+                add(&mut batch, "eth_getCode", json!([address, block]))?,
+            ));
+        }
+        let mut slot_waiters = Vec::with_capacity(slots.len());
+        for (address, slot) in slots {
+            slot_waiters.push(add(&mut batch, "eth_getStorageAt", json!([address, slot, block]))?);
+        }
+        metrics::counter!("flashnode_upstream_batches_total").increment(1);
+        let answers = async {
+            batch.send().await.map_err(|e| upstream_error("batch", at, e.to_string()))?;
+            let mut out_accounts = Vec::with_capacity(account_waiters.len());
+            for (balance, nonce, code) in account_waiters {
+                let parse_err = |what: &str, e: serde_json::Error| SourceError::Invalid(format!("{what}: {e}"));
+                let (balance, nonce, code) = (
+                    balance.await.map_err(|e| upstream_error("eth_getBalance", at, e.to_string()))?,
+                    nonce.await.map_err(|e| upstream_error("eth_getTransactionCount", at, e.to_string()))?,
+                    code.await.map_err(|e| upstream_error("eth_getCode", at, e.to_string()))?,
+                );
+                out_accounts.push(SourceAccount {
+                    balance: serde_json::from_value(balance).map_err(|e| parse_err("balance", e))?,
+                    nonce: serde_json::from_value::<U64>(nonce).map_err(|e| parse_err("nonce", e))?.to::<u64>(),
+                    code: serde_json::from_value::<Bytes>(code).map_err(|e| parse_err("code", e))?,
+                });
+            }
+            let mut out_slots = Vec::with_capacity(slot_waiters.len());
+            for w in slot_waiters {
+                let raw = w.await.map_err(|e| upstream_error("eth_getStorageAt", at, e.to_string()))?;
+                let value: B256 = serde_json::from_value(raw).map_err(|e| SourceError::Invalid(format!("slot: {e}")))?;
+                out_slots.push(U256::from_be_bytes(value.0));
+            }
+            Ok::<_, SourceError>((out_accounts, out_slots))
+        };
+        let (out_accounts, out_slots) = tokio::time::timeout(self.timeout, answers)
+            .await
+            .map_err(|_| SourceError::Upstream("state batch timed out".into()))??;
+        for (address, acc) in accounts.iter().zip(&out_accounts) {
+            self.accounts.insert((at, *address), acc.clone()).await;
+        }
+        for ((address, slot), value) in slots.iter().zip(&out_slots) {
+            self.slots.insert((at, *address, *slot), *value).await;
+        }
+        Ok((out_accounts, out_slots))
+    }
+
     async fn fetch_block(&self, id: Value) -> Result<Option<Arc<CanonicalBlock>>, SourceError> {
         let block = self.request("eth_getBlockByNumber", json!([id, false])).await?;
         if block.is_null() {
@@ -203,6 +269,17 @@ impl UpstreamSource {
     }
 }
 
+/// Most calls in one JSON-RPC batch (geth's default `BatchRequestLimit` is 1000).
+const MAX_BATCH_CALLS: usize = 900;
+
+fn upstream_error(method: &str, at: B256, msg: String) -> SourceError {
+    if msg.contains("not found") || msg.contains("unknown block") || msg.contains("not available") {
+        SourceError::UnknownBlock(at)
+    } else {
+        SourceError::Upstream(format!("{method}: {msg}"))
+    }
+}
+
 impl StateSource for UpstreamSource {
     fn chain_id(&self) -> u64 {
         self.chain_id
@@ -232,24 +309,47 @@ impl StateSource for UpstreamSource {
                 return Ok(hit);
             }
             metrics::counter!("flashnode_upstream_cache_total", "kind" => "account", "outcome" => "miss").increment(1);
-            let block = json!({ "blockHash": at, "requireCanonical": false });
-            let (balance, nonce, code) = tokio::try_join!(
-                self.request("eth_getBalance", json!([address, block])),
-                self.request("eth_getTransactionCount", json!([address, block])),
-                self.request("eth_getCode", json!([address, block])),
-            )
-            .map_err(|e| match e {
-                SourceError::UnknownBlock(_) => SourceError::UnknownBlock(at),
-                other => other,
-            })?;
-            let parse_err = |what: &str, e: serde_json::Error| SourceError::Invalid(format!("{what}: {e}"));
-            let acc = SourceAccount {
-                balance: serde_json::from_value(balance).map_err(|e| parse_err("balance", e))?,
-                nonce: serde_json::from_value::<U64>(nonce).map_err(|e| parse_err("nonce", e))?.to::<u64>(),
-                code: serde_json::from_value::<Bytes>(code).map_err(|e| parse_err("code", e))?,
-            };
-            self.accounts.insert((at, address), acc.clone()).await;
-            Ok(acc)
+            // Balance, nonce and code in one JSON-RPC batch: one round trip per account.
+            let (mut accounts, _) = self.fetch_batch(at, &[address], &[]).await?;
+            accounts.pop().ok_or_else(|| SourceError::Invalid("empty batch answer".into()))
+        }
+        .boxed()
+    }
+
+    fn prefetch(
+        &self,
+        at: B256,
+        accounts: Vec<Address>,
+        slots: Vec<(Address, U256)>,
+    ) -> BoxFuture<'_, Result<(), SourceError>> {
+        async move {
+            let mut seen = std::collections::HashSet::new();
+            let accounts: Vec<Address> = accounts
+                .into_iter()
+                .filter(|a| seen.insert(*a) && !self.accounts.contains_key(&(at, *a)))
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            let slots: Vec<(Address, U256)> = slots
+                .into_iter()
+                .filter(|(a, k)| seen.insert((*a, *k)) && !self.slots.contains_key(&(at, *a, *k)))
+                .collect();
+            if accounts.is_empty() && slots.is_empty() {
+                return Ok(());
+            }
+            // Counted apart from the cache's hit/miss so the hit rate stays about demand reads.
+            metrics::counter!("flashnode_upstream_prefetch_total", "kind" => "account").increment(accounts.len() as u64);
+            metrics::counter!("flashnode_upstream_prefetch_total", "kind" => "slot").increment(slots.len() as u64);
+            // Chunks keep each batch within what upstreams accept (geth: 1000 calls a batch).
+            let per_chunk = MAX_BATCH_CALLS / 3;
+            let account_chunks: Vec<&[Address]> = accounts.chunks(per_chunk).collect();
+            let slot_chunks: Vec<&[(Address, U256)]> = slots.chunks(MAX_BATCH_CALLS).collect();
+            let jobs = account_chunks
+                .into_iter()
+                .map(|c| (c, &[][..]))
+                .chain(slot_chunks.into_iter().map(|c| (&[][..], c)))
+                .map(|(a, s)| self.fetch_batch(at, a, s));
+            futures::future::try_join_all(jobs).await?;
+            Ok(())
         }
         .boxed()
     }

@@ -5,10 +5,11 @@
 use crate::{proxy::params_json, RpcContext};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256, U64};
-use alloy_rpc_types_eth::{Filter, FilterBlockOption, TransactionRequest};
+use alloy_rpc_types_eth::{simulate::SimulatePayload, Filter, FilterBlockOption, TransactionRequest};
 use flashnode_exec::{
     call::{self, CallError},
     convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
+    simulate,
 };
 use flashnode_overlay::{OverlayEvent, PendingBlock};
 use jsonrpsee::{
@@ -185,7 +186,10 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
     m.register_async_method("eth_call", |p, ctx, _| async move {
         let params = params_json(&p)?;
         match PendingCall::from_params(&ctx, &params)? {
-            Some(c) => blocking(move || c.call()).await,
+            Some(c) => {
+                c.prefetch().await;
+                blocking(move || c.call()).await
+            }
             None => upstream_latest(&ctx, "eth_call", params, 1).await,
         }
     })
@@ -193,9 +197,41 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
     m.register_async_method("eth_estimateGas", |p, ctx, _| async move {
         let params = params_json(&p)?;
         match PendingCall::from_params(&ctx, &params)? {
-            Some(c) => blocking(move || c.estimate()).await,
+            Some(c) => {
+                c.prefetch().await;
+                blocking(move || c.estimate()).await
+            }
             None => upstream_latest(&ctx, "eth_estimateGas", params, 1).await,
         }
+    })
+    .expect("unique");
+    m.register_async_method("eth_createAccessList", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        match PendingCall::from_params(&ctx, &params)? {
+            Some(c) => {
+                c.prefetch().await;
+                blocking(move || c.access_list()).await
+            }
+            None => upstream_latest(&ctx, "eth_createAccessList", params, 1).await,
+        }
+    })
+    .expect("unique");
+    m.register_async_method("eth_simulateV1", |p, ctx, _| async move {
+        let params = params_json(&p)?;
+        if is_pending(&tag_at(&params, 1)?) {
+            if let Some(pending) = ctx.overlay.pending() {
+                let raw = params.as_ref().and_then(|p| p.get(0)).cloned().ok_or_else(|| invalid_params("missing simulation payload"))?;
+                let payload: SimulatePayload = serde_json::from_value(raw).map_err(invalid_params)?;
+                let (chain, gas_cap) = (ctx.overlay.chain().clone(), ctx.config.gas_cap);
+                return blocking(move || {
+                    let blocks = simulate::simulate(pending.database(), &chain, &pending.env, &payload, gas_cap)
+                        .map_err(|e| err(e.code, e.message))?;
+                    to_json(blocks)
+                })
+                .await;
+            }
+        }
+        upstream_latest(&ctx, "eth_simulateV1", params, 1).await
     })
     .expect("unique");
 
@@ -233,6 +269,23 @@ impl PendingCall {
         }))
     }
 
+    /// Warms the upstream cache with the caller, the callee and the access list in one batch,
+    /// so a cold call costs one round trip for them instead of one per read.
+    async fn prefetch(&self) {
+        let mut accounts = vec![self.req.from.unwrap_or_default()];
+        if let Some(alloy_primitives::TxKind::Call(to)) = self.req.to {
+            accounts.push(to);
+        }
+        let mut slots = Vec::new();
+        for item in self.req.access_list.iter().flat_map(|l| l.0.iter()) {
+            accounts.push(item.address);
+            slots.extend(item.storage_keys.iter().map(|k| (item.address, U256::from_be_bytes(k.0))));
+        }
+        if let Err(e) = self.pending.prefetch(accounts, slots).await {
+            tracing::debug!(err = %e, "call prefetch failed; execution reads one at a time");
+        }
+    }
+
     fn call(self) -> RpcResult<Value> {
         let db = self.overrides.database(self.pending.database()).map_err(call_error)?;
         let env = self.overrides.env(&self.pending.env);
@@ -259,6 +312,23 @@ impl PendingCall {
         )
         .map_err(call_error)?;
         to_json(U64::from(gas))
+    }
+
+    fn access_list(self) -> RpcResult<Value> {
+        let db = self.pending.database();
+        // Reject bad overrides up front; the factory below then cannot fail.
+        self.overrides.database(db.clone()).map_err(call_error)?;
+        let env = self.overrides.env(&self.pending.env);
+        let overrides = &self.overrides;
+        let out = call::create_access_list(
+            || overrides.database(db.clone()).unwrap_or_else(|_| CacheDB::new(db.clone())),
+            &self.chain,
+            &env,
+            &self.req,
+            self.gas_cap,
+        )
+        .map_err(call_error)?;
+        to_json(out)
     }
 }
 

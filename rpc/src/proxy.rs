@@ -31,8 +31,6 @@ pub const PROXIED: &[&str] = &[
     "eth_feeHistory",
     "eth_getProof",
     "eth_getAccount",
-    "eth_createAccessList",
-    "eth_simulateV1",
     "eth_syncing",
     "eth_accounts",
     "eth_coinbase",

@@ -1,6 +1,8 @@
 //! Harness for flashnode's end-to-end tests: spawn the real binary on free loopback ports, talk
 //! to it with real clients (cast, alloy providers, a websocket client), and collect flashblocks.
 
+pub mod anvil_chain;
+pub mod counting;
 pub mod relay;
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};

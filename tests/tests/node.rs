@@ -325,14 +325,41 @@ async fn bad_call_input_gets_clear_errors() {
         ("both state and stateDiff", json!([{"to": Address::ZERO}, "pending", {Address::ZERO.to_string(): {"state": {}, "stateDiff": {}}}]), -32000),
     ];
     for (what, params, code) in cases {
-        let r = raw_rpc(&node.rpc, "eth_call", params).await;
-        assert_eq!(r["error"]["code"], code, "{what}: {r}");
+        for method in ["eth_call", "eth_estimateGas", "eth_createAccessList"] {
+            if method == "eth_estimateGas" && what == "gas above the cap" {
+                continue; // estimation caps the gas, as geth does
+            }
+            let r = raw_rpc(&node.rpc, method, params.clone()).await;
+            assert_eq!(r["error"]["code"], code, "{method} {what}: {r}");
+            assert!(!r["error"]["message"].as_str().unwrap_or_default().is_empty(), "{method} {what}");
+        }
+    }
+    // Calldata over the documented limit (512 KiB) is refused before execution; just under
+    // it runs.
+    let huge = format!("0x{}", "ab".repeat(1_000_000));
+    for method in ["eth_call", "eth_estimateGas", "eth_createAccessList"] {
+        let r = raw_rpc(&node.rpc, method, json!([{"to": Address::repeat_byte(1), "data": huge}, "pending"])).await;
+        assert_eq!(r["error"]["code"], -32000, "{method}: {r}");
+        assert!(r["error"]["message"].as_str().unwrap().contains("exceeds the limit of 524288 bytes"), "{method}: {r}");
+    }
+    let big = format!("0x{}", "ab".repeat(500 * 1024));
+    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": Address::repeat_byte(1), "data": big}, "pending"])).await;
+    assert_eq!(r["result"], "0x", "{}", r["error"]);
+    // eth_simulateV1: a malformed payload, a non-hex input, over-limit calldata, unsupported
+    // traceTransfers: -32602 each, with a message.
+    let sim_cases = [
+        ("payload not an object", json!(["nope", "pending"])),
+        ("calls not an array", json!([{"blockStateCalls": [{"calls": 5}]}, "pending"])),
+        ("non-hex input", json!([{"blockStateCalls": [{"calls": [{"to": Address::ZERO, "input": "0xzz"}]}]}, "pending"])),
+        ("calldata over the limit", json!([{"blockStateCalls": [{"calls": [{"to": Address::ZERO, "input": huge}]}]}, "pending"])),
+        ("traceTransfers", json!([{"blockStateCalls": [], "traceTransfers": true}, "pending"])),
+        ("unknown block tag", json!([{"blockStateCalls": []}, "pendingg"])),
+    ];
+    for (what, params) in sim_cases {
+        let r = raw_rpc(&node.rpc, "eth_simulateV1", params).await;
+        assert_eq!(r["error"]["code"], -32602, "eth_simulateV1 {what}: {r}");
         assert!(!r["error"]["message"].as_str().unwrap_or_default().is_empty(), "{what}");
     }
-    // Huge calldata: runs or fails cleanly, never kills the node.
-    let huge = format!("0x{}", "ab".repeat(1_000_000));
-    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": Address::repeat_byte(1), "data": huge}, "pending"])).await;
-    assert!(r.get("result").is_some() || r["error"]["code"].is_i64(), "{r}");
     // A reverting call reports the reason; an out-of-gas call says so.
     let out: Value = serde_json::from_str(&cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[9], "--create", PROBE_BIN.trim()])).unwrap();
     let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();

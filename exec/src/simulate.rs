@@ -1,0 +1,315 @@
+//! `eth_simulateV1` (execution-apis): chained simulated blocks of calls with per-block state and
+//! block overrides, over any state. The first block is the block `base` describes (for
+//! `pending`, the flashblock block N+1 on top of its preconfirmed state); later blocks follow it.
+
+use crate::{
+    builder::{receipts_root, BlockEnvInput, ExecutedTx},
+    call::{apply_block_overrides, apply_state_overrides, decode_revert_reason, tx_env, CallError},
+    chain::ChainConfig,
+    convert::{rpc_block, rpc_logs, BlockContext},
+};
+use alloy_consensus::{
+    proofs::ordered_trie_root_with_encoder, Eip658Value, Header, Receipt, SignableTransaction, TxEip1559,
+    EMPTY_OMMER_ROOT_HASH,
+};
+use alloy_eips::{eip2718::Encodable2718, eip7685::EMPTY_REQUESTS_HASH};
+use alloy_evm::{Evm, EvmFactory};
+use alloy_op_evm::{OpEvmFactory, OpTx};
+use alloy_primitives::{Bloom, Signature, TxKind, B256, U256};
+use alloy_rpc_types_eth::{
+    simulate::{SimCallResult, SimulateError, SimulatePayload, SimulatedBlock, MAX_SIMULATE_BLOCKS},
+    Block, TransactionRequest,
+};
+use op_alloy_consensus::{OpReceipt, OpTxEnvelope};
+use op_alloy_rpc_types::Transaction;
+use op_revm::OpHaltReason;
+use revm::{
+    context_interface::result::{EVMError, ExecutionResult, HaltReason},
+    database::CacheDB,
+    database_interface::DatabaseRef,
+    Database, DatabaseCommit,
+};
+
+/// Most calls one request may simulate across all its blocks.
+pub const MAX_SIMULATE_CALLS: usize = 1_000;
+/// Seconds between simulated blocks when no timestamp is given (geth's default).
+pub const SIMULATE_TIMESTAMP_INCREMENT: u64 = 12;
+
+/// Why a whole simulation failed, with the execution-apis error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SimulateFailure {
+    /// JSON-RPC error code (-380xx for the spec's validation errors, -32602 for bad params).
+    pub code: i32,
+    /// Message.
+    pub message: String,
+}
+
+impl SimulateFailure {
+    fn new(code: i32, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(-32602, message)
+    }
+}
+
+impl From<CallError> for SimulateFailure {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::InsufficientFunds => Self::new(-38014, e.to_string()),
+            CallError::InvalidRequest(m) => Self::invalid(m),
+            CallError::State(m) => Self::new(-32603, format!("state unavailable: {m}")),
+            other => Self::new(-32000, other.to_string()),
+        }
+    }
+}
+
+/// A simulated block as the RPC returns it.
+pub type SimulatedRpcBlock = SimulatedBlock<Block<Transaction>>;
+
+/// Runs `payload` over `db`, the first block in `base`'s environment.
+pub fn simulate<D>(
+    db: D,
+    chain: &ChainConfig,
+    base: &BlockEnvInput,
+    payload: &SimulatePayload,
+    gas_cap: u64,
+) -> Result<Vec<SimulatedRpcBlock>, SimulateFailure>
+where
+    D: DatabaseRef + core::fmt::Debug,
+    D::Error: core::error::Error + Send + Sync + 'static,
+{
+    if payload.trace_transfers {
+        return Err(SimulateFailure::invalid("traceTransfers is not supported by this node"));
+    }
+    if payload.block_state_calls.len() as u64 > MAX_SIMULATE_BLOCKS {
+        return Err(SimulateFailure::new(-38026, format!("too many blocks (at most {MAX_SIMULATE_BLOCKS})")));
+    }
+    let calls: usize = payload.block_state_calls.iter().map(|b| b.calls.len()).sum();
+    if calls > MAX_SIMULATE_CALLS {
+        return Err(SimulateFailure::invalid(format!("too many calls ({calls}, at most {MAX_SIMULATE_CALLS})")));
+    }
+    let validation = payload.validation;
+    let mut db = CacheDB::new(db);
+    let mut out = Vec::with_capacity(payload.block_state_calls.len());
+    let mut prev: Option<(Header, B256)> = None;
+    for block in &payload.block_state_calls {
+        let mut env = match &prev {
+            None => base.clone(),
+            Some((header, hash)) => BlockEnvInput {
+                number: header.number + 1,
+                timestamp: header.timestamp + SIMULATE_TIMESTAMP_INCREMENT,
+                base_fee: header.next_block_base_fee(chain.base_fee_params).unwrap_or_default(),
+                parent_hash: *hash,
+                ..base.clone()
+            },
+        };
+        if !validation {
+            // Without validation calls pay no fees unless the request sets a base fee.
+            env.base_fee = 0;
+        }
+        if let Some(o) = &block.block_overrides {
+            if o.block_hash.is_some() {
+                return Err(SimulateFailure::invalid("blockHash overrides are not supported in eth_simulateV1"));
+            }
+            apply_block_overrides(&mut env, o);
+        }
+        if let Some((header, _)) = &prev {
+            if env.number <= header.number {
+                return Err(SimulateFailure::new(
+                    -38020,
+                    format!("block numbers must be in order: {} <= {}", env.number, header.number),
+                ));
+            }
+            if env.number != header.number + 1 {
+                return Err(SimulateFailure::invalid("gaps between simulated block numbers are not supported"));
+            }
+            if env.timestamp <= header.timestamp {
+                return Err(SimulateFailure::new(
+                    -38021,
+                    format!("block timestamps must be in order: {} <= {}", env.timestamp, header.timestamp),
+                ));
+            }
+        } else if env.number < base.number {
+            return Err(SimulateFailure::new(-38020, format!("block number {} is before the base block {}", env.number, base.number)));
+        }
+        if let Some(state) = &block.state_overrides {
+            apply_state_overrides(&mut db, state)?;
+        }
+        let (header, hash, txs, results) = run_block(&mut db, chain, &env, &block.calls, validation, gas_cap)?;
+        let ctx = BlockContext::of(&header, hash);
+        let calls = txs
+            .iter()
+            .zip(results)
+            .map(|(tx, (output, error))| SimCallResult {
+                return_data: output,
+                logs: rpc_logs(tx, &ctx),
+                gas_used: tx.gas_used,
+                max_used_gas: None,
+                status: error.is_none(),
+                error,
+            })
+            .collect();
+        out.push(SimulatedBlock { inner: rpc_block(&header, hash, &txs, payload.return_full_transactions), calls });
+        prev = Some((header, hash));
+    }
+    Ok(out)
+}
+
+type CallResults = Vec<(alloy_primitives::Bytes, Option<SimulateError>)>;
+
+fn run_block<D>(
+    db: &mut CacheDB<D>,
+    chain: &ChainConfig,
+    env: &BlockEnvInput,
+    calls: &[TransactionRequest],
+    validation: bool,
+    gas_cap: u64,
+) -> Result<(Header, B256, Vec<ExecutedTx>, CallResults), SimulateFailure>
+where
+    D: DatabaseRef + core::fmt::Debug,
+    D::Error: core::error::Error + Send + Sync + 'static,
+{
+    let mut evm_env = env.evm_env(chain);
+    evm_env.cfg_env.disable_block_gas_limit = true;
+    evm_env.cfg_env.disable_nonce_check = !validation;
+    evm_env.cfg_env.disable_base_fee = !validation;
+    evm_env.cfg_env.disable_eip3607 = !validation;
+    let mut txs: Vec<ExecutedTx> = Vec::with_capacity(calls.len());
+    let mut results = Vec::with_capacity(calls.len());
+    let (mut gas_used, mut log_count, mut bloom) = (0u64, 0u64, Bloom::ZERO);
+    for (index, call) in calls.iter().enumerate() {
+        let from = call.from.unwrap_or_default();
+        let mut req = call.clone();
+        // Unset nonces follow the sender's state, so chained calls from one sender validate.
+        if req.nonce.is_none() {
+            let nonce = db.basic(from).map_err(|e| CallError::State(e.to_string()))?.map(|a| a.nonce).unwrap_or_default();
+            req.nonce = Some(nonce);
+        }
+        let remaining = env.gas_limit.saturating_sub(gas_used);
+        let gas = match req.gas {
+            Some(g) if g > remaining => {
+                return Err(SimulateFailure::new(-38015, format!("block gas limit reached: call {index} wants {g}, {remaining} left")));
+            }
+            Some(g) => g,
+            None => remaining.min(gas_cap),
+        };
+        if gas > gas_cap {
+            return Err(SimulateFailure::invalid(format!("gas {gas} above the cap {gas_cap}")));
+        }
+        let tx = tx_env(chain, &req, gas)?;
+        let mut evm = OpEvmFactory::<OpTx>::default().create_evm(&mut *db, evm_env.clone());
+        let result = evm.transact(tx).map_err(|e| tx_failure(index, e))?;
+        drop(evm);
+        db.commit(result.state);
+        let result = result.result;
+        let used = result.tx_gas_used();
+        let contract_address = result.created_address();
+        gas_used += used;
+        let (success, logs, output, error) = match result {
+            ExecutionResult::Success { logs, output, .. } => (true, logs, output.into_data(), None),
+            ExecutionResult::Revert { output, .. } => {
+                let message = match decode_revert_reason(&output) {
+                    Some(r) => format!("execution reverted: {r}"),
+                    None => "execution reverted".into(),
+                };
+                let err = SimulateError { code: 3, message, data: Some(output.clone()) };
+                (false, Vec::new(), output, Some(err))
+            }
+            ExecutionResult::Halt { reason, .. } => {
+                let message = match reason {
+                    OpHaltReason::Base(HaltReason::OutOfGas(_)) => "out of gas".to_string(),
+                    other => format!("execution halted: {other:?}"),
+                };
+                let err = SimulateError { code: SimulateError::VM_EXECUTION_ERROR_CODE, message, data: None };
+                (false, Vec::new(), Default::default(), Some(err))
+            }
+        };
+        for log in &logs {
+            bloom.accrue_log(log);
+        }
+        let first_log_index = log_count;
+        log_count += logs.len() as u64;
+        let consensus = TxEip1559 {
+            chain_id: chain.chain_id,
+            nonce: req.nonce.unwrap_or_default(),
+            gas_limit: gas,
+            max_fee_per_gas: req.max_fee_per_gas.or(req.gas_price).unwrap_or_default(),
+            max_priority_fee_per_gas: req.max_priority_fee_per_gas.unwrap_or_default(),
+            to: req.to.unwrap_or(TxKind::Create),
+            value: req.value.unwrap_or_default(),
+            access_list: req.access_list.clone().unwrap_or_default(),
+            input: req.input.input().cloned().unwrap_or_default(),
+        };
+        // Simulated calls are unsigned: a zero signature, as geth and reth give them.
+        let signed = consensus.into_signed(Signature::new(U256::ZERO, U256::ZERO, false));
+        let envelope = OpTxEnvelope::Eip1559(signed);
+        let encoded = envelope.encoded_2718().into();
+        let effective_gas_price = alloy_consensus::Transaction::effective_gas_price(&envelope, Some(env.base_fee));
+        txs.push(ExecutedTx {
+            hash: envelope.tx_hash(),
+            tx: envelope,
+            encoded,
+            sender: from,
+            receipt: OpReceipt::Eip1559(Receipt { status: Eip658Value::Eip658(success), cumulative_gas_used: gas_used, logs }),
+            gas_used: used,
+            effective_gas_price,
+            contract_address,
+            index: index as u64,
+            first_log_index,
+            l1: None,
+        });
+        results.push((output, error));
+    }
+    let header = Header {
+        parent_hash: env.parent_hash,
+        ommers_hash: EMPTY_OMMER_ROOT_HASH,
+        beneficiary: env.coinbase,
+        // Simulated blocks carry no state root (computing one needs the full trie).
+        state_root: B256::ZERO,
+        transactions_root: ordered_trie_root_with_encoder(&txs, |t, buf| buf.extend_from_slice(&t.encoded)),
+        receipts_root: receipts_root(txs.iter().map(|t| &t.receipt)),
+        logs_bloom: bloom,
+        difficulty: U256::ZERO,
+        number: env.number,
+        gas_limit: env.gas_limit,
+        gas_used,
+        timestamp: env.timestamp,
+        extra_data: env.extra_data.clone(),
+        mix_hash: env.prev_randao,
+        base_fee_per_gas: Some(env.base_fee),
+        withdrawals_root: Some(alloy_trie::EMPTY_ROOT_HASH),
+        blob_gas_used: Some(0),
+        excess_blob_gas: Some(0),
+        parent_beacon_block_root: Some(env.parent_beacon_block_root),
+        requests_hash: Some(EMPTY_REQUESTS_HASH),
+        ..Default::default()
+    };
+    let hash = header.hash_slow();
+    Ok((header, hash, txs, results))
+}
+
+/// A transaction the EVM refused: the spec's codes for the common validation failures.
+fn tx_failure<E: core::fmt::Display, T: core::fmt::Display>(index: usize, e: EVMError<E, T>) -> SimulateFailure {
+    let msg = match &e {
+        EVMError::Database(e) => return SimulateFailure::new(-32603, format!("state unavailable: {e}")),
+        other => other.to_string(),
+    };
+    let lower = msg.to_ascii_lowercase();
+    let code = if lower.contains("nonce") && lower.contains("too low") || lower.contains("nonce too low") {
+        -38010
+    } else if lower.contains("nonce") && lower.contains("too high") {
+        -38011
+    } else if lower.contains("basefee") || lower.contains("base fee") || lower.contains("gas price is less") {
+        -38012
+    } else if lower.contains("intrinsic") || lower.contains("floor gas") {
+        -38013
+    } else if lower.contains("lack of funds") || lower.contains("insufficient") {
+        -38014
+    } else {
+        -32000
+    };
+    SimulateFailure::new(code, format!("call {index}: {msg}"))
+}
