@@ -64,13 +64,19 @@ pub struct Operator {
     overlay: Overlay,
     recent: Arc<Mutex<VecDeque<FlashblockRow>>>,
     draining: CancellationToken,
+    gossip: Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>,
 }
 
 impl Operator {
     /// `draining` is cancelled when the node starts its graceful shutdown: `/readyz` then
     /// answers 503 so load balancers stop routing here while in-flight calls finish.
-    pub fn new(metrics: PrometheusHandle, overlay: Overlay, draining: CancellationToken) -> Self {
-        Self { metrics, overlay, recent: Default::default(), draining }
+    pub fn new(
+        metrics: PrometheusHandle,
+        overlay: Overlay,
+        draining: CancellationToken,
+        gossip: Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>,
+    ) -> Self {
+        Self { metrics, overlay, recent: Default::default(), draining, gossip }
     }
 }
 
@@ -177,7 +183,8 @@ async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<(
             let body = serde_json::json!({
                 "status": operator.overlay.status(),
                 "draining": operator.draining.is_cancelled(),
-                "peers": serde_json::Value::Null,
+                "peers": operator.gossip.as_ref().map(|g| g.gossip_status().peers),
+                "gossip": operator.gossip.as_ref().map(|g| g.gossip_status()),
                 "recent": recent,
             });
             ("200 OK", "application/json", body.to_string())

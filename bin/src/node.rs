@@ -140,7 +140,7 @@ pub async fn start_node(
     // Serving stops first on shutdown (and with everything else if `cancel` fires alone).
     let serving = cancel.child_token();
     if let (Some(addr), Some(handle)) = (args.metrics_addr, recorder) {
-        let operator = crate::http::Operator::new(handle, overlay.clone(), serving.clone());
+        let operator = crate::http::Operator::new(handle, overlay.clone(), serving.clone(), gossip.clone());
         crate::http::serve(addr, operator, cancel.clone()).await?;
     }
     let fanout = flashnode_rpc::fanout::FanoutConfig {
