@@ -2,6 +2,7 @@
 //! to it with real clients (cast, alloy providers, a websocket client), and collect flashblocks.
 
 pub mod relay;
+pub mod upstream;
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
