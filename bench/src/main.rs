@@ -7,10 +7,14 @@
 //! The binary under test is `$FLASHNODE_BIN` (use the release build:
 //! `FLASHNODE_BIN=target/release/flashnode`). See docs/benchmarks.md.
 
+mod chart;
 mod fanout;
 mod http;
 mod ingest;
 mod node;
+mod ratio;
+mod reexec;
+mod soak;
 mod stats;
 mod throughput;
 
@@ -35,6 +39,12 @@ enum Command {
     ReceiptThroughput(throughput::ThroughputArgs),
     /// Fan-out delivery latency and per-subscriber cost with 1,000 and 10,000 websocket subscribers.
     Fanout(fanout::FanoutArgs),
+    /// `flashnode dev` under steady tx load: RSS, open fds and threads must not grow past bounds.
+    Soak(soak::SoakArgs),
+    /// Mgas/s of flashblock re-execution by flashblock size, against pure op-revm execution.
+    Reexec(reexec::ReexecArgs),
+    /// Receipt, pending balance and pending call throughput: flashnode vs devnet canonical vs anvil.
+    RpcRatio(ratio::RatioArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +66,9 @@ fn main() -> anyhow::Result<()> {
             Command::IngestLatency(args) => ingest::run(args).await,
             Command::ReceiptThroughput(args) => throughput::run(args).await,
             Command::Fanout(args) => fanout::run(args).await,
+            Command::Soak(args) => soak::run(args).await,
+            Command::Reexec(args) => reexec::run(args).await,
+            Command::RpcRatio(args) => ratio::run(args).await,
         }
     })?;
     let text = serde_json::to_string_pretty(&result)?;
@@ -70,6 +83,9 @@ fn main() -> anyhow::Result<()> {
         None => println!("{text}"),
     }
     print_headline(&result);
+    if result["scenario"] == "soak" && result["result"]["passed"] != true {
+        anyhow::bail!("soak failed: {}", result["result"]["violations"]);
+    }
     Ok(())
 }
 
@@ -95,6 +111,15 @@ fn print_headline(v: &serde_json::Value) {
                 r["ratio_node_preconfirmed_vs_devnet_canonical"], r["ratio_node_preconfirmed_vs_devnet_canonical_each_round"]
             );
         }
+        Some("reexec") => {
+            for row in r["rows"].as_array().into_iter().flatten() {
+                eprintln!("{:>4} txs: floor {} Mgas/s, re-execution {} Mgas/s", row["txs"], row["floor_mgas_per_s"], row["reexec_mgas_per_s"]);
+            }
+        }
+        Some("soak") => eprintln!(
+            "soak: passed {}, RSS growth {} MiB (max {} MiB), fd growth {}, thread growth {}, {} txs sent, {} failed",
+            r["passed"], r["rss_growth_mib"], r["rss_mib_max"], r["fd_growth"], r["thread_growth"], r["txs_sent"], r["txs_failed"]
+        ),
         _ => {}
     }
 }

@@ -135,6 +135,11 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// The OS process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process still runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
