@@ -45,6 +45,14 @@ enum Command {
     Reexec(reexec::ReexecArgs),
     /// Receipt, pending balance and pending call throughput: flashnode vs devnet canonical vs anvil.
     RpcRatio(ratio::RatioArgs),
+    /// Chart of ingest-latency results by flashblock size (reads the given result files).
+    IngestChart {
+        /// ingest-latency result files, one per flashblock size.
+        files: Vec<PathBuf>,
+        /// The SVG to write.
+        #[arg(long, default_value = "bench/results/ingest-latency-by-size.svg")]
+        chart: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             Command::Soak(args) => soak::run(args).await,
             Command::Reexec(args) => reexec::run(args).await,
             Command::RpcRatio(args) => ratio::run(args).await,
+            Command::IngestChart { files, chart } => chart::ingest_by_size(&files, &chart),
         }
     })?;
     let text = serde_json::to_string_pretty(&result)?;
