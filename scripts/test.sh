@@ -8,6 +8,9 @@ tools_bin="$(bash scripts/install-test-tools.sh)"
 export PATH="$tools_bin:$PATH"
 export FLASHNODE_CAST="$tools_bin/cast"
 export FLASHNODE_ANVIL="$tools_bin/anvil"
+# Headless Chromium for the status-page test (Debian's package).
+FLASHNODE_CHROMIUM="$(bash scripts/install-browser.sh)"
+export FLASHNODE_CHROMIUM
 # The e2e tests spawn the real binary.
 cargo build --locked --bin flashnode
 export FLASHNODE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/flashnode"

@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+use crate::presets::ChainName;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::{net::SocketAddr, time::Duration};
 use tracing_subscriber::{fmt, EnvFilter};
@@ -14,6 +15,13 @@ pub struct Cli {
     /// Logging options.
     #[command(flatten)]
     pub log: LogArgs,
+    /// TOML config file: keys are the subcommand's long flag names (`rpc-addr = "0.0.0.0:8545"`).
+    /// Precedence: command line > FLASHNODE_* environment > this file > `--chain` preset.
+    #[arg(long, global = true, env = "FLASHNODE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the effective settings (after config file, environment and preset) and exit.
+    #[arg(long, global = true)]
+    pub print_config: bool,
 }
 
 /// Subcommands.
@@ -95,14 +103,23 @@ pub struct OverlayArgs {
     /// Messages a fan-out client may lag behind before it is disconnected.
     #[arg(long, default_value_t = 20)]
     pub ws_buffer: usize,
+    /// On SIGINT/SIGTERM, how long in-flight RPC calls may take to finish before exit.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 /// `flashnode node` flags.
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
-    /// Flashblock websocket to consume (builder, rollup-boost or Base's websocket proxy).
+    /// Chain preset: chain id check, hardfork schedule, unsafe-block signer, bootnodes and the
+    /// public flashblock stream where there is one. Without it the chain is recognised by the
+    /// upstream's chain id (a devnet-like chain at Isthmus when unknown).
+    #[arg(long, value_enum, env = "FLASHNODE_CHAIN")]
+    pub chain: Option<ChainName>,
+    /// Flashblock websocket to consume (builder, rollup-boost or Base's websocket proxy);
+    /// `--chain base` and `base-sepolia` supply Base's public stream.
     #[arg(long, visible_alias = "websocket-url", env = "FLASHNODE_FLASHBLOCKS_URL")]
-    pub flashblocks_url: String,
+    pub flashblocks_url: Option<String>,
     /// JSON-RPC of the OP execution client (HTTP or WS): canonical state and proxied methods.
     #[arg(long, env = "FLASHNODE_UPSTREAM_RPC")]
     pub upstream_rpc: String,

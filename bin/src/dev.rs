@@ -95,6 +95,7 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let source = flashnode_devnet::source::DevnetSource::new(devnet.shared.clone());
     let parts = crate::node::start_node(
         format!("ws://{ws}/ws"),
+        flashnode_exec::ChainConfig::devnet(args.devnet.chain_id),
         std::sync::Arc::new(source),
         &format!("http://{devnet_rpc}"),
         args.devnet.rpc_addr,
@@ -105,8 +106,6 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     .await?;
     print_banner(&devnet, "flashnode dev", Some((parts.rpc_addr, parts.fanout_addr)));
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    cancel.cancel();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    parts.shutdown(cancel, args.overlay.shutdown_timeout).await;
     Ok(())
 }

@@ -1,9 +1,12 @@
-//! The operator endpoint on `--metrics-addr`: `/metrics` (Prometheus text), `/healthz` (alive)
-//! and `/readyz` (200 ready, 206 degraded: canonical fresh but no preconfirmations, 503 not
-//! ready), as rollup-boost reports health.
+//! The operator endpoint on `--metrics-addr`: `/metrics` (Prometheus text), `/healthz` (alive),
+//! `/readyz` (200 ready, 206 degraded: canonical fresh but no preconfirmations, 503 not ready or
+//! draining), as rollup-boost reports health, and a live status page at `/` (polling
+//! `/api/status`).
 
 use anyhow::Context;
-use flashnode_overlay::{Health, Overlay};
+use flashnode_overlay::{Health, Overlay, OverlayEvent};
+use parking_lot::Mutex;
+use std::{collections::VecDeque, sync::Arc};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::{net::SocketAddr, time::Duration};
 use tokio::{
@@ -13,6 +16,12 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, Instrument};
 
+/// Seconds since the last flashblock frame (NaN before the first).
+pub const STREAM_LAG_SECONDS: &str = "flashnode_stream_lag_seconds";
+
+/// The status page (static; it polls `/api/status`).
+const STATUS_PAGE: &str = include_str!("status.html");
+
 /// Installs the Prometheus recorder (once per process) and returns its handle.
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -21,19 +30,94 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     flashnode_overlay::metrics_names::describe();
+    metrics::describe_gauge!(STREAM_LAG_SECONDS, metrics::Unit::Seconds, "Time since the last flashblock frame");
     Ok(handle)
 }
 
-/// Serves the operator endpoint until `cancel`.
-pub async fn serve(
-    addr: SocketAddr,
+/// One applied flashblock, as the status page lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlashblockRow {
+    /// Block number.
+    pub block: u64,
+    /// Flashblock index.
+    pub index: u64,
+    /// Transactions this flashblock added.
+    pub new_txs: usize,
+    /// Transactions in the pending block so far.
+    pub txs: usize,
+    /// Cumulative gas used.
+    pub gas_used: u64,
+    /// When it was applied (wall clock, ms since the epoch).
+    pub received_unix_ms: u64,
+    /// Applied time minus the block's timestamp, ms (negative: before the block's time).
+    pub since_block_time_ms: i64,
+}
+
+/// Rows the status page keeps.
+const RECENT_ROWS: usize = 40;
+
+/// What the operator endpoint reads.
+#[derive(Clone)]
+pub struct Operator {
     metrics: PrometheusHandle,
     overlay: Overlay,
-    cancel: CancellationToken,
-) -> anyhow::Result<SocketAddr> {
+    recent: Arc<Mutex<VecDeque<FlashblockRow>>>,
+    draining: CancellationToken,
+}
+
+impl Operator {
+    /// `draining` is cancelled when the node starts its graceful shutdown: `/readyz` then
+    /// answers 503 so load balancers stop routing here while in-flight calls finish.
+    pub fn new(metrics: PrometheusHandle, overlay: Overlay, draining: CancellationToken) -> Self {
+        Self { metrics, overlay, recent: Default::default(), draining }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Keeps the last flashblocks for the status page.
+async fn track_recent(operator: Operator, cancel: CancellationToken) {
+    let mut events = operator.overlay.subscribe();
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return,
+            e = events.recv() => e,
+        };
+        match event {
+            Ok(OverlayEvent::Applied { block, flashblock }) => {
+                let now = unix_ms();
+                let row = FlashblockRow {
+                    block: block.number(),
+                    index: flashblock.index(),
+                    new_txs: block.txs.len().saturating_sub(block.first_new),
+                    txs: block.txs.len(),
+                    gas_used: block.header.gas_used,
+                    received_unix_ms: now,
+                    since_block_time_ms: now as i64 - (block.header.timestamp as i64).saturating_mul(1000),
+                };
+                let mut recent = operator.recent.lock();
+                if recent.len() == RECENT_ROWS {
+                    recent.pop_front();
+                }
+                recent.push_back(row);
+            }
+            Ok(_) => {}
+            // Missing rows on a slow page are fine; the next flashblock refills it.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Serves the operator endpoint until `cancel`.
+pub async fn serve(addr: SocketAddr, operator: Operator, cancel: CancellationToken) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint {addr}"))?;
     let local = listener.local_addr()?;
-    info!(addr = %local, "metrics on http://{local}/metrics, health on /healthz and /readyz");
+    info!(addr = %local, "status page on http://{local}/, metrics on /metrics, health on /healthz and /readyz");
+    tokio::spawn(track_recent(operator.clone(), cancel.clone()).instrument(info_span!("status_page")));
     tokio::spawn(
         async move {
             loop {
@@ -41,9 +125,9 @@ pub async fn serve(
                     _ = cancel.cancelled() => return,
                     a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
                 };
-                let (metrics, overlay) = (metrics.clone(), overlay.clone());
+                let operator = operator.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = answer(stream, &metrics, &overlay).await {
+                    if let Err(err) = answer(stream, &operator).await {
                         debug!(%err, "metrics request failed");
                     }
                 });
@@ -54,7 +138,7 @@ pub async fn serve(
     Ok(local)
 }
 
-async fn answer(mut stream: TcpStream, metrics: &PrometheusHandle, overlay: &Overlay) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<()> {
     // Requests are tiny GETs; read the head with a bound and a deadline.
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
@@ -68,16 +152,35 @@ async fn answer(mut stream: TcpStream, metrics: &PrometheusHandle, overlay: &Ove
     let head = String::from_utf8_lossy(&buf[..len]);
     let path = head.split_whitespace().nth(1).unwrap_or("/");
     let (status, content_type, body) = match path {
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+        "/metrics" => {
+            // Time since the last flashblock frame, sampled at scrape time (a gauge set only
+            // on frames would freeze at its last value exactly when the stream stops).
+            let status = operator.overlay.status();
+            let lag = status.stream_lag_ms.map(|ms| ms as f64 / 1000.0).unwrap_or(f64::NAN);
+            metrics::gauge!(STREAM_LAG_SECONDS).set(lag);
+            ("200 OK", "text/plain; version=0.0.4", operator.metrics.render())
+        }
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
         "/readyz" => {
-            let status = overlay.status();
+            let status = operator.overlay.status();
             let code = match status.health {
+                _ if operator.draining.is_cancelled() => "503 Service Unavailable",
                 Health::Ready => "200 OK",
                 Health::Degraded => "206 Partial Content",
                 Health::NotReady => "503 Service Unavailable",
             };
             (code, "application/json", serde_json::to_string(&status).unwrap_or_default())
+        }
+        "/" | "/index.html" => ("200 OK", "text/html; charset=utf-8", STATUS_PAGE.to_string()),
+        "/api/status" => {
+            let recent: Vec<FlashblockRow> = operator.recent.lock().iter().cloned().collect();
+            let body = serde_json::json!({
+                "status": operator.overlay.status(),
+                "draining": operator.draining.is_cancelled(),
+                "peers": serde_json::Value::Null,
+                "recent": recent,
+            });
+            ("200 OK", "application/json", body.to_string())
         }
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };

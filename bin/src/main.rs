@@ -1,15 +1,15 @@
 //! The `flashnode` binary: CLI, configuration and the wiring of the crates' tasks.
 
 mod cli;
+mod config;
 mod dev;
 mod http;
 mod node;
+mod presets;
 mod status;
 
-use clap::Parser;
-
 fn main() -> anyhow::Result<()> {
-    let cli = cli::Cli::parse();
+    let cli = config::parse();
     cli::init_tracing(&cli.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,6 +1,9 @@
 //! Wiring of the flashblock-aware node: stream client → overlay → RPC, over a state source.
 
-use crate::cli::{NodeArgs, OverlayArgs};
+use crate::{
+    cli::{NodeArgs, OverlayArgs},
+    presets::ChainPreset,
+};
 use anyhow::Context;
 use flashnode_exec::{ChainConfig, StateSource};
 use flashnode_overlay::{
@@ -8,7 +11,7 @@ use flashnode_overlay::{
     upstream::{UpstreamConfig, UpstreamSource},
     OverlayConfig,
 };
-use flashnode_rpc::{RpcConfig, RpcContext, Upstream};
+use flashnode_rpc::{RpcConfig, RpcContext, RunningRpc, Upstream};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tracing::info_span;
@@ -20,11 +23,64 @@ pub struct NodeParts {
     pub rpc_addr: SocketAddr,
     /// Where the fan-out listens.
     pub fanout_addr: SocketAddr,
+    /// The RPC server, to drain on shutdown.
+    rpc: RunningRpc,
+    /// Stops the serving side (RPC and fan-out) before the rest.
+    serving: CancellationToken,
+    /// The ingest runtime (stopped last, when the parts are dropped).
+    _ingest: IngestRuntime,
+}
+
+/// The runtime ingest runs on; shut down in the background when dropped (a runtime cannot be
+/// dropped in place from async code).
+struct IngestRuntime(Option<tokio::runtime::Runtime>);
+
+impl IngestRuntime {
+    fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("flashnode-ingest")
+            .enable_all()
+            .build()
+            .context("starting the ingest runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
+        self.0.as_ref().map(|rt| rt.enter())
+    }
+}
+
+impl Drop for IngestRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl NodeParts {
+    /// Graceful shutdown: stop accepting, let in-flight RPC calls and websocket sends finish
+    /// within `deadline` while ingest and state stay up, then stop everything under `cancel`.
+    pub async fn shutdown(self, cancel: CancellationToken, deadline: Duration) {
+        tracing::info!(?deadline, "shutting down: draining in-flight RPC calls");
+        self.serving.cancel();
+        let started = std::time::Instant::now();
+        if self.rpc.drained(deadline).await {
+            tracing::info!(elapsed = ?started.elapsed(), "RPC drained");
+        } else {
+            tracing::warn!(?deadline, "RPC drain deadline passed; closing the remaining connections");
+        }
+        cancel.cancel();
+        // Fan-out clients get their close frames; the stream and overlay tasks end.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Starts the stream client, the overlay and the RPC.
 pub async fn start_node(
     flashblocks_url: String,
+    chain: ChainConfig,
     source: Arc<dyn StateSource>,
     upstream_url: &str,
     rpc_addr: SocketAddr,
@@ -41,10 +97,14 @@ pub async fn start_node(
     stream_config.ping_interval = args.stream_ping_interval;
     stream_config.max_frame_bytes = args.max_frame_bytes;
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    // Ingest (stream reader, sequencing, re-execution) gets its own thread and runtime, so the
+    // kernel shares the CPU between ingest and serving instead of thousands of fan-out tasks
+    // queueing ahead of ingest on one runtime (at 10,000 subscribers that made frames stale).
+    let ingest = IngestRuntime::new()?;
+    let in_ingest = ingest.enter();
     tokio::spawn(
         run_stream(stream_config, tx, cancel.clone()).instrument(info_span!("stream", url = %flashblocks_url)),
     );
-    let chain = ChainConfig::devnet(source.chain_id());
     let overlay = flashnode_overlay::spawn(
         OverlayConfig {
             chain,
@@ -55,6 +115,7 @@ pub async fn start_node(
         rx,
         cancel.clone(),
     );
+    drop(in_ingest);
     let upstream = Upstream::connect(upstream_url, args.upstream_timeout)
         .await
         .with_context(|| format!("connecting to the upstream RPC {upstream_url}"))?;
@@ -64,8 +125,11 @@ pub async fn start_node(
         gas_cap: args.rpc_gas_cap,
         ..Default::default()
     };
+    // Serving stops first on shutdown (and with everything else if `cancel` fires alone).
+    let serving = cancel.child_token();
     if let (Some(addr), Some(handle)) = (args.metrics_addr, recorder) {
-        crate::http::serve(addr, handle, overlay.clone(), cancel.clone()).await?;
+        let operator = crate::http::Operator::new(handle, overlay.clone(), serving.clone());
+        crate::http::serve(addr, operator, cancel.clone()).await?;
     }
     let fanout = flashnode_rpc::fanout::FanoutConfig {
         addr: fanout_addr,
@@ -78,13 +142,13 @@ pub async fn start_node(
         buffer: args.ws_buffer,
         ..Default::default()
     };
-    let fanout_addr = flashnode_rpc::fanout::serve(fanout, overlay.clone(), cancel.clone())
+    let fanout_addr = flashnode_rpc::fanout::serve(fanout, overlay.clone(), serving.clone())
         .await
         .context("starting the flashblock fan-out")?;
-    let rpc_addr = flashnode_rpc::serve(RpcContext { overlay, upstream, config }, cancel)
+    let rpc = flashnode_rpc::serve(RpcContext { overlay, upstream, config }, serving.clone())
         .await
         .context("starting the RPC server")?;
-    Ok(NodeParts { rpc_addr, fanout_addr })
+    Ok(NodeParts { rpc_addr: rpc.addr, fanout_addr, rpc, serving, _ingest: ingest })
 }
 
 /// `flashnode node`.
@@ -101,8 +165,28 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     )
     .await
     .context("connecting to the upstream execution client")?;
+    let chain_id = source.chain_id();
+    let preset = match args.chain {
+        Some(name) => {
+            let preset = ChainPreset::of(name, chain_id);
+            anyhow::ensure!(
+                preset.chain_id == chain_id,
+                "--chain {name:?}: the upstream {} is chain {chain_id}, the preset is chain {}",
+                args.upstream_rpc,
+                preset.chain_id
+            );
+            Some(preset)
+        }
+        None => ChainPreset::by_chain_id(chain_id),
+    };
+    let chain = preset.map(|p| p.chain).unwrap_or_else(|| ChainConfig::devnet(chain_id));
+    let flashblocks_url = args
+        .flashblocks_url
+        .clone()
+        .context("no flashblock stream: set --flashblocks-url (or a --chain preset that has a public one)")?;
     let parts = start_node(
-        args.flashblocks_url.clone(),
+        flashblocks_url.clone(),
+        chain,
         Arc::new(source),
         &args.upstream_rpc,
         args.rpc_addr,
@@ -113,14 +197,12 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     .await?;
     println!(
         "flashnode node\n\nFlashblock-aware RPC: http://{addr}  (ws://{addr})\nFlashblock fan-out:   ws://{fanout}/ws\nFlashblock stream:    {}\nUpstream RPC:         {}\n",
-        args.flashblocks_url,
+        flashblocks_url,
         args.upstream_rpc,
         addr = parts.rpc_addr,
         fanout = parts.fanout_addr
     );
     crate::dev::shutdown_signal().await;
-    tracing::info!("shutting down");
-    cancel.cancel();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    parts.shutdown(cancel, args.overlay.shutdown_timeout).await;
     Ok(())
 }

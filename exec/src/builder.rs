@@ -44,7 +44,7 @@ pub struct BlockEnvInput {
 impl BlockEnvInput {
     /// The revm environment of this block.
     pub fn evm_env(&self, chain: &ChainConfig) -> EvmEnv<OpSpecId> {
-        let cfg = CfgEnv::new().with_chain_id(chain.chain_id).with_spec_and_mainnet_gas_params(chain.spec);
+        let cfg = CfgEnv::new().with_chain_id(chain.chain_id).with_spec_and_mainnet_gas_params(chain.spec_at(self.timestamp));
         let block = BlockEnv {
             number: U256::from(self.number),
             beneficiary: self.coinbase,
@@ -323,7 +323,7 @@ where
     }
 
     fn l1_fee_info(&mut self, encoded: &[u8]) -> Result<L1FeeInfo, ExecError> {
-        let spec = self.chain.spec;
+        let spec = self.chain.spec_at(self.input.timestamp);
         if self.l1_block_info.is_none() {
             let info = L1BlockInfo::try_fetch(&mut self.db, U256::from(self.input.number), spec)
                 .map_err(|e| ExecError::State(e.to_string()))?;

@@ -1,6 +1,7 @@
 //! Execution parameters of an OP chain.
 
 use alloy_eips::eip1559::BaseFeeParams;
+use alloy_op_hardforks::OpChainHardforks;
 use alloy_primitives::{address, Address};
 use op_revm::OpSpecId;
 
@@ -10,12 +11,15 @@ pub const SEQUENCER_FEE_VAULT: Address = address!("0x420000000000000000000000000
 pub const L2_TO_L1_MESSAGE_PASSER: Address = address!("0x4200000000000000000000000000000000000016");
 
 /// What an executor needs to know about the chain it runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ChainConfig {
     /// EIP-155 chain id.
     pub chain_id: u64,
-    /// The OP hardfork active for every block (the devnet starts at Isthmus).
+    /// The OP hardfork of every block when no schedule is set (the devnet starts at Isthmus).
     pub spec: OpSpecId,
+    /// The chain's hardfork schedule (public chains); blocks then run the fork active at their
+    /// timestamp.
+    pub hardforks: Option<OpChainHardforks>,
     /// EIP-1559 parameters (OP Canyon: denominator 250, elasticity 6).
     pub base_fee_params: BaseFeeParams,
 }
@@ -23,7 +27,21 @@ pub struct ChainConfig {
 impl ChainConfig {
     /// An OP devnet at Isthmus with the given chain id.
     pub fn devnet(chain_id: u64) -> Self {
-        Self { chain_id, spec: OpSpecId::ISTHMUS, base_fee_params: BaseFeeParams::optimism_canyon() }
+        Self { chain_id, spec: OpSpecId::ISTHMUS, hardforks: None, base_fee_params: BaseFeeParams::optimism_canyon() }
+    }
+
+    /// A public chain with its hardfork schedule (from `alloy-op-hardforks`).
+    pub fn with_hardforks(chain_id: u64, hardforks: OpChainHardforks, base_fee_params: BaseFeeParams) -> Self {
+        let spec = alloy_op_evm::spec_by_timestamp_after_bedrock(&hardforks, u64::MAX / 2);
+        Self { chain_id, spec, hardforks: Some(hardforks), base_fee_params }
+    }
+
+    /// The OP hardfork of a block with this timestamp.
+    pub fn spec_at(&self, timestamp: u64) -> OpSpecId {
+        match &self.hardforks {
+            Some(forks) => alloy_op_evm::spec_by_timestamp_after_bedrock(forks, timestamp),
+            None => self.spec,
+        }
     }
 
     /// The Holocene `extra_data`: version 0, then the EIP-1559 denominator and elasticity.

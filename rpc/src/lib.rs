@@ -3,6 +3,7 @@
 //! execution client unchanged. Knows nothing of libp2p or of how flashblocks arrive.
 
 pub mod fanout;
+pub mod rpc_metrics;
 mod proxy;
 mod pending;
 mod subscriptions;
@@ -10,8 +11,8 @@ mod subscriptions;
 pub use proxy::{Upstream, UpstreamError};
 
 use flashnode_overlay::Overlay;
-use jsonrpsee::server::{RpcModule, Server, ServerConfig};
-use std::{net::SocketAddr, time::Duration};
+use jsonrpsee::server::{middleware::rpc::RpcServiceBuilder, RpcModule, Server, ServerConfig, ServerHandle};
+use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -63,8 +64,26 @@ pub struct RpcContext {
     pub config: RpcConfig,
 }
 
-/// Binds and serves until `cancel`; returns the bound address.
-pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<SocketAddr, RpcError> {
+/// A running RPC server.
+#[derive(Debug)]
+pub struct RunningRpc {
+    /// The bound address.
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+}
+
+impl RunningRpc {
+    /// Resolves once the server has stopped (after `cancel`) and every connection's in-flight
+    /// calls are answered: jsonrpsee stops accepting, then lets open connections finish.
+    /// Returns false if `deadline` passed first.
+    pub async fn drained(self, deadline: Duration) -> bool {
+        tokio::time::timeout(deadline, self.handle.stopped()).await.is_ok()
+    }
+}
+
+/// Binds and serves until `cancel` (then stops accepting and drains, see
+/// [`RunningRpc::drained`]).
+pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<RunningRpc, RpcError> {
     let addr = ctx.config.addr;
     let server_config = ServerConfig::builder()
         .max_request_body_size(16 * 1024 * 1024)
@@ -72,20 +91,25 @@ pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<SocketA
         .max_connections(ctx.config.max_connections)
         .set_id_provider(HexIdProvider::default())
         .build();
+    let module = module(ctx);
+    let known: Arc<HashSet<&'static str>> = Arc::new(module.method_names().collect());
+    rpc_metrics::describe();
+    let middleware = RpcServiceBuilder::new().layer_fn(move |service| rpc_metrics::RpcMetrics::new(service, known.clone()));
     let server = Server::builder()
         .set_config(server_config)
+        .set_rpc_middleware(middleware)
         .build(addr)
         .await
         .map_err(|source| RpcError::Bind { addr, source })?;
     let local = server.local_addr().map_err(|source| RpcError::Bind { addr, source })?;
-    let handle = server.start(module(ctx));
+    let handle = server.start(module);
     info!(addr = %local, "flashblock-aware RPC listening on http://{local} and ws://{local}");
+    let stopper = handle.clone();
     tokio::spawn(async move {
         cancel.cancelled().await;
-        let _ = handle.stop();
-        handle.stopped().await;
+        let _ = stopper.stop();
     });
-    Ok(local)
+    Ok(RunningRpc { addr: local, handle })
 }
 
 /// Subscription ids as Ethereum clients expect them: `0x`-prefixed hex strings.

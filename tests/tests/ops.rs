@@ -2,6 +2,7 @@
 //! `flashnode status` command.
 
 use flashnode_tests::{relay::{Fault, Relay}, *};
+use alloy_primitives::{Bytes, TxKind, U256};
 use std::time::Duration;
 
 /// /readyz follows the stream: 200 while preconfirming, 206 when the stream goes silent, 200
@@ -62,4 +63,153 @@ async fn status_command_shows_the_node() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines.iter().all(|l| l.contains("mode=flashblocks") && l.contains("tip=") && l.contains("index=")), "{text}");
+}
+
+/// Every preset loads (through the CLI), the config file / environment / preset layers apply in
+/// order, and a bad config value fails fast with one line naming the field.
+#[test]
+fn presets_and_config_layers() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(flashnode_bin());
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("flashnode runs")
+    };
+    for (chain, url) in [
+        ("base", Some("wss://mainnet.flashblocks.base.org/ws")),
+        ("base-sepolia", Some("wss://sepolia.flashblocks.base.org/ws")),
+        ("optimism", None),
+        ("op-sepolia", None),
+        ("devnet", None),
+    ] {
+        let out = run(&["node", "--chain", chain, "--upstream-rpc", "http://127.0.0.1:1", "--print-config"], &[]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{chain}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(&format!("chain = \"{chain}\"")), "{text}");
+        match url {
+            Some(url) => assert!(text.contains(&format!("flashblocks-url = \"{url}\"  # preset {chain}")), "{text}"),
+            None => assert!(text.contains("# flashblocks-url is unset"), "{text}"),
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("flashnode-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "chain = \"base\"\nupstream-rpc = \"http://10.1.2.3:8545\"\nws-per-ip-limit = 3\nws-global-limit = 500\nflashblocks-url = \"ws://10.9.9.9/ws\"\n").unwrap();
+    let out = run(
+        &["node", "--config", good.to_str().unwrap(), "--ws-global-limit", "900", "--print-config"],
+        &[("FLASHNODE_WS_PER_IP_LIMIT", "5")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("ws-per-ip-limit = 5  # environment"), "env beats file: {text}");
+    assert!(text.contains("ws-global-limit = 900  # command line"), "command line beats file: {text}");
+    assert!(text.contains("flashblocks-url = \"ws://10.9.9.9/ws\"  # "), "file beats preset: {text}");
+    assert!(text.contains("upstream-rpc = \"http://10.1.2.3:8545\"  # "), "{text}");
+
+    for (body, field) in [
+        ("upstream-rpc = \"http://x:1\"\nws-per-ip-limit = \"many\"\n", "`ws-per-ip-limit`"),
+        ("upstream-rpc = \"http://x:1\"\nrpc-addr = \"not an address\"\n", "`rpc-addr`"),
+        ("upstream-rpc = \"http://x:1\"\npending-stale-after = \"2 fortnights\"\n", "`pending-stale-after`"),
+        ("upstream-rpc = \"http://x:1\"\nws-compression = \"yes\"\n", "`ws-compression`"),
+        ("upstream-rpc = \"http://x:1\"\nrpc-adress = \"127.0.0.1:1\"\n", "`rpc-adress`: unknown key"),
+        ("chain = \"mars\"\n", "`chain`"),
+    ] {
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, body).unwrap();
+        let out = run(&["node", "--config", bad.to_str().unwrap()], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(field) && err.contains("bad.toml"), "{field} named in: {err}");
+    }
+    let out = run(&["node", "--config", dir.join("missing.toml").to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGTERM while transactions wait in `eth_sendRawTransactionSync`: every in-flight call gets
+/// its receipt, /readyz turns 503 during the drain, new connections are refused after it, and
+/// the process exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_calls() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut node = start("dev", &["--block-time", "2s", "--flashblock-interval", "400ms", "--metrics-addr", &metrics]).await;
+    let chain_id = 901;
+    let to = address_of(DEV_KEYS[9]);
+    let mut calls = Vec::new();
+    for (i, key) in DEV_KEYS.iter().take(6).enumerate() {
+        let raw = sign_1559(key, chain_id, 0, TxKind::Call(to), U256::from(1000 + i), Bytes::new(), 21_000, 10_000_000_000);
+        let rpc = node.rpc.clone();
+        calls.push(tokio::spawn(async move {
+            raw_rpc(&rpc, "eth_sendRawTransactionSync", serde_json::json!([raw, 5000])).await
+        }));
+    }
+    // The calls are now waiting for their flashblock (up to 400 ms away).
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    node.proc.terminate();
+    let draining = eventually(Duration::from_secs(2), || async { http_get(&metrics, "/readyz").await.0 == 503 }).await;
+    for call in calls {
+        let answer = call.await.expect("task");
+        assert_eq!(answer["result"]["status"], "0x1", "in-flight call answered with its receipt: {answer}");
+    }
+    let status = node.proc.wait_exit(Duration::from_secs(15)).await.expect("exits within the drain deadline");
+    assert!(status.success(), "clean exit: {status:?}\n{}", node.proc.output());
+    assert!(draining || node.proc.output().contains("draining"), "readyz reported the drain");
+    assert!(node.proc.output().contains("RPC drained"), "{}", node.proc.output());
+    let refused = tokio::net::TcpStream::connect(node.rpc.trim_start_matches("http://")).await.is_err();
+    assert!(refused, "no new connections after shutdown");
+}
+
+/// /metrics parses as Prometheus text and exposes the operator families: stream, overlay, RPC
+/// per method (count and latency) and websocket fan-out (the upstream cache families are checked
+/// in `readiness_follows_the_stream`, where a JSON-RPC upstream is in use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_with_a_prometheus_parser() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms", "--metrics-addr", &metrics]).await;
+    let who = format!("{:?}", address_of(DEV_KEYS[0]));
+    for _ in 0..3 {
+        raw_rpc(&node.rpc, "eth_getBalance", serde_json::json!([who, "pending"])).await;
+        raw_rpc(&node.rpc, "eth_blockNumber", serde_json::json!([])).await;
+    }
+    raw_rpc(&node.rpc, "eth_getBalance", serde_json::json!(["not an address", "pending"])).await;
+    raw_rpc(&node.rpc, "no_suchMethod", serde_json::json!([])).await;
+    let _fanout = collect_flashblocks(&node.ws).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, page) = http_get(&metrics, "/metrics").await;
+    assert_eq!(code, 200);
+    let lines = page.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let sample = |name: &str, labels: &[(&str, &str)]| {
+        scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+    };
+    let value = |s: &prometheus_parse::Sample| match s.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        prometheus_parse::Value::Histogram(ref h) => h.last().map(|b| b.count).unwrap_or(0.0),
+        prometheus_parse::Value::Summary(_) => 1.0,
+    };
+    let ok = sample("flashnode_rpc_requests_total", &[("method", "eth_getBalance"), ("outcome", "ok")]).expect("per-method count");
+    assert!(value(ok) >= 3.0);
+    assert!(sample("flashnode_rpc_requests_total", &[("method", "eth_getBalance"), ("outcome", "error")]).is_some());
+    assert!(sample("flashnode_rpc_requests_total", &[("method", "unknown")]).is_some(), "unknown methods share one label");
+    assert!(
+        sample("flashnode_rpc_request_duration_seconds", &[("method", "eth_blockNumber")]).is_some(),
+        "per-method latency histogram"
+    );
+    for family in [
+        "flashnode_stream_frames_total",
+        "flashnode_stream_bytes_total",
+        "flashnode_stream_connected",
+        "flashnode_stream_lag_seconds",
+        "flashnode_overlay_flashblocks_total",
+        "flashnode_overlay_apply_seconds",
+        "flashnode_fanout_clients",
+        "flashnode_fanout_flashblocks_total",
+    ] {
+        assert!(scrape.samples.iter().any(|s| s.metric == family), "{family} exported");
+    }
+    assert!(scrape.docs.contains_key("flashnode_rpc_requests_total"), "families carry HELP text");
 }

@@ -1,0 +1,166 @@
+//! Chain presets (`--chain`): what an operator would otherwise look up for each public chain.
+//!
+//! Sources: chain ids, unsafe-block signers and EIP-1559 parameters from the superchain
+//! registry (`superchain/configs/{mainnet,sepolia}/*.toml`, `UnsafeBlockSigner` role; Base's
+//! signer is `unsafeBlockSigner()` of its L1 `SystemConfig`); hardfork times from the
+//! `alloy-op-hardforks` crate; bootnodes from op-node's `p2p.DefaultBootnodes` (the Superchain's
+//! shared discv5 DHT, records filtered by the `opstack` ENR entry); flashblock URLs from Base's
+//! public flashblocks endpoints.
+
+use alloy_eips::eip1559::BaseFeeParams;
+use alloy_op_hardforks::OpChainHardforks;
+use alloy_primitives::{address, Address};
+use clap::ValueEnum;
+use flashnode_exec::ChainConfig;
+
+/// The chains flashnode knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChainName {
+    /// Base mainnet (8453).
+    Base,
+    /// Base Sepolia (84532).
+    BaseSepolia,
+    /// OP Mainnet (10).
+    Optimism,
+    /// OP Sepolia (11155420).
+    OpSepolia,
+    /// The embedded devnet (901 unless `--chain-id` says otherwise).
+    Devnet,
+}
+
+/// op-node's default bootnodes (shared by every Superchain network; peers are told apart by
+/// the chain id in their `opstack` ENR entry).
+const SUPERCHAIN_BOOTNODES: &[&str] = &[
+    "enr:-J64QFlJkZT1p0ni81MkprI1d3Tk4XZjurmq6gkPf-YeCoUWYCAdGv9K8Xe8m0u5EKyuHrLVxSOoHti_b1h3-knZA-aGAYo5_RtjgmlkgnY0gmlwhCvPTWyHb3BzdGFja4SWsHsAiXNlY3AyNTZrMaEC6BVMrYa2bDscubLIdcJj8M3_j5jdv-ifyVFoVdFB6VWDdGNwgiQGg3VkcIIkBg",
+    "enr:-J64QHyNa7et1FC3rv9oXUZ4B5P8PBSvS7AsKW4xrQRkBtHvGifMjBl0COB2VxzPPHCgku29wSiqM2NbSOFaZI6GV6WGAYo6BJ7mgmlkgnY0gmlwhCvP3bWHb3BzdGFja4SWsHsAiXNlY3AyNTZrMaECQ7X6jd57IWA0rZfCBnrCHUvmLzhgtNOVar1br_7PSM6DdGNwgiQGg3VkcIIkBg",
+];
+
+/// Everything a preset fixes about a chain.
+#[derive(Debug, Clone)]
+pub struct ChainPreset {
+    /// Which preset.
+    pub name: ChainName,
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// The address that signs gossiped unsafe blocks (none for the devnet: its key is local).
+    pub unsafe_block_signer: Option<Address>,
+    /// A public flashblock websocket, where the chain has one.
+    pub flashblocks_url: Option<&'static str>,
+    /// Consensus-layer bootnodes (ENR).
+    pub bootnodes: &'static [&'static str],
+    /// Execution parameters, with the hardfork schedule.
+    pub chain: ChainConfig,
+}
+
+/// EIP-1559 parameters after Canyon with a given elasticity (denominator 250 on every chain
+/// here; Holocene moves them into `extra_data`, which flashblocks carry).
+fn canyon(elasticity: u64) -> BaseFeeParams {
+    BaseFeeParams::new(250, elasticity as u128)
+}
+
+impl ChainPreset {
+    /// The preset of a chain. `devnet_chain_id` is the devnet's (configurable) id.
+    pub fn of(name: ChainName, devnet_chain_id: u64) -> Self {
+        let public = |chain_id, signer, url, forks, params| Self {
+            name,
+            chain_id,
+            unsafe_block_signer: Some(signer),
+            flashblocks_url: url,
+            bootnodes: SUPERCHAIN_BOOTNODES,
+            chain: ChainConfig::with_hardforks(chain_id, forks, params),
+        };
+        match name {
+            ChainName::Base => public(
+                8453,
+                address!("0xAf6E19BE0F9cE7f8afd49a1824851023A8249e8a"),
+                Some("wss://mainnet.flashblocks.base.org/ws"),
+                OpChainHardforks::base_mainnet(),
+                canyon(6),
+            ),
+            ChainName::BaseSepolia => public(
+                84532,
+                address!("0xb830b99c95Ea32300039624Cb567d324D4b1D83C"),
+                Some("wss://sepolia.flashblocks.base.org/ws"),
+                OpChainHardforks::base_sepolia(),
+                canyon(10),
+            ),
+            ChainName::Optimism => public(
+                10,
+                address!("0xAAAA45d9549EDA09E70937013520214382Ffc4A2"),
+                None,
+                OpChainHardforks::op_mainnet(),
+                canyon(6),
+            ),
+            ChainName::OpSepolia => public(
+                11155420,
+                address!("0x57CACBB0d30b01eb2462e5dC940c161aff3230D3"),
+                None,
+                OpChainHardforks::op_sepolia(),
+                canyon(6),
+            ),
+            ChainName::Devnet => Self {
+                name,
+                chain_id: devnet_chain_id,
+                unsafe_block_signer: None,
+                flashblocks_url: None,
+                bootnodes: &[],
+                chain: ChainConfig::devnet(devnet_chain_id),
+            },
+        }
+    }
+
+    /// The preset whose chain id this is, if any (the devnet's default id included).
+    pub fn by_chain_id(chain_id: u64) -> Option<Self> {
+        [ChainName::Base, ChainName::BaseSepolia, ChainName::Optimism, ChainName::OpSepolia]
+            .into_iter()
+            .map(|n| Self::of(n, 901))
+            .find(|p| p.chain_id == chain_id)
+    }
+
+    /// The flag defaults this preset sets, by long flag name. Flags a subcommand does not have
+    /// are skipped by the config loader, so presets can name flags of optional features.
+    pub fn flag_defaults(&self) -> Vec<(&'static str, toml::Value)> {
+        let mut out = Vec::new();
+        if let Some(url) = self.flashblocks_url {
+            out.push(("flashblocks-url", toml::Value::String(url.to_string())));
+        }
+        if let Some(signer) = self.unsafe_block_signer {
+            out.push(("p2p-sequencer-address", toml::Value::String(signer.to_string())));
+        }
+        if !self.bootnodes.is_empty() {
+            let nodes = self.bootnodes.iter().map(|n| toml::Value::String(n.to_string())).collect();
+            out.push(("p2p-bootnodes", toml::Value::Array(nodes)));
+        }
+        if self.name == ChainName::Devnet {
+            out.push(("chain-id", toml::Value::Integer(self.chain_id as i64)));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use op_revm::OpSpecId;
+
+    #[test]
+    fn every_preset_loads_with_its_schedule() {
+        for name in ChainName::value_variants() {
+            let preset = ChainPreset::of(*name, 901);
+            assert_eq!(preset.chain.chain_id, preset.chain_id);
+            if *name != ChainName::Devnet {
+                assert!(preset.unsafe_block_signer.is_some(), "{name:?} has a signer");
+                // Isthmus activated on every public chain in May 2025 (1746806401 on mainnets).
+                assert!(matches!(
+                    preset.chain.spec_at(1_747_000_000),
+                    OpSpecId::ISTHMUS | OpSpecId::JOVIAN
+                ));
+                assert_eq!(preset.chain.spec_at(1_700_000_000) < OpSpecId::ISTHMUS, true);
+                assert_eq!(ChainPreset::by_chain_id(preset.chain_id).map(|p| p.name), Some(*name));
+            }
+        }
+        let jovian = alloy_op_hardforks::BASE_MAINNET_JOVIAN_TIMESTAMP;
+        assert_eq!(ChainPreset::of(ChainName::Base, 901).chain.spec_at(jovian), OpSpecId::JOVIAN);
+        assert_eq!(ChainPreset::of(ChainName::Base, 901).chain.spec_at(jovian - 1), OpSpecId::ISTHMUS);
+    }
+}
