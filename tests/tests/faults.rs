@@ -26,9 +26,10 @@ async fn rpc_within(bound: Duration, url: &str, method: &str, params: Value) -> 
 }
 
 /// Stream flapping: the relay kills the node's stream every second for five seconds. The node
-/// never serves a stale pending block (its `pending` is never behind the canonical tip read
-/// just before), and within 5 s of the last kill it is back in flashblocks mode with `pending`
-/// ahead of `latest`.
+/// never serves a stale pending block: its `pending` is never behind the canonical tip read
+/// just before, except by the upstream poll's lag in fallback, and then it is the canonical
+/// block. Within 5 s of the last kill it is back in flashblocks mode with `pending` ahead of
+/// `latest`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_flapping_never_serves_a_stale_pending() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
@@ -49,7 +50,14 @@ async fn stream_flapping_never_serves_a_stale_pending() {
         let tip = quantity(&raw_rpc(&devnet.rpc, "eth_blockNumber", json!([])).await["result"]).expect("tip");
         let pending = rpc_within(Duration::from_secs(5), &node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await;
         let number = quantity(&pending["result"]["number"]).unwrap_or_else(|| panic!("a pending block: {pending}"));
-        assert!(number >= tip, "stale pending {number} behind the canonical tip {tip}");
+        if number < tip {
+            // Only allowed in fallback, where `pending` is the node's `latest`, polled from the
+            // upstream every 100 ms: at most one block behind, and then it is that canonical
+            // block, never preconfirmed state of a block already sealed.
+            assert_eq!(number + 1, tip, "pending {number} more than a block behind the canonical tip {tip}");
+            let canonical = raw_rpc(&devnet.rpc, "eth_getBlockByNumber", json!([format!("{number:#x}"), false])).await;
+            assert_eq!(pending["result"]["hash"], canonical["result"]["hash"], "stale pending {number} behind the tip {tip}");
+        }
         samples += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
