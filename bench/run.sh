@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # One command for every figure in docs/benchmarks.md:
-#   bash bench/run.sh                      # both scenarios
+#   bash bench/run.sh                      # ingest-latency, receipt-throughput, reexec, rpc-ratio
 #   bash bench/run.sh ingest-latency       # one of them (extra args go to flashnode-bench)
 #   bash bench/run.sh receipt-throughput --duration-secs 5
-#   bash bench/run.sh calls                 # pending eth_call vs the upstream's latest (needs anvil)
-# Builds the release `flashnode` and `flashnode-bench`, installs wrk if missing, runs the
-# scenario(s) against the release binary and writes bench/results/<scenario>.json.
+#   bash bench/run.sh calls                # pending eth_call vs the upstream's latest (needs anvil)
+#   bash bench/run.sh reexec               # Mgas/s by flashblock size + bench/results/reexec-mgas.svg
+#   bash bench/run.sh rpc-ratio            # flashnode vs devnet canonical vs anvil (wrk)
+#   bash bench/run.sh soak                 # 10 min soak + bench/results/soak.svg; fails on growth
+#   bash bench/run.sh soak --duration-secs 120 --warmup-secs 20   # a shorter soak
+#   bash bench/run.sh fanout
+# Builds the release `flashnode` and `flashnode-bench`, installs wrk and anvil if missing, runs
+# the scenario(s) against the release binary and writes bench/results/<scenario>.json.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 bash bench/install-tools.sh
+tools_bin="$(bash scripts/install-test-tools.sh)"
+export FLASHNODE_ANVIL="$tools_bin/anvil" FLASHNODE_CAST="$tools_bin/cast"
 cargo build --release --bin flashnode
 cargo build --release -p flashnode-bench --bin flashnode-bench
 
-export FLASHNODE_BIN="$ROOT/target/release/flashnode"
-BENCH="$ROOT/target/release/flashnode-bench"
+export FLASHNODE_BIN="$TARGET/release/flashnode"
+BENCH="$TARGET/release/flashnode-bench"
 mkdir -p bench/results
 
 run() {
@@ -31,4 +39,6 @@ if [ $# -gt 0 ]; then
 else
   run ingest-latency
   run receipt-throughput
+  run reexec
+  run rpc-ratio
 fi

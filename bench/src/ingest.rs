@@ -44,6 +44,9 @@ pub struct IngestArgs {
     /// Devnet flashblock interval, ms.
     #[arg(long, default_value_t = 200)]
     pub flashblock_interval_ms: u64,
+    /// Devnet block gas limit (large flashblocks need more than the default 30M).
+    #[arg(long, default_value_t = 30_000_000)]
+    pub gas_limit: u64,
     /// Only flashblocks with at least this many transactions are measured.
     #[arg(long, default_value_t = 90)]
     pub min_txs: usize,
@@ -125,6 +128,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         format!("{}ms", args.block_time_ms),
         "--flashblock-interval".into(),
         format!("{}ms", args.flashblock_interval_ms),
+        "--gas-limit".into(),
+        args.gas_limit.to_string(),
     ];
     let dev = start_dev(&extra, Duration::from_millis(args.block_time_ms * 2 + 10_000)).await?;
     eprintln!(

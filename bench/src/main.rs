@@ -8,10 +8,14 @@
 //! `FLASHNODE_BIN=target/release/flashnode`). See docs/benchmarks.md.
 
 mod calls;
+mod chart;
 mod fanout;
 mod http;
 mod ingest;
 mod node;
+mod ratio;
+mod reexec;
+mod soak;
 mod stats;
 mod throughput;
 
@@ -38,6 +42,20 @@ enum Command {
     Fanout(fanout::FanoutArgs),
     /// Pending eth_call latency (balanceOf, ~100k gas) vs the same call on the upstream's canonical state, cache cold and warm.
     Calls(calls::CallsArgs),
+    /// `flashnode dev` under steady tx load: RSS, open fds and threads must not grow past bounds.
+    Soak(soak::SoakArgs),
+    /// Mgas/s of flashblock re-execution by flashblock size, against pure op-revm execution.
+    Reexec(reexec::ReexecArgs),
+    /// Receipt, pending balance and pending call throughput: flashnode vs devnet canonical vs anvil.
+    RpcRatio(ratio::RatioArgs),
+    /// Chart of ingest-latency results by flashblock size (reads the given result files).
+    IngestChart {
+        /// ingest-latency result files, one per flashblock size.
+        files: Vec<PathBuf>,
+        /// The SVG to write.
+        #[arg(long, default_value = "bench/results/ingest-latency-by-size.svg")]
+        chart: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +78,10 @@ fn main() -> anyhow::Result<()> {
             Command::ReceiptThroughput(args) => throughput::run(args).await,
             Command::Fanout(args) => fanout::run(args).await,
             Command::Calls(args) => calls::run(args).await,
+            Command::Soak(args) => soak::run(args).await,
+            Command::Reexec(args) => reexec::run(args).await,
+            Command::RpcRatio(args) => ratio::run(args).await,
+            Command::IngestChart { files, chart } => chart::ingest_by_size(&files, &chart),
         }
     })?;
     let text = serde_json::to_string_pretty(&result)?;
@@ -74,6 +96,9 @@ fn main() -> anyhow::Result<()> {
         None => println!("{text}"),
     }
     print_headline(&result);
+    if result["scenario"] == "soak" && result["result"]["passed"] != true {
+        anyhow::bail!("soak failed: {}", result["result"]["violations"]);
+    }
     Ok(())
 }
 
@@ -110,6 +135,15 @@ fn print_headline(v: &serde_json::Value) {
                 );
             }
         }
+        Some("reexec") => {
+            for row in r["rows"].as_array().into_iter().flatten() {
+                eprintln!("{:>4} txs: floor {} Mgas/s, re-execution {} Mgas/s", row["txs"], row["floor_mgas_per_s"], row["reexec_mgas_per_s"]);
+            }
+        }
+        Some("soak") => eprintln!(
+            "soak: passed {}, RSS growth {} MiB (max {} MiB), fd growth {}, thread growth {}, {} txs sent, {} failed",
+            r["passed"], r["rss_growth_mib"], r["rss_mib_max"], r["fd_growth"], r["thread_growth"], r["txs_sent"], r["txs_failed"]
+        ),
         _ => {}
     }
 }

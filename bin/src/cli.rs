@@ -78,6 +78,10 @@ pub struct OverlayArgs {
     /// Gas cap of eth_call and eth_estimateGas.
     #[arg(long, default_value_t = 50_000_000)]
     pub rpc_gas_cap: u64,
+    /// Timeout of each request to the upstream RPC: canonical state reads and proxied
+    /// methods answer a clear error past it instead of hanging.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FLASHNODE_UPSTREAM_TIMEOUT")]
+    pub upstream_timeout: Duration,
     /// Fan-out API keys (comma separated), served on /ws/{key}.
     #[arg(long, value_delimiter = ',', env = "FLASHNODE_WS_API_KEYS")]
     pub ws_api_keys: Vec<String>,

@@ -128,7 +128,7 @@ pub async fn start_node(
         cancel.clone(),
     );
     drop(in_ingest);
-    let upstream = Upstream::connect(upstream_url, Duration::from_secs(10))
+    let upstream = Upstream::connect(upstream_url, args.upstream_timeout)
         .await
         .with_context(|| format!("connecting to the upstream RPC {upstream_url}"))?;
     let config = RpcConfig {
@@ -170,6 +170,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         UpstreamConfig {
             url: args.upstream_rpc.clone(),
             poll_interval: args.upstream_poll_interval,
+            request_timeout: args.overlay.upstream_timeout,
             ..Default::default()
         },
         cancel.clone(),

@@ -4,6 +4,7 @@
 pub mod anvil_chain;
 pub mod counting;
 pub mod relay;
+pub mod upstream;
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
@@ -134,6 +135,11 @@ impl Proc {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The OS process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process still runs.

@@ -1,0 +1,113 @@
+//! A fault-injecting TCP proxy in front of an upstream JSON-RPC (the devnet's canonical RPC):
+//! passes traffic through, or makes the upstream look down, slow, or failing with HTTP 502.
+//!
+//! Every mode change closes the connections already open, so HTTP keep-alive clients meet the
+//! new mode on their next request.
+
+use std::time::Duration;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
+
+/// How the proxy treats connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamMode {
+    /// Forward everything.
+    Pass,
+    /// Accept and close at once: every request fails with a closed connection.
+    Down,
+    /// Forward, but hold every request this long before passing it on.
+    Slow(Duration),
+    /// Answer every request with `502 Bad Gateway`.
+    BadGateway,
+}
+
+/// A running proxy.
+pub struct UpstreamProxy {
+    /// http:// URL to give the node as its upstream.
+    pub url: String,
+    mode: watch::Sender<UpstreamMode>,
+}
+
+impl UpstreamProxy {
+    /// Starts a proxy of `target` (an http:// URL) on a free loopback port, in [`UpstreamMode::Pass`].
+    pub async fn start(target: &str) -> UpstreamProxy {
+        let target = target.strip_prefix("http://").expect("http url").trim_end_matches('/').to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (mode, rx) = watch::channel(UpstreamMode::Pass);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(serve(client, target.clone(), rx.clone()));
+            }
+        });
+        UpstreamProxy { url: format!("http://{addr}"), mode }
+    }
+
+    /// Switches the mode and drops the open connections.
+    pub fn set(&self, mode: UpstreamMode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+async fn serve(mut client: TcpStream, target: String, mut mode: watch::Receiver<UpstreamMode>) {
+    let current = *mode.borrow_and_update();
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        tokio::select! {
+            _ = mode.changed() => {}
+            _ = handle(&mut client, &target, current) => {}
+        }
+    })
+    .await;
+}
+
+async fn handle(client: &mut TcpStream, target: &str, mode: UpstreamMode) {
+    let mut buf = vec![0u8; 64 * 1024];
+    match mode {
+        UpstreamMode::Down => {}
+        UpstreamMode::BadGateway => {
+            // One read is one request for the small JSON-RPC bodies the node sends.
+            while let Ok(n) = client.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let body = "Bad Gateway";
+                let resp = format!(
+                    "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if client.write_all(resp.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        }
+        UpstreamMode::Pass | UpstreamMode::Slow(_) => {
+            let delay = match mode {
+                UpstreamMode::Slow(d) => d,
+                _ => Duration::ZERO,
+            };
+            let Ok(mut upstream) = TcpStream::connect(target).await else { return };
+            let (mut cr, mut cw) = client.split();
+            let (mut ur, mut uw) = upstream.split();
+            let up = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = cr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    if uw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let down = tokio::io::copy(&mut ur, &mut cw);
+            tokio::select! {
+                _ = up => {}
+                _ = down => {}
+            }
+        }
+    }
+}
