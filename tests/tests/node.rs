@@ -103,6 +103,9 @@ async fn pending_call_sees_the_next_block() {
     for _ in 0..20 {
         let pending = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"].clone();
         let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": data}, "pending"])).await;
+        // The same call through eth_simulateV1 and eth_createAccessList, in the same window.
+        let sim = raw_rpc(&node.rpc, "eth_simulateV1", json!([{"blockStateCalls": [{"calls": [{"to": probe, "data": data}]}]}, "pending"])).await;
+        let list = raw_rpc(&node.rpc, "eth_createAccessList", json!([{"to": probe, "data": data}, "pending"])).await;
         let after = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"].clone();
         if pending["number"] != after["number"] || status(&node.rpc).await["mode"] != "flashblocks" {
             continue; // raced a block boundary; try again
@@ -115,6 +118,20 @@ async fn pending_call_sees_the_next_block() {
         assert_eq!(env.timestamp, U256::from(quantity(&pending["timestamp"])));
         assert_eq!(env.basefee, U256::from(quantity(&pending["baseFeePerGas"])));
         assert_eq!(env.coinbase, pending["miner"].as_str().unwrap().parse::<Address>().unwrap());
+        // eth_simulateV1 in pending: its first block is the pending block's number, on the
+        // in-process devnet as against anvil (tests/tests/differential.rs).
+        let block = &sim["result"][0];
+        assert_eq!(quantity(&block["number"]), quantity(&pending["number"]), "{sim}");
+        let call = &block["calls"][0];
+        assert_eq!(call["status"], "0x1", "{sim}");
+        let sim_ret: Bytes = call["returnData"].as_str().unwrap().parse().unwrap();
+        let sim_env = IProbe::envCall::abi_decode_returns(&sim_ret).unwrap();
+        assert_eq!(sim_env.number, env.number);
+        assert_eq!(sim_env.coinbase, env.coinbase);
+        // eth_createAccessList in pending: a pure environment read touches no storage.
+        assert!(list["result"]["accessList"].is_array(), "{list}");
+        assert!(list["result"].get("error").is_none_or(|e| e.is_null()), "{list}");
+        assert!(quantity(&list["result"]["gasUsed"]) > 21_000, "{list}");
         checked = true;
         break;
     }
