@@ -75,7 +75,8 @@ impl Default for StreamConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
             backoff_min: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(5),
+            // A 200 ms stream loses ~10 flashblocks per second of backoff: retry at least every 2 s.
+            backoff_max: Duration::from_secs(2),
         }
     }
 }
@@ -904,7 +905,7 @@ mod tests {
         assert_eq!(cfg.max_frame_bytes, 16 * 1024 * 1024);
         assert_eq!(cfg.max_decompressed_bytes, 32 * 1024 * 1024);
         assert_eq!(cfg.backoff_min, Duration::from_millis(10));
-        assert_eq!(cfg.backoff_max, Duration::from_secs(5));
+        assert_eq!(cfg.backoff_max, Duration::from_secs(2));
         let ws = cfg.websocket_config();
         assert_eq!(ws.max_message_size, Some(cfg.max_frame_bytes));
         assert_eq!(ws.max_frame_size, Some(cfg.max_frame_bytes));
