@@ -3,9 +3,8 @@
 //! Prints the fill time and the bound the servers' per-peer rate limit allows
 //! (burst 15, then 4 req/s, per peer). Usage: `altsync_fill [N]` (default 1000).
 
-use alloy_consensus::{Block, BlockBody, Header};
-use alloy_primitives::{Bytes, B256};
-use alloy_signer_local::PrivateKeySigner;
+use alloy_consensus::Block;
+use alloy_primitives::B256;
 use flashnode_gossip::{
     altsync, codec,
     store::{Store, StoredBlock},
@@ -14,33 +13,22 @@ use flashnode_gossip::{
 use op_alloy_consensus::OpTxEnvelope;
 use std::{
     sync::atomic::Ordering,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 use tokio_util::sync::CancellationToken;
 
-const CHAIN: u64 = 901;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
+use support::CHAIN;
+
+/// Blocks 0..=n linked by parent hash, timestamps one second apart ending now.
 fn chain(n: u64) -> Vec<(Block<OpTxEnvelope>, B256)> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let now = support::now();
     let mut parent = B256::ZERO;
     (0..=n)
         .map(|number| {
-            let header = Header {
-                number,
-                parent_hash: parent,
-                timestamp: now - (n - number).min(now),
-                gas_limit: 30_000_000,
-                base_fee_per_gas: Some(1_000_000_000),
-                withdrawals_root: Some(alloy_consensus::constants::EMPTY_ROOT_HASH),
-                blob_gas_used: Some(0),
-                excess_blob_gas: Some(0),
-                parent_beacon_block_root: Some(B256::repeat_byte(3)),
-                requests_hash: Some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH),
-                extra_data: Bytes::from_static(&[0; 9]),
-                ..Default::default()
-            };
-            let block = Block { header, body: BlockBody { transactions: vec![], ommers: vec![], withdrawals: Some(Default::default()) } };
-            let hash = block.header.hash_slow();
+            let (block, hash) = support::empty_block(number, now - (n - number).min(now), parent, 0);
             parent = hash;
             (block, hash)
         })
@@ -50,7 +38,7 @@ fn chain(n: u64) -> Vec<(Block<OpTxEnvelope>, B256)> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gap: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let signer: PrivateKeySigner = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d".parse()?;
+    let signer = support::signer();
     let blocks = chain(gap + 1);
     let dir = std::env::temp_dir().join(format!("altsync-fill-{}", std::process::id()));
     let cancel = CancellationToken::new();
@@ -90,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Block gap+1, fresh and signed, by gossip from server 0.
     let (tip, tip_hash) = &blocks[gap as usize + 1];
     let mut fresh = tip.clone();
-    fresh.header.timestamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    fresh.header.timestamp = support::now();
     let fresh_hash = fresh.header.hash_slow();
     let _ = tip_hash;
     // Its parent must still be block `gap`: only the timestamp changed.

@@ -4,45 +4,20 @@
 //! score drops below the ban threshold and it is banned (the ban survives a restart), while
 //! the honest publisher and an honest peer keep exchanging blocks.
 
-use alloy_consensus::{Block, BlockBody, Header};
-use alloy_primitives::{Bytes, B256};
+use alloy_consensus::Block;
+use alloy_primitives::B256;
 use alloy_signer_local::PrivateKeySigner;
-use flashnode_gossip::{altsync::PayloadResponse, codec, spawn, GossipConfig, GossipHandle, PeerId};
+use flashnode_gossip::{altsync::PayloadResponse, codec, spawn, GossipHandle, PeerId};
 use op_alloy_consensus::OpTxEnvelope;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-const CHAIN: u64 = 901;
+mod support;
 
-fn signer() -> PrivateKeySigner {
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d".parse().unwrap()
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
+use support::{config, now, signer, CHAIN};
 
 fn block(number: u64, timestamp: u64, salt: u8) -> (Block<OpTxEnvelope>, B256) {
-    let header = Header {
-        number,
-        timestamp,
-        gas_limit: 30_000_000,
-        base_fee_per_gas: Some(1_000_000_000),
-        withdrawals_root: Some(alloy_consensus::constants::EMPTY_ROOT_HASH),
-        blob_gas_used: Some(0),
-        excess_blob_gas: Some(0),
-        parent_beacon_block_root: Some(B256::repeat_byte(3)),
-        requests_hash: Some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH),
-        extra_data: Bytes::from(vec![salt; 9]),
-        ..Default::default()
-    };
-    let block = Block { header, body: BlockBody { transactions: vec![], ommers: vec![], withdrawals: Some(Default::default()) } };
-    let hash = block.header.hash_slow();
-    (block, hash)
-}
-
-fn config() -> GossipConfig {
-    GossipConfig::new(CHAIN, "/ip4/127.0.0.1/tcp/0".parse().unwrap(), signer().address())
+    support::empty_block(number, timestamp, B256::ZERO, salt)
 }
 
 async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {

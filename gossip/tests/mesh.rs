@@ -1,45 +1,20 @@
 //! Real libp2p hosts on 127.0.0.1: block gossip across a small mesh, validation verdicts
 //! reaching the counters, and a static peer redialled after it restarts with its persisted key.
 
-use alloy_consensus::{Block, BlockBody, Header};
-use alloy_primitives::{Bytes, B256};
+use alloy_consensus::Block;
+use alloy_primitives::B256;
 use alloy_signer_local::PrivateKeySigner;
-use flashnode_gossip::{codec, spawn, GossipConfig, GossipHandle};
+use flashnode_gossip::{codec, spawn, GossipHandle};
 use op_alloy_consensus::OpTxEnvelope;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-const CHAIN: u64 = 901;
+mod support;
 
-fn signer() -> PrivateKeySigner {
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d".parse().unwrap()
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
+use support::{config, now, signer, CHAIN};
 
 fn block(number: u64) -> (Block<OpTxEnvelope>, B256) {
-    let header = Header {
-        number,
-        timestamp: now(),
-        gas_limit: 30_000_000,
-        base_fee_per_gas: Some(1_000_000_000),
-        withdrawals_root: Some(alloy_consensus::constants::EMPTY_ROOT_HASH),
-        blob_gas_used: Some(0),
-        excess_blob_gas: Some(0),
-        parent_beacon_block_root: Some(B256::repeat_byte(3)),
-        requests_hash: Some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH),
-        extra_data: Bytes::from_static(&[0; 9]),
-        ..Default::default()
-    };
-    let block = Block { header, body: BlockBody { transactions: vec![], ommers: vec![], withdrawals: Some(Default::default()) } };
-    let hash = block.header.hash_slow();
-    (block, hash)
-}
-
-fn config() -> GossipConfig {
-    GossipConfig::new(CHAIN, "/ip4/127.0.0.1/tcp/0".parse().unwrap(), signer().address())
+    support::empty_block(number, now(), B256::ZERO, 0)
 }
 
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
