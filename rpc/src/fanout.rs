@@ -209,18 +209,26 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
     let addr = config.addr;
     let listener = TcpListener::bind(addr).await.map_err(|source| FanoutError { addr, source })?;
     let local = listener.local_addr().map_err(|source| FanoutError { addr, source })?;
-    let registry = Registry::default();
-    // Frames go from the publisher task to the writer thread through a bounded queue: if the
-    // writer falls that far behind, the publisher waits and the overlay's event channel absorbs
-    // (and reports) the lag; the ingest path never waits on subscribers.
-    let (frames_tx, frames_rx) = tokio::sync::mpsc::channel::<Arc<Frame>>(config.buffer.max(1));
-    {
-        let registry = registry.clone();
+    // Writer threads, one per core (at most 4): each owns a share of the subscribers and writes
+    // every frame to them, so a large audience uses every core without a task wake-up per
+    // delivery. Frames reach each writer through a bounded queue: if a writer falls that far
+    // behind, the publisher waits and the overlay's event channel absorbs (and reports) the
+    // lag; the ingest path never waits on subscribers.
+    let writers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let mut shards = Vec::with_capacity(writers);
+    let mut queues = Vec::with_capacity(writers);
+    for i in 0..writers {
+        let registry = Registry::default();
+        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel::<Arc<Frame>>(config.buffer.max(1));
+        let shard = registry.clone();
         std::thread::Builder::new()
-            .name("flashnode-fanout".into())
-            .spawn(move || writer(frames_rx, registry))
+            .name(format!("flashnode-fanout-{i}"))
+            .spawn(move || writer(frames_rx, shard))
             .map_err(|source| FanoutError { addr, source })?;
+        shards.push(registry);
+        queues.push(frames_tx);
     }
+    let registry = Shards { shards: shards.into(), next: Default::default() };
     // One task turns applied flashblocks into frames, so every client shares one encoding.
     let mut events = overlay.subscribe();
     let c2 = cancel.clone();
@@ -245,9 +253,11 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
                                 topics.extend(log.topics().iter().copied());
                             }
                         }
-                        let frame = Frame::new(flashblock.raw_json.clone(), addresses, topics);
-                        if frames_tx.send(Arc::new(frame)).await.is_err() {
-                            return;
+                        let frame = Arc::new(Frame::new(flashblock.raw_json.clone(), addresses, topics));
+                        for queue in &queues {
+                            if queue.send(frame.clone()).await.is_err() {
+                                return;
+                            }
                         }
                         metrics::counter!("flashnode_fanout_flashblocks_total").increment(1);
                     }
@@ -362,7 +372,7 @@ async fn client(
     peer: SocketAddr,
     config: Arc<FanoutConfig>,
     conns: Arc<Mutex<Connections>>,
-    registry: Registry,
+    registry: Shards,
     cancel: CancellationToken,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let _ = stream.set_nodelay(true);
@@ -614,7 +624,21 @@ impl Subscriber {
     }
 }
 
-/// The subscribers the writer thread delivers to.
+/// The writer threads' subscriber sets; new subscribers go round-robin.
+#[derive(Debug, Clone)]
+struct Shards {
+    shards: Arc<[Registry]>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shards {
+    fn add(&self, s: Arc<Subscriber>) {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.shards.len();
+        self.shards[i].add(s);
+    }
+}
+
+/// The subscribers one writer thread delivers to.
 #[derive(Debug, Clone, Default)]
 struct Registry(Arc<Mutex<Vec<Arc<Subscriber>>>>);
 
@@ -636,8 +660,8 @@ impl Registry {
     }
 }
 
-/// The writer thread: every frame, in order, to every subscriber, with one non-blocking write
-/// each (the same bytes for all). A subscriber whose socket is full gets the rest written by its
+/// A writer thread: every frame, in order, to each subscriber of its shard, with one
+/// non-blocking write each (the same bytes for all). A subscriber whose socket is full gets the rest written by its
 /// own task; the writer never waits for one.
 fn writer(mut frames: tokio::sync::mpsc::Receiver<Arc<Frame>>, registry: Registry) {
     let _span = info_span!("fanout_writer").entered();
