@@ -377,6 +377,10 @@ async fn kona_publishes_blocks_that_flashnode_nodes_accept_with_either_message_i
     })
     .await;
     assert!(ok, "kona's answers were not read as not-found:\n{}", scrape(&metrics_addr).await);
-    let g = gossip(&op_node).await;
-    assert_eq!(n(&g, "altsyncFilled"), 0, "kona serves no blocks: {g}");
+    for (what, r) in nodes {
+        let g = gossip(r).await;
+        assert_eq!(n(&g, "altsyncFilled"), 0, "{what}: kona serves no blocks: {g}");
+        // "Not found" costs kona a little application score, not the connection.
+        assert_eq!(n(&g, "peers"), 1, "{what}: kona still connected: {g}");
+    }
 }
