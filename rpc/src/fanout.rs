@@ -96,12 +96,14 @@ struct Frame {
     addresses: HashSet<Address>,
     /// Topics of its logs.
     topics: HashSet<B256>,
+    /// When the frame was built, right after the overlay applied the flashblock.
+    built: std::time::Instant,
 }
 
 impl Frame {
     fn new(json: Arc<str>, addresses: HashSet<Address>, topics: HashSet<B256>) -> Self {
         let text = wire_frame(OpCode::Data(Data::Text), Bytes::copy_from_slice(json.as_bytes()));
-        Self { json, text, brotli: Default::default(), addresses, topics }
+        Self { json, text, brotli: Default::default(), addresses, topics, built: std::time::Instant::now() }
     }
 
     fn brotli(&self) -> Bytes {
@@ -223,7 +225,10 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
         let shard = registry.clone();
         std::thread::Builder::new()
             .name(format!("flashnode-fanout-{i}"))
-            .spawn(move || writer(frames_rx, shard))
+            .spawn({
+                let max_delay = config.send_timeout;
+                move || writer(frames_rx, shard, max_delay)
+            })
             .map_err(|source| FanoutError { addr, source })?;
         shards.push(registry);
         queues.push(frames_tx);
@@ -653,6 +658,18 @@ impl Registry {
         self.0.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
+    /// Drops the newest `1/divisor` of the subscribers (at least one) as `overload`; returns how
+    /// many.
+    fn shed_newest(&self, divisor: usize) -> usize {
+        let Ok(mut v) = self.0.lock() else { return 0 };
+        let n = v.len().div_ceil(divisor.max(1)).min(v.len());
+        let keep = v.len() - n;
+        for s in v.drain(keep..) {
+            s.close("overload");
+        }
+        n
+    }
+
     fn remove_gone(&self) {
         if let Ok(mut v) = self.0.lock() {
             v.retain(|s| s.out.lock().is_ok_and(|o| o.closed.is_none()));
@@ -663,9 +680,23 @@ impl Registry {
 /// A writer thread: every frame, in order, to each subscriber of its shard, with one
 /// non-blocking write each (the same bytes for all). A subscriber whose socket is full gets the rest written by its
 /// own task; the writer never waits for one.
-fn writer(mut frames: tokio::sync::mpsc::Receiver<Arc<Frame>>, registry: Registry) {
+///
+/// A writer that starts a frame more than `max_delay` after it was built cannot keep up with its
+/// audience (too many subscribers for the CPU it gets): it drops the newest tenth of its
+/// subscribers (counted as `overload`), frame after frame until it is back in time, so the rest
+/// keep getting fresh frames instead of everyone falling seconds behind.
+fn writer(mut frames: tokio::sync::mpsc::Receiver<Arc<Frame>>, registry: Registry, max_delay: Duration) {
     let _span = info_span!("fanout_writer").entered();
+    let mut last_warn: Option<std::time::Instant> = None;
     while let Some(frame) = frames.blocking_recv() {
+        let late = frame.built.elapsed();
+        if late > max_delay {
+            let shed = registry.shed_newest(10);
+            if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                warn!(late_ms = late.as_millis() as u64, shed, "fan-out overloaded: dropping the newest subscribers");
+                last_warn = Some(std::time::Instant::now());
+            }
+        }
         let subscribers = registry.snapshot();
         let (mut bytes, mut gone) = (0u64, 0usize);
         for s in &subscribers {
@@ -760,6 +791,52 @@ mod tests {
         let mut out = Vec::new();
         brotli::BrotliDecompress(&mut &brotli[cursor.position() as usize..], &mut out).unwrap();
         assert_eq!(out, b"{\"a\":1}");
+    }
+
+    /// An overloaded writer drops the newest tenth of its subscribers, and the others still get
+    /// the frame, over real loopback sockets.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_overloaded_writer_sheds_the_newest_subscribers() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let registry = Registry::default();
+        let (mut clients, mut subs) = (Vec::new(), Vec::new());
+        for _ in 0..20 {
+            let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let sub = Arc::new(Subscriber {
+                stream: server,
+                filter: None,
+                brotli: false,
+                buffer: 4,
+                out: Mutex::new(Outbox::default()),
+                wake: tokio::sync::Notify::new(),
+            });
+            registry.add(sub.clone());
+            clients.push(client);
+            subs.push(sub);
+        }
+        let mut frame = Frame::new("{\"index\":0}".into(), HashSet::new(), HashSet::new());
+        frame.built -= Duration::from_secs(5);
+        let expected = frame.text.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let writer_thread = std::thread::spawn({
+            let registry = registry.clone();
+            move || writer(rx, registry, Duration::from_secs(1))
+        });
+        tx.send(Arc::new(frame)).await.unwrap();
+        drop(tx);
+        writer_thread.join().unwrap();
+        let reasons: Vec<Option<&str>> = subs.iter().map(|s| s.out.lock().unwrap().closed).collect();
+        assert_eq!(reasons[..18], [None; 18]);
+        assert_eq!(reasons[18..], [Some("overload"); 2]);
+        for client in clients.iter_mut().take(18) {
+            let mut got = vec![0u8; expected.len()];
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got)).await.unwrap().unwrap();
+            assert_eq!(got, expected.as_ref());
+        }
+        assert_eq!(registry.snapshot().len(), 18);
     }
 
     #[test]
