@@ -360,7 +360,10 @@ async fn store_disk_full_keeps_gossip_and_preconfirmations_then_recovers() {
     .map(|s| s.to_string())
     .collect();
     let rpc = format!("http://127.0.0.1:{rpc_port}");
+    let rpc_addr = format!("127.0.0.1:{rpc_port}");
+    let listening = || async { tokio::net::TcpStream::connect(&rpc_addr).await.is_ok() };
     let mut node = Proc::flashnode_fsize_faults(&args);
+    assert!(eventually(Duration::from_secs(10), listening).await, "the node does not listen:\n{}", node.output());
     let a = p2p_addr(&node).await;
     // A peer that follows only this node, with its own store.
     let peer_args: Vec<String> = ["--p2p-addr", "127.0.0.1:0", "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &a, "--p2p-data-dir", &peer_dir.display().to_string()]
@@ -409,6 +412,7 @@ async fn store_disk_full_keeps_gossip_and_preconfirmations_then_recovers() {
     node.kill();
     let restarted = Instant::now();
     let node = Proc::flashnode(&args);
+    assert!(eventually(Duration::from_secs(10), listening).await, "the restarted node does not listen:\n{}", node.output());
     assert!(eventually(Duration::from_secs(20), || async {
         let g = tokio::time::timeout(Duration::from_secs(1), gossip(&rpc)).await.unwrap_or_default();
         contiguous(&g) && n(&g, "storedLow") <= stored_before && n(&g, "storedHigh") > stored_before + 5
