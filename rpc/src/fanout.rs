@@ -8,9 +8,8 @@
 
 use alloy_primitives::{Address, B256};
 use flashnode_overlay::{frame::encode_brotli, Overlay, OverlayEvent};
-use futures::{SinkExt, StreamExt};
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
@@ -20,9 +19,15 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::broadcast,
 };
+use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{
     handshake::server::{ErrorResponse, Request, Response},
     http::StatusCode,
+    protocol::frame::{
+        coding::{Data, OpCode},
+        Frame as WsFrame,
+    },
+    protocol::{Role, WebSocket},
     Message,
 };
 use tokio_util::sync::CancellationToken;
@@ -77,13 +82,16 @@ impl Default for FanoutConfig {
     }
 }
 
-/// One flashblock ready to send, in both encodings. The messages are built once and cloned
-/// per client (a reference count, not a copy of the frame).
+/// One flashblock ready to send: its complete websocket frame (header and payload), built once.
+/// Server frames are unmasked, so the bytes are the same for every client and each delivery is
+/// one socket write of shared bytes (no per-client framing or copy).
 #[derive(Debug)]
 struct Frame {
     json: Arc<str>,
-    text: Message,
-    brotli: std::sync::OnceLock<Message>,
+    /// The Text frame's wire bytes.
+    text: Bytes,
+    /// The brotli Binary frame's wire bytes, built when the first client that wants it asks.
+    brotli: std::sync::OnceLock<Bytes>,
     /// Addresses the flashblock touches (tx senders, recipients, log emitters).
     addresses: HashSet<Address>,
     /// Topics of its logs.
@@ -92,13 +100,23 @@ struct Frame {
 
 impl Frame {
     fn new(json: Arc<str>, addresses: HashSet<Address>, topics: HashSet<B256>) -> Self {
-        let text = Message::Text(json.as_ref().into());
+        let text = wire_frame(OpCode::Data(Data::Text), Bytes::copy_from_slice(json.as_bytes()));
         Self { json, text, brotli: Default::default(), addresses, topics }
     }
 
-    fn brotli(&self) -> Message {
-        self.brotli.get_or_init(|| Message::Binary(encode_brotli(self.json.as_bytes()).into())).clone()
+    fn brotli(&self) -> Bytes {
+        self.brotli.get_or_init(|| wire_frame(OpCode::Data(Data::Binary), encode_brotli(self.json.as_bytes()).into())).clone()
     }
+}
+
+/// A final, unmasked server frame as it goes on the wire (tungstenite's own framing).
+fn wire_frame(opcode: OpCode, payload: Bytes) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    // Formatting into a Vec cannot fail: the only error source is the writer.
+    if let Err(err) = WsFrame::message(payload, opcode, true).format(&mut out) {
+        warn!(%err, "cannot format a fan-out frame");
+    }
+    out.into()
 }
 
 /// A client's filter from `/filter?addresses=&topics=&match=`.
@@ -191,41 +209,66 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
     let addr = config.addr;
     let listener = TcpListener::bind(addr).await.map_err(|source| FanoutError { addr, source })?;
     let local = listener.local_addr().map_err(|source| FanoutError { addr, source })?;
-    let (tx, _) = broadcast::channel::<Arc<Frame>>(config.buffer.max(1));
+    // Writer threads, one per core (at most 4): each owns a share of the subscribers and writes
+    // every frame to them, so a large audience uses every core without a task wake-up per
+    // delivery. Frames reach each writer through a bounded queue: if a writer falls that far
+    // behind, the publisher waits and the overlay's event channel absorbs (and reports) the
+    // lag; the ingest path never waits on subscribers.
+    let writers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let mut shards = Vec::with_capacity(writers);
+    let mut queues = Vec::with_capacity(writers);
+    for i in 0..writers {
+        let registry = Registry::default();
+        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel::<Arc<Frame>>(config.buffer.max(1));
+        let shard = registry.clone();
+        std::thread::Builder::new()
+            .name(format!("flashnode-fanout-{i}"))
+            .spawn(move || writer(frames_rx, shard))
+            .map_err(|source| FanoutError { addr, source })?;
+        shards.push(registry);
+        queues.push(frames_tx);
+    }
+    let registry = Shards { shards: shards.into(), next: Default::default() };
     // One task turns applied flashblocks into frames, so every client shares one encoding.
     let mut events = overlay.subscribe();
-    let publisher = tx.clone();
     let c2 = cancel.clone();
-    tokio::spawn(async move {
-        loop {
-            let ev = tokio::select! {
-                _ = c2.cancelled() => return,
-                ev = events.recv() => ev,
-            };
-            match ev {
-                Ok(OverlayEvent::Applied { block, flashblock }) => {
-                    let mut addresses = HashSet::new();
-                    let mut topics = HashSet::new();
-                    for t in &block.txs[block.first_new..] {
-                        addresses.insert(t.sender);
-                        if let Some(to) = alloy_consensus::Transaction::to(&t.tx) {
-                            addresses.insert(to);
+    tokio::spawn(
+        async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = c2.cancelled() => return,
+                    ev = events.recv() => ev,
+                };
+                match ev {
+                    Ok(OverlayEvent::Applied { block, flashblock }) => {
+                        let mut addresses = HashSet::new();
+                        let mut topics = HashSet::new();
+                        for t in &block.txs[block.first_new..] {
+                            addresses.insert(t.sender);
+                            if let Some(to) = alloy_consensus::Transaction::to(&t.tx) {
+                                addresses.insert(to);
+                            }
+                            for log in alloy_consensus::TxReceipt::logs(&t.receipt) {
+                                addresses.insert(log.address);
+                                topics.extend(log.topics().iter().copied());
+                            }
                         }
-                        for log in alloy_consensus::TxReceipt::logs(&t.receipt) {
-                            addresses.insert(log.address);
-                            topics.extend(log.topics().iter().copied());
+                        let frame = Arc::new(Frame::new(flashblock.raw_json.clone(), addresses, topics));
+                        for queue in &queues {
+                            if queue.send(frame.clone()).await.is_err() {
+                                return;
+                            }
                         }
+                        metrics::counter!("flashnode_fanout_flashblocks_total").increment(1);
                     }
-                    let frame = Frame::new(flashblock.raw_json.clone(), addresses, topics);
-                    let _ = publisher.send(Arc::new(frame));
-                    metrics::counter!("flashnode_fanout_flashblocks_total").increment(1);
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "fan-out publisher lagged behind the overlay"),
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "fan-out publisher lagged behind the overlay"),
-                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
-    });
+        .instrument(info_span!("fanout_publisher")),
+    );
     let config = Arc::new(config);
     let conns = Arc::new(Mutex::new(Connections::default()));
     info!(addr = %local, "flashblock fan-out on ws://{local}/ws");
@@ -243,10 +286,10 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
                         }
                     },
                 };
-                let (config, conns, rx, cancel) = (config.clone(), conns.clone(), tx.subscribe(), cancel.clone());
+                let (config, conns, registry, cancel) = (config.clone(), conns.clone(), registry.clone(), cancel.clone());
                 tokio::spawn(
                     async move {
-                        if let Err(err) = client(stream, peer, config, conns, rx, cancel).await {
+                        if let Err(err) = client(stream, peer, config, conns, registry, cancel).await {
                             debug!(%err, "fan-out client ended");
                         }
                     }
@@ -329,7 +372,7 @@ async fn client(
     peer: SocketAddr,
     config: Arc<FanoutConfig>,
     conns: Arc<Mutex<Connections>>,
-    mut rx: broadcast::Receiver<Arc<Frame>>,
+    registry: Shards,
     cancel: CancellationToken,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let _ = stream.set_nodelay(true);
@@ -360,51 +403,323 @@ async fn client(
     )
     .await?;
     let _slot = admission.slot;
-    let (mut sink, mut source) = ws.split();
+    // From here the socket is shared with the writer thread, which writes flashblocks straight
+    // to it; this task reads (pongs, pings, closes, through tungstenite over an in-memory
+    // transport), sends pings, and finishes writes the socket could not take at once.
+    let stream = ws.into_inner();
+    let conn = Arc::new(Subscriber {
+        stream,
+        filter: admission.filter,
+        brotli: admission.brotli,
+        buffer: config.buffer.max(1),
+        out: Mutex::new(Outbox::default()),
+        wake: tokio::sync::Notify::new(),
+    });
+    registry.add(conn.clone());
+    let result = serve_subscriber(&conn, &config, &cancel).await;
+    conn.close("ended");
+    match result {
+        Ok(()) => Ok(()),
+        Err(Ended::Io(e)) => Err(tokio_tungstenite::tungstenite::Error::Io(e)),
+        Err(Ended::Ws(e)) => Err(e),
+        Err(Ended::Dropped(reason)) => {
+            metrics::counter!("flashnode_fanout_disconnects_total", "reason" => reason).increment(1);
+            Ok(())
+        }
+    }
+}
+
+/// Why a subscriber's task ended early.
+#[derive(Debug)]
+enum Ended {
+    /// The socket failed.
+    Io(std::io::Error),
+    /// The client broke the websocket protocol.
+    Ws(tokio_tungstenite::tungstenite::Error),
+    /// Disconnected by the fan-out: `lagged`, `slow` or `pong_timeout`.
+    Dropped(&'static str),
+}
+
+async fn serve_subscriber(conn: &Subscriber, config: &FanoutConfig, cancel: &CancellationToken) -> Result<(), Ended> {
+    let mut reader = WebSocket::from_raw_socket(MemoryTransport::default(), Role::Server, Some(client_ws_config()));
+    let mut buf = [0u8; 4096];
     let mut ping = tokio::time::interval(config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
     let mut last_seen = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
-                let _ = sink.send(Message::Close(None)).await;
+                conn.enqueue(control_frame(WsFrame::close(None)));
+                let _ = tokio::time::timeout(config.send_timeout, drain(conn, config.send_timeout)).await;
                 return Ok(());
             }
+            _ = conn.wake.notified() => drain(conn, config.send_timeout).await?,
             _ = ping.tick() => {
                 if last_seen.elapsed() > config.pong_timeout {
-                    metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "pong_timeout").increment(1);
-                    return Ok(());
+                    return Err(Ended::Dropped("pong_timeout"));
                 }
-                sink.send(Message::Ping(Default::default())).await?;
+                conn.enqueue(control_frame(WsFrame::ping(Bytes::new())));
+                drain(conn, config.send_timeout).await?;
             }
-            msg = source.next() => match msg {
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => last_seen = tokio::time::Instant::now(),
-                Some(Err(e)) => return Err(e),
-            },
-            frame = rx.recv() => match frame {
-                Ok(frame) => {
-                    if admission.filter.as_ref().is_some_and(|f| !f.matches(&frame)) {
-                        continue;
-                    }
-                    let msg = if admission.brotli { frame.brotli() } else { frame.text.clone() };
-                    let len = match &msg { Message::Binary(b) => b.len(), Message::Text(t) => t.len(), _ => 0 };
-                    match tokio::time::timeout(config.send_timeout, sink.send(msg)).await {
-                        Ok(res) => res?,
-                        Err(_) => {
-                            metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "slow").increment(1);
-                            return Ok(());
+            ready = conn.stream.readable() => {
+                ready.map_err(Ended::Io)?;
+                let n = match conn.stream.try_read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(Ended::Io(e)),
+                };
+                last_seen = tokio::time::Instant::now();
+                reader.get_mut().input.extend(&buf[..n]);
+                let mut closed = false;
+                loop {
+                    match reader.read() {
+                        Ok(Message::Close(_)) => closed = true,
+                        Ok(_) => {}
+                        Err(tokio_tungstenite::tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed | tokio_tungstenite::tungstenite::Error::AlreadyClosed) => {
+                            closed = true;
+                            break;
                         }
+                        Err(e) => return Err(Ended::Ws(e)),
                     }
-                    metrics::counter!("flashnode_fanout_bytes_total").increment(len as u64);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "lagged").increment(1);
+                // Pong and close replies tungstenite queued go out in order with the flashblocks.
+                let _ = reader.flush();
+                let replies = std::mem::take(&mut reader.get_mut().output);
+                if !replies.is_empty() {
+                    conn.enqueue(replies.into());
+                    drain(conn, config.send_timeout).await?;
+                }
+                if closed {
                     return Ok(());
                 }
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
-            },
+            }
         }
+    }
+}
+
+/// Writes what the writer thread could not, in order; a client whose socket takes no bytes for
+/// `send_timeout` is dropped as slow.
+async fn drain(conn: &Subscriber, send_timeout: Duration) -> Result<(), Ended> {
+    loop {
+        let (head, offset) = {
+            let out = conn.out.lock().map_err(|_| Ended::Dropped("lagged"))?;
+            if let Some(reason) = out.closed {
+                return Err(Ended::Dropped(reason));
+            }
+            match out.queue.front() {
+                None => return Ok(()),
+                Some(b) => (b.clone(), out.offset),
+            }
+        };
+        match tokio::time::timeout(send_timeout, conn.stream.writable()).await {
+            Err(_) => {
+                conn.close("slow");
+                return Err(Ended::Dropped("slow"));
+            }
+            Ok(Err(e)) => return Err(Ended::Io(e)),
+            Ok(Ok(())) => {}
+        }
+        match conn.stream.try_write(&head[offset..]) {
+            Ok(n) => {
+                let mut out = conn.out.lock().map_err(|_| Ended::Dropped("lagged"))?;
+                out.offset += n;
+                if out.offset >= head.len() {
+                    out.queue.pop_front();
+                    out.offset = 0;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Ended::Io(e)),
+        }
+    }
+}
+
+/// One connected subscriber, shared by its task and the writer thread.
+#[derive(Debug)]
+struct Subscriber {
+    stream: TcpStream,
+    filter: Option<FrameFilter>,
+    brotli: bool,
+    /// Frames a client may have queued before it is dropped as lagging.
+    buffer: usize,
+    out: Mutex<Outbox>,
+    /// Wakes the task: bytes to finish writing, or the subscriber was dropped.
+    wake: tokio::sync::Notify,
+}
+
+/// Bytes accepted for a subscriber but not yet taken by its socket. Whoever finds the queue
+/// empty may write straight to the socket (under the lock); otherwise bytes are appended and the
+/// task writes them in order, so frames never interleave.
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<Bytes>,
+    /// Bytes of `queue[0]` already written.
+    offset: usize,
+    /// Set once the subscriber is dropped, with the reason.
+    closed: Option<&'static str>,
+}
+
+/// What one delivery attempt did.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivery {
+    /// Written to the socket or queued.
+    Accepted,
+    /// The subscriber is gone (or was just dropped as lagging).
+    Gone,
+}
+
+impl Subscriber {
+    /// Writes `bytes` now if nothing is queued and the socket takes them; else queues them for
+    /// the task. Used by the writer thread for flashblocks and by the task for control frames.
+    fn deliver(&self, bytes: Bytes, is_frame: bool) -> Delivery {
+        let Ok(mut out) = self.out.lock() else { return Delivery::Gone };
+        if out.closed.is_some() {
+            return Delivery::Gone;
+        }
+        if !out.queue.is_empty() {
+            if is_frame && out.queue.len() >= self.buffer {
+                out.closed = Some("lagged");
+                drop(out);
+                self.wake.notify_one();
+                return Delivery::Gone;
+            }
+            out.queue.push_back(bytes);
+            return Delivery::Accepted;
+        }
+        match self.stream.try_write(&bytes) {
+            Ok(n) if n == bytes.len() => return Delivery::Accepted,
+            Ok(n) => {
+                out.queue.push_back(bytes);
+                out.offset = n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                out.queue.push_back(bytes);
+                out.offset = 0;
+            }
+            Err(_) => {
+                out.closed = Some("io");
+                drop(out);
+                self.wake.notify_one();
+                return Delivery::Gone;
+            }
+        }
+        drop(out);
+        self.wake.notify_one();
+        Delivery::Accepted
+    }
+
+    fn enqueue(&self, bytes: Bytes) {
+        self.deliver(bytes, false);
+    }
+
+    /// Marks the subscriber dropped (first reason wins) and wakes its task.
+    fn close(&self, reason: &'static str) {
+        if let Ok(mut out) = self.out.lock() {
+            out.closed.get_or_insert(reason);
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// The writer threads' subscriber sets; new subscribers go round-robin.
+#[derive(Debug, Clone)]
+struct Shards {
+    shards: Arc<[Registry]>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shards {
+    fn add(&self, s: Arc<Subscriber>) {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.shards.len();
+        self.shards[i].add(s);
+    }
+}
+
+/// The subscribers one writer thread delivers to.
+#[derive(Debug, Clone, Default)]
+struct Registry(Arc<Mutex<Vec<Arc<Subscriber>>>>);
+
+impl Registry {
+    fn add(&self, s: Arc<Subscriber>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(s);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Subscriber>> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn remove_gone(&self) {
+        if let Ok(mut v) = self.0.lock() {
+            v.retain(|s| s.out.lock().is_ok_and(|o| o.closed.is_none()));
+        }
+    }
+}
+
+/// A writer thread: every frame, in order, to each subscriber of its shard, with one
+/// non-blocking write each (the same bytes for all). A subscriber whose socket is full gets the rest written by its
+/// own task; the writer never waits for one.
+fn writer(mut frames: tokio::sync::mpsc::Receiver<Arc<Frame>>, registry: Registry) {
+    let _span = info_span!("fanout_writer").entered();
+    while let Some(frame) = frames.blocking_recv() {
+        let subscribers = registry.snapshot();
+        let (mut bytes, mut gone) = (0u64, 0usize);
+        for s in &subscribers {
+            if s.filter.as_ref().is_some_and(|f| !f.matches(&frame)) {
+                continue;
+            }
+            let wire = if s.brotli { frame.brotli() } else { frame.text.clone() };
+            let len = wire.len() as u64;
+            match s.deliver(wire, true) {
+                Delivery::Accepted => bytes += len,
+                Delivery::Gone => gone += 1,
+            }
+        }
+        metrics::counter!("flashnode_fanout_bytes_total").increment(bytes);
+        if gone > 0 {
+            registry.remove_gone();
+        }
+    }
+}
+
+/// A control frame's wire bytes.
+fn control_frame(frame: WsFrame) -> Bytes {
+    let mut out = Vec::with_capacity(frame.len());
+    if let Err(err) = frame.format(&mut out) {
+        warn!(%err, "cannot format a control frame");
+    }
+    out.into()
+}
+
+/// tungstenite's transport for a subscriber's inbound bytes: reads what the task put in
+/// `input` (WouldBlock when empty), writes replies to `output` for the task to send in order.
+#[derive(Debug, Default)]
+struct MemoryTransport {
+    input: VecDeque<u8>,
+    output: Vec<u8>,
+}
+
+impl std::io::Read for MemoryTransport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        std::io::Read::read(&mut self.input, buf)
+    }
+}
+
+impl std::io::Write for MemoryTransport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -423,6 +738,29 @@ fn client_ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_frames_decode_as_one_final_unmasked_frame() {
+        use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+        for len in [0usize, 125, 126, 65_535, 65_536, 200_000] {
+            let json: Arc<str> = "x".repeat(len).into();
+            let frame = Frame::new(json.clone(), HashSet::new(), HashSet::new());
+            let mut cursor = std::io::Cursor::new(frame.text.as_ref());
+            let (header, payload_len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+            assert!(header.is_final && header.mask.is_none());
+            assert_eq!(header.opcode, OpCode::Data(Data::Text));
+            assert_eq!(payload_len as usize, len);
+            assert_eq!(&frame.text[cursor.position() as usize..], json.as_bytes());
+        }
+        let frame = Frame::new("{\"a\":1}".into(), HashSet::new(), HashSet::new());
+        let brotli = frame.brotli();
+        let mut cursor = std::io::Cursor::new(brotli.as_ref());
+        let (header, _) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+        assert_eq!(header.opcode, OpCode::Data(Data::Binary));
+        let mut out = Vec::new();
+        brotli::BrotliDecompress(&mut &brotli[cursor.position() as usize..], &mut out).unwrap();
+        assert_eq!(out, b"{\"a\":1}");
+    }
 
     #[test]
     fn filters_parse_and_match() {
