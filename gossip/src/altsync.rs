@@ -10,11 +10,13 @@
 //! - Limits (op-node): the whole exchange times out after 10 s; the server allows 20 req/s
 //!   with a burst of 40 overall and 4 req/s with a burst of 15 per peer.
 
-use crate::{codec::BlockVersion, config::params};
+use crate::{codec::BlockVersion, config::params, validate::VerifiedBlock};
 use futures::{AsyncReadExt, AsyncWriteExt};
+#[cfg(feature = "swarm")]
 use libp2p::{request_response, StreamProtocol};
+#[cfg(feature = "swarm")]
+use std::collections::HashMap;
 use std::{
-    collections::HashMap,
     io,
     time::{Duration, Instant},
 };
@@ -42,6 +44,7 @@ pub const RESULT_INVALID: u8 = 2;
 pub const RESULT_UNKNOWN: u8 = 3;
 
 /// Both protocol ids for `chain_id`: op-node's first, then the spec's (trailing slash).
+#[cfg(feature = "swarm")]
 pub fn protocols(chain_id: u64) -> Vec<StreamProtocol> {
     let base = format!("/opstack/req/payload_by_number/{chain_id}/0");
     [base.clone(), format!("{base}/")]
@@ -73,14 +76,63 @@ pub enum PayloadResponse {
     Err(u8),
 }
 
-/// The wire codec of `payload_by_number`.
-#[derive(Clone, Debug, Default)]
-pub struct PayloadByNumberCodec;
-
 fn too_large() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "payload_by_number response larger than 10 MiB")
 }
 
+/// Reads one `payload_by_number` response (the client side): the result byte, then for ok
+/// the version and the snappy-framed payload until EOF. The framed bytes and the decompressed
+/// payload are each capped at 10 MiB; more, broken framing or a short read is an error.
+pub async fn read_response<T>(io: &mut T) -> io::Result<PayloadResponse>
+where
+    T: futures::AsyncRead + Unpin,
+{
+    let mut result = [0u8; 1];
+    io.read_exact(&mut result).await?;
+    if result[0] != RESULT_OK {
+        return Ok(PayloadResponse::Err(result[0]));
+    }
+    let mut version = [0u8; 4];
+    io.read_exact(&mut version).await?;
+    let mut framed = Vec::new();
+    io.take(params::MAX_GOSSIP_SIZE as u64 + 1).read_to_end(&mut framed).await?;
+    if framed.len() > params::MAX_GOSSIP_SIZE {
+        return Err(too_large());
+    }
+    let mut payload = Vec::new();
+    let decoder = snap::read::FrameDecoder::new(framed.as_slice());
+    std::io::Read::read_to_end(&mut std::io::Read::take(decoder, params::MAX_GOSSIP_SIZE as u64 + 1), &mut payload)?;
+    if payload.len() > params::MAX_GOSSIP_SIZE {
+        return Err(too_large());
+    }
+    Ok(PayloadResponse::Ok { version: u32::from_le_bytes(version), payload })
+}
+
+/// Writes one `payload_by_number` response (the server side) and closes the stream.
+pub async fn write_response<T>(io: &mut T, res: PayloadResponse) -> io::Result<()>
+where
+    T: futures::AsyncWrite + Unpin,
+{
+    match res {
+        PayloadResponse::Err(code) => io.write_all(&[code]).await?,
+        PayloadResponse::Ok { version, payload } => {
+            let mut framed = snap::write::FrameEncoder::new(Vec::with_capacity(payload.len() / 2 + 64));
+            std::io::Write::write_all(&mut framed, &payload)?;
+            let framed = framed.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
+            io.write_all(&[RESULT_OK]).await?;
+            io.write_all(&version.to_le_bytes()).await?;
+            io.write_all(&framed).await?;
+        }
+    }
+    io.close().await
+}
+
+/// The wire codec of `payload_by_number` for libp2p's request-response behaviour.
+#[cfg(feature = "swarm")]
+#[derive(Clone, Debug, Default)]
+pub struct PayloadByNumberCodec;
+
+#[cfg(feature = "swarm")]
 impl request_response::Codec for PayloadByNumberCodec {
     type Protocol = StreamProtocol;
     type Request = u64;
@@ -99,25 +151,7 @@ impl request_response::Codec for PayloadByNumberCodec {
     where
         T: futures::AsyncRead + Unpin + Send,
     {
-        let mut result = [0u8; 1];
-        io.read_exact(&mut result).await?;
-        if result[0] != RESULT_OK {
-            return Ok(PayloadResponse::Err(result[0]));
-        }
-        let mut version = [0u8; 4];
-        io.read_exact(&mut version).await?;
-        let mut framed = Vec::new();
-        io.take(params::MAX_GOSSIP_SIZE as u64 + 1).read_to_end(&mut framed).await?;
-        if framed.len() > params::MAX_GOSSIP_SIZE {
-            return Err(too_large());
-        }
-        let mut payload = Vec::new();
-        let decoder = snap::read::FrameDecoder::new(framed.as_slice());
-        std::io::Read::read_to_end(&mut std::io::Read::take(decoder, params::MAX_GOSSIP_SIZE as u64 + 1), &mut payload)?;
-        if payload.len() > params::MAX_GOSSIP_SIZE {
-            return Err(too_large());
-        }
-        Ok(PayloadResponse::Ok { version: u32::from_le_bytes(version), payload })
+        read_response(io).await
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: u64) -> io::Result<()>
@@ -132,18 +166,7 @@ impl request_response::Codec for PayloadByNumberCodec {
     where
         T: futures::AsyncWrite + Unpin + Send,
     {
-        match res {
-            PayloadResponse::Err(code) => io.write_all(&[code]).await?,
-            PayloadResponse::Ok { version, payload } => {
-                let mut framed = snap::write::FrameEncoder::new(Vec::with_capacity(payload.len() / 2 + 64));
-                std::io::Write::write_all(&mut framed, &payload)?;
-                let framed = framed.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
-                io.write_all(&[RESULT_OK]).await?;
-                io.write_all(&version.to_le_bytes()).await?;
-                io.write_all(&framed).await?;
-            }
-        }
-        io.close().await
+        write_response(io, res).await
     }
 }
 
@@ -177,18 +200,21 @@ impl Bucket {
 }
 
 /// The server's global and per-peer rate limits.
+#[cfg(feature = "swarm")]
 #[derive(Debug)]
 pub struct RateLimits {
     global: Bucket,
     peers: HashMap<libp2p::PeerId, Bucket>,
 }
 
+#[cfg(feature = "swarm")]
 impl Default for RateLimits {
     fn default() -> Self {
         Self { global: Bucket::new(GLOBAL_RATE, GLOBAL_BURST), peers: HashMap::new() }
     }
 }
 
+#[cfg(feature = "swarm")]
 impl RateLimits {
     /// Whether a request from `peer` may be served now. The per-peer bucket is checked first
     /// so one flooding peer cannot drain the global budget of the others.
@@ -214,7 +240,7 @@ pub fn payload_bytes(wire: &[u8]) -> Option<Vec<u8>> {
 
 /// Decodes an alt-sync answer and checks its version rules and block hash. Version 0 is
 /// tried as v2 (Canyon) then v1: without the rollup config the timestamp cannot tell.
-pub fn decode_response(version: u32, payload: &[u8]) -> Result<crate::VerifiedBlock, &'static str> {
+pub fn decode_response(version: u32, payload: &[u8]) -> Result<VerifiedBlock, &'static str> {
     let candidates: &[BlockVersion] = match version {
         0 => &[BlockVersion::V2, BlockVersion::V1],
         1 => &[BlockVersion::V3],
@@ -239,10 +265,54 @@ pub fn decode_response(version: u32, payload: &[u8]) -> Result<crate::VerifiedBl
     Err(err)
 }
 
+/// Why an alt-sync answer is not taken for the requested block.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// The peer answered with a non-zero result byte.
+    #[error("no block: result code {0}")]
+    NoBlock(u8),
+    /// The payload does not decode, breaks its version's rules or its hash.
+    #[error("invalid payload: {0}")]
+    Invalid(&'static str),
+    /// A valid block, but not the one asked for.
+    #[error("answer for block {got}, asked for {asked}")]
+    WrongNumber {
+        /// The requested number.
+        asked: u64,
+        /// The number of the block that came back.
+        got: u64,
+    },
+}
+
+impl AnswerError {
+    /// Label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoBlock(_) => "no_block",
+            Self::Invalid(r) => r,
+            Self::WrongNumber { .. } => "wrong_number",
+        }
+    }
+}
+
+/// The client's check of an answer to a request for block `number`: a block that decodes,
+/// passes its version's rules, whose hash recomputes, and that is block `number`. (Whether
+/// its hash is trusted is decided later, against the hash chain.)
+pub fn check_answer(number: u64, response: PayloadResponse) -> Result<VerifiedBlock, AnswerError> {
+    let (version, payload) = match response {
+        PayloadResponse::Ok { version, payload } => (version, payload),
+        PayloadResponse::Err(code) => return Err(AnswerError::NoBlock(code)),
+    };
+    let block = decode_response(version, &payload).map_err(AnswerError::Invalid)?;
+    if block.number() != number {
+        return Err(AnswerError::WrongNumber { asked: number, got: block.number() });
+    }
+    Ok(block)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libp2p::request_response::Codec;
 
     #[test]
     fn stored_payload_decodes_as_an_altsync_answer() {
@@ -260,14 +330,52 @@ mod tests {
     }
 
     #[test]
+    fn check_answer_wants_the_requested_block() {
+        let (block, hash) = crate::codec::tests::test_block(9, 1_700_000_000);
+        let signed = crate::codec::sign_block(&block, hash, 901, &crate::codec::tests::test_signer()).unwrap();
+        let ok = PayloadResponse::Ok { version: 2, payload: payload_bytes(&signed.wire).unwrap() };
+        assert_eq!(check_answer(9, ok.clone()).unwrap().hash, hash);
+        assert_eq!(check_answer(10, ok).unwrap_err(), AnswerError::WrongNumber { asked: 10, got: 9 });
+        assert_eq!(check_answer(9, PayloadResponse::Err(RESULT_NOT_FOUND)).unwrap_err().reason(), "no_block");
+        let garbage = PayloadResponse::Ok { version: 2, payload: vec![0; 10] };
+        assert_eq!(check_answer(9, garbage).unwrap_err(), AnswerError::Invalid("decode"));
+    }
+
+    #[test]
+    fn oversize_and_broken_responses_are_errors() {
+        futures::executor::block_on(async {
+            // A stream of more than 10 MiB after the header.
+            let mut big = vec![RESULT_OK, 2, 0, 0, 0];
+            big.resize(5 + params::MAX_GOSSIP_SIZE + 1, 0);
+            assert_eq!(read_response(&mut big.as_slice()).await.unwrap_err().kind(), io::ErrorKind::InvalidData);
+            // Framing that decompresses past 10 MiB: 161 uncompressed-literal chunks of 64 KiB
+            // would do, but a few compressed chunks of zeros reach it cheaply.
+            let mut enc = snap::write::FrameEncoder::new(Vec::new());
+            std::io::Write::write_all(&mut enc, &vec![0u8; params::MAX_GOSSIP_SIZE + 1]).unwrap();
+            let framed = enc.into_inner().unwrap();
+            assert!(framed.len() < params::MAX_GOSSIP_SIZE);
+            let mut bomb = vec![RESULT_OK, 2, 0, 0, 0];
+            bomb.extend_from_slice(&framed);
+            assert!(read_response(&mut bomb.as_slice()).await.is_err());
+            // Broken framing and a truncated header.
+            assert!(read_response(&mut [RESULT_OK, 2, 0, 0, 0, 1, 2, 3].as_slice()).await.is_err());
+            assert!(read_response(&mut [RESULT_OK, 2].as_slice()).await.is_err());
+            assert!(read_response(&mut [].as_slice()).await.is_err());
+        });
+    }
+
+    #[cfg(feature = "swarm")]
+    #[test]
     fn protocol_ids_with_and_without_slash() {
         let p = protocols(901);
         assert_eq!(p[0].as_ref(), "/opstack/req/payload_by_number/901/0");
         assert_eq!(p[1].as_ref(), "/opstack/req/payload_by_number/901/0/");
     }
 
+    #[cfg(feature = "swarm")]
     #[test]
     fn wire_roundtrip() {
+        use libp2p::request_response::Codec;
         futures::executor::block_on(async {
             let proto = protocols(1)[0].clone();
             let mut c = PayloadByNumberCodec;
@@ -290,6 +398,7 @@ mod tests {
         });
     }
 
+    #[cfg(feature = "swarm")]
     #[test]
     fn rate_limits_per_peer_and_global() {
         let mut rl = RateLimits::default();

@@ -170,20 +170,36 @@ pub fn sign_payload(
         parent_beacon_block_root,
     };
     let draft = encode_envelope(&env)?;
-    let mut raw = snap::raw::Decoder::new()
+    let raw = snap::raw::Decoder::new()
         .decompress_vec(&draft)
         .map_err(|e| EncodeError::Encode(e.to_string()))?;
-    env.payload_hash = PayloadHash::from(&raw[65..]);
-    let sig = signer
-        .sign_hash_sync(&signing_hash(&env.payload_hash, chain_id))
-        .map_err(|e| EncodeError::Sign(e.to_string()))?;
-    let mut sig_bytes = sig.as_bytes();
-    // The wire carries v as 0/1 (op-node's `SigningHash`/`verifyBlockSignature`).
-    sig_bytes[64] = sig.v() as u8;
-    raw[..65].copy_from_slice(&sig_bytes);
+    let payload_bytes = raw.get(65..).ok_or_else(|| EncodeError::Encode("encoding shorter than a signature".into()))?;
+    let (wire, payload_hash, sig) = sign_raw(payload_bytes, chain_id, signer)?;
+    env.payload_hash = payload_hash;
     env.signature = sig;
-    let wire = snap::raw::Encoder::new().compress_vec(&raw).map_err(|e| EncodeError::Encode(e.to_string()))?;
     Ok(SignedBlock { version, envelope: env, wire })
+}
+
+/// Signs already-encoded payload bytes (`[beacon root ++] SSZ(payload)`) and returns the
+/// snappy wire message, the payload hash and the signature. Nothing checks that the bytes
+/// decode: adversarial tests and the fuzz targets use it to get arbitrary payload bytes past
+/// the signature check.
+pub fn sign_raw(
+    payload: &[u8],
+    chain_id: u64,
+    signer: &PrivateKeySigner,
+) -> Result<(Vec<u8>, PayloadHash, Signature), EncodeError> {
+    let payload_hash = PayloadHash::from(payload);
+    let sig = signer
+        .sign_hash_sync(&signing_hash(&payload_hash, chain_id))
+        .map_err(|e| EncodeError::Sign(e.to_string()))?;
+    let mut raw = Vec::with_capacity(65 + payload.len());
+    raw.extend_from_slice(&sig.as_bytes());
+    // The wire carries v as 0/1 (op-node's `SigningHash`/`verifyBlockSignature`).
+    raw[64] = sig.v() as u8;
+    raw.extend_from_slice(payload);
+    let wire = snap::raw::Encoder::new().compress_vec(&raw).map_err(|e| EncodeError::Encode(e.to_string()))?;
+    Ok((wire, payload_hash, sig))
 }
 
 /// Builds and signs the gossip payload of a sealed block: the variant follows the header

@@ -1,7 +1,10 @@
 //! Settings of the p2p host and the gossip protocol.
 
+#[cfg(feature = "swarm")]
 use alloy_primitives::Address;
+#[cfg(feature = "swarm")]
 use libp2p::Multiaddr;
+#[cfg(feature = "swarm")]
 use std::{path::PathBuf, time::Duration};
 
 /// The devnet's unsafe-block signer key (anvil's tenth dev key,
@@ -12,6 +15,7 @@ pub const DEV_UNSAFE_BLOCK_SIGNER_KEY: &str =
     "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
 
 /// A `/ip4|ip6/<ip>/tcp/<port>` multiaddr for a socket address.
+#[cfg(feature = "swarm")]
 pub fn tcp_multiaddr(addr: std::net::SocketAddr) -> Multiaddr {
     use libp2p::multiaddr::Protocol;
     Multiaddr::empty().with(Protocol::from(addr.ip())).with(Protocol::Tcp(addr.port()))
@@ -34,6 +38,7 @@ pub enum MessageIdMode {
 }
 
 /// Everything the p2p service needs.
+#[cfg(feature = "swarm")]
 #[derive(Clone, Debug)]
 pub struct GossipConfig {
     /// L2 chain id (topics, signature domain).
@@ -80,6 +85,7 @@ pub struct GossipConfig {
     pub ban_duration: Duration,
 }
 
+#[cfg(feature = "swarm")]
 impl GossipConfig {
     /// Defaults for `chain_id` and `signer`, listening on `listen`.
     pub fn new(chain_id: u64, listen: Multiaddr, unsafe_block_signer: Address) -> Self {

@@ -3,7 +3,7 @@
 //! bounded command channel, a broadcast of verified blocks and shared counters.
 
 use crate::{
-    altsync::{self, PayloadByNumberCodec, PayloadResponse, RateLimits},
+    altsync::{self, AnswerError, PayloadByNumberCodec, PayloadResponse, RateLimits},
     codec::{self, BlockVersion, SignedBlock},
     config::{params, GossipConfig},
     key,
@@ -537,7 +537,13 @@ struct Task {
 /// Most quarantined alt-sync answers (op-node: an LRU of 100).
 const QUARANTINE: usize = 100;
 /// Attempts per missing block before it is given up.
-const MAX_ATTEMPTS: u32 = 5;
+const MAX_ATTEMPTS: u32 = 8;
+/// Delay before the first retry of a missing block; it doubles per attempt up to
+/// [`RETRY_MAX`]. Peers that came back with the same gap answer "not found" until they have
+/// filled it themselves: immediate retries burned every attempt within a second.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest delay between two attempts (all 8 span about 15 s).
+const RETRY_MAX: Duration = Duration::from_secs(4);
 /// Trusted hashes remembered.
 const TRUSTED: usize = 10_000;
 
@@ -549,6 +555,9 @@ struct SyncState {
     in_flight: HashMap<OutboundRequestId, (u64, PeerId)>,
     numbers_in_flight: HashSet<u64>,
     attempts: HashMap<u64, u32>,
+    /// Wanted numbers that wait for their retry backoff, and the peer that last failed them
+    /// (asked last when others are free; bounded like `wanted`).
+    retry_at: HashMap<u64, (Instant, PeerId)>,
     trusted: HashSet<B256>,
     quarantine: BTreeMap<u64, (Arc<VerifiedBlock>, PeerId)>,
 }
@@ -782,9 +791,9 @@ impl Task {
 
     fn store_block(&self, number: u64, version: BlockVersion, hash: B256, wire: &[u8]) {
         let Some(payload) = altsync::payload_bytes(wire) else { return };
-        if let Err(err) = self.store.put_block(&StoredBlock { number, version, hash, payload }) {
-            warn!(%err, number, "cannot store the block");
-        }
+        // A failed write (disk full) is counted and logged, rate-limited, by the store; gossip
+        // goes on without it.
+        let _ = self.store.put_block(&StoredBlock { number, version, hash, payload });
     }
 
     /// A block accepted from gossip: store it, trust its parent, and queue the gap below it.
@@ -826,12 +835,18 @@ impl Task {
             }
         }
         let now = Instant::now();
-        let wanted: Vec<u64> = self.sync.wanted.iter().rev().copied().collect();
+        let retry_at = &self.sync.retry_at;
+        let wanted: Vec<u64> =
+            self.sync.wanted.iter().rev().copied().filter(|n| retry_at.get(n).is_none_or(|(at, _)| *at <= now)).collect();
         for number in wanted {
+            // A retry goes to another peer than the one that failed it when one is free: a
+            // peer without the block would otherwise be asked every time (ties go to the
+            // lowest peer id).
+            let failed = self.sync.retry_at.get(&number).map(|(_, p)| *p);
             let peer = load
                 .iter()
                 .filter(|(_, l)| **l < self.per_peer)
-                .min_by_key(|(p, l)| (**l, **p))
+                .min_by_key(|(p, l)| (failed == Some(**p), **l, **p))
                 .map(|(p, _)| *p);
             let Some(peer) = peer else { break };
             let bucket = self
@@ -844,6 +859,7 @@ impl Task {
             }
             *load.entry(peer).or_default() += 1;
             self.sync.wanted.remove(&number);
+            self.sync.retry_at.remove(&number);
             self.sync.numbers_in_flight.insert(number);
             let id = self.swarm.behaviour_mut().reqresp.send_request(&peer, number);
             self.sync.in_flight.insert(id, (number, peer));
@@ -853,10 +869,12 @@ impl Task {
         self.stats.altsync_missing.store(self.sync.missing(), Ordering::Relaxed);
     }
 
-    fn retry(&mut self, number: u64) {
+    fn retry(&mut self, number: u64, failed_by: PeerId) {
         let attempts = self.sync.attempts.entry(number).or_default();
         *attempts += 1;
         if *attempts < MAX_ATTEMPTS {
+            let delay = RETRY_MIN.checked_mul(1 << (*attempts - 1).min(16)).unwrap_or(RETRY_MAX).min(RETRY_MAX);
+            self.sync.retry_at.insert(number, (Instant::now() + delay, failed_by));
             self.sync.wanted.insert(number);
         } else {
             warn!(number, "alt-sync gave up on a block");
@@ -880,7 +898,7 @@ impl Task {
                     self.sync.numbers_in_flight.remove(&number);
                     debug!(%peer, number, %error, "alt-sync request failed");
                     metrics::counter!("flashnode_altsync_requests_total", "outcome" => "failed").increment(1);
-                    self.retry(number);
+                    self.retry(number, peer);
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -903,10 +921,8 @@ impl Task {
         let (response, outcome) = match self.store.block(number) {
             Ok(Some(b)) => (PayloadResponse::Ok { version: altsync::response_version(b.version), payload: b.payload }, "ok"),
             Ok(None) => (PayloadResponse::Err(altsync::RESULT_NOT_FOUND), "not_found"),
-            Err(err) => {
-                warn!(%err, number, "store read failed");
-                (PayloadResponse::Err(altsync::RESULT_UNKNOWN), "error")
-            }
+            // Logged (rate-limited) and counted by the store.
+            Err(_) => (PayloadResponse::Err(altsync::RESULT_UNKNOWN), "error"),
         };
         self.stats.altsync_served.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("flashnode_altsync_served_total", "outcome" => outcome).increment(1);
@@ -920,40 +936,31 @@ impl Task {
         }
         let Some((number, _)) = self.sync.in_flight.remove(&id) else { return };
         self.sync.numbers_in_flight.remove(&number);
-        let block = match response {
-            PayloadResponse::Ok { version, payload } => altsync::decode_response(version, &payload),
-            PayloadResponse::Err(code) => {
-                debug!(%peer, number, code, "alt-sync answer without a block");
-                self.app_event(peer, AppEvent::ErrorResponse);
-                metrics::counter!("flashnode_altsync_requests_total", "outcome" => "not_found").increment(1);
-                self.retry(number);
-                return;
-            }
-        };
-        match block {
-            Ok(b) if b.number() == number => {
+        match altsync::check_answer(number, response) {
+            Ok(b) => {
                 self.app_event(peer, AppEvent::ValidResponse);
                 self.sync.quarantine.insert(number, (Arc::new(b), peer));
                 while self.sync.quarantine.len() > QUARANTINE {
                     // Evict the lowest: it is the furthest from being trusted.
                     if let Some((n, (_, from))) = self.sync.quarantine.pop_first() {
                         debug!(number = n, %from, "evicted an untrusted alt-sync answer");
-                        self.retry(n);
+                        self.retry(n, from);
                     }
                 }
                 self.promote_quarantined();
             }
-            Ok(b) => {
-                warn!(%peer, asked = number, got = b.number(), "alt-sync answer for another block");
-                self.app_event(peer, AppEvent::RejectedPayload);
-                metrics::counter!("flashnode_altsync_requests_total", "outcome" => "invalid").increment(1);
-                self.retry(number);
+            Err(AnswerError::NoBlock(code)) => {
+                debug!(%peer, number, code, "alt-sync answer without a block");
+                self.app_event(peer, AppEvent::ErrorResponse);
+                metrics::counter!("flashnode_altsync_requests_total", "outcome" => "not_found").increment(1);
+                self.retry(number, peer);
+                return;
             }
-            Err(reason) => {
-                warn!(%peer, number, reason, "invalid alt-sync answer");
+            Err(err) => {
+                warn!(%peer, number, %err, "invalid alt-sync answer");
                 self.app_event(peer, AppEvent::RejectedPayload);
                 metrics::counter!("flashnode_altsync_requests_total", "outcome" => "invalid").increment(1);
-                self.retry(number);
+                self.retry(number, peer);
             }
         }
         self.schedule();
@@ -980,6 +987,8 @@ impl Task {
             self.sync.quarantine.remove(&n);
         }
         self.sync.wanted.retain(|n| !self.store.has(*n).unwrap_or(false));
+        let wanted = &self.sync.wanted;
+        self.sync.retry_at.retain(|n, _| wanted.contains(n));
     }
 }
 

@@ -5,13 +5,26 @@
 use crate::codec::BlockVersion;
 use alloy_primitives::B256;
 use libp2p::PeerId;
+use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use std::path::Path;
+use std::{
+    collections::HashMap,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 /// Blocks by number: `version(1) ++ hash(32) ++ payload bytes ([beacon root ++] SSZ)`.
 const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
 /// Banned peers: peer id bytes → ban expiry (unix seconds).
 const BANS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("bans");
+
+/// Failures of one kind of store operation are logged at most this often; every failure is
+/// counted in `flashnode_gossip_store_errors_total{op}`. A full disk fails every block's write:
+/// one line per block would flood the log.
+pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counter of failed store operations, labelled `op` = `write` or `read`.
+pub const STORE_ERRORS: &str = "flashnode_gossip_store_errors_total";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +56,16 @@ pub struct StoredBlock {
     pub payload: Vec<u8>,
 }
 
-/// The store.
+/// The store. Operations that fail (a full disk, an I/O error) return the error, are counted
+/// and logged (rate-limited) here, and never panic: callers carry on without the store. After
+/// an I/O error redb refuses every later operation until the database is reopened, which the
+/// node does on its next start (redb then recovers the last committed state).
 #[derive(Debug)]
 pub struct Store {
     db: Database,
     retain: u64,
+    /// Per op: when a failure was last logged and how many failures were not logged since.
+    errors: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
 }
 
 impl Store {
@@ -69,11 +87,32 @@ impl Store {
         db!(tx.open_table(BLOCKS))?;
         db!(tx.open_table(BANS))?;
         db!(tx.commit())?;
-        Ok(Self { db, retain: retain.max(1) })
+        Ok(Self { db, retain: retain.max(1), errors: Mutex::new(HashMap::new()) })
+    }
+
+    /// Counts a failed `op` and logs it at most once per [`ERROR_LOG_INTERVAL`].
+    fn track<T>(&self, op: &'static str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(err) = &result {
+            metrics::counter!(STORE_ERRORS, "op" => op).increment(1);
+            let now = Instant::now();
+            let mut errors = self.errors.lock();
+            let entry = errors.entry(op).or_insert((None, 0));
+            if entry.0.is_none_or(|last| now.duration_since(last) >= ERROR_LOG_INTERVAL) {
+                tracing::warn!(%err, op, suppressed = entry.1, "p2p store operation failed (logged at most every 10 s)");
+                *entry = (Some(now), 0);
+            } else {
+                entry.1 += 1;
+            }
+        }
+        result
     }
 
     /// Stores a block (replacing one at the same number) and prunes old ones.
     pub fn put_block(&self, block: &StoredBlock) -> Result<(), StoreError> {
+        self.track("write", self.put_block_inner(block))
+    }
+
+    fn put_block_inner(&self, block: &StoredBlock) -> Result<(), StoreError> {
         let mut value = Vec::with_capacity(33 + block.payload.len());
         value.push(block.version.index());
         value.extend_from_slice(block.hash.as_slice());
@@ -91,6 +130,10 @@ impl Store {
 
     /// A block by number.
     pub fn block(&self, number: u64) -> Result<Option<StoredBlock>, StoreError> {
+        self.track("read", self.block_inner(number))
+    }
+
+    fn block_inner(&self, number: u64) -> Result<Option<StoredBlock>, StoreError> {
         let tx = db!(self.db.begin_read())?;
         let t = db!(tx.open_table(BLOCKS))?;
         let Some(v) = db!(t.get(number))? else { return Ok(None) };
@@ -104,6 +147,10 @@ impl Store {
 
     /// Lowest and highest stored block numbers.
     pub fn range(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        self.track("read", self.range_inner())
+    }
+
+    fn range_inner(&self) -> Result<Option<(u64, u64)>, StoreError> {
         let tx = db!(self.db.begin_read())?;
         let t = db!(tx.open_table(BLOCKS))?;
         let first = db!(t.first())?.map(|(k, _)| k.value());
@@ -113,6 +160,10 @@ impl Store {
 
     /// Number of stored blocks.
     pub fn count(&self) -> Result<u64, StoreError> {
+        self.track("read", self.count_inner())
+    }
+
+    fn count_inner(&self) -> Result<u64, StoreError> {
         let tx = db!(self.db.begin_read())?;
         let t = db!(tx.open_table(BLOCKS))?;
         db!(t.len())
@@ -120,6 +171,10 @@ impl Store {
 
     /// Whether a block is stored.
     pub fn has(&self, number: u64) -> Result<bool, StoreError> {
+        self.track("read", self.has_inner(number))
+    }
+
+    fn has_inner(&self, number: u64) -> Result<bool, StoreError> {
         let tx = db!(self.db.begin_read())?;
         let t = db!(tx.open_table(BLOCKS))?;
         Ok(db!(t.get(number))?.is_some())
@@ -127,6 +182,10 @@ impl Store {
 
     /// Bans `peer` until `until` (unix seconds).
     pub fn ban(&self, peer: &PeerId, until: u64) -> Result<(), StoreError> {
+        self.track("write", self.ban_inner(peer, until))
+    }
+
+    fn ban_inner(&self, peer: &PeerId, until: u64) -> Result<(), StoreError> {
         let tx = db!(self.db.begin_write())?;
         {
             let mut t = db!(tx.open_table(BANS))?;
@@ -137,6 +196,10 @@ impl Store {
 
     /// Lifts a ban.
     pub fn unban(&self, peer: &PeerId) -> Result<(), StoreError> {
+        self.track("write", self.unban_inner(peer))
+    }
+
+    fn unban_inner(&self, peer: &PeerId) -> Result<(), StoreError> {
         let tx = db!(self.db.begin_write())?;
         {
             let mut t = db!(tx.open_table(BANS))?;
@@ -147,6 +210,10 @@ impl Store {
 
     /// Bans still in force at `now`, with their expiry.
     pub fn bans(&self, now: u64) -> Result<Vec<(PeerId, u64)>, StoreError> {
+        self.track("read", self.bans_inner(now))
+    }
+
+    fn bans_inner(&self, now: u64) -> Result<Vec<(PeerId, u64)>, StoreError> {
         let tx = db!(self.db.begin_read())?;
         let t = db!(tx.open_table(BANS))?;
         let mut out = Vec::new();
@@ -190,5 +257,79 @@ mod tests {
         assert!(s.bans(3_000).unwrap().is_empty(), "expired bans are not in force");
         s.unban(&peer).unwrap();
         assert!(s.bans(1_000).unwrap().is_empty());
+    }
+
+    /// A file whose writes and growth fail once `full` is set, like a full disk (EFBIG, what
+    /// RLIMIT_FSIZE gives, or ENOSPC).
+    #[derive(Debug)]
+    struct FullDisk {
+        file: redb::backends::FileBackend,
+        full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FullDisk {
+        fn check(&self) -> std::io::Result<()> {
+            match self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Err(std::io::Error::from_raw_os_error(27)), // EFBIG
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl redb::StorageBackend for FullDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            self.file.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.file.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.file.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.file.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.file.write(offset, data)
+        }
+        fn close(&self) -> std::io::Result<()> {
+            self.file.close()
+        }
+    }
+
+    #[test]
+    fn full_disk_fails_writes_without_panic_and_reopens_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p2p.redb");
+        let full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
+            let backend = FullDisk { file: redb::backends::FileBackend::new(file).unwrap(), full: full.clone() };
+            let s = Store::init(Database::builder().create_with_backend(backend).unwrap(), 100).unwrap();
+            for n in 1..=5 {
+                s.put_block(&block(n)).unwrap();
+            }
+            full.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Every write fails with an error, none panics; redb then refuses reads too.
+            for n in 6..=20 {
+                assert!(s.put_block(&block(n)).is_err());
+            }
+            assert!(s.ban(&PeerId::random(), 10).is_err());
+            assert!(s.block(3).is_err() || s.block(3).unwrap() == Some(block(3)));
+            // Failures after the first are counted but not logged until the interval passes.
+            let errors = s.errors.lock();
+            assert!(errors.get("write").is_some_and(|(logged, suppressed)| logged.is_some() && *suppressed >= 15));
+        }
+        // "Space again": the store reopens with every block committed before the failure.
+        let s = Store::open(&path, 100).unwrap();
+        assert_eq!(s.range().unwrap(), Some((1, 5)));
+        for n in 1..=5 {
+            assert_eq!(s.block(n).unwrap(), Some(block(n)));
+        }
+        s.put_block(&block(6)).unwrap();
+        assert_eq!(s.range().unwrap(), Some((1, 6)));
     }
 }

@@ -124,6 +124,52 @@ impl Proc {
         Self { child, log }
     }
 
+    /// Spawns `flashnode` with `args` for file-size faults: SIGXFSZ is ignored (so a write past
+    /// `RLIMIT_FSIZE` fails with EFBIG instead of killing the process) and its output goes
+    /// through a pipe, which the limit does not cover, into the log file written by this
+    /// process. See [`Proc::limit_file_size`].
+    pub fn flashnode_fsize_faults(args: &[String]) -> Self {
+        use std::os::unix::process::CommandExt;
+        let log = std::env::temp_dir().join(format!("flashnode-test-{}-{}.log", std::process::id(), free_port()));
+        let mut file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(flashnode_bin());
+        cmd.args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            // Both streams into one pipe, like the log file of `flashnode`.
+            .stdin(Stdio::null());
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        cmd.stdout(writer.try_clone().expect("pipe")).stderr(writer);
+        // SAFETY: only async-signal-safe calls between fork and exec; an ignored signal stays
+        // ignored across exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run scripts/test.sh, which builds it)", flashnode_bin().display()));
+        drop(cmd); // closes our copies of the pipe's write end: EOF when the child exits
+        std::thread::spawn(move || {
+            let mut reader = reader;
+            let _ = std::io::copy(&mut reader, &mut file);
+        });
+        Self { child, log }
+    }
+
+    /// Lowers the process's `RLIMIT_FSIZE` to `bytes` while it runs (prlimit): from then on
+    /// any write or growth of a file past `bytes` fails with EFBIG, as on a full disk. Start
+    /// the process with [`Proc::flashnode_fsize_faults`], else SIGXFSZ kills it.
+    pub fn limit_file_size(&self, bytes: u64) {
+        let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+        // SAFETY: prlimit reads `limit` and writes nothing (old limit pointer is null).
+        let rc = unsafe { libc::prlimit(self.child.id() as libc::pid_t, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+        assert_eq!(rc, 0, "prlimit(RLIMIT_FSIZE): {}", std::io::Error::last_os_error());
+    }
+
     /// The output so far.
     pub fn output(&self) -> String {
         let mut s = String::new();

@@ -1,5 +1,5 @@
 //! Fault suite: the node under a flapping stream, an upstream RPC that is down, slow or
-//! answering 502, and SIGKILL + restart. Each test states the expected behaviour and asserts
+//! answering 502, SIGKILL + restart, gossip peers dropping, and a full disk under the p2p store. Each test states the expected behaviour and asserts
 //! its recovery time loosely (an upper bound, never a timing race). docs/faults.md lists them.
 
 use flashnode_tests::{
@@ -196,4 +196,237 @@ async fn sigkill_and_restart_returns_to_flashblocks() {
     let tip = quantity(&raw_rpc(&devnet.rpc, "eth_blockNumber", json!([])).await["result"]);
     assert!(p.zip(tip).is_some_and(|(p, t)| p >= t), "pending {p:?} not behind the tip {tip:?}");
     assert!(again.is_running());
+}
+
+/// Address of the devnet's dev unsafe-block signer (`DEV_UNSAFE_BLOCK_SIGNER_KEY`).
+const DEV_SIGNER: &str = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720";
+
+/// The `p2p: <multiaddr>` line a process prints at start-up.
+async fn p2p_addr(p: &Proc) -> String {
+    let mut found = None;
+    let ok = eventually(Duration::from_secs(10), || {
+        found = p.output().lines().find_map(|l| l.strip_prefix("p2p: ").map(str::to_string));
+        let done = found.is_some();
+        async move { done }
+    })
+    .await;
+    assert!(ok, "no p2p address printed:\n{}", p.output());
+    found.unwrap_or_default()
+}
+
+/// The TCP port of a `/ip4/127.0.0.1/tcp/<port>/p2p/<id>` address.
+fn tcp_port(addr: &str) -> u16 {
+    addr.split('/').skip_while(|p| *p != "tcp").nth(1).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no tcp port in {addr}"))
+}
+
+async fn gossip(rpc: &str) -> Value {
+    status(rpc).await["gossip"].clone()
+}
+
+fn n(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_default()
+}
+
+/// A fresh directory under the temp dir (removed by the caller).
+fn temp_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("flashnode-{what}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The block store holds every block from its lowest to its highest: nothing is missing.
+fn contiguous(g: &Value) -> bool {
+    n(g, "storedCount") > 0 && n(g, "storedCount") == n(g, "storedHigh") - n(g, "storedLow") + 1 && n(g, "altsyncMissing") == 0
+}
+
+/// Gossip peers dropping: a node (with a flashblock stream) whose only gossip peers are two
+/// static relays loses both (SIGKILL). Within 5 s its peer count and `flashnode_gossip_peers`
+/// are 0, and it keeps serving: flashblocks mode, /readyz 200 (readiness follows the stream and
+/// the canonical tip, which the upstream poll keeps fresh), `pending` ahead of `latest`, the
+/// canonical tip advancing. The relays come back on the same addresses with their keys and
+/// stores; the node redials them (backoff 0.5 s doubling, so its next dial is at most about the
+/// outage's length away) and reconnects within 2 x outage + 5 s, then catches up: the blocks
+/// gossiped while it had no peers are fetched by alt-sync once the relays have them again, and
+/// its store is contiguous to the tip within 30 s of their return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_peers_dropping_then_reconnect_and_catch_up() {
+    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms", "--p2p-addr", "127.0.0.1:0"]).await;
+    let d = p2p_addr(&devnet.proc).await;
+    let dirs = [temp_dir("relay1"), temp_dir("relay2")];
+    let relay_args = |dir: &std::path::Path, addr: &str| -> Vec<String> {
+        ["--p2p-addr", addr, "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &d, "--p2p-data-dir", &dir.display().to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let start_relay = |dir: &std::path::Path, addr: &str| {
+        let args = relay_args(dir, addr);
+        let (ws, rpc) = (devnet.ws.clone(), devnet.rpc.clone());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            start_node(&ws, &rpc, &args).await
+        }
+    };
+    let mut relays = vec![start_relay(&dirs[0], "127.0.0.1:0").await, start_relay(&dirs[1], "127.0.0.1:0").await];
+    let mut addrs = Vec::new();
+    for r in &relays {
+        addrs.push(p2p_addr(&r.proc).await);
+    }
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let statics = addrs.join(",");
+    let node = start_node(&devnet.ws, &devnet.rpc, &[
+        "--p2p-addr", "127.0.0.1:0", "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &statics, "--metrics-addr", &metrics,
+    ]).await;
+    assert!(eventually(Duration::from_secs(20), || async {
+        let g = gossip(&node.rpc).await;
+        n(&g, "peers") == 2 && n(&g, "accepted") >= 2 && contiguous(&g)
+    }).await, "the node never joined its relays: {}", gossip(&node.rpc).await);
+    assert_eq!(mode(&node.rpc).await, "flashblocks");
+
+    // Both relays die.
+    for r in &mut relays {
+        r.proc.kill();
+    }
+    let killed = Instant::now();
+    assert!(eventually(Duration::from_secs(5), || async {
+        n(&gossip(&node.rpc).await, "peers") == 0 && metric(&scrape(&metrics).await, "flashnode_gossip_peers", &[]) == 0.0
+    }).await, "peer count did not drop to 0: {}", gossip(&node.rpc).await);
+    let stored_at_drop = n(&gossip(&node.rpc).await, "storedHigh");
+    let tip_at_drop = status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default();
+    // Without peers for at least 4 blocks: the node serves from its stream and upstream.
+    let mut samples = 0;
+    while status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default() < tip_at_drop + 4 {
+        assert!(killed.elapsed() < Duration::from_secs(10), "the canonical tip stopped without gossip peers: {}", status(&node.rpc).await);
+        assert_eq!(http_get(&metrics, "/readyz").await.0, 200, "ready without gossip peers");
+        assert_eq!(mode(&node.rpc).await, "flashblocks");
+        let pending = quantity(&rpc_within(Duration::from_secs(2), &node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"]["number"]);
+        assert!(pending.is_some(), "pending served without gossip peers");
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(samples >= 5);
+    assert_eq!(n(&gossip(&node.rpc).await, "peers"), 0);
+    let outage = killed.elapsed();
+
+    // The relays come back on the same ports with the same keys and stores.
+    let returned = Instant::now();
+    let mut back = Vec::new();
+    for (dir, addr) in dirs.iter().zip(&addrs) {
+        back.push(start_relay(dir, &format!("127.0.0.1:{}", tcp_port(addr))).await);
+    }
+    for (r, addr) in back.iter().zip(&addrs) {
+        assert_eq!(&p2p_addr(&r.proc).await, addr, "the relay came back with its identity");
+    }
+    let reconnect_bound = outage * 2 + Duration::from_secs(5);
+    assert!(eventually(reconnect_bound, || async { n(&gossip(&node.rpc).await, "peers") == 2 }).await,
+        "not reconnected within {reconnect_bound:?}: {}", gossip(&node.rpc).await);
+    let reconnected = returned.elapsed();
+    assert!(eventually(Duration::from_secs(30), || async {
+        let g = gossip(&node.rpc).await;
+        let tip = quantity(&raw_rpc(&devnet.rpc, "eth_blockNumber", json!([])).await["result"]).unwrap_or_default();
+        contiguous(&g) && n(&g, "storedLow") <= stored_at_drop && n(&g, "storedHigh") + 2 >= tip && n(&g, "altsyncFilled") >= 3
+    }).await, "the node did not catch up: {}\n{}", gossip(&node.rpc).await, node.proc.output());
+    eprintln!("outage {outage:?}; reconnected {reconnected:?} and caught up {:?} after the relays returned", returned.elapsed());
+    assert_eq!(metric(&scrape(&metrics).await, "flashnode_gossip_peers", &[]), 2.0);
+    assert!(!node.proc.output().contains("panicked"));
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Disk full under the durable p2p store: the running node's `RLIMIT_FSIZE` is lowered below
+/// its store file (prlimit; SIGXFSZ ignored), so every store write fails with EFBIG like on a
+/// full disk. The node does not panic or stop; block gossip keeps being accepted and
+/// preconfirmations served (flashblocks mode, /readyz 200, `pending` ahead of `latest`); each
+/// failed write is counted in `flashnode_gossip_store_errors_total{op="write"}` but logged at
+/// most once per 10 s. After a restart with space again the store opens with the blocks
+/// committed before the fault, the blocks missed meanwhile are fetched by alt-sync within
+/// 20 s, and the node serves alt-sync again: a peer that was down meanwhile fills its own gap
+/// from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_disk_full_keeps_gossip_and_preconfirmations_then_recovers() {
+    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms", "--p2p-addr", "127.0.0.1:0"]).await;
+    let d = p2p_addr(&devnet.proc).await;
+    let (dir, peer_dir) = (temp_dir("store"), temp_dir("store-peer"));
+    let (rpc_port, fanout_port, p2p_port) = (free_port(), free_port(), free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let args: Vec<String> = [
+        "node", "--flashblocks-url", &devnet.ws, "--upstream-rpc", &devnet.rpc,
+        "--rpc-addr", &format!("127.0.0.1:{rpc_port}"), "--flashblocks-addr", &format!("127.0.0.1:{fanout_port}"),
+        "--p2p-addr", &format!("127.0.0.1:{p2p_port}"), "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &d,
+        "--p2p-data-dir", &dir.display().to_string(), "--metrics-addr", &metrics,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rpc = format!("http://127.0.0.1:{rpc_port}");
+    let rpc_addr = format!("127.0.0.1:{rpc_port}");
+    let listening = || async { tokio::net::TcpStream::connect(&rpc_addr).await.is_ok() };
+    let mut node = Proc::flashnode_fsize_faults(&args);
+    assert!(eventually(Duration::from_secs(10), listening).await, "the node does not listen:\n{}", node.output());
+    let a = p2p_addr(&node).await;
+    // A peer that follows only this node, with its own store.
+    let peer_args: Vec<String> = ["--p2p-addr", "127.0.0.1:0", "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &a, "--p2p-data-dir", &peer_dir.display().to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let peer_refs: Vec<&str> = peer_args.iter().map(String::as_str).collect();
+    let mut peer = start_node(&devnet.ws, &devnet.rpc, &peer_refs).await;
+    assert!(eventually(Duration::from_secs(20), || async {
+        let (g, p) = (gossip(&rpc).await, gossip(&peer.rpc).await);
+        n(&g, "accepted") >= 2 && n(&g, "storedCount") >= 2 && n(&p, "storedCount") >= 2 && mode(&rpc).await == "flashblocks"
+    }).await, "not following: {} / {}\n{}", gossip(&rpc).await, gossip(&peer.rpc).await, node.output());
+    // The peer goes down for the whole fault: it will need this node's store to fill its gap.
+    peer.proc.kill();
+
+    // Disk full: no file of the node may grow past 4 KiB, and the store file is far larger.
+    let size = std::fs::metadata(dir.join("p2p.redb")).map(|m| m.len()).unwrap_or_default();
+    assert!(size > 4096, "store file {size} bytes");
+    let stored_before = n(&gossip(&rpc).await, "storedHigh");
+    node.limit_file_size(4096);
+    let full = Instant::now();
+    let accepted_before = n(&gossip(&rpc).await, "accepted");
+    assert!(eventually(Duration::from_secs(10), || async {
+        metric(&scrape(&metrics).await, "flashnode_gossip_store_errors_total", &[("op", "write")]) >= 5.0
+            && n(&gossip(&rpc).await, "accepted") >= accepted_before + 5
+    }).await, "store writes should fail while gossip goes on: {}\n{}", gossip(&rpc).await, scrape(&metrics).await);
+    // Preconfirmations are served as before.
+    assert_eq!(http_get(&metrics, "/readyz").await.0, 200);
+    assert_eq!(mode(&rpc).await, "flashblocks");
+    assert!(eventually(Duration::from_secs(3), || async {
+        let p = quantity(&raw_rpc(&rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"]["number"]);
+        let l = quantity(&raw_rpc(&rpc, "eth_blockNumber", json!([])).await["result"]);
+        matches!((p, l), (Some(p), Some(l)) if p == l + 1)
+    }).await, "pending ahead of latest while the disk is full");
+    assert!(node.is_running(), "the node stopped:\n{}", node.output());
+    let failures = metric(&scrape(&metrics).await, "flashnode_gossip_store_errors_total", &[("op", "write")]);
+    let out = node.output();
+    assert!(!out.contains("panicked"), "{out}");
+    let logged = out.lines().filter(|l| l.contains("p2p store operation failed") && l.contains("write")).count();
+    let allowed = 1 + full.elapsed().as_secs() as usize / 10;
+    assert!(logged >= 1 && logged <= allowed, "{logged} log lines for {failures} failed writes in {:?}:\n{out}", full.elapsed());
+    assert!(failures as usize > logged, "failures are counted, not each logged");
+
+    // Restart with space again: the store opens with what was committed before the fault and
+    // alt-sync fills what was missed.
+    node.kill();
+    let restarted = Instant::now();
+    let node = Proc::flashnode(&args);
+    assert!(eventually(Duration::from_secs(10), listening).await, "the restarted node does not listen:\n{}", node.output());
+    assert!(eventually(Duration::from_secs(20), || async {
+        let g = tokio::time::timeout(Duration::from_secs(1), gossip(&rpc)).await.unwrap_or_default();
+        contiguous(&g) && n(&g, "storedLow") <= stored_before && n(&g, "storedHigh") > stored_before + 5
+    }).await, "the store did not recover: {}\n{}", gossip(&rpc).await, node.output());
+    eprintln!("store contiguous again {:?} after the restart", restarted.elapsed());
+    assert!(!node.output().contains("p2p store operation failed"), "{}", node.output());
+    // ...and it serves alt-sync: the peer, back, fills the blocks it missed from it.
+    let peer = start_node(&devnet.ws, &devnet.rpc, &peer_refs).await;
+    assert!(eventually(Duration::from_secs(20), || async {
+        let p = gossip(&peer.rpc).await;
+        contiguous(&p) && n(&p, "altsyncFilled") >= 5
+    }).await, "the peer did not fill its gap from the node: {}\n{}", gossip(&peer.rpc).await, peer.proc.output());
+    assert!(metric(&scrape(&metrics).await, "flashnode_altsync_served_total", &[("outcome", "ok")]) >= 5.0);
+    drop(node);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(peer_dir);
 }
