@@ -9,7 +9,9 @@
 pub mod altsync;
 pub mod codec;
 pub mod config;
+pub mod discovery;
 pub mod enr;
+pub mod gate;
 pub mod key;
 pub mod scoring;
 pub mod service;
