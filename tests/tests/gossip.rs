@@ -360,3 +360,47 @@ async fn blocked_addresses_and_subnets_are_refused_before_connecting_until_lifte
     let bad = call("opp2p_blockAddr", serde_json::json!(["127.0.0.1", "soon"])).await;
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
 }
+
+/// The `p2p enr: enr:...` line a process prints when discovery runs.
+async fn p2p_enr(r: &Running) -> String {
+    let mut found = None;
+    let ok = eventually(Duration::from_secs(10), || {
+        found = r.proc.output().lines().find_map(|l| l.strip_prefix("p2p enr: ").map(str::to_string));
+        let done = found.is_some();
+        async move { done }
+    })
+    .await;
+    assert!(ok, "no ENR printed:\n{}", r.proc.output());
+    found.unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_know_only_a_bootnode_record_find_each_other_by_discv5() {
+    let devnet = start("devnet", &["--block-time", "1s"]).await;
+    let fast = ["--p2p-discovery-interval", "200ms"];
+    let a = node(&devnet, &[], &fast).await;
+    let enr = p2p_enr(&a).await;
+    let me = flashnode_tests::raw_rpc(&a.rpc, "opp2p_self", serde_json::json!([])).await;
+    assert_eq!(me["result"]["ENR"], enr.as_str(), "{me}");
+    // b and c: no static peers, only a's record as a bootnode.
+    let mut with_boot = vec!["--p2p-bootnodes", enr.as_str()];
+    with_boot.extend_from_slice(&fast);
+    let b = node(&devnet, &[], &with_boot).await;
+    let c = node(&devnet, &[], &with_boot).await;
+    let (id_b, id_c) = (self_id(&b).await, self_id(&c).await);
+    let ok = eventually(Duration::from_secs(20), || async {
+        let peers = flashnode_tests::raw_rpc(&b.rpc, "opp2p_peers", serde_json::json!([true])).await;
+        peers["result"]["peers"][&id_c]["connectedness"] == "connected"
+    })
+    .await;
+    assert!(ok, "b never connected to c: {}\n{}", gossip(&b).await, b.proc.output());
+    let g = gossip(&c).await;
+    assert!(n(&g, "discovered") >= 1, "{g}");
+    assert_eq!(n(&g, "discoveredOtherChain"), 0, "{g}");
+    let peers = flashnode_tests::raw_rpc(&c.rpc, "opp2p_peers", serde_json::json!([true])).await;
+    assert_eq!(peers["result"]["peers"][&id_b]["connectedness"], "connected", "{peers}");
+    // The flag turns it off: no record, no UDP socket.
+    let quiet = node(&devnet, &[], &["--p2p-no-discovery"]).await;
+    let me = flashnode_tests::raw_rpc(&quiet.rpc, "opp2p_self", serde_json::json!([])).await;
+    assert_eq!(me["result"]["ENR"], "", "{me}");
+}
