@@ -80,6 +80,11 @@ pub struct FanoutArgs {
     /// The node's `--ws-buffer` (messages a client may lag before it is dropped).
     #[arg(long, default_value_t = 20)]
     pub ws_buffer: usize,
+    /// Measure the floor instead of the node: subscribers connect to a minimal relay of the
+    /// devnet's stream (one raw write per socket, see `fanout_floor`), the node runs unchanged
+    /// without subscribers.
+    #[arg(long)]
+    pub floor: bool,
     /// Open-file limit set for the bench (and inherited by the node).
     #[arg(long, default_value_t = 65_536)]
     pub nofile: u64,
@@ -138,7 +143,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         runs.push(r);
     }
     Ok(json!({
-        "scenario": "fanout",
+        "scenario": if args.floor { "fanout-floor" } else { "fanout" },
         "started_unix": started_unix,
         "machine": machine,
         "nofile_limit": nofile,
@@ -184,8 +189,14 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     let dev = start_node(source_port, &extra, Duration::from_millis(args.block_time_ms * 2 + 10_000)).await?;
     let fanout_url = dev.running.ws.clone();
     let fanout_addr = fanout_url.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
-    let pid = find_child_pid(&fanout_addr).context("the node's pid")?;
-    eprintln!("fanout[{n}]: node pid {pid}, fan-out {fanout_url}, devnet source ws://127.0.0.1:{source_port}/ws (log {})", dev.running.proc.log.display());
+    let node_pid = find_child_pid(&fanout_addr).context("the node's pid")?;
+    let floor = if args.floor { Some(crate::fanout_floor::FloorRelay::start(&format!("ws://127.0.0.1:{source_port}/ws"))?) } else { None };
+    // In a floor run the subscribers and the CPU/RSS sampling go to the relay instead.
+    let (fanout_addr, pid) = match &floor {
+        Some(relay) => (relay.addr.clone(), relay.pid()),
+        None => (fanout_addr, node_pid),
+    };
+    eprintln!("fanout[{n}]: node pid {node_pid}, measured pid {pid}, fan-out {fanout_addr}, devnet source ws://127.0.0.1:{source_port}/ws (log {})", dev.running.proc.log.display());
 
     // Reference client and transaction load, each on its own thread and runtime, so neither
     // waits behind the subscribers on the bench's main runtime.
@@ -312,6 +323,7 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     let status = modes.final_status.clone();
     let dev_args = dev.args.clone();
     let ref_all = std::mem::take(&mut *ref_frames.lock().unwrap());
+    drop(floor);
     drop(dev);
 
     // Frames whose t0 falls in the measuring window.
@@ -412,6 +424,7 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
 
     let sent_n = sent.load(Ordering::Relaxed);
     Ok(json!({
+        "target": if args.floor { "floor relay (one raw write per subscriber, no execution)" } else { "node fan-out" },
         "subscribers": n,
         "flashnode_args": dev_args,
         "connected": connected,

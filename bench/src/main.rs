@@ -10,6 +10,7 @@
 mod calls;
 mod chart;
 mod fanout;
+mod fanout_floor;
 mod http;
 mod ingest;
 mod node;
@@ -40,6 +41,9 @@ enum Command {
     ReceiptThroughput(throughput::ThroughputArgs),
     /// Fan-out delivery latency and per-subscriber cost with 1,000 and 10,000 websocket subscribers.
     Fanout(fanout::FanoutArgs),
+    /// The relay process of `fanout --floor` (one raw write per subscriber; started by the bench).
+    #[command(hide = true)]
+    FanoutFloorRelay(fanout_floor::RelayArgs),
     /// Pending eth_call latency (balanceOf, ~100k gas) vs the same call on the upstream's canonical state, cache cold and warm.
     Calls(calls::CallsArgs),
     /// `flashnode dev` under steady tx load: RSS, open fds and threads must not grow past bounds.
@@ -77,6 +81,7 @@ fn main() -> anyhow::Result<()> {
             Command::IngestLatency(args) => ingest::run(args).await,
             Command::ReceiptThroughput(args) => throughput::run(args).await,
             Command::Fanout(args) => fanout::run(args).await,
+            Command::FanoutFloorRelay(args) => tokio::task::spawn_blocking(move || fanout_floor::relay(args)).await?,
             Command::Calls(args) => calls::run(args).await,
             Command::Soak(args) => soak::run(args).await,
             Command::Reexec(args) => reexec::run(args).await,

@@ -20,9 +20,14 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::broadcast,
 };
+use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{
     handshake::server::{ErrorResponse, Request, Response},
     http::StatusCode,
+    protocol::frame::{
+        coding::{Data, OpCode},
+        Frame as WsFrame,
+    },
     Message,
 };
 use tokio_util::sync::CancellationToken;
@@ -77,13 +82,16 @@ impl Default for FanoutConfig {
     }
 }
 
-/// One flashblock ready to send, in both encodings. The messages are built once and cloned
-/// per client (a reference count, not a copy of the frame).
+/// One flashblock ready to send: its complete websocket frame (header and payload), built once.
+/// Server frames are unmasked, so the bytes are the same for every client and each delivery is
+/// one socket write of shared bytes (no per-client framing or copy).
 #[derive(Debug)]
 struct Frame {
     json: Arc<str>,
-    text: Message,
-    brotli: std::sync::OnceLock<Message>,
+    /// The Text frame's wire bytes.
+    text: Bytes,
+    /// The brotli Binary frame's wire bytes, built when the first client that wants it asks.
+    brotli: std::sync::OnceLock<Bytes>,
     /// Addresses the flashblock touches (tx senders, recipients, log emitters).
     addresses: HashSet<Address>,
     /// Topics of its logs.
@@ -92,13 +100,23 @@ struct Frame {
 
 impl Frame {
     fn new(json: Arc<str>, addresses: HashSet<Address>, topics: HashSet<B256>) -> Self {
-        let text = Message::Text(json.as_ref().into());
+        let text = wire_frame(OpCode::Data(Data::Text), Bytes::copy_from_slice(json.as_bytes()));
         Self { json, text, brotli: Default::default(), addresses, topics }
     }
 
-    fn brotli(&self) -> Message {
-        self.brotli.get_or_init(|| Message::Binary(encode_brotli(self.json.as_bytes()).into())).clone()
+    fn brotli(&self) -> Bytes {
+        self.brotli.get_or_init(|| wire_frame(OpCode::Data(Data::Binary), encode_brotli(self.json.as_bytes()).into())).clone()
     }
+}
+
+/// A final, unmasked server frame as it goes on the wire (tungstenite's own framing).
+fn wire_frame(opcode: OpCode, payload: Bytes) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    // Formatting into a Vec cannot fail: the only error source is the writer.
+    if let Err(err) = WsFrame::message(payload, opcode, true).format(&mut out) {
+        warn!(%err, "cannot format a fan-out frame");
+    }
+    out.into()
 }
 
 /// A client's filter from `/filter?addresses=&topics=&match=`.
@@ -360,14 +378,18 @@ async fn client(
     )
     .await?;
     let _slot = admission.slot;
-    let (mut sink, mut source) = ws.split();
+    // One task per client, without splitting the stream: reads (pongs, closes) go through
+    // tungstenite, flashblocks are written as pre-built frames straight to the socket. The
+    // two never interleave because a frame is written whole (or the client is dropped) before
+    // tungstenite is polled again, and tungstenite's own buffer is flushed first.
+    let mut ws = ws;
     let mut ping = tokio::time::interval(config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
-                let _ = sink.send(Message::Close(None)).await;
+                let _ = tokio::time::timeout(config.send_timeout, ws.send(Message::Close(None))).await;
                 return Ok(());
             }
             _ = ping.tick() => {
@@ -375,9 +397,15 @@ async fn client(
                     metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "pong_timeout").increment(1);
                     return Ok(());
                 }
-                sink.send(Message::Ping(Default::default())).await?;
+                match tokio::time::timeout(config.send_timeout, ws.send(Message::Ping(Default::default()))).await {
+                    Ok(res) => res?,
+                    Err(_) => {
+                        metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "slow").increment(1);
+                        return Ok(());
+                    }
+                }
             }
-            msg = source.next() => match msg {
+            msg = ws.next() => match msg {
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Ok(_)) => last_seen = tokio::time::Instant::now(),
                 Some(Err(e)) => return Err(e),
@@ -387,16 +415,19 @@ async fn client(
                     if admission.filter.as_ref().is_some_and(|f| !f.matches(&frame)) {
                         continue;
                     }
-                    let msg = if admission.brotli { frame.brotli() } else { frame.text.clone() };
-                    let len = match &msg { Message::Binary(b) => b.len(), Message::Text(t) => t.len(), _ => 0 };
-                    match tokio::time::timeout(config.send_timeout, sink.send(msg)).await {
+                    let bytes = if admission.brotli { frame.brotli() } else { frame.text.clone() };
+                    let write = async {
+                        ws.flush().await?;
+                        ws.get_mut().write_all(&bytes).await.map_err(tokio_tungstenite::tungstenite::Error::Io)
+                    };
+                    match tokio::time::timeout(config.send_timeout, write).await {
                         Ok(res) => res?,
                         Err(_) => {
                             metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "slow").increment(1);
                             return Ok(());
                         }
                     }
-                    metrics::counter!("flashnode_fanout_bytes_total").increment(len as u64);
+                    metrics::counter!("flashnode_fanout_bytes_total").increment(bytes.len() as u64);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "lagged").increment(1);
@@ -423,6 +454,29 @@ fn client_ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_frames_decode_as_one_final_unmasked_frame() {
+        use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+        for len in [0usize, 125, 126, 65_535, 65_536, 200_000] {
+            let json: Arc<str> = "x".repeat(len).into();
+            let frame = Frame::new(json.clone(), HashSet::new(), HashSet::new());
+            let mut cursor = std::io::Cursor::new(frame.text.as_ref());
+            let (header, payload_len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+            assert!(header.is_final && header.mask.is_none());
+            assert_eq!(header.opcode, OpCode::Data(Data::Text));
+            assert_eq!(payload_len as usize, len);
+            assert_eq!(&frame.text[cursor.position() as usize..], json.as_bytes());
+        }
+        let frame = Frame::new("{\"a\":1}".into(), HashSet::new(), HashSet::new());
+        let brotli = frame.brotli();
+        let mut cursor = std::io::Cursor::new(brotli.as_ref());
+        let (header, _) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+        assert_eq!(header.opcode, OpCode::Data(Data::Binary));
+        let mut out = Vec::new();
+        brotli::BrotliDecompress(&mut &brotli[cursor.position() as usize..], &mut out).unwrap();
+        assert_eq!(out, b"{\"a\":1}");
+    }
 
     #[test]
     fn filters_parse_and_match() {
