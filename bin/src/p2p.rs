@@ -151,6 +151,7 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
             discovered: s.discovered,
             discovered_other_chain: s.discovered_other_chain,
             discovery_dials: s.discovery_dials,
+            discovery_full: s.discovery_full,
         }
     }
 

@@ -641,10 +641,13 @@ impl Task {
             Command::Discovered(peer, addr) => {
                 // The connection manager's high-water mark bounds what discovery adds; the
                 // gate refuses blocked peers and addresses at dial time.
-                let connected = self.swarm.connected_peers().count();
+                // Dials in flight count: several nodes found at once must not overshoot.
+                let busy = self.swarm.connected_peers().count()
+                    + self.swarm.network_info().connection_counters().num_pending_outgoing() as usize;
                 let outcome = if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
                     "connected"
-                } else if connected >= self.peers_hi {
+                } else if busy >= self.peers_hi {
+                    self.stats.discovery_full.fetch_add(1, Ordering::Relaxed);
                     "full"
                 } else if self.gate.read().denied(Some(&peer), &addr, now_secs()).is_some() {
                     "blocked"

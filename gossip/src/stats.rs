@@ -47,6 +47,8 @@ pub struct GossipStats {
     pub discovered_other_chain: AtomicU64,
     /// Discovered nodes handed to the swarm to dial.
     pub discovery_dials: AtomicU64,
+    /// Discovered nodes not dialled because the host was at its high-water mark.
+    pub discovery_full: AtomicU64,
 }
 
 /// A point-in-time copy of [`GossipStats`].
@@ -93,6 +95,8 @@ pub struct GossipSnapshot {
     pub discovered_other_chain: u64,
     /// Discovered nodes dialled.
     pub discovery_dials: u64,
+    /// Discovered nodes not dialled at the high-water mark.
+    pub discovery_full: u64,
 }
 
 impl GossipStats {
@@ -120,6 +124,7 @@ impl GossipStats {
             discovered: l(&self.discovered),
             discovered_other_chain: l(&self.discovered_other_chain),
             discovery_dials: l(&self.discovery_dials),
+            discovery_full: l(&self.discovery_full),
         }
     }
 }

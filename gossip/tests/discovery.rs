@@ -76,6 +76,33 @@ async fn nodes_find_each_other_from_a_bootnode_record_and_other_chains_are_not_d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_dials_no_further_than_the_high_water_mark() {
+    let cancel = CancellationToken::new();
+    // Two same-chain nodes that only answer (high-water mark 0: they look up and dial nobody).
+    let quiet = || {
+        let mut c = discovering(CHAIN, None);
+        c.peers_lo = 0;
+        c.peers_hi = 0;
+        c
+    };
+    let a = spawn(quiet(), cancel.clone()).await.unwrap();
+    let c = spawn(quiet(), cancel.clone()).await.unwrap();
+    // b wants one peer and knows both records: it meets both in its first lookup.
+    let mut cb = discovering(CHAIN, None);
+    cb.peers_lo = 1;
+    cb.peers_hi = 1;
+    cb.discovery.as_mut().unwrap().bootnodes = [&a, &c].iter().map(|h| h.enr.clone().unwrap().parse().unwrap()).collect();
+    let b = spawn(cb, cancel.clone()).await.unwrap();
+    wait_for("b turns a discovered node away at its high-water mark", || b.stats.discovery_full.load(Ordering::Relaxed) >= 1).await;
+    wait_for("b connects to one", || b.stats.peers.load(Ordering::Relaxed) == 1).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(b.stats.discovery_dials.load(Ordering::Relaxed), 1, "b dialled past its high-water mark");
+    assert_eq!(b.stats.peers.load(Ordering::Relaxed), 1);
+    assert_eq!(a.stats.discovery_dials.load(Ordering::Relaxed) + c.stats.discovery_dials.load(Ordering::Relaxed), 0);
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_subnet_refuses_outbound_dials_until_it_expires() {
     let cancel = CancellationToken::new();
     let b = spawn(config(), cancel.clone()).await.unwrap();

@@ -51,6 +51,8 @@ pub struct GossipStatus {
     pub discovered_other_chain: u64,
     /// Discovered nodes dialled.
     pub discovery_dials: u64,
+    /// Discovered nodes not dialled because the node was at its high-water mark.
+    pub discovery_full: u64,
 }
 
 /// An `opp2p_` admin call, with its parameters parsed (peer ids stay strings: the binary
