@@ -166,7 +166,7 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
             Ok(match call {
                 P2pCall::SelfInfo => serde_json::json!({
                     "peerID": h.peer_id.to_string(),
-                    "nodeID": "",
+                    "nodeID": h.node_id.clone().unwrap_or_default(),
                     "userAgent": format!("flashnode/{}", env!("CARGO_PKG_VERSION")),
                     "protocolVersion": "optimism",
                     "ENR": h.enr.clone().unwrap_or_default(),

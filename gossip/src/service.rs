@@ -178,6 +178,8 @@ pub struct GossipHandle {
     pub chain_id: u64,
     /// The local discv5 record (`enr:...`) when discovery runs.
     pub enr: Option<String>,
+    /// The discv5 node id (hex, keccak of the public key) when discovery runs.
+    pub node_id: Option<String>,
     commands: mpsc::Sender<Command>,
     blocks: broadcast::Sender<Arc<VerifiedBlock>>,
 }
@@ -413,7 +415,7 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
     }
     let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
     let stats = Arc::new(GossipStats::default());
-    let mut enr = None;
+    let (mut enr, mut node_id) = (None, None);
     if let (Some(dc), Some(key)) = (&config.discovery, discovery_key) {
         let tcp_port = listen_addrs
             .iter()
@@ -421,6 +423,7 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
             .unwrap_or_default();
         let discovery = crate::discovery::start(dc, key, tcp_port, config.chain_id).await?;
         enr = Some(discovery.enr.to_base64());
+        node_id = Some(hex::encode(discovery.enr.node_id().raw()));
         let (tx, peers, hi) = (commands.clone(), stats.clone(), config.peers_hi.max(config.peers_lo) as u64);
         tokio::spawn(
             discovery
@@ -473,7 +476,7 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
     task.refresh_store_stats();
     info!(%peer_id, addrs = ?listen_addrs, chain_id = config.chain_id, signer = %config.unsafe_block_signer, "p2p host listening");
     tokio::spawn(task.run(command_rx, verdict_rx, cancel).instrument(info_span!("p2p", %peer_id)));
-    Ok(GossipHandle { peer_id, listen_addrs, stats, chain_id: config.chain_id, enr, commands, blocks })
+    Ok(GossipHandle { peer_id, listen_addrs, stats, chain_id: config.chain_id, enr, node_id, commands, blocks })
 }
 
 struct StaticPeer {

@@ -382,6 +382,8 @@ async fn nodes_that_know_only_a_bootnode_record_find_each_other_by_discv5() {
     let enr = p2p_enr(&a).await;
     let me = flashnode_tests::raw_rpc(&a.rpc, "opp2p_self", serde_json::json!([])).await;
     assert_eq!(me["result"]["ENR"], enr.as_str(), "{me}");
+    let node_id = me["result"]["nodeID"].as_str().unwrap_or_default();
+    assert!(node_id.len() == 64 && node_id.chars().all(|c| c.is_ascii_hexdigit()), "{me}");
     // b and c: no static peers, only a's record as a bootnode.
     let mut with_boot = vec!["--p2p-bootnodes", enr.as_str()];
     with_boot.extend_from_slice(&fast);
