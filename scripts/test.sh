@@ -4,6 +4,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# System libraries of the build (libssl-dev, pkg-config: kona-p2p in tests/kona).
+bash scripts/install-build-deps.sh
 tools_bin="$(bash scripts/install-test-tools.sh)"
 export PATH="$tools_bin:$PATH"
 export FLASHNODE_CAST="$tools_bin/cast"
@@ -14,10 +16,16 @@ export FLASHNODE_CHROMIUM
 # The e2e tests spawn the real binary.
 cargo build --locked --bin flashnode
 export FLASHNODE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/flashnode"
+# Interop with kona-p2p (docs/gossip.md): tests/kona is a workspace of its own (kona needs an
+# older alloy-primitives than flashnode's alloy 2) sharing the target dir; it drives the
+# binary built above. A filter in "$@" that matches none of its tests is fine.
+kona=(--manifest-path tests/kona/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-$root/target}")
 if command -v cargo-nextest >/dev/null 2>&1 || cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast --test-threads 2 "$@"
+  cargo nextest run --locked "${kona[@]}" --no-fail-fast --test-threads 2 --no-tests=pass "$@"
 else
   cargo test --locked --workspace --no-fail-fast "$@" -- --test-threads 2
+  cargo test --locked "${kona[@]}" --no-fail-fast "$@" -- --test-threads 2
 fi
 # Fuzzing (docs/fuzzing.md): every target is built (the whole dependency tree again, with
 # coverage instrumentation: ~15 min cold on 2 cores, seconds when warm) and run briefly, so a

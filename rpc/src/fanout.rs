@@ -8,9 +8,8 @@
 
 use alloy_primitives::{Address, B256};
 use flashnode_overlay::{frame::encode_brotli, Overlay, OverlayEvent};
-use futures::{SinkExt, StreamExt};
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
@@ -28,6 +27,7 @@ use tokio_tungstenite::tungstenite::{
         coding::{Data, OpCode},
         Frame as WsFrame,
     },
+    protocol::{Role, WebSocket},
     Message,
 };
 use tokio_util::sync::CancellationToken;
@@ -96,12 +96,14 @@ struct Frame {
     addresses: HashSet<Address>,
     /// Topics of its logs.
     topics: HashSet<B256>,
+    /// When the frame was built, right after the overlay applied the flashblock.
+    built: std::time::Instant,
 }
 
 impl Frame {
     fn new(json: Arc<str>, addresses: HashSet<Address>, topics: HashSet<B256>) -> Self {
         let text = wire_frame(OpCode::Data(Data::Text), Bytes::copy_from_slice(json.as_bytes()));
-        Self { json, text, brotli: Default::default(), addresses, topics }
+        Self { json, text, brotli: Default::default(), addresses, topics, built: std::time::Instant::now() }
     }
 
     fn brotli(&self) -> Bytes {
@@ -209,41 +211,69 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
     let addr = config.addr;
     let listener = TcpListener::bind(addr).await.map_err(|source| FanoutError { addr, source })?;
     let local = listener.local_addr().map_err(|source| FanoutError { addr, source })?;
-    let (tx, _) = broadcast::channel::<Arc<Frame>>(config.buffer.max(1));
+    // Writer threads, one per core (at most 4): each owns a share of the subscribers and writes
+    // every frame to them, so a large audience uses every core without a task wake-up per
+    // delivery. Frames reach each writer through a bounded queue: if a writer falls that far
+    // behind, the publisher waits and the overlay's event channel absorbs (and reports) the
+    // lag; the ingest path never waits on subscribers.
+    let writers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let mut shards = Vec::with_capacity(writers);
+    let mut queues = Vec::with_capacity(writers);
+    for i in 0..writers {
+        let registry = Registry::default();
+        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel::<Arc<Frame>>(config.buffer.max(1));
+        let shard = registry.clone();
+        std::thread::Builder::new()
+            .name(format!("flashnode-fanout-{i}"))
+            .spawn({
+                let max_delay = config.send_timeout;
+                move || writer(frames_rx, shard, max_delay)
+            })
+            .map_err(|source| FanoutError { addr, source })?;
+        shards.push(registry);
+        queues.push(frames_tx);
+    }
+    let registry = Shards { shards: shards.into(), next: Default::default() };
     // One task turns applied flashblocks into frames, so every client shares one encoding.
     let mut events = overlay.subscribe();
-    let publisher = tx.clone();
     let c2 = cancel.clone();
-    tokio::spawn(async move {
-        loop {
-            let ev = tokio::select! {
-                _ = c2.cancelled() => return,
-                ev = events.recv() => ev,
-            };
-            match ev {
-                Ok(OverlayEvent::Applied { block, flashblock }) => {
-                    let mut addresses = HashSet::new();
-                    let mut topics = HashSet::new();
-                    for t in &block.txs[block.first_new..] {
-                        addresses.insert(t.sender);
-                        if let Some(to) = alloy_consensus::Transaction::to(&t.tx) {
-                            addresses.insert(to);
+    tokio::spawn(
+        async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = c2.cancelled() => return,
+                    ev = events.recv() => ev,
+                };
+                match ev {
+                    Ok(OverlayEvent::Applied { block, flashblock }) => {
+                        let mut addresses = HashSet::new();
+                        let mut topics = HashSet::new();
+                        for t in &block.txs[block.first_new..] {
+                            addresses.insert(t.sender);
+                            if let Some(to) = alloy_consensus::Transaction::to(&t.tx) {
+                                addresses.insert(to);
+                            }
+                            for log in alloy_consensus::TxReceipt::logs(&t.receipt) {
+                                addresses.insert(log.address);
+                                topics.extend(log.topics().iter().copied());
+                            }
                         }
-                        for log in alloy_consensus::TxReceipt::logs(&t.receipt) {
-                            addresses.insert(log.address);
-                            topics.extend(log.topics().iter().copied());
+                        let frame = Arc::new(Frame::new(flashblock.raw_json.clone(), addresses, topics));
+                        for queue in &queues {
+                            if queue.send(frame.clone()).await.is_err() {
+                                return;
+                            }
                         }
+                        metrics::counter!("flashnode_fanout_flashblocks_total").increment(1);
                     }
-                    let frame = Frame::new(flashblock.raw_json.clone(), addresses, topics);
-                    let _ = publisher.send(Arc::new(frame));
-                    metrics::counter!("flashnode_fanout_flashblocks_total").increment(1);
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "fan-out publisher lagged behind the overlay"),
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "fan-out publisher lagged behind the overlay"),
-                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
-    });
+        .instrument(info_span!("fanout_publisher")),
+    );
     let config = Arc::new(config);
     let conns = Arc::new(Mutex::new(Connections::default()));
     info!(addr = %local, "flashblock fan-out on ws://{local}/ws");
@@ -261,10 +291,10 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
                         }
                     },
                 };
-                let (config, conns, rx, cancel) = (config.clone(), conns.clone(), tx.subscribe(), cancel.clone());
+                let (config, conns, registry, cancel) = (config.clone(), conns.clone(), registry.clone(), cancel.clone());
                 tokio::spawn(
                     async move {
-                        if let Err(err) = client(stream, peer, config, conns, rx, cancel).await {
+                        if let Err(err) = client(stream, peer, config, conns, registry, cancel).await {
                             debug!(%err, "fan-out client ended");
                         }
                     }
@@ -347,7 +377,7 @@ async fn client(
     peer: SocketAddr,
     config: Arc<FanoutConfig>,
     conns: Arc<Mutex<Connections>>,
-    mut rx: broadcast::Receiver<Arc<Frame>>,
+    registry: Shards,
     cancel: CancellationToken,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let _ = stream.set_nodelay(true);
@@ -378,64 +408,349 @@ async fn client(
     )
     .await?;
     let _slot = admission.slot;
-    // One task per client, without splitting the stream: reads (pongs, closes) go through
-    // tungstenite, flashblocks are written as pre-built frames straight to the socket. The
-    // two never interleave because a frame is written whole (or the client is dropped) before
-    // tungstenite is polled again, and tungstenite's own buffer is flushed first.
-    let mut ws = ws;
+    // From here the socket is shared with the writer thread, which writes flashblocks straight
+    // to it; this task reads (pongs, pings, closes, through tungstenite over an in-memory
+    // transport), sends pings, and finishes writes the socket could not take at once.
+    let stream = ws.into_inner();
+    let conn = Arc::new(Subscriber {
+        stream,
+        filter: admission.filter,
+        brotli: admission.brotli,
+        buffer: config.buffer.max(1),
+        out: Mutex::new(Outbox::default()),
+        wake: tokio::sync::Notify::new(),
+    });
+    registry.add(conn.clone());
+    let result = serve_subscriber(&conn, &config, &cancel).await;
+    conn.close("ended");
+    match result {
+        Ok(()) => Ok(()),
+        Err(Ended::Io(e)) => Err(tokio_tungstenite::tungstenite::Error::Io(e)),
+        Err(Ended::Ws(e)) => Err(e),
+        Err(Ended::Dropped(reason)) => {
+            metrics::counter!("flashnode_fanout_disconnects_total", "reason" => reason).increment(1);
+            Ok(())
+        }
+    }
+}
+
+/// Why a subscriber's task ended early.
+#[derive(Debug)]
+enum Ended {
+    /// The socket failed.
+    Io(std::io::Error),
+    /// The client broke the websocket protocol.
+    Ws(tokio_tungstenite::tungstenite::Error),
+    /// Disconnected by the fan-out: `lagged`, `slow` or `pong_timeout`.
+    Dropped(&'static str),
+}
+
+async fn serve_subscriber(conn: &Subscriber, config: &FanoutConfig, cancel: &CancellationToken) -> Result<(), Ended> {
+    let mut reader = WebSocket::from_raw_socket(MemoryTransport::default(), Role::Server, Some(client_ws_config()));
+    let mut buf = [0u8; 4096];
     let mut ping = tokio::time::interval(config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
     let mut last_seen = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
-                let _ = tokio::time::timeout(config.send_timeout, ws.send(Message::Close(None))).await;
+                conn.enqueue(control_frame(WsFrame::close(None)));
+                let _ = tokio::time::timeout(config.send_timeout, drain(conn, config.send_timeout)).await;
                 return Ok(());
             }
+            _ = conn.wake.notified() => drain(conn, config.send_timeout).await?,
             _ = ping.tick() => {
                 if last_seen.elapsed() > config.pong_timeout {
-                    metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "pong_timeout").increment(1);
-                    return Ok(());
+                    return Err(Ended::Dropped("pong_timeout"));
                 }
-                match tokio::time::timeout(config.send_timeout, ws.send(Message::Ping(Default::default()))).await {
-                    Ok(res) => res?,
-                    Err(_) => {
-                        metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "slow").increment(1);
-                        return Ok(());
+                conn.enqueue(control_frame(WsFrame::ping(Bytes::new())));
+                drain(conn, config.send_timeout).await?;
+            }
+            ready = conn.stream.readable() => {
+                ready.map_err(Ended::Io)?;
+                let n = match conn.stream.try_read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(Ended::Io(e)),
+                };
+                last_seen = tokio::time::Instant::now();
+                reader.get_mut().input.extend(&buf[..n]);
+                let mut closed = false;
+                loop {
+                    match reader.read() {
+                        Ok(Message::Close(_)) => closed = true,
+                        Ok(_) => {}
+                        Err(tokio_tungstenite::tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed | tokio_tungstenite::tungstenite::Error::AlreadyClosed) => {
+                            closed = true;
+                            break;
+                        }
+                        Err(e) => return Err(Ended::Ws(e)),
                     }
+                }
+                // Pong and close replies tungstenite queued go out in order with the flashblocks.
+                let _ = reader.flush();
+                let replies = std::mem::take(&mut reader.get_mut().output);
+                if !replies.is_empty() {
+                    conn.enqueue(replies.into());
+                    drain(conn, config.send_timeout).await?;
+                }
+                if closed {
+                    return Ok(());
                 }
             }
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => last_seen = tokio::time::Instant::now(),
-                Some(Err(e)) => return Err(e),
-            },
-            frame = rx.recv() => match frame {
-                Ok(frame) => {
-                    if admission.filter.as_ref().is_some_and(|f| !f.matches(&frame)) {
-                        continue;
-                    }
-                    let bytes = if admission.brotli { frame.brotli() } else { frame.text.clone() };
-                    let write = async {
-                        ws.flush().await?;
-                        ws.get_mut().write_all(&bytes).await.map_err(tokio_tungstenite::tungstenite::Error::Io)
-                    };
-                    match tokio::time::timeout(config.send_timeout, write).await {
-                        Ok(res) => res?,
-                        Err(_) => {
-                            metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "slow").increment(1);
-                            return Ok(());
-                        }
-                    }
-                    metrics::counter!("flashnode_fanout_bytes_total").increment(bytes.len() as u64);
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    metrics::counter!("flashnode_fanout_disconnects_total", "reason" => "lagged").increment(1);
-                    return Ok(());
-                }
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
-            },
         }
+    }
+}
+
+/// Writes what the writer thread could not, in order; a client whose socket takes no bytes for
+/// `send_timeout` is dropped as slow.
+async fn drain(conn: &Subscriber, send_timeout: Duration) -> Result<(), Ended> {
+    loop {
+        let (head, offset) = {
+            let out = conn.out.lock().map_err(|_| Ended::Dropped("lagged"))?;
+            if let Some(reason) = out.closed {
+                return Err(Ended::Dropped(reason));
+            }
+            match out.queue.front() {
+                None => return Ok(()),
+                Some(b) => (b.clone(), out.offset),
+            }
+        };
+        match tokio::time::timeout(send_timeout, conn.stream.writable()).await {
+            Err(_) => {
+                conn.close("slow");
+                return Err(Ended::Dropped("slow"));
+            }
+            Ok(Err(e)) => return Err(Ended::Io(e)),
+            Ok(Ok(())) => {}
+        }
+        match conn.stream.try_write(&head[offset..]) {
+            Ok(n) => {
+                let mut out = conn.out.lock().map_err(|_| Ended::Dropped("lagged"))?;
+                out.offset += n;
+                if out.offset >= head.len() {
+                    out.queue.pop_front();
+                    out.offset = 0;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Ended::Io(e)),
+        }
+    }
+}
+
+/// One connected subscriber, shared by its task and the writer thread.
+#[derive(Debug)]
+struct Subscriber {
+    stream: TcpStream,
+    filter: Option<FrameFilter>,
+    brotli: bool,
+    /// Frames a client may have queued before it is dropped as lagging.
+    buffer: usize,
+    out: Mutex<Outbox>,
+    /// Wakes the task: bytes to finish writing, or the subscriber was dropped.
+    wake: tokio::sync::Notify,
+}
+
+/// Bytes accepted for a subscriber but not yet taken by its socket. Whoever finds the queue
+/// empty may write straight to the socket (under the lock); otherwise bytes are appended and the
+/// task writes them in order, so frames never interleave.
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<Bytes>,
+    /// Bytes of `queue[0]` already written.
+    offset: usize,
+    /// Set once the subscriber is dropped, with the reason.
+    closed: Option<&'static str>,
+}
+
+/// What one delivery attempt did.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivery {
+    /// Written to the socket or queued.
+    Accepted,
+    /// The subscriber is gone (or was just dropped as lagging).
+    Gone,
+}
+
+impl Subscriber {
+    /// Writes `bytes` now if nothing is queued and the socket takes them; else queues them for
+    /// the task. Used by the writer thread for flashblocks and by the task for control frames.
+    fn deliver(&self, bytes: Bytes, is_frame: bool) -> Delivery {
+        let Ok(mut out) = self.out.lock() else { return Delivery::Gone };
+        if out.closed.is_some() {
+            return Delivery::Gone;
+        }
+        if !out.queue.is_empty() {
+            if is_frame && out.queue.len() >= self.buffer {
+                out.closed = Some("lagged");
+                drop(out);
+                self.wake.notify_one();
+                return Delivery::Gone;
+            }
+            out.queue.push_back(bytes);
+            return Delivery::Accepted;
+        }
+        match self.stream.try_write(&bytes) {
+            Ok(n) if n == bytes.len() => return Delivery::Accepted,
+            Ok(n) => {
+                out.queue.push_back(bytes);
+                out.offset = n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                out.queue.push_back(bytes);
+                out.offset = 0;
+            }
+            Err(_) => {
+                out.closed = Some("io");
+                drop(out);
+                self.wake.notify_one();
+                return Delivery::Gone;
+            }
+        }
+        drop(out);
+        self.wake.notify_one();
+        Delivery::Accepted
+    }
+
+    fn enqueue(&self, bytes: Bytes) {
+        self.deliver(bytes, false);
+    }
+
+    /// Marks the subscriber dropped (first reason wins) and wakes its task.
+    fn close(&self, reason: &'static str) {
+        if let Ok(mut out) = self.out.lock() {
+            out.closed.get_or_insert(reason);
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// The writer threads' subscriber sets; new subscribers go round-robin.
+#[derive(Debug, Clone)]
+struct Shards {
+    shards: Arc<[Registry]>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shards {
+    fn add(&self, s: Arc<Subscriber>) {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.shards.len();
+        self.shards[i].add(s);
+    }
+}
+
+/// The subscribers one writer thread delivers to.
+#[derive(Debug, Clone, Default)]
+struct Registry(Arc<Mutex<Vec<Arc<Subscriber>>>>);
+
+impl Registry {
+    fn add(&self, s: Arc<Subscriber>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(s);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Subscriber>> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Drops the newest `1/divisor` of the subscribers (at least one) as `overload`; returns how
+    /// many.
+    fn shed_newest(&self, divisor: usize) -> usize {
+        let Ok(mut v) = self.0.lock() else { return 0 };
+        let n = v.len().div_ceil(divisor.max(1)).min(v.len());
+        let keep = v.len() - n;
+        for s in v.drain(keep..) {
+            s.close("overload");
+        }
+        n
+    }
+
+    fn remove_gone(&self) {
+        if let Ok(mut v) = self.0.lock() {
+            v.retain(|s| s.out.lock().is_ok_and(|o| o.closed.is_none()));
+        }
+    }
+}
+
+/// A writer thread: every frame, in order, to each subscriber of its shard, with one
+/// non-blocking write each (the same bytes for all). A subscriber whose socket is full gets the rest written by its
+/// own task; the writer never waits for one.
+///
+/// A writer that starts a frame more than `max_delay` after it was built cannot keep up with its
+/// audience (too many subscribers for the CPU it gets): it drops the newest tenth of its
+/// subscribers (counted as `overload`), frame after frame until it is back in time, so the rest
+/// keep getting fresh frames instead of everyone falling seconds behind.
+fn writer(mut frames: tokio::sync::mpsc::Receiver<Arc<Frame>>, registry: Registry, max_delay: Duration) {
+    let _span = info_span!("fanout_writer").entered();
+    let mut last_warn: Option<std::time::Instant> = None;
+    while let Some(frame) = frames.blocking_recv() {
+        let late = frame.built.elapsed();
+        if late > max_delay {
+            let shed = registry.shed_newest(10);
+            if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                warn!(late_ms = late.as_millis() as u64, shed, "fan-out overloaded: dropping the newest subscribers");
+                last_warn = Some(std::time::Instant::now());
+            }
+        }
+        let subscribers = registry.snapshot();
+        let (mut bytes, mut gone) = (0u64, 0usize);
+        for s in &subscribers {
+            if s.filter.as_ref().is_some_and(|f| !f.matches(&frame)) {
+                continue;
+            }
+            let wire = if s.brotli { frame.brotli() } else { frame.text.clone() };
+            let len = wire.len() as u64;
+            match s.deliver(wire, true) {
+                Delivery::Accepted => bytes += len,
+                Delivery::Gone => gone += 1,
+            }
+        }
+        metrics::counter!("flashnode_fanout_bytes_total").increment(bytes);
+        if gone > 0 {
+            registry.remove_gone();
+        }
+    }
+}
+
+/// A control frame's wire bytes.
+fn control_frame(frame: WsFrame) -> Bytes {
+    let mut out = Vec::with_capacity(frame.len());
+    if let Err(err) = frame.format(&mut out) {
+        warn!(%err, "cannot format a control frame");
+    }
+    out.into()
+}
+
+/// tungstenite's transport for a subscriber's inbound bytes: reads what the task put in
+/// `input` (WouldBlock when empty), writes replies to `output` for the task to send in order.
+#[derive(Debug, Default)]
+struct MemoryTransport {
+    input: VecDeque<u8>,
+    output: Vec<u8>,
+}
+
+impl std::io::Read for MemoryTransport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        std::io::Read::read(&mut self.input, buf)
+    }
+}
+
+impl std::io::Write for MemoryTransport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -476,6 +791,52 @@ mod tests {
         let mut out = Vec::new();
         brotli::BrotliDecompress(&mut &brotli[cursor.position() as usize..], &mut out).unwrap();
         assert_eq!(out, b"{\"a\":1}");
+    }
+
+    /// An overloaded writer drops the newest tenth of its subscribers, and the others still get
+    /// the frame, over real loopback sockets.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_overloaded_writer_sheds_the_newest_subscribers() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let registry = Registry::default();
+        let (mut clients, mut subs) = (Vec::new(), Vec::new());
+        for _ in 0..20 {
+            let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let sub = Arc::new(Subscriber {
+                stream: server,
+                filter: None,
+                brotli: false,
+                buffer: 4,
+                out: Mutex::new(Outbox::default()),
+                wake: tokio::sync::Notify::new(),
+            });
+            registry.add(sub.clone());
+            clients.push(client);
+            subs.push(sub);
+        }
+        let mut frame = Frame::new("{\"index\":0}".into(), HashSet::new(), HashSet::new());
+        frame.built -= Duration::from_secs(5);
+        let expected = frame.text.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let writer_thread = std::thread::spawn({
+            let registry = registry.clone();
+            move || writer(rx, registry, Duration::from_secs(1))
+        });
+        tx.send(Arc::new(frame)).await.unwrap();
+        drop(tx);
+        writer_thread.join().unwrap();
+        let reasons: Vec<Option<&str>> = subs.iter().map(|s| s.out.lock().unwrap().closed).collect();
+        assert_eq!(reasons[..18], [None; 18]);
+        assert_eq!(reasons[18..], [Some("overload"); 2]);
+        for client in clients.iter_mut().take(18) {
+            let mut got = vec![0u8; expected.len()];
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got)).await.unwrap().unwrap();
+            assert_eq!(got, expected.as_ref());
+        }
+        assert_eq!(registry.snapshot().len(), 18);
     }
 
     #[test]

@@ -184,3 +184,48 @@ async fn filter_by_address() {
     }
     assert!(total > matched, "the unfiltered client sees more frames ({total} vs {matched})");
 }
+
+/// Control frames share the socket with flashblocks written by the fan-out's writer thread: a
+/// client's pings are answered with the same payload, every data frame in between still decodes
+/// as a flashblock, and a client's close is answered with a close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_and_close_interleave_with_flashblocks() {
+    use futures::SinkExt;
+    let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(node.ws.as_str()).await.unwrap();
+    let mut pongs = Vec::new();
+    let mut flashblocks = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut sent = 0u8;
+    while (pongs.len() < 5 || flashblocks < 20) && std::time::Instant::now() < deadline {
+        if usize::from(sent) == pongs.len() && sent < 5 {
+            ws.send(Message::Ping(vec![b'p', sent].into())).await.unwrap();
+            sent += 1;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a message").expect("open").expect("valid frame") {
+            Message::Pong(p) => pongs.push(p.to_vec()),
+            Message::Text(t) => {
+                let json = decode_frame(t.as_bytes()).expect("a flashblock");
+                assert!(json["index"].is_u64(), "{json}");
+                flashblocks += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pongs, (0..5u8).map(|i| vec![b'p', i]).collect::<Vec<_>>(), "every ping answered in order");
+    assert!(flashblocks >= 20, "flashblocks kept flowing: {flashblocks}");
+    ws.send(Message::Close(None)).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Close(_)) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(closed, "the close was answered with a close");
+}
