@@ -21,6 +21,6 @@ COPY --from=builder /src/target/release/flashnode /usr/local/bin/flashnode
 COPY --from=builder --chown=65532:65532 /out/data /data
 USER 65532:65532
 # JSON-RPC (HTTP + WS), flashblock fan-out (/ws), metrics and health, gossip.
-EXPOSE 8545 8546 9090 9222
+EXPOSE 8545 8546 9090 9222 9222/udp
 ENTRYPOINT ["/usr/local/bin/flashnode"]
 CMD ["node", "--config", "/etc/flashnode/config.toml"]

@@ -157,7 +157,8 @@ pub struct P2pArgs {
     /// redialled with backoff.
     #[arg(long = "p2p-static", value_delimiter = ',', env = "FLASHNODE_P2P_STATIC")]
     pub static_peers: Vec<String>,
-    /// Bootnodes (multiaddrs or `enr:` records, comma separated), dialled over TCP at start-up.
+    /// Bootnodes (multiaddrs or `enr:` records, comma separated), dialled over TCP at start-up;
+    /// `enr:` records also seed discv5 discovery.
     #[arg(long = "p2p-bootnodes", value_delimiter = ',', env = "FLASHNODE_P2P_BOOTNODES")]
     pub bootnodes: Vec<String>,
     /// The chain's unsafe-block signer address (op-node takes it from the rollup config's
@@ -172,7 +173,22 @@ pub struct P2pArgs {
     /// to alt-sync, bans); without it the store lives in memory.
     #[arg(long = "p2p-data-dir", env = "FLASHNODE_P2P_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
-    /// How long a peer whose score falls below -100 stays banned (op-node: 1 h).
+    /// Turn discv5 node discovery (UDP) off; only static peers and bootnodes are dialled.
+    #[arg(long = "p2p-no-discovery", env = "FLASHNODE_P2P_NO_DISCOVERY")]
+    pub no_discovery: bool,
+    /// UDP listen address of discv5 discovery (default: the IP and port of `--p2p-addr`, like
+    /// op-node's 9222/udp).
+    #[arg(long = "p2p-discovery-addr", env = "FLASHNODE_P2P_DISCOVERY_ADDR")]
+    pub discovery_addr: Option<SocketAddr>,
+    /// IP address advertised in the node's ENR (default: the listen IP unless 0.0.0.0, then
+    /// learned from peers).
+    #[arg(long = "p2p-advertise-ip", env = "FLASHNODE_P2P_ADVERTISE_IP")]
+    pub advertise_ip: Option<std::net::IpAddr>,
+    /// Pause between discv5 lookups while the node is below its peer high-water mark.
+    #[arg(long = "p2p-discovery-interval", default_value = "5s", value_parser = parse_duration)]
+    pub discovery_interval: Duration,
+    /// How long a peer whose score falls below -100 stays banned (op-node: 1 h); also the
+    /// default expiry of `opp2p_blockPeer`, `opp2p_blockAddr` and `opp2p_blockSubnet`.
     #[arg(long = "p2p-ban-duration", default_value = "60m", value_parser = parse_duration)]
     pub ban_duration: Duration,
     /// Message-id function: op-node's (with the topic) or the spec's / kona's.

@@ -35,6 +35,20 @@ fn config(args: &P2pArgs, chain_id: u64, signer: Address, addr: SocketAddr) -> a
     c.key_path = args.key_path.clone().or_else(|| args.data_dir.as_ref().map(|d| d.join("opnode_p2p_priv.txt")));
     c.store_path = args.data_dir.as_ref().map(|d| d.join("p2p.redb"));
     c.ban_duration = args.ban_duration;
+    if !args.no_discovery {
+        let bootnodes = args
+            .bootnodes
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| s.starts_with("enr:"))
+            .map(|s| s.parse::<flashnode_gossip::discovery::Enr>().map_err(|e| anyhow::anyhow!("--p2p-bootnodes: cannot use `{s}`: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut d = flashnode_gossip::discovery::DiscoveryConfig::new(args.discovery_addr.unwrap_or(addr));
+        d.advertise_ip = args.advertise_ip;
+        d.bootnodes = bootnodes;
+        d.interval = args.discovery_interval;
+        c.discovery = Some(d);
+    }
     c.message_id = match args.message_id {
         MessageIdArg::OpNode => MessageIdMode::OpNode,
         MessageIdArg::Spec => MessageIdMode::Spec,
@@ -45,6 +59,9 @@ fn config(args: &P2pArgs, chain_id: u64, signer: Address, addr: SocketAddr) -> a
 fn announce(handle: &GossipHandle) {
     for addr in &handle.listen_addrs {
         println!("p2p: {addr}");
+    }
+    if let Some(enr) = &handle.enr {
+        println!("p2p enr: {enr}");
     }
 }
 
@@ -131,6 +148,10 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
             stored_low: s.stored_low,
             stored_high: s.stored_high,
             stored_count: s.stored_count,
+            discovered: s.discovered,
+            discovered_other_chain: s.discovered_other_chain,
+            discovery_dials: s.discovery_dials,
+            discovery_full: s.discovery_full,
         }
     }
 
@@ -145,10 +166,10 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
             Ok(match call {
                 P2pCall::SelfInfo => serde_json::json!({
                     "peerID": h.peer_id.to_string(),
-                    "nodeID": "",
+                    "nodeID": h.node_id.clone().unwrap_or_default(),
                     "userAgent": format!("flashnode/{}", env!("CARGO_PKG_VERSION")),
                     "protocolVersion": "optimism",
-                    "ENR": "",
+                    "ENR": h.enr.clone().unwrap_or_default(),
                     "addresses": h.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                     "protocols": flashnode_gossip::altsync::protocols(h.chain_id).iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                     "connectedness": "connected",
@@ -178,8 +199,8 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                     })
                 }
                 P2pCall::PeerStats => to_json(&h.peer_stats().await.map_err(down)?)?,
-                P2pCall::BlockPeer(id) => {
-                    h.block_peer(peer(&id)?).await.map_err(down)?;
+                P2pCall::BlockPeer(id, secs) => {
+                    h.block_peer(peer(&id)?, secs.map(Duration::from_secs)).await.map_err(down)?;
                     serde_json::Value::Null
                 }
                 P2pCall::UnblockPeer(id) => {
@@ -189,8 +210,8 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                 P2pCall::ListBlockedPeers => {
                     serde_json::json!(h.blocked_peers().await.map_err(down)?.iter().map(|p| p.to_string()).collect::<Vec<_>>())
                 }
-                P2pCall::BlockAddr(ip) => {
-                    h.block_addr(ip).await.map_err(down)?;
+                P2pCall::BlockAddr(ip, secs) => {
+                    h.block_addr(ip, secs.map(Duration::from_secs)).await.map_err(down)?;
                     serde_json::Value::Null
                 }
                 P2pCall::ListBlockedAddrs => serde_json::json!(h.blocked_addrs().await.map_err(down)?),
@@ -198,8 +219,9 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                     h.unblock_addr(ip).await.map_err(down)?;
                     serde_json::Value::Null
                 }
-                P2pCall::BlockSubnet(cidr) => {
-                    h.block_subnet(cidr.parse().map_err(P2pCallError::InvalidParams)?).await.map_err(down)?;
+                P2pCall::BlockSubnet(cidr, secs) => {
+                    let net = cidr.parse().map_err(P2pCallError::InvalidParams)?;
+                    h.block_subnet(net, secs.map(Duration::from_secs)).await.map_err(down)?;
                     serde_json::Value::Null
                 }
                 P2pCall::UnblockSubnet(cidr) => {

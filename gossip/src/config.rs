@@ -81,8 +81,11 @@ pub struct GossipConfig {
     pub peers_hi: usize,
     /// New connections are not pruned during this grace period (op-node: 30 s).
     pub peers_grace: Duration,
-    /// How long a peer whose score fell below the ban threshold stays banned (op-node: 1 h).
+    /// How long a peer whose score fell below the ban threshold stays banned (op-node: 1 h);
+    /// also the default expiry of admin blocks of peers, addresses and subnets.
     pub ban_duration: Duration,
+    /// discv5 node discovery on UDP; None turns it off.
+    pub discovery: Option<crate::discovery::DiscoveryConfig>,
 }
 
 #[cfg(feature = "swarm")]
@@ -110,6 +113,7 @@ impl GossipConfig {
             peers_lo: 20,
             peers_hi: 30,
             peers_grace: Duration::from_secs(30),
+            discovery: None,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! (`enr:<base64url RLP>`, EIP-778) like op-node's default Superchain bootnodes. An ENR is
 //! turned into `/ip4/<ip>/tcp/<tcp>/p2p/<peer id>` from its `ip`, `tcp` and `secp256k1`
 //! entries; its signature is not checked here because the noise handshake authenticates the
-//! peer id on connection anyway. (Discovery over discv5 is not implemented.)
+//! peer id on connection anyway. Discovery itself (discv5, where `enr:` bootnodes seed the
+//! routing table) is in [`crate::discovery`].
 
 use alloy_rlp::Header;
 use base64::Engine;

@@ -1,5 +1,6 @@
 //! OP-stack consensus-layer p2p for flashnode: a libp2p host (TCP, noise, yamux, identify,
-//! ping, connection limits, peer blocking), block gossip on the chain's four `blocks` topics
+//! ping, connection limits, connection gating of peers, IPs and subnets with expiry), discv5
+//! discovery with the `opstack` ENR entry, block gossip on the chain's four `blocks` topics
 //! with op-node's gossipsub parameters, validation in the order of the OP-stack p2p spec
 //! (`specs/protocol/rollup-node-p2p.md`, "Block validation"), and publishing of signed blocks.
 //!
@@ -13,7 +14,11 @@ pub mod altsync;
 pub mod codec;
 pub mod config;
 #[cfg(feature = "swarm")]
+pub mod discovery;
+#[cfg(feature = "swarm")]
 pub mod enr;
+#[cfg(feature = "swarm")]
+pub mod gate;
 #[cfg(feature = "swarm")]
 pub mod key;
 #[cfg(feature = "swarm")]

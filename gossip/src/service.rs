@@ -8,13 +8,15 @@ use crate::{
     config::{params, GossipConfig},
     key,
     scoring::{self, AppEvent, AppScores},
+    gate::{ip_of, now_secs, Gate, GateBehaviour, NEVER},
     stats::GossipStats,
     store::{Store, StoreError, StoredBlock},
     validate::{self, Outcome, Validator, VerifiedBlock},
 };
+pub use crate::gate::Subnet;
 use futures::StreamExt;
 use libp2p::{
-    allow_block_list, connection_limits, gossipsub, identify, identity::Keypair, multiaddr::Protocol, noise, ping,
+    connection_limits, gossipsub, identify, identity::Keypair, multiaddr::Protocol, noise, ping,
     request_response::{self, OutboundRequestId, ProtocolSupport},
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm,
@@ -25,6 +27,7 @@ use std::{
     sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
+use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -61,6 +64,9 @@ pub enum GossipError {
     /// The service stopped.
     #[error("the p2p service is not running")]
     Stopped,
+    /// discv5 could not start.
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::DiscoveryError),
     /// The durable store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -134,64 +140,17 @@ pub struct PeerStats {
     pub known: u64,
 }
 
-/// An IP subnet in CIDR form (`10.0.0.0/8`, `fd00::/8`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Subnet {
-    /// Network address.
-    pub addr: std::net::IpAddr,
-    /// Prefix length.
-    pub prefix: u8,
-}
-
-impl Subnet {
-    /// Whether `ip` is inside the subnet.
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr::{V4, V6};
-        match (self.addr, ip) {
-            (V4(n), V4(i)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix.min(32))) };
-                u32::from(n) & mask == u32::from(i) & mask
-            }
-            (V6(n), V6(i)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix.min(128))) };
-                u128::from(n) & mask == u128::from(i) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for Subnet {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("`{s}` is not in CIDR form (a.b.c.d/n)"))?;
-        let addr: std::net::IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| format!("`{prefix}` is not a prefix length"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(format!("prefix {prefix} is longer than {max}"));
-        }
-        Ok(Self { addr, prefix })
-    }
-}
-
-impl std::fmt::Display for Subnet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
 /// Admin requests (the `opp2p_` namespace).
 enum Admin {
     Peers(bool, oneshot::Sender<Vec<PeerInfo>>),
     PeerStats(oneshot::Sender<PeerStats>),
-    Block(PeerId, oneshot::Sender<()>),
+    Block(PeerId, Option<Duration>, oneshot::Sender<()>),
     Unblock(PeerId, oneshot::Sender<()>),
     ListBlocked(oneshot::Sender<Vec<PeerId>>),
-    BlockAddr(std::net::IpAddr, oneshot::Sender<()>),
+    BlockAddr(std::net::IpAddr, Option<Duration>, oneshot::Sender<()>),
     ListBlockedAddrs(oneshot::Sender<Vec<std::net::IpAddr>>),
     UnblockAddr(std::net::IpAddr, oneshot::Sender<()>),
-    BlockSubnet(Subnet, oneshot::Sender<()>),
+    BlockSubnet(Subnet, Option<Duration>, oneshot::Sender<()>),
     UnblockSubnet(Subnet, oneshot::Sender<()>),
     ListBlockedSubnets(oneshot::Sender<Vec<Subnet>>),
     Protect(PeerId, oneshot::Sender<()>),
@@ -201,6 +160,8 @@ enum Admin {
 enum Command {
     Publish(Box<SignedBlock>, oneshot::Sender<Result<(), String>>),
     Dial(Multiaddr),
+    /// A node discovery found on this chain.
+    Discovered(PeerId, Multiaddr),
     Admin(Admin),
 }
 
@@ -215,6 +176,10 @@ pub struct GossipHandle {
     pub stats: Arc<GossipStats>,
     /// Chain id.
     pub chain_id: u64,
+    /// The local discv5 record (`enr:...`) when discovery runs.
+    pub enr: Option<String>,
+    /// The discv5 node id (hex, keccak of the public key) when discovery runs.
+    pub node_id: Option<String>,
     commands: mpsc::Sender<Command>,
     blocks: broadcast::Sender<Arc<VerifiedBlock>>,
 }
@@ -248,9 +213,10 @@ impl GossipHandle {
         self.admin(Admin::PeerStats).await
     }
 
-    /// Bans a peer for the configured ban duration (persisted).
-    pub async fn block_peer(&self, peer: PeerId) -> Result<(), GossipError> {
-        self.admin(|tx| Admin::Block(peer, tx)).await
+    /// Bans a peer (persisted) for `duration`, or the configured ban duration when None; a
+    /// zero duration blocks it until unblocked.
+    pub async fn block_peer(&self, peer: PeerId, duration: Option<Duration>) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::Block(peer, duration, tx)).await
     }
 
     /// Lifts a ban.
@@ -263,9 +229,10 @@ impl GossipHandle {
         self.admin(Admin::ListBlocked).await
     }
 
-    /// Refuses and drops connections from an IP address.
-    pub async fn block_addr(&self, ip: std::net::IpAddr) -> Result<(), GossipError> {
-        self.admin(|tx| Admin::BlockAddr(ip, tx)).await
+    /// Refuses and drops connections to and from an IP address (persisted) for `duration`, or
+    /// the configured ban duration when None; a zero duration blocks it until unblocked.
+    pub async fn block_addr(&self, ip: std::net::IpAddr, duration: Option<Duration>) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::BlockAddr(ip, duration, tx)).await
     }
 
     /// Lifts an IP block.
@@ -273,9 +240,10 @@ impl GossipHandle {
         self.admin(|tx| Admin::UnblockAddr(ip, tx)).await
     }
 
-    /// Refuses and drops connections from a subnet.
-    pub async fn block_subnet(&self, subnet: Subnet) -> Result<(), GossipError> {
-        self.admin(|tx| Admin::BlockSubnet(subnet, tx)).await
+    /// Refuses and drops connections to and from a subnet (persisted) for `duration`, or the
+    /// configured ban duration when None; a zero duration blocks it until unblocked.
+    pub async fn block_subnet(&self, subnet: Subnet, duration: Option<Duration>) -> Result<(), GossipError> {
+        self.admin(|tx| Admin::BlockSubnet(subnet, duration, tx)).await
     }
 
     /// Lifts a subnet block.
@@ -311,8 +279,9 @@ impl GossipHandle {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// First: a gated connection is refused before any other behaviour sees it.
+    gate: GateBehaviour,
     limits: connection_limits::Behaviour,
-    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
@@ -344,7 +313,7 @@ fn gossipsub_config(config: &GossipConfig) -> Result<gossipsub::Config, GossipEr
         .map_err(|e| GossipError::Build(e.to_string()))
 }
 
-fn build_swarm(config: &GossipConfig, keypair: Keypair) -> Result<Swarm<Behaviour>, GossipError> {
+fn build_swarm(config: &GossipConfig, keypair: Keypair, gate: Arc<RwLock<Gate>>) -> Result<Swarm<Behaviour>, GossipError> {
     let gs_config = gossipsub_config(config)?;
     let chain_id = config.chain_id;
     let limits = connection_limits::ConnectionLimits::default()
@@ -361,7 +330,7 @@ fn build_swarm(config: &GossipConfig, keypair: Keypair) -> Result<Swarm<Behaviou
             gossipsub.with_peer_score(scoring::peer_score_params(topics), scoring::thresholds())?;
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
-                blocked: Default::default(),
+                gate: GateBehaviour::new(gate),
                 identify: identify::Behaviour::new(
                     identify::Config::new("optimism".into(), key.public())
                         .with_agent_version(format!("flashnode/{}", env!("CARGO_PKG_VERSION"))),
@@ -397,6 +366,10 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         None => Keypair::generate_secp256k1(),
     };
     let peer_id = keypair.public().to_peer_id();
+    let discovery_key = match &config.discovery {
+        Some(_) => Some(crate::discovery::enr_key(&keypair)?),
+        None => None,
+    };
     let mut statics = HashMap::new();
     let protected: HashSet<PeerId> = config.static_peers.iter().filter_map(peer_id_of).collect();
     for addr in &config.static_peers {
@@ -407,7 +380,8 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         Some(path) => Store::open(path, config.store_retain)?,
         None => Store::in_memory(config.store_retain)?,
     };
-    let mut swarm = build_swarm(&config, keypair)?;
+    let gate = Arc::new(RwLock::new(Gate::default()));
+    let mut swarm = build_swarm(&config, keypair, gate.clone())?;
     for v in BlockVersion::ALL {
         swarm
             .behaviour_mut()
@@ -440,8 +414,32 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         }
     }
     let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
-    let (blocks, _) = broadcast::channel(config.block_buffer.max(1));
     let stats = Arc::new(GossipStats::default());
+    let (mut enr, mut node_id) = (None, None);
+    if let (Some(dc), Some(key)) = (&config.discovery, discovery_key) {
+        let tcp_port = listen_addrs
+            .iter()
+            .find_map(|a| a.iter().find_map(|p| if let Protocol::Tcp(port) = p { Some(port) } else { None }))
+            .unwrap_or_default();
+        let discovery = crate::discovery::start(dc, key, tcp_port, config.chain_id).await?;
+        enr = Some(discovery.enr.to_base64());
+        node_id = Some(hex::encode(discovery.enr.node_id().raw()));
+        let (tx, peers, hi) = (commands.clone(), stats.clone(), config.peers_hi.max(config.peers_lo) as u64);
+        tokio::spawn(
+            discovery
+                .run(
+                    dc.interval,
+                    config.chain_id,
+                    stats.clone(),
+                    move || peers.peers.load(Ordering::Relaxed) < hi,
+                    // Bounded: a full command queue drops the node (found again later).
+                    move |peer, addr| tx.try_send(Command::Discovered(peer, addr)).is_ok(),
+                    cancel.clone(),
+                )
+                .instrument(info_span!("discv5", %peer_id)),
+        );
+    }
+    let (blocks, _) = broadcast::channel(config.block_buffer.max(1));
     let (verdict_tx, verdict_rx) = mpsc::channel(VALIDATION_BACKLOG);
     let mut task = Task {
         chain_id: config.chain_id,
@@ -463,9 +461,7 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         per_peer: config.altsync_per_peer.max(1),
         client_buckets: HashMap::new(),
         app_scores: AppScores::default(),
-        banned: HashMap::new(),
-        blocked_ips: HashSet::new(),
-        blocked_subnets: HashSet::new(),
+        gate,
         protected,
         ban_duration: config.ban_duration,
         addrs: HashMap::new(),
@@ -476,11 +472,11 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         latency: HashMap::new(),
         admin_requests: HashMap::new(),
     };
-    task.load_bans();
+    task.load_blocks();
     task.refresh_store_stats();
     info!(%peer_id, addrs = ?listen_addrs, chain_id = config.chain_id, signer = %config.unsafe_block_signer, "p2p host listening");
     tokio::spawn(task.run(command_rx, verdict_rx, cancel).instrument(info_span!("p2p", %peer_id)));
-    Ok(GossipHandle { peer_id, listen_addrs, stats, chain_id: config.chain_id, commands, blocks })
+    Ok(GossipHandle { peer_id, listen_addrs, stats, chain_id: config.chain_id, enr, node_id, commands, blocks })
 }
 
 struct StaticPeer {
@@ -518,10 +514,8 @@ struct Task {
     /// is never rate-limited.
     client_buckets: HashMap<PeerId, altsync::Bucket>,
     app_scores: AppScores,
-    /// Banned peers and when their ban ends (unix seconds).
-    banned: HashMap<PeerId, u64>,
-    blocked_ips: HashSet<std::net::IpAddr>,
-    blocked_subnets: HashSet<Subnet>,
+    /// Blocked peers, IPs and subnets with their expiry, shared with [`GateBehaviour`].
+    gate: Arc<RwLock<Gate>>,
     protected: HashSet<PeerId>,
     ban_duration: Duration,
     /// Remote addresses of connected peers.
@@ -568,10 +562,6 @@ impl SyncState {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
-}
-
 impl Task {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut verdicts: mpsc::Receiver<Verdict>, cancel: CancellationToken) {
         let mut redial = tokio::time::interval(Duration::from_millis(250));
@@ -608,14 +598,12 @@ impl Task {
 
     fn redial(&mut self) {
         let now = Instant::now();
-        let (ips, nets) = (self.blocked_ips.clone(), self.blocked_subnets.clone());
-        let blocked = move |a: &Multiaddr| ip_of(a).is_some_and(|ip| ips.contains(&ip) || nets.iter().any(|n| n.contains(ip)));
+        // Blocked static peers are dialled too: the gate refuses them before any socket is
+        // opened and counts it, and an unblock resets their backoff.
         let due: Vec<Multiaddr> = self
             .statics
             .values_mut()
-            .filter(|p| !blocked(&p.addr))
             .filter(|p| !p.connected && p.next_dial <= now)
-            .filter(|p| peer_id_of(&p.addr).is_none_or(|id| !self.banned.contains_key(&id)))
             .map(|p| {
                 p.next_dial = now + p.backoff;
                 p.backoff = (p.backoff * 2).min(self.redial_max);
@@ -661,6 +649,29 @@ impl Task {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
                     warn!(%addr, %e, "dial failed");
                 }
+            }
+            Command::Discovered(peer, addr) => {
+                // The connection manager's high-water mark bounds what discovery adds; the
+                // gate refuses blocked peers and addresses at dial time.
+                // Dials in flight count: several nodes found at once must not overshoot.
+                let busy = self.swarm.connected_peers().count()
+                    + self.swarm.network_info().connection_counters().num_pending_outgoing() as usize;
+                let outcome = if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+                    "connected"
+                } else if busy >= self.peers_hi {
+                    self.stats.discovery_full.fetch_add(1, Ordering::Relaxed);
+                    "full"
+                } else if self.gate.read().denied(Some(&peer), &addr, now_secs()).is_some() {
+                    "blocked"
+                } else if let Err(e) = self.swarm.dial(addr.clone()) {
+                    debug!(%addr, %e, "dial of a discovered node failed");
+                    "failed"
+                } else {
+                    self.stats.discovery_dials.fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, %addr, "dialling a discovered node");
+                    "dialled"
+                };
+                metrics::counter!("flashnode_gossip_discovery_dials_total", "outcome" => outcome).increment(1);
             }
         }
     }
@@ -992,58 +1003,92 @@ impl Task {
     }
 }
 
-fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
-    addr.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) => Some(ip.into()),
-        Protocol::Ip6(ip) => Some(ip.into()),
-        _ => None,
-    })
-}
-
 impl Task {
     fn app_event(&mut self, peer: PeerId, ev: AppEvent) {
         let score = self.app_scores.record(peer, ev);
         self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
     }
 
-    fn load_bans(&mut self) {
-        match self.store.bans(now_secs()) {
-            Ok(bans) => {
-                for (peer, until) in bans {
-                    self.banned.insert(peer, until);
-                    self.swarm.behaviour_mut().blocked.block_peer(peer);
-                }
-                if !self.banned.is_empty() {
-                    info!(banned = self.banned.len(), "bans restored from the store");
-                }
-            }
+    /// Restores the blocks in force from the store (a restart, even after `kill -9`, keeps them).
+    fn load_blocks(&mut self) {
+        let now = now_secs();
+        let mut gate = self.gate.write();
+        match self.store.bans(now) {
+            Ok(bans) => bans.into_iter().for_each(|(peer, until)| gate.block_peer(peer, until)),
             Err(err) => warn!(%err, "cannot read bans"),
         }
-        self.stats.banned.store(self.banned.len() as u64, Ordering::Relaxed);
+        match self.store.blocked_ips(now) {
+            Ok(ips) => ips.into_iter().for_each(|(ip, until)| gate.block_ip(ip, until)),
+            Err(err) => warn!(%err, "cannot read blocked addresses"),
+        }
+        match self.store.blocked_subnets(now) {
+            Ok(nets) => {
+                for (cidr, until) in nets {
+                    match cidr.parse::<Subnet>() {
+                        Ok(net) => gate.block_subnet(net, until),
+                        Err(err) => warn!(cidr, err, "unreadable blocked subnet in the store"),
+                    }
+                }
+            }
+            Err(err) => warn!(%err, "cannot read blocked subnets"),
+        }
+        let (peers, ips, subnets) = (gate.peers(now).len(), gate.ips(now).len(), gate.subnets(now).len());
+        drop(gate);
+        if peers + ips + subnets > 0 {
+            info!(peers, ips, subnets, "blocks restored from the store");
+        }
+        self.stats.banned.store(peers as u64, Ordering::Relaxed);
     }
 
-    fn ban(&mut self, peer: PeerId, reason: &str) {
-        let until = now_secs() + self.ban_duration.as_secs();
+    /// Expiry (unix seconds) of a block lasting `duration`, the ban duration when None; zero
+    /// means until lifted.
+    fn expiry(&self, duration: Option<Duration>) -> u64 {
+        match duration.unwrap_or(self.ban_duration) {
+            d if d.is_zero() => NEVER,
+            d => now_secs().saturating_add(d.as_secs().max(1)),
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId, reason: &str, duration: Option<Duration>) {
+        let until = self.expiry(duration);
         warn!(%peer, reason, until, "banning peer");
-        self.banned.insert(peer, until);
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let banned = {
+            let mut gate = self.gate.write();
+            gate.block_peer(peer, until);
+            gate.peers(now_secs()).len()
+        };
+        // The gate refuses new connections; the current ones are closed here.
+        let _ = self.swarm.disconnect_peer_id(peer);
         if let Err(err) = self.store.ban(&peer, until) {
             warn!(%err, "cannot persist the ban");
         }
         self.stats.bans.fetch_add(1, Ordering::Relaxed);
-        self.stats.banned.store(self.banned.len() as u64, Ordering::Relaxed);
+        self.stats.banned.store(banned as u64, Ordering::Relaxed);
         metrics::counter!("flashnode_gossip_bans_total").increment(1);
     }
 
+    /// After an unblock: static peers are redialled at once.
+    fn reset_redials(&mut self) {
+        let now = Instant::now();
+        for p in self.statics.values_mut().filter(|p| !p.connected) {
+            p.next_dial = now;
+            p.backoff = self.redial_min;
+        }
+    }
+
     fn unban(&mut self, peer: &PeerId) {
-        self.banned.remove(peer);
-        self.swarm.behaviour_mut().blocked.unblock_peer(*peer);
+        let banned = {
+            let mut gate = self.gate.write();
+            gate.unblock_peer(peer);
+            gate.peers(now_secs()).len()
+        };
         self.app_scores.remove(peer);
         self.swarm.behaviour_mut().gossipsub.set_application_score(peer, 0.0);
+        self.reset_redials();
         if let Err(err) = self.store.unban(peer) {
             warn!(%err, "cannot persist the unban");
         }
-        self.stats.banned.store(self.banned.len() as u64, Ordering::Relaxed);
+        self.stats.banned.store(banned as u64, Ordering::Relaxed);
     }
 
     /// Bans connected peers whose total score fell below the threshold; lifts expired bans.
@@ -1056,13 +1101,27 @@ impl Task {
             .filter(|(_, s)| *s < scoring::BAN_THRESHOLD)
             .collect();
         for (peer, score) in low {
-            self.ban(peer, &format!("score {score:.1}"));
+            self.ban(peer, &format!("score {score:.1}"), None);
         }
-        let now = now_secs();
-        let expired: Vec<PeerId> = self.banned.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
-        for peer in expired {
+        let expired = self.gate.write().expire(now_secs());
+        for peer in expired.peers {
             info!(%peer, "ban expired");
             self.unban(&peer);
+        }
+        if !(expired.ips.is_empty() && expired.subnets.is_empty()) {
+            self.reset_redials();
+        }
+        for ip in expired.ips {
+            info!(%ip, "address block expired");
+            if let Err(err) = self.store.unblock_ip(ip) {
+                warn!(%err, "cannot persist the end of an address block");
+            }
+        }
+        for net in expired.subnets {
+            info!(%net, "subnet block expired");
+            if let Err(err) = self.store.unblock_subnet(&net.to_string()) {
+                warn!(%err, "cannot persist the end of a subnet block");
+            }
         }
     }
 
@@ -1089,7 +1148,7 @@ impl Task {
     }
 
     fn ip_blocked(&self, ip: std::net::IpAddr) -> bool {
-        self.blocked_ips.contains(&ip) || self.blocked_subnets.iter().any(|n| n.contains(ip))
+        self.gate.read().ip_denied(ip, now_secs()).is_some()
     }
 
     /// Disconnects connected peers whose address is blocked.
@@ -1158,12 +1217,12 @@ impl Task {
                     blocks_topic_v2: on(BlockVersion::V2),
                     blocks_topic_v3: on(BlockVersion::V3),
                     blocks_topic_v4: on(BlockVersion::V4),
-                    banned: self.banned.len() as u64,
+                    banned: self.gate.read().peers(now_secs()).len() as u64,
                     known: known.len() as u64,
                 });
             }
-            Admin::Block(peer, reply) => {
-                self.ban(peer, "admin");
+            Admin::Block(peer, duration, reply) => {
+                self.ban(peer, "admin", duration);
                 let _ = reply.send(());
             }
             Admin::Unblock(peer, reply) => {
@@ -1171,31 +1230,49 @@ impl Task {
                 let _ = reply.send(());
             }
             Admin::ListBlocked(reply) => {
-                let _ = reply.send(self.banned.keys().copied().collect());
+                let _ = reply.send(self.gate.read().peers(now_secs()).into_iter().map(|(p, _)| p).collect());
             }
-            Admin::BlockAddr(ip, reply) => {
-                self.blocked_ips.insert(ip);
+            Admin::BlockAddr(ip, duration, reply) => {
+                let until = self.expiry(duration);
+                info!(%ip, until, "blocking address");
+                self.gate.write().block_ip(ip, until);
+                if let Err(err) = self.store.block_ip(ip, until) {
+                    warn!(%err, "cannot persist the address block");
+                }
                 self.drop_blocked();
                 let _ = reply.send(());
             }
             Admin::UnblockAddr(ip, reply) => {
-                self.blocked_ips.remove(&ip);
+                self.gate.write().unblock_ip(&ip);
+                self.reset_redials();
+                if let Err(err) = self.store.unblock_ip(ip) {
+                    warn!(%err, "cannot persist the address unblock");
+                }
                 let _ = reply.send(());
             }
-            Admin::BlockSubnet(net, reply) => {
-                self.blocked_subnets.insert(net);
+            Admin::BlockSubnet(net, duration, reply) => {
+                let until = self.expiry(duration);
+                info!(%net, until, "blocking subnet");
+                self.gate.write().block_subnet(net, until);
+                if let Err(err) = self.store.block_subnet(&net.to_string(), until) {
+                    warn!(%err, "cannot persist the subnet block");
+                }
                 self.drop_blocked();
                 let _ = reply.send(());
             }
             Admin::UnblockSubnet(net, reply) => {
-                self.blocked_subnets.remove(&net);
+                self.gate.write().unblock_subnet(&net);
+                self.reset_redials();
+                if let Err(err) = self.store.unblock_subnet(&net.to_string()) {
+                    warn!(%err, "cannot persist the subnet unblock");
+                }
                 let _ = reply.send(());
             }
             Admin::ListBlockedSubnets(reply) => {
-                let _ = reply.send(self.blocked_subnets.iter().copied().collect());
+                let _ = reply.send(self.gate.read().subnets(now_secs()).into_iter().map(|(n, _)| n).collect());
             }
             Admin::ListBlockedAddrs(reply) => {
-                let _ = reply.send(self.blocked_ips.iter().copied().collect());
+                let _ = reply.send(self.gate.read().ips(now_secs()).into_iter().map(|(i, _)| i).collect());
             }
             Admin::Protect(peer, reply) => {
                 self.protected.insert(peer);
@@ -1206,25 +1283,5 @@ impl Task {
                 self.admin_requests.insert(id, reply);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Subnet;
-
-    #[test]
-    fn subnets_parse_and_match() {
-        let n: Subnet = "10.1.0.0/16".parse().unwrap();
-        assert!(n.contains("10.1.200.3".parse().unwrap()));
-        assert!(!n.contains("10.2.0.1".parse().unwrap()));
-        assert!(!n.contains("::1".parse().unwrap()));
-        let all: Subnet = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains("8.8.8.8".parse().unwrap()));
-        let v6: Subnet = "fd00::/8".parse().unwrap();
-        assert!(v6.contains("fd12::1".parse().unwrap()));
-        assert_eq!(n.to_string(), "10.1.0.0/16");
-        assert!("10.0.0.0".parse::<Subnet>().is_err());
-        assert!("10.0.0.0/33".parse::<Subnet>().is_err());
     }
 }

@@ -41,6 +41,14 @@ pub struct GossipStats {
     pub bans: AtomicU64,
     /// Peers banned now.
     pub banned: AtomicU64,
+    /// Nodes discv5 reported (found by a query or met in a session).
+    pub discovered: AtomicU64,
+    /// Discovered nodes of another chain (their `opstack` entry), never dialled.
+    pub discovered_other_chain: AtomicU64,
+    /// Discovered nodes handed to the swarm to dial.
+    pub discovery_dials: AtomicU64,
+    /// Discovered nodes not dialled because the host was at its high-water mark.
+    pub discovery_full: AtomicU64,
 }
 
 /// A point-in-time copy of [`GossipStats`].
@@ -81,6 +89,14 @@ pub struct GossipSnapshot {
     pub bans: u64,
     /// Peers banned now.
     pub banned: u64,
+    /// Nodes discv5 reported.
+    pub discovered: u64,
+    /// Discovered nodes of another chain, not dialled.
+    pub discovered_other_chain: u64,
+    /// Discovered nodes dialled.
+    pub discovery_dials: u64,
+    /// Discovered nodes not dialled at the high-water mark.
+    pub discovery_full: u64,
 }
 
 impl GossipStats {
@@ -105,6 +121,10 @@ impl GossipStats {
             stored_count: l(&self.stored_count),
             bans: l(&self.bans),
             banned: l(&self.banned),
+            discovered: l(&self.discovered),
+            discovered_other_chain: l(&self.discovered_other_chain),
+            discovery_dials: l(&self.discovery_dials),
+            discovery_full: l(&self.discovery_full),
         }
     }
 }

@@ -17,6 +17,10 @@ use std::{
 const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
 /// Banned peers: peer id bytes → ban expiry (unix seconds).
 const BANS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("bans");
+/// Blocked IP addresses: 4 or 16 address bytes → block expiry (unix seconds, `u64::MAX`: none).
+const BLOCKED_IPS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("blocked_ips");
+/// Blocked subnets: CIDR text → block expiry (unix seconds, `u64::MAX`: none).
+const BLOCKED_SUBNETS: TableDefinition<'_, &str, u64> = TableDefinition::new("blocked_subnets");
 
 /// Failures of one kind of store operation are logged at most this often; every failure is
 /// counted in `flashnode_gossip_store_errors_total{op}`. A full disk fails every block's write:
@@ -86,6 +90,8 @@ impl Store {
         let tx = db!(db.begin_write())?;
         db!(tx.open_table(BLOCKS))?;
         db!(tx.open_table(BANS))?;
+        db!(tx.open_table(BLOCKED_IPS))?;
+        db!(tx.open_table(BLOCKED_SUBNETS))?;
         db!(tx.commit())?;
         Ok(Self { db, retain: retain.max(1), errors: Mutex::new(HashMap::new()) })
     }
@@ -229,6 +235,98 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Blocks `ip` until `until` (unix seconds).
+    pub fn block_ip(&self, ip: std::net::IpAddr, until: u64) -> Result<(), StoreError> {
+        self.track("write", (|| -> Result<(), StoreError> {
+            let tx = db!(self.db.begin_write())?;
+            {
+                let mut t = db!(tx.open_table(BLOCKED_IPS))?;
+                db!(t.insert(ip_bytes(ip).as_slice(), until))?;
+            }
+            db!(tx.commit())
+        })())
+    }
+
+    /// Lifts an IP block.
+    pub fn unblock_ip(&self, ip: std::net::IpAddr) -> Result<(), StoreError> {
+        self.track("write", (|| -> Result<(), StoreError> {
+            let tx = db!(self.db.begin_write())?;
+            {
+                let mut t = db!(tx.open_table(BLOCKED_IPS))?;
+                db!(t.remove(ip_bytes(ip).as_slice()))?;
+            }
+            db!(tx.commit())
+        })())
+    }
+
+    /// IP blocks still in force at `now`, with their expiry.
+    pub fn blocked_ips(&self, now: u64) -> Result<Vec<(std::net::IpAddr, u64)>, StoreError> {
+        self.track("read", (|| -> Result<Vec<(std::net::IpAddr, u64)>, StoreError> {
+            let tx = db!(self.db.begin_read())?;
+            let t = db!(tx.open_table(BLOCKED_IPS))?;
+            let mut out = Vec::new();
+            for row in db!(t.iter())? {
+                let (k, v) = db!(row)?;
+                let ip = match k.value().len() {
+                    4 => <[u8; 4]>::try_from(k.value()).ok().map(std::net::IpAddr::from),
+                    16 => <[u8; 16]>::try_from(k.value()).ok().map(std::net::IpAddr::from),
+                    _ => None,
+                };
+                if let Some(ip) = ip.filter(|_| v.value() > now) {
+                    out.push((ip, v.value()));
+                }
+            }
+            Ok(out)
+        })())
+    }
+
+    /// Blocks a subnet (CIDR text) until `until` (unix seconds).
+    pub fn block_subnet(&self, cidr: &str, until: u64) -> Result<(), StoreError> {
+        self.track("write", (|| -> Result<(), StoreError> {
+            let tx = db!(self.db.begin_write())?;
+            {
+                let mut t = db!(tx.open_table(BLOCKED_SUBNETS))?;
+                db!(t.insert(cidr, until))?;
+            }
+            db!(tx.commit())
+        })())
+    }
+
+    /// Lifts a subnet block.
+    pub fn unblock_subnet(&self, cidr: &str) -> Result<(), StoreError> {
+        self.track("write", (|| -> Result<(), StoreError> {
+            let tx = db!(self.db.begin_write())?;
+            {
+                let mut t = db!(tx.open_table(BLOCKED_SUBNETS))?;
+                db!(t.remove(cidr))?;
+            }
+            db!(tx.commit())
+        })())
+    }
+
+    /// Subnet blocks (CIDR text) still in force at `now`, with their expiry.
+    pub fn blocked_subnets(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = db!(self.db.begin_read())?;
+        let t = db!(tx.open_table(BLOCKED_SUBNETS))?;
+        let mut out = Vec::new();
+        for row in db!(t.iter())? {
+            let (k, v) = db!(row)?;
+            if v.value() > now {
+                out.push((k.value().to_string(), v.value()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn ip_bytes(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +429,30 @@ mod tests {
         }
         s.put_block(&block(6)).unwrap();
         assert_eq!(s.range().unwrap(), Some((1, 6)));
+    }
+
+    #[test]
+    fn address_and_subnet_blocks_survive_reopen_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p2p.redb");
+        let v4: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+        let v6: std::net::IpAddr = "fd00::1".parse().unwrap();
+        {
+            let s = Store::open(&path, 3).unwrap();
+            s.block_ip(v4, 2_000).unwrap();
+            s.block_ip(v6, u64::MAX).unwrap();
+            s.block_subnet("127.0.0.0/8", 1_500).unwrap();
+        }
+        let s = Store::open(&path, 3).unwrap();
+        let mut ips = s.blocked_ips(1_000).unwrap();
+        ips.sort();
+        assert_eq!(ips, vec![(v4, 2_000), (v6, u64::MAX)]);
+        assert_eq!(s.blocked_subnets(1_000).unwrap(), vec![("127.0.0.0/8".to_string(), 1_500)]);
+        assert!(s.blocked_subnets(1_500).unwrap().is_empty(), "expired");
+        assert_eq!(s.blocked_ips(5_000).unwrap(), vec![(v6, u64::MAX)]);
+        s.unblock_ip(v6).unwrap();
+        s.unblock_subnet("127.0.0.0/8").unwrap();
+        assert_eq!(s.blocked_ips(0).unwrap(), vec![(v4, 2_000)]);
+        assert!(s.blocked_subnets(0).unwrap().is_empty());
     }
 }

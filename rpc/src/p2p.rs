@@ -45,6 +45,14 @@ pub struct GossipStatus {
     pub stored_high: u64,
     /// Blocks in the durable store.
     pub stored_count: u64,
+    /// Nodes discv5 reported.
+    pub discovered: u64,
+    /// Discovered nodes of another chain (`opstack` ENR entry), not dialled.
+    pub discovered_other_chain: u64,
+    /// Discovered nodes dialled.
+    pub discovery_dials: u64,
+    /// Discovered nodes not dialled because the node was at its high-water mark.
+    pub discovery_full: u64,
 }
 
 /// An `opp2p_` admin call, with its parameters parsed (peer ids stay strings: the binary
@@ -60,20 +68,21 @@ pub enum P2pCall {
     },
     /// `opp2p_peerStats`.
     PeerStats,
-    /// `opp2p_blockPeer(id)`.
-    BlockPeer(String),
+    /// `opp2p_blockPeer(id, seconds?)`: the ban lasts `seconds` (0: until unblocked), the
+    /// node's ban duration when absent.
+    BlockPeer(String, Option<u64>),
     /// `opp2p_unblockPeer(id)`.
     UnblockPeer(String),
     /// `opp2p_listBlockedPeers`.
     ListBlockedPeers,
-    /// `opp2p_blockAddr(ip)`.
-    BlockAddr(std::net::IpAddr),
+    /// `opp2p_blockAddr(ip, seconds?)`: expiry as for `BlockPeer`.
+    BlockAddr(std::net::IpAddr, Option<u64>),
     /// `opp2p_listBlockedAddrs`.
     ListBlockedAddrs,
     /// `opp2p_unblockAddr(ip)`.
     UnblockAddr(std::net::IpAddr),
-    /// `opp2p_blockSubnet(cidr)`.
-    BlockSubnet(String),
+    /// `opp2p_blockSubnet(cidr, seconds?)`: expiry as for `BlockPeer`.
+    BlockSubnet(String, Option<u64>),
     /// `opp2p_unblockSubnet(cidr)`.
     UnblockSubnet(String),
     /// `opp2p_listBlockedSubnets`.
@@ -143,10 +152,8 @@ pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
     .expect("unique");
     type Make = fn(String) -> P2pCall;
     for (name, make) in [
-        ("opp2p_blockPeer", P2pCall::BlockPeer as Make),
         ("opp2p_unblockPeer", P2pCall::UnblockPeer as Make),
         ("opp2p_protectPeer", P2pCall::ProtectPeer as Make),
-        ("opp2p_blockSubnet", P2pCall::BlockSubnet as Make),
         ("opp2p_unblockSubnet", P2pCall::UnblockSubnet as Make),
     ] {
         m.register_async_method(name, move |p, ctx, _| async move {
@@ -155,9 +162,26 @@ pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
         })
         .expect("unique");
     }
+    // The block calls take op-node's one parameter and an optional expiry in seconds.
+    m.register_async_method("opp2p_blockPeer", |p, ctx, _| async move {
+        let mut seq = p.sequence();
+        let id: String = seq.next().map_err(invalid)?;
+        let secs: Option<u64> = seq.optional_next().map_err(invalid)?;
+        run(&ctx, P2pCall::BlockPeer(id, secs)).await
+    })
+    .expect("unique");
+    m.register_async_method("opp2p_blockSubnet", |p, ctx, _| async move {
+        let mut seq = p.sequence();
+        let cidr: String = seq.next().map_err(invalid)?;
+        let secs: Option<u64> = seq.optional_next().map_err(invalid)?;
+        run(&ctx, P2pCall::BlockSubnet(cidr, secs)).await
+    })
+    .expect("unique");
     m.register_async_method("opp2p_blockAddr", |p, ctx, _| async move {
-        let ip: std::net::IpAddr = p.one().map_err(invalid)?;
-        run(&ctx, P2pCall::BlockAddr(ip)).await
+        let mut seq = p.sequence();
+        let ip: std::net::IpAddr = seq.next().map_err(invalid)?;
+        let secs: Option<u64> = seq.optional_next().map_err(invalid)?;
+        run(&ctx, P2pCall::BlockAddr(ip, secs)).await
     })
     .expect("unique");
     m.register_async_method("opp2p_unblockAddr", |p, ctx, _| async move {

@@ -235,3 +235,174 @@ async fn opp2p_admin_namespace_and_gossip_metrics() {
     let page = scrape(&metrics_addr).await;
     assert!(metric(&page, "flashnode_gossip_bans_total", &[]) >= 1.0, "the admin ban is counted");
 }
+
+/// The node's peer id from `opp2p_self`.
+async fn self_id(r: &Running) -> String {
+    let me = flashnode_tests::raw_rpc(&r.rpc, "opp2p_self", serde_json::json!([])).await;
+    me["result"]["peerID"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_key_and_blocks_survive_kill_9() {
+    use flashnode_tests::{metric, raw_rpc, scrape};
+    let devnet = start("devnet", &["--block-time", "1s"]).await;
+    let dir = std::env::temp_dir().join(format!("flashnode-restart-{}-{}", std::process::id(), free_port()));
+    let data_dir = dir.display().to_string();
+    // A fixed port, so the peer below can redial the restarted node at the same address.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "--p2p-addr", &addr, "--p2p-sequencer-address", DEV_SIGNER, "--p2p-data-dir", &data_dir, "--metrics-addr", &metrics_addr,
+    ];
+    let mut n1 = start_node(&devnet.ws, &devnet.rpc, &args).await;
+    let id = self_id(&n1).await;
+    assert!(id.starts_with("16Uiu2"), "a secp256k1 peer id: {id}");
+    let a1 = p2p_addr(&n1).await;
+    // A peer that keeps dialling n1 (n1 is its static peer).
+    let m = node(&devnet, &[&a1], &[]).await;
+    let m_id = self_id(&m).await;
+    let ok = eventually(Duration::from_secs(15), || async { n(&gossip(&n1).await, "peers") == 1 }).await;
+    assert!(ok, "m did not connect: {}", gossip(&n1).await);
+
+    let call = |rpc: String, method: &'static str, p: serde_json::Value| async move { raw_rpc(&rpc, method, p).await };
+    assert!(call(n1.rpc.clone(), "opp2p_blockPeer", serde_json::json!([m_id])).await["error"].is_null());
+    assert!(call(n1.rpc.clone(), "opp2p_blockAddr", serde_json::json!(["10.1.2.3"])).await["error"].is_null());
+    assert!(call(n1.rpc.clone(), "opp2p_blockSubnet", serde_json::json!(["10.9.0.0/16"])).await["error"].is_null());
+    let ok = eventually(Duration::from_secs(5), || async { n(&gossip(&m).await, "peers") == 0 }).await;
+    assert!(ok, "the banned peer is still connected: {}", gossip(&m).await);
+    n1.proc.kill();
+
+    // Same data dir: same key, same blocks.
+    let n1 = {
+        let mut restarted = None;
+        for _ in 0..20 {
+            let r = start_node(&devnet.ws, &devnet.rpc, &args).await;
+            let ok = eventually(Duration::from_secs(3), || async { !self_id(&r).await.is_empty() }).await;
+            if ok {
+                restarted = Some(r);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        restarted.expect("n1 restarts")
+    };
+    assert_eq!(self_id(&n1).await, id, "the node key survived kill -9");
+    let listed = call(n1.rpc.clone(), "opp2p_listBlockedPeers", serde_json::json!([])).await;
+    assert_eq!(listed["result"], serde_json::json!([m_id]), "{listed}");
+    let ips = call(n1.rpc.clone(), "opp2p_listBlockedAddrs", serde_json::json!([])).await;
+    assert_eq!(ips["result"], serde_json::json!(["10.1.2.3"]), "{ips}");
+    let nets = call(n1.rpc.clone(), "opp2p_listBlockedSubnets", serde_json::json!([])).await;
+    assert_eq!(nets["result"], serde_json::json!(["10.9.0.0/16"]), "{nets}");
+    // The banned peer keeps redialling; the gate refuses it at the handshake.
+    let ok = eventually(Duration::from_secs(20), || async {
+        metric(&scrape(&metrics_addr).await, "flashnode_gossip_gated_total", &[("reason", "peer"), ("direction", "inbound")]) >= 1.0
+    })
+    .await;
+    assert!(ok, "no gated dial:\n{}\n{}", scrape(&metrics_addr).await, n1.proc.output());
+    assert_eq!(n(&gossip(&n1).await, "peers"), 0, "{}", gossip(&n1).await);
+    assert_eq!(n(&gossip(&m).await, "peers"), 0, "{}", gossip(&m).await);
+    // Lifting the ban lets it in: the refusal was the ban.
+    assert!(call(n1.rpc.clone(), "opp2p_unblockPeer", serde_json::json!([m_id])).await["error"].is_null());
+    let ok = eventually(Duration::from_secs(30), || async { n(&gossip(&n1).await, "peers") == 1 }).await;
+    assert!(ok, "m did not come back after the unblock: {}\n{}", gossip(&n1).await, m.proc.output());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_addresses_and_subnets_are_refused_before_connecting_until_lifted_or_expired() {
+    use flashnode_tests::{metric, raw_rpc, scrape};
+    let devnet_p2p = "127.0.0.1:0".to_string();
+    let devnet = start("devnet", &["--block-time", "1s", "--p2p-addr", &devnet_p2p]).await;
+    let d = p2p_addr(&devnet).await;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let a = node(&devnet, &[&d], &["--metrics-addr", &metrics_addr]).await;
+    let a_addr = p2p_addr(&a).await;
+    let ok = eventually(Duration::from_secs(15), || async { n(&gossip(&a).await, "peers") == 1 }).await;
+    assert!(ok, "a did not reach the devnet: {}", gossip(&a).await);
+    let call = |m: &'static str, p: serde_json::Value| {
+        let rpc = a.rpc.clone();
+        async move { raw_rpc(&rpc, m, p).await }
+    };
+    let gated = |reason: &'static str, direction: &'static str| {
+        let addr = metrics_addr.clone();
+        async move { metric(&scrape(&addr).await, "flashnode_gossip_gated_total", &[("reason", reason), ("direction", direction)]) }
+    };
+
+    // Block 127.0.0.1: the devnet link drops and a's own redials are refused before dialling.
+    assert!(call("opp2p_blockAddr", serde_json::json!(["127.0.0.1"])).await["error"].is_null());
+    let ok = eventually(Duration::from_secs(5), || async { n(&gossip(&a).await, "peers") == 0 }).await;
+    assert!(ok, "a kept its peer: {}", gossip(&a).await);
+    let ok = eventually(Duration::from_secs(10), || async { gated("ip", "outbound").await >= 1.0 }).await;
+    assert!(ok, "a's redial was not gated:\n{}", scrape(&metrics_addr).await);
+    // A new node dialling a is refused as soon as its address is seen.
+    let b = node(&devnet, &[&a_addr], &[]).await;
+    let ok = eventually(Duration::from_secs(10), || async { gated("ip", "inbound").await >= 1.0 }).await;
+    assert!(ok, "b's dial was not gated:\n{}", scrape(&metrics_addr).await);
+    assert_eq!(n(&gossip(&b).await, "peers"), 0, "b got through: {}", gossip(&b).await);
+    assert_eq!(n(&gossip(&a).await, "peers"), 0);
+    // Unblocked: a and b peer, and a is back with the devnet.
+    assert!(call("opp2p_unblockAddr", serde_json::json!(["127.0.0.1"])).await["error"].is_null());
+    let ok = eventually(Duration::from_secs(20), || async { n(&gossip(&a).await, "peers") == 2 }).await;
+    assert!(ok, "a did not get its peers back: {}", gossip(&a).await);
+
+    // A subnet block with a 2 s expiry: peers drop, then come back by themselves.
+    assert!(call("opp2p_blockSubnet", serde_json::json!(["127.0.0.0/8", 2])).await["error"].is_null());
+    assert_eq!(call("opp2p_listBlockedSubnets", serde_json::json!([])).await["result"], serde_json::json!(["127.0.0.0/8"]));
+    let ok = eventually(Duration::from_secs(5), || async { n(&gossip(&a).await, "peers") == 0 }).await;
+    assert!(ok, "the subnet block did not drop a's peers: {}", gossip(&a).await);
+    let ok = eventually(Duration::from_secs(20), || async {
+        n(&gossip(&a).await, "peers") == 2
+            && call("opp2p_listBlockedSubnets", serde_json::json!([])).await["result"] == serde_json::json!([])
+    })
+    .await;
+    assert!(ok, "the subnet block did not expire: {}", gossip(&a).await);
+    assert!(gated("subnet", "outbound").await + gated("subnet", "inbound").await >= 1.0, "{}", scrape(&metrics_addr).await);
+    let bad = call("opp2p_blockAddr", serde_json::json!(["127.0.0.1", "soon"])).await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+}
+
+/// The `p2p enr: enr:...` line a process prints when discovery runs.
+async fn p2p_enr(r: &Running) -> String {
+    let mut found = None;
+    let ok = eventually(Duration::from_secs(10), || {
+        found = r.proc.output().lines().find_map(|l| l.strip_prefix("p2p enr: ").map(str::to_string));
+        let done = found.is_some();
+        async move { done }
+    })
+    .await;
+    assert!(ok, "no ENR printed:\n{}", r.proc.output());
+    found.unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_know_only_a_bootnode_record_find_each_other_by_discv5() {
+    let devnet = start("devnet", &["--block-time", "1s"]).await;
+    let fast = ["--p2p-discovery-interval", "200ms"];
+    let a = node(&devnet, &[], &fast).await;
+    let enr = p2p_enr(&a).await;
+    let me = flashnode_tests::raw_rpc(&a.rpc, "opp2p_self", serde_json::json!([])).await;
+    assert_eq!(me["result"]["ENR"], enr.as_str(), "{me}");
+    let node_id = me["result"]["nodeID"].as_str().unwrap_or_default();
+    assert!(node_id.len() == 64 && node_id.chars().all(|c| c.is_ascii_hexdigit()), "{me}");
+    // b and c: no static peers, only a's record as a bootnode.
+    let mut with_boot = vec!["--p2p-bootnodes", enr.as_str()];
+    with_boot.extend_from_slice(&fast);
+    let b = node(&devnet, &[], &with_boot).await;
+    let c = node(&devnet, &[], &with_boot).await;
+    let (id_b, id_c) = (self_id(&b).await, self_id(&c).await);
+    let ok = eventually(Duration::from_secs(20), || async {
+        let peers = flashnode_tests::raw_rpc(&b.rpc, "opp2p_peers", serde_json::json!([true])).await;
+        peers["result"]["peers"][&id_c]["connectedness"] == "connected"
+    })
+    .await;
+    assert!(ok, "b never connected to c: {}\n{}", gossip(&b).await, b.proc.output());
+    let g = gossip(&c).await;
+    assert!(n(&g, "discovered") >= 1, "{g}");
+    assert_eq!(n(&g, "discoveredOtherChain"), 0, "{g}");
+    let peers = flashnode_tests::raw_rpc(&c.rpc, "opp2p_peers", serde_json::json!([true])).await;
+    assert_eq!(peers["result"]["peers"][&id_b]["connectedness"], "connected", "{peers}");
+    // The flag turns it off: no record, no UDP socket.
+    let quiet = node(&devnet, &[], &["--p2p-no-discovery"]).await;
+    let me = flashnode_tests::raw_rpc(&quiet.rpc, "opp2p_self", serde_json::json!([])).await;
+    assert_eq!(me["result"]["ENR"], "", "{me}");
+}

@@ -76,6 +76,10 @@ spec:
         - name: p2p
           containerPort: {{ .Values.p2p.port }}
           protocol: TCP
+        # discv5 node discovery binds the same port over UDP (p2p-discovery-addr's default).
+        - name: p2p-udp
+          containerPort: {{ .Values.p2p.port }}
+          protocol: UDP
         {{- end }}
       startupProbe:
         httpGet:

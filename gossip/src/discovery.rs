@@ -1,0 +1,385 @@
+//! Node discovery over discv5 (UDP), as op-node does it (`op-node/p2p/discovery.go`): the
+//! local ENR carries `ip`, `tcp`, `udp`, `secp256k1` (the libp2p node key) and `opstack`, the
+//! chain's id and version; bootnodes given as `enr:` records seed the routing table; a loop
+//! looks up random and own node ids while the host is below its high-water mark, and every
+//! node found whose `opstack` entry names this chain is handed to the swarm to dial over TCP.
+//! Nodes of other chains (or without the entry) are counted and never dialled.
+
+use discv5::{
+    enr::{CombinedKey, EnrPublicKey, NodeId},
+    Discv5, Event, ListenConfig,
+};
+use libp2p::{identity, multiaddr::Protocol, Multiaddr, PeerId};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use discv5::Enr;
+
+use crate::stats::GossipStats;
+
+/// The ENR key of the OP-stack entry.
+pub const OPSTACK_KEY: &str = "opstack";
+/// Longest discv5 lookup before it is abandoned.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A discovered node is handed to the swarm at most this often.
+const REDIAL_AFTER: Duration = Duration::from_secs(30);
+/// Nodes remembered as recently handed to the swarm (bounded memory).
+const RECENT: usize = 1024;
+
+/// Why discovery could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The node key is not a secp256k1 key.
+    #[error("discv5 needs a secp256k1 node key")]
+    Key,
+    /// The local ENR could not be built or signed.
+    #[error("cannot build the local ENR: {0}")]
+    Enr(String),
+    /// The UDP socket could not be bound or the service not started.
+    #[error("cannot start discv5 on {addr}: {reason}")]
+    Start {
+        /// UDP address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Settings of discovery.
+#[derive(Clone, Debug)]
+pub struct DiscoveryConfig {
+    /// UDP listen address (port 0: a free port is picked before the ENR is signed).
+    pub listen: SocketAddr,
+    /// IP address put in the local ENR; None: the listen IP unless unspecified (then discv5
+    /// learns it from its peers' votes).
+    pub advertise_ip: Option<IpAddr>,
+    /// Bootnode records that seed the routing table.
+    pub bootnodes: Vec<Enr>,
+    /// Pause between lookups (op-node looks up continuously while below its peer target).
+    pub interval: Duration,
+}
+
+impl DiscoveryConfig {
+    /// Discovery on `listen` with no bootnodes and a 5 s lookup interval.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self { listen, advertise_ip: None, bootnodes: Vec::new(), interval: Duration::from_secs(5) }
+    }
+}
+
+/// The `opstack` ENR entry: the chain id and a version (0), each an unsigned LEB128 varint,
+/// concatenated and stored as one RLP byte string (op-node `OpStackENRData`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpStackEnr {
+    /// L2 chain id.
+    pub chain_id: u64,
+    /// Entry version; 0 is the only one defined.
+    pub version: u64,
+}
+
+impl OpStackEnr {
+    /// Version 0 for `chain_id`.
+    pub fn new(chain_id: u64) -> Self {
+        Self { chain_id, version: 0 }
+    }
+
+    /// The entry's bytes (before RLP): `uvarint(chain_id) ++ uvarint(version)`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20);
+        put_uvarint(&mut out, self.chain_id);
+        put_uvarint(&mut out, self.version);
+        out
+    }
+
+    /// Parses the entry's bytes (after RLP); trailing bytes are allowed, as op-node does.
+    pub fn from_bytes(mut bytes: &[u8]) -> Result<Self, &'static str> {
+        let chain_id = read_uvarint(&mut bytes)?;
+        let version = read_uvarint(&mut bytes)?;
+        Ok(Self { chain_id, version })
+    }
+
+    /// The entry of `enr`: None without one, an error when it does not parse.
+    pub fn of(enr: &Enr) -> Option<Result<Self, &'static str>> {
+        let mut raw = enr.get_raw_rlp(OPSTACK_KEY)?;
+        Some(
+            alloy_rlp::Header::decode_bytes(&mut raw, false)
+                .map_err(|_| "opstack entry is not an RLP byte string")
+                .and_then(Self::from_bytes),
+        )
+    }
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_uvarint(buf: &mut &[u8]) -> Result<u64, &'static str> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
+        *buf = rest;
+        if i == 9 && b > 1 {
+            return Err("varint overflows u64");
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("varint longer than 10 bytes")
+}
+
+/// The discv5 key for a libp2p secp256k1 node key (the same key, so the ENR's `secp256k1`
+/// entry names the libp2p peer id).
+pub fn enr_key(keypair: &identity::Keypair) -> Result<CombinedKey, DiscoveryError> {
+    let pair = keypair.clone().try_into_secp256k1().map_err(|_| DiscoveryError::Key)?;
+    let mut secret = pair.secret().to_bytes();
+    CombinedKey::secp256k1_from_bytes(&mut secret).map_err(|_| DiscoveryError::Key)
+}
+
+/// Builds and signs the local ENR.
+pub fn local_enr(key: &CombinedKey, ip: Option<IpAddr>, tcp: u16, udp: u16, chain_id: u64) -> Result<Enr, DiscoveryError> {
+    let mut b = Enr::builder();
+    match ip {
+        Some(IpAddr::V4(v4)) => {
+            b.ip4(v4).tcp4(tcp).udp4(udp);
+        }
+        Some(IpAddr::V6(v6)) => {
+            b.ip6(v6).tcp6(tcp).udp6(udp);
+        }
+        None => {
+            b.tcp4(tcp).udp4(udp);
+        }
+    }
+    let opstack = OpStackEnr::new(chain_id).to_bytes();
+    b.add_value(OPSTACK_KEY, &opstack.as_slice());
+    b.build(key).map_err(|e| DiscoveryError::Enr(e.to_string()))
+}
+
+/// The libp2p peer id of a record's secp256k1 key.
+pub fn peer_id_of(enr: &Enr) -> Option<PeerId> {
+    let key = identity::secp256k1::PublicKey::try_from_bytes(&enr.public_key().encode()).ok()?;
+    Some(PeerId::from_public_key(&identity::PublicKey::from(key)))
+}
+
+/// Where to dial a record's node over TCP: `/ip4|ip6/<ip>/tcp/<tcp>/p2p/<peer id>`.
+pub fn dial_addr(enr: &Enr) -> Option<Multiaddr> {
+    let peer = peer_id_of(enr)?;
+    let base = match (enr.ip4(), enr.tcp4(), enr.ip6(), enr.tcp6()) {
+        (Some(ip), Some(tcp), _, _) => Multiaddr::empty().with(Protocol::Ip4(ip)).with(Protocol::Tcp(tcp)),
+        (_, _, Some(ip), Some(tcp)) => Multiaddr::empty().with(Protocol::Ip6(ip)).with(Protocol::Tcp(tcp)),
+        _ => return None,
+    };
+    Some(base.with(Protocol::P2p(peer)))
+}
+
+/// Why a discovered node is or is not dialled (the `outcome` label of
+/// `flashnode_gossip_discovered_total`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Same chain, dialable.
+    Dial(PeerId, Multiaddr),
+    /// Another chain's `opstack` entry, or none.
+    OtherChain,
+    /// No TCP address or no secp256k1 key.
+    NotDialable,
+}
+
+/// Filters a discovered record on its `opstack` entry (this chain, version 0), like op-node.
+pub fn judge(enr: &Enr, chain_id: u64) -> Verdict {
+    match OpStackEnr::of(enr) {
+        Some(Ok(o)) if o.chain_id == chain_id && o.version == 0 => {}
+        _ => return Verdict::OtherChain,
+    }
+    match (peer_id_of(enr), dial_addr(enr)) {
+        (Some(peer), Some(addr)) => Verdict::Dial(peer, addr),
+        _ => Verdict::NotDialable,
+    }
+}
+
+/// A running discv5 service.
+pub(crate) struct Discovery {
+    discv5: Discv5,
+    /// The signed local record.
+    pub enr: Enr,
+}
+
+/// Binds UDP and starts discv5 with the local record; seeds the bootnodes.
+pub(crate) async fn start(
+    config: &DiscoveryConfig,
+    key: CombinedKey,
+    tcp_port: u16,
+    chain_id: u64,
+) -> Result<Discovery, DiscoveryError> {
+    let err = |reason: String| DiscoveryError::Start { addr: config.listen, reason };
+    let mut listen = config.listen;
+    if listen.port() == 0 {
+        // The ENR must carry the real port before discv5 binds: borrow one from the OS.
+        let probe = std::net::UdpSocket::bind(listen).map_err(|e| err(e.to_string()))?;
+        listen = probe.local_addr().map_err(|e| err(e.to_string()))?;
+    }
+    let ip = config.advertise_ip.or(Some(listen.ip()).filter(|ip| !ip.is_unspecified()));
+    let enr = local_enr(&key, ip, tcp_port, listen.port(), chain_id)?;
+    let discv5_config = discv5::ConfigBuilder::new(ListenConfig::from_ip(listen.ip(), listen.port())).build();
+    let mut discv5 = Discv5::new(enr.clone(), key, discv5_config).map_err(|e| err(e.to_string()))?;
+    discv5.start().await.map_err(|e| err(e.to_string()))?;
+    for boot in &config.bootnodes {
+        if let Err(e) = discv5.add_enr(boot.clone()) {
+            warn!(enr = %boot.to_base64(), e, "bootnode not added to the discovery table");
+        }
+    }
+    info!(enr = %enr.to_base64(), udp = %listen, bootnodes = config.bootnodes.len(), "discv5 started");
+    Ok(Discovery { discv5, enr })
+}
+
+impl Discovery {
+    /// Runs lookups and hands same-chain nodes to `dial` until `cancel`. `below_high_water`
+    /// says whether the host wants more peers.
+    pub(crate) async fn run(
+        mut self,
+        interval: Duration,
+        chain_id: u64,
+        stats: Arc<GossipStats>,
+        below_high_water: impl Fn() -> bool,
+        dial: impl Fn(PeerId, Multiaddr) -> bool,
+        cancel: CancellationToken,
+    ) {
+        let mut events = match self.discv5.event_stream().await {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(%e, "no discv5 event stream: discovery stops");
+                return;
+            }
+        };
+        let local = self.enr.node_id();
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recent: HashMap<PeerId, Instant> = HashMap::new();
+        let mut query: Option<futures::future::BoxFuture<'static, Vec<Enr>>> = None;
+        let mut lookups = 0u64;
+        let consider = |enr: Enr, recent: &mut HashMap<PeerId, Instant>| {
+            stats.discovered.fetch_add(1, Ordering::Relaxed);
+            let outcome = match judge(&enr, chain_id) {
+                Verdict::OtherChain => {
+                    stats.discovered_other_chain.fetch_add(1, Ordering::Relaxed);
+                    debug!(enr = %enr.to_base64(), "discovered a node of another chain");
+                    "other_chain"
+                }
+                Verdict::NotDialable => "not_dialable",
+                Verdict::Dial(peer, addr) => {
+                    let now = Instant::now();
+                    if recent.get(&peer).is_some_and(|t| now.duration_since(*t) < REDIAL_AFTER) {
+                        "recent"
+                    } else {
+                        if recent.len() >= RECENT {
+                            recent.retain(|_, t| now.duration_since(*t) < REDIAL_AFTER);
+                            if recent.len() >= RECENT {
+                                recent.clear();
+                            }
+                        }
+                        recent.insert(peer, now);
+                        if dial(peer, addr) {
+                            "dial"
+                        } else {
+                            "queue_full"
+                        }
+                    }
+                }
+            };
+            metrics::counter!("flashnode_gossip_discovered_total", "outcome" => outcome).increment(1);
+        };
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick(), if query.is_none() => {
+                    if below_high_water() {
+                        // Alternate our own id (fills the buckets near us) and random ids.
+                        lookups += 1;
+                        let target = if lookups % 2 == 1 { local } else { NodeId::random() };
+                        let q = self.discv5.find_node(target);
+                        query = Some(Box::pin(async move {
+                            match tokio::time::timeout(QUERY_TIMEOUT, q).await {
+                                Ok(Ok(found)) => found,
+                                Ok(Err(e)) => { debug!(%e, "discv5 lookup failed"); Vec::new() }
+                                Err(_) => { debug!("discv5 lookup timed out"); Vec::new() }
+                            }
+                        }));
+                    }
+                }
+                found = async { match query.as_mut() { Some(q) => q.await, None => std::future::pending().await } } => {
+                    query = None;
+                    for enr in found {
+                        consider(enr, &mut recent);
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Some(Event::Discovered(enr)) | Some(Event::SessionEstablished(enr, _)) => consider(enr, &mut recent),
+                    Some(_) => {}
+                    None => break,
+                },
+            }
+        }
+        self.discv5.shutdown();
+        info!("discv5 stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of op-node's default Superchain bootnodes.
+    const BOOTNODE: &str = "enr:-J64QFlJkZT1p0ni81MkprI1d3Tk4XZjurmq6gkPf-YeCoUWYCAdGv9K8Xe8m0u5EKyuHrLVxSOoHti_b1h3-knZA-aGAYo5_RtjgmlkgnY0gmlwhCvPTWyHb3BzdGFja4SWsHsAiXNlY3AyNTZrMaEC6BVMrYa2bDscubLIdcJj8M3_j5jdv-ifyVFoVdFB6VWDdGNwgiQGg3VkcIIkBg";
+
+    #[test]
+    fn opstack_entry_encodes_as_op_node_does() {
+        // chain 10, version 0: two one-byte varints.
+        assert_eq!(OpStackEnr::new(10).to_bytes(), vec![0x0a, 0x00]);
+        // 901 = 0x385: 0x85 0x07.
+        assert_eq!(OpStackEnr::new(901).to_bytes(), vec![0x85, 0x07, 0x00]);
+        let big = OpStackEnr { chain_id: u64::MAX, version: 3 };
+        assert_eq!(OpStackEnr::from_bytes(&big.to_bytes()), Ok(big));
+        assert!(OpStackEnr::from_bytes(&[0x80]).is_err(), "truncated");
+        assert!(OpStackEnr::from_bytes(&[0xff; 11]).is_err(), "too long");
+        assert!(OpStackEnr::from_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00]).is_err(), "overflow");
+    }
+
+    #[test]
+    fn op_node_bootnode_record_parses_with_its_opstack_entry() {
+        let enr: Enr = BOOTNODE.parse().unwrap();
+        let entry = OpStackEnr::of(&enr).unwrap().unwrap();
+        assert_eq!(entry.version, 0);
+        // Its bytes are 96 b0 7b 00: uvarint 0x96 0xb0 0x7b.
+        assert_eq!(entry.chain_id, 0x16 | (0x30 << 7) | (0x7b << 14));
+        let addr = dial_addr(&enr).unwrap().to_string();
+        assert!(addr.starts_with("/ip4/43.207.77.108/tcp/9222/p2p/16Uiu2"), "{addr}");
+        assert_eq!(judge(&enr, entry.chain_id), Verdict::Dial(peer_id_of(&enr).unwrap(), dial_addr(&enr).unwrap()));
+        assert_eq!(judge(&enr, 10), Verdict::OtherChain);
+    }
+
+    #[test]
+    fn local_record_names_the_libp2p_peer_and_the_chain() {
+        let keypair = identity::Keypair::generate_secp256k1();
+        let key = enr_key(&keypair).unwrap();
+        let enr = local_enr(&key, Some("127.0.0.1".parse().unwrap()), 9222, 9223, 901).unwrap();
+        assert_eq!(peer_id_of(&enr), Some(keypair.public().to_peer_id()));
+        assert_eq!(enr.udp4(), Some(9223));
+        assert_eq!(OpStackEnr::of(&enr), Some(Ok(OpStackEnr::new(901))));
+        let reparsed: Enr = format!("enr:{}", enr.to_base64().trim_start_matches("enr:")).parse().unwrap();
+        assert_eq!(dial_addr(&reparsed).unwrap().to_string(), format!("/ip4/127.0.0.1/tcp/9222/p2p/{}", keypair.public().to_peer_id()));
+        assert!(enr_key(&identity::Keypair::generate_ed25519()).is_err());
+        // A record without the entry is another chain's.
+        let mut b = Enr::builder();
+        b.ip4("127.0.0.1".parse().unwrap()).tcp4(1);
+        assert_eq!(judge(&b.build(&key).unwrap(), 901), Verdict::OtherChain);
+    }
+}
