@@ -9,6 +9,7 @@
 #   bash bench/run.sh soak                 # 10 min soak + bench/results/soak.svg; fails on growth
 #   bash bench/run.sh soak --duration-secs 120 --warmup-secs 20   # a shorter soak
 #   bash bench/run.sh fanout
+#   bash bench/run.sh fanout-floor       # the same subscribers on a minimal relay (the floor)
 # Builds the release `flashnode` and `flashnode-bench`, installs wrk and anvil if missing, runs
 # the scenario(s) against the release binary and writes bench/results/<scenario>.json.
 set -euo pipefail
@@ -34,7 +35,11 @@ run() {
   "$BENCH" "$scenario" --out "bench/results/$scenario.json" "$@"
 }
 
-if [ $# -gt 0 ]; then
+if [ "${1:-}" = fanout-floor ]; then
+  shift
+  echo "== fanout --floor (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$BENCH" fanout --floor --out bench/results/fanout-floor.json "$@"
+elif [ $# -gt 0 ]; then
   run "$@"
 else
   run ingest-latency
