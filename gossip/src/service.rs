@@ -458,6 +458,7 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         limits: RateLimits::default(),
         sync: SyncState::default(),
         max_gap: config.max_gap,
+        holes_checked: None,
         per_peer: config.altsync_per_peer.max(1),
         client_buckets: HashMap::new(),
         app_scores: AppScores::default(),
@@ -509,6 +510,9 @@ struct Task {
     limits: RateLimits,
     sync: SyncState,
     max_gap: u64,
+    /// When the store was last scanned for holes (at most every [`HOLE_SCAN_INTERVAL`], so a
+    /// block no peer has is not asked for on every gossiped block).
+    holes_checked: Option<Instant>,
     per_peer: usize,
     /// Client-side pacing per peer, mirroring the servers' per-peer limit so an honest client
     /// is never rate-limited.
@@ -538,6 +542,8 @@ const MAX_ATTEMPTS: u32 = 8;
 const RETRY_MIN: Duration = Duration::from_millis(250);
 /// Longest delay between two attempts (all 8 span about 15 s).
 const RETRY_MAX: Duration = Duration::from_secs(4);
+/// Shortest time between two scans of the store for holes.
+const HOLE_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 /// Trusted hashes remembered.
 const TRUSTED: usize = 10_000;
 
@@ -822,9 +828,32 @@ impl Task {
                 }
             }
         }
+        self.queue_store_holes();
         self.promote_quarantined();
         self.schedule();
         self.refresh_store_stats();
+    }
+
+    /// Queues blocks missing inside the store's range (within `max_gap` of its top): holes left
+    /// while the store could not write (a full disk) are filled once it can again.
+    fn queue_store_holes(&mut self) {
+        if self.holes_checked.is_some_and(|t| t.elapsed() < HOLE_SCAN_INTERVAL) {
+            return;
+        }
+        self.holes_checked = Some(Instant::now());
+        let (Ok(Some((lo, hi))), Ok(count)) = (self.store.range(), self.store.count()) else { return };
+        if count >= hi - lo + 1 {
+            return;
+        }
+        let from = lo.max(hi.saturating_sub(self.max_gap));
+        let queued = (from..hi)
+            .filter(|n| !self.sync.numbers_in_flight.contains(n) && !self.sync.quarantine.contains_key(n))
+            .filter(|n| !self.store.has(*n).unwrap_or(true))
+            .filter(|n| self.sync.wanted.insert(*n))
+            .count();
+        if queued > 0 {
+            info!(from, to = hi - 1, queued, "holes in the p2p store: alt-sync");
+        }
     }
 
     fn trust(&mut self, hash: B256) {

@@ -5,11 +5,11 @@
 use crate::codec::BlockVersion;
 use alloy_primitives::B256;
 use libp2p::PeerId;
-use parking_lot::Mutex;
+use parking_lot::{MappedRwLockReadGuard, Mutex, RwLock, RwLockReadGuard};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::{
     collections::HashMap,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -30,12 +30,21 @@ pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Counter of failed store operations, labelled `op` = `write` or `read`.
 pub const STORE_ERRORS: &str = "flashnode_gossip_store_errors_total";
 
+/// Reopens of the store after I/O errors, by `outcome` (`ok`, `failed`).
+pub const STORE_REOPENS: &str = "flashnode_gossip_store_reopens_total";
+
+/// Shortest time between two reopen attempts of a failed store.
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database failed.
     #[error("p2p store: {0}")]
     Db(#[from] redb::Error),
+    /// The database is closed after an I/O error and could not be reopened yet.
+    #[error("p2p store: unavailable until it can be reopened")]
+    Unavailable,
     /// A stored record does not parse.
     #[error("p2p store: corrupt record for block {0}")]
     Corrupt(u64),
@@ -62,11 +71,16 @@ pub struct StoredBlock {
 
 /// The store. Operations that fail (a full disk, an I/O error) return the error, are counted
 /// and logged (rate-limited) here, and never panic: callers carry on without the store. After
-/// an I/O error redb refuses every later operation until the database is reopened, which the
-/// node does on its next start (redb then recovers the last committed state).
+/// an I/O error redb refuses every later operation until the database is reopened, so a store
+/// on disk closes and reopens itself in place (at most every [`REOPEN_INTERVAL`]; redb then
+/// recovers the last committed state): once space is back it works again without a restart.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    db: RwLock<Option<Database>>,
+    /// The file, for reopening (none in memory).
+    path: Option<PathBuf>,
+    /// The last reopen attempt.
+    last_reopen: Mutex<Option<Instant>>,
     retain: u64,
     /// Per op: when a failure was last logged and how many failures were not logged since.
     errors: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
@@ -78,7 +92,9 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
         }
-        Self::init(db!(Database::create(path))?, retain)
+        let mut store = Self::init(db!(Database::create(path))?, retain)?;
+        store.path = Some(path.to_path_buf());
+        Ok(store)
     }
 
     /// A store in memory (nothing survives a restart).
@@ -87,18 +103,62 @@ impl Store {
     }
 
     fn init(db: Database, retain: u64) -> Result<Self, StoreError> {
+        Self::create_tables(&db)?;
+        Ok(Self {
+            db: RwLock::new(Some(db)),
+            path: None,
+            last_reopen: Mutex::new(None),
+            retain: retain.max(1),
+            errors: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn create_tables(db: &Database) -> Result<(), StoreError> {
         let tx = db!(db.begin_write())?;
         db!(tx.open_table(BLOCKS))?;
         db!(tx.open_table(BANS))?;
         db!(tx.open_table(BLOCKED_IPS))?;
         db!(tx.open_table(BLOCKED_SUBNETS))?;
-        db!(tx.commit())?;
-        Ok(Self { db, retain: retain.max(1), errors: Mutex::new(HashMap::new()) })
+        db!(tx.commit())
+    }
+
+    /// The open database, or [`StoreError::Unavailable`] while it is closed for a reopen.
+    fn db(&self) -> Result<MappedRwLockReadGuard<'_, Database>, StoreError> {
+        RwLockReadGuard::try_map(self.db.read(), |d| d.as_ref()).map_err(|_| StoreError::Unavailable)
+    }
+
+    /// After an I/O error (or while closed), closes and reopens the file, at most every
+    /// [`REOPEN_INTERVAL`]: redb refuses every operation after an I/O error until then.
+    fn reopen_after(&self, err: &StoreError) {
+        let io = matches!(err, StoreError::Unavailable | StoreError::Db(redb::Error::Io(_) | redb::Error::PreviousIo));
+        let Some(path) = self.path.as_ref().filter(|_| io) else { return };
+        {
+            let mut last = self.last_reopen.lock();
+            if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut db = self.db.write();
+        // The old handle holds the file's lock: close it before opening again.
+        *db = None;
+        match Database::create(path).map_err(|e| StoreError::Db(e.into())).and_then(|d| Self::create_tables(&d).map(|_| d)) {
+            Ok(d) => {
+                tracing::info!(path = %path.display(), "p2p store reopened");
+                metrics::counter!(STORE_REOPENS, "outcome" => "ok").increment(1);
+                *db = Some(d);
+            }
+            Err(err) => {
+                metrics::counter!(STORE_REOPENS, "outcome" => "failed").increment(1);
+                tracing::debug!(%err, "p2p store reopen failed; retrying later");
+            }
+        }
     }
 
     /// Counts a failed `op` and logs it at most once per [`ERROR_LOG_INTERVAL`].
     fn track<T>(&self, op: &'static str, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(err) = &result {
+            self.reopen_after(err);
             metrics::counter!(STORE_ERRORS, "op" => op).increment(1);
             let now = Instant::now();
             let mut errors = self.errors.lock();
@@ -123,7 +183,7 @@ impl Store {
         value.push(block.version.index());
         value.extend_from_slice(block.hash.as_slice());
         value.extend_from_slice(&block.payload);
-        let tx = db!(self.db.begin_write())?;
+        let tx = db!(self.db()?.begin_write())?;
         {
             let mut t = db!(tx.open_table(BLOCKS))?;
             db!(t.insert(block.number, value.as_slice()))?;
@@ -140,7 +200,7 @@ impl Store {
     }
 
     fn block_inner(&self, number: u64) -> Result<Option<StoredBlock>, StoreError> {
-        let tx = db!(self.db.begin_read())?;
+        let tx = db!(self.db()?.begin_read())?;
         let t = db!(tx.open_table(BLOCKS))?;
         let Some(v) = db!(t.get(number))? else { return Ok(None) };
         let v = v.value();
@@ -157,7 +217,7 @@ impl Store {
     }
 
     fn range_inner(&self) -> Result<Option<(u64, u64)>, StoreError> {
-        let tx = db!(self.db.begin_read())?;
+        let tx = db!(self.db()?.begin_read())?;
         let t = db!(tx.open_table(BLOCKS))?;
         let first = db!(t.first())?.map(|(k, _)| k.value());
         let last = db!(t.last())?.map(|(k, _)| k.value());
@@ -170,7 +230,7 @@ impl Store {
     }
 
     fn count_inner(&self) -> Result<u64, StoreError> {
-        let tx = db!(self.db.begin_read())?;
+        let tx = db!(self.db()?.begin_read())?;
         let t = db!(tx.open_table(BLOCKS))?;
         db!(t.len())
     }
@@ -181,7 +241,7 @@ impl Store {
     }
 
     fn has_inner(&self, number: u64) -> Result<bool, StoreError> {
-        let tx = db!(self.db.begin_read())?;
+        let tx = db!(self.db()?.begin_read())?;
         let t = db!(tx.open_table(BLOCKS))?;
         Ok(db!(t.get(number))?.is_some())
     }
@@ -192,7 +252,7 @@ impl Store {
     }
 
     fn ban_inner(&self, peer: &PeerId, until: u64) -> Result<(), StoreError> {
-        let tx = db!(self.db.begin_write())?;
+        let tx = db!(self.db()?.begin_write())?;
         {
             let mut t = db!(tx.open_table(BANS))?;
             db!(t.insert(peer.to_bytes().as_slice(), until))?;
@@ -206,7 +266,7 @@ impl Store {
     }
 
     fn unban_inner(&self, peer: &PeerId) -> Result<(), StoreError> {
-        let tx = db!(self.db.begin_write())?;
+        let tx = db!(self.db()?.begin_write())?;
         {
             let mut t = db!(tx.open_table(BANS))?;
             db!(t.remove(peer.to_bytes().as_slice()))?;
@@ -220,7 +280,7 @@ impl Store {
     }
 
     fn bans_inner(&self, now: u64) -> Result<Vec<(PeerId, u64)>, StoreError> {
-        let tx = db!(self.db.begin_read())?;
+        let tx = db!(self.db()?.begin_read())?;
         let t = db!(tx.open_table(BANS))?;
         let mut out = Vec::new();
         for row in db!(t.iter())? {
@@ -239,7 +299,7 @@ impl Store {
     /// Blocks `ip` until `until` (unix seconds).
     pub fn block_ip(&self, ip: std::net::IpAddr, until: u64) -> Result<(), StoreError> {
         self.track("write", (|| -> Result<(), StoreError> {
-            let tx = db!(self.db.begin_write())?;
+            let tx = db!(self.db()?.begin_write())?;
             {
                 let mut t = db!(tx.open_table(BLOCKED_IPS))?;
                 db!(t.insert(ip_bytes(ip).as_slice(), until))?;
@@ -251,7 +311,7 @@ impl Store {
     /// Lifts an IP block.
     pub fn unblock_ip(&self, ip: std::net::IpAddr) -> Result<(), StoreError> {
         self.track("write", (|| -> Result<(), StoreError> {
-            let tx = db!(self.db.begin_write())?;
+            let tx = db!(self.db()?.begin_write())?;
             {
                 let mut t = db!(tx.open_table(BLOCKED_IPS))?;
                 db!(t.remove(ip_bytes(ip).as_slice()))?;
@@ -263,7 +323,7 @@ impl Store {
     /// IP blocks still in force at `now`, with their expiry.
     pub fn blocked_ips(&self, now: u64) -> Result<Vec<(std::net::IpAddr, u64)>, StoreError> {
         self.track("read", (|| -> Result<Vec<(std::net::IpAddr, u64)>, StoreError> {
-            let tx = db!(self.db.begin_read())?;
+            let tx = db!(self.db()?.begin_read())?;
             let t = db!(tx.open_table(BLOCKED_IPS))?;
             let mut out = Vec::new();
             for row in db!(t.iter())? {
@@ -284,7 +344,7 @@ impl Store {
     /// Blocks a subnet (CIDR text) until `until` (unix seconds).
     pub fn block_subnet(&self, cidr: &str, until: u64) -> Result<(), StoreError> {
         self.track("write", (|| -> Result<(), StoreError> {
-            let tx = db!(self.db.begin_write())?;
+            let tx = db!(self.db()?.begin_write())?;
             {
                 let mut t = db!(tx.open_table(BLOCKED_SUBNETS))?;
                 db!(t.insert(cidr, until))?;
@@ -296,7 +356,7 @@ impl Store {
     /// Lifts a subnet block.
     pub fn unblock_subnet(&self, cidr: &str) -> Result<(), StoreError> {
         self.track("write", (|| -> Result<(), StoreError> {
-            let tx = db!(self.db.begin_write())?;
+            let tx = db!(self.db()?.begin_write())?;
             {
                 let mut t = db!(tx.open_table(BLOCKED_SUBNETS))?;
                 db!(t.remove(cidr))?;
@@ -307,16 +367,18 @@ impl Store {
 
     /// Subnet blocks (CIDR text) still in force at `now`, with their expiry.
     pub fn blocked_subnets(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
-        let tx = db!(self.db.begin_read())?;
-        let t = db!(tx.open_table(BLOCKED_SUBNETS))?;
-        let mut out = Vec::new();
-        for row in db!(t.iter())? {
-            let (k, v) = db!(row)?;
-            if v.value() > now {
-                out.push((k.value().to_string(), v.value()));
+        self.track("read", (|| -> Result<Vec<(String, u64)>, StoreError> {
+            let tx = db!(self.db()?.begin_read())?;
+            let t = db!(tx.open_table(BLOCKED_SUBNETS))?;
+            let mut out = Vec::new();
+            for row in db!(t.iter())? {
+                let (k, v) = db!(row)?;
+                if v.value() > now {
+                    out.push((k.value().to_string(), v.value()));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })())
     }
 }
 

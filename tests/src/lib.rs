@@ -164,9 +164,24 @@ impl Proc {
     /// any write or growth of a file past `bytes` fails with EFBIG, as on a full disk. Start
     /// the process with [`Proc::flashnode_fsize_faults`], else SIGXFSZ kills it.
     pub fn limit_file_size(&self, bytes: u64) {
-        let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+        self.set_file_size_limit(Some(bytes));
+    }
+
+    /// Lifts the limit of [`Proc::limit_file_size`] ("space again").
+    pub fn lift_file_size_limit(&self) {
+        self.set_file_size_limit(None);
+    }
+
+    /// Sets the soft RLIMIT_FSIZE (the hard one is kept, so lifting needs no privilege).
+    fn set_file_size_limit(&self, bytes: Option<u64>) {
+        let pid = self.child.id() as libc::pid_t;
+        let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: prlimit with a null new limit only writes the current one into `old`.
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
+        assert_eq!(rc, 0, "prlimit(RLIMIT_FSIZE): {}", std::io::Error::last_os_error());
+        let limit = libc::rlimit { rlim_cur: bytes.unwrap_or(old.rlim_max).min(old.rlim_max), rlim_max: old.rlim_max };
         // SAFETY: prlimit reads `limit` and writes nothing (old limit pointer is null).
-        let rc = unsafe { libc::prlimit(self.child.id() as libc::pid_t, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
         assert_eq!(rc, 0, "prlimit(RLIMIT_FSIZE): {}", std::io::Error::last_os_error());
     }
 

@@ -339,10 +339,11 @@ async fn gossip_peers_dropping_then_reconnect_and_catch_up() {
 /// full disk. The node does not panic or stop; block gossip keeps being accepted and
 /// preconfirmations served (flashblocks mode, /readyz 200, `pending` ahead of `latest`); each
 /// failed write is counted in `flashnode_gossip_store_errors_total{op="write"}` but logged at
-/// most once per 10 s. After a restart with space again the store opens with the blocks
-/// committed before the fault, the blocks missed meanwhile are fetched by alt-sync within
-/// 20 s, and the node serves alt-sync again: a peer that was down meanwhile fills its own gap
-/// from it.
+/// most once per 10 s. When space comes back (the limit is lifted) the store reopens itself in
+/// place, without a restart (`flashnode_gossip_store_reopens_total{outcome="ok"}`), and the
+/// blocks missed meanwhile are fetched by alt-sync within 25 s. After a kill -9 and restart the
+/// store opens intact, and the node serves alt-sync again: a peer that was down meanwhile fills
+/// its own gap from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_disk_full_keeps_gossip_and_preconfirmations_then_recovers() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms", "--p2p-addr", "127.0.0.1:0"]).await;
@@ -407,17 +408,27 @@ async fn store_disk_full_keeps_gossip_and_preconfirmations_then_recovers() {
     assert!(logged >= 1 && logged <= allowed, "{logged} log lines for {failures} failed writes in {:?}:\n{out}", full.elapsed());
     assert!(failures as usize > logged, "failures are counted, not each logged");
 
-    // Restart with space again: the store opens with what was committed before the fault and
-    // alt-sync fills what was missed.
+    // Space again, without a restart: the store reopens itself in place (at most every 5 s),
+    // stores new blocks again and alt-sync fills what was missed while the disk was full.
+    node.lift_file_size_limit();
+    let lifted = Instant::now();
+    assert!(eventually(Duration::from_secs(25), || async {
+        let g = tokio::time::timeout(Duration::from_secs(1), gossip(&rpc)).await.unwrap_or_default();
+        contiguous(&g) && n(&g, "storedLow") <= stored_before && n(&g, "storedHigh") > stored_before + 5
+    }).await, "the store did not recover in place: {}\n{}\n{}", gossip(&rpc).await, scrape(&metrics).await, node.output());
+    eprintln!("store contiguous again {:?} after space came back", lifted.elapsed());
+    assert!(metric(&scrape(&metrics).await, "flashnode_gossip_store_reopens_total", &[("outcome", "ok")]) >= 1.0);
+    assert!(node.is_running(), "the node stopped:\n{}", node.output());
+
+    // kill -9 and restart: the store opens intact, with everything committed.
+    let high = n(&gossip(&rpc).await, "storedHigh");
     node.kill();
-    let restarted = Instant::now();
     let node = Proc::flashnode(&args);
     assert!(eventually(Duration::from_secs(10), listening).await, "the restarted node does not listen:\n{}", node.output());
     assert!(eventually(Duration::from_secs(20), || async {
         let g = tokio::time::timeout(Duration::from_secs(1), gossip(&rpc)).await.unwrap_or_default();
-        contiguous(&g) && n(&g, "storedLow") <= stored_before && n(&g, "storedHigh") > stored_before + 5
-    }).await, "the store did not recover: {}\n{}", gossip(&rpc).await, node.output());
-    eprintln!("store contiguous again {:?} after the restart", restarted.elapsed());
+        contiguous(&g) && n(&g, "storedLow") <= stored_before && n(&g, "storedHigh") >= high
+    }).await, "the store did not reopen intact: {}\n{}", gossip(&rpc).await, node.output());
     assert!(!node.output().contains("p2p store operation failed"), "{}", node.output());
     // ...and it serves alt-sync: the peer, back, fills the blocks it missed from it.
     let peer = start_node(&devnet.ws, &devnet.rpc, &peer_refs).await;
