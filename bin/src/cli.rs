@@ -103,6 +103,10 @@ pub struct OverlayArgs {
     /// Messages a fan-out client may lag behind before it is disconnected.
     #[arg(long, default_value_t = 20)]
     pub ws_buffer: usize,
+    /// Fan-out writer threads (each writes every flashblock to its share of the subscribers);
+    /// 0 = one per core, at most 4.
+    #[arg(long, default_value_t = 0)]
+    pub ws_writers: usize,
     /// On SIGINT/SIGTERM, how long in-flight RPC calls may take to finish before exit.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

@@ -152,6 +152,7 @@ pub async fn start_node(
         trust_forwarded_for: args.ws_trust_forwarded_for,
         compression: args.ws_compression,
         buffer: args.ws_buffer,
+        writers: args.ws_writers,
         ..Default::default()
     };
     let fanout_addr = flashnode_rpc::fanout::serve(fanout, overlay.clone(), serving.clone())

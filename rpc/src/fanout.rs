@@ -52,6 +52,8 @@ pub struct FanoutConfig {
     pub compression: bool,
     /// Messages a client may fall behind before it is disconnected.
     pub buffer: usize,
+    /// Writer threads; 0 = one per core, at most 4.
+    pub writers: usize,
     /// Longest a single send may take.
     pub send_timeout: Duration,
     /// Ping interval to clients.
@@ -74,6 +76,7 @@ impl Default for FanoutConfig {
             trust_forwarded_for: false,
             compression: false,
             buffer: 20,
+            writers: 0,
             send_timeout: Duration::from_millis(1_000),
             ping_interval: Duration::from_secs(15),
             pong_timeout: Duration::from_secs(30),
@@ -216,7 +219,10 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
     // delivery. Frames reach each writer through a bounded queue: if a writer falls that far
     // behind, the publisher waits and the overlay's event channel absorbs (and reports) the
     // lag; the ingest path never waits on subscribers.
-    let writers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let writers = match config.writers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4),
+        n => n,
+    };
     let mut shards = Vec::with_capacity(writers);
     let mut queues = Vec::with_capacity(writers);
     for i in 0..writers {
