@@ -560,6 +560,9 @@ struct SyncState {
     retry_at: HashMap<u64, (Instant, PeerId)>,
     trusted: HashSet<B256>,
     quarantine: BTreeMap<u64, (Arc<VerifiedBlock>, PeerId)>,
+    /// Numbers no peer could serve in [`MAX_ATTEMPTS`]; not asked for again by the hole scan
+    /// (cleared when it grows past [`TRUSTED`] entries).
+    given_up: HashSet<u64>,
 }
 
 impl SyncState {
@@ -835,22 +838,42 @@ impl Task {
     }
 
     /// Queues blocks missing inside the store's range (within `max_gap` of its top): holes left
-    /// while the store could not write (a full disk) are filled once it can again.
+    /// while the store could not write (a full disk) are filled once it can again. The stored
+    /// block above each hole vouches for it (its parent hash is trusted, so the answer is
+    /// promoted, and promotion walks down the hole); numbers alt-sync gave up on are skipped.
     fn queue_store_holes(&mut self) {
         if self.holes_checked.is_some_and(|t| t.elapsed() < HOLE_SCAN_INTERVAL) {
             return;
         }
         self.holes_checked = Some(Instant::now());
-        let (Ok(Some((lo, hi))), Ok(count)) = (self.store.range(), self.store.count()) else { return };
-        if count >= hi - lo + 1 {
+        let Ok(Some((lo, hi))) = self.store.range() else { return };
+        let from = lo.max(hi.saturating_sub(self.max_gap));
+        let Ok(stored) = self.store.numbers_in(from, hi) else { return };
+        if stored.len() as u64 >= hi - from + 1 {
             return;
         }
-        let from = lo.max(hi.saturating_sub(self.max_gap));
-        let queued = (from..hi)
-            .filter(|n| !self.sync.numbers_in_flight.contains(n) && !self.sync.quarantine.contains_key(n))
-            .filter(|n| !self.store.has(*n).unwrap_or(true))
-            .filter(|n| self.sync.wanted.insert(*n))
-            .count();
+        let stored: HashSet<u64> = stored.into_iter().collect();
+        let mut queued = 0usize;
+        for n in from..hi {
+            if stored.contains(&n)
+                || self.sync.given_up.contains(&n)
+                || self.sync.numbers_in_flight.contains(&n)
+                || self.sync.quarantine.contains_key(&n)
+            {
+                continue;
+            }
+            if stored.contains(&(n + 1)) {
+                if let Ok(Some(above)) = self.store.block(n + 1) {
+                    let answer = PayloadResponse::Ok { version: altsync::response_version(above.version), payload: above.payload };
+                    if let Ok(block) = altsync::check_answer(n + 1, answer) {
+                        self.trust(block.header.parent_hash);
+                    }
+                }
+            }
+            if self.sync.wanted.insert(n) {
+                queued += 1;
+            }
+        }
         if queued > 0 {
             info!(from, to = hi - 1, queued, "holes in the p2p store: alt-sync");
         }
@@ -919,6 +942,10 @@ impl Task {
         } else {
             warn!(number, "alt-sync gave up on a block");
             self.sync.attempts.remove(&number);
+            if self.sync.given_up.len() >= TRUSTED {
+                self.sync.given_up.clear();
+            }
+            self.sync.given_up.insert(number);
         }
     }
 

@@ -139,14 +139,15 @@ impl Store {
             }
             *last = Some(Instant::now());
         }
-        let mut db = self.db.write();
-        // The old handle holds the file's lock: close it before opening again.
-        *db = None;
+        // The old handle holds the file's lock: close it before opening again. The open (redb
+        // may repair the file) runs without the lock; callers meanwhile get `Unavailable`.
+        let old = self.db.write().take();
+        drop(old);
         match Database::create(path).map_err(|e| StoreError::Db(e.into())).and_then(|d| Self::create_tables(&d).map(|_| d)) {
             Ok(d) => {
                 tracing::info!(path = %path.display(), "p2p store reopened");
                 metrics::counter!(STORE_REOPENS, "outcome" => "ok").increment(1);
-                *db = Some(d);
+                *self.db.write() = Some(d);
             }
             Err(err) => {
                 metrics::counter!(STORE_REOPENS, "outcome" => "failed").increment(1);
@@ -296,6 +297,20 @@ impl Store {
 }
 
 impl Store {
+    /// The stored block numbers in `from..=to`, ascending (one read).
+    pub fn numbers_in(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
+        self.track("read", (|| -> Result<Vec<u64>, StoreError> {
+            let tx = db!(self.db()?.begin_read())?;
+            let t = db!(tx.open_table(BLOCKS))?;
+            let mut out = Vec::new();
+            for row in db!(t.range(from..=to))? {
+                let (k, _) = db!(row)?;
+                out.push(k.value());
+            }
+            Ok(out)
+        })())
+    }
+
     /// Blocks `ip` until `until` (unix seconds).
     pub fn block_ip(&self, ip: std::net::IpAddr, until: u64) -> Result<(), StoreError> {
         self.track("write", (|| -> Result<(), StoreError> {

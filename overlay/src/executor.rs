@@ -233,21 +233,32 @@ fn decode_and_recover(raws: &[Bytes]) -> Result<Vec<(OpTxEnvelope, Address)>, Ap
         return raws.iter().enumerate().map(|(i, raw)| one(i, raw)).collect();
     }
     let chunk = raws.len().div_ceil(cores);
+    let serial = |offset: usize, part: &[Bytes]| -> Result<Vec<_>, ApplyError> {
+        part.iter().enumerate().map(|(i, raw)| one(offset + i, raw)).collect()
+    };
     std::thread::scope(|scope| {
         let mut chunks = raws.chunks(chunk).enumerate();
         let first = chunks.next();
+        // A chunk whose thread cannot be started runs here instead.
         let others: Vec<_> = chunks
             .map(|(c, part)| {
-                scope.spawn(move || part.iter().enumerate().map(|(i, raw)| one(c * chunk + i, raw)).collect::<Result<Vec<_>, _>>())
+                let handle = std::thread::Builder::new().spawn_scoped(scope, move || serial(c * chunk, part));
+                (c, part, handle.ok())
             })
             .collect();
+        let mine = first.map(|(_, part)| serial(0, part)).unwrap_or_else(|| Ok(Vec::new()));
+        // Join every thread before returning, then the lowest failing index wins.
+        let results: Vec<Result<Vec<_>, ApplyError>> = std::iter::once(mine)
+            .chain(others.into_iter().map(|(c, part, handle)| match handle {
+                Some(h) => h.join().unwrap_or_else(|_| {
+                    Err(ApplyError::BadTransaction { index: c * chunk, reason: "signer recovery panicked".into() })
+                }),
+                None => serial(c * chunk, part),
+            }))
+            .collect();
         let mut out = Vec::with_capacity(raws.len());
-        if let Some((_, part)) = first {
-            out.extend(part.iter().enumerate().map(|(i, raw)| one(i, raw)).collect::<Result<Vec<_>, _>>()?);
-        }
-        for handle in others {
-            let part = handle.join().map_err(|_| ApplyError::BadTransaction { index: out.len(), reason: "signer recovery panicked".into() })??;
-            out.extend(part);
+        for part in results {
+            out.extend(part?);
         }
         Ok(out)
     })

@@ -426,9 +426,13 @@ async fn client(
         out: Mutex::new(Outbox::default()),
         wake: tokio::sync::Notify::new(),
     });
-    registry.add(conn.clone());
+    let shard = registry.add(conn.clone());
     let result = serve_subscriber(&conn, &config, &cancel).await;
     conn.close("ended");
+    // Out of the writer's set at once (a filtered or idle subscriber would otherwise be found
+    // gone only on a later delivery), and the socket shut so the client sees the end now.
+    shard.remove(&conn);
+    let _ = socket2::SockRef::from(&conn.stream).shutdown(std::net::Shutdown::Both);
     match result {
         Ok(()) => Ok(()),
         Err(Ended::Io(e)) => Err(tokio_tungstenite::tungstenite::Error::Io(e)),
@@ -571,6 +575,8 @@ struct Outbox {
     offset: usize,
     /// Set once the subscriber is dropped, with the reason.
     closed: Option<&'static str>,
+    /// A Close frame is queued: nothing may follow it (RFC 6455), so flashblocks are refused.
+    closing: bool,
 }
 
 /// What one delivery attempt did.
@@ -587,8 +593,11 @@ impl Subscriber {
     /// the task. Used by the writer thread for flashblocks and by the task for control frames.
     fn deliver(&self, bytes: Bytes, is_frame: bool) -> Delivery {
         let Ok(mut out) = self.out.lock() else { return Delivery::Gone };
-        if out.closed.is_some() {
+        if out.closed.is_some() || (is_frame && out.closing) {
             return Delivery::Gone;
+        }
+        if !is_frame && self.closing_frame(&bytes) {
+            out.closing = true;
         }
         if !out.queue.is_empty() {
             if is_frame && out.queue.len() >= self.buffer {
@@ -626,6 +635,22 @@ impl Subscriber {
         self.deliver(bytes, false);
     }
 
+    /// Whether control bytes end with a Close frame (tungstenite's replies may hold a pong and
+    /// then the close reply; our own close is a bare Close frame).
+    fn closing_frame(&self, bytes: &[u8]) -> bool {
+        let mut cursor = std::io::Cursor::new(bytes);
+        let mut last = None;
+        while let Ok(Some((header, len))) = tokio_tungstenite::tungstenite::protocol::frame::FrameHeader::parse(&mut cursor) {
+            last = Some(header.opcode);
+            let next = cursor.position().saturating_add(len);
+            if next > bytes.len() as u64 {
+                break;
+            }
+            cursor.set_position(next);
+        }
+        matches!(last, Some(OpCode::Control(tokio_tungstenite::tungstenite::protocol::frame::coding::Control::Close)))
+    }
+
     /// Marks the subscriber dropped (first reason wins) and wakes its task.
     fn close(&self, reason: &'static str) {
         if let Ok(mut out) = self.out.lock() {
@@ -643,9 +668,11 @@ struct Shards {
 }
 
 impl Shards {
-    fn add(&self, s: Arc<Subscriber>) {
+    /// Adds a subscriber to the next shard; returns that shard.
+    fn add(&self, s: Arc<Subscriber>) -> Registry {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.shards.len();
         self.shards[i].add(s);
+        self.shards[i].clone()
     }
 }
 
@@ -676,6 +703,12 @@ impl Registry {
         n
     }
 
+    fn remove(&self, s: &Arc<Subscriber>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.retain(|x| !Arc::ptr_eq(x, s));
+        }
+    }
+
     fn remove_gone(&self) {
         if let Ok(mut v) = self.0.lock() {
             v.retain(|s| s.out.lock().is_ok_and(|o| o.closed.is_none()));
@@ -694,9 +727,13 @@ impl Registry {
 fn writer(mut frames: tokio::sync::mpsc::Receiver<Arc<Frame>>, registry: Registry, max_delay: Duration) {
     let _span = info_span!("fanout_writer").entered();
     let mut last_warn: Option<std::time::Instant> = None;
+    let mut last_shed: Option<std::time::Instant> = None;
     while let Some(frame) = frames.blocking_recv() {
         let late = frame.built.elapsed();
-        if late > max_delay {
+        // Frames already queued when a shed happened are late because of the backlog that shed
+        // addresses: only a frame built after the last shed may trigger the next one.
+        if late > max_delay && last_shed.is_none_or(|t| frame.built > t) {
+            last_shed = Some(std::time::Instant::now());
             let shed = registry.shed_newest(10);
             if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                 warn!(late_ms = late.as_millis() as u64, shed, "fan-out overloaded: dropping the newest subscribers");
@@ -799,8 +836,8 @@ mod tests {
         assert_eq!(out, b"{\"a\":1}");
     }
 
-    /// An overloaded writer drops the newest tenth of its subscribers, and the others still get
-    /// the frame, over real loopback sockets.
+    /// An overloaded writer drops the newest tenth of its subscribers once per backlog, and the
+    /// others still get every frame, over real loopback sockets.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_overloaded_writer_sheds_the_newest_subscribers() {
         use tokio::io::AsyncReadExt;
@@ -825,13 +862,18 @@ mod tests {
         }
         let mut frame = Frame::new("{\"index\":0}".into(), HashSet::new(), HashSet::new());
         frame.built -= Duration::from_secs(5);
-        let expected = frame.text.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        // A second frame that was already waiting when the first one was shed for: late too, but
+        // it must not shed again (the backlog it sat in is what the first shed addressed).
+        let mut queued = Frame::new("{\"index\":1}".into(), HashSet::new(), HashSet::new());
+        queued.built -= Duration::from_secs(5);
+        let expected = [frame.text.clone(), queued.text.clone()].concat();
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tx.send(Arc::new(frame)).await.unwrap();
+        tx.send(Arc::new(queued)).await.unwrap();
         let writer_thread = std::thread::spawn({
             let registry = registry.clone();
             move || writer(rx, registry, Duration::from_secs(1))
         });
-        tx.send(Arc::new(frame)).await.unwrap();
         drop(tx);
         writer_thread.join().unwrap();
         let reasons: Vec<Option<&str>> = subs.iter().map(|s| s.out.lock().unwrap().closed).collect();
@@ -840,7 +882,7 @@ mod tests {
         for client in clients.iter_mut().take(18) {
             let mut got = vec![0u8; expected.len()];
             tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got)).await.unwrap().unwrap();
-            assert_eq!(got, expected.as_ref());
+            assert_eq!(got, expected);
         }
         assert_eq!(registry.snapshot().len(), 18);
     }
