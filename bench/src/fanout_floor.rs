@@ -45,12 +45,12 @@ pub fn relay(args: RelayArgs) -> anyhow::Result<Value> {
     let clients: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
     {
         let clients = clients.clone();
-        let sndbuf = args.socket_send_buffer as libc::c_int;
+        let sndbuf = args.socket_send_buffer;
         std::thread::Builder::new().name("floor-accept".into()).spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let _ = stream.set_nodelay(true);
-                set_send_buffer(&stream, sndbuf);
+                let _ = socket2::SockRef::from(&stream).set_send_buffer_size(sndbuf);
                 // Handshake over a borrow so the plain socket is kept for the raw writes.
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                 if tungstenite::accept(&mut stream).is_ok() {
@@ -81,20 +81,6 @@ pub fn relay(args: RelayArgs) -> anyhow::Result<Value> {
         relayed += 1;
     }
     Ok(serde_json::json!({ "scenario": "fanout-floor-relay", "relayed": relayed }))
-}
-
-fn set_send_buffer(stream: &TcpStream, bytes: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid socket fd and a c_int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            &bytes as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
 
 /// The relay process started for one floor run.

@@ -228,7 +228,10 @@ fn decode_and_recover(raws: &[Bytes]) -> Result<Vec<(OpTxEnvelope, Address)>, Ap
         };
         Ok((tx, sender))
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // Read once: on Linux the answer comes from sched_getaffinity and cgroup files.
+    static CORES: std::sync::LazyLock<usize> =
+        std::sync::LazyLock::new(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let cores = *CORES;
     if raws.len() < PARALLEL_RECOVERY_MIN || cores < 2 {
         return raws.iter().enumerate().map(|(i, raw)| one(i, raw)).collect();
     }

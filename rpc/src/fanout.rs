@@ -465,7 +465,7 @@ async fn serve_subscriber(conn: &Subscriber, config: &FanoutConfig, cancel: &Can
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
-                conn.enqueue(control_frame(WsFrame::close(None)));
+                conn.enqueue_close(control_frame(WsFrame::close(None)));
                 let _ = tokio::time::timeout(config.send_timeout, drain(conn, config.send_timeout)).await;
                 return Ok(());
             }
@@ -504,7 +504,8 @@ async fn serve_subscriber(conn: &Subscriber, config: &FanoutConfig, cancel: &Can
                 let _ = reader.flush();
                 let replies = std::mem::take(&mut reader.get_mut().output);
                 if !replies.is_empty() {
-                    conn.enqueue(replies.into());
+                    // After the client's Close, tungstenite's replies end with the close reply.
+                    if closed { conn.enqueue_close(replies.into()) } else { conn.enqueue(replies.into()) }
                     drain(conn, config.send_timeout).await?;
                 }
                 if closed {
@@ -596,9 +597,6 @@ impl Subscriber {
         if out.closed.is_some() || (is_frame && out.closing) {
             return Delivery::Gone;
         }
-        if !is_frame && self.closing_frame(&bytes) {
-            out.closing = true;
-        }
         if !out.queue.is_empty() {
             if is_frame && out.queue.len() >= self.buffer {
                 out.closed = Some("lagged");
@@ -635,20 +633,13 @@ impl Subscriber {
         self.deliver(bytes, false);
     }
 
-    /// Whether control bytes end with a Close frame (tungstenite's replies may hold a pong and
-    /// then the close reply; our own close is a bare Close frame).
-    fn closing_frame(&self, bytes: &[u8]) -> bool {
-        let mut cursor = std::io::Cursor::new(bytes);
-        let mut last = None;
-        while let Ok(Some((header, len))) = tokio_tungstenite::tungstenite::protocol::frame::FrameHeader::parse(&mut cursor) {
-            last = Some(header.opcode);
-            let next = cursor.position().saturating_add(len);
-            if next > bytes.len() as u64 {
-                break;
-            }
-            cursor.set_position(next);
+    /// Queues control bytes that end with a Close frame: from now on flashblocks are refused,
+    /// so none follows the Close on the wire.
+    fn enqueue_close(&self, bytes: Bytes) {
+        if let Ok(mut out) = self.out.lock() {
+            out.closing = true;
         }
-        matches!(last, Some(OpCode::Control(tokio_tungstenite::tungstenite::protocol::frame::coding::Control::Close)))
+        self.deliver(bytes, false);
     }
 
     /// Marks the subscriber dropped (first reason wins) and wakes its task.
