@@ -10,6 +10,8 @@
 #   bash bench/run.sh soak --duration-secs 120 --warmup-secs 20   # a shorter soak
 #   bash bench/run.sh fanout
 #   bash bench/run.sh fanout-floor       # the same subscribers on a minimal relay (the floor)
+#   bash bench/run.sh fanout-brotli      # subscribers ask for brotli Binary frames
+#   bash bench/run.sh fanout-floor-brotli
 # Builds the release `flashnode` and `flashnode-bench`, installs wrk and anvil if missing, runs
 # the scenario(s) against the release binary and writes bench/results/<scenario>.json.
 set -euo pipefail
@@ -35,10 +37,22 @@ run() {
   "$BENCH" "$scenario" --out "bench/results/$scenario.json" "$@"
 }
 
+fanout_variant() {
+  local name="$1"
+  shift
+  echo "== fanout $* (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$BENCH" fanout "$@" --out "bench/results/$name.json"
+}
+
 if [ "${1:-}" = fanout-floor ]; then
   shift
-  echo "== fanout --floor (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-  "$BENCH" fanout --floor --out bench/results/fanout-floor.json "$@"
+  fanout_variant fanout-floor --floor "$@"
+elif [ "${1:-}" = fanout-brotli ]; then
+  shift
+  fanout_variant fanout-brotli --brotli "$@"
+elif [ "${1:-}" = fanout-floor-brotli ]; then
+  shift
+  fanout_variant fanout-floor-brotli --floor --brotli "$@"
 elif [ $# -gt 0 ]; then
   run "$@"
 else

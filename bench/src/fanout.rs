@@ -18,6 +18,10 @@
 //! client (handshake, frame headers, pong replies; payload bytes are read into one
 //! thread-local scratch buffer and dropped) on the bench's 2-worker tokio runtime, so the bench
 //! competes with the node for the machine's cores; its CPU is reported next to the node's.
+//!
+//! `--brotli` has the subscribers ask for brotli Binary frames (`/ws?compress=brotli`); the
+//! reference client compresses each source frame with the node's encoder and keys it by a hash
+//! of the compressed message's first bytes and length, so subscribers still decompress nothing.
 
 use crate::{
     http::KeepAlive,
@@ -85,6 +89,10 @@ pub struct FanoutArgs {
     /// without subscribers.
     #[arg(long)]
     pub floor: bool,
+    /// Subscribers ask for brotli Binary frames (`/ws?compress=brotli`, as consumers of Base's
+    /// compressed stream do); in a floor run the relay compresses each frame once.
+    #[arg(long)]
+    pub brotli: bool,
     /// Open-file limit set for the bench (and inherited by the node).
     #[arg(long, default_value_t = 65_536)]
     pub nofile: u64,
@@ -99,6 +107,9 @@ struct RefFrame {
     block: u64,
     txs: usize,
     bytes: usize,
+    /// With `--brotli`: the key a subscriber computes from the compressed message, and its size.
+    brotli_key: Option<u64>,
+    brotli_bytes: Option<usize>,
 }
 
 /// What one subscriber saw: (payload_id, index, receive instant) per message, and how it ended.
@@ -143,7 +154,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         runs.push(r);
     }
     Ok(json!({
-        "scenario": if args.floor { "fanout-floor" } else { "fanout" },
+        "scenario": match (args.floor, args.brotli) {
+            (false, false) => "fanout",
+            (true, false) => "fanout-floor",
+            (false, true) => "fanout-brotli",
+            (true, true) => "fanout-floor-brotli",
+        },
         "started_unix": started_unix,
         "machine": machine,
         "nofile_limit": nofile,
@@ -159,12 +175,13 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
             "measure_secs": args.measure_secs,
             "grace_ms": args.grace_ms,
             "ws_buffer": args.ws_buffer,
+            "frames": if args.brotli { "brotli Binary (subscribers connect to /ws?compress=brotli; quality 5, window 22, as Base's proxy)" } else { "Text JSON, as received" },
             "t0": "the instant a reference websocket client (own thread, own current-thread runtime) reads the frame from the devnet's source websocket, the loopback stream the node ingests",
             "per_delivery": "the instant a subscriber reads the last byte of the message from the node's fan-out (/ws), minus t0",
             "ingest_to_last_subscriber": "per frame, max over subscribers of the receive instant, minus t0",
             "ingest_to_first_subscriber": "per frame, min over subscribers of the receive instant, minus t0: mostly the node's execution of the flashblock (the fan-out publishes a frame once it is applied)",
             "first_to_last_subscriber": "per frame, last minus first subscriber's receive instant: the fan-out's own spread",
-            "subscribers": "hand-rolled websocket clients, one tokio task each, on the bench's 2-worker runtime: frame headers parsed, payload_id and index read from the first 128 bytes of each message, payload bytes discarded; pings answered",
+            "subscribers": "hand-rolled websocket clients, one tokio task each, on the bench's 2-worker runtime: frame headers parsed, payload_id and index read from the first 128 bytes of each message (brotli messages: a hash of their first 128 bytes and length, matched against the reference client's own compression of each frame; nothing is decompressed), payload bytes discarded; pings answered",
             "shared_cores": "the bench (subscribers, reference client, transaction senders) runs on the same 2 cores as the node",
         },
         "runs": runs,
@@ -190,7 +207,7 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     let fanout_url = dev.running.ws.clone();
     let fanout_addr = fanout_url.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
     let node_pid = find_child_pid(&fanout_addr).context("the node's pid")?;
-    let floor = if args.floor { Some(crate::fanout_floor::FloorRelay::start(&format!("ws://127.0.0.1:{source_port}/ws"))?) } else { None };
+    let floor = if args.floor { Some(crate::fanout_floor::FloorRelay::start(&format!("ws://127.0.0.1:{source_port}/ws"), args.brotli)?) } else { None };
     // In a floor run the subscribers and the CPU/RSS sampling go to the relay instead.
     let (fanout_addr, pid) = match &floor {
         Some(relay) => (relay.addr.clone(), relay.pid()),
@@ -203,8 +220,8 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     let stop = Arc::new(AtomicBool::new(false));
     let ref_frames: Arc<Mutex<Vec<RefFrame>>> = Arc::default();
     let ref_thread = {
-        let (url, frames, stop) = (format!("ws://127.0.0.1:{source_port}/ws"), ref_frames.clone(), stop.clone());
-        std::thread::Builder::new().name("fanout-ref".into()).spawn(move || reference_client(url, frames, stop))?
+        let (url, frames, stop, brotli) = (format!("ws://127.0.0.1:{source_port}/ws"), ref_frames.clone(), stop.clone(), args.brotli);
+        std::thread::Builder::new().name("fanout-ref".into()).spawn(move || reference_client(url, frames, stop, brotli))?
     };
     let sent = Arc::new(AtomicU64::new(0));
     let send_errors = Arc::new(AtomicU64::new(0));
@@ -265,6 +282,7 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     let mut handshake_ms: Vec<f64> = Vec::with_capacity(n);
     {
         let addr = fanout_addr.clone();
+        let path = if args.brotli { "/ws?compress=brotli" } else { "/ws" };
         let mut pending = futures::stream::iter(logs.iter().cloned().enumerate())
             .map(|(i, log)| {
                 let addr = addr.clone();
@@ -275,7 +293,7 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
                         if attempt > 0 {
                             tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                         }
-                        match handshake(&addr).await {
+                        match handshake(&addr, path).await {
                             Ok(c) => return (i, log, Ok(c), started.elapsed(), last_err),
                             Err(e) => last_err = e.to_string(),
                         }
@@ -328,7 +346,8 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
 
     // Frames whose t0 falls in the measuring window.
     let window: Vec<&RefFrame> = ref_all.iter().filter(|f| f.t0 >= t_start && f.t0 <= t_end).collect();
-    let key_of: HashMap<(u64, u32), usize> = window.iter().enumerate().map(|(i, f)| ((f.payload_id, f.index), i)).collect();
+    let key_of: HashMap<(u64, u32), usize> =
+        window.iter().enumerate().map(|(i, f)| (f.brotli_key.map_or((f.payload_id, f.index), |k| (k, BROTLI_INDEX)), i)).collect();
     let mut first = vec![f64::INFINITY; window.len()];
     let mut last = vec![f64::NEG_INFINITY; window.len()];
     let mut got = vec![0usize; window.len()];
@@ -384,6 +403,7 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     let firsts: Vec<f64> = first.iter().copied().filter(|v| v.is_finite()).collect();
     let spreads: Vec<f64> = first.iter().zip(&last).filter(|(f, l)| f.is_finite() && l.is_finite()).map(|(f, l)| l - f).collect();
     let frame_bytes: Vec<f64> = window.iter().map(|f| f.bytes as f64).collect();
+    let brotli_bytes: Vec<f64> = window.iter().filter_map(|f| f.brotli_bytes).map(|b| b as f64).collect();
     let frame_txs: Vec<f64> = window.iter().map(|f| f.txs as f64).collect();
     let per_frame: Vec<Value> = window
         .iter()
@@ -437,6 +457,7 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
             "frames_in_window": window.len(),
             "frames_per_sec": r3(window.len() as f64 / win_secs),
             "frame_bytes": Summary::of(&frame_bytes).rounded(),
+            "brotli_message_bytes": (!brotli_bytes.is_empty()).then(|| Summary::of(&brotli_bytes).rounded()),
             "txs_per_frame": Summary::of(&frame_txs).rounded(),
             "ingest_to_last_subscriber_ms": Summary::of(&lasts).rounded(),
             "ingest_to_first_subscriber_ms": Summary::of(&firsts).rounded(),
@@ -528,7 +549,7 @@ async fn start_node(source_port: u16, extra: &[String], ready_within: Duration) 
 }
 
 /// The reference client: the devnet's source websocket, t0 taken as each frame is read.
-fn reference_client(url: String, frames: Arc<Mutex<Vec<RefFrame>>>, stop: Arc<AtomicBool>) {
+fn reference_client(url: String, frames: Arc<Mutex<Vec<RefFrame>>>, stop: Arc<AtomicBool>, brotli: bool) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("reference runtime");
     rt.block_on(async move {
         let Ok((ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
@@ -553,6 +574,12 @@ fn reference_client(url: String, frames: Arc<Mutex<Vec<RefFrame>>>, stop: Arc<At
                 _ => continue,
             };
             let Ok(v) = decode_frame(bytes) else { continue };
+            // The node re-publishes the JSON as received and compresses it with the same encoder,
+            // so compressing it here gives the bytes a brotli subscriber will read.
+            let compressed = brotli
+                .then(|| flashnode_overlay::frame::decode_frame(bytes, 16 << 20).ok())
+                .flatten()
+                .map(|f| flashnode_overlay::frame::encode_brotli(f.raw_json.as_bytes()));
             let Some(payload_id) = v["payload_id"].as_str().and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()) else {
                 continue;
             };
@@ -563,6 +590,8 @@ fn reference_client(url: String, frames: Arc<Mutex<Vec<RefFrame>>>, stop: Arc<At
                 block: v["metadata"]["block_number"].as_u64().unwrap_or(0),
                 txs: v["diff"]["transactions"].as_array().map(Vec::len).unwrap_or(0),
                 bytes: bytes.len(),
+                brotli_key: compressed.as_deref().map(brotli_message_key),
+                brotli_bytes: compressed.as_ref().map(Vec::len),
             });
         }
     });
@@ -570,11 +599,11 @@ fn reference_client(url: String, frames: Arc<Mutex<Vec<RefFrame>>>, stop: Arc<At
 
 /// Opens a websocket to `addr` (host:port) on `/ws`; returns the stream and any bytes read past
 /// the handshake response.
-async fn handshake(addr: &str) -> anyhow::Result<(TcpStream, Vec<u8>)> {
+async fn handshake(addr: &str, path: &str) -> anyhow::Result<(TcpStream, Vec<u8>)> {
     let mut s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await.context("connect timeout")??;
     s.set_nodelay(true)?;
     let req = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::with_capacity(512);
@@ -641,7 +670,7 @@ async fn handle(stream: &TcpStream, log: &SubLog, out: &mut Vec<WsEvent>, now: I
     for ev in out.drain(..) {
         match ev {
             WsEvent::Message(key) => match key {
-                Some((p, i)) => log.recs.lock().unwrap().push((p, i, now)),
+                Some((key, index)) => log.recs.lock().unwrap().push((key, index, now)),
                 None => {
                     log.unparsed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -671,7 +700,8 @@ async fn handle(stream: &TcpStream, log: &SubLog, out: &mut Vec<WsEvent>, now: I
 
 #[derive(Debug)]
 enum WsEvent {
-    /// A complete data message and its (payload_id, index), if found in its first bytes.
+    /// A complete data message and its key: (payload_id, index) found in a Text message's first
+    /// bytes, or (`brotli_message_key`, `BROTLI_INDEX`) for a Binary one.
     Message(Option<(u64, u32)>),
     Ping(Vec<u8>),
     Close,
@@ -679,6 +709,24 @@ enum WsEvent {
 }
 
 const PREFIX: usize = 128;
+
+/// The index recorded for a brotli message, whose first field is a hash instead of a payload id.
+const BROTLI_INDEX: u32 = u32::MAX;
+
+/// A brotli message's key: FNV-1a over its first `PREFIX` bytes and its length. Compressed
+/// frames start with different bytes (the stream opens with the payload id and index), so the
+/// key tells them apart without decompressing.
+fn brotli_message_key(message: &[u8]) -> u64 {
+    brotli_key_of(&message[..message.len().min(PREFIX)], message.len() as u64)
+}
+
+fn brotli_key_of(prefix: &[u8], len: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in prefix.iter().chain(&len.to_le_bytes()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 
 /// Incremental websocket frame reader (server → client frames, never masked). Keeps only the
 /// first `PREFIX` bytes of each message and the payload of control frames.
@@ -692,6 +740,9 @@ struct WsParser {
     remaining: u64,
     prefix: [u8; PREFIX],
     plen: usize,
+    /// Opcode of the data message being read (continuations keep it) and its length so far.
+    msg_opcode: u8,
+    msg_len: u64,
     ctrl: Vec<u8>,
     failed: bool,
 }
@@ -708,6 +759,8 @@ impl Default for WsParser {
             remaining: 0,
             prefix: [0; PREFIX],
             plen: 0,
+            msg_opcode: 0,
+            msg_len: 0,
             ctrl: Vec::new(),
             failed: false,
         }
@@ -753,7 +806,11 @@ impl WsParser {
                     l => l as u64,
                 };
                 match self.opcode {
-                    1 | 2 => self.plen = 0,
+                    1 | 2 => {
+                        self.plen = 0;
+                        self.msg_len = 0;
+                        self.msg_opcode = self.opcode;
+                    }
                     0 => {}
                     _ => self.ctrl.clear(),
                 }
@@ -768,6 +825,7 @@ impl WsParser {
                 let room = (PREFIX - self.plen).min(chunk.len());
                 self.prefix[self.plen..self.plen + room].copy_from_slice(&chunk[..room]);
                 self.plen += room;
+                self.msg_len += chunk.len() as u64;
             } else {
                 self.ctrl.extend_from_slice(chunk);
             }
@@ -776,7 +834,11 @@ impl WsParser {
             if self.remaining == 0 {
                 self.in_payload = false;
                 match self.opcode {
-                    0..=2 if self.fin => out.push(WsEvent::Message(parse_key(&self.prefix[..self.plen]))),
+                    0..=2 if self.fin => out.push(WsEvent::Message(if self.msg_opcode == 2 {
+                        Some((brotli_key_of(&self.prefix[..self.plen], self.msg_len), BROTLI_INDEX))
+                    } else {
+                        parse_key(&self.prefix[..self.plen])
+                    })),
                     0..=2 => {}
                     8 => out.push(WsEvent::Close),
                     9 => out.push(WsEvent::Ping(std::mem::take(&mut self.ctrl))),
@@ -984,5 +1046,32 @@ mod tests {
             let kinds: Vec<String> = out.iter().map(|e| format!("{e:?}")).collect();
             assert_eq!(kinds, vec!["Message(Some((171, 7)))", "Ping([104, 105])", "Message(Some((1, 0)))", "Close"], "step {step}");
         }
+    }
+
+    #[test]
+    fn brotli_messages_are_keyed_like_the_reference_compression() {
+        let json = format!("{{\"payload_id\":\"0x00000000000000ab\",\"index\":3,\"diff\":\"{}\"}}", "ab".repeat(20_000));
+        let compressed = flashnode_overlay::frame::encode_brotli(json.as_bytes());
+        let other = flashnode_overlay::frame::encode_brotli(json.replace("\"index\":3", "\"index\":4").as_bytes());
+        // Split across a Binary frame and a continuation, fed a few bytes at a time.
+        let (head, tail) = compressed.split_at(compressed.len() / 2);
+        let mut wire = frame(2, head);
+        wire[0] &= 0x7f;
+        wire.extend(frame(0, tail));
+        wire.extend(frame(2, &other));
+        let mut p = WsParser::default();
+        let mut out = Vec::new();
+        for c in wire.chunks(7) {
+            p.feed(c, &mut out);
+        }
+        let keys: Vec<Option<(u64, u32)>> = out
+            .iter()
+            .map(|e| match e {
+                WsEvent::Message(k) => *k,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(keys, vec![Some((brotli_message_key(&compressed), BROTLI_INDEX)), Some((brotli_message_key(&other), BROTLI_INDEX))]);
+        assert_ne!(keys[0], keys[1]);
     }
 }

@@ -8,7 +8,7 @@
 //! TCP path costs per delivery (the floor for any implementation on the same cores).
 
 use anyhow::Context;
-use flashnode_overlay::frame::decode_frame;
+use flashnode_overlay::frame::{decode_frame, encode_brotli};
 use serde_json::Value;
 use std::{
     io::Write,
@@ -37,6 +37,10 @@ pub struct RelayArgs {
     /// Kernel send buffer per subscriber socket, as the node's fan-out sets it.
     #[arg(long, default_value_t = 256 * 1024)]
     pub socket_send_buffer: usize,
+    /// Send each frame brotli-compressed (once) as a Binary frame, as the node does for
+    /// `?compress=brotli` subscribers.
+    #[arg(long)]
+    pub brotli: bool,
 }
 
 /// Runs the relay until its source closes.
@@ -74,8 +78,9 @@ pub fn relay(args: RelayArgs) -> anyhow::Result<Value> {
             Ok(_) => continue,
             Err(_) => break,
         };
-        let mut wire = Vec::with_capacity(json.len() + 14);
-        Frame::message(json, OpCode::Data(Data::Text), true).format(&mut wire)?;
+        let (payload, opcode) = if args.brotli { (encode_brotli(&json), Data::Binary) } else { (json, Data::Text) };
+        let mut wire = Vec::with_capacity(payload.len() + 14);
+        Frame::message(payload, OpCode::Data(opcode), true).format(&mut wire)?;
         let Ok(mut c) = clients.lock() else { break };
         c.retain_mut(|s| s.write_all(&wire).is_ok());
         relayed += 1;
@@ -91,11 +96,15 @@ pub struct FloorRelay {
 }
 
 impl FloorRelay {
-    /// Starts this binary as a relay of `source` on a free loopback port.
-    pub fn start(source: &str) -> anyhow::Result<Self> {
+    /// Starts this binary as a relay of `source` on a free loopback port (brotli frames if asked).
+    pub fn start(source: &str, brotli: bool) -> anyhow::Result<Self> {
         let addr = format!("127.0.0.1:{}", flashnode_tests::free_port());
+        let mut args = vec!["fanout-floor-relay", "--source", source, "--listen", &addr];
+        if brotli {
+            args.push("--brotli");
+        }
         let child = std::process::Command::new(std::env::current_exe()?)
-            .args(["fanout-floor-relay", "--source", source, "--listen", &addr])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .context("start the floor relay")?;
