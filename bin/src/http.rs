@@ -24,6 +24,11 @@ const STATUS_PAGE: &str = include_str!("status.html");
 
 /// Installs the Prometheus recorder (once per process) and returns its handle.
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
+    // Installed once per process; a second call (the p2p host starts before the node) gets it.
+    static RECORDER: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(handle) = RECORDER.get() {
+        return Ok(handle.clone());
+    }
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
         .context("metrics buckets")?
@@ -31,7 +36,7 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
         .context("installing the metrics recorder")?;
     flashnode_overlay::metrics_names::describe();
     metrics::describe_gauge!(STREAM_LAG_SECONDS, metrics::Unit::Seconds, "Time since the last flashblock frame");
-    Ok(handle)
+    Ok(RECORDER.get_or_init(|| handle).clone())
 }
 
 /// One applied flashblock, as the status page lists it.

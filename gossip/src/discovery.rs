@@ -4,6 +4,11 @@
 //! looks up random and own node ids while the host is below its high-water mark, and every
 //! node found whose `opstack` entry names this chain is handed to the swarm to dial over TCP.
 //! Nodes of other chains (or without the entry) are counted and never dialled.
+//!
+//! Same-chain nodes are also written to the p2p store (at most every [`FLUSH_INTERVAL`], and on
+//! shutdown from the routing table), and a restart seeds discv5 and the swarm with those seen
+//! in the last [`NODE_EXPIRY`]: like op-node's discovery database, a node finds its network
+//! again without its bootnodes.
 
 use discv5::{
     enr::{CombinedKey, EnrPublicKey, NodeId},
@@ -21,7 +26,10 @@ use tracing::{debug, info, warn};
 
 pub use discv5::Enr;
 
-use crate::stats::GossipStats;
+use crate::{
+    stats::GossipStats,
+    store::{Store, StoredNode},
+};
 
 /// The ENR key of the OP-stack entry.
 pub const OPSTACK_KEY: &str = "opstack";
@@ -31,6 +39,17 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 const REDIAL_AFTER: Duration = Duration::from_secs(30);
 /// Nodes remembered as recently handed to the swarm (bounded memory).
 const RECENT: usize = 1024;
+/// Discovered nodes are written to the store at most this often.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// A stored node not seen for this long is not used at start (geth and op-node drop theirs
+/// after a day too).
+pub const NODE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+/// Nodes kept in the store, the most recently seen.
+const NODES_KEPT: usize = 512;
+/// Stored nodes used to seed a restart.
+const NODES_RESTORED: usize = 256;
+/// A stored node seen again is rewritten only when its stored time is older than this.
+const SEEN_REFRESH: Duration = Duration::from_secs(3600);
 
 /// Why discovery could not start.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +230,59 @@ pub(crate) struct Discovery {
     discv5: Discv5,
     /// The signed local record.
     pub enr: Enr,
+    /// Where discovered nodes are kept across restarts.
+    store: Arc<Store>,
+    /// Same-chain records restored from the store, handed to the swarm when `run` starts.
+    restored: Vec<Enr>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Which discovered nodes still have to be written to the store (bounded).
+#[derive(Default)]
+struct NodeBook {
+    /// Node id → the `seen` time last written.
+    written: HashMap<NodeId, u64>,
+    /// Waiting for the next flush.
+    dirty: HashMap<NodeId, StoredNode>,
+}
+
+impl NodeBook {
+    fn seen(&mut self, enr: &Enr, now: u64) {
+        let id = enr.node_id();
+        if self.written.get(&id).is_some_and(|t| now.saturating_sub(*t) < SEEN_REFRESH.as_secs()) {
+            return;
+        }
+        if self.dirty.len() >= NODES_KEPT {
+            return;
+        }
+        self.dirty.insert(id, StoredNode { id: id.raw(), enr: enr.to_base64(), seen: now });
+    }
+
+    /// The batch to write now; it counts as written.
+    fn take(&mut self) -> Vec<StoredNode> {
+        if self.written.len() + self.dirty.len() > 4 * NODES_KEPT {
+            self.written.clear();
+        }
+        let batch: Vec<StoredNode> = self.dirty.drain().map(|(_, n)| n).collect();
+        for n in &batch {
+            self.written.insert(NodeId::new(&n.id), n.seen);
+        }
+        batch
+    }
+}
+
+/// Writes a batch of nodes off the async runtime; failures are counted and logged by the store.
+async fn write_nodes(store: &Arc<Store>, batch: Vec<StoredNode>) {
+    if batch.is_empty() {
+        return;
+    }
+    let (store, n) = (store.clone(), batch.len() as u64);
+    if let Ok(Ok(())) = tokio::task::spawn_blocking(move || store.put_nodes(&batch, NODES_KEPT)).await {
+        metrics::counter!("flashnode_gossip_discovery_nodes_stored_total").increment(n);
+    }
 }
 
 /// Binds UDP and starts discv5 with the local record; seeds the bootnodes.
@@ -219,6 +291,7 @@ pub(crate) async fn start(
     key: CombinedKey,
     tcp_port: u16,
     chain_id: u64,
+    store: Arc<Store>,
 ) -> Result<Discovery, DiscoveryError> {
     let err = |reason: String| DiscoveryError::Start { addr: config.listen, reason };
     let mut listen = config.listen;
@@ -237,8 +310,32 @@ pub(crate) async fn start(
             warn!(enr = %boot.to_base64(), e, "bootnode not added to the discovery table");
         }
     }
-    info!(enr = %enr.to_base64(), udp = %listen, bootnodes = config.bootnodes.len(), "discv5 started");
-    Ok(Discovery { discv5, enr })
+    // Nodes seen before the restart. A record of another chain (the data dir was reused for
+    // another network) or one discv5 refuses is skipped.
+    let since = unix_now().saturating_sub(NODE_EXPIRY.as_secs());
+    let stored = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.nodes(since)).await.ok().and_then(Result::ok).unwrap_or_default()
+    };
+    let mut restored = Vec::new();
+    for node in stored.into_iter().take(NODES_RESTORED) {
+        let Ok(record) = node.enr.parse::<Enr>() else { continue };
+        if record.node_id() == enr.node_id() || !matches!(judge(&record, chain_id), Verdict::Dial(..)) {
+            continue;
+        }
+        if discv5.add_enr(record.clone()).is_ok() {
+            restored.push(record);
+        }
+    }
+    metrics::gauge!("flashnode_gossip_discovery_nodes_restored").set(restored.len() as f64);
+    info!(
+        enr = %enr.to_base64(),
+        udp = %listen,
+        bootnodes = config.bootnodes.len(),
+        restored = restored.len(),
+        "discv5 started"
+    );
+    Ok(Discovery { discv5, enr, store, restored })
 }
 
 impl Discovery {
@@ -266,7 +363,10 @@ impl Discovery {
         let mut recent: HashMap<PeerId, Instant> = HashMap::new();
         let mut query: Option<futures::future::BoxFuture<'static, Vec<Enr>>> = None;
         let mut lookups = 0u64;
-        let consider = |enr: Enr, recent: &mut HashMap<PeerId, Instant>| {
+        let mut book = NodeBook::default();
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let consider = |enr: Enr, recent: &mut HashMap<PeerId, Instant>, book: &mut NodeBook| {
             stats.discovered.fetch_add(1, Ordering::Relaxed);
             let outcome = match judge(&enr, chain_id) {
                 Verdict::OtherChain => {
@@ -276,6 +376,7 @@ impl Discovery {
                 }
                 Verdict::NotDialable => "not_dialable",
                 Verdict::Dial(peer, addr) => {
+                    book.seen(&enr, unix_now());
                     let now = Instant::now();
                     if recent.get(&peer).is_some_and(|t| now.duration_since(*t) < REDIAL_AFTER) {
                         "recent"
@@ -297,9 +398,14 @@ impl Discovery {
             };
             metrics::counter!("flashnode_gossip_discovered_total", "outcome" => outcome).increment(1);
         };
+        // The last network first: dial what was known before the restart.
+        for enr in std::mem::take(&mut self.restored) {
+            consider(enr, &mut recent, &mut book);
+        }
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                _ = flush.tick() => write_nodes(&self.store, book.take()).await,
                 _ = tick.tick(), if query.is_none() => {
                     if below_high_water() {
                         // Alternate our own id (fills the buckets near us) and random ids.
@@ -318,16 +424,24 @@ impl Discovery {
                 found = async { match query.as_mut() { Some(q) => q.await, None => std::future::pending().await } } => {
                     query = None;
                     for enr in found {
-                        consider(enr, &mut recent);
+                        consider(enr, &mut recent, &mut book);
                     }
                 }
                 ev = events.recv() => match ev {
-                    Some(Event::Discovered(enr)) | Some(Event::SessionEstablished(enr, _)) => consider(enr, &mut recent),
+                    Some(Event::Discovered(enr)) | Some(Event::SessionEstablished(enr, _)) => consider(enr, &mut recent, &mut book),
                     Some(_) => {}
                     None => break,
                 },
             }
         }
+        // On a clean stop, the routing table's same-chain nodes are the freshest view.
+        let now = unix_now();
+        for enr in self.discv5.table_entries_enr() {
+            if matches!(judge(&enr, chain_id), Verdict::Dial(..)) {
+                book.seen(&enr, now);
+            }
+        }
+        write_nodes(&self.store, book.take()).await;
         self.discv5.shutdown();
         info!("discv5 stopped");
     }

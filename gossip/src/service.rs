@@ -376,10 +376,10 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
         let id = peer_id_of(addr).ok_or_else(|| GossipError::StaticPeerWithoutId(addr.clone()))?;
         statics.insert(id, StaticPeer { addr: addr.clone(), connected: false, next_dial: Instant::now(), backoff: config.redial_min });
     }
-    let store = match &config.store_path {
+    let store = Arc::new(match &config.store_path {
         Some(path) => Store::open(path, config.store_retain)?,
         None => Store::in_memory(config.store_retain)?,
-    };
+    });
     let gate = Arc::new(RwLock::new(Gate::default()));
     let mut swarm = build_swarm(&config, keypair, gate.clone())?;
     for v in BlockVersion::ALL {
@@ -421,7 +421,7 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
             .iter()
             .find_map(|a| a.iter().find_map(|p| if let Protocol::Tcp(port) = p { Some(port) } else { None }))
             .unwrap_or_default();
-        let discovery = crate::discovery::start(dc, key, tcp_port, config.chain_id).await?;
+        let discovery = crate::discovery::start(dc, key, tcp_port, config.chain_id, store.clone()).await?;
         enr = Some(discovery.enr.to_base64());
         node_id = Some(hex::encode(discovery.enr.node_id().raw()));
         let (tx, peers, hi) = (commands.clone(), stats.clone(), config.peers_hi.max(config.peers_lo) as u64);
@@ -506,7 +506,7 @@ struct Task {
     validation_slots: Arc<Semaphore>,
     in_validation: Arc<std::sync::atomic::AtomicUsize>,
     verdict_tx: mpsc::Sender<Verdict>,
-    store: Store,
+    store: Arc<Store>,
     limits: RateLimits,
     sync: SyncState,
     max_gap: u64,

@@ -1,6 +1,7 @@
 //! The durable p2p store (redb, copy-on-write B-trees with atomic commits, so a `kill -9`
 //! leaves either the old or the new state): recent sealed blocks to serve alt-sync after a
-//! restart, and the peer book of bans.
+//! restart, the peer book of bans and blocks, and the discovery node table (so a restarted node
+//! finds its network again without its bootnodes, as op-node's discovery database does).
 
 use crate::codec::BlockVersion;
 use alloy_primitives::B256;
@@ -21,6 +22,8 @@ const BANS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("bans");
 const BLOCKED_IPS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("blocked_ips");
 /// Blocked subnets: CIDR text → block expiry (unix seconds, `u64::MAX`: none).
 const BLOCKED_SUBNETS: TableDefinition<'_, &str, u64> = TableDefinition::new("blocked_subnets");
+/// Discovered nodes of this chain: node id (32 bytes) → (last seen, unix seconds; ENR text).
+const NODES: TableDefinition<'_, &[u8], (u64, &str)> = TableDefinition::new("discovery_nodes");
 
 /// Failures of one kind of store operation are logged at most this often; every failure is
 /// counted in `flashnode_gossip_store_errors_total{op}`. A full disk fails every block's write:
@@ -54,6 +57,17 @@ macro_rules! db {
     ($e:expr) => {
         $e.map_err(|e| StoreError::Db(e.into()))
     };
+}
+
+/// A discovered node kept for the next start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredNode {
+    /// discv5 node id.
+    pub id: [u8; 32],
+    /// The node's record, `enr:` text.
+    pub enr: String,
+    /// When it was last seen (unix seconds).
+    pub seen: u64,
 }
 
 /// A stored block.
@@ -119,6 +133,7 @@ impl Store {
         db!(tx.open_table(BANS))?;
         db!(tx.open_table(BLOCKED_IPS))?;
         db!(tx.open_table(BLOCKED_SUBNETS))?;
+        db!(tx.open_table(NODES))?;
         db!(tx.commit())
     }
 
@@ -395,6 +410,52 @@ impl Store {
             Ok(out)
         })())
     }
+
+    /// Inserts or refreshes discovered nodes in one commit, then keeps only the `keep` most
+    /// recently seen.
+    pub fn put_nodes(&self, nodes: &[StoredNode], keep: usize) -> Result<(), StoreError> {
+        self.track("write", (|| -> Result<(), StoreError> {
+            let tx = db!(self.db()?.begin_write())?;
+            {
+                let mut t = db!(tx.open_table(NODES))?;
+                for n in nodes {
+                    db!(t.insert(n.id.as_slice(), (n.seen, n.enr.as_str())))?;
+                }
+                let len = db!(t.len())? as usize;
+                if len > keep {
+                    let mut by_age = Vec::with_capacity(len);
+                    for row in db!(t.iter())? {
+                        let (k, v) = db!(row)?;
+                        by_age.push((v.value().0, k.value().to_vec()));
+                    }
+                    by_age.sort_unstable();
+                    for (_, id) in by_age.into_iter().take(len - keep) {
+                        db!(t.remove(id.as_slice()))?;
+                    }
+                }
+            }
+            db!(tx.commit())
+        })())
+    }
+
+    /// Stored nodes seen at or after `seen_since` (unix seconds), most recently seen first.
+    pub fn nodes(&self, seen_since: u64) -> Result<Vec<StoredNode>, StoreError> {
+        self.track("read", (|| -> Result<Vec<StoredNode>, StoreError> {
+            let tx = db!(self.db()?.begin_read())?;
+            let t = db!(tx.open_table(NODES))?;
+            let mut out = Vec::new();
+            for row in db!(t.iter())? {
+                let (k, v) = db!(row)?;
+                let (seen, enr) = v.value();
+                let Ok(id) = <[u8; 32]>::try_from(k.value()) else { continue };
+                if seen >= seen_since {
+                    out.push(StoredNode { id, enr: enr.to_string(), seen });
+                }
+            }
+            out.sort_unstable_by(|a, b| b.seen.cmp(&a.seen));
+            Ok(out)
+        })())
+    }
 }
 
 fn ip_bytes(ip: std::net::IpAddr) -> Vec<u8> {
@@ -432,6 +493,24 @@ mod tests {
         assert!(s.bans(3_000).unwrap().is_empty(), "expired bans are not in force");
         s.unban(&peer).unwrap();
         assert!(s.bans(1_000).unwrap().is_empty());
+    }
+
+    #[test]
+    fn discovered_nodes_survive_reopen_newest_first_and_the_oldest_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p2p.redb");
+        let node = |i: u8, seen: u64| StoredNode { id: [i; 32], enr: format!("enr:-node{i}"), seen };
+        {
+            let s = Store::open(&path, 3).unwrap();
+            s.put_nodes(&[node(1, 100), node(2, 300), node(3, 200)], 8).unwrap();
+            // Seen again: refreshed in place, not duplicated.
+            s.put_nodes(&[node(1, 400)], 8).unwrap();
+            // Over the cap: the least recently seen (3 at 200) goes.
+            s.put_nodes(&[node(4, 500)], 3).unwrap();
+        }
+        let s = Store::open(&path, 3).unwrap();
+        assert_eq!(s.nodes(0).unwrap(), vec![node(4, 500), node(1, 400), node(2, 300)]);
+        assert_eq!(s.nodes(350).unwrap(), vec![node(4, 500), node(1, 400)], "nodes not seen since the cut-off are left out");
     }
 
     /// A file whose writes and growth fail once `full` is set, like a full disk (EFBIG, what

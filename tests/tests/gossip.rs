@@ -308,6 +308,55 @@ async fn node_key_and_blocks_survive_kill_9() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// discv5's node table survives a kill -9: restarted with no bootnode and no static peer, a node
+/// dials the nodes it had found before and is back in its network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_without_bootnodes_finds_its_network_from_the_stored_node_table() {
+    use flashnode_tests::{metric, scrape};
+    let devnet = start("devnet", &["--block-time", "1s"]).await;
+    let fast = ["--p2p-discovery-interval", "200ms"];
+    let a = node(&devnet, &[], &fast).await;
+    let enr = p2p_enr(&a).await;
+    let c = node(&devnet, &[], &["--p2p-bootnodes", enr.as_str(), fast[0], fast[1]]).await;
+    let (id_a, id_c) = (self_id(&a).await, self_id(&c).await);
+    let dir = std::env::temp_dir().join(format!("flashnode-nodetable-{}-{}", std::process::id(), free_port()));
+    let data_dir = dir.display().to_string();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let b_args = |with_boot: bool, metrics_addr: &str| {
+        let mut v: Vec<String> = ["--p2p-data-dir", &data_dir, "--metrics-addr", metrics_addr, fast[0], fast[1]].map(String::from).to_vec();
+        if with_boot {
+            v.extend(["--p2p-bootnodes".to_string(), enr.clone()]);
+        }
+        v
+    };
+    let first = b_args(true, &metrics_addr);
+    let mut b = node(&devnet, &[], &first.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let connected = |rpc: String, id: String| async move {
+        flashnode_tests::raw_rpc(&rpc, "opp2p_peers", serde_json::json!([true])).await["result"]["peers"][&id]["connectedness"] == "connected"
+    };
+    // b found c through a, and has written both down (flushed every 5 s).
+    let ok = eventually(Duration::from_secs(30), || async {
+        connected(b.rpc.clone(), id_c.clone()).await
+            && metric(&scrape(&metrics_addr).await, "flashnode_gossip_discovery_nodes_stored_total", &[]) >= 2.0
+    })
+    .await;
+    assert!(ok, "b did not find and store c: {}\n{}\n{}", gossip(&b).await, scrape(&metrics_addr).await, b.proc.output());
+    b.proc.kill();
+
+    // No bootnode, no static peer: only the store knows a and c.
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let second = b_args(false, &metrics_addr);
+    let b = node(&devnet, &[], &second.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let ok = eventually(Duration::from_secs(30), || async {
+        connected(b.rpc.clone(), id_a.clone()).await && connected(b.rpc.clone(), id_c.clone()).await
+    })
+    .await;
+    assert!(ok, "the restarted b did not find a and c again: {}\n{}", gossip(&b).await, b.proc.output());
+    let restored = metric(&scrape(&metrics_addr).await, "flashnode_gossip_discovery_nodes_restored", &[]);
+    assert!(restored >= 2.0, "restored {restored} nodes:\n{}", b.proc.output());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_addresses_and_subnets_are_refused_before_connecting_until_lifted_or_expired() {
     use flashnode_tests::{metric, raw_rpc, scrape};
