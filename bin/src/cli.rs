@@ -104,8 +104,8 @@ pub struct OverlayArgs {
     #[arg(long, default_value_t = 20)]
     pub ws_buffer: usize,
     /// Fan-out writer threads (each writes every flashblock to its share of the subscribers);
-    /// 0 = one per core, at most 4.
-    #[arg(long, default_value_t = 0)]
+    /// 0 = one per core, at most 4; at most 64.
+    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
     pub ws_writers: usize,
     /// On SIGINT/SIGTERM, how long in-flight RPC calls may take to finish before exit.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]

@@ -115,6 +115,7 @@ fn presets_and_config_layers() {
         ("upstream-rpc = \"http://x:1\"\nws-compression = \"yes\"\n", "`ws-compression`"),
         ("upstream-rpc = \"http://x:1\"\nrpc-adress = \"127.0.0.1:1\"\n", "`rpc-adress`: unknown key"),
         ("chain = \"mars\"\n", "`chain`"),
+        ("upstream-rpc = \"http://x:1\"\nws-writers = 1000\n", "`ws-writers`"),
     ] {
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, body).unwrap();
