@@ -167,6 +167,11 @@ pub async fn start_node(
 /// `flashnode node`.
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
+    // First, so what the upstream client and the p2p host record while starting (first
+    // requests, restored discovery nodes) is exported too.
+    if args.overlay.metrics_addr.is_some() {
+        crate::http::install_recorder()?;
+    }
     let source = UpstreamSource::connect(
         UpstreamConfig {
             url: args.upstream_rpc.clone(),
@@ -193,11 +198,6 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         None => ChainPreset::by_chain_id(chain_id),
     };
     let chain = preset.map(|p| p.chain).unwrap_or_else(|| ChainConfig::devnet(chain_id));
-    // Before the p2p host starts, so what it records at start-up (restored discovery nodes, the
-    // first dials) is exported too.
-    if args.overlay.metrics_addr.is_some() {
-        crate::http::install_recorder()?;
-    }
     let (source, gossip) = crate::p2p::wrap_source(&args.p2p, Arc::new(source), cancel.clone()).await?;
     // Without a stream a node with p2p still serves 2 s blocks from gossip and the upstream.
     let flashblocks_url = match args.flashblocks_url.clone() {

@@ -46,8 +46,10 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 pub const NODE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 /// Nodes kept in the store, the most recently seen.
 const NODES_KEPT: usize = 512;
-/// Stored nodes used to seed a restart.
+/// Stored nodes used to seed a restart's routing table.
 const NODES_RESTORED: usize = 256;
+/// Of those, how many are dialled at once (the host wants no more than its high-water mark).
+const RESTORED_DIALS: usize = 32;
 /// A stored node seen again is rewritten only when its stored time is older than this.
 const SEEN_REFRESH: Duration = Duration::from_secs(3600);
 
@@ -181,6 +183,10 @@ pub fn local_enr(key: &CombinedKey, ip: Option<IpAddr>, tcp: u16, udp: u16, chai
     }
     let opstack = OpStackEnr::new(chain_id).to_bytes();
     b.add_value(OPSTACK_KEY, &opstack.as_slice());
+    // Peers keep records across restarts and only take a higher sequence number: start from
+    // the clock (as geth does), so a node back on a new address replaces its old record.
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
+    b.seq(millis.max(1));
     b.build(key).map_err(|e| DiscoveryError::Enr(e.to_string()))
 }
 
@@ -250,6 +256,7 @@ struct NodeBook {
 }
 
 impl NodeBook {
+    /// Records a node we have talked to (a discv5 session, or connected in the routing table).
     fn seen(&mut self, enr: &Enr, now: u64) {
         let id = enr.node_id();
         if self.written.get(&id).is_some_and(|t| now.saturating_sub(*t) < SEEN_REFRESH.as_secs()) {
@@ -261,27 +268,51 @@ impl NodeBook {
         self.dirty.insert(id, StoredNode { id: id.raw(), enr: enr.to_base64(), seen: now });
     }
 
-    /// The batch to write now; it counts as written.
+    /// The batch to write now.
     fn take(&mut self) -> Vec<StoredNode> {
-        if self.written.len() + self.dirty.len() > 4 * NODES_KEPT {
+        self.dirty.drain().map(|(_, n)| n).collect()
+    }
+
+    /// The batch is on disk: skip these nodes until [`SEEN_REFRESH`] has passed.
+    fn written(&mut self, batch: &[StoredNode]) {
+        if self.written.len() + batch.len() > 4 * NODES_KEPT {
             self.written.clear();
         }
-        let batch: Vec<StoredNode> = self.dirty.drain().map(|(_, n)| n).collect();
-        for n in &batch {
+        for n in batch {
             self.written.insert(NodeId::new(&n.id), n.seen);
         }
-        batch
+    }
+
+    /// The write failed: try the batch again at the next flush (nodes met since come first).
+    fn retry(&mut self, batch: Vec<StoredNode>) {
+        for n in batch {
+            if self.dirty.len() >= NODES_KEPT {
+                break;
+            }
+            self.dirty.entry(NodeId::new(&n.id)).or_insert(n);
+        }
     }
 }
 
-/// Writes a batch of nodes off the async runtime; failures are counted and logged by the store.
-async fn write_nodes(store: &Arc<Store>, batch: Vec<StoredNode>) {
+/// Writes the book's pending nodes off the async runtime; failures are counted and logged by
+/// the store, and the nodes are retried at the next flush.
+async fn flush_book(store: &Arc<Store>, book: &mut NodeBook) {
+    let batch = book.take();
     if batch.is_empty() {
         return;
     }
-    let (store, n) = (store.clone(), batch.len() as u64);
-    if let Ok(Ok(())) = tokio::task::spawn_blocking(move || store.put_nodes(&batch, NODES_KEPT)).await {
-        metrics::counter!("flashnode_gossip_discovery_nodes_stored_total").increment(n);
+    let (store, span) = (store.clone(), tracing::Span::current());
+    let write = tokio::task::spawn_blocking(move || {
+        let result = span.in_scope(|| store.put_nodes(&batch, NODES_KEPT));
+        (batch, result)
+    });
+    match write.await {
+        Ok((batch, Ok(()))) => {
+            metrics::counter!("flashnode_gossip_discovery_nodes_stored_total").increment(batch.len() as u64);
+            book.written(&batch);
+        }
+        Ok((batch, Err(_))) => book.retry(batch),
+        Err(e) => warn!(%e, "writing discovered nodes failed"),
     }
 }
 
@@ -314,8 +345,16 @@ pub(crate) async fn start(
     // another network) or one discv5 refuses is skipped.
     let since = unix_now().saturating_sub(NODE_EXPIRY.as_secs());
     let stored = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.nodes(since)).await.ok().and_then(Result::ok).unwrap_or_default()
+        let (store, span) = (store.clone(), tracing::Span::current());
+        match tokio::task::spawn_blocking(move || span.in_scope(|| store.nodes(since))).await {
+            Ok(Ok(nodes)) => nodes,
+            // Counted and logged by the store.
+            Ok(Err(_)) => Vec::new(),
+            Err(e) => {
+                warn!(%e, "reading the stored discovery nodes failed");
+                Vec::new()
+            }
+        }
     };
     let mut restored = Vec::new();
     for node in stored.into_iter().take(NODES_RESTORED) {
@@ -366,7 +405,7 @@ impl Discovery {
         let mut book = NodeBook::default();
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let consider = |enr: Enr, recent: &mut HashMap<PeerId, Instant>, book: &mut NodeBook| {
+        let consider = |enr: Enr, recent: &mut HashMap<PeerId, Instant>| {
             stats.discovered.fetch_add(1, Ordering::Relaxed);
             let outcome = match judge(&enr, chain_id) {
                 Verdict::OtherChain => {
@@ -376,7 +415,6 @@ impl Discovery {
                 }
                 Verdict::NotDialable => "not_dialable",
                 Verdict::Dial(peer, addr) => {
-                    book.seen(&enr, unix_now());
                     let now = Instant::now();
                     if recent.get(&peer).is_some_and(|t| now.duration_since(*t) < REDIAL_AFTER) {
                         "recent"
@@ -398,14 +436,20 @@ impl Discovery {
             };
             metrics::counter!("flashnode_gossip_discovered_total", "outcome" => outcome).increment(1);
         };
-        // The last network first: dial what was known before the restart.
-        for enr in std::mem::take(&mut self.restored) {
-            consider(enr, &mut recent, &mut book);
+        // The last network first: dial the most recently seen of the nodes known before the
+        // restart (the rest are in the routing table for lookups). They are stored again only
+        // once a session with them is established.
+        for enr in std::mem::take(&mut self.restored).into_iter().take(RESTORED_DIALS) {
+            if let Verdict::Dial(peer, addr) = judge(&enr, chain_id) {
+                recent.insert(peer, Instant::now());
+                let outcome = if dial(peer, addr) { "dial" } else { "queue_full" };
+                metrics::counter!("flashnode_gossip_restored_dials_total", "outcome" => outcome).increment(1);
+            }
         }
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = flush.tick() => write_nodes(&self.store, book.take()).await,
+                _ = flush.tick() => flush_book(&self.store, &mut book).await,
                 _ = tick.tick(), if query.is_none() => {
                     if below_high_water() {
                         // Alternate our own id (fills the buckets near us) and random ids.
@@ -424,24 +468,33 @@ impl Discovery {
                 found = async { match query.as_mut() { Some(q) => q.await, None => std::future::pending().await } } => {
                     query = None;
                     for enr in found {
-                        consider(enr, &mut recent, &mut book);
+                        consider(enr, &mut recent);
                     }
                 }
                 ev = events.recv() => match ev {
-                    Some(Event::Discovered(enr)) | Some(Event::SessionEstablished(enr, _)) => consider(enr, &mut recent, &mut book),
+                    Some(Event::Discovered(enr)) => consider(enr, &mut recent),
+                    // A session is a handshake with the node itself: the record is live, unlike
+                    // the ones other nodes pass on in lookups, so only these are stored.
+                    Some(Event::SessionEstablished(enr, _)) => {
+                        if matches!(judge(&enr, chain_id), Verdict::Dial(..)) {
+                            book.seen(&enr, unix_now());
+                        }
+                        consider(enr, &mut recent)
+                    }
                     Some(_) => {}
                     None => break,
                 },
             }
         }
-        // On a clean stop, the routing table's same-chain nodes are the freshest view.
+        // On a clean stop (best effort: the process may exit first), the routing table's
+        // connected same-chain nodes are the freshest view.
         let now = unix_now();
-        for enr in self.discv5.table_entries_enr() {
-            if matches!(judge(&enr, chain_id), Verdict::Dial(..)) {
+        for (_, enr, status) in self.discv5.table_entries() {
+            if status.is_connected() && matches!(judge(&enr, chain_id), Verdict::Dial(..)) {
                 book.seen(&enr, now);
             }
         }
-        write_nodes(&self.store, book.take()).await;
+        flush_book(&self.store, &mut book).await;
         self.discv5.shutdown();
         info!("discv5 stopped");
     }
@@ -495,5 +548,74 @@ mod tests {
         let mut b = Enr::builder();
         b.ip4("127.0.0.1".parse().unwrap()).tcp4(1);
         assert_eq!(judge(&b.build(&key).unwrap(), 901), Verdict::OtherChain);
+        // Sequence numbers start from the clock, so a restarted node's record replaces its old one.
+        assert!(enr.seq() > 1_700_000_000_000, "seq {}", enr.seq());
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(local_enr(&key, None, 1, 2, 901).unwrap().seq() > enr.seq());
+    }
+
+    fn stored(enr: &Enr, seen: u64) -> StoredNode {
+        StoredNode { id: enr.node_id().raw(), enr: enr.to_base64(), seen }
+    }
+
+    #[test]
+    fn node_book_skips_fresh_nodes_caps_its_batch_and_retries_failed_writes() {
+        let key = CombinedKey::generate_secp256k1();
+        let enr = local_enr(&key, Some("127.0.0.1".parse().unwrap()), 1, 2, 901).unwrap();
+        let mut book = NodeBook::default();
+        book.seen(&enr, 1_000);
+        let batch = book.take();
+        assert_eq!(batch, vec![stored(&enr, 1_000)]);
+        // A failed write comes back at the next flush.
+        book.retry(batch);
+        let batch = book.take();
+        assert_eq!(batch.len(), 1);
+        book.written(&batch);
+        // Seen again within the refresh window: nothing to write; after it: written again.
+        book.seen(&enr, 1_000 + SEEN_REFRESH.as_secs() - 1);
+        assert!(book.take().is_empty());
+        book.seen(&enr, 1_000 + SEEN_REFRESH.as_secs());
+        assert_eq!(book.take(), vec![stored(&enr, 1_000 + SEEN_REFRESH.as_secs())]);
+        // The pending batch is bounded.
+        for _ in 0..NODES_KEPT + 10 {
+            let other = local_enr(&CombinedKey::generate_secp256k1(), None, 1, 2, 901).unwrap();
+            book.seen(&other, 5_000);
+        }
+        assert_eq!(book.take().len(), NODES_KEPT);
+    }
+
+    #[tokio::test]
+    async fn start_restores_recent_same_chain_records_only() {
+        let store = Arc::new(Store::in_memory(10).unwrap());
+        let key = CombinedKey::generate_secp256k1();
+        let own_key = key.encode();
+        let same = local_enr(&CombinedKey::generate_secp256k1(), Some("127.0.0.1".parse().unwrap()), 30_001, 30_002, 901).unwrap();
+        let other_chain = local_enr(&CombinedKey::generate_secp256k1(), Some("127.0.0.1".parse().unwrap()), 30_003, 30_004, 10).unwrap();
+        let stale = local_enr(&CombinedKey::generate_secp256k1(), Some("127.0.0.1".parse().unwrap()), 30_005, 30_006, 901).unwrap();
+        let now = unix_now();
+        let mut corrupt = stored(&same, now);
+        corrupt.id = [7; 32];
+        corrupt.enr = "enr:not-a-record".into();
+        // An older record of this node itself (same key).
+        let own = local_enr(&CombinedKey::secp256k1_from_bytes(&mut own_key.clone()).unwrap(), None, 1, 2, 901).unwrap();
+        store
+            .put_nodes(
+                &[
+                    stored(&same, now),
+                    stored(&other_chain, now),
+                    stored(&stale, now - NODE_EXPIRY.as_secs() - 1),
+                    corrupt,
+                    stored(&own, now),
+                ],
+                64,
+            )
+            .unwrap();
+        let config = DiscoveryConfig::new("127.0.0.1:0".parse().unwrap());
+        let mut discovery = start(&config, key, 9222, 901, store).await.unwrap();
+        assert_eq!(discovery.enr.node_id(), own.node_id());
+        let restored: Vec<NodeId> = discovery.restored.iter().map(Enr::node_id).collect();
+        assert_eq!(restored, vec![same.node_id()], "only the recent same-chain record of another node");
+        assert!(discovery.discv5.table_entries_id().contains(&same.node_id()), "it seeds the routing table");
+        discovery.discv5.shutdown();
     }
 }

@@ -22,8 +22,9 @@ const BANS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("bans");
 const BLOCKED_IPS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("blocked_ips");
 /// Blocked subnets: CIDR text → block expiry (unix seconds, `u64::MAX`: none).
 const BLOCKED_SUBNETS: TableDefinition<'_, &str, u64> = TableDefinition::new("blocked_subnets");
-/// Discovered nodes of this chain: node id (32 bytes) → (last seen, unix seconds; ENR text).
-const NODES: TableDefinition<'_, &[u8], (u64, &str)> = TableDefinition::new("discovery_nodes");
+/// Discovered nodes of this chain: node id (32 bytes) → (last seen, unix seconds; ENR text as
+/// bytes, so a corrupt row is skipped instead of failing to decode).
+const NODES: TableDefinition<'_, &[u8], (u64, &[u8])> = TableDefinition::new("discovery_nodes");
 
 /// Failures of one kind of store operation are logged at most this often; every failure is
 /// counted in `flashnode_gossip_store_errors_total{op}`. A full disk fails every block's write:
@@ -412,14 +413,16 @@ impl Store {
     }
 
     /// Inserts or refreshes discovered nodes in one commit, then keeps only the `keep` most
-    /// recently seen.
+    /// recently seen. The commit is durable: a non-durable one would be lost on a crash unless
+    /// a block write followed, and a node with no block traffic would then forget its network.
+    /// Writes are rare (new sessions, batched every few seconds, each node at most hourly).
     pub fn put_nodes(&self, nodes: &[StoredNode], keep: usize) -> Result<(), StoreError> {
         self.track("write", (|| -> Result<(), StoreError> {
             let tx = db!(self.db()?.begin_write())?;
             {
                 let mut t = db!(tx.open_table(NODES))?;
                 for n in nodes {
-                    db!(t.insert(n.id.as_slice(), (n.seen, n.enr.as_str())))?;
+                    db!(t.insert(n.id.as_slice(), (n.seen, n.enr.as_bytes())))?;
                 }
                 let len = db!(t.len())? as usize;
                 if len > keep {
@@ -447,7 +450,7 @@ impl Store {
             for row in db!(t.iter())? {
                 let (k, v) = db!(row)?;
                 let (seen, enr) = v.value();
-                let Ok(id) = <[u8; 32]>::try_from(k.value()) else { continue };
+                let (Ok(id), Ok(enr)) = (<[u8; 32]>::try_from(k.value()), std::str::from_utf8(enr)) else { continue };
                 if seen >= seen_since {
                     out.push(StoredNode { id, enr: enr.to_string(), seen });
                 }
