@@ -48,10 +48,11 @@ pub enum ConfigError {
 fn with_env_vars(cmd: Command) -> Command {
     fn add(cmd: Command) -> Command {
         let cmd = cmd.mut_args(|arg| {
-            let named = arg.get_long().is_some();
             let meta = matches!(arg.get_action(), ArgAction::Help | ArgAction::HelpLong | ArgAction::Version);
-            if named && !meta && arg.get_env().is_none() {
-                let var = format!("FLASHNODE_{}", arg.get_id().as_str().to_uppercase().replace('-', "_"));
+            // Named after the flag as users type it (`--p2p-ban-duration` →
+            // `FLASHNODE_P2P_BAN_DURATION`), not the field behind it.
+            if let Some(long) = arg.get_long().filter(|_| !meta && arg.get_env().is_none()) {
+                let var = format!("FLASHNODE_{}", long.to_uppercase().replace('-', "_"));
                 // Built once per process; clap wants `'static` names without its `string` feature.
                 arg.env(&*Box::leak(var.into_boxed_str()))
             } else {
@@ -354,6 +355,27 @@ mod tests {
             Sub::Node(n) => n,
             other => panic!("expected node, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn every_flag_reads_flashnode_and_its_long_name_from_the_environment() {
+        fn check(cmd: &Command, path: &str, seen: &mut usize) {
+            for arg in cmd.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if matches!(arg.get_action(), ArgAction::Help | ArgAction::HelpLong | ArgAction::Version) {
+                    continue;
+                }
+                let want = format!("FLASHNODE_{}", long.to_uppercase().replace('-', "_"));
+                assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(want.as_str()), "{path} --{long}");
+                *seen += 1;
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), seen);
+            }
+        }
+        let mut seen = 0;
+        check(&command(), "flashnode", &mut seen);
+        assert!(seen > 50, "only {seen} flags checked");
     }
 
     #[test]

@@ -45,6 +45,16 @@ fn invalid_params(msg: impl std::fmt::Display) -> ErrorObjectOwned {
     err(-32602, format!("invalid params: {msg}"))
 }
 
+/// A params parse error from jsonrpsee, with its reason (kept in `data`) as the message: its
+/// `Display` is a debug dump of the whole object.
+fn bad_params(e: ErrorObjectOwned) -> ErrorObjectOwned {
+    match e.data().map(|d| serde_json::from_str::<serde_json::Value>(d.get())) {
+        Some(Ok(serde_json::Value::String(reason))) => invalid_params(reason),
+        Some(Ok(other)) => invalid_params(other),
+        _ => invalid_params(e.message()),
+    }
+}
+
 /// Maps a call failure to the JSON-RPC error geth returns.
 pub fn call_error(e: CallError) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(e.code(), e.to_string(), e.data())
@@ -119,8 +129,8 @@ fn account(state: &MemDb, address: Address) -> AccountView {
 
 fn addr_and_block(params: Params<'_>) -> RpcResult<(Address, Option<BlockId>)> {
     let mut seq = params.sequence();
-    let address: Address = seq.next().map_err(invalid_params)?;
-    let id: Option<BlockId> = seq.optional_next().map_err(invalid_params)?;
+    let address: Address = seq.next().map_err(bad_params)?;
+    let id: Option<BlockId> = seq.optional_next().map_err(bad_params)?;
     Ok((address, id))
 }
 
@@ -155,25 +165,25 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     .expect("unique");
     m.register_method("eth_getBlockByNumber", |p, s, _| -> RpcResult<serde_json::Value> {
         let mut seq = p.sequence();
-        let n: BlockNumberOrTag = seq.next().map_err(invalid_params)?;
-        let full: Option<bool> = seq.optional_next().map_err(invalid_params)?;
+        let n: BlockNumberOrTag = seq.next().map_err(bad_params)?;
+        let full: Option<bool> = seq.optional_next().map_err(bad_params)?;
         block_json(s, Some(BlockId::Number(n)), full.unwrap_or(false))
     })
     .expect("unique");
     m.register_method("eth_getBlockByHash", |p, s, _| -> RpcResult<serde_json::Value> {
         let mut seq = p.sequence();
-        let h: B256 = seq.next().map_err(invalid_params)?;
-        let full: Option<bool> = seq.optional_next().map_err(invalid_params)?;
+        let h: B256 = seq.next().map_err(bad_params)?;
+        let full: Option<bool> = seq.optional_next().map_err(bad_params)?;
         block_json(s, Some(BlockId::from(h)), full.unwrap_or(false))
     })
     .expect("unique");
     m.register_method("eth_getBlockTransactionCountByNumber", |p, s, _| -> RpcResult<Option<U64>> {
-        let n: BlockNumberOrTag = p.one().map_err(invalid_params)?;
+        let n: BlockNumberOrTag = p.one().map_err(bad_params)?;
         Ok(resolve_block(s, Some(BlockId::Number(n)))?.map(|b| U64::from(b.txs.len())))
     })
     .expect("unique");
     m.register_method("eth_getBlockReceipts", |p, s, _| -> RpcResult<serde_json::Value> {
-        let id: BlockId = p.one().map_err(invalid_params)?;
+        let id: BlockId = p.one().map_err(bad_params)?;
         let Some(block) = resolve_block(s, Some(id))? else { return Ok(serde_json::Value::Null) };
         let ctx = BlockContext::of(&block.header, block.hash);
         let receipts: Vec<_> = block.txs.iter().map(|t| rpc_receipt(t, &ctx)).collect();
@@ -181,7 +191,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     })
     .expect("unique");
     m.register_method("eth_getTransactionReceipt", |p, s, _| -> RpcResult<serde_json::Value> {
-        let hash: B256 = p.one().map_err(invalid_params)?;
+        let hash: B256 = p.one().map_err(bad_params)?;
         let store = s.store.read();
         let Some((block, i)) = store.transaction(&hash) else { return Ok(serde_json::Value::Null) };
         let ctx = BlockContext::of(&block.header, block.hash);
@@ -189,7 +199,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     })
     .expect("unique");
     m.register_method("eth_getTransactionByHash", |p, s, _| -> RpcResult<serde_json::Value> {
-        let hash: B256 = p.one().map_err(invalid_params)?;
+        let hash: B256 = p.one().map_err(bad_params)?;
         let store = s.store.read();
         if let Some((block, i)) = store.transaction(&hash) {
             let ctx = BlockContext::of(&block.header, block.hash);
@@ -236,9 +246,9 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     .expect("unique");
     m.register_method("eth_getStorageAt", |p, s, _| -> RpcResult<B256> {
         let mut seq = p.sequence();
-        let address: Address = seq.next().map_err(invalid_params)?;
-        let slot: U256 = seq.next().map_err(invalid_params)?;
-        let id: Option<BlockId> = seq.optional_next().map_err(invalid_params)?;
+        let address: Address = seq.next().map_err(bad_params)?;
+        let slot: U256 = seq.next().map_err(bad_params)?;
+        let id: Option<BlockId> = seq.optional_next().map_err(bad_params)?;
         let at = resolve_state(s, id)?;
         let value = at.state.storage_ref(address, slot).unwrap_or_default();
         Ok(B256::from(value))
@@ -246,11 +256,11 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     .expect("unique");
     m.register_method("eth_call", |p, s, _| -> RpcResult<Bytes> {
         let mut seq = p.sequence();
-        let req: TransactionRequest = seq.next().map_err(invalid_params)?;
-        let id: Option<BlockId> = seq.optional_next().map_err(invalid_params)?;
+        let req: TransactionRequest = seq.next().map_err(bad_params)?;
+        let id: Option<BlockId> = seq.optional_next().map_err(bad_params)?;
         let overrides = call::CallOverrides {
-            state: seq.optional_next().map_err(invalid_params)?,
-            block: seq.optional_next().map_err(invalid_params)?,
+            state: seq.optional_next().map_err(bad_params)?,
+            block: seq.optional_next().map_err(bad_params)?,
         };
         let at = resolve_state(s, id)?;
         let env = overrides.env(&BlockEnvInput::from_header(&at.block.header));
@@ -260,8 +270,8 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     .expect("unique");
     m.register_method("eth_estimateGas", |p, s, _| -> RpcResult<U64> {
         let mut seq = p.sequence();
-        let req: TransactionRequest = seq.next().map_err(invalid_params)?;
-        let id: Option<BlockId> = seq.optional_next().map_err(invalid_params)?;
+        let req: TransactionRequest = seq.next().map_err(bad_params)?;
+        let id: Option<BlockId> = seq.optional_next().map_err(bad_params)?;
         let at = resolve_state(s, id)?;
         let env = BlockEnvInput::from_header(&at.block.header);
         let balance = account(&at.state, req.from.unwrap_or_default()).balance;
@@ -272,19 +282,19 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     .expect("unique");
     m.register_method("eth_feeHistory", |p, s, _| -> RpcResult<FeeHistory> {
         let mut seq = p.sequence();
-        let count: U64 = seq.next().map_err(invalid_params)?;
-        let newest: BlockNumberOrTag = seq.next().map_err(invalid_params)?;
-        let percentiles: Option<Vec<f64>> = seq.optional_next().map_err(invalid_params)?;
+        let count: U64 = seq.next().map_err(bad_params)?;
+        let newest: BlockNumberOrTag = seq.next().map_err(bad_params)?;
+        let percentiles: Option<Vec<f64>> = seq.optional_next().map_err(bad_params)?;
         fee_history(s, count.to::<u64>(), newest, percentiles)
     })
     .expect("unique");
     m.register_method("eth_sendRawTransaction", |p, s, _| -> RpcResult<B256> {
-        let raw: Bytes = p.one().map_err(invalid_params)?;
+        let raw: Bytes = p.one().map_err(bad_params)?;
         send_raw(s, &raw)
     })
     .expect("unique");
     m.register_method("eth_getLogs", |p, s, _| -> RpcResult<Vec<alloy_rpc_types_eth::Log>> {
-        let filter: alloy_rpc_types_eth::Filter = p.one().map_err(invalid_params)?;
+        let filter: alloy_rpc_types_eth::Filter = p.one().map_err(bad_params)?;
         get_logs(s, &filter)
     })
     .expect("unique");
@@ -295,7 +305,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     })
     .expect("unique");
     m.register_method("devnet_dumpState", |p, s, _| -> RpcResult<serde_json::Value> {
-        let id: Option<BlockId> = p.sequence().optional_next().map_err(invalid_params)?;
+        let id: Option<BlockId> = p.sequence().optional_next().map_err(bad_params)?;
         let at = resolve_state(s, id)?;
         let dump = dump_state(&at.state);
         Ok(json!({

@@ -125,8 +125,8 @@ async fn run(ctx: &RpcContext, call: P2pCall) -> Result<Value, ErrorObjectOwned>
     p2p.call(call).await.map_err(rpc_error)
 }
 
-fn invalid(e: impl std::fmt::Display) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(-32602, format!("invalid params: {e}"), None::<()>)
+fn invalid(e: impl crate::pending::ParamsDetail) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32602, format!("invalid params: {}", e.detail()), None::<()>)
 }
 
 /// Registers the `opp2p_` namespace.

@@ -27,8 +27,38 @@ fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, msg.into(), None::<()>)
 }
 
-fn invalid_params(e: impl std::fmt::Display) -> ErrorObjectOwned {
-    err(-32602, format!("invalid params: {e}"))
+fn invalid_params(e: impl ParamsDetail) -> ErrorObjectOwned {
+    err(-32602, format!("invalid params: {}", e.detail()))
+}
+
+/// What went wrong with a request's params, as one readable phrase.
+pub(crate) trait ParamsDetail {
+    /// The phrase.
+    fn detail(&self) -> String;
+}
+
+impl ParamsDetail for &str {
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl ParamsDetail for serde_json::Error {
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl ParamsDetail for ErrorObjectOwned {
+    /// jsonrpsee's own parse errors carry the reason in `data` ("No more params", serde's
+    /// message); its `Display` is a debug dump of the whole object.
+    fn detail(&self) -> String {
+        match self.data().map(|d| serde_json::from_str::<Value>(d.get())) {
+            Some(Ok(Value::String(s))) => s,
+            Some(Ok(other)) => other.to_string(),
+            _ => self.message().to_string(),
+        }
+    }
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> RpcResult<Value> {

@@ -1,7 +1,7 @@
 //! `eth_subscribe` on the RPC websocket: flashblocks (delta or whole block), flashblock
 //! transactions, pending logs with `removed: true` retractions, and canonical heads and logs.
 
-use crate::RpcContext;
+use crate::{pending::ParamsDetail, RpcContext};
 use alloy_consensus::TxReceipt;
 use alloy_rpc_types_eth::{Filter, Log};
 use flashnode_exec::{
@@ -31,12 +31,21 @@ enum Kind {
 fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObjectOwned> {
     let invalid = |m: String| ErrorObjectOwned::owned(-32602, m, None::<()>);
     let mut seq = params.sequence();
-    let name: String = seq.next().map_err(|e| invalid(format!("invalid params: {e}")))?;
-    let arg: Option<Value> = seq.optional_next().map_err(|e| invalid(format!("invalid params: {e}")))?;
-    let flag = |arg: &Option<Value>| match arg {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Object(o)) => o.get("full").and_then(Value::as_bool).unwrap_or(false),
-        _ => false,
+    let name: String = seq.next().map_err(|e| invalid(format!("invalid params: {}", e.detail())))?;
+    let arg: Option<Value> = seq.optional_next().map_err(|e| invalid(format!("invalid params: {}", e.detail())))?;
+    // `true`, `false`, `{"full": bool}` or nothing; anything else is a client's typo, refused
+    // rather than silently served in the default shape.
+    let flag = |arg: &Option<Value>| -> Result<bool, ErrorObjectOwned> {
+        match arg {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::Object(o)) if o.keys().all(|k| k == "full") => match o.get("full") {
+                None => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(other) => Err(invalid(format!("invalid params: `full` must be true or false, got {other}"))),
+            },
+            Some(other) => Err(invalid(format!("invalid params: expected true, false or {{\"full\": bool}}, got {other}"))),
+        }
     };
     let filter = |arg: Option<Value>| -> Result<Box<Filter>, ErrorObjectOwned> {
         Ok(Box::new(match arg {
@@ -45,8 +54,8 @@ fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObject
         }))
     };
     Ok(match name.as_str() {
-        "newFlashblocks" => Kind::Flashblocks { full: flag(&arg) },
-        "newFlashblockTransactions" => Kind::FlashblockTransactions { full: flag(&arg) },
+        "newFlashblocks" => Kind::Flashblocks { full: flag(&arg)? },
+        "newFlashblockTransactions" => Kind::FlashblockTransactions { full: flag(&arg)? },
         "pendingLogs" => Kind::PendingLogs(filter(arg)?),
         "newHeads" => Kind::NewHeads,
         "logs" => Kind::Logs(filter(arg)?),
@@ -55,7 +64,11 @@ fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObject
                 "newPendingTransactions is the mempool's: subscribe on the execution client (flashblock txs are on newFlashblockTransactions)".into(),
             ))
         }
-        other => return Err(invalid(format!("unknown subscription {other:?}"))),
+        other => {
+            return Err(invalid(format!(
+                "unknown subscription {other:?}: expected newFlashblocks, newFlashblockTransactions, pendingLogs, newHeads or logs"
+            )))
+        }
     })
 }
 

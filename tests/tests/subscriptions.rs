@@ -91,6 +91,20 @@ async fn pending_logs_deliver_events_from_flashblocks() {
     assert!(log_block > tip_then, "the log was delivered from a flashblock, before its block was canonical");
     let bad = ws.request("eth_subscribe", json!(["noSuchThing"])).await;
     assert_eq!(bad["error"]["code"], -32602);
+    assert!(bad["error"]["message"].as_str().is_some_and(|m| m.contains("newFlashblocks, newFlashblockTransactions")), "{bad}");
+    // Misspelt or mistyped options are refused, not served in the default shape.
+    for params in [json!(["newFlashblocks", {"fulll": true}]), json!(["newFlashblocks", {"full": "yes"}]), json!(["newFlashblockTransactions", "x"])] {
+        let bad = ws.request("eth_subscribe", params.clone()).await;
+        assert_eq!(bad["error"]["code"], -32602, "{params}: {bad}");
+    }
+    // Missing params read as a sentence, not a debug dump of jsonrpsee's error.
+    let bad = ws.request("eth_subscribe", json!([])).await;
+    assert_eq!(bad["error"]["message"], "invalid params: No more params", "{bad}");
+    for method in ["eth_getBalance", "eth_getTransactionReceipt"] {
+        let bad = raw_rpc(&node.rpc, method, json!([])).await;
+        let msg = bad["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with("invalid params: ") && !msg.contains("ErrorObject"), "{method}: {bad}");
+    }
 }
 
 /// A forced tail reorg delivers `removed: true` for the logs of the dropped transactions.
