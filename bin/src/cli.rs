@@ -249,10 +249,12 @@ pub struct LogArgs {
 /// Devnet flags.
 #[derive(Debug, Clone, Args)]
 pub struct DevnetArgs {
-    /// Canonical JSON-RPC listen address (HTTP and WS).
+    /// JSON-RPC listen address (HTTP and WS): the chain's canonical RPC for `devnet`, the
+    /// flashblock-aware node's RPC for `dev` (the chain's own goes to `--devnet-rpc-addr`).
     #[arg(long, default_value = "127.0.0.1:8545", env = "FLASHNODE_RPC_ADDR")]
     pub rpc_addr: SocketAddr,
-    /// Flashblock websocket listen address (served on path /ws).
+    /// Flashblock websocket listen address (path /ws): the chain's stream for `devnet`, the
+    /// node's fan-out for `dev` (the chain's own goes to `--devnet-flashblocks-addr`).
     #[arg(long, default_value = "127.0.0.1:8546", env = "FLASHNODE_FLASHBLOCKS_ADDR")]
     pub flashblocks_addr: SocketAddr,
     /// Chain id.

@@ -278,6 +278,12 @@ pub fn effective(m: &ArgMatches, origins: &[(String, String)]) -> String {
             out.push_str(&format!("# {long} is unset\n"));
             continue;
         };
+        // Secrets: say how many and where from, never the values (this output ends up in logs
+        // and support tickets).
+        if long == "ws-api-keys" {
+            out.push_str(&format!("# {long}: {} keys, not printed  # {source}\n", raw.count()));
+            continue;
+        }
         let values: Vec<String> = raw
             .map(|v| {
                 let v = v.to_string_lossy();

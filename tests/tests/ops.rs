@@ -107,6 +107,11 @@ fn presets_and_config_layers() {
     assert!(text.contains("ws-global-limit = 900  # command line"), "command line beats file: {text}");
     assert!(text.contains("flashblocks-url = \"ws://10.9.9.9/ws\"  # "), "file beats preset: {text}");
     assert!(text.contains("upstream-rpc = \"http://10.1.2.3:8545\"  # "), "{text}");
+    // API keys are secrets: counted, never printed.
+    let out = run(&["node", "--config", good.to_str().unwrap(), "--ws-api-keys", "s3cret-one,s3cret-two", "--print-config"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("# ws-api-keys: 2 keys, not printed  # command line") && !text.contains("s3cret"), "{text}");
 
     for (body, field) in [
         ("upstream-rpc = \"http://x:1\"\nws-per-ip-limit = \"many\"\n", "`ws-per-ip-limit`"),
