@@ -172,17 +172,30 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     if args.overlay.metrics_addr.is_some() {
         crate::http::install_recorder()?;
     }
-    let source = UpstreamSource::connect(
-        UpstreamConfig {
-            url: args.upstream_rpc.clone(),
-            poll_interval: args.upstream_poll_interval,
-            request_timeout: args.overlay.upstream_timeout,
-            ..Default::default()
-        },
-        cancel.clone(),
-    )
-    .await
-    .context("connecting to the upstream execution client")?;
+    let upstream = UpstreamConfig {
+        url: args.upstream_rpc.clone(),
+        poll_interval: args.upstream_poll_interval,
+        request_timeout: args.overlay.upstream_timeout,
+        ..Default::default()
+    };
+    // The execution client may start after us (a sidecar in the same pod, a restart): wait for
+    // it with backoff instead of exiting into a crash loop; SIGINT/SIGTERM still stop us.
+    let mut retry_in = Duration::from_millis(500);
+    let source = loop {
+        match UpstreamSource::connect(upstream.clone(), cancel.clone()).await {
+            Ok(source) => break source,
+            Err(err) => {
+                tracing::warn!(%err, retry_in_ms = retry_in.as_millis() as u64, "upstream execution client not reachable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(retry_in) => {}
+                    _ = crate::dev::shutdown_signal() => {
+                        return Err(anyhow::anyhow!("{err}")).context("stopped while waiting for the upstream execution client");
+                    }
+                }
+                retry_in = (retry_in * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
     let chain_id = source.chain_id();
     let preset = match args.chain {
         Some(name) => {

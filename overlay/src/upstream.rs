@@ -17,6 +17,22 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
+/// An error and its causes on one line ("error sending request: …: Connection refused"): the
+/// transport's top-level message alone does not say why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// Upstream settings.
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
@@ -68,8 +84,8 @@ impl UpstreamSource {
             .map_err(|e| SourceError::Upstream(format!("cannot connect to {}: {e}", config.url)))?;
         let chain_id = tokio::time::timeout(config.request_timeout, provider.get_chain_id())
             .await
-            .map_err(|_| SourceError::Upstream("eth_chainId timed out".into()))?
-            .map_err(|e| SourceError::Upstream(e.to_string()))?;
+            .map_err(|_| SourceError::Upstream(format!("eth_chainId to {} timed out", config.url)))?
+            .map_err(|e| SourceError::Upstream(format!("eth_chainId to {}: {}", config.url, error_chain(&e))))?;
         let weigh_account = |_: &(B256, Address), v: &SourceAccount| (96 + v.code.len()) as u32;
         let (notifications, _) = broadcast::channel(256);
         let source = Self {

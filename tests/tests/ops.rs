@@ -50,6 +50,44 @@ async fn not_ready_without_a_fresh_canonical_tip() {
     assert_eq!(v["mode"], "fallback");
 }
 
+/// A node started before its execution client (a sidecar starting in the same pod) waits for
+/// it with backoff, saying why, and serves once it is up, instead of exiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_waits_for_an_upstream_that_starts_later() {
+    let (up_rpc, up_ws, rpc, fanout) = (free_port(), free_port(), free_port(), free_port());
+    let args: Vec<String> = [
+        "node",
+        "--upstream-rpc",
+        &format!("http://127.0.0.1:{up_rpc}"),
+        "--flashblocks-url",
+        &format!("ws://127.0.0.1:{up_ws}/ws"),
+        "--rpc-addr",
+        &format!("127.0.0.1:{rpc}"),
+        "--flashblocks-addr",
+        &format!("127.0.0.1:{fanout}"),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut node = Proc::flashnode(&args);
+    let waiting = eventually(Duration::from_secs(10), || {
+        let out = node.output();
+        async move { out.contains("upstream execution client not reachable") && out.contains("Connection refused") }
+    })
+    .await;
+    assert!(waiting, "no retry line naming the cause:\n{}", node.output());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(node.is_running(), "the node exited instead of waiting:\n{}", node.output());
+    let devnet_args: Vec<String> =
+        ["devnet", "--rpc-addr", &format!("127.0.0.1:{up_rpc}"), "--flashblocks-addr", &format!("127.0.0.1:{up_ws}")].map(String::from).to_vec();
+    let _devnet = Proc::flashnode(&devnet_args);
+    let url = format!("http://127.0.0.1:{rpc}");
+    let serving = eventually(Duration::from_secs(30), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", rpc)).await.is_ok() && status(&url).await["mode"] == "flashblocks"
+    })
+    .await;
+    assert!(serving, "the node did not serve once its upstream came up:\n{}", node.output());
+}
+
 /// `flashnode status` prints the mode, tip and flashblock index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_command_shows_the_node() {
