@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 pub use discv5::Enr;
 
 use crate::{
+    gate::now_secs,
     stats::GossipStats,
     store::{Store, StoredNode},
 };
@@ -238,12 +239,9 @@ pub(crate) struct Discovery {
     pub enr: Enr,
     /// Where discovered nodes are kept across restarts.
     store: Arc<Store>,
-    /// Same-chain records restored from the store, handed to the swarm when `run` starts.
-    restored: Vec<Enr>,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    /// Same-chain nodes restored from the store (most recently seen first), handed to the swarm
+    /// when `run` starts.
+    restored: Vec<(PeerId, Multiaddr)>,
 }
 
 /// Which discovered nodes still have to be written to the store (bounded).
@@ -343,7 +341,7 @@ pub(crate) async fn start(
     }
     // Nodes seen before the restart. A record of another chain (the data dir was reused for
     // another network) or one discv5 refuses is skipped.
-    let since = unix_now().saturating_sub(NODE_EXPIRY.as_secs());
+    let since = now_secs().saturating_sub(NODE_EXPIRY.as_secs());
     let stored = {
         let (store, span) = (store.clone(), tracing::Span::current());
         match tokio::task::spawn_blocking(move || span.in_scope(|| store.nodes(since))).await {
@@ -359,11 +357,12 @@ pub(crate) async fn start(
     let mut restored = Vec::new();
     for node in stored.into_iter().take(NODES_RESTORED) {
         let Ok(record) = node.enr.parse::<Enr>() else { continue };
-        if record.node_id() == enr.node_id() || !matches!(judge(&record, chain_id), Verdict::Dial(..)) {
+        if record.node_id() == enr.node_id() {
             continue;
         }
-        if discv5.add_enr(record.clone()).is_ok() {
-            restored.push(record);
+        let Verdict::Dial(peer, addr) = judge(&record, chain_id) else { continue };
+        if discv5.add_enr(record).is_ok() {
+            restored.push((peer, addr));
         }
     }
     metrics::gauge!("flashnode_gossip_discovery_nodes_restored").set(restored.len() as f64);
@@ -405,7 +404,8 @@ impl Discovery {
         let mut book = NodeBook::default();
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let consider = |enr: Enr, recent: &mut HashMap<PeerId, Instant>| {
+        // `book`: the node answered a handshake, so its record is kept for the next start.
+        let consider = |enr: Enr, recent: &mut HashMap<PeerId, Instant>, book: Option<&mut NodeBook>| {
             stats.discovered.fetch_add(1, Ordering::Relaxed);
             let outcome = match judge(&enr, chain_id) {
                 Verdict::OtherChain => {
@@ -415,6 +415,9 @@ impl Discovery {
                 }
                 Verdict::NotDialable => "not_dialable",
                 Verdict::Dial(peer, addr) => {
+                    if let Some(book) = book {
+                        book.seen(&enr, now_secs());
+                    }
                     let now = Instant::now();
                     if recent.get(&peer).is_some_and(|t| now.duration_since(*t) < REDIAL_AFTER) {
                         "recent"
@@ -439,12 +442,10 @@ impl Discovery {
         // The last network first: dial the most recently seen of the nodes known before the
         // restart (the rest are in the routing table for lookups). They are stored again only
         // once a session with them is established.
-        for enr in std::mem::take(&mut self.restored).into_iter().take(RESTORED_DIALS) {
-            if let Verdict::Dial(peer, addr) = judge(&enr, chain_id) {
-                recent.insert(peer, Instant::now());
-                let outcome = if dial(peer, addr) { "dial" } else { "queue_full" };
-                metrics::counter!("flashnode_gossip_restored_dials_total", "outcome" => outcome).increment(1);
-            }
+        for (peer, addr) in std::mem::take(&mut self.restored).into_iter().take(RESTORED_DIALS) {
+            recent.insert(peer, Instant::now());
+            let outcome = if dial(peer, addr) { "dial" } else { "queue_full" };
+            metrics::counter!("flashnode_gossip_restored_dials_total", "outcome" => outcome).increment(1);
         }
         loop {
             tokio::select! {
@@ -468,19 +469,14 @@ impl Discovery {
                 found = async { match query.as_mut() { Some(q) => q.await, None => std::future::pending().await } } => {
                     query = None;
                     for enr in found {
-                        consider(enr, &mut recent);
+                        consider(enr, &mut recent, None);
                     }
                 }
                 ev = events.recv() => match ev {
-                    Some(Event::Discovered(enr)) => consider(enr, &mut recent),
+                    Some(Event::Discovered(enr)) => consider(enr, &mut recent, None),
                     // A session is a handshake with the node itself: the record is live, unlike
                     // the ones other nodes pass on in lookups, so only these are stored.
-                    Some(Event::SessionEstablished(enr, _)) => {
-                        if matches!(judge(&enr, chain_id), Verdict::Dial(..)) {
-                            book.seen(&enr, unix_now());
-                        }
-                        consider(enr, &mut recent)
-                    }
+                    Some(Event::SessionEstablished(enr, _)) => consider(enr, &mut recent, Some(&mut book)),
                     Some(_) => {}
                     None => break,
                 },
@@ -488,7 +484,7 @@ impl Discovery {
         }
         // On a clean stop (best effort: the process may exit first), the routing table's
         // connected same-chain nodes are the freshest view.
-        let now = unix_now();
+        let now = now_secs();
         for (_, enr, status) in self.discv5.table_entries() {
             if status.is_connected() && matches!(judge(&enr, chain_id), Verdict::Dial(..)) {
                 book.seen(&enr, now);
@@ -592,7 +588,7 @@ mod tests {
         let same = local_enr(&CombinedKey::generate_secp256k1(), Some("127.0.0.1".parse().unwrap()), 30_001, 30_002, 901).unwrap();
         let other_chain = local_enr(&CombinedKey::generate_secp256k1(), Some("127.0.0.1".parse().unwrap()), 30_003, 30_004, 10).unwrap();
         let stale = local_enr(&CombinedKey::generate_secp256k1(), Some("127.0.0.1".parse().unwrap()), 30_005, 30_006, 901).unwrap();
-        let now = unix_now();
+        let now = now_secs();
         let mut corrupt = stored(&same, now);
         corrupt.id = [7; 32];
         corrupt.enr = "enr:not-a-record".into();
@@ -613,8 +609,8 @@ mod tests {
         let config = DiscoveryConfig::new("127.0.0.1:0".parse().unwrap());
         let mut discovery = start(&config, key, 9222, 901, store).await.unwrap();
         assert_eq!(discovery.enr.node_id(), own.node_id());
-        let restored: Vec<NodeId> = discovery.restored.iter().map(Enr::node_id).collect();
-        assert_eq!(restored, vec![same.node_id()], "only the recent same-chain record of another node");
+        let restored: Vec<PeerId> = discovery.restored.iter().map(|(peer, _)| *peer).collect();
+        assert_eq!(restored, peer_id_of(&same).into_iter().collect::<Vec<_>>(), "only the recent same-chain record of another node");
         assert!(discovery.discv5.table_entries_id().contains(&same.node_id()), "it seeds the routing table");
         discovery.discv5.shutdown();
     }

@@ -5,7 +5,7 @@
 //! `opp2p_unblockSubnet`, `opp2p_listBlockedSubnets`, `opp2p_protectPeer`). The rpc crate knows
 //! nothing of libp2p: the binary implements [`GossipStatusSource`] over its p2p host.
 
-use crate::RpcContext;
+use crate::{pending::invalid_params, RpcContext};
 use futures::future::BoxFuture;
 use jsonrpsee::{types::ErrorObjectOwned, RpcModule};
 use serde::Serialize;
@@ -125,9 +125,6 @@ async fn run(ctx: &RpcContext, call: P2pCall) -> Result<Value, ErrorObjectOwned>
     p2p.call(call).await.map_err(rpc_error)
 }
 
-fn invalid(e: impl crate::pending::ParamsDetail) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(-32602, format!("invalid params: {}", e.detail()), None::<()>)
-}
 
 /// Registers the `opp2p_` namespace.
 pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
@@ -146,7 +143,7 @@ pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
         .expect("unique");
     }
     m.register_async_method("opp2p_peers", |p, ctx, _| async move {
-        let connected: Option<bool> = p.sequence().optional_next().map_err(invalid)?;
+        let connected: Option<bool> = p.sequence().optional_next().map_err(invalid_params)?;
         run(&ctx, P2pCall::Peers { connected: connected.unwrap_or(true) }).await
     })
     .expect("unique");
@@ -157,7 +154,7 @@ pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
         ("opp2p_unblockSubnet", P2pCall::UnblockSubnet as Make),
     ] {
         m.register_async_method(name, move |p, ctx, _| async move {
-            let id: String = p.one().map_err(invalid)?;
+            let id: String = p.one().map_err(invalid_params)?;
             run(&ctx, make(id)).await
         })
         .expect("unique");
@@ -165,27 +162,27 @@ pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
     // The block calls take op-node's one parameter and an optional expiry in seconds.
     m.register_async_method("opp2p_blockPeer", |p, ctx, _| async move {
         let mut seq = p.sequence();
-        let id: String = seq.next().map_err(invalid)?;
-        let secs: Option<u64> = seq.optional_next().map_err(invalid)?;
+        let id: String = seq.next().map_err(invalid_params)?;
+        let secs: Option<u64> = seq.optional_next().map_err(invalid_params)?;
         run(&ctx, P2pCall::BlockPeer(id, secs)).await
     })
     .expect("unique");
     m.register_async_method("opp2p_blockSubnet", |p, ctx, _| async move {
         let mut seq = p.sequence();
-        let cidr: String = seq.next().map_err(invalid)?;
-        let secs: Option<u64> = seq.optional_next().map_err(invalid)?;
+        let cidr: String = seq.next().map_err(invalid_params)?;
+        let secs: Option<u64> = seq.optional_next().map_err(invalid_params)?;
         run(&ctx, P2pCall::BlockSubnet(cidr, secs)).await
     })
     .expect("unique");
     m.register_async_method("opp2p_blockAddr", |p, ctx, _| async move {
         let mut seq = p.sequence();
-        let ip: std::net::IpAddr = seq.next().map_err(invalid)?;
-        let secs: Option<u64> = seq.optional_next().map_err(invalid)?;
+        let ip: std::net::IpAddr = seq.next().map_err(invalid_params)?;
+        let secs: Option<u64> = seq.optional_next().map_err(invalid_params)?;
         run(&ctx, P2pCall::BlockAddr(ip, secs)).await
     })
     .expect("unique");
     m.register_async_method("opp2p_unblockAddr", |p, ctx, _| async move {
-        let ip: std::net::IpAddr = p.one().map_err(invalid)?;
+        let ip: std::net::IpAddr = p.one().map_err(invalid_params)?;
         run(&ctx, P2pCall::UnblockAddr(ip)).await
     })
     .expect("unique");

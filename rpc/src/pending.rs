@@ -27,7 +27,8 @@ fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, msg.into(), None::<()>)
 }
 
-fn invalid_params(e: impl ParamsDetail) -> ErrorObjectOwned {
+/// A -32602 error: "invalid params: " and what was wrong.
+pub(crate) fn invalid_params(e: impl ParamsDetail) -> ErrorObjectOwned {
     err(-32602, format!("invalid params: {}", e.detail()))
 }
 

@@ -137,7 +137,7 @@ pub(crate) fn params_json(p: &Params<'_>) -> Result<Option<Value>, ErrorObjectOw
     if p.as_str().is_none() {
         return Ok(None);
     }
-    p.parse::<Value>().map(Some).map_err(|e| ErrorObjectOwned::owned(-32602, format!("invalid params: {}", crate::pending::ParamsDetail::detail(&e)), None::<()>))
+    p.parse::<Value>().map(Some).map_err(crate::pending::invalid_params)
 }
 
 /// Registers every [`PROXIED`] method.

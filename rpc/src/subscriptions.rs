@@ -1,7 +1,7 @@
 //! `eth_subscribe` on the RPC websocket: flashblocks (delta or whole block), flashblock
 //! transactions, pending logs with `removed: true` retractions, and canonical heads and logs.
 
-use crate::{pending::ParamsDetail, RpcContext};
+use crate::{pending::invalid_params, RpcContext};
 use alloy_consensus::TxReceipt;
 use alloy_rpc_types_eth::{Filter, Log};
 use flashnode_exec::{
@@ -31,8 +31,8 @@ enum Kind {
 fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObjectOwned> {
     let invalid = |m: String| ErrorObjectOwned::owned(-32602, m, None::<()>);
     let mut seq = params.sequence();
-    let name: String = seq.next().map_err(|e| invalid(format!("invalid params: {}", e.detail())))?;
-    let arg: Option<Value> = seq.optional_next().map_err(|e| invalid(format!("invalid params: {}", e.detail())))?;
+    let name: String = seq.next().map_err(invalid_params)?;
+    let arg: Option<Value> = seq.optional_next().map_err(invalid_params)?;
     // `true`, `false`, `{"full": bool}` or nothing; anything else is a client's typo, refused
     // rather than silently served in the default shape.
     let flag = |arg: &Option<Value>| -> Result<bool, ErrorObjectOwned> {
