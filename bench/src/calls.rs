@@ -54,8 +54,11 @@ struct Samples {
 
 impl Samples {
     fn report(&self) -> Value {
-        let (cold, warm, up) =
-            (Summary::of(&self.node_cold), Summary::of(&self.node_warm), Summary::of(&self.upstream));
+        let (cold, warm, up) = (
+            Summary::of(&self.node_cold),
+            Summary::of(&self.node_warm),
+            Summary::of(&self.upstream),
+        );
         json!({
             "node_pending_cold_ms": cold.clone().rounded(),
             "node_pending_warm_ms": warm.clone().rounded(),
@@ -74,8 +77,26 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
     let anvil = Anvil::start(CHAIN_ID).await;
     let key0 = DEV_KEYS[0];
     let supply = U256::from(10u64).pow(U256::from(24u64));
-    let token_deploy = sign_1559(key0, CHAIN_ID, 0, TxKind::Create, U256::ZERO, creation(TOKEN_BIN, &supply.abi_encode()), 2_000_000, FEE);
-    let probe_deploy = sign_1559(key0, CHAIN_ID, 1, TxKind::Create, U256::ZERO, creation(PROBE_BIN, &[]), 2_000_000, FEE);
+    let token_deploy = sign_1559(
+        key0,
+        CHAIN_ID,
+        0,
+        TxKind::Create,
+        U256::ZERO,
+        creation(TOKEN_BIN, &supply.abi_encode()),
+        2_000_000,
+        FEE,
+    );
+    let probe_deploy = sign_1559(
+        key0,
+        CHAIN_ID,
+        1,
+        TxKind::Create,
+        U256::ZERO,
+        creation(PROBE_BIN, &[]),
+        2_000_000,
+        FEE,
+    );
     mine(&anvil.url, &[token_deploy, probe_deploy]).await;
     let r = raw_rpc(&anvil.url, "eth_getBlockReceipts", json!(["latest"])).await;
     let token: Address = r["result"][0]["contractAddress"].as_str().context("token")?.parse()?;
@@ -86,7 +107,9 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
         let url = anvil.url.clone();
         async move {
             let data = Bytes::from(IProbe::burnCall { rounds: U256::from(rounds) }.abi_encode());
-            let r = raw_rpc(&url, "eth_estimateGas", json!([{"to": probe, "data": data}, "latest"])).await;
+            let r =
+                raw_rpc(&url, "eth_estimateGas", json!([{"to": probe, "data": data}, "latest"]))
+                    .await;
             quantity(&r["result"]).unwrap_or(0)
         }
     };
@@ -96,8 +119,16 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
     let heavy_gas = gas_of(burn_rounds).await;
 
     let source = FlashblockSource::start().await;
-    let node = start_node(&source.url, &anvil.url, &["--pending-stale-after", "60s", "--upstream-poll-interval", "20ms"]).await;
-    let ready = eventually(Duration::from_secs(10), || async { status(&node.rpc).await["streamConnected"] == true }).await;
+    let node = start_node(
+        &source.url,
+        &anvil.url,
+        &["--pending-stale-after", "60s", "--upstream-poll-interval", "20ms"],
+    )
+    .await;
+    let ready = eventually(Duration::from_secs(10), || async {
+        status(&node.rpc).await["streamConnected"] == true
+    })
+    .await;
     if !ready {
         bail!("node never connected to the flashblock source");
     }
@@ -108,10 +139,21 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
     let balance_data = Bytes::from(IToken::balanceOfCall(address_of(key0)).abi_encode());
     let heavy_data = Bytes::from(IProbe::burnCall { rounds: U256::from(burn_rounds) }.abi_encode());
     // The flashblock's one transaction; anvil never mines it, so nonce 0 stays valid.
-    let transfer = sign_1559(DEV_KEYS[1], CHAIN_ID, 0, TxKind::Call(Address::repeat_byte(0xa2)), U256::from(5), Bytes::new(), 21_000, FEE);
+    let transfer = sign_1559(
+        DEV_KEYS[1],
+        CHAIN_ID,
+        0,
+        TxKind::Call(Address::repeat_byte(0xa2)),
+        U256::from(5),
+        Bytes::new(),
+        21_000,
+        FEE,
+    );
     for round in 0..args.rounds {
         raw_rpc(&anvil.url, "evm_mine", json!([])).await;
-        let parent = raw_rpc(&anvil.url, "eth_getBlockByNumber", json!(["latest", false])).await["result"].clone();
+        let parent = raw_rpc(&anvil.url, "eth_getBlockByNumber", json!(["latest", false])).await
+            ["result"]
+            .clone();
         let env = next_env(&parent, Address::repeat_byte(0xcb));
         // Wait for the node to see the new head, then stream block N+1.
         let head = quantity(&parent["number"]).context("number")?;
@@ -127,7 +169,8 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
         }
         let applied = eventually(Duration::from_secs(5), || async {
             let b = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await;
-            quantity(&b["result"]["number"]) == Some(env.number) && b["result"]["transactions"].as_array().is_some_and(|t| t.len() == 1)
+            quantity(&b["result"]["number"]) == Some(env.number)
+                && b["result"]["transactions"].as_array().is_some_and(|t| t.len() == 1)
         })
         .await;
         if !applied {

@@ -22,7 +22,13 @@ const COLOURS: [RGBColor; 6] = [
 ];
 
 /// Draws `series` as lines with point markers into an 800x480 SVG at `path`.
-pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> anyhow::Result<()> {
     let points = series.iter().flat_map(|s| s.points.iter());
     let (mut x_max, mut y_max) = (0f64, 0f64);
     let mut x_min = f64::MAX;
@@ -58,7 +64,9 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
             .draw_series(LineSeries::new(s.points.iter().copied(), colour.stroke_width(2)))
             .context("chart line")?
             .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
         chart
             .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
             .context("chart points")?;
@@ -78,24 +86,49 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
 /// `ingest-chart`: ingest→queryable latency (p50, p90, p99) of the flashblocks served
 /// preconfirmed (not the block's last one, which is sealed at once and served canonical)
 /// against flashblock size, from the `ingest-latency` result files given (one per size).
-pub fn ingest_by_size(files: &[std::path::PathBuf], out: &Path) -> anyhow::Result<serde_json::Value> {
+pub fn ingest_by_size(
+    files: &[std::path::PathBuf],
+    out: &Path,
+) -> anyhow::Result<serde_json::Value> {
     let mut rows = Vec::new();
     for f in files {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)?;
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        )?;
         let r = &v["result"];
-        let txs = r["tx_count_per_flashblock_measured"]["summary"]["p50"].as_f64().context("tx count in the result")?;
+        let txs = r["tx_count_per_flashblock_measured"]["summary"]["p50"]
+            .as_f64()
+            .context("tx count in the result")?;
         let l = &r["latency_ms_served_preconfirmed"];
         rows.push(serde_json::json!({
             "file": f, "txs_per_flashblock_p50": txs, "samples": l["n"],
             "p50_ms": l["p50"], "p90_ms": l["p90"], "p99_ms": l["p99"], "max_ms": l["max"],
         }));
     }
-    rows.sort_by(|a, b| a["txs_per_flashblock_p50"].as_f64().partial_cmp(&b["txs_per_flashblock_p50"].as_f64()).unwrap_or(std::cmp::Ordering::Equal));
+    rows.sort_by(|a, b| {
+        a["txs_per_flashblock_p50"]
+            .as_f64()
+            .partial_cmp(&b["txs_per_flashblock_p50"].as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let series = |label: &str, key: &str| Series {
         label: label.into(),
-        points: rows.iter().map(|r| (r["txs_per_flashblock_p50"].as_f64().unwrap_or_default(), r[key].as_f64().unwrap_or_default())).collect(),
+        points: rows
+            .iter()
+            .map(|r| {
+                (
+                    r["txs_per_flashblock_p50"].as_f64().unwrap_or_default(),
+                    r[key].as_f64().unwrap_or_default(),
+                )
+            })
+            .collect(),
     };
-    line_chart(out, "Flashblock arrival to preconfirmed receipt queryable on the node's RPC", "transactions in the flashblock", "latency (ms)",
-        &[series("p50", "p50_ms"), series("p90", "p90_ms"), series("p99", "p99_ms")])?;
+    line_chart(
+        out,
+        "Flashblock arrival to preconfirmed receipt queryable on the node's RPC",
+        "transactions in the flashblock",
+        "latency (ms)",
+        &[series("p50", "p50_ms"), series("p90", "p90_ms"), series("p99", "p99_ms")],
+    )?;
     Ok(serde_json::json!({"scenario": "ingest-by-size", "result": {"rows": rows, "chart": out}}))
 }

@@ -124,16 +124,23 @@ struct SubLog {
 pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     let nofile = raise_nofile(args.nofile);
     let machine = Machine::read();
-    let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let started_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let longest_connect = args.subscribers.iter().max().copied().unwrap_or(0) as u64 / 200 + 30;
-    let run_secs = args.warmup_secs + args.baseline_secs + longest_connect + args.settle_secs + args.measure_secs + 10;
+    let run_secs = args.warmup_secs
+        + args.baseline_secs
+        + longest_connect
+        + args.settle_secs
+        + args.measure_secs
+        + 10;
     let per_key = (args.rate * run_secs).div_ceil(DEV_KEYS.len() as u64) as usize;
     eprintln!("fanout: pre-signing {} transfers…", per_key * DEV_KEYS.len());
     let bodies = Arc::new(crate::ingest::presign(per_key));
 
     let mut runs = Vec::new();
     for &n in &args.subscribers {
-        let r = run_one(&args, n, bodies.clone()).await.with_context(|| format!("{n} subscribers"))?;
+        let r =
+            run_one(&args, n, bodies.clone()).await.with_context(|| format!("{n} subscribers"))?;
         let res = &r["result"];
         eprintln!(
             "fanout {n:>6} subscribers: ingest→last subscriber p50 {} ms p99 {} ms | first→last p50 {} ms p99 {} ms | per delivery p50 {} ms p99 {} ms | missed {} not fanned out {} disconnects {} | node CPU +{} cores, RSS +{} KiB/subscriber | bench CPU {} cores | other processes {} cores",
@@ -188,7 +195,11 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     }))
 }
 
-async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> anyhow::Result<Value> {
+async fn run_one(
+    args: &FanoutArgs,
+    n: usize,
+    bodies: Arc<Vec<Vec<String>>>,
+) -> anyhow::Result<Value> {
     let source_port = free_port();
     let limit = (n + 1000).max(10_000);
     let extra: Vec<String> = vec![
@@ -203,11 +214,20 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
         "--ws-buffer".into(),
         args.ws_buffer.to_string(),
     ];
-    let dev = start_node(source_port, &extra, Duration::from_millis(args.block_time_ms * 2 + 10_000)).await?;
+    let dev =
+        start_node(source_port, &extra, Duration::from_millis(args.block_time_ms * 2 + 10_000))
+            .await?;
     let fanout_url = dev.running.ws.clone();
     let fanout_addr = fanout_url.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
     let node_pid = find_child_pid(&fanout_addr).context("the node's pid")?;
-    let floor = if args.floor { Some(crate::fanout_floor::FloorRelay::start(&format!("ws://127.0.0.1:{source_port}/ws"), args.brotli)?) } else { None };
+    let floor = if args.floor {
+        Some(crate::fanout_floor::FloorRelay::start(
+            &format!("ws://127.0.0.1:{source_port}/ws"),
+            args.brotli,
+        )?)
+    } else {
+        None
+    };
     // In a floor run the subscribers and the CPU/RSS sampling go to the relay instead.
     let (fanout_addr, pid) = match &floor {
         Some(relay) => (relay.addr.clone(), relay.pid()),
@@ -220,8 +240,15 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     let stop = Arc::new(AtomicBool::new(false));
     let ref_frames: Arc<Mutex<Vec<RefFrame>>> = Arc::default();
     let ref_thread = {
-        let (url, frames, stop, brotli) = (format!("ws://127.0.0.1:{source_port}/ws"), ref_frames.clone(), stop.clone(), args.brotli);
-        std::thread::Builder::new().name("fanout-ref".into()).spawn(move || reference_client(url, frames, stop, brotli))?
+        let (url, frames, stop, brotli) = (
+            format!("ws://127.0.0.1:{source_port}/ws"),
+            ref_frames.clone(),
+            stop.clone(),
+            args.brotli,
+        );
+        std::thread::Builder::new()
+            .name("fanout-ref".into())
+            .spawn(move || reference_client(url, frames, stop, brotli))?
     };
     let sent = Arc::new(AtomicU64::new(0));
     let send_errors = Arc::new(AtomicU64::new(0));
@@ -229,15 +256,24 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     let (load_handle_tx, load_handle_rx) = std::sync::mpsc::channel();
     let (load_stop_tx, load_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let load_thread = std::thread::Builder::new().name("fanout-load".into()).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("load runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("load runtime");
         let _ = load_handle_tx.send(rt.handle().clone());
         let _ = rt.block_on(load_stop_rx);
     })?;
     let load = load_handle_rx.recv()?;
     let period = Duration::from_micros(1_000_000 * DEV_KEYS.len() as u64 / args.rate.max(1));
     for k in 0..DEV_KEYS.len() {
-        let (rpc, stop, sent, send_errors, first_errors, bodies) =
-            (dev.running.rpc.clone(), stop.clone(), sent.clone(), send_errors.clone(), first_errors.clone(), bodies.clone());
+        let (rpc, stop, sent, send_errors, first_errors, bodies) = (
+            dev.running.rpc.clone(),
+            stop.clone(),
+            sent.clone(),
+            send_errors.clone(),
+            first_errors.clone(),
+            bodies.clone(),
+        );
         load.spawn(async move {
             tokio::time::sleep(period * k as u32 / DEV_KEYS.len() as u32).await;
             let Ok(mut conn) = KeepAlive::connect(&rpc).await else { return };
@@ -249,7 +285,11 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
                 }
                 let res = conn.post(body).await.map_err(|e| e.to_string()).and_then(|b| {
                     let v: Value = serde_json::from_slice(&b).map_err(|e| e.to_string())?;
-                    if v["error"].is_null() { Ok(()) } else { Err(v["error"].to_string()) }
+                    if v["error"].is_null() {
+                        Ok(())
+                    } else {
+                        Err(v["error"].to_string())
+                    }
                 });
                 sent.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = res {
@@ -311,7 +351,10 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
                     handshake_ms.push(took.as_secs_f64() * 1e3);
                     tasks.push(tokio::spawn(subscriber(stream, leftover, log)));
                 }
-                Err(e) => *log.ended.lock().unwrap() = Some((Instant::now(), format!("connect failed: {e}"))),
+                Err(e) => {
+                    *log.ended.lock().unwrap() =
+                        Some((Instant::now(), format!("connect failed: {e}")))
+                }
             }
         }
     }
@@ -345,9 +388,13 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     drop(dev);
 
     // Frames whose t0 falls in the measuring window.
-    let window: Vec<&RefFrame> = ref_all.iter().filter(|f| f.t0 >= t_start && f.t0 <= t_end).collect();
-    let key_of: HashMap<(u64, u32), usize> =
-        window.iter().enumerate().map(|(i, f)| (f.brotli_key.map_or((f.payload_id, f.index), |k| (k, BROTLI_INDEX)), i)).collect();
+    let window: Vec<&RefFrame> =
+        ref_all.iter().filter(|f| f.t0 >= t_start && f.t0 <= t_end).collect();
+    let key_of: HashMap<(u64, u32), usize> = window
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.brotli_key.map_or((f.payload_id, f.index), |k| (k, BROTLI_INDEX)), i))
+        .collect();
     let mut first = vec![f64::INFINITY; window.len()];
     let mut last = vec![f64::NEG_INFINITY; window.len()];
     let mut got = vec![0usize; window.len()];
@@ -397,13 +444,21 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
     // one that some got and a live subscriber did not is a miss.
     let fanned_out: Vec<bool> = got.iter().map(|g| *g > 0).collect();
     let frames_not_fanned_out = fanned_out.iter().filter(|f| !**f).count();
-    let missed_by_live: usize =
-        live_seen.iter().map(|seen| seen.iter().zip(&fanned_out).filter(|(s, f)| **f && !**s).count()).sum();
+    let missed_by_live: usize = live_seen
+        .iter()
+        .map(|seen| seen.iter().zip(&fanned_out).filter(|(s, f)| **f && !**s).count())
+        .sum();
     let lasts: Vec<f64> = last.iter().copied().filter(|v| v.is_finite()).collect();
     let firsts: Vec<f64> = first.iter().copied().filter(|v| v.is_finite()).collect();
-    let spreads: Vec<f64> = first.iter().zip(&last).filter(|(f, l)| f.is_finite() && l.is_finite()).map(|(f, l)| l - f).collect();
+    let spreads: Vec<f64> = first
+        .iter()
+        .zip(&last)
+        .filter(|(f, l)| f.is_finite() && l.is_finite())
+        .map(|(f, l)| l - f)
+        .collect();
     let frame_bytes: Vec<f64> = window.iter().map(|f| f.bytes as f64).collect();
-    let brotli_bytes: Vec<f64> = window.iter().filter_map(|f| f.brotli_bytes).map(|b| b as f64).collect();
+    let brotli_bytes: Vec<f64> =
+        window.iter().filter_map(|f| f.brotli_bytes).map(|b| b as f64).collect();
     let frame_txs: Vec<f64> = window.iter().map(|f| f.txs as f64).collect();
     let per_frame: Vec<Value> = window
         .iter()
@@ -436,9 +491,18 @@ async fn run_one(args: &FanoutArgs, n: usize, bodies: Arc<Vec<Vec<String>>>) -> 
         r3((b.machine.busy_fraction_since(&a.machine) * nproc - node - bench).max(0.0))
     };
     let rss_added = after.node_rss_kib as f64 - base1.node_rss_kib as f64;
-    let thread_cores = |a: &BTreeMap<String, (usize, u64)>, b: &BTreeMap<String, (usize, u64)>| -> BTreeMap<String, f64> {
+    let thread_cores = |a: &BTreeMap<String, (usize, u64)>,
+                        b: &BTreeMap<String, (usize, u64)>|
+     -> BTreeMap<String, f64> {
         b.iter()
-            .map(|(k, (_, v))| (k.clone(), r3(v.saturating_sub(a.get(k).map(|x| x.1).unwrap_or(0)) as f64 / tck / win_secs)))
+            .map(|(k, (_, v))| {
+                (
+                    k.clone(),
+                    r3(v.saturating_sub(a.get(k).map(|x| x.1).unwrap_or(0)) as f64
+                        / tck
+                        / win_secs),
+                )
+            })
             .collect()
     };
 
@@ -521,7 +585,11 @@ struct DevNode {
 
 /// Starts `flashnode dev` on free loopback ports, the devnet's source websocket on
 /// `source_port`, with `extra` flags; waits until the node serves flashblocks.
-async fn start_node(source_port: u16, extra: &[String], ready_within: Duration) -> anyhow::Result<DevNode> {
+async fn start_node(
+    source_port: u16,
+    extra: &[String],
+    ready_within: Duration,
+) -> anyhow::Result<DevNode> {
     let (rpc, devnet_rpc, fanout) = (free_port(), free_port(), free_port());
     let mut args: Vec<String> = vec![
         "dev".into(),
@@ -535,22 +603,41 @@ async fn start_node(source_port: u16, extra: &[String], ready_within: Duration) 
         format!("127.0.0.1:{source_port}"),
     ];
     args.extend(extra.iter().cloned());
-    let running = Running { proc: Proc::flashnode(&args), rpc: format!("http://127.0.0.1:{rpc}"), ws: format!("ws://127.0.0.1:{fanout}/ws") };
+    let running = Running {
+        proc: Proc::flashnode(&args),
+        rpc: format!("http://127.0.0.1:{rpc}"),
+        ws: format!("ws://127.0.0.1:{fanout}/ws"),
+    };
     let deadline = Instant::now() + ready_within;
     while Instant::now() < deadline {
         if let Ok(mut node) = KeepAlive::connect(&running.rpc).await {
-            if node.call("flashnode_status", json!([])).await.is_ok_and(|s| s["result"]["mode"] == "flashblocks") {
+            if node
+                .call("flashnode_status", json!([]))
+                .await
+                .is_ok_and(|s| s["result"]["mode"] == "flashblocks")
+            {
                 return Ok(DevNode { running, args });
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!("flashnode dev did not serve flashblocks within {ready_within:?}:\n{}", running.proc.output())
+    anyhow::bail!(
+        "flashnode dev did not serve flashblocks within {ready_within:?}:\n{}",
+        running.proc.output()
+    )
 }
 
 /// The reference client: the devnet's source websocket, t0 taken as each frame is read.
-fn reference_client(url: String, frames: Arc<Mutex<Vec<RefFrame>>>, stop: Arc<AtomicBool>, brotli: bool) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("reference runtime");
+fn reference_client(
+    url: String,
+    frames: Arc<Mutex<Vec<RefFrame>>>,
+    stop: Arc<AtomicBool>,
+    brotli: bool,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("reference runtime");
     rt.block_on(async move {
         let Ok((ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
             eprintln!("fanout: cannot connect the reference client to {url}");
@@ -580,7 +667,10 @@ fn reference_client(url: String, frames: Arc<Mutex<Vec<RefFrame>>>, stop: Arc<At
                 .then(|| flashnode_overlay::frame::decode_frame(bytes, 16 << 20).ok())
                 .flatten()
                 .map(|f| flashnode_overlay::frame::encode_brotli(f.raw_json.as_bytes()));
-            let Some(payload_id) = v["payload_id"].as_str().and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()) else {
+            let Some(payload_id) = v["payload_id"]
+                .as_str()
+                .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            else {
                 continue;
             };
             frames.lock().unwrap().push(RefFrame {
@@ -600,7 +690,9 @@ fn reference_client(url: String, frames: Arc<Mutex<Vec<RefFrame>>>, stop: Arc<At
 /// Opens a websocket to `addr` (host:port) on `/ws`; returns the stream and any bytes read past
 /// the handshake response.
 async fn handshake(addr: &str, path: &str) -> anyhow::Result<(TcpStream, Vec<u8>)> {
-    let mut s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await.context("connect timeout")??;
+    let mut s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+        .await
+        .context("connect timeout")??;
     s.set_nodelay(true)?;
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -609,7 +701,9 @@ async fn handshake(addr: &str, path: &str) -> anyhow::Result<(TcpStream, Vec<u8>
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let end = loop {
-        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await.context("handshake timeout")??;
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .context("handshake timeout")??;
         anyhow::ensure!(r > 0, "closed during the handshake");
         buf.extend_from_slice(&chunk[..r]);
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -617,7 +711,11 @@ async fn handshake(addr: &str, path: &str) -> anyhow::Result<(TcpStream, Vec<u8>
         }
         anyhow::ensure!(buf.len() < 16 * 1024, "handshake response too long");
     };
-    let status = buf.split(|b| *b == b'\n').next().map(|l| String::from_utf8_lossy(l).trim().to_string()).unwrap_or_default();
+    let status = buf
+        .split(|b| *b == b'\n')
+        .next()
+        .map(|l| String::from_utf8_lossy(l).trim().to_string())
+        .unwrap_or_default();
     anyhow::ensure!(status.contains(" 101"), "handshake answered {status:?}");
     Ok((s, buf[end..].to_vec()))
 }
@@ -666,7 +764,12 @@ async fn subscriber(stream: TcpStream, leftover: Vec<u8>, log: Arc<SubLog>) {
 }
 
 /// Records messages, answers pings; returns why the connection ended, if it did.
-async fn handle(stream: &TcpStream, log: &SubLog, out: &mut Vec<WsEvent>, now: Instant) -> Option<String> {
+async fn handle(
+    stream: &TcpStream,
+    log: &SubLog,
+    out: &mut Vec<WsEvent>,
+    now: Instant,
+) -> Option<String> {
     for ev in out.drain(..) {
         match ev {
             WsEvent::Message(key) => match key {
@@ -784,11 +887,12 @@ impl WsParser {
                 if self.hlen == 2 {
                     let len7 = self.hdr[1] & 0x7f;
                     let masked = self.hdr[1] & 0x80 != 0;
-                    self.need = 2 + match len7 {
-                        126 => 2,
-                        127 => 8,
-                        _ => 0,
-                    } + if masked { 4 } else { 0 };
+                    self.need =
+                        2 + match len7 {
+                            126 => 2,
+                            127 => 8,
+                            _ => 0,
+                        } + if masked { 4 } else { 0 };
                     if self.need > 2 {
                         continue;
                     }
@@ -854,7 +958,8 @@ fn parse_key(prefix: &[u8]) -> Option<(u64, u32)> {
     let find = |pat: &[u8]| prefix.windows(pat.len()).position(|w| w == pat).map(|p| p + pat.len());
     let p = find(b"\"payload_id\":\"0x")?;
     let hex_end = prefix[p..].iter().position(|b| !b.is_ascii_hexdigit())? + p;
-    let payload_id = u64::from_str_radix(std::str::from_utf8(&prefix[p..hex_end]).ok()?, 16).ok()?;
+    let payload_id =
+        u64::from_str_radix(std::str::from_utf8(&prefix[p..hex_end]).ok()?, 16).ok()?;
     let i = find(b"\"index\":")?;
     let digits_end = prefix[i..].iter().position(|b| !b.is_ascii_digit())? + i;
     let index = std::str::from_utf8(&prefix[i..digits_end]).ok()?.parse().ok()?;
@@ -890,7 +995,12 @@ impl Sample {
             .unwrap_or_default()
             .lines()
             .find(|l| l.starts_with("TCP:"))
-            .and_then(|l| l.split_whitespace().skip_while(|w| *w != "mem").nth(1).and_then(|v| v.parse::<u64>().ok()))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "mem")
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
             .unwrap_or(0)
             * page_kib;
         Self {
@@ -947,7 +1057,14 @@ struct CpuTimes {
 impl CpuTimes {
     fn read() -> Self {
         let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let v: Vec<u64> = s.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let v: Vec<u64> = s
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
         let total: u64 = v.iter().take(8).sum();
         let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
         let steal = v.get(7).copied().unwrap_or(0);
@@ -980,7 +1097,10 @@ fn raise_nofile(want: u64) -> Value {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     let before = (lim.rlim_cur, lim.rlim_max);
-    let target = libc::rlimit { rlim_cur: want as libc::rlim_t, rlim_max: (want as libc::rlim_t).max(lim.rlim_max) };
+    let target = libc::rlimit {
+        rlim_cur: want as libc::rlim_t,
+        rlim_max: (want as libc::rlim_t).max(lim.rlim_max),
+    };
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &target) } != 0 {
         // Not allowed above the hard limit: take the hard limit.
         let capped = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
@@ -1000,7 +1120,10 @@ fn find_child_pid(needle: &str) -> Option<u32> {
             continue;
         }
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat.rfind(')').and_then(|c| stat[c + 2..].split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        let ppid = stat
+            .rfind(')')
+            .and_then(|c| stat[c + 2..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(me) {
             return Some(pid);
         }
@@ -1031,7 +1154,10 @@ mod tests {
 
     #[test]
     fn parses_frames_split_anywhere() {
-        let big = format!("{{\"payload_id\":\"0x00000000000000ab\",\"index\":7,\"diff\":\"{}\"}}", "x".repeat(70_000));
+        let big = format!(
+            "{{\"payload_id\":\"0x00000000000000ab\",\"index\":7,\"diff\":\"{}\"}}",
+            "x".repeat(70_000)
+        );
         let small = "{\"payload_id\":\"0x0000000000000001\",\"index\":0}";
         let mut wire = frame(1, big.as_bytes());
         wire.extend(frame(9, b"hi"));
@@ -1044,15 +1170,29 @@ mod tests {
                 p.feed(c, &mut out);
             }
             let kinds: Vec<String> = out.iter().map(|e| format!("{e:?}")).collect();
-            assert_eq!(kinds, vec!["Message(Some((171, 7)))", "Ping([104, 105])", "Message(Some((1, 0)))", "Close"], "step {step}");
+            assert_eq!(
+                kinds,
+                vec![
+                    "Message(Some((171, 7)))",
+                    "Ping([104, 105])",
+                    "Message(Some((1, 0)))",
+                    "Close"
+                ],
+                "step {step}"
+            );
         }
     }
 
     #[test]
     fn brotli_messages_are_keyed_like_the_reference_compression() {
-        let json = format!("{{\"payload_id\":\"0x00000000000000ab\",\"index\":3,\"diff\":\"{}\"}}", "ab".repeat(20_000));
+        let json = format!(
+            "{{\"payload_id\":\"0x00000000000000ab\",\"index\":3,\"diff\":\"{}\"}}",
+            "ab".repeat(20_000)
+        );
         let compressed = flashnode_overlay::frame::encode_brotli(json.as_bytes());
-        let other = flashnode_overlay::frame::encode_brotli(json.replace("\"index\":3", "\"index\":4").as_bytes());
+        let other = flashnode_overlay::frame::encode_brotli(
+            json.replace("\"index\":3", "\"index\":4").as_bytes(),
+        );
         // Split across a Binary frame and a continuation, fed a few bytes at a time.
         let (head, tail) = compressed.split_at(compressed.len() / 2);
         let mut wire = frame(2, head);
@@ -1071,7 +1211,13 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(keys, vec![Some((brotli_message_key(&compressed), BROTLI_INDEX)), Some((brotli_message_key(&other), BROTLI_INDEX))]);
+        assert_eq!(
+            keys,
+            vec![
+                Some((brotli_message_key(&compressed), BROTLI_INDEX)),
+                Some((brotli_message_key(&other), BROTLI_INDEX))
+            ]
+        );
         assert_ne!(keys[0], keys[1]);
     }
 }

@@ -45,7 +45,8 @@ pub struct RelayArgs {
 
 /// Runs the relay until its source closes.
 pub fn relay(args: RelayArgs) -> anyhow::Result<Value> {
-    let listener = TcpListener::bind(&args.listen).with_context(|| format!("bind {}", args.listen))?;
+    let listener =
+        TcpListener::bind(&args.listen).with_context(|| format!("bind {}", args.listen))?;
     let clients: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
     {
         let clients = clients.clone();
@@ -66,7 +67,8 @@ pub fn relay(args: RelayArgs) -> anyhow::Result<Value> {
             }
         })?;
     }
-    let (mut source, _) = tungstenite::connect(args.source.as_str()).with_context(|| format!("connect {}", args.source))?;
+    let (mut source, _) = tungstenite::connect(args.source.as_str())
+        .with_context(|| format!("connect {}", args.source))?;
     let mut relayed = 0u64;
     loop {
         let json = match source.read() {
@@ -78,7 +80,8 @@ pub fn relay(args: RelayArgs) -> anyhow::Result<Value> {
             Ok(_) => continue,
             Err(_) => break,
         };
-        let (payload, opcode) = if args.brotli { (encode_brotli(&json), Data::Binary) } else { (json, Data::Text) };
+        let (payload, opcode) =
+            if args.brotli { (encode_brotli(&json), Data::Binary) } else { (json, Data::Text) };
         let mut wire = Vec::with_capacity(payload.len() + 14);
         Frame::message(payload, OpCode::Data(opcode), true).format(&mut wire)?;
         let Ok(mut c) = clients.lock() else { break };
@@ -110,7 +113,10 @@ impl FloorRelay {
             .context("start the floor relay")?;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(&addr).is_err() {
-            anyhow::ensure!(std::time::Instant::now() < deadline, "the floor relay did not listen on {addr}");
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the floor relay did not listen on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(Self { child, addr })

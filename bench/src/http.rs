@@ -22,7 +22,8 @@ pub struct KeepAlive {
 impl KeepAlive {
     /// Connects to `url` (`http://host:port[/path]`).
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| anyhow!("only http:// urls: {url}"))?;
+        let rest =
+            url.strip_prefix("http://").ok_or_else(|| anyhow!("only http:// urls: {url}"))?;
         let (host, path) = match rest.split_once('/') {
             Some((h, p)) => (h.to_string(), format!("/{p}")),
             None => (rest.to_string(), "/".to_string()),
@@ -33,7 +34,9 @@ impl KeepAlive {
     }
 
     async fn reconnect(&mut self) -> anyhow::Result<()> {
-        let stream = TcpStream::connect(&self.host).await.with_context(|| format!("connecting to {}", self.host))?;
+        let stream = TcpStream::connect(&self.host)
+            .await
+            .with_context(|| format!("connecting to {}", self.host))?;
         stream.set_nodelay(true)?;
         self.conn = Some(BufReader::with_capacity(64 * 1024, stream));
         Ok(())
@@ -86,7 +89,9 @@ impl KeepAlive {
                 let (k, v) = (k.trim(), v.trim());
                 if k.eq_ignore_ascii_case("content-length") {
                     content_length = v.parse().ok();
-                } else if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
+                } else if k.eq_ignore_ascii_case("transfer-encoding")
+                    && v.eq_ignore_ascii_case("chunked")
+                {
                     chunked = true;
                 } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
                     close = true;
@@ -99,8 +104,9 @@ impl KeepAlive {
             loop {
                 self.line.clear();
                 conn.read_line(&mut self.line).await?;
-                let size = usize::from_str_radix(self.line.trim().split(';').next().unwrap_or("0"), 16)
-                    .context("bad chunk size")?;
+                let size =
+                    usize::from_str_radix(self.line.trim().split(';').next().unwrap_or("0"), 16)
+                        .context("bad chunk size")?;
                 if size == 0 {
                     // Trailers end with an empty line.
                     loop {
@@ -137,7 +143,9 @@ impl KeepAlive {
 
     /// Calls `method` with `params` and returns the whole JSON-RPC response object.
     pub async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+                .to_string();
         let bytes = self.post(&body).await?;
         Ok(serde_json::from_slice(&bytes)?)
     }

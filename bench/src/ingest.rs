@@ -113,10 +113,12 @@ struct SendReport {
 /// Runs the scenario and returns the result document.
 pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
     let machine = Machine::read();
-    let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let started_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
 
     // Pre-sign everything before the node starts, so signing does not compete with it.
-    let per_key = (args.rate * (args.max_secs + args.warmup_secs + 5)).div_ceil(DEV_KEYS.len() as u64) as usize;
+    let per_key = (args.rate * (args.max_secs + args.warmup_secs + 5))
+        .div_ceil(DEV_KEYS.len() as u64) as usize;
     eprintln!("ingest-latency: pre-signing {} transfers…", per_key * DEV_KEYS.len());
     let sign_started = Instant::now();
     let bodies: Vec<Vec<String>> = presign(per_key);
@@ -153,7 +155,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         tokio::spawn(async move {
             while let Some((t, _, bytes)) = fanout_frames.recv().await {
                 if let Ok(v) = decode_frame(&bytes) {
-                    let key = (v["metadata"]["block_number"].as_u64().unwrap_or(0), v["index"].as_u64().unwrap_or(0));
+                    let key = (
+                        v["metadata"]["block_number"].as_u64().unwrap_or(0),
+                        v["index"].as_u64().unwrap_or(0),
+                    );
                     fanout_seen.lock().expect("not poisoned").insert(key, t);
                 }
             }
@@ -171,8 +176,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
     let send_started = Instant::now();
     let mut senders = Vec::new();
     for (k, key_bodies) in bodies.into_iter().enumerate() {
-        let (rpc, stop, sent, send_errors, first_errors) =
-            (dev.running.rpc.clone(), stop.clone(), sent.clone(), send_errors.clone(), first_errors.clone());
+        let (rpc, stop, sent, send_errors, first_errors) = (
+            dev.running.rpc.clone(),
+            stop.clone(),
+            sent.clone(),
+            send_errors.clone(),
+            first_errors.clone(),
+        );
         senders.push(tokio::spawn(async move {
             // Stagger the keys across one period.
             tokio::time::sleep(period * k as u32 / DEV_KEYS.len() as u32).await;
@@ -185,7 +195,11 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
                 }
                 let res = conn.post(&body).await.map_err(|e| e.to_string()).and_then(|b| {
                     let v: Value = serde_json::from_slice(&b).map_err(|e| e.to_string())?;
-                    if v["error"].is_null() { Ok(()) } else { Err(v["error"].to_string()) }
+                    if v["error"].is_null() {
+                        Ok(())
+                    } else {
+                        Err(v["error"].to_string())
+                    }
                 });
                 sent.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = res {
@@ -214,13 +228,20 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
     let mut t0s: HashMap<(u64, u64), Instant> = HashMap::new();
     let probe_timeout = Duration::from_millis(args.probe_timeout_ms);
     let poll_interval = Duration::from_micros(args.poll_interval_us);
-    eprintln!("ingest-latency: {} tx/s for {}s warm-up, then up to {} samples or {}s", args.rate, args.warmup_secs, args.samples, args.max_secs);
+    eprintln!(
+        "ingest-latency: {} tx/s for {}s warm-up, then up to {} samples or {}s",
+        args.rate, args.warmup_secs, args.samples, args.max_secs
+    );
     while spawned < args.samples {
         let now = Instant::now();
         if now >= deadline {
             break;
         }
-        let Ok(Some((t0, t0_unix_us, bytes))) = tokio::time::timeout(deadline - now, frames.recv()).await else { break };
+        let Ok(Some((t0, t0_unix_us, bytes))) =
+            tokio::time::timeout(deadline - now, frames.recv()).await
+        else {
+            break;
+        };
         frames_seen += 1;
         let v = decode_frame(&bytes)?;
         let index = v["index"].as_u64().unwrap_or(0);
@@ -243,7 +264,18 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
                 Some(c) => c,
                 None => KeepAlive::connect(&rpc).await.expect("node rpc"),
             };
-            let sample = probe(&mut conn, t0, t0_unix_us, hash, block, index, n, probe_timeout, poll_interval).await;
+            let sample = probe(
+                &mut conn,
+                t0,
+                t0_unix_us,
+                hash,
+                block,
+                index,
+                n,
+                probe_timeout,
+                poll_interval,
+            )
+            .await;
             pool.lock().await.push(conn);
             sample
         });
@@ -278,8 +310,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
     {
         let seen = fanout_seen.lock().expect("not poisoned");
         for s in samples.iter_mut() {
-            if let (Some(t), Some(t0)) = (seen.get(&(s.block, s.index)), t0s.get(&(s.block, s.index))) {
-                s.fanout_after_ms = Some(r3(if t >= t0 { (*t - *t0).as_secs_f64() * 1e3 } else { -((*t0 - *t).as_secs_f64() * 1e3) }));
+            if let (Some(t), Some(t0)) =
+                (seen.get(&(s.block, s.index)), t0s.get(&(s.block, s.index)))
+            {
+                s.fanout_after_ms = Some(r3(if t >= t0 {
+                    (*t - *t0).as_secs_f64() * 1e3
+                } else {
+                    -((*t0 - *t).as_secs_f64() * 1e3)
+                }));
             }
         }
     }
@@ -293,8 +331,16 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
         }
     }
     let latency = Summary::of(&latencies).rounded();
-    let overlay: Vec<f64> = samples.iter().filter(|s| s.preconfirmed == Some(true)).filter_map(|s| s.latency_ms).collect();
-    let sealed: Vec<f64> = samples.iter().filter(|s| s.preconfirmed == Some(false)).filter_map(|s| s.latency_ms).collect();
+    let overlay: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.preconfirmed == Some(true))
+        .filter_map(|s| s.latency_ms)
+        .collect();
+    let sealed: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.preconfirmed == Some(false))
+        .filter_map(|s| s.latency_ms)
+        .collect();
     let counts_measured: Vec<usize> = samples.iter().map(|s| s.txs).collect();
     let sent_n = sent.load(Ordering::Relaxed);
     let result = json!({
@@ -408,7 +454,9 @@ async fn probe(
     });
     if let Some((_, receipt)) = &latency_ms {
         if let Ok(tip) = conn.call("eth_blockNumber", json!([])).await {
-            if let (Some(tip), Some(rb)) = (quantity(&tip["result"]), quantity(&receipt["blockNumber"])) {
+            if let (Some(tip), Some(rb)) =
+                (quantity(&tip["result"]), quantity(&receipt["blockNumber"]))
+            {
                 preconfirmed = Some(rb > tip);
             }
         }
@@ -437,8 +485,9 @@ pub(crate) fn presign(per_key: usize) -> Vec<Vec<String>> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
     let mut out: Vec<Vec<String>> = vec![Vec::new(); DEV_KEYS.len()];
     std::thread::scope(|s| {
-        let chunks: Vec<Vec<usize>> =
-            (0..threads).map(|t| (0..DEV_KEYS.len()).filter(|k| k % threads == t).collect()).collect();
+        let chunks: Vec<Vec<usize>> = (0..threads)
+            .map(|t| (0..DEV_KEYS.len()).filter(|k| k % threads == t).collect())
+            .collect();
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|keys| {
@@ -449,7 +498,16 @@ pub(crate) fn presign(per_key: usize) -> Vec<Vec<String>> {
                                 .map(|nonce| {
                                     // 50 gwei fee cap: far above the 1 gwei genesis base fee even
                                     // after a minute of full blocks.
-                                    let raw = sign_1559(DEV_KEYS[k], 901, nonce, to, U256::from(1), Bytes::new(), 21_000, 50_000_000_000);
+                                    let raw = sign_1559(
+                                        DEV_KEYS[k],
+                                        901,
+                                        nonce,
+                                        to,
+                                        U256::from(1),
+                                        Bytes::new(),
+                                        21_000,
+                                        50_000_000_000,
+                                    );
                                     rpc_body("eth_sendRawTransaction", json!([raw]))
                                 })
                                 .collect::<Vec<_>>();
@@ -469,8 +527,11 @@ pub(crate) fn presign(per_key: usize) -> Vec<Vec<String>> {
 }
 
 /// Reads a flashblock websocket; every frame is stamped the moment it is read.
-async fn spawn_reader(url: &str) -> anyhow::Result<mpsc::UnboundedReceiver<(Instant, u64, Vec<u8>)>> {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.with_context(|| format!("websocket {url}"))?;
+async fn spawn_reader(
+    url: &str,
+) -> anyhow::Result<mpsc::UnboundedReceiver<(Instant, u64, Vec<u8>)>> {
+    let (ws, _) =
+        tokio_tungstenite::connect_async(url).await.with_context(|| format!("websocket {url}"))?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let (_, mut read) = ws.split();
@@ -491,5 +552,8 @@ async fn spawn_reader(url: &str) -> anyhow::Result<mpsc::UnboundedReceiver<(Inst
 }
 
 fn unix_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }

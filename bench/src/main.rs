@@ -73,7 +73,10 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("RUST_LOG", "info,flashnode_devnet::sequencer=debug");
     }
     if std::env::var_os("FLASHNODE_BIN").is_none() {
-        eprintln!("warning: FLASHNODE_BIN is not set; benchmarking {}", flashnode_tests::flashnode_bin().display());
+        eprintln!(
+            "warning: FLASHNODE_BIN is not set; benchmarking {}",
+            flashnode_tests::flashnode_bin().display()
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
@@ -81,7 +84,9 @@ fn main() -> anyhow::Result<()> {
             Command::IngestLatency(args) => ingest::run(args).await,
             Command::ReceiptThroughput(args) => throughput::run(args).await,
             Command::Fanout(args) => fanout::run(args).await,
-            Command::FanoutFloorRelay(args) => tokio::task::spawn_blocking(move || fanout_floor::relay(args)).await?,
+            Command::FanoutFloorRelay(args) => {
+                tokio::task::spawn_blocking(move || fanout_floor::relay(args)).await?
+            }
             Command::Calls(args) => calls::run(args).await,
             Command::Soak(args) => soak::run(args).await,
             Command::Reexec(args) => reexec::run(args).await,

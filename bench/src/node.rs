@@ -35,7 +35,8 @@ pub struct Dev {
 /// flashblock websocket, the node's fan-out, metrics) with `extra` flags; waits up to `ready_within` until both RPCs answer
 /// and the node serves flashblocks (it may have joined mid-block and wait for an index 0).
 pub async fn start_dev(extra: &[String], ready_within: Duration) -> anyhow::Result<Dev> {
-    let (rpc, devnet, ws, devnet_ws, metrics) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (rpc, devnet, ws, devnet_ws, metrics) =
+        (free_port(), free_port(), free_port(), free_port(), free_port());
     let mut args: Vec<String> = vec![
         "dev".into(),
         "--rpc-addr".into(),
@@ -51,23 +52,41 @@ pub async fn start_dev(extra: &[String], ready_within: Duration) -> anyhow::Resu
     ];
     args.extend(extra.iter().cloned());
     let proc = Proc::flashnode(&args);
-    let running = Running { proc, rpc: format!("http://127.0.0.1:{rpc}"), ws: format!("ws://127.0.0.1:{ws}/ws") };
+    let running = Running {
+        proc,
+        rpc: format!("http://127.0.0.1:{rpc}"),
+        ws: format!("ws://127.0.0.1:{ws}/ws"),
+    };
     let devnet_rpc = format!("http://127.0.0.1:{devnet}");
     let deadline = Instant::now() + ready_within;
     let mut ready = false;
     while Instant::now() < deadline {
-        if let (Ok(mut node), Ok(mut canon)) = (KeepAlive::connect(&running.rpc).await, KeepAlive::connect(&devnet_rpc).await) {
+        if let (Ok(mut node), Ok(mut canon)) =
+            (KeepAlive::connect(&running.rpc).await, KeepAlive::connect(&devnet_rpc).await)
+        {
             let id = canon.call("eth_chainId", json!([])).await.ok();
             let s = node.call("flashnode_status", json!([])).await.ok();
-            if id.is_some_and(|v| !v["result"].is_null()) && s.is_some_and(|v| v["result"]["mode"] == "flashblocks") {
+            if id.is_some_and(|v| !v["result"].is_null())
+                && s.is_some_and(|v| v["result"]["mode"] == "flashblocks")
+            {
                 ready = true;
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::ensure!(ready, "flashnode dev did not serve flashblocks within {ready_within:?}:\n{}", running.proc.output());
-    Ok(Dev { running, devnet_rpc, devnet_ws: format!("ws://127.0.0.1:{devnet_ws}/ws"), metrics: format!("127.0.0.1:{metrics}"), args })
+    anyhow::ensure!(
+        ready,
+        "flashnode dev did not serve flashblocks within {ready_within:?}:\n{}",
+        running.proc.output()
+    );
+    Ok(Dev {
+        running,
+        devnet_rpc,
+        devnet_ws: format!("ws://127.0.0.1:{devnet_ws}/ws"),
+        metrics: format!("127.0.0.1:{metrics}"),
+        args,
+    })
 }
 
 /// The node's `flashnode_overlay_apply_seconds` histogram (time to execute one flashblock into
@@ -76,7 +95,8 @@ pub async fn apply_histogram(metrics_addr: &str) -> Value {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let text = async {
         let mut s = tokio::net::TcpStream::connect(metrics_addr).await.ok()?;
-        let req = format!("GET /metrics HTTP/1.1\r\nHost: {metrics_addr}\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET /metrics HTTP/1.1\r\nHost: {metrics_addr}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
         let mut out = Vec::new();
         s.read_to_end(&mut out).await.ok()?;
@@ -150,18 +170,19 @@ impl ModeMonitor {
             // (start, last seen, status at start) of the current non-flashblocks episode.
             let mut episode: Option<(Instant, Instant, Value)> = None;
             let mut lengths: Vec<f64> = Vec::new();
-            let close = |ep: (Instant, Instant, Value), report: &mut ModeReport, lengths: &mut Vec<f64>| {
-                let ms = (ep.1 - ep.0).as_secs_f64() * 1e3;
-                lengths.push(ms);
-                report.non_flashblocks_episodes += 1;
-                if report.first_episodes.len() < 20 {
-                    report.first_episodes.push(json!({
-                        "t_ms": (ep.0 - started).as_millis() as u64,
-                        "observed_ms": crate::stats::r3(ms),
-                        "status": ep.2,
-                    }));
-                }
-            };
+            let close =
+                |ep: (Instant, Instant, Value), report: &mut ModeReport, lengths: &mut Vec<f64>| {
+                    let ms = (ep.1 - ep.0).as_secs_f64() * 1e3;
+                    lengths.push(ms);
+                    report.non_flashblocks_episodes += 1;
+                    if report.first_episodes.len() < 20 {
+                        report.first_episodes.push(json!({
+                            "t_ms": (ep.0 - started).as_millis() as u64,
+                            "observed_ms": crate::stats::r3(ms),
+                            "status": ep.2,
+                        }));
+                    }
+                };
             let mut conn = KeepAlive::connect(&rpc).await.ok();
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -172,7 +193,12 @@ impl ModeMonitor {
                     conn = KeepAlive::connect(&rpc).await.ok();
                     continue;
                 };
-                match tokio::time::timeout(Duration::from_secs(2), c.call("flashnode_status", json!([]))).await {
+                match tokio::time::timeout(
+                    Duration::from_secs(2),
+                    c.call("flashnode_status", json!([])),
+                )
+                .await
+                {
                     Ok(Ok(s)) => {
                         let now = Instant::now();
                         let mode = s["result"]["mode"].as_str().unwrap_or("?").to_string();
@@ -269,7 +295,9 @@ pub fn publish_times(running: &Running) -> HashMap<(u64, u64), u64> {
         }
         let Some(ts) = line.split_whitespace().next().and_then(parse_rfc3339_us) else { continue };
         let field = |name: &str| {
-            line.split_whitespace().find_map(|w| w.strip_prefix(name)).and_then(|v| v.parse::<u64>().ok())
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(|v| v.parse::<u64>().ok())
         };
         if let (Some(n), Some(i)) = (field("number="), field("index=")) {
             out.insert((n, i), ts);

@@ -61,7 +61,11 @@ async fn wrk(args: &RatioArgs, url: &str, body: &str) -> anyhow::Result<Value> {
     let script = std::env::temp_dir().join(format!("flashnode-ratio-{}.lua", std::process::id()));
     std::fs::write(&script, LUA.replace("__BODY__", body))?;
     let out = tokio::process::Command::new(&args.wrk)
-        .args([format!("-t{}", args.threads), format!("-c{}", args.connections), format!("-d{}s", args.duration_secs)])
+        .args([
+            format!("-t{}", args.threads),
+            format!("-c{}", args.connections),
+            format!("-d{}s", args.duration_secs),
+        ])
         .args(["--timeout", "2s", "-s", &script.display().to_string(), &format!("{url}/")])
         .output()
         .await
@@ -84,7 +88,11 @@ async fn wrk(args: &RatioArgs, url: &str, body: &str) -> anyhow::Result<Value> {
     }))
 }
 
-async fn receipt(rpc: &mut KeepAlive, hash: alloy_primitives::B256, within: Duration) -> anyhow::Result<Value> {
+async fn receipt(
+    rpc: &mut KeepAlive,
+    hash: alloy_primitives::B256,
+    within: Duration,
+) -> anyhow::Result<Value> {
     let deadline = Instant::now() + within;
     loop {
         let r = rpc.call("eth_getTransactionReceipt", json!([hash])).await?;
@@ -106,8 +114,30 @@ struct Target {
 /// Runs the comparison and returns the result document.
 pub async fn run(args: RatioArgs) -> anyhow::Result<Value> {
     let recipient = Address::repeat_byte(0x77);
-    let deploy = |key: &str| sign_1559(key, 901, 0, TxKind::Create, U256::ZERO, Bytes::from(alloy_primitives::hex::decode(PROBE_BIN.trim()).unwrap_or_default()), 1_000_000, 50_000_000_000);
-    let transfer = |key: &str| sign_1559(key, 901, 0, TxKind::Call(recipient), U256::from(12345), Bytes::new(), 21_000, 50_000_000_000);
+    let deploy = |key: &str| {
+        sign_1559(
+            key,
+            901,
+            0,
+            TxKind::Create,
+            U256::ZERO,
+            Bytes::from(alloy_primitives::hex::decode(PROBE_BIN.trim()).unwrap_or_default()),
+            1_000_000,
+            50_000_000_000,
+        )
+    };
+    let transfer = |key: &str| {
+        sign_1559(
+            key,
+            901,
+            0,
+            TxKind::Call(recipient),
+            U256::from(12345),
+            Bytes::new(),
+            21_000,
+            50_000_000_000,
+        )
+    };
 
     // anvil: deploy and transfer, mined.
     let anvil = Anvil::start(901).await;
@@ -118,12 +148,22 @@ pub async fn run(args: RatioArgs) -> anyhow::Result<Value> {
         ensure!(r["error"].is_null(), "anvil: {r}");
     }
     a.call("evm_mine", json!([])).await?;
-    let anvil_probe: Address = serde_json::from_value(receipt(&mut a, keccak256(&d), Duration::from_secs(5)).await?["contractAddress"].clone())?;
-    let anvil_target = Target { label: "anvil", url: anvil.url.clone(), tx: keccak256(&t), probe: anvil_probe };
+    let anvil_probe: Address = serde_json::from_value(
+        receipt(&mut a, keccak256(&d), Duration::from_secs(5)).await?["contractAddress"].clone(),
+    )?;
+    let anvil_target =
+        Target { label: "anvil", url: anvil.url.clone(), tx: keccak256(&t), probe: anvil_probe };
 
     // flashnode dev: deploy, wait for the seal, then a preconfirmed transfer in the next block.
     let dev = start_dev(
-        &["--block-time".into(), "30s".into(), "--flashblock-interval".into(), "1s".into(), "--pending-stale-after".into(), "3s".into()],
+        &[
+            "--block-time".into(),
+            "30s".into(),
+            "--flashblock-interval".into(),
+            "1s".into(),
+            "--pending-stale-after".into(),
+            "3s".into(),
+        ],
         Duration::from_secs(70),
     )
     .await?;
@@ -164,17 +204,28 @@ pub async fn run(args: RatioArgs) -> anyhow::Result<Value> {
             let body = crate::http::rpc_body(method, params.clone());
             let mut check = KeepAlive::connect(&target.url).await?;
             let answer = check.call(method, params).await?;
-            ensure!(!answer["result"].is_null() && answer["error"].is_null(), "{} {name}: {answer}", target.label);
+            ensure!(
+                !answer["result"].is_null() && answer["error"].is_null(),
+                "{} {name}: {answer}",
+                target.label
+            );
             let r = wrk(&args, &target.url, &body).await?;
-            eprintln!("rpc-ratio {:<17} {name:<26} {:>9} req/s  p50 {} ms  p99 {} ms  bad {}", target.label,
-                r["requests_per_sec"], r["latency_ms_p50"], r["latency_ms_p99"], r["bad"]);
+            eprintln!(
+                "rpc-ratio {:<17} {name:<26} {:>9} req/s  p50 {} ms  p99 {} ms  bad {}",
+                target.label,
+                r["requests_per_sec"],
+                r["latency_ms_p50"],
+                r["latency_ms_p99"],
+                r["bad"]
+            );
             per.insert(name.into(), r);
         }
         runs.insert(target.label.into(), Value::Object(per));
         if target.label == "flashnode" {
             // Its transfer must still be preconfirmed after its runs (they ran inside one block).
             let tip = node.call("eth_blockNumber", json!([])).await?;
-            still = crate::http::quantity(&pre["blockNumber"]) > crate::http::quantity(&tip["result"]);
+            still =
+                crate::http::quantity(&pre["blockNumber"]) > crate::http::quantity(&tip["result"]);
         }
     }
 

@@ -34,8 +34,8 @@ use flashnode_devnet::{
 use flashnode_exec::{
     l1info::{L1Info, L1_INFO_DEPOSITOR},
     state::state_root,
-    BlockBuilder, BlockEnvInput, CanonicalBlock, CanonicalNotification, ChainConfig, MemDb, SourceAccount, SourceError,
-    StateSource,
+    BlockBuilder, BlockEnvInput, CanonicalBlock, CanonicalNotification, ChainConfig, MemDb,
+    SourceAccount, SourceError, StateSource,
 };
 use flashnode_overlay::{executor::FlashblockExecutor, frame::decode_frame};
 use futures::future::{BoxFuture, FutureExt};
@@ -79,7 +79,15 @@ struct ReadyTx {
     encoded: Bytes,
 }
 
-fn sign(acc: &DevAccount, nonce: u64, to: TxKind, value: U256, input: Bytes, gas: u64, base_fee: u64) -> anyhow::Result<ReadyTx> {
+fn sign(
+    acc: &DevAccount,
+    nonce: u64,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas: u64,
+    base_fee: u64,
+) -> anyhow::Result<ReadyTx> {
     let mut tx = TxEip1559 {
         chain_id: CHAIN_ID,
         nonce,
@@ -143,32 +151,72 @@ fn parent() -> anyhow::Result<Parent> {
     let mut code = alloy_primitives::hex::decode(TOKEN_BIN.trim()).context("Token.bin is hex")?;
     code.extend_from_slice(&supply.abi_encode());
     let deployer = &accounts[0];
-    let create = sign(deployer, 0, TxKind::Create, U256::ZERO, code.into(), 2_000_000, input.base_fee)?;
-    let token = b.execute(create.tx, create.sender, create.encoded).context("deploy")?.contract_address.context("address")?;
+    let create =
+        sign(deployer, 0, TxKind::Create, U256::ZERO, code.into(), 2_000_000, input.base_fee)?;
+    let token = b
+        .execute(create.tx, create.sender, create.encoded)
+        .context("deploy")?
+        .contract_address
+        .context("address")?;
     let share = supply / U256::from(SENDERS_PER_KIND as u64 * 2);
     for (i, acc) in accounts[1..SENDERS_PER_KIND].iter().enumerate() {
         let data = IToken::transferCall { to: acc.address, value: share }.abi_encode();
-        let t = sign(deployer, 1 + i as u64, TxKind::Call(token), U256::ZERO, data.into(), 100_000, input.base_fee)?;
+        let t = sign(
+            deployer,
+            1 + i as u64,
+            TxKind::Call(token),
+            U256::ZERO,
+            data.into(),
+            100_000,
+            input.base_fee,
+        )?;
         b.execute(t.tx, t.sender, t.encoded).context("hand out tokens")?;
     }
-    let header = b.header(state_root(b.db()), flashnode_exec::state::storage_root_of(b.db(), flashnode_exec::chain::L2_TO_L1_MESSAGE_PASSER));
+    let header = b.header(
+        state_root(b.db()),
+        flashnode_exec::state::storage_root_of(
+            b.db(),
+            flashnode_exec::chain::L2_TO_L1_MESSAGE_PASSER,
+        ),
+    );
     let hash = header.hash_slow();
     Ok(Parent { chain, state: b.into_db(), header, hash, token, accounts })
 }
 
 fn block_txs(p: &Parent, input: &BlockEnvInput, n: usize) -> anyhow::Result<Vec<ReadyTx>> {
-    let mut nonces: Vec<u64> =
-        p.accounts.iter().map(|a| p.state.basic_ref(a.address).ok().flatten().map(|i| i.nonce).unwrap_or_default()).collect();
+    let mut nonces: Vec<u64> = p
+        .accounts
+        .iter()
+        .map(|a| p.state.basic_ref(a.address).ok().flatten().map(|i| i.nonce).unwrap_or_default())
+        .collect();
     let mut txs = vec![deposit(input)];
     for i in 0..n {
         if i % 2 == 0 {
             let s = (i / 2) % SENDERS_PER_KIND;
-            let data = IToken::transferCall { to: recipient("erc20", i), value: U256::from(1_000 + i) }.abi_encode();
-            txs.push(sign(&p.accounts[s], nonces[s], TxKind::Call(p.token), U256::ZERO, data.into(), 100_000, input.base_fee)?);
+            let data =
+                IToken::transferCall { to: recipient("erc20", i), value: U256::from(1_000 + i) }
+                    .abi_encode();
+            txs.push(sign(
+                &p.accounts[s],
+                nonces[s],
+                TxKind::Call(p.token),
+                U256::ZERO,
+                data.into(),
+                100_000,
+                input.base_fee,
+            )?);
             nonces[s] += 1;
         } else {
             let s = SENDERS_PER_KIND + (i / 2) % SENDERS_PER_KIND;
-            txs.push(sign(&p.accounts[s], nonces[s], TxKind::Call(recipient("eth", i)), U256::from(1_000_000 + i), Bytes::new(), 21_000, input.base_fee)?);
+            txs.push(sign(
+                &p.accounts[s],
+                nonces[s],
+                TxKind::Call(recipient("eth", i)),
+                U256::from(1_000_000 + i),
+                Bytes::new(),
+                21_000,
+                input.base_fee,
+            )?);
             nonces[s] += 1;
         }
     }
@@ -192,16 +240,27 @@ impl StateSource for MemSource {
         let b = self.block.clone();
         async move { Ok(b) }.boxed()
     }
-    fn block_by_number(&self, number: u64) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>> {
+    fn block_by_number(
+        &self,
+        number: u64,
+    ) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>> {
         let b = (number == self.block.header.number).then(|| self.block.clone());
         async move { Ok(b) }.boxed()
     }
-    fn account(&self, at: B256, address: Address) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
+    fn account(
+        &self,
+        at: B256,
+        address: Address,
+    ) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
         let res = if at == self.at {
             let info = self.state.basic_ref(address).ok().flatten().unwrap_or_default();
             let code = match &info.code {
                 Some(c) => c.original_bytes(),
-                None => self.state.code_by_hash_ref(info.code_hash).map(|c| c.original_bytes()).unwrap_or_default(),
+                None => self
+                    .state
+                    .code_by_hash_ref(info.code_hash)
+                    .map(|c| c.original_bytes())
+                    .unwrap_or_default(),
             };
             Ok(SourceAccount { balance: info.balance, nonce: info.nonce, code })
         } else {
@@ -209,8 +268,17 @@ impl StateSource for MemSource {
         };
         async move { res }.boxed()
     }
-    fn storage(&self, at: B256, address: Address, slot: U256) -> BoxFuture<'_, Result<U256, SourceError>> {
-        let res = if at == self.at { Ok(self.state.storage_ref(address, slot).unwrap_or_default()) } else { Err(SourceError::UnknownBlock(at)) };
+    fn storage(
+        &self,
+        at: B256,
+        address: Address,
+        slot: U256,
+    ) -> BoxFuture<'_, Result<U256, SourceError>> {
+        let res = if at == self.at {
+            Ok(self.state.storage_ref(address, slot).unwrap_or_default())
+        } else {
+            Err(SourceError::UnknownBlock(at))
+        };
         async move { res }.boxed()
     }
     fn subscribe(&self) -> broadcast::Receiver<CanonicalNotification> {
@@ -230,7 +298,12 @@ fn sweep(args: &ReexecArgs, handle: tokio::runtime::Handle) -> anyhow::Result<Va
     let source: Arc<dyn StateSource> = Arc::new(MemSource {
         at: p.hash,
         state: Arc::new(p.state.clone()),
-        block: Arc::new(CanonicalBlock { header: p.header.clone(), hash: p.hash, tx_hashes: vec![], receipts: vec![] }),
+        block: Arc::new(CanonicalBlock {
+            header: p.header.clone(),
+            hash: p.hash,
+            tx_hashes: vec![],
+            receipts: vec![],
+        }),
         notifications: broadcast::channel(4).0,
     });
     let payload_id = PayloadId(B64::new([7; 8]));
@@ -258,14 +331,22 @@ fn sweep(args: &ReexecArgs, handle: tokio::runtime::Handle) -> anyhow::Result<Va
             floor.push(t0.elapsed().as_secs_f64());
             ensure!(b.gas_used() == gas);
 
-            let mut executor = FlashblockExecutor::new(p.chain.clone(), source.clone(), handle.clone());
+            let mut executor =
+                FlashblockExecutor::new(p.chain.clone(), source.clone(), handle.clone());
             let t0 = Instant::now();
             let fb = decode_frame(&json, usize::MAX).context("frame decodes")?;
             let t_decoded = t0.elapsed().as_secs_f64();
-            let (pending, report) = executor.start_block(&fb, Some(p.hash)).map_err(|e| anyhow::anyhow!("re-execution: {e}"))?;
+            let (pending, report) = executor
+                .start_block(&fb, Some(p.hash))
+                .map_err(|e| anyhow::anyhow!("re-execution: {e}"))?;
             reexec.push(t0.elapsed().as_secs_f64());
             decode.push(t_decoded);
-            ensure!(pending.txs.len() == n + 1 && !report.gas_mismatch && report.receipt_mismatches == 0, "re-execution agrees");
+            ensure!(
+                pending.txs.len() == n + 1
+                    && !report.gas_mismatch
+                    && report.receipt_mismatches == 0,
+                "re-execution agrees"
+            );
         }
         let floor_s = Summary::of(&floor).p50;
         let reexec_s = Summary::of(&reexec).p50;
@@ -286,14 +367,20 @@ fn sweep(args: &ReexecArgs, handle: tokio::runtime::Handle) -> anyhow::Result<Va
     }
     let series = |label: &str, key: &str| Series {
         label: label.into(),
-        points: rows.iter().map(|r| (r["txs"].as_f64().unwrap_or_default(), r[key].as_f64().unwrap_or_default())).collect(),
+        points: rows
+            .iter()
+            .map(|r| (r["txs"].as_f64().unwrap_or_default(), r[key].as_f64().unwrap_or_default()))
+            .collect(),
     };
     line_chart(
         &args.chart,
         "Flashblock re-execution vs pure op-revm execution",
         "transactions in the flashblock (half ERC-20, half ETH transfers)",
         "Mgas/s (median)",
-        &[series("floor: BlockBuilder over MemDb", "floor_mgas_per_s"), series("node: decode + recover + execute + snapshot", "reexec_mgas_per_s")],
+        &[
+            series("floor: BlockBuilder over MemDb", "floor_mgas_per_s"),
+            series("node: decode + recover + execute + snapshot", "reexec_mgas_per_s"),
+        ],
     )?;
     Ok(json!({
         "scenario": "reexec",

@@ -70,13 +70,15 @@ pub struct Sample {
 }
 
 fn read_proc(pid: u32) -> anyhow::Result<(f64, i64, i64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc status (is the node alive?)")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("reading /proc status (is the node alive?)")?;
     let field = |name: &str| -> Option<i64> {
         status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
     };
     let rss_kib = field("VmRSS:").context("VmRSS")?;
     let threads = field("Threads:").context("Threads")?;
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).context("reading /proc fd")?.count() as i64;
+    let fds =
+        std::fs::read_dir(format!("/proc/{pid}/fd")).context("reading /proc fd")?.count() as i64;
     Ok((rss_kib as f64 / 1024.0, fds, threads))
 }
 
@@ -91,7 +93,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs the soak and returns the result document; its `result.passed` is the verdict (the
 /// caller writes the document, then fails on a violation).
 pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
-    ensure!(args.duration_secs >= 3 * args.sample_secs, "duration must cover at least three samples");
+    ensure!(
+        args.duration_secs >= 3 * args.sample_secs,
+        "duration must cover at least three samples"
+    );
     let dev = start_dev(
         &["--block-time".into(), "1s".into(), "--flashblock-interval".into(), "200ms".into()],
         Duration::from_secs(30),
@@ -109,7 +114,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
     let mut senders = Vec::new();
     for (k, key) in DEV_KEYS.iter().enumerate() {
-        let (url, sent, failed, first_error) = (dev.running.rpc.clone(), sent.clone(), failed.clone(), first_error.clone());
+        let (url, sent, failed, first_error) =
+            (dev.running.rpc.clone(), sent.clone(), failed.clone(), first_error.clone());
         let key = key.to_string();
         senders.push(tokio::spawn(async move {
             let mut conn = match KeepAlive::connect(&url).await {
@@ -125,7 +131,16 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
             let mut nonce = 0u64;
             while Instant::now() < deadline {
                 ticker.tick().await;
-                let raw = sign_1559(&key, 901, nonce, TxKind::Call(to), U256::from(1), Bytes::new(), 21_000, 10_000_000_000);
+                let raw = sign_1559(
+                    &key,
+                    901,
+                    nonce,
+                    TxKind::Call(to),
+                    U256::from(1),
+                    Bytes::new(),
+                    21_000,
+                    10_000_000_000,
+                );
                 match conn.call("eth_sendRawTransaction", json!([raw])).await {
                     Ok(v) if v.get("result").is_some_and(|r| r.is_string()) => {
                         nonce += 1;
@@ -150,8 +165,17 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
     while Instant::now() < deadline {
         ticker.tick().await;
         let (rss_mib, fds, threads) = read_proc(pid)?;
-        let s = Sample { t_secs: r3(started.elapsed().as_secs_f64()), rss_mib: r3(rss_mib), fds, threads, txs_sent: sent.load(Ordering::Relaxed) };
-        eprintln!("soak t={:>6.1}s rss {:>7.1} MiB fds {:>4} threads {:>3} txs {}", s.t_secs, s.rss_mib, s.fds, s.threads, s.txs_sent);
+        let s = Sample {
+            t_secs: r3(started.elapsed().as_secs_f64()),
+            rss_mib: r3(rss_mib),
+            fds,
+            threads,
+            txs_sent: sent.load(Ordering::Relaxed),
+        };
+        eprintln!(
+            "soak t={:>6.1}s rss {:>7.1} MiB fds {:>4} threads {:>3} txs {}",
+            s.t_secs, s.rss_mib, s.fds, s.threads, s.txs_sent
+        );
         samples.push(s);
     }
     for s in senders {
@@ -161,13 +185,17 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
     let findings = log_findings(&dev.running);
 
     // Baseline: the first window after warm-up; end: the last window of the same length.
-    let warm: Vec<&Sample> = samples.iter().filter(|s| s.t_secs >= args.warmup_secs as f64).collect();
+    let warm: Vec<&Sample> =
+        samples.iter().filter(|s| s.t_secs >= args.warmup_secs as f64).collect();
     let window = (warm.len() / 5).max(1);
     let (base, end) = if warm.len() >= 2 * window {
         (&warm[..window], &warm[warm.len() - window..])
     } else {
         let n = (samples.len() / 3).max(1);
-        (&samples.iter().collect::<Vec<_>>()[..n], &samples.iter().collect::<Vec<_>>()[samples.len() - n..])
+        (
+            &samples.iter().collect::<Vec<_>>()[..n],
+            &samples.iter().collect::<Vec<_>>()[samples.len() - n..],
+        )
     };
     let base: Vec<Sample> = base.iter().map(|s| (*s).clone()).collect();
     let end: Vec<Sample> = end.iter().map(|s| (*s).clone()).collect();
@@ -189,16 +217,27 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
     }
     // A few rejections at a block boundary are normal (nonce races); a steady stream is not.
     if total_failed * 100 > total_sent.max(1) {
-        violations.push(format!("{total_failed} of {} transactions failed: {:?}", total_sent + total_failed, first_error.get()));
+        violations.push(format!(
+            "{total_failed} of {} transactions failed: {:?}",
+            total_sent + total_failed,
+            first_error.get()
+        ));
     }
 
-    let chart = |label: &str, f: fn(&Sample) -> f64| Series { label: label.into(), points: samples.iter().map(|s| (s.t_secs, f(s))).collect() };
+    let chart = |label: &str, f: fn(&Sample) -> f64| Series {
+        label: label.into(),
+        points: samples.iter().map(|s| (s.t_secs, f(s))).collect(),
+    };
     line_chart(
         &args.chart,
         &format!("flashnode dev soak: {} tx/s for {} s", args.rate, args.duration_secs),
         "seconds",
         "RSS (MiB) / open fds / threads",
-        &[chart("RSS MiB", |s| s.rss_mib), chart("open fds", |s| s.fds as f64), chart("threads", |s| s.threads as f64)],
+        &[
+            chart("RSS MiB", |s| s.rss_mib),
+            chart("open fds", |s| s.fds as f64),
+            chart("threads", |s| s.threads as f64),
+        ],
     )?;
 
     let doc = json!({

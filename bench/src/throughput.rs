@@ -103,9 +103,14 @@ pub struct WrkLatency {
 
 /// Runs the scenario and returns the result document.
 pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
-    ensure!(args.rounds >= 1 && args.rounds < DEV_KEYS.len(), "--rounds must be 1..={}", DEV_KEYS.len() - 1);
+    ensure!(
+        args.rounds >= 1 && args.rounds < DEV_KEYS.len(),
+        "--rounds must be 1..={}",
+        DEV_KEYS.len() - 1
+    );
     let machine = Machine::read();
-    let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let started_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let wrk_version = wrk_version(&args.wrk).await?;
 
     let extra: Vec<String> = vec![
@@ -119,27 +124,37 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
     let dev = start_dev(&extra, Duration::from_secs(args.block_time_secs * 2 + 10)).await?;
     let node_url = dev.running.rpc.clone();
     let devnet_url = dev.devnet_rpc.clone();
-    eprintln!("receipt-throughput: node {node_url} devnet {devnet_url} (log {})", dev.running.proc.log.display());
+    eprintln!(
+        "receipt-throughput: node {node_url} devnet {devnet_url} (log {})",
+        dev.running.proc.log.display()
+    );
     let monitor = ModeMonitor::spawn(node_url.clone(), Duration::from_millis(10));
     let mut node = KeepAlive::connect(&node_url).await?;
     let mut devnet = KeepAlive::connect(&devnet_url).await?;
 
     let to = TxKind::Call(Address::repeat_byte(0x42));
-    let sign = |key: &str| sign_1559(key, 901, 0, to, U256::from(1), Bytes::new(), 21_000, 50_000_000_000);
+    let sign =
+        |key: &str| sign_1559(key, 901, 0, to, U256::from(1), Bytes::new(), 21_000, 50_000_000_000);
 
     // The sealed transaction: send, then wait for the devnet's canonical RPC to serve it.
     let raw_a = sign(DEV_KEYS[0]);
     let sealed_tx = keccak256(&raw_a);
     let r = node.call("eth_sendRawTransaction", json!([raw_a])).await?;
     ensure!(r["error"].is_null(), "sending the sealed-to-be tx: {r}");
-    eprintln!("receipt-throughput: sent {sealed_tx}; waiting up to {}s for its block to seal", args.block_time_secs + 15);
-    let mut sealed_at = wait_for_receipt(&mut devnet, sealed_tx, Duration::from_secs(args.block_time_secs + 15)).await?;
+    eprintln!(
+        "receipt-throughput: sent {sealed_tx}; waiting up to {}s for its block to seal",
+        args.block_time_secs + 15
+    );
+    let mut sealed_at =
+        wait_for_receipt(&mut devnet, sealed_tx, Duration::from_secs(args.block_time_secs + 15))
+            .await?;
 
     let mut rounds = Vec::new();
     for round in 0..args.rounds {
         // The block that started when the previous one sealed (observed within 20 ms) seals one
         // block time later; keep a margin for the polling delay.
-        let seal_eta = sealed_at + Duration::from_secs(args.block_time_secs) - Duration::from_millis(100);
+        let seal_eta =
+            sealed_at + Duration::from_secs(args.block_time_secs) - Duration::from_millis(100);
 
         // A fresh preconfirmed transaction (a key not used yet: nonce 0) in the block that has
         // just started.
@@ -149,7 +164,10 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
         ensure!(r["error"].is_null(), "sending the preconfirmed tx: {r}");
         let deadline = Instant::now() + Duration::from_secs(5);
         while !is_preconfirmed(&mut node, preconf_tx).await? {
-            ensure!(Instant::now() < deadline, "the node never served {preconf_tx} as preconfirmed");
+            ensure!(
+                Instant::now() < deadline,
+                "the node never served {preconf_tx} as preconfirmed"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         eprintln!(
@@ -161,12 +179,20 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
 
         // Sanity: every target answers a real receipt; the canonical RPC does not know the
         // preconfirmed tx yet, and its null answer has the exact shape the Lua check looks for.
-        let s_pre = receipt_summary(&node.call("eth_getTransactionReceipt", json!([preconf_tx])).await?)?;
-        let s_canon = receipt_summary(&devnet.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
-        let s_proxied = receipt_summary(&node.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
-        let null_body = devnet.post(&crate::http::rpc_body("eth_getTransactionReceipt", json!([preconf_tx]))).await?;
+        let s_pre =
+            receipt_summary(&node.call("eth_getTransactionReceipt", json!([preconf_tx])).await?)?;
+        let s_canon =
+            receipt_summary(&devnet.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
+        let s_proxied =
+            receipt_summary(&node.call("eth_getTransactionReceipt", json!([sealed_tx])).await?)?;
+        let null_body = devnet
+            .post(&crate::http::rpc_body("eth_getTransactionReceipt", json!([preconf_tx])))
+            .await?;
         let null_body = String::from_utf8_lossy(&null_body).to_string();
-        ensure!(null_body.contains("\"result\":null"), "canonical RPC must not know the preconfirmed tx yet: {null_body}");
+        ensure!(
+            null_body.contains("\"result\":null"),
+            "canonical RPC must not know the preconfirmed tx yet: {null_body}"
+        );
         let sanity = json!({
             "node_preconfirmed": s_pre,
             "devnet_canonical_sealed": s_canon,
@@ -205,7 +231,9 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let seal_left_s = r3(seal_eta.saturating_duration_since(Instant::now()).as_secs_f64());
-        let rps = |l: &str| runs.iter().find(|r| r.label == l).map(|r| r.requests_per_sec).unwrap_or(f64::NAN);
+        let rps = |l: &str| {
+            runs.iter().find(|r| r.label == l).map(|r| r.requests_per_sec).unwrap_or(f64::NAN)
+        };
         rounds.push(json!({
             "round": round + 1,
             "preconfirmed_tx": preconf_tx,
@@ -220,7 +248,12 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
         if round + 1 < args.rounds {
             // Next round in the next block: wait for this round's preconfirmed tx to be sealed.
             eprintln!("receipt-throughput: waiting for the block to seal");
-            sealed_at = wait_for_receipt(&mut devnet, preconf_tx, Duration::from_secs(args.block_time_secs + 15)).await?;
+            sealed_at = wait_for_receipt(
+                &mut devnet,
+                preconf_tx,
+                Duration::from_secs(args.block_time_secs + 15),
+            )
+            .await?;
         }
     }
     let modes = monitor.finish().await;
@@ -236,7 +269,8 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
         .iter()
         .flat_map(|r| r["preconfirmed_after_each_run"].as_array().cloned().unwrap_or_default())
         .all(|v| v["preconfirmed"] == true);
-    let all_checked = all_runs.iter().all(|r| r.null_results == 0 && r.error_responses == 0 && r.receipts_ok > 0);
+    let all_checked =
+        all_runs.iter().all(|r| r.null_results == 0 && r.error_responses == 0 && r.receipts_ok > 0);
     let target = |label: &str| -> Value {
         let runs: Vec<&LoadRun> = all_runs.iter().filter(|r| r.label == label).collect();
         let med = |f: &dyn Fn(&LoadRun) -> f64| {
@@ -254,7 +288,8 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<Value> {
     };
     let (a, b, c) = (target(NODE_PRECONFIRMED), target(DEVNET_CANONICAL), target(NODE_PROXIED));
     let ratio = |x: &Value, y: &Value| {
-        r3(x["requests_per_sec_median"].as_f64().unwrap_or(f64::NAN) / y["requests_per_sec_median"].as_f64().unwrap_or(f64::NAN))
+        r3(x["requests_per_sec_median"].as_f64().unwrap_or(f64::NAN)
+            / y["requests_per_sec_median"].as_f64().unwrap_or(f64::NAN))
     };
     let per_round = |k: &str| rounds.iter().map(|r| r[k].clone()).collect::<Vec<_>>();
     let median_ratio = |k: &str| {
@@ -316,7 +351,11 @@ fn median(sorted: &[f64]) -> f64 {
 }
 
 /// Polls `rpc` every 20 ms until `tx` has a receipt; returns when it was first seen.
-async fn wait_for_receipt(rpc: &mut KeepAlive, tx: B256, timeout: Duration) -> anyhow::Result<Instant> {
+async fn wait_for_receipt(
+    rpc: &mut KeepAlive,
+    tx: B256,
+    timeout: Duration,
+) -> anyhow::Result<Instant> {
     let deadline = Instant::now() + timeout;
     loop {
         let r = rpc.call("eth_getTransactionReceipt", json!([tx])).await?;
@@ -335,7 +374,8 @@ async fn is_preconfirmed(node: &mut KeepAlive, tx: B256) -> anyhow::Result<bool>
         return Ok(false);
     }
     let tip = node.call("eth_blockNumber", json!([])).await?;
-    let (Some(rb), Some(tip)) = (quantity(&r["result"]["blockNumber"]), quantity(&tip["result"])) else {
+    let (Some(rb), Some(tip)) = (quantity(&r["result"]["blockNumber"]), quantity(&tip["result"]))
+    else {
         bail!("unexpected answers: {r} / {tip}");
     };
     Ok(rb > tip)
@@ -359,7 +399,8 @@ async fn wrk_version(wrk: &str) -> anyhow::Result<String> {
         .output()
         .await
         .with_context(|| format!("running {wrk} (bench/install-tools.sh installs it)"))?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     Ok(text.lines().next().unwrap_or("wrk").trim().to_string())
 }
 
@@ -413,9 +454,16 @@ function done(summary, latency, requests)
 end
 "#;
 
-async fn wrk_run(args: &ThroughputArgs, label: &str, what: &str, url: &str, tx: B256) -> anyhow::Result<LoadRun> {
+async fn wrk_run(
+    args: &ThroughputArgs,
+    label: &str,
+    what: &str,
+    url: &str,
+    tx: B256,
+) -> anyhow::Result<LoadRun> {
     let body = crate::http::rpc_body("eth_getTransactionReceipt", json!([tx]));
-    let script = std::env::temp_dir().join(format!("flashnode-bench-{}-{label}.lua", std::process::id()));
+    let script =
+        std::env::temp_dir().join(format!("flashnode-bench-{}-{label}.lua", std::process::id()));
     std::fs::write(&script, LUA.replace("__BODY__", &body))?;
     let url = format!("{url}/");
     let cmd_args: Vec<String> = vec![
@@ -429,7 +477,11 @@ async fn wrk_run(args: &ThroughputArgs, label: &str, what: &str, url: &str, tx: 
         script.display().to_string(),
         url.clone(),
     ];
-    let out = tokio::process::Command::new(&args.wrk).args(&cmd_args).output().await.context("running wrk")?;
+    let out = tokio::process::Command::new(&args.wrk)
+        .args(&cmd_args)
+        .output()
+        .await
+        .context("running wrk")?;
     let _ = std::fs::remove_file(&script);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     ensure!(out.status.success(), "wrk failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -475,7 +527,9 @@ async fn wrk_run(args: &ThroughputArgs, label: &str, what: &str, url: &str, tx: 
             }
         }
     }
-    let count = |prefix: &str| -> Option<String> { stdout.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|s| s.trim().to_string())) };
+    let count = |prefix: &str| -> Option<String> {
+        stdout.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|s| s.trim().to_string()))
+    };
     let socket_errors = json!({
         "socket_errors": count("Socket errors:"),
         "non_2xx_3xx": count("Non-2xx or 3xx responses:"),

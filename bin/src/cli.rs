@@ -284,7 +284,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => s.split_at(i),
         None => (s, "ms"),
     };
-    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 2s or 200ms)"))?;
+    let value: f64 =
+        num.parse().map_err(|_| format!("`{s}` is not a duration (try 2s or 200ms)"))?;
     let secs = match unit {
         "ms" => value / 1000.0,
         "s" => value,

@@ -10,7 +10,9 @@ use crate::{
     cli::Cli,
     presets::{ChainName, ChainPreset},
 };
-use clap::{parser::ValueSource, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, ValueEnum};
+use clap::{
+    parser::ValueSource, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, ValueEnum,
+};
 use std::{ffi::OsString, path::Path};
 
 /// A configuration error, one line naming the source and the field.
@@ -48,7 +50,10 @@ pub enum ConfigError {
 fn with_env_vars(cmd: Command) -> Command {
     fn add(cmd: Command) -> Command {
         let cmd = cmd.mut_args(|arg| {
-            let meta = matches!(arg.get_action(), ArgAction::Help | ArgAction::HelpLong | ArgAction::Version);
+            let meta = matches!(
+                arg.get_action(),
+                ArgAction::Help | ArgAction::HelpLong | ArgAction::Version
+            );
             // Named after the flag as users type it (`--p2p-ban-duration` →
             // `FLASHNODE_P2P_BAN_DURATION`), not the field behind it.
             if let Some(long) = arg.get_long().filter(|_| !meta && arg.get_env().is_none()) {
@@ -71,7 +76,9 @@ pub fn command() -> Command {
 }
 
 fn asks_for_help(args: &[OsString]) -> bool {
-    args.iter().skip(1).any(|a| matches!(a.to_str(), Some("-h" | "--help" | "-V" | "--version" | "help")))
+    args.iter()
+        .skip(1)
+        .any(|a| matches!(a.to_str(), Some("-h" | "--help" | "-V" | "--version" | "help")))
 }
 
 fn explicit(m: &ArgMatches, id: &str) -> bool {
@@ -79,9 +86,17 @@ fn explicit(m: &ArgMatches, id: &str) -> bool {
 }
 
 /// Turns one `key = value` into flags for `sub`, or says why it cannot.
-fn to_flags(sub: &Command, key: &str, value: &toml::Value, m: &ArgMatches) -> Result<Option<Vec<OsString>>, String> {
+fn to_flags(
+    sub: &Command,
+    key: &str,
+    value: &toml::Value,
+    m: &ArgMatches,
+) -> Result<Option<Vec<OsString>>, String> {
     let Some(arg) = sub.get_arguments().find(|a| a.get_long() == Some(key)) else {
-        return Err(format!("unknown key (not a flag of `flashnode {}`; see its --help)", sub.get_name()));
+        return Err(format!(
+            "unknown key (not a flag of `flashnode {}`; see its --help)",
+            sub.get_name()
+        ));
     };
     if explicit(m, arg.get_id().as_str()) {
         return Ok(None);
@@ -141,7 +156,8 @@ fn parse_matches(args: Vec<OsString>) -> Result<(Cli, ArgMatches, Origins), Pars
     // flags the user set; required flags may still come from the file.
     let lenient = cmd.clone().ignore_errors(true);
     let lenient = {
-        let names: Vec<String> = lenient.get_subcommands().map(|s| s.get_name().to_string()).collect();
+        let names: Vec<String> =
+            lenient.get_subcommands().map(|s| s.get_name().to_string()).collect();
         names.into_iter().fold(lenient, |c, n| c.mut_subcommand(n, |s| s.ignore_errors(true)))
     };
     let first = lenient.try_get_matches_from(&args).map_err(ParseFailure::Clap)?;
@@ -150,10 +166,17 @@ fn parse_matches(args: Vec<OsString>) -> Result<(Cli, ArgMatches, Origins), Pars
         return finish(m, Vec::new());
     };
     let sub = cmd.find_subcommand(sub_name).cloned().ok_or_else(|| {
-        ParseFailure::Config(ConfigError::Field { path: "-".into(), key: sub_name.into(), reason: "unknown".into() })
+        ParseFailure::Config(ConfigError::Field {
+            path: "-".into(),
+            key: sub_name.into(),
+            reason: "unknown".into(),
+        })
     })?;
 
-    let config_path = sub_m.get_one::<std::path::PathBuf>("config").or_else(|| first.get_one::<std::path::PathBuf>("config")).cloned();
+    let config_path = sub_m
+        .get_one::<std::path::PathBuf>("config")
+        .or_else(|| first.get_one::<std::path::PathBuf>("config"))
+        .cloned();
     let file = match &config_path {
         Some(path) => load(path)?,
         None => toml::Table::new(),
@@ -170,7 +193,9 @@ fn parse_matches(args: Vec<OsString>) -> Result<(Cli, ArgMatches, Origins), Pars
                 ParseFailure::Config(ConfigError::Field {
                     path: path_str.clone(),
                     key: "chain".into(),
-                    reason: format!("unknown chain `{s}` (base, base-sepolia, optimism, op-sepolia, devnet)"),
+                    reason: format!(
+                        "unknown chain `{s}` (base, base-sepolia, optimism, op-sepolia, devnet)"
+                    ),
                 })
             })?),
             Some(other) => {
@@ -190,7 +215,11 @@ fn parse_matches(args: Vec<OsString>) -> Result<(Cli, ArgMatches, Origins), Pars
             Ok(Some(flags)) => injected.push((path_str.clone(), key.clone(), flags)),
             Ok(None) => {}
             Err(reason) => {
-                return Err(ParseFailure::Config(ConfigError::Field { path: path_str, key: key.clone(), reason }))
+                return Err(ParseFailure::Config(ConfigError::Field {
+                    path: path_str,
+                    key: key.clone(),
+                    reason,
+                }))
             }
         }
     }
@@ -201,7 +230,16 @@ fn parse_matches(args: Vec<OsString>) -> Result<(Cli, ArgMatches, Origins), Pars
                 continue;
             }
             if let Ok(Some(flags)) = to_flags(&sub, key, &value, sub_m) {
-                injected.push((format!("preset {}", name.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()), key.to_string(), flags));
+                injected.push((
+                    format!(
+                        "preset {}",
+                        name.to_possible_value()
+                            .map(|v| v.get_name().to_string())
+                            .unwrap_or_default()
+                    ),
+                    key.to_string(),
+                    flags,
+                ));
             }
         }
     }
@@ -209,7 +247,10 @@ fn parse_matches(args: Vec<OsString>) -> Result<(Cli, ArgMatches, Origins), Pars
     let mut full = args.clone();
     full.extend(injected.iter().flat_map(|(_, _, f)| f.iter().cloned()));
     match cmd.clone().try_get_matches_from(&full) {
-        Ok(m) => finish(m, injected.iter().map(|(origin, key, _)| (key.clone(), origin.clone())).collect()),
+        Ok(m) => finish(
+            m,
+            injected.iter().map(|(origin, key, _)| (key.clone(), origin.clone())).collect(),
+        ),
         Err(err) => {
             // Blame a layer's key when it alone breaks a command line that was fine without it
             // (missing required flags aside: the layers are there to supply those).
@@ -239,7 +280,10 @@ fn parse_matches(args: Vec<OsString>) -> Result<(Cli, ArgMatches, Origins), Pars
 
 fn load(path: &Path) -> Result<toml::Table, ParseFailure> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ParseFailure::Config(ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })
+        ParseFailure::Config(ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
     })?;
     text.parse::<toml::Table>().map_err(|e| {
         let reason = e.to_string().lines().next().unwrap_or_default().to_string();
@@ -343,8 +387,12 @@ mod tests {
             pub fn with(text: &str) -> Self {
                 static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 let id = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-                let path = std::env::temp_dir().join(format!("flashnode-config-{}-{nanos}-{id}.toml", std::process::id()));
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                let path = std::env::temp_dir()
+                    .join(format!("flashnode-config-{}-{nanos}-{id}.toml", std::process::id()));
                 std::fs::write(&path, text).expect("temp file");
                 Self(path)
             }
@@ -368,11 +416,18 @@ mod tests {
         fn check(cmd: &Command, path: &str, seen: &mut usize) {
             for arg in cmd.get_arguments() {
                 let Some(long) = arg.get_long() else { continue };
-                if matches!(arg.get_action(), ArgAction::Help | ArgAction::HelpLong | ArgAction::Version) {
+                if matches!(
+                    arg.get_action(),
+                    ArgAction::Help | ArgAction::HelpLong | ArgAction::Version
+                ) {
                     continue;
                 }
                 let want = format!("FLASHNODE_{}", long.to_uppercase().replace('-', "_"));
-                assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(want.as_str()), "{path} --{long}");
+                assert_eq!(
+                    arg.get_env().and_then(|e| e.to_str()),
+                    Some(want.as_str()),
+                    "{path} --{long}"
+                );
                 *seen += 1;
             }
             for sub in cmd.get_subcommands() {
@@ -388,7 +443,10 @@ mod tests {
     fn file_fills_flags_and_command_line_wins() {
         let f = write("upstream-rpc = \"http://10.0.0.1:8545\"\nflashblocks-url = \"ws://10.0.0.2/ws\"\nws-per-ip-limit = 3\nws-compression = true\nws-api-keys = [\"a\", \"b\"]\n");
         let p = f.0.to_str().unwrap();
-        let n = node_args(parse_from(args(&["flashnode", "node", "--config", p, "--ws-per-ip-limit", "7"])).unwrap());
+        let n = node_args(
+            parse_from(args(&["flashnode", "node", "--config", p, "--ws-per-ip-limit", "7"]))
+                .unwrap(),
+        );
         assert_eq!(n.upstream_rpc, "http://10.0.0.1:8545");
         assert_eq!(n.flashblocks_url.as_deref(), Some("ws://10.0.0.2/ws"));
         assert_eq!(n.overlay.ws_per_ip_limit, 7);
@@ -404,30 +462,50 @@ mod tests {
         assert_eq!(n.chain, Some(ChainName::Base));
         assert_eq!(n.flashblocks_url.as_deref(), Some("wss://mainnet.flashblocks.base.org/ws"));
         let f = write("chain = \"base-sepolia\"\nupstream-rpc = \"http://x:1\"\nflashblocks-url = \"ws://mine/ws\"\n");
-        let n = node_args(parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()])).unwrap());
+        let n = node_args(
+            parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()])).unwrap(),
+        );
         assert_eq!(n.flashblocks_url.as_deref(), Some("ws://mine/ws"));
-        let n = node_args(parse_from(args(&["flashnode", "node", "--chain", "base-sepolia", "--upstream-rpc", "http://x:1"])).unwrap());
+        let n = node_args(
+            parse_from(args(&[
+                "flashnode",
+                "node",
+                "--chain",
+                "base-sepolia",
+                "--upstream-rpc",
+                "http://x:1",
+            ]))
+            .unwrap(),
+        );
         assert_eq!(n.flashblocks_url.as_deref(), Some("wss://sepolia.flashblocks.base.org/ws"));
     }
 
     #[test]
     fn bad_values_name_the_field() {
         let f = write("upstream-rpc = \"http://x:1\"\nws-per-ip-limit = \"many\"\n");
-        let err = match parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()])) {
+        let err = match parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()]))
+        {
             Err(ParseFailure::Config(e)) => e.to_string(),
             other => panic!("expected a config error, got {other:?}"),
         };
         assert!(err.contains("`ws-per-ip-limit`") && err.contains("many"), "{err}");
         assert!(!err.contains('\n'));
         let f = write("upstream-rpc = \"http://x:1\"\nrpc-adr = \"1\"\n");
-        let err = match parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()])) {
+        let err = match parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()]))
+        {
             Err(ParseFailure::Config(e)) => e.to_string(),
             other => panic!("expected a config error, got {other:?}"),
         };
         assert!(err.contains("`rpc-adr`: unknown key"), "{err}");
         let f = write("upstream-rpc = \"http://x:1\"\nchain = \"mars\"\n");
-        assert!(matches!(parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()])), Err(ParseFailure::Config(_))));
+        assert!(matches!(
+            parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()])),
+            Err(ParseFailure::Config(_))
+        ));
         let f = write("this is = not toml = at all");
-        assert!(matches!(parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()])), Err(ParseFailure::Config(ConfigError::Syntax { .. }))));
+        assert!(matches!(
+            parse_from(args(&["flashnode", "node", "--config", f.0.to_str().unwrap()])),
+            Err(ParseFailure::Config(ConfigError::Syntax { .. }))
+        ));
     }
 }

@@ -23,13 +23,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -39,9 +40,14 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn print_banner(devnet: &Devnet, title: &str, node: Option<(std::net::SocketAddr, std::net::SocketAddr)>) {
+fn print_banner(
+    devnet: &Devnet,
+    title: &str,
+    node: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+) {
     let node_rpc = node.map(|n| n.0);
-    let eth = dev_balance() / alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18u64));
+    let eth = dev_balance()
+        / alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18u64));
     let mut out = String::new();
     out.push_str(&format!("\n{title}\n\nAvailable Accounts\n==================\n"));
     for (i, acc) in devnet.shared.accounts.iter().enumerate() {
@@ -56,7 +62,8 @@ fn print_banner(devnet: &Devnet, title: &str, node: Option<(std::net::SocketAddr
         out.push_str(&format!("\nRPC (flashblock-aware): http://{addr}  (ws://{addr})\n"));
     }
     if let Some(addr) = devnet.rpc_addr {
-        let label = if node_rpc.is_some() { "Devnet canonical RPC:  " } else { "\nCanonical RPC:        " };
+        let label =
+            if node_rpc.is_some() { "Devnet canonical RPC:  " } else { "\nCanonical RPC:        " };
         out.push_str(&format!("{label}http://{addr}  (ws://{addr})\n"));
     }
     match (node, devnet.flashblocks_addr) {
@@ -73,7 +80,8 @@ fn print_banner(devnet: &Devnet, title: &str, node: Option<(std::net::SocketAddr
 /// `flashnode devnet`: the chain alone.
 pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let devnet = Devnet::spawn(devnet_config(&args), cancel.clone()).await.context("starting the devnet")?;
+    let devnet =
+        Devnet::spawn(devnet_config(&args), cancel.clone()).await.context("starting the devnet")?;
     print_banner(&devnet, "flashnode devnet", None);
     let _p2p = crate::p2p::start_for_devnet(&args.p2p, &devnet, cancel.clone()).await?;
     shutdown_signal().await;

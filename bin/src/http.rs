@@ -5,9 +5,9 @@
 
 use anyhow::Context;
 use flashnode_overlay::{Health, Overlay, OverlayEvent};
+use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
 use std::{collections::VecDeque, sync::Arc};
-use metrics_exporter_prometheus::PrometheusHandle;
 use std::{net::SocketAddr, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -35,7 +35,11 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     flashnode_overlay::metrics_names::describe();
-    metrics::describe_gauge!(STREAM_LAG_SECONDS, metrics::Unit::Seconds, "Time since the last flashblock frame");
+    metrics::describe_gauge!(
+        STREAM_LAG_SECONDS,
+        metrics::Unit::Seconds,
+        "Time since the last flashblock frame"
+    );
     Ok(RECORDER.get_or_init(|| handle).clone())
 }
 
@@ -86,7 +90,10 @@ impl Operator {
 }
 
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Keeps the last flashblocks for the status page.
@@ -107,7 +114,8 @@ async fn track_recent(operator: Operator, cancel: CancellationToken) {
                     txs: block.txs.len(),
                     gas_used: block.header.gas_used,
                     received_unix_ms: now,
-                    since_block_time_ms: now as i64 - (block.header.timestamp as i64).saturating_mul(1000),
+                    since_block_time_ms: now as i64
+                        - (block.header.timestamp as i64).saturating_mul(1000),
                 };
                 let mut recent = operator.recent.lock();
                 if recent.len() == RECENT_ROWS {
@@ -124,11 +132,19 @@ async fn track_recent(operator: Operator, cancel: CancellationToken) {
 }
 
 /// Serves the operator endpoint until `cancel`.
-pub async fn serve(addr: SocketAddr, operator: Operator, cancel: CancellationToken) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint {addr}"))?;
+pub async fn serve(
+    addr: SocketAddr,
+    operator: Operator,
+    cancel: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
     let local = listener.local_addr()?;
     info!(addr = %local, "status page on http://{local}/, metrics on /metrics, health on /healthz and /readyz");
-    tokio::spawn(track_recent(operator.clone(), cancel.clone()).instrument(info_span!("status_page")));
+    tokio::spawn(
+        track_recent(operator.clone(), cancel.clone()).instrument(info_span!("status_page")),
+    );
     tokio::spawn(
         async move {
             loop {

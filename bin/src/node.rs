@@ -69,7 +69,10 @@ impl NodeParts {
         if self.rpc.drained(deadline).await {
             tracing::info!(elapsed = ?started.elapsed(), "RPC drained");
         } else {
-            tracing::warn!(?deadline, "RPC drain deadline passed; closing the remaining connections");
+            tracing::warn!(
+                ?deadline,
+                "RPC drain deadline passed; closing the remaining connections"
+            );
         }
         cancel.cancel();
         // Fan-out clients get their close frames; the stream and overlay tasks end.
@@ -105,7 +108,10 @@ pub async fn start_node(
             stream_config.silence_timeout = args.stream_silence_timeout;
             stream_config.ping_interval = args.stream_ping_interval;
             stream_config.max_frame_bytes = args.max_frame_bytes;
-            tokio::spawn(run_stream(stream_config, tx, cancel.clone()).instrument(info_span!("stream", %url)));
+            tokio::spawn(
+                run_stream(stream_config, tx, cancel.clone())
+                    .instrument(info_span!("stream", %url)),
+            );
         }
         None => {
             // No flashblock stream (p2p only): the overlay follows gossiped blocks; the sender
@@ -140,7 +146,8 @@ pub async fn start_node(
     // Serving stops first on shutdown (and with everything else if `cancel` fires alone).
     let serving = cancel.child_token();
     if let (Some(addr), Some(handle)) = (args.metrics_addr, recorder) {
-        let operator = crate::http::Operator::new(handle, overlay.clone(), serving.clone(), gossip.clone());
+        let operator =
+            crate::http::Operator::new(handle, overlay.clone(), serving.clone(), gossip.clone());
         crate::http::serve(addr, operator, cancel.clone()).await?;
     }
     let fanout = flashnode_rpc::fanout::FanoutConfig {
@@ -158,9 +165,10 @@ pub async fn start_node(
     let fanout_addr = flashnode_rpc::fanout::serve(fanout, overlay.clone(), serving.clone())
         .await
         .context("starting the flashblock fan-out")?;
-    let rpc = flashnode_rpc::serve(RpcContext { overlay, upstream, config, gossip }, serving.clone())
-        .await
-        .context("starting the RPC server")?;
+    let rpc =
+        flashnode_rpc::serve(RpcContext { overlay, upstream, config, gossip }, serving.clone())
+            .await
+            .context("starting the RPC server")?;
     Ok(NodeParts { rpc_addr: rpc.addr, fanout_addr, rpc, serving, _ingest: ingest })
 }
 
@@ -211,7 +219,8 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         None => ChainPreset::by_chain_id(chain_id),
     };
     let chain = preset.map(|p| p.chain).unwrap_or_else(|| ChainConfig::devnet(chain_id));
-    let (source, gossip) = crate::p2p::wrap_source(&args.p2p, Arc::new(source), cancel.clone()).await?;
+    let (source, gossip) =
+        crate::p2p::wrap_source(&args.p2p, Arc::new(source), cancel.clone()).await?;
     // Without a stream a node with p2p still serves 2 s blocks from gossip and the upstream.
     let flashblocks_url = match args.flashblocks_url.clone() {
         Some(url) => Some(url),

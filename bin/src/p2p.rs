@@ -8,8 +8,13 @@ use crate::cli::{MessageIdArg, P2pArgs};
 use alloy_primitives::{Address, B256, U256};
 use anyhow::Context;
 use flashnode_devnet::Devnet;
-use flashnode_exec::source::{CanonicalBlock, CanonicalNotification, SourceAccount, SourceError, StateSource};
-use flashnode_gossip::{codec, tcp_multiaddr, GossipConfig, GossipHandle, MessageIdMode, Multiaddr, PeerId, VerifiedBlock};
+use flashnode_exec::source::{
+    CanonicalBlock, CanonicalNotification, SourceAccount, SourceError, StateSource,
+};
+use flashnode_gossip::{
+    codec, tcp_multiaddr, GossipConfig, GossipHandle, MessageIdMode, Multiaddr, PeerId,
+    VerifiedBlock,
+};
 use flashnode_rpc::p2p::{P2pCall, P2pCallError};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
@@ -24,15 +29,26 @@ const DEFAULT_P2P_ADDR: &str = "0.0.0.0:9222";
 fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
     list.iter()
         .filter(|s| !s.trim().is_empty())
-        .map(|s| flashnode_gossip::parse_peer_addr(s).with_context(|| format!("{what}: cannot use `{s}`")))
+        .map(|s| {
+            flashnode_gossip::parse_peer_addr(s)
+                .with_context(|| format!("{what}: cannot use `{s}`"))
+        })
         .collect()
 }
 
-fn config(args: &P2pArgs, chain_id: u64, signer: Address, addr: SocketAddr) -> anyhow::Result<GossipConfig> {
+fn config(
+    args: &P2pArgs,
+    chain_id: u64,
+    signer: Address,
+    addr: SocketAddr,
+) -> anyhow::Result<GossipConfig> {
     let mut c = GossipConfig::new(chain_id, tcp_multiaddr(addr), signer);
     c.static_peers = parse_addrs(&args.static_peers, "--p2p-static")?;
     c.bootnodes = parse_addrs(&args.bootnodes, "--p2p-bootnodes")?;
-    c.key_path = args.key_path.clone().or_else(|| args.data_dir.as_ref().map(|d| d.join("opnode_p2p_priv.txt")));
+    c.key_path = args
+        .key_path
+        .clone()
+        .or_else(|| args.data_dir.as_ref().map(|d| d.join("opnode_p2p_priv.txt")));
     c.store_path = args.data_dir.as_ref().map(|d| d.join("p2p.redb"));
     c.ban_duration = args.ban_duration;
     if !args.no_discovery {
@@ -41,9 +57,13 @@ fn config(args: &P2pArgs, chain_id: u64, signer: Address, addr: SocketAddr) -> a
             .iter()
             .map(|s| s.trim())
             .filter(|s| s.starts_with("enr:"))
-            .map(|s| s.parse::<flashnode_gossip::discovery::Enr>().map_err(|e| anyhow::anyhow!("--p2p-bootnodes: cannot use `{s}`: {e}")))
+            .map(|s| {
+                s.parse::<flashnode_gossip::discovery::Enr>()
+                    .map_err(|e| anyhow::anyhow!("--p2p-bootnodes: cannot use `{s}`: {e}"))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut d = flashnode_gossip::discovery::DiscoveryConfig::new(args.discovery_addr.unwrap_or(addr));
+        let mut d =
+            flashnode_gossip::discovery::DiscoveryConfig::new(args.discovery_addr.unwrap_or(addr));
         d.advertise_ip = args.advertise_ip;
         d.bootnodes = bootnodes;
         d.interval = args.discovery_interval;
@@ -67,14 +87,19 @@ fn announce(handle: &GossipHandle) {
 
 /// Starts the devnet's p2p host when `--p2p-addr` is given, and a task that signs every
 /// sealed block with the dev unsafe-block signer and publishes it.
-pub async fn start_for_devnet(args: &P2pArgs, devnet: &Devnet, cancel: CancellationToken) -> anyhow::Result<Option<GossipHandle>> {
+pub async fn start_for_devnet(
+    args: &P2pArgs,
+    devnet: &Devnet,
+    cancel: CancellationToken,
+) -> anyhow::Result<Option<GossipHandle>> {
     let Some(addr) = args.addr.filter(|_| !args.disable) else { return Ok(None) };
     let key: alloy_signer_local::PrivateKeySigner =
         flashnode_gossip::DEV_UNSAFE_BLOCK_SIGNER_KEY.parse().context("dev signer key")?;
     let chain_id = devnet.shared.chain.chain_id;
-    let handle = flashnode_gossip::spawn(config(args, chain_id, key.address(), addr)?, cancel.clone())
-        .await
-        .context("starting the p2p host")?;
+    let handle =
+        flashnode_gossip::spawn(config(args, chain_id, key.address(), addr)?, cancel.clone())
+            .await
+            .context("starting the p2p host")?;
     println!("p2p unsafe-block signer: {}", key.address());
     announce(&handle);
     let mut sealed = devnet.subscribe_sealed();
@@ -108,7 +133,11 @@ pub async fn start_for_devnet(args: &P2pArgs, devnet: &Devnet, cancel: Cancellat
 
 /// Starts a node's p2p host when it knows the sequencer address (and `--p2p-disable` is not
 /// set).
-pub async fn start_for_node(args: &P2pArgs, chain_id: u64, cancel: CancellationToken) -> anyhow::Result<Option<GossipHandle>> {
+pub async fn start_for_node(
+    args: &P2pArgs,
+    chain_id: u64,
+    cancel: CancellationToken,
+) -> anyhow::Result<Option<GossipHandle>> {
     if args.disable {
         return Ok(None);
     }
@@ -120,7 +149,9 @@ pub async fn start_for_node(args: &P2pArgs, chain_id: u64, cancel: CancellationT
         Some(a) => a,
         None => DEFAULT_P2P_ADDR.parse().context("default p2p address")?,
     };
-    let handle = flashnode_gossip::spawn(config(args, chain_id, signer, addr)?, cancel).await.context("starting the p2p host")?;
+    let handle = flashnode_gossip::spawn(config(args, chain_id, signer, addr)?, cancel)
+        .await
+        .context("starting the p2p host")?;
     announce(&handle);
     Ok(Some(handle))
 }
@@ -160,9 +191,10 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
             let h = &self.0;
             let down = |e: flashnode_gossip::GossipError| P2pCallError::Unavailable(e.to_string());
             let peer = |s: &str| {
-                s.parse::<PeerId>().map_err(|e| P2pCallError::InvalidParams(format!("peer id `{s}`: {e}")))
+                s.parse::<PeerId>()
+                    .map_err(|e| P2pCallError::InvalidParams(format!("peer id `{s}`: {e}")))
             };
-            
+
             Ok(match call {
                 P2pCall::SelfInfo => serde_json::json!({
                     "peerID": h.peer_id.to_string(),
@@ -184,7 +216,13 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                     let peers = h.peers(connected).await.map_err(down)?;
                     let banned = h.blocked_peers().await.map_err(down)?;
                     let ips = h.blocked_addrs().await.map_err(down)?;
-                    let subnets: Vec<String> = h.blocked_subnets().await.map_err(down)?.iter().map(|n| n.to_string()).collect();
+                    let subnets: Vec<String> = h
+                        .blocked_subnets()
+                        .await
+                        .map_err(down)?
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect();
                     let total = peers.iter().filter(|p| p.connectedness == "connected").count();
                     let map: serde_json::Map<String, serde_json::Value> = peers
                         .iter()
@@ -208,13 +246,21 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                     serde_json::Value::Null
                 }
                 P2pCall::ListBlockedPeers => {
-                    serde_json::json!(h.blocked_peers().await.map_err(down)?.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+                    serde_json::json!(h
+                        .blocked_peers()
+                        .await
+                        .map_err(down)?
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>())
                 }
                 P2pCall::BlockAddr(ip, secs) => {
                     h.block_addr(ip, secs.map(Duration::from_secs)).await.map_err(down)?;
                     serde_json::Value::Null
                 }
-                P2pCall::ListBlockedAddrs => serde_json::json!(h.blocked_addrs().await.map_err(down)?),
+                P2pCall::ListBlockedAddrs => {
+                    serde_json::json!(h.blocked_addrs().await.map_err(down)?)
+                }
                 P2pCall::UnblockAddr(ip) => {
                     h.unblock_addr(ip).await.map_err(down)?;
                     serde_json::Value::Null
@@ -225,12 +271,18 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                     serde_json::Value::Null
                 }
                 P2pCall::UnblockSubnet(cidr) => {
-                    h.unblock_subnet(cidr.parse().map_err(P2pCallError::InvalidParams)?).await.map_err(down)?;
+                    h.unblock_subnet(cidr.parse().map_err(P2pCallError::InvalidParams)?)
+                        .await
+                        .map_err(down)?;
                     serde_json::Value::Null
                 }
-                P2pCall::ListBlockedSubnets => serde_json::json!(
-                    h.blocked_subnets().await.map_err(down)?.iter().map(|n| n.to_string()).collect::<Vec<_>>()
-                ),
+                P2pCall::ListBlockedSubnets => serde_json::json!(h
+                    .blocked_subnets()
+                    .await
+                    .map_err(down)?
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()),
                 P2pCall::ProtectPeer(id) => {
                     h.protect_peer(peer(&id)?).await.map_err(down)?;
                     serde_json::Value::Null
@@ -240,14 +292,14 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
     }
 }
 
-
 /// For `flashnode node`: starts the p2p host (when enabled) and wraps `source` so gossiped
 /// blocks reach the overlay; returns the source to use and the status section.
 pub async fn wrap_source(
     args: &P2pArgs,
     source: Arc<dyn StateSource>,
     cancel: CancellationToken,
-) -> anyhow::Result<(Arc<dyn StateSource>, Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>)> {
+) -> anyhow::Result<(Arc<dyn StateSource>, Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>)>
+{
     match start_for_node(args, source.chain_id(), cancel.clone()).await? {
         Some(handle) => {
             let wrapped = GossipSource::new(source, &handle, cancel);
@@ -301,12 +353,17 @@ impl Forwarded {
 
 impl GossipSource {
     /// Wraps `inner` and starts merging `gossip` blocks into its notifications.
-    pub fn new(inner: Arc<dyn StateSource>, gossip: &GossipHandle, cancel: CancellationToken) -> Self {
+    pub fn new(
+        inner: Arc<dyn StateSource>,
+        gossip: &GossipHandle,
+        cancel: CancellationToken,
+    ) -> Self {
         let (notifications, _) = broadcast::channel(256);
         let forwarded = Arc::new(Mutex::new(Forwarded::default()));
         let task = Merge { tx: notifications.clone(), forwarded: forwarded.clone() };
         tokio::spawn(
-            task.run(inner.clone(), inner.subscribe(), gossip.subscribe(), cancel).instrument(info_span!("gossip_canonical")),
+            task.run(inner.clone(), inner.subscribe(), gossip.subscribe(), cancel)
+                .instrument(info_span!("gossip_canonical")),
         );
         Self { inner, notifications, forwarded }
     }
@@ -320,7 +377,10 @@ impl GossipSource {
         loop {
             match f().await {
                 Ok(v) => return Ok(v),
-                Err(e) if self.forwarded.lock().gossip_only.contains(&at) && tokio::time::Instant::now() < deadline => {
+                Err(e)
+                    if self.forwarded.lock().gossip_only.contains(&at)
+                        && tokio::time::Instant::now() < deadline =>
+                {
                     debug!(%at, %e, "state of a gossiped block not imported yet");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -394,7 +454,8 @@ impl Merge {
                         // The execution client disagrees with what gossip announced: it wins,
                         // and whatever was announced above it is void.
                         Some(_) => {
-                            let above: Vec<u64> = f.by_number.range(number..).map(|(n, _)| *n).collect();
+                            let above: Vec<u64> =
+                                f.by_number.range(number..).map(|(n, _)| *n).collect();
                             for n in above {
                                 if let Some(h) = f.by_number.remove(&n) {
                                     f.gossip_only.remove(&h);
@@ -421,7 +482,8 @@ impl Merge {
                 let mut f = self.forwarded.lock();
                 if let Some(tip) = other.tip() {
                     // A reorg: everything above the new tip is void.
-                    let above: Vec<u64> = f.by_number.range(tip.header.number..).map(|(n, _)| *n).collect();
+                    let above: Vec<u64> =
+                        f.by_number.range(tip.header.number..).map(|(n, _)| *n).collect();
                     for n in above {
                         f.by_number.remove(&n);
                     }
@@ -446,7 +508,12 @@ impl Merge {
         f.insert(number, hash);
         f.gossip_only.insert(hash);
         drop(f);
-        let block = CanonicalBlock { header: header.clone(), hash, tx_hashes: tx_hashes.to_vec(), receipts: Vec::new() };
+        let block = CanonicalBlock {
+            header: header.clone(),
+            hash,
+            tx_hashes: tx_hashes.to_vec(),
+            receipts: Vec::new(),
+        };
         debug!(number, %hash, "gossiped block announced as canonical");
         metrics::counter!("flashnode_gossip_canonical_total").increment(1);
         let _ = self.tx.send(CanonicalNotification::Committed { new: vec![Arc::new(block)] });
@@ -460,17 +527,29 @@ impl StateSource for GossipSource {
     fn latest(&self) -> BoxFuture<'_, Result<Arc<CanonicalBlock>, SourceError>> {
         self.inner.latest()
     }
-    fn block_by_number(&self, number: u64) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>> {
+    fn block_by_number(
+        &self,
+        number: u64,
+    ) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>> {
         self.inner.block_by_number(number)
     }
-    fn account(&self, at: B256, address: Address) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
+    fn account(
+        &self,
+        at: B256,
+        address: Address,
+    ) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
         let inner = self.inner.clone();
         Box::pin(self.read(at, move || {
             let inner = inner.clone();
             Box::pin(async move { inner.account(at, address).await })
         }))
     }
-    fn storage(&self, at: B256, address: Address, slot: U256) -> BoxFuture<'_, Result<U256, SourceError>> {
+    fn storage(
+        &self,
+        at: B256,
+        address: Address,
+        slot: U256,
+    ) -> BoxFuture<'_, Result<U256, SourceError>> {
         let inner = self.inner.clone();
         Box::pin(self.read(at, move || {
             let inner = inner.clone();
@@ -487,7 +566,8 @@ mod tests {
     use super::*;
 
     fn block(number: u64, salt: u8) -> Arc<CanonicalBlock> {
-        let header = alloy_consensus::Header { number, extra_data: vec![salt].into(), ..Default::default() };
+        let header =
+            alloy_consensus::Header { number, extra_data: vec![salt].into(), ..Default::default() };
         let hash = header.hash_slow();
         Arc::new(CanonicalBlock { header, hash, tx_hashes: vec![], receipts: vec![] })
     }

@@ -161,6 +161,9 @@ mod tests {
         }
         let jovian = alloy_op_hardforks::BASE_MAINNET_JOVIAN_TIMESTAMP;
         assert_eq!(ChainPreset::of(ChainName::Base, 901).chain.spec_at(jovian), OpSpecId::JOVIAN);
-        assert_eq!(ChainPreset::of(ChainName::Base, 901).chain.spec_at(jovian - 1), OpSpecId::ISTHMUS);
+        assert_eq!(
+            ChainPreset::of(ChainName::Base, 901).chain.spec_at(jovian - 1),
+            OpSpecId::ISTHMUS
+        );
     }
 }

@@ -70,7 +70,15 @@ struct Fixture {
     payload_id: PayloadId,
 }
 
-fn sign(acc: &DevAccount, nonce: u64, to: TxKind, value: U256, input: Bytes, gas: u64, base_fee: u64) -> ReadyTx {
+fn sign(
+    acc: &DevAccount,
+    nonce: u64,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas: u64,
+    base_fee: u64,
+) -> ReadyTx {
     let mut tx = TxEip1559 {
         chain_id: CHAIN_ID,
         nonce,
@@ -135,7 +143,8 @@ fn fixture() -> Fixture {
     let mut code = alloy_primitives::hex::decode(TOKEN_BIN.trim()).expect("Token.bin is hex");
     code.extend_from_slice(&supply.abi_encode());
     let deployer = &accounts[0];
-    let create = sign(deployer, 0, TxKind::Create, U256::ZERO, code.into(), 2_000_000, input1.base_fee);
+    let create =
+        sign(deployer, 0, TxKind::Create, U256::ZERO, code.into(), 2_000_000, input1.base_fee);
     let token = {
         let created = b1.execute(create.tx, create.sender, create.encoded).expect("deploys");
         assert!(created.receipt.status(), "token deployment reverted");
@@ -144,14 +153,19 @@ fn fixture() -> Fixture {
     let share = supply / U256::from(SENDERS_PER_KIND as u64 * 2);
     for (i, acc) in accounts[1..SENDERS_PER_KIND].iter().enumerate() {
         let data = IToken::transferCall { to: acc.address, value: share }.abi_encode();
-        let t = sign(deployer, 1 + i as u64, TxKind::Call(token), U256::ZERO, data.into(), 100_000, input1.base_fee);
+        let t = sign(
+            deployer,
+            1 + i as u64,
+            TxKind::Call(token),
+            U256::ZERO,
+            data.into(),
+            100_000,
+            input1.base_fee,
+        );
         execute_all(&mut b1, [t]);
     }
     assert!(b1.transactions().iter().all(|t| t.receipt.status()));
-    let header1 = b1.header(
-        state_root(b1.db()),
-        storage_root_of(b1.db(), L2_TO_L1_MESSAGE_PASSER),
-    );
+    let header1 = b1.header(state_root(b1.db()), storage_root_of(b1.db(), L2_TO_L1_MESSAGE_PASSER));
     let base_state = b1.into_db();
 
     // Block 2, the measured one: 100 ERC-20 and 100 ETH transfers, interleaved.
@@ -161,15 +175,32 @@ fn fixture() -> Fixture {
     for i in 0..ERC20_TXS.max(ETH_TXS) {
         if i < ERC20_TXS {
             let s = i % SENDERS_PER_KIND;
-            let data = IToken::transferCall { to: recipient("erc20", i), value: U256::from(1_000 + i) }
-                .abi_encode();
-            txs.push(sign(&accounts[s], nonces[s], TxKind::Call(token), U256::ZERO, data.into(), 100_000, input.base_fee));
+            let data =
+                IToken::transferCall { to: recipient("erc20", i), value: U256::from(1_000 + i) }
+                    .abi_encode();
+            txs.push(sign(
+                &accounts[s],
+                nonces[s],
+                TxKind::Call(token),
+                U256::ZERO,
+                data.into(),
+                100_000,
+                input.base_fee,
+            ));
             nonces[s] += 1;
         }
         if i < ETH_TXS {
             let s = SENDERS_PER_KIND + i % SENDERS_PER_KIND;
             let value = U256::from(1_000_000_000_000_000u64 + i as u64);
-            txs.push(sign(&accounts[s], nonces[s], TxKind::Call(recipient("eth", i)), value, Bytes::new(), 21_000, input.base_fee));
+            txs.push(sign(
+                &accounts[s],
+                nonces[s],
+                TxKind::Call(recipient("eth", i)),
+                value,
+                Bytes::new(),
+                21_000,
+                input.base_fee,
+            ));
             nonces[s] += 1;
         }
     }
@@ -196,7 +227,11 @@ fn fixture() -> Fixture {
 }
 
 /// What the sequencer's `publish` computes for a flashblock holding every tx of the builder.
-fn publish(builder: &BlockBuilder<MemDb>, input: &BlockEnvInput, payload_id: PayloadId) -> (PublishedFlashblock, Arc<MemDb>) {
+fn publish(
+    builder: &BlockBuilder<MemDb>,
+    input: &BlockEnvInput,
+    payload_id: PayloadId,
+) -> (PublishedFlashblock, Arc<MemDb>) {
     let (payload, _) = build_flashblock(builder, payload_id, 0, Some(flashblock_base(input)), 0);
     // `publish` also hands the RPC a snapshot of the state after the flashblock.
     let pending_state = Arc::new(builder.db().clone());

@@ -3,7 +3,10 @@
 use alloy_consensus::Header;
 use alloy_primitives::B256;
 use flashnode_exec::{ExecutedTx, MemDb};
-use std::{collections::{HashMap, VecDeque}, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 /// How many recent states are kept for historical queries.
 pub const STATE_HISTORY: usize = 256;

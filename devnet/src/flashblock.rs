@@ -1,7 +1,10 @@
 //! A flashblock as the devnet publishes it: the typed payload and its wire encodings.
 
 use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayload;
-use std::{io::Write, sync::{Arc, OnceLock}};
+use std::{
+    io::Write,
+    sync::{Arc, OnceLock},
+};
 
 /// One published flashblock.
 #[derive(Debug)]

@@ -2,10 +2,7 @@
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_signer_local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
-use flashnode_exec::{
-    l1info::l1_block_bytecode,
-    state::MemDb,
-};
+use flashnode_exec::{l1info::l1_block_bytecode, state::MemDb};
 use op_revm::constants::L1_BLOCK_CONTRACT;
 use revm::{
     database::EmptyDB,
@@ -64,7 +61,12 @@ pub fn genesis_state(accounts: &[DevAccount]) -> MemDb {
     let code = Bytecode::new_raw(l1_block_bytecode());
     db.insert_account_info(
         L1_BLOCK_CONTRACT,
-        AccountInfo { code_hash: code.hash_slow(), code: Some(code), nonce: 1, ..Default::default() },
+        AccountInfo {
+            code_hash: code.hash_slow(),
+            code: Some(code),
+            nonce: 1,
+            ..Default::default()
+        },
     );
     db
 }

@@ -133,7 +133,10 @@ pub struct Devnet {
 
 impl Devnet {
     /// Builds genesis, binds the listeners and spawns the sequencer, RPC and websocket tasks.
-    pub async fn spawn(config: DevnetConfig, cancel: CancellationToken) -> Result<Self, DevnetError> {
+    pub async fn spawn(
+        config: DevnetConfig,
+        cancel: CancellationToken,
+    ) -> Result<Self, DevnetError> {
         if config.flashblock_interval.is_zero() || config.block_time < config.flashblock_interval {
             return Err(DevnetError::Config(
                 "flashblock interval must be non-zero and at most the block time".into(),

@@ -59,7 +59,9 @@ pub enum PoolError {
         cost: U256,
     },
     /// Fee cap below the current base fee.
-    #[error("max fee per gas less than block base fee: maxFeePerGas: {max_fee}, baseFee: {base_fee}")]
+    #[error(
+        "max fee per gas less than block base fee: maxFeePerGas: {max_fee}, baseFee: {base_fee}"
+    )]
     FeeCapTooLow {
         /// Tx fee cap.
         max_fee: u128,
@@ -226,7 +228,12 @@ impl Mempool {
     }
 
     /// Validates `tx` against the sender's account and adds it.
-    pub fn insert(&mut self, tx: PoolTx, account: AccountView, rules: &PoolRules) -> Result<B256, PoolError> {
+    pub fn insert(
+        &mut self,
+        tx: PoolTx,
+        account: AccountView,
+        rules: &PoolRules,
+    ) -> Result<B256, PoolError> {
         if self.hashes.contains(&tx.hash) {
             return Err(PoolError::AlreadyKnown);
         }
@@ -239,15 +246,21 @@ impl Mempool {
             return Err(PoolError::InsufficientFunds { balance: account.balance, cost });
         }
         if tx.tx.max_fee_per_gas() < rules.base_fee as u128 {
-            return Err(PoolError::FeeCapTooLow { max_fee: tx.tx.max_fee_per_gas(), base_fee: rules.base_fee });
+            return Err(PoolError::FeeCapTooLow {
+                max_fee: tx.tx.max_fee_per_gas(),
+                base_fee: rules.base_fee,
+            });
         }
         let queue = self.by_sender.entry(tx.sender).or_default();
         if let Some(existing) = queue.get(&nonce) {
             // A replacement must raise the fee cap and the tip by 10%, as in geth.
             let bump = |old: u128, new: u128| new >= old + old / 10;
-            let old_tip = existing.tx.max_priority_fee_per_gas().unwrap_or(existing.tx.max_fee_per_gas());
+            let old_tip =
+                existing.tx.max_priority_fee_per_gas().unwrap_or(existing.tx.max_fee_per_gas());
             let new_tip = tx.tx.max_priority_fee_per_gas().unwrap_or(tx.tx.max_fee_per_gas());
-            if !bump(existing.tx.max_fee_per_gas(), tx.tx.max_fee_per_gas()) || !bump(old_tip, new_tip) {
+            if !bump(existing.tx.max_fee_per_gas(), tx.tx.max_fee_per_gas())
+                || !bump(old_tip, new_tip)
+            {
                 return Err(PoolError::ReplacementUnderpriced);
             }
             self.hashes.remove(&existing.hash);
@@ -288,18 +301,24 @@ impl Mempool {
     }
 
     /// The executable transactions, best tip first, each sender's in nonce order.
-    pub fn best(&self, base_fee: u64, mut state_nonce: impl FnMut(Address) -> u64) -> BestTransactions {
+    pub fn best(
+        &self,
+        base_fee: u64,
+        mut state_nonce: impl FnMut(Address) -> u64,
+    ) -> BestTransactions {
         let mut queues = HashMap::new();
         let mut heap = BinaryHeap::new();
         for (sender, queue) in &self.by_sender {
             let next = state_nonce(*sender);
-            let ready: Vec<PoolTx> =
-                queue.range(next..).scan(next, |want, (n, tx)| {
+            let ready: Vec<PoolTx> = queue
+                .range(next..)
+                .scan(next, |want, (n, tx)| {
                     (*n == *want).then(|| {
                         *want += 1;
                         tx.clone()
                     })
-                }).collect();
+                })
+                .collect();
             if ready.is_empty() {
                 continue;
             }

@@ -20,9 +20,9 @@ use jsonrpsee::{
     server::{RpcModule, Server, ServerConfig},
     types::{ErrorObjectOwned, Params},
 };
-use revm::{database::CacheDB, DatabaseRef};
 #[allow(unused_imports)]
 use revm::Database as _;
+use revm::{database::CacheDB, DatabaseRef};
 use serde_json::json;
 use std::{net::SocketAddr, sync::Arc};
 use tokio_util::sync::CancellationToken;
@@ -107,10 +107,9 @@ fn resolve_block(shared: &Shared, id: Option<BlockId>) -> RpcResult<Option<Arc<S
 fn resolve_state(shared: &Shared, id: Option<BlockId>) -> RpcResult<At> {
     let block = resolve_block(shared, id)?.ok_or_else(|| err(-32001, "block not found"))?;
     let store = shared.store.read();
-    let state = store
-        .state_at(block.header.number)
-        .cloned()
-        .ok_or_else(|| err(-32000, format!("historical state for block {} is not available", block.header.number)))?;
+    let state = store.state_at(block.header.number).cloned().ok_or_else(|| {
+        err(-32000, format!("historical state for block {} is not available", block.header.number))
+    })?;
     Ok(At { block, state })
 }
 
@@ -141,8 +140,10 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         Ok(U64::from(s.chain.chain_id))
     });
     chain_id.expect("method names are unique");
-    m.register_method("net_version", |_, s, _| -> RpcResult<String> { Ok(s.chain.chain_id.to_string()) })
-        .expect("unique");
+    m.register_method("net_version", |_, s, _| -> RpcResult<String> {
+        Ok(s.chain.chain_id.to_string())
+    })
+    .expect("unique");
     m.register_method("net_listening", |_, _, _| -> RpcResult<bool> { Ok(true) }).expect("unique");
     m.register_method("web3_clientVersion", |_, _, _| -> RpcResult<String> {
         Ok(format!("flashnode-devnet/v{}", env!("CARGO_PKG_VERSION")))
@@ -177,10 +178,13 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         block_json(s, Some(BlockId::from(h)), full.unwrap_or(false))
     })
     .expect("unique");
-    m.register_method("eth_getBlockTransactionCountByNumber", |p, s, _| -> RpcResult<Option<U64>> {
-        let n: BlockNumberOrTag = p.one().map_err(bad_params)?;
-        Ok(resolve_block(s, Some(BlockId::Number(n)))?.map(|b| U64::from(b.txs.len())))
-    })
+    m.register_method(
+        "eth_getBlockTransactionCountByNumber",
+        |p, s, _| -> RpcResult<Option<U64>> {
+            let n: BlockNumberOrTag = p.one().map_err(bad_params)?;
+            Ok(resolve_block(s, Some(BlockId::Number(n)))?.map(|b| U64::from(b.txs.len())))
+        },
+    )
     .expect("unique");
     m.register_method("eth_getBlockReceipts", |p, s, _| -> RpcResult<serde_json::Value> {
         let id: BlockId = p.one().map_err(bad_params)?;
@@ -195,7 +199,8 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         let store = s.store.read();
         let Some((block, i)) = store.transaction(&hash) else { return Ok(serde_json::Value::Null) };
         let ctx = BlockContext::of(&block.header, block.hash);
-        serde_json::to_value(rpc_receipt(&block.txs[i], &ctx)).map_err(|e| err(-32603, e.to_string()))
+        serde_json::to_value(rpc_receipt(&block.txs[i], &ctx))
+            .map_err(|e| err(-32603, e.to_string()))
     })
     .expect("unique");
     m.register_method("eth_getTransactionByHash", |p, s, _| -> RpcResult<serde_json::Value> {
@@ -209,8 +214,14 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         drop(store);
         let pool = s.mempool.lock();
         match pool.get(&hash) {
-            Some(tx) => serde_json::to_value(rpc_transaction_raw(tx.tx.clone(), tx.sender, None, None, None))
-                .map_err(|e| err(-32603, e.to_string())),
+            Some(tx) => serde_json::to_value(rpc_transaction_raw(
+                tx.tx.clone(),
+                tx.sender,
+                None,
+                None,
+                None,
+            ))
+            .map_err(|e| err(-32603, e.to_string())),
             None => Ok(serde_json::Value::Null),
         }
     })
@@ -238,7 +249,11 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         Ok(match info {
             Some(info) => match info.code {
                 Some(code) => code.original_bytes(),
-                None => at.state.code_by_hash_ref(info.code_hash).map(|c| c.original_bytes()).unwrap_or_default(),
+                None => at
+                    .state
+                    .code_by_hash_ref(info.code_hash)
+                    .map(|c| c.original_bytes())
+                    .unwrap_or_default(),
             },
             None => Bytes::new(),
         })
@@ -321,7 +336,10 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
 /// Most blocks one `eth_getLogs` may span, as public endpoints limit it.
 pub const MAX_LOG_RANGE: u64 = 10_000;
 
-fn get_logs(s: &Shared, filter: &alloy_rpc_types_eth::Filter) -> RpcResult<Vec<alloy_rpc_types_eth::Log>> {
+fn get_logs(
+    s: &Shared,
+    filter: &alloy_rpc_types_eth::Filter,
+) -> RpcResult<Vec<alloy_rpc_types_eth::Log>> {
     use alloy_rpc_types_eth::FilterBlockOption;
     let store = s.store.read();
     let latest = store.latest().header.number;
@@ -331,9 +349,11 @@ fn get_logs(s: &Shared, filter: &alloy_rpc_types_eth::Filter) -> RpcResult<Vec<a
         _ => latest,
     };
     let blocks: Vec<Arc<SealedBlock>> = match filter.block_option {
-        FilterBlockOption::AtBlockHash(h) => {
-            store.by_hash(&h).cloned().map(|b| vec![b]).ok_or_else(|| err(-32001, "block not found"))?
-        }
+        FilterBlockOption::AtBlockHash(h) => store
+            .by_hash(&h)
+            .cloned()
+            .map(|b| vec![b])
+            .ok_or_else(|| err(-32001, "block not found"))?,
         FilterBlockOption::Range { from_block, to_block } => {
             let (from, to) = (resolve(from_block), resolve(to_block));
             if from > to {
@@ -352,7 +372,11 @@ fn get_logs(s: &Shared, filter: &alloy_rpc_types_eth::Filter) -> RpcResult<Vec<a
         }
         let ctx = BlockContext::of(&block.header, block.hash);
         for tx in &block.txs {
-            out.extend(flashnode_exec::convert::rpc_logs(tx, &ctx).into_iter().filter(|l| filter.matches(&l.inner)));
+            out.extend(
+                flashnode_exec::convert::rpc_logs(tx, &ctx)
+                    .into_iter()
+                    .filter(|l| filter.matches(&l.inner)),
+            );
         }
     }
     Ok(out)
@@ -381,7 +405,8 @@ pub fn send_raw(s: &Shared, raw: &[u8]) -> RpcResult<B256> {
         return Err(err(-32000, "already known"));
     }
     let view = account(&pending.state, tx.sender);
-    let hash = s.mempool.lock().insert(tx, view, &rules).map_err(|e| err(e.code(), e.to_string()))?;
+    let hash =
+        s.mempool.lock().insert(tx, view, &rules).map_err(|e| err(e.code(), e.to_string()))?;
     metrics::counter!("flashnode_devnet_txs_accepted_total").increment(1);
     Ok(hash)
 }
@@ -393,7 +418,10 @@ fn fee_history(
     percentiles: Option<Vec<f64>>,
 ) -> RpcResult<FeeHistory> {
     if let Some(p) = &percentiles {
-        if p.len() > 100 || p.windows(2).any(|w| w[0] > w[1]) || p.iter().any(|x| !(0.0..=100.0).contains(x)) {
+        if p.len() > 100
+            || p.windows(2).any(|w| w[0] > w[1])
+            || p.iter().any(|x| !(0.0..=100.0).contains(x))
+        {
             return Err(invalid_params("reward percentiles must be ascending values in [0, 100]"));
         }
     }
@@ -420,9 +448,10 @@ fn fee_history(
         }
     }
     if let Some(last) = store.by_number(newest) {
-        history.base_fee_per_gas.push(
-            last.header.next_block_base_fee(s.chain.base_fee_params).unwrap_or_default() as u128,
-        );
+        history
+            .base_fee_per_gas
+            .push(last.header.next_block_base_fee(s.chain.base_fee_params).unwrap_or_default()
+                as u128);
         history.base_fee_per_blob_gas.push(0);
     }
     history.reward = percentiles.map(|_| rewards);

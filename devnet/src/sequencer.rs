@@ -76,9 +76,15 @@ async fn build_block(
     };
     let block_secs = (shared.config.block_time.as_secs()).max(1);
     let timestamp = (parent.header.timestamp + block_secs).max(now_secs());
-    let input = BlockEnvInput::next_devnet(&shared.chain, &parent.header, timestamp, shared.config.gas_limit);
+    let input = BlockEnvInput::next_devnet(
+        &shared.chain,
+        &parent.header,
+        timestamp,
+        shared.config.gas_limit,
+    );
     let payload_id = payload_id(parent.hash, timestamp);
-    let mut builder = BlockBuilder::new(shared.chain.clone(), input.clone(), (*parent_state).clone());
+    let mut builder =
+        BlockBuilder::new(shared.chain.clone(), input.clone(), (*parent_state).clone());
 
     // Index 0: the L1-info deposit only.
     let deposit = L1Info::devnet(input.number, timestamp).deposit_tx();
@@ -113,8 +119,11 @@ async fn build_block(
         // Like a sequencer that gave up on its builder: the last flashblock was streamed and
         // consumers applied it before the block is sealed without it.
         tokio::time::sleep(TAIL_REORG_DELAY).await;
-        warn!(number = kept_header.number, dropped = builder.transactions().len() - kept.transactions().len(),
-            "injected tail reorg: sealing without the last flashblock");
+        warn!(
+            number = kept_header.number,
+            dropped = builder.transactions().len() - kept.transactions().len(),
+            "injected tail reorg: sealing without the last flashblock"
+        );
         builder = kept;
         header = kept_header;
     }
@@ -128,7 +137,10 @@ async fn build_block(
     let _ = shared.sealed.send(block.clone());
     shared.pending.store(Arc::new(PendingView {
         state,
-        base_fee: block.header.next_block_base_fee(shared.chain.base_fee_params).unwrap_or_default(),
+        base_fee: block
+            .header
+            .next_block_base_fee(shared.chain.base_fee_params)
+            .unwrap_or_default(),
         number: block.header.number + 1,
         tx_hashes: Vec::new(),
     }));
@@ -215,7 +227,9 @@ pub fn build_flashblock(
     }
     let balances: BTreeMap<Address, U256> = touched
         .into_iter()
-        .map(|addr| (addr, db.basic_ref(addr).ok().flatten().map(|a| a.balance).unwrap_or_default()))
+        .map(|addr| {
+            (addr, db.basic_ref(addr).ok().flatten().map(|a| a.balance).unwrap_or_default())
+        })
         .collect();
     let payload = OpFlashblockPayload {
         payload_id,
@@ -251,7 +265,13 @@ fn publish(
     first_new: usize,
 ) -> Header {
     let (payload, header) = build_flashblock(builder, payload_id, index, base, first_new);
-    debug!(number = header.number, index, txs = payload.diff.transactions.len(), gas_used = header.gas_used, "flashblock");
+    debug!(
+        number = header.number,
+        index,
+        txs = payload.diff.transactions.len(),
+        gas_used = header.gas_used,
+        "flashblock"
+    );
     shared.pending.store(Arc::new(PendingView {
         state: Arc::new(builder.db().clone()),
         base_fee: builder.input().base_fee,

@@ -28,7 +28,9 @@ impl DevnetSource {
             loop {
                 match sealed.recv().await {
                     Ok(block) => {
-                        let _ = tx.send(CanonicalNotification::Committed { new: vec![canonical(&block)] });
+                        let _ = tx.send(CanonicalNotification::Committed {
+                            new: vec![canonical(&block)],
+                        });
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -65,24 +67,39 @@ impl StateSource for DevnetSource {
         async move { Ok(block) }.boxed()
     }
 
-    fn block_by_number(&self, number: u64) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>> {
+    fn block_by_number(
+        &self,
+        number: u64,
+    ) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>> {
         let block = self.shared.store.read().by_number(number).map(|b| canonical(b));
         async move { Ok(block) }.boxed()
     }
 
-    fn account(&self, at: B256, address: Address) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
+    fn account(
+        &self,
+        at: B256,
+        address: Address,
+    ) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
         let res = self.state(at).map(|state| {
             let info = state.basic_ref(address).ok().flatten().unwrap_or_default();
             let code = match &info.code {
                 Some(c) => c.original_bytes(),
-                None => state.code_by_hash_ref(info.code_hash).map(|c| c.original_bytes()).unwrap_or_default(),
+                None => state
+                    .code_by_hash_ref(info.code_hash)
+                    .map(|c| c.original_bytes())
+                    .unwrap_or_default(),
             };
             SourceAccount { balance: info.balance, nonce: info.nonce, code }
         });
         async move { res }.boxed()
     }
 
-    fn storage(&self, at: B256, address: Address, slot: U256) -> BoxFuture<'_, Result<U256, SourceError>> {
+    fn storage(
+        &self,
+        at: B256,
+        address: Address,
+        slot: U256,
+    ) -> BoxFuture<'_, Result<U256, SourceError>> {
         let res = self.state(at).map(|s| s.storage_ref(address, slot).unwrap_or_default());
         async move { res }.boxed()
     }

@@ -22,7 +22,8 @@ pub async fn serve(
     addr: SocketAddr,
     cancel: CancellationToken,
 ) -> Result<SocketAddr, DevnetError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| DevnetError::Bind { addr, source })?;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| DevnetError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| DevnetError::Bind { addr, source })?;
     info!(addr = %local, "flashblock websocket listening on ws://{local}/ws");
     tokio::spawn(

@@ -42,7 +42,10 @@ impl AccessListInspector {
         AccessList(
             self.list
                 .into_iter()
-                .map(|(address, slots)| AccessListItem { address, storage_keys: slots.into_iter().collect() })
+                .map(|(address, slots)| AccessListItem {
+                    address,
+                    storage_keys: slots.into_iter().collect(),
+                })
                 .collect(),
         )
     }
@@ -57,7 +60,9 @@ impl AccessListInspector {
 impl<CTX> Inspector<CTX> for AccessListInspector {
     fn step(&mut self, interp: &mut Interpreter, _context: &mut CTX) {
         let op = interp.bytecode.opcode();
-        let word_address = |i: usize| interp.stack.peek(i).ok().map(|w| Address::from_word(B256::from(w.to_be_bytes())));
+        let word_address = |i: usize| {
+            interp.stack.peek(i).ok().map(|w| Address::from_word(B256::from(w.to_be_bytes())))
+        };
         match op {
             opcode::SLOAD | opcode::SSTORE => {
                 if let Ok(slot) = interp.stack.peek(0) {
@@ -65,7 +70,11 @@ impl<CTX> Inspector<CTX> for AccessListInspector {
                     self.list.entry(contract).or_default().insert(B256::from(slot.to_be_bytes()));
                 }
             }
-            opcode::EXTCODECOPY | opcode::EXTCODEHASH | opcode::EXTCODESIZE | opcode::BALANCE | opcode::SELFDESTRUCT => {
+            opcode::EXTCODECOPY
+            | opcode::EXTCODEHASH
+            | opcode::EXTCODESIZE
+            | opcode::BALANCE
+            | opcode::SELFDESTRUCT => {
                 if let Some(a) = word_address(0) {
                     self.touch(a);
                 }

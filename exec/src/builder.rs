@@ -44,7 +44,9 @@ pub struct BlockEnvInput {
 impl BlockEnvInput {
     /// The revm environment of this block.
     pub fn evm_env(&self, chain: &ChainConfig) -> EvmEnv<OpSpecId> {
-        let cfg = CfgEnv::new().with_chain_id(chain.chain_id).with_spec_and_mainnet_gas_params(chain.spec_at(self.timestamp));
+        let cfg = CfgEnv::new()
+            .with_chain_id(chain.chain_id)
+            .with_spec_and_mainnet_gas_params(chain.spec_at(self.timestamp));
         let block = BlockEnv {
             number: U256::from(self.number),
             beneficiary: self.coinbase,
@@ -78,7 +80,12 @@ impl BlockEnvInput {
     }
 
     /// The devnet's base of the block after `parent`.
-    pub fn next_devnet(chain: &ChainConfig, parent: &Header, timestamp: u64, gas_limit: u64) -> Self {
+    pub fn next_devnet(
+        chain: &ChainConfig,
+        parent: &Header,
+        timestamp: u64,
+        gas_limit: u64,
+    ) -> Self {
         let base_fee = parent.next_block_base_fee(chain.base_fee_params).unwrap_or(1_000_000);
         let number = parent.number + 1;
         Self {
@@ -252,9 +259,12 @@ where
         } else {
             None
         };
-        let mut evm = OpEvmFactory::<OpTx>::default().create_evm(&mut self.db, self.evm_env.clone());
+        let mut evm =
+            OpEvmFactory::<OpTx>::default().create_evm(&mut self.db, self.evm_env.clone());
         let result = evm.transact(op_tx).map_err(|e| match e {
-            revm::context_interface::result::EVMError::Database(e) => ExecError::State(e.to_string()),
+            revm::context_interface::result::EVMError::Database(e) => {
+                ExecError::State(e.to_string())
+            }
             other => ExecError::InvalidTx(other.to_string()),
         })?;
         drop(evm);
@@ -300,11 +310,8 @@ where
         } else {
             Some(self.l1_fee_info(&encoded)?)
         };
-        let effective_gas_price = if is_deposit {
-            0
-        } else {
-            tx.effective_gas_price(Some(self.input.base_fee))
-        };
+        let effective_gas_price =
+            if is_deposit { 0 } else { tx.effective_gas_price(Some(self.input.base_fee)) };
         let index = self.txs.len() as u64;
         self.txs.push(ExecutedTx {
             hash: tx.tx_hash(),
@@ -340,7 +347,10 @@ where
             l1_gas_price: info.l1_base_fee.saturating_to(),
             l1_blob_base_fee: info.l1_blob_base_fee.unwrap_or_default().saturating_to(),
             l1_base_fee_scalar: info.l1_base_fee_scalar.saturating_to(),
-            l1_blob_base_fee_scalar: info.l1_blob_base_fee_scalar.unwrap_or_default().saturating_to(),
+            l1_blob_base_fee_scalar: info
+                .l1_blob_base_fee_scalar
+                .unwrap_or_default()
+                .saturating_to(),
             operator_fee_scalar: info.operator_fee_scalar.unwrap_or_default().saturating_to(),
             operator_fee_constant: info.operator_fee_constant.unwrap_or_default().saturating_to(),
         })

@@ -10,9 +10,9 @@ use op_revm::{OpHaltReason, OpSpecId, OpTransaction};
 use revm::{
     bytecode::Bytecode,
     context::TxEnv,
+    context_interface::result::{EVMError, ExecutionResult, HaltReason, OutOfGasError},
     database::CacheDB,
     database_interface::DatabaseRef,
-    context_interface::result::{EVMError, ExecutionResult, HaltReason, OutOfGasError},
     Database,
 };
 
@@ -56,7 +56,9 @@ impl CallError {
     pub fn code(&self) -> i32 {
         match self {
             Self::Revert { .. } => 3,
-            Self::InsufficientFunds | Self::InvalidRequest(_) | Self::GasExceedsAllowance(_) => -32000,
+            Self::InsufficientFunds | Self::InvalidRequest(_) | Self::GasExceedsAllowance(_) => {
+                -32000
+            }
             Self::Halt(_) => -32000,
             Self::State(_) => -32603,
         }
@@ -248,7 +250,8 @@ where
     }
     let initial = req.access_list.clone().unwrap_or_default();
     let inspector = AccessListInspector::new(&initial, excluded);
-    let mut evm = OpEvmFactory::<OpTx>::default().create_evm_with_inspector(db_factory(), env, inspector);
+    let mut evm =
+        OpEvmFactory::<OpTx>::default().create_evm_with_inspector(db_factory(), env, inspector);
     let precompiles: Vec<_> = evm.precompiles().addresses().copied().collect();
     evm.inspector_mut().exclude(precompiles);
     evm.transact(tx).map_err(evm_error)?;
@@ -376,7 +379,10 @@ where
 }
 
 /// Applies `eth_call` state overrides (balance, nonce, code, full `state` or `stateDiff`).
-pub fn apply_state_overrides<D>(db: &mut CacheDB<D>, overrides: &StateOverride) -> Result<(), CallError>
+pub fn apply_state_overrides<D>(
+    db: &mut CacheDB<D>,
+    overrides: &StateOverride,
+) -> Result<(), CallError>
 where
     D: DatabaseRef,
     D::Error: core::fmt::Display,
@@ -388,9 +394,12 @@ where
             )));
         }
         if o.move_precompile_to.is_some() {
-            return Err(CallError::InvalidRequest("movePrecompileToAddress is not supported".into()));
+            return Err(CallError::InvalidRequest(
+                "movePrecompileToAddress is not supported".into(),
+            ));
         }
-        let mut info = db.basic(*address).map_err(|e| CallError::State(e.to_string()))?.unwrap_or_default();
+        let mut info =
+            db.basic(*address).map_err(|e| CallError::State(e.to_string()))?.unwrap_or_default();
         if let Some(balance) = o.balance {
             info.balance = balance;
         }
@@ -413,7 +422,8 @@ where
         if let Some(diff) = &o.state_diff {
             for (k, v) in diff {
                 let (k, v) = slot(k, v);
-                db.insert_account_storage(*address, k, v).map_err(|e| CallError::State(e.to_string()))?;
+                db.insert_account_storage(*address, k, v)
+                    .map_err(|e| CallError::State(e.to_string()))?;
             }
         }
     }

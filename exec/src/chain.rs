@@ -27,11 +27,20 @@ pub struct ChainConfig {
 impl ChainConfig {
     /// An OP devnet at Isthmus with the given chain id.
     pub fn devnet(chain_id: u64) -> Self {
-        Self { chain_id, spec: OpSpecId::ISTHMUS, hardforks: None, base_fee_params: BaseFeeParams::optimism_canyon() }
+        Self {
+            chain_id,
+            spec: OpSpecId::ISTHMUS,
+            hardforks: None,
+            base_fee_params: BaseFeeParams::optimism_canyon(),
+        }
     }
 
     /// A public chain with its hardfork schedule (from `alloy-op-hardforks`).
-    pub fn with_hardforks(chain_id: u64, hardforks: OpChainHardforks, base_fee_params: BaseFeeParams) -> Self {
+    pub fn with_hardforks(
+        chain_id: u64,
+        hardforks: OpChainHardforks,
+        base_fee_params: BaseFeeParams,
+    ) -> Self {
         let spec = alloy_op_evm::spec_by_timestamp_after_bedrock(&hardforks, u64::MAX / 2);
         Self { chain_id, spec, hardforks: Some(hardforks), base_fee_params }
     }

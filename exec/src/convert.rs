@@ -139,21 +139,29 @@ pub fn rpc_transaction_raw(
             block_timestamp: position.map(|(b, _)| b.timestamp),
             base_fee: position.map(|(b, _)| b.base_fee),
         },
-        deposit_meta: op_alloy_consensus::transaction::OpDepositInfo { deposit_nonce, deposit_receipt_version },
+        deposit_meta: op_alloy_consensus::transaction::OpDepositInfo {
+            deposit_nonce,
+            deposit_receipt_version,
+        },
     };
     Transaction::from_transaction(Recovered::new_unchecked(tx, sender), info)
 }
 
 /// An RPC block from a header and its transactions (hashes only unless `full`).
-pub fn rpc_block(header: &Header, hash: B256, txs: &[ExecutedTx], full: bool) -> Block<Transaction> {
+pub fn rpc_block(
+    header: &Header,
+    hash: B256,
+    txs: &[ExecutedTx],
+    full: bool,
+) -> Block<Transaction> {
     let ctx = BlockContext::of(header, hash);
     let transactions = if full {
         BlockTransactions::Full(txs.iter().map(|t| rpc_transaction(t, Some(&ctx))).collect())
     } else {
         BlockTransactions::Hashes(txs.iter().map(|t| t.hash).collect())
     };
-    let size = alloy_rlp::Encodable::length(header)
-        + txs.iter().map(|t| t.encoded.len()).sum::<usize>();
+    let size =
+        alloy_rlp::Encodable::length(header) + txs.iter().map(|t| t.encoded.len()).sum::<usize>();
     Block {
         header: alloy_rpc_types_eth::Header {
             hash,

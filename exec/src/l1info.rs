@@ -119,10 +119,16 @@ pub fn l1_block_bytecode() -> Bytes {
     let ok = code.len() as u8;
     code[jumpdest_at + 1] = ok;
     code.push(0x5b); // JUMPDEST
-    // (calldata offset, right shift in bits, storage slot), as the Solidity predeploy stores them.
-    for (offset, shift, slot) in
-        [(4u8, 128u8, 3u8), (20, 128, 0), (36, 0, 1), (68, 0, 7), (100, 0, 2), (132, 0, 4), (164, 160, 8)]
-    {
+                     // (calldata offset, right shift in bits, storage slot), as the Solidity predeploy stores them.
+    for (offset, shift, slot) in [
+        (4u8, 128u8, 3u8),
+        (20, 128, 0),
+        (36, 0, 1),
+        (68, 0, 7),
+        (100, 0, 2),
+        (132, 0, 4),
+        (164, 160, 8),
+    ] {
         code.extend_from_slice(&[0x60, offset, 0x35]); // PUSH1 off CALLDATALOAD
         if shift != 0 {
             code.extend_from_slice(&[0x60, shift, 0x1c]); // PUSH1 shift SHR

@@ -16,4 +16,6 @@ pub mod call;
 pub mod convert;
 pub mod simulate;
 pub mod source;
-pub use source::{CanonicalBlock, CanonicalNotification, SourceAccount, SourceDb, SourceError, StateSource};
+pub use source::{
+    CanonicalBlock, CanonicalNotification, SourceAccount, SourceDb, SourceError, StateSource,
+};

@@ -9,15 +9,17 @@ use crate::{
     convert::{rpc_block, rpc_logs, BlockContext},
 };
 use alloy_consensus::{
-    proofs::ordered_trie_root_with_encoder, Eip658Value, Header, Receipt, SignableTransaction, TxEip1559,
-    EMPTY_OMMER_ROOT_HASH,
+    proofs::ordered_trie_root_with_encoder, Eip658Value, Header, Receipt, SignableTransaction,
+    TxEip1559, EMPTY_OMMER_ROOT_HASH,
 };
 use alloy_eips::{eip2718::Encodable2718, eip7685::EMPTY_REQUESTS_HASH};
 use alloy_evm::{Evm, EvmFactory};
 use alloy_op_evm::{OpEvmFactory, OpTx};
 use alloy_primitives::{Bloom, Signature, TxKind, B256, U256};
 use alloy_rpc_types_eth::{
-    simulate::{SimCallResult, SimulateError, SimulatePayload, SimulatedBlock, MAX_SIMULATE_BLOCKS},
+    simulate::{
+        SimCallResult, SimulateError, SimulatePayload, SimulatedBlock, MAX_SIMULATE_BLOCKS,
+    },
     Block, TransactionRequest,
 };
 use op_alloy_consensus::{OpReceipt, OpTxEnvelope};
@@ -85,11 +87,16 @@ where
         return Err(SimulateFailure::invalid("traceTransfers is not supported by this node"));
     }
     if payload.block_state_calls.len() as u64 > MAX_SIMULATE_BLOCKS {
-        return Err(SimulateFailure::new(-38026, format!("too many blocks (at most {MAX_SIMULATE_BLOCKS})")));
+        return Err(SimulateFailure::new(
+            -38026,
+            format!("too many blocks (at most {MAX_SIMULATE_BLOCKS})"),
+        ));
     }
     let calls: usize = payload.block_state_calls.iter().map(|b| b.calls.len()).sum();
     if calls > MAX_SIMULATE_CALLS {
-        return Err(SimulateFailure::invalid(format!("too many calls ({calls}, at most {MAX_SIMULATE_CALLS})")));
+        return Err(SimulateFailure::invalid(format!(
+            "too many calls ({calls}, at most {MAX_SIMULATE_CALLS})"
+        )));
     }
     let validation = payload.validation;
     let mut db = CacheDB::new(db);
@@ -112,7 +119,9 @@ where
         }
         if let Some(o) = &block.block_overrides {
             if o.block_hash.is_some() {
-                return Err(SimulateFailure::invalid("blockHash overrides are not supported in eth_simulateV1"));
+                return Err(SimulateFailure::invalid(
+                    "blockHash overrides are not supported in eth_simulateV1",
+                ));
             }
             apply_block_overrides(&mut env, o);
         }
@@ -124,21 +133,30 @@ where
                 ));
             }
             if env.number != header.number + 1 {
-                return Err(SimulateFailure::invalid("gaps between simulated block numbers are not supported"));
+                return Err(SimulateFailure::invalid(
+                    "gaps between simulated block numbers are not supported",
+                ));
             }
             if env.timestamp <= header.timestamp {
                 return Err(SimulateFailure::new(
                     -38021,
-                    format!("block timestamps must be in order: {} <= {}", env.timestamp, header.timestamp),
+                    format!(
+                        "block timestamps must be in order: {} <= {}",
+                        env.timestamp, header.timestamp
+                    ),
                 ));
             }
         } else if env.number < base.number {
-            return Err(SimulateFailure::new(-38020, format!("block number {} is before the base block {}", env.number, base.number)));
+            return Err(SimulateFailure::new(
+                -38020,
+                format!("block number {} is before the base block {}", env.number, base.number),
+            ));
         }
         if let Some(state) = &block.state_overrides {
             apply_state_overrides(&mut db, state)?;
         }
-        let (header, hash, txs, results) = run_block(&mut db, chain, &env, &block.calls, validation, gas_cap)?;
+        let (header, hash, txs, results) =
+            run_block(&mut db, chain, &env, &block.calls, validation, gas_cap)?;
         let ctx = BlockContext::of(&header, hash);
         let calls = txs
             .iter()
@@ -152,7 +170,10 @@ where
                 error,
             })
             .collect();
-        out.push(SimulatedBlock { inner: rpc_block(&header, hash, &txs, payload.return_full_transactions), calls });
+        out.push(SimulatedBlock {
+            inner: rpc_block(&header, hash, &txs, payload.return_full_transactions),
+            calls,
+        });
         prev = Some((header, hash));
     }
     Ok(out)
@@ -185,13 +206,20 @@ where
         let mut req = call.clone();
         // Unset nonces follow the sender's state, so chained calls from one sender validate.
         if req.nonce.is_none() {
-            let nonce = db.basic(from).map_err(|e| CallError::State(e.to_string()))?.map(|a| a.nonce).unwrap_or_default();
+            let nonce = db
+                .basic(from)
+                .map_err(|e| CallError::State(e.to_string()))?
+                .map(|a| a.nonce)
+                .unwrap_or_default();
             req.nonce = Some(nonce);
         }
         let remaining = env.gas_limit.saturating_sub(gas_used);
         let gas = match req.gas {
             Some(g) if g > remaining => {
-                return Err(SimulateFailure::new(-38015, format!("block gas limit reached: call {index} wants {g}, {remaining} left")));
+                return Err(SimulateFailure::new(
+                    -38015,
+                    format!("block gas limit reached: call {index} wants {g}, {remaining} left"),
+                ));
             }
             Some(g) => g,
             None => remaining.min(gas_cap),
@@ -223,7 +251,11 @@ where
                     OpHaltReason::Base(HaltReason::OutOfGas(_)) => "out of gas".to_string(),
                     other => format!("execution halted: {other:?}"),
                 };
-                let err = SimulateError { code: SimulateError::VM_EXECUTION_ERROR_CODE, message, data: None };
+                let err = SimulateError {
+                    code: SimulateError::VM_EXECUTION_ERROR_CODE,
+                    message,
+                    data: None,
+                };
                 (false, Vec::new(), Default::default(), Some(err))
             }
         };
@@ -247,13 +279,18 @@ where
         let signed = consensus.into_signed(Signature::new(U256::ZERO, U256::ZERO, false));
         let envelope = OpTxEnvelope::Eip1559(signed);
         let encoded = envelope.encoded_2718().into();
-        let effective_gas_price = alloy_consensus::Transaction::effective_gas_price(&envelope, Some(env.base_fee));
+        let effective_gas_price =
+            alloy_consensus::Transaction::effective_gas_price(&envelope, Some(env.base_fee));
         txs.push(ExecutedTx {
             hash: envelope.tx_hash(),
             tx: envelope,
             encoded,
             sender: from,
-            receipt: OpReceipt::Eip1559(Receipt { status: Eip658Value::Eip658(success), cumulative_gas_used: gas_used, logs }),
+            receipt: OpReceipt::Eip1559(Receipt {
+                status: Eip658Value::Eip658(success),
+                cumulative_gas_used: gas_used,
+                logs,
+            }),
             gas_used: used,
             effective_gas_price,
             contract_address,
@@ -269,7 +306,9 @@ where
         beneficiary: env.coinbase,
         // Simulated blocks carry no state root (computing one needs the full trie).
         state_root: B256::ZERO,
-        transactions_root: ordered_trie_root_with_encoder(&txs, |t, buf| buf.extend_from_slice(&t.encoded)),
+        transactions_root: ordered_trie_root_with_encoder(&txs, |t, buf| {
+            buf.extend_from_slice(&t.encoded)
+        }),
         receipts_root: receipts_root(txs.iter().map(|t| &t.receipt)),
         logs_bloom: bloom,
         difficulty: U256::ZERO,
@@ -292,17 +331,27 @@ where
 }
 
 /// A transaction the EVM refused: the spec's codes for the common validation failures.
-fn tx_failure<E: core::fmt::Display, T: core::fmt::Display>(index: usize, e: EVMError<E, T>) -> SimulateFailure {
+fn tx_failure<E: core::fmt::Display, T: core::fmt::Display>(
+    index: usize,
+    e: EVMError<E, T>,
+) -> SimulateFailure {
     let msg = match &e {
-        EVMError::Database(e) => return SimulateFailure::new(-32603, format!("state unavailable: {e}")),
+        EVMError::Database(e) => {
+            return SimulateFailure::new(-32603, format!("state unavailable: {e}"))
+        }
         other => other.to_string(),
     };
     let lower = msg.to_ascii_lowercase();
-    let code = if lower.contains("nonce") && lower.contains("too low") || lower.contains("nonce too low") {
+    let code = if lower.contains("nonce") && lower.contains("too low")
+        || lower.contains("nonce too low")
+    {
         -38010
     } else if lower.contains("nonce") && lower.contains("too high") {
         -38011
-    } else if lower.contains("basefee") || lower.contains("base fee") || lower.contains("gas price is less") {
+    } else if lower.contains("basefee")
+        || lower.contains("base fee")
+        || lower.contains("gas price is less")
+    {
         -38012
     } else if lower.contains("intrinsic") || lower.contains("floor gas") {
         -38013

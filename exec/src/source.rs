@@ -6,11 +6,7 @@ use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use futures::future::BoxFuture;
 use op_alloy_consensus::OpReceipt;
-use revm::{
-    bytecode::Bytecode,
-    database_interface::DatabaseRef,
-    state::AccountInfo,
-};
+use revm::{bytecode::Bytecode, database_interface::DatabaseRef, state::AccountInfo};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -96,11 +92,23 @@ pub trait StateSource: Send + Sync + std::fmt::Debug + 'static {
     /// The latest canonical block.
     fn latest(&self) -> BoxFuture<'_, Result<Arc<CanonicalBlock>, SourceError>>;
     /// A canonical block by number.
-    fn block_by_number(&self, number: u64) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>>;
+    fn block_by_number(
+        &self,
+        number: u64,
+    ) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>>;
     /// An account at block `at`.
-    fn account(&self, at: B256, address: Address) -> BoxFuture<'_, Result<SourceAccount, SourceError>>;
+    fn account(
+        &self,
+        at: B256,
+        address: Address,
+    ) -> BoxFuture<'_, Result<SourceAccount, SourceError>>;
     /// A storage slot at block `at`.
-    fn storage(&self, at: B256, address: Address, slot: U256) -> BoxFuture<'_, Result<U256, SourceError>>;
+    fn storage(
+        &self,
+        at: B256,
+        address: Address,
+        slot: U256,
+    ) -> BoxFuture<'_, Result<U256, SourceError>>;
     /// Warms the source for reads of `accounts` and `slots` at `at` that are about to come
     /// (a flashblock's senders and recipients, a call's `from` / `to` / access list), in as
     /// few round trips as the source allows. Sources whose reads are local (the embedded
@@ -154,12 +162,20 @@ impl SourceDb {
     }
 
     /// Warms the source for reads at this database's block (see [`StateSource::prefetch`]).
-    pub async fn prefetch(&self, accounts: Vec<Address>, slots: Vec<(Address, U256)>) -> Result<(), SourceError> {
+    pub async fn prefetch(
+        &self,
+        accounts: Vec<Address>,
+        slots: Vec<(Address, U256)>,
+    ) -> Result<(), SourceError> {
         self.source.prefetch(self.at, accounts, slots).await
     }
 
     /// [`SourceDb::prefetch`] from a blocking thread.
-    pub fn prefetch_blocking(&self, accounts: Vec<Address>, slots: Vec<(Address, U256)>) -> Result<(), SourceError> {
+    pub fn prefetch_blocking(
+        &self,
+        accounts: Vec<Address>,
+        slots: Vec<(Address, U256)>,
+    ) -> Result<(), SourceError> {
         self.block_on(self.source.prefetch(self.at, accounts, slots))
     }
 
@@ -183,7 +199,13 @@ impl DatabaseRef for SourceDb {
         if let Ok(mut codes) = self.codes.lock() {
             codes.entry(code_hash).or_insert_with(|| code.clone());
         }
-        Ok(Some(AccountInfo { balance: acc.balance, nonce: acc.nonce, code_hash, code: Some(code), ..Default::default() }))
+        Ok(Some(AccountInfo {
+            balance: acc.balance,
+            nonce: acc.nonce,
+            code_hash,
+            code: Some(code),
+            ..Default::default()
+        }))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, SourceError> {

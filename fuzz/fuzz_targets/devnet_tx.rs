@@ -7,7 +7,8 @@ use flashnode_devnet::mempool::{decode_raw, PoolRules};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let rules = PoolRules { chain_id: 901, gas_limit: 30_000_000, base_fee: 1_000_000_000, max_txs: 1024 };
+    let rules =
+        PoolRules { chain_id: 901, gas_limit: 30_000_000, base_fee: 1_000_000_000, max_txs: 1024 };
     if let Ok(tx) = decode_raw(data, &rules) {
         assert_eq!(tx.encoded.as_ref(), data);
     }

@@ -23,8 +23,18 @@ use flashnode_gossip::{altsync, codec, BlockVersion, MessageIdMode, Outcome, Val
 use libfuzzer_sys::fuzz_target;
 
 /// Every reason a message can be refused with (validate.rs).
-const REASONS: &[&str] =
-    &["too_large", "too_small", "decode", "too_old", "too_new", "version", "block_hash", "too_many_at_height", "seen", "signature"];
+const REASONS: &[&str] = &[
+    "too_large",
+    "too_small",
+    "decode",
+    "too_old",
+    "too_new",
+    "version",
+    "block_hash",
+    "too_many_at_height",
+    "seen",
+    "signature",
+];
 
 fn check_message(version: BlockVersion, data: &[u8]) {
     let trusted = common::signer().address();
@@ -40,13 +50,22 @@ fn check_message(version: BlockVersion, data: &[u8]) {
             assert_eq!(b.wire, data);
             // What the node stores and serves over alt-sync decodes back to this block.
             let payload = altsync::payload_bytes(&b.wire).expect("accepted message decompresses");
-            let answer = altsync::PayloadResponse::Ok { version: altsync::response_version(version), payload };
-            let served = altsync::check_answer(b.number(), answer).expect("stored block is a valid alt-sync answer");
+            let answer = altsync::PayloadResponse::Ok {
+                version: altsync::response_version(version),
+                payload,
+            };
+            let served = altsync::check_answer(b.number(), answer)
+                .expect("stored block is a valid alt-sync answer");
             assert_eq!(served.hash, b.hash);
             let again = validator.validate(version, data, NOW, CHAIN, trusted);
-            assert!(matches!(again, Outcome::Ignore("seen")), "repeat of an accepted block: {again:?}");
+            assert!(
+                matches!(again, Outcome::Ignore("seen")),
+                "repeat of an accepted block: {again:?}"
+            );
         }
-        Outcome::Ignore(r) | Outcome::Reject(r) => assert!(REASONS.contains(r), "unknown reason {r}"),
+        Outcome::Ignore(r) | Outcome::Reject(r) => {
+            assert!(REASONS.contains(r), "unknown reason {r}")
+        }
     }
     // The message id function sees every message before validation.
     assert_eq!(codec::message_id(MessageIdMode::OpNode, &version.topic(CHAIN), data).len(), 20);

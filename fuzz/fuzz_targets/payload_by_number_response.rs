@@ -23,7 +23,9 @@ use libfuzzer_sys::fuzz_target;
 const MAX: usize = 10 * (1 << 20);
 
 fn check_stream(number: u64, mut stream: &[u8]) {
-    let Ok(response) = futures::executor::block_on(altsync::read_response(&mut stream)) else { return };
+    let Ok(response) = futures::executor::block_on(altsync::read_response(&mut stream)) else {
+        return;
+    };
     if let PayloadResponse::Ok { payload, .. } = &response {
         assert!(payload.len() <= MAX, "payload over the cap: {}", payload.len());
     }
@@ -64,11 +66,17 @@ fuzz_target!(|data: &[u8]| {
     let Some((version, payload)) = answer.block.answer_payload() else { return };
     let response = match answer.result {
         Some(code) if code != altsync::RESULT_OK => PayloadResponse::Err(code),
-        _ => PayloadResponse::Ok { version: answer.version.unwrap_or(altsync::response_version(version)), payload },
+        _ => PayloadResponse::Ok {
+            version: answer.version.unwrap_or(altsync::response_version(version)),
+            payload,
+        },
     };
     let mut stream = Vec::new();
-    futures::executor::block_on(altsync::write_response(&mut futures::io::Cursor::new(&mut stream), response))
-        .expect("writes to memory");
+    futures::executor::block_on(altsync::write_response(
+        &mut futures::io::Cursor::new(&mut stream),
+        response,
+    ))
+    .expect("writes to memory");
     if stream.len() > 5 {
         let mut framed = stream.split_off(5);
         common::mutate(&mut framed, &answer.stream_mutations);

@@ -2,7 +2,9 @@
 //! (transactions trie + header), checks and signature-verifies per second. Results go to the
 //! README (never asserted in tests).
 
-use alloy_consensus::{proofs::calculate_transaction_root, Block, BlockBody, Header, SignableTransaction, TxEip1559};
+use alloy_consensus::{
+    proofs::calculate_transaction_root, Block, BlockBody, Header, SignableTransaction, TxEip1559,
+};
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
@@ -45,7 +47,14 @@ fn block_with_txs(n: usize, signer: &PrivateKeySigner) -> (Block<OpTxEnvelope>, 
         extra_data: Bytes::from_static(&[0; 9]),
         ..Default::default()
     };
-    let block = Block { header, body: BlockBody { transactions: txs, ommers: vec![], withdrawals: Some(Default::default()) } };
+    let block = Block {
+        header,
+        body: BlockBody {
+            transactions: txs,
+            ommers: vec![],
+            withdrawals: Some(Default::default()),
+        },
+    };
     let hash = block.header.hash_slow();
     (block, hash)
 }

@@ -6,9 +6,9 @@
 use alloy_consensus::Block;
 use alloy_primitives::B256;
 use flashnode_gossip::{
-    altsync, codec,
+    altsync, codec, spawn,
     store::{Store, StoredBlock},
-    spawn, GossipConfig, GossipHandle,
+    GossipConfig, GossipHandle,
 };
 use op_alloy_consensus::OpTxEnvelope;
 use std::{
@@ -28,7 +28,8 @@ fn chain(n: u64) -> Vec<(Block<OpTxEnvelope>, B256)> {
     let mut parent = B256::ZERO;
     (0..=n)
         .map(|number| {
-            let (block, hash) = support::empty_block(number, now - (n - number).min(now), parent, 0);
+            let (block, hash) =
+                support::empty_block(number, now - (n - number).min(now), parent, 0);
             parent = hash;
             (block, hash)
         })
@@ -50,7 +51,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for (b, h) in blocks.iter().take(gap as usize + 1) {
                 let signed = codec::sign_block(b, *h, CHAIN, &signer)?;
                 let payload = altsync::payload_bytes(&signed.wire).ok_or("payload")?;
-                store.put_block(&StoredBlock { number: b.header.number, version: signed.version, hash: *h, payload })?;
+                store.put_block(&StoredBlock {
+                    number: b.header.number,
+                    version: signed.version,
+                    hash: *h,
+                    payload,
+                })?;
             }
         }
         let mut c = GossipConfig::new(CHAIN, "/ip4/127.0.0.1/tcp/0".parse()?, signer.address());
@@ -101,7 +107,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let took = start.elapsed().as_secs_f64();
     let peers = 3.0;
-    let bound = ((gap as f64 - peers * altsync::PEER_BURST) / (peers * altsync::PEER_RATE)).max(0.0);
+    let bound =
+        ((gap as f64 - peers * altsync::PEER_BURST) / (peers * altsync::PEER_RATE)).max(0.0);
     let s = client.stats.snapshot();
     println!(
         "alt-sync fill of {gap} blocks from 3 peers: {took:.1} s ({:.1} blocks/s); rate-limit bound {bound:.1} s ({:.1} blocks/s); {} requests for {} blocks",

@@ -52,7 +52,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let signed = codec::sign_sealed(h, hash, vec![], CHAIN, &key)?;
         assert_eq!(signed.version.as_str(), format!("v{version}"));
         // Each seed reaches the accepting end of the targets.
-        let outcome = flashnode_gossip::Validator::default().validate(signed.version, &signed.wire, NOW, CHAIN, key.address());
+        let outcome = flashnode_gossip::Validator::default().validate(
+            signed.version,
+            &signed.wire,
+            NOW,
+            CHAIN,
+            key.address(),
+        );
         assert_eq!(outcome.label(), "accept", "v{version}: {outcome:?}");
         // Mode byte 0: raw message.
         let mut seed = vec![0u8];
@@ -61,8 +67,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Mode byte 0: requested number, then the response stream.
         let payload = altsync::payload_bytes(&signed.wire).ok_or("payload bytes")?;
         let mut stream = Vec::new();
-        let response = altsync::PayloadResponse::Ok { version: altsync::response_version(signed.version), payload };
-        futures::executor::block_on(altsync::write_response(&mut futures::io::Cursor::new(&mut stream), response))?;
+        let response = altsync::PayloadResponse::Ok {
+            version: altsync::response_version(signed.version),
+            payload,
+        };
+        futures::executor::block_on(altsync::write_response(
+            &mut futures::io::Cursor::new(&mut stream),
+            response,
+        ))?;
         let read = futures::executor::block_on(altsync::read_response(&mut stream.as_slice()))?;
         assert_eq!(altsync::check_answer(number, read).map(|b| b.hash), Ok(hash));
         let mut seed = vec![0u8];

@@ -101,7 +101,10 @@ where
     }
     let mut payload = Vec::new();
     let decoder = snap::read::FrameDecoder::new(framed.as_slice());
-    std::io::Read::read_to_end(&mut std::io::Read::take(decoder, params::MAX_GOSSIP_SIZE as u64 + 1), &mut payload)?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(decoder, params::MAX_GOSSIP_SIZE as u64 + 1),
+        &mut payload,
+    )?;
     if payload.len() > params::MAX_GOSSIP_SIZE {
         return Err(too_large());
     }
@@ -116,7 +119,8 @@ where
     match res {
         PayloadResponse::Err(code) => io.write_all(&[code]).await?,
         PayloadResponse::Ok { version, payload } => {
-            let mut framed = snap::write::FrameEncoder::new(Vec::with_capacity(payload.len() / 2 + 64));
+            let mut framed =
+                snap::write::FrameEncoder::new(Vec::with_capacity(payload.len() / 2 + 64));
             std::io::Write::write_all(&mut framed, &payload)?;
             let framed = framed.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
             io.write_all(&[RESULT_OK]).await?;
@@ -147,7 +151,11 @@ impl request_response::Codec for PayloadByNumberCodec {
         Ok(u64::from_le_bytes(buf))
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<PayloadResponse>
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<PayloadResponse>
     where
         T: futures::AsyncRead + Unpin + Send,
     {
@@ -162,7 +170,12 @@ impl request_response::Codec for PayloadByNumberCodec {
         io.close().await
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: PayloadResponse) -> io::Result<()>
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: PayloadResponse,
+    ) -> io::Result<()>
     where
         T: futures::AsyncWrite + Unpin + Send,
     {
@@ -221,7 +234,8 @@ impl RateLimits {
     pub fn allow(&mut self, peer: &libp2p::PeerId, now: Instant) -> bool {
         if !self.peers.contains_key(peer) && self.peers.len() >= PEER_BUCKETS {
             // Forget the fullest (idlest) bucket: bounded memory.
-            let idle = self.peers.iter().max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens)).map(|(p, _)| *p);
+            let idle =
+                self.peers.iter().max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens)).map(|(p, _)| *p);
             if let Some(p) = idle {
                 self.peers.remove(&p);
             }
@@ -317,7 +331,9 @@ mod tests {
     #[test]
     fn stored_payload_decodes_as_an_altsync_answer() {
         let (block, hash) = crate::codec::tests::test_block(9, 1_700_000_000);
-        let signed = crate::codec::sign_block(&block, hash, 901, &crate::codec::tests::test_signer()).unwrap();
+        let signed =
+            crate::codec::sign_block(&block, hash, 901, &crate::codec::tests::test_signer())
+                .unwrap();
         let payload = payload_bytes(&signed.wire).unwrap();
         let got = decode_response(response_version(signed.version), &payload).unwrap();
         assert_eq!(got.hash, hash);
@@ -332,11 +348,19 @@ mod tests {
     #[test]
     fn check_answer_wants_the_requested_block() {
         let (block, hash) = crate::codec::tests::test_block(9, 1_700_000_000);
-        let signed = crate::codec::sign_block(&block, hash, 901, &crate::codec::tests::test_signer()).unwrap();
+        let signed =
+            crate::codec::sign_block(&block, hash, 901, &crate::codec::tests::test_signer())
+                .unwrap();
         let ok = PayloadResponse::Ok { version: 2, payload: payload_bytes(&signed.wire).unwrap() };
         assert_eq!(check_answer(9, ok.clone()).unwrap().hash, hash);
-        assert_eq!(check_answer(10, ok).unwrap_err(), AnswerError::WrongNumber { asked: 10, got: 9 });
-        assert_eq!(check_answer(9, PayloadResponse::Err(RESULT_NOT_FOUND)).unwrap_err().reason(), "no_block");
+        assert_eq!(
+            check_answer(10, ok).unwrap_err(),
+            AnswerError::WrongNumber { asked: 10, got: 9 }
+        );
+        assert_eq!(
+            check_answer(9, PayloadResponse::Err(RESULT_NOT_FOUND)).unwrap_err().reason(),
+            "no_block"
+        );
         let garbage = PayloadResponse::Ok { version: 2, payload: vec![0; 10] };
         assert_eq!(check_answer(9, garbage).unwrap_err(), AnswerError::Invalid("decode"));
     }
@@ -347,7 +371,10 @@ mod tests {
             // A stream of more than 10 MiB after the header.
             let mut big = vec![RESULT_OK, 2, 0, 0, 0];
             big.resize(5 + params::MAX_GOSSIP_SIZE + 1, 0);
-            assert_eq!(read_response(&mut big.as_slice()).await.unwrap_err().kind(), io::ErrorKind::InvalidData);
+            assert_eq!(
+                read_response(&mut big.as_slice()).await.unwrap_err().kind(),
+                io::ErrorKind::InvalidData
+            );
             // Framing that decompresses past 10 MiB: 161 uncompressed-literal chunks of 64 KiB
             // would do, but a few compressed chunks of zeros reach it cheaply.
             let mut enc = snap::write::FrameEncoder::new(Vec::new());
@@ -385,16 +412,27 @@ mod tests {
             assert_eq!(c.read_request(&proto, &mut buf.as_slice()).await.unwrap(), 42);
             let res = PayloadResponse::Ok { version: 2, payload: vec![7; 5000] };
             let mut buf = Vec::new();
-            c.write_response(&proto, &mut futures::io::Cursor::new(&mut buf), res.clone()).await.unwrap();
+            c.write_response(&proto, &mut futures::io::Cursor::new(&mut buf), res.clone())
+                .await
+                .unwrap();
             assert_eq!(buf[0], 0);
             assert_eq!(&buf[1..5], &2u32.to_le_bytes());
             // Snappy framing starts with the stream identifier chunk.
             assert_eq!(&buf[5..9], &[0xff, 0x06, 0x00, 0x00]);
             assert_eq!(c.read_response(&proto, &mut buf.as_slice()).await.unwrap(), res);
             let mut buf = Vec::new();
-            c.write_response(&proto, &mut futures::io::Cursor::new(&mut buf), PayloadResponse::Err(RESULT_NOT_FOUND)).await.unwrap();
+            c.write_response(
+                &proto,
+                &mut futures::io::Cursor::new(&mut buf),
+                PayloadResponse::Err(RESULT_NOT_FOUND),
+            )
+            .await
+            .unwrap();
             assert_eq!(buf, vec![1]);
-            assert_eq!(c.read_response(&proto, &mut buf.as_slice()).await.unwrap(), PayloadResponse::Err(1));
+            assert_eq!(
+                c.read_response(&proto, &mut buf.as_slice()).await.unwrap(),
+                PayloadResponse::Err(1)
+            );
         });
     }
 
@@ -407,7 +445,10 @@ mod tests {
         let served = (0..100).filter(|_| rl.allow(&a, now)).count();
         assert_eq!(served, PEER_BURST as usize, "a burst of 15 per peer");
         // Other peers share the remaining global burst of 40.
-        let served: usize = (0..10).map(|_| libp2p::PeerId::random()).map(|p| (0..100).filter(|_| rl.allow(&p, now)).count()).sum();
+        let served: usize = (0..10)
+            .map(|_| libp2p::PeerId::random())
+            .map(|p| (0..100).filter(|_| rl.allow(&p, now)).count())
+            .sum();
         assert_eq!(served, (GLOBAL_BURST - PEER_BURST) as usize);
         // One second later the global bucket has 20 more tokens.
         let later = now + Duration::from_secs(1);

@@ -173,7 +173,9 @@ pub fn sign_payload(
     let raw = snap::raw::Decoder::new()
         .decompress_vec(&draft)
         .map_err(|e| EncodeError::Encode(e.to_string()))?;
-    let payload_bytes = raw.get(65..).ok_or_else(|| EncodeError::Encode("encoding shorter than a signature".into()))?;
+    let payload_bytes = raw
+        .get(65..)
+        .ok_or_else(|| EncodeError::Encode("encoding shorter than a signature".into()))?;
     let (wire, payload_hash, sig) = sign_raw(payload_bytes, chain_id, signer)?;
     env.payload_hash = payload_hash;
     env.signature = sig;
@@ -198,7 +200,9 @@ pub fn sign_raw(
     // The wire carries v as 0/1 (op-node's `SigningHash`/`verifyBlockSignature`).
     raw[64] = sig.v() as u8;
     raw.extend_from_slice(payload);
-    let wire = snap::raw::Encoder::new().compress_vec(&raw).map_err(|e| EncodeError::Encode(e.to_string()))?;
+    let wire = snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .map_err(|e| EncodeError::Encode(e.to_string()))?;
     Ok((wire, payload_hash, sig))
 }
 
@@ -225,7 +229,10 @@ pub fn sign_sealed(
     signer: &PrivateKeySigner,
 ) -> Result<SignedBlock, EncodeError> {
     let withdrawals = header.withdrawals_root.map(|_| Default::default());
-    let block = Block { header, body: alloy_consensus::BlockBody { transactions, ommers: vec![], withdrawals } };
+    let block = Block {
+        header,
+        body: alloy_consensus::BlockBody { transactions, ommers: vec![], withdrawals },
+    };
     sign_block(&block, hash, chain_id, signer)
 }
 
@@ -235,7 +242,8 @@ pub fn decode(version: BlockVersion, data: &[u8]) -> Result<OpNetworkPayloadEnve
         return Err(DecodeError::TooLarge(data.len()));
     }
     // Check the announced decompressed length before decompressing (no snappy bombs).
-    let len = snap::raw::decompress_len(data).map_err(|_| PayloadEnvelopeError::BrokenSnappyEncoding)?;
+    let len =
+        snap::raw::decompress_len(data).map_err(|_| PayloadEnvelopeError::BrokenSnappyEncoding)?;
     if len > params::MAX_GOSSIP_SIZE {
         return Err(DecodeError::TooLarge(len));
     }
@@ -279,7 +287,9 @@ pub(crate) mod tests {
             gas_limit: 30_000_000,
             base_fee_per_gas: Some(1_000_000_000),
             beneficiary: address!("4200000000000000000000000000000000000011"),
-            withdrawals_root: Some(b256!("56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421")),
+            withdrawals_root: Some(b256!(
+                "56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421"
+            )),
             blob_gas_used: Some(0),
             excess_blob_gas: Some(0),
             parent_beacon_block_root: Some(B256::repeat_byte(7)),
@@ -289,7 +299,11 @@ pub(crate) mod tests {
         };
         let block = Block {
             header,
-            body: BlockBody { transactions: vec![], ommers: vec![], withdrawals: Some(Default::default()) },
+            body: BlockBody {
+                transactions: vec![],
+                ommers: vec![],
+                withdrawals: Some(Default::default()),
+            },
         };
         let hash = block.header.hash_slow();
         (block, hash)
@@ -316,7 +330,9 @@ pub(crate) mod tests {
         // Another chain id gives another signer: the domain separates chains.
         assert_ne!(recover_signer(&decoded, 902), Some(signer.address()));
         // The wrong topic version does not decode to the same block.
-        assert!(decode(BlockVersion::V3, &signed.wire).map(|e| e.payload.block_hash() != hash).unwrap_or(true));
+        assert!(decode(BlockVersion::V3, &signed.wire)
+            .map(|e| e.payload.block_hash() != hash)
+            .unwrap_or(true));
     }
 
     #[test]
@@ -341,7 +357,10 @@ pub(crate) mod tests {
 
     #[test]
     fn decode_rejects_bombs_and_runts() {
-        assert!(matches!(decode(BlockVersion::V4, &[0xff, 0xff, 0xff, 0xff, 0x7f]), Err(DecodeError::TooLarge(_)) | Err(DecodeError::Encoding(_))));
+        assert!(matches!(
+            decode(BlockVersion::V4, &[0xff, 0xff, 0xff, 0xff, 0x7f]),
+            Err(DecodeError::TooLarge(_)) | Err(DecodeError::Encoding(_))
+        ));
         let small = snap::raw::Encoder::new().compress_vec(&[0u8; 10]).unwrap();
         assert_eq!(decode(BlockVersion::V1, &small).unwrap_err(), DecodeError::TooSmall(10));
     }

@@ -169,7 +169,13 @@ pub fn enr_key(keypair: &identity::Keypair) -> Result<CombinedKey, DiscoveryErro
 }
 
 /// Builds and signs the local ENR.
-pub fn local_enr(key: &CombinedKey, ip: Option<IpAddr>, tcp: u16, udp: u16, chain_id: u64) -> Result<Enr, DiscoveryError> {
+pub fn local_enr(
+    key: &CombinedKey,
+    ip: Option<IpAddr>,
+    tcp: u16,
+    udp: u16,
+    chain_id: u64,
+) -> Result<Enr, DiscoveryError> {
     let mut b = Enr::builder();
     match ip {
         Some(IpAddr::V4(v4)) => {
@@ -186,7 +192,10 @@ pub fn local_enr(key: &CombinedKey, ip: Option<IpAddr>, tcp: u16, udp: u16, chai
     b.add_value(OPSTACK_KEY, &opstack.as_slice());
     // Peers keep records across restarts and only take a higher sequence number: start from
     // the clock (as geth does), so a node back on a new address replaces its old record.
-    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1);
     b.seq(millis.max(1));
     b.build(key).map_err(|e| DiscoveryError::Enr(e.to_string()))
 }
@@ -201,8 +210,12 @@ pub fn peer_id_of(enr: &Enr) -> Option<PeerId> {
 pub fn dial_addr(enr: &Enr) -> Option<Multiaddr> {
     let peer = peer_id_of(enr)?;
     let base = match (enr.ip4(), enr.tcp4(), enr.ip6(), enr.tcp6()) {
-        (Some(ip), Some(tcp), _, _) => Multiaddr::empty().with(Protocol::Ip4(ip)).with(Protocol::Tcp(tcp)),
-        (_, _, Some(ip), Some(tcp)) => Multiaddr::empty().with(Protocol::Ip6(ip)).with(Protocol::Tcp(tcp)),
+        (Some(ip), Some(tcp), _, _) => {
+            Multiaddr::empty().with(Protocol::Ip4(ip)).with(Protocol::Tcp(tcp))
+        }
+        (_, _, Some(ip), Some(tcp)) => {
+            Multiaddr::empty().with(Protocol::Ip6(ip)).with(Protocol::Tcp(tcp))
+        }
         _ => return None,
     };
     Some(base.with(Protocol::P2p(peer)))
@@ -306,7 +319,8 @@ async fn flush_book(store: &Arc<Store>, book: &mut NodeBook) {
     });
     match write.await {
         Ok((batch, Ok(()))) => {
-            metrics::counter!("flashnode_gossip_discovery_nodes_stored_total").increment(batch.len() as u64);
+            metrics::counter!("flashnode_gossip_discovery_nodes_stored_total")
+                .increment(batch.len() as u64);
             book.written(&batch);
         }
         Ok((batch, Err(_))) => book.retry(batch),
@@ -331,8 +345,10 @@ pub(crate) async fn start(
     }
     let ip = config.advertise_ip.or(Some(listen.ip()).filter(|ip| !ip.is_unspecified()));
     let enr = local_enr(&key, ip, tcp_port, listen.port(), chain_id)?;
-    let discv5_config = discv5::ConfigBuilder::new(ListenConfig::from_ip(listen.ip(), listen.port())).build();
-    let mut discv5 = Discv5::new(enr.clone(), key, discv5_config).map_err(|e| err(e.to_string()))?;
+    let discv5_config =
+        discv5::ConfigBuilder::new(ListenConfig::from_ip(listen.ip(), listen.port())).build();
+    let mut discv5 =
+        Discv5::new(enr.clone(), key, discv5_config).map_err(|e| err(e.to_string()))?;
     discv5.start().await.map_err(|e| err(e.to_string()))?;
     for boot in &config.bootnodes {
         if let Err(e) = discv5.add_enr(boot.clone()) {
@@ -405,7 +421,9 @@ impl Discovery {
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // `book`: the node answered a handshake, so its record is kept for the next start.
-        let consider = |enr: Enr, recent: &mut HashMap<PeerId, Instant>, book: Option<&mut NodeBook>| {
+        let consider = |enr: Enr,
+                        recent: &mut HashMap<PeerId, Instant>,
+                        book: Option<&mut NodeBook>| {
             stats.discovered.fetch_add(1, Ordering::Relaxed);
             let outcome = match judge(&enr, chain_id) {
                 Verdict::OtherChain => {
@@ -437,7 +455,8 @@ impl Discovery {
                     }
                 }
             };
-            metrics::counter!("flashnode_gossip_discovered_total", "outcome" => outcome).increment(1);
+            metrics::counter!("flashnode_gossip_discovered_total", "outcome" => outcome)
+                .increment(1);
         };
         // The last network first: dial the most recently seen of the nodes known before the
         // restart (the rest are in the routing table for lookups). They are stored again only
@@ -445,7 +464,8 @@ impl Discovery {
         for (peer, addr) in std::mem::take(&mut self.restored).into_iter().take(RESTORED_DIALS) {
             recent.insert(peer, Instant::now());
             let outcome = if dial(peer, addr) { "dial" } else { "queue_full" };
-            metrics::counter!("flashnode_gossip_restored_dials_total", "outcome" => outcome).increment(1);
+            metrics::counter!("flashnode_gossip_restored_dials_total", "outcome" => outcome)
+                .increment(1);
         }
         loop {
             tokio::select! {
@@ -513,7 +533,13 @@ mod tests {
         assert_eq!(OpStackEnr::from_bytes(&big.to_bytes()), Ok(big));
         assert!(OpStackEnr::from_bytes(&[0x80]).is_err(), "truncated");
         assert!(OpStackEnr::from_bytes(&[0xff; 11]).is_err(), "too long");
-        assert!(OpStackEnr::from_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00]).is_err(), "overflow");
+        assert!(
+            OpStackEnr::from_bytes(&[
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00
+            ])
+            .is_err(),
+            "overflow"
+        );
     }
 
     #[test]
@@ -525,7 +551,10 @@ mod tests {
         assert_eq!(entry.chain_id, 0x16 | (0x30 << 7) | (0x7b << 14));
         let addr = dial_addr(&enr).unwrap().to_string();
         assert!(addr.starts_with("/ip4/43.207.77.108/tcp/9222/p2p/16Uiu2"), "{addr}");
-        assert_eq!(judge(&enr, entry.chain_id), Verdict::Dial(peer_id_of(&enr).unwrap(), dial_addr(&enr).unwrap()));
+        assert_eq!(
+            judge(&enr, entry.chain_id),
+            Verdict::Dial(peer_id_of(&enr).unwrap(), dial_addr(&enr).unwrap())
+        );
         assert_eq!(judge(&enr, 10), Verdict::OtherChain);
     }
 
@@ -537,8 +566,12 @@ mod tests {
         assert_eq!(peer_id_of(&enr), Some(keypair.public().to_peer_id()));
         assert_eq!(enr.udp4(), Some(9223));
         assert_eq!(OpStackEnr::of(&enr), Some(Ok(OpStackEnr::new(901))));
-        let reparsed: Enr = format!("enr:{}", enr.to_base64().trim_start_matches("enr:")).parse().unwrap();
-        assert_eq!(dial_addr(&reparsed).unwrap().to_string(), format!("/ip4/127.0.0.1/tcp/9222/p2p/{}", keypair.public().to_peer_id()));
+        let reparsed: Enr =
+            format!("enr:{}", enr.to_base64().trim_start_matches("enr:")).parse().unwrap();
+        assert_eq!(
+            dial_addr(&reparsed).unwrap().to_string(),
+            format!("/ip4/127.0.0.1/tcp/9222/p2p/{}", keypair.public().to_peer_id())
+        );
         assert!(enr_key(&identity::Keypair::generate_ed25519()).is_err());
         // A record without the entry is another chain's.
         let mut b = Enr::builder();
@@ -585,15 +618,43 @@ mod tests {
         let store = Arc::new(Store::in_memory(10).unwrap());
         let key = CombinedKey::generate_secp256k1();
         let own_key = key.encode();
-        let same = local_enr(&CombinedKey::generate_secp256k1(), Some("127.0.0.1".parse().unwrap()), 30_001, 30_002, 901).unwrap();
-        let other_chain = local_enr(&CombinedKey::generate_secp256k1(), Some("127.0.0.1".parse().unwrap()), 30_003, 30_004, 10).unwrap();
-        let stale = local_enr(&CombinedKey::generate_secp256k1(), Some("127.0.0.1".parse().unwrap()), 30_005, 30_006, 901).unwrap();
+        let same = local_enr(
+            &CombinedKey::generate_secp256k1(),
+            Some("127.0.0.1".parse().unwrap()),
+            30_001,
+            30_002,
+            901,
+        )
+        .unwrap();
+        let other_chain = local_enr(
+            &CombinedKey::generate_secp256k1(),
+            Some("127.0.0.1".parse().unwrap()),
+            30_003,
+            30_004,
+            10,
+        )
+        .unwrap();
+        let stale = local_enr(
+            &CombinedKey::generate_secp256k1(),
+            Some("127.0.0.1".parse().unwrap()),
+            30_005,
+            30_006,
+            901,
+        )
+        .unwrap();
         let now = now_secs();
         let mut corrupt = stored(&same, now);
         corrupt.id = [7; 32];
         corrupt.enr = "enr:not-a-record".into();
         // An older record of this node itself (same key).
-        let own = local_enr(&CombinedKey::secp256k1_from_bytes(&mut own_key.clone()).unwrap(), None, 1, 2, 901).unwrap();
+        let own = local_enr(
+            &CombinedKey::secp256k1_from_bytes(&mut own_key.clone()).unwrap(),
+            None,
+            1,
+            2,
+            901,
+        )
+        .unwrap();
         store
             .put_nodes(
                 &[
@@ -610,8 +671,15 @@ mod tests {
         let mut discovery = start(&config, key, 9222, 901, store).await.unwrap();
         assert_eq!(discovery.enr.node_id(), own.node_id());
         let restored: Vec<PeerId> = discovery.restored.iter().map(|(peer, _)| *peer).collect();
-        assert_eq!(restored, peer_id_of(&same).into_iter().collect::<Vec<_>>(), "only the recent same-chain record of another node");
-        assert!(discovery.discv5.table_entries_id().contains(&same.node_id()), "it seeds the routing table");
+        assert_eq!(
+            restored,
+            peer_id_of(&same).into_iter().collect::<Vec<_>>(),
+            "only the recent same-chain record of another node"
+        );
+        assert!(
+            discovery.discv5.table_entries_id().contains(&same.node_id()),
+            "it seeds the routing table"
+        );
         discovery.discv5.shutdown();
     }
 }

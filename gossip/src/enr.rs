@@ -40,7 +40,9 @@ fn take_item<'a>(buf: &mut &'a [u8]) -> Result<(bool, &'a [u8]), &'static str> {
 }
 
 fn enr_to_multiaddr(b64: &str) -> Result<Multiaddr, &'static str> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).map_err(|_| "bad base64")?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64.trim_end_matches('='))
+        .map_err(|_| "bad base64")?;
     if raw.len() > 300 {
         return Err("record longer than 300 bytes");
     }
@@ -57,16 +59,22 @@ fn enr_to_multiaddr(b64: &str) -> Result<Multiaddr, &'static str> {
         let (_, v) = take_item(&mut items)?;
         match k {
             b"ip" if v.len() == 4 => ip = Some(std::net::Ipv4Addr::new(v[0], v[1], v[2], v[3])),
-            b"tcp" if !v.is_empty() && v.len() <= 2 => tcp = Some(v.iter().fold(0u16, |a, b| (a << 8) | *b as u16)),
+            b"tcp" if !v.is_empty() && v.len() <= 2 => {
+                tcp = Some(v.iter().fold(0u16, |a, b| (a << 8) | *b as u16))
+            }
             b"secp256k1" => key = Some(v),
             _ => {}
         }
     }
     let ip = ip.ok_or("no ip4 entry")?;
     let tcp = tcp.ok_or("no tcp entry")?;
-    let key = identity::secp256k1::PublicKey::try_from_bytes(key.ok_or("no secp256k1 entry")?).map_err(|_| "bad secp256k1 key")?;
+    let key = identity::secp256k1::PublicKey::try_from_bytes(key.ok_or("no secp256k1 entry")?)
+        .map_err(|_| "bad secp256k1 key")?;
     let peer = PeerId::from_public_key(&identity::PublicKey::from(key));
-    Ok(Multiaddr::empty().with(Protocol::Ip4(ip)).with(Protocol::Tcp(tcp)).with(Protocol::P2p(peer)))
+    Ok(Multiaddr::empty()
+        .with(Protocol::Ip4(ip))
+        .with(Protocol::Tcp(tcp))
+        .with(Protocol::P2p(peer)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 use libp2p::{
     core::{transport::PortUse, Endpoint},
     multiaddr::Protocol,
-    swarm::{dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm},
+    swarm::{
+        dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
+        THandlerInEvent, THandlerOutEvent, ToSwarm,
+    },
     Multiaddr, PeerId,
 };
 use parking_lot::RwLock;
@@ -39,11 +42,19 @@ impl Subnet {
         use std::net::IpAddr::{V4, V6};
         match (self.addr, ip) {
             (V4(n), V4(i)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix.min(32))) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.prefix.min(32)))
+                };
                 u32::from(n) & mask == u32::from(i) & mask
             }
             (V6(n), V6(i)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix.min(128))) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.prefix.min(128)))
+                };
                 u128::from(n) & mask == u128::from(i) & mask
             }
             _ => false,
@@ -54,9 +65,11 @@ impl Subnet {
 impl std::str::FromStr for Subnet {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("`{s}` is not in CIDR form (a.b.c.d/n)"))?;
+        let (ip, prefix) =
+            s.split_once('/').ok_or_else(|| format!("`{s}` is not in CIDR form (a.b.c.d/n)"))?;
         let addr: IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| format!("`{prefix}` is not a prefix length"))?;
+        let prefix: u8 =
+            prefix.parse().map_err(|_| format!("`{prefix}` is not a prefix length"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
             return Err(format!("prefix {prefix} is longer than {max}"));
@@ -159,7 +172,10 @@ impl Gate {
         if self.ips.get(&ip).is_some_and(|until| *until > now) {
             return Some(Denied::Ip);
         }
-        self.subnets.iter().any(|(n, until)| *until > now && n.contains(ip)).then_some(Denied::Subnet)
+        self.subnets
+            .iter()
+            .any(|(n, until)| *until > now && n.contains(ip))
+            .then_some(Denied::Subnet)
     }
 
     /// Why a connection to `peer` (when known) at `addr` is refused at `now`, if it is.
@@ -176,13 +192,15 @@ impl Gate {
     }
     /// Blocked IP addresses in force at `now`, sorted.
     pub fn ips(&self, now: u64) -> Vec<(IpAddr, u64)> {
-        let mut v: Vec<_> = self.ips.iter().filter(|(_, u)| **u > now).map(|(i, u)| (*i, *u)).collect();
+        let mut v: Vec<_> =
+            self.ips.iter().filter(|(_, u)| **u > now).map(|(i, u)| (*i, *u)).collect();
         v.sort();
         v
     }
     /// Blocked subnets in force at `now`, sorted by their text.
     pub fn subnets(&self, now: u64) -> Vec<(Subnet, u64)> {
-        let mut v: Vec<_> = self.subnets.iter().filter(|(_, u)| **u > now).map(|(n, u)| (*n, *u)).collect();
+        let mut v: Vec<_> =
+            self.subnets.iter().filter(|(_, u)| **u > now).map(|(n, u)| (*n, *u)).collect();
         v.sort_by_key(|(n, _)| n.to_string());
         v
     }
@@ -196,7 +214,11 @@ impl Gate {
             }
             gone
         }
-        Expired { peers: take(&mut self.peers, now), ips: take(&mut self.ips, now), subnets: take(&mut self.subnets, now) }
+        Expired {
+            peers: take(&mut self.peers, now),
+            ips: take(&mut self.ips, now),
+            subnets: take(&mut self.subnets, now),
+        }
     }
 }
 
@@ -211,7 +233,10 @@ pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 
 /// Unix seconds now.
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// The libp2p side of the gate: refuses connections the shared [`Gate`] blocks.
@@ -226,7 +251,12 @@ impl GateBehaviour {
         Self { gate }
     }
 
-    fn check(&self, peer: Option<&PeerId>, addr: &Multiaddr, direction: &'static str) -> Result<(), ConnectionDenied> {
+    fn check(
+        &self,
+        peer: Option<&PeerId>,
+        addr: &Multiaddr,
+        direction: &'static str,
+    ) -> Result<(), ConnectionDenied> {
         match self.gate.read().denied(peer, addr, now_secs()) {
             None => Ok(()),
             Some(why) => {
@@ -299,11 +329,19 @@ impl NetworkBehaviour for GateBehaviour {
 
     fn on_swarm_event(&mut self, _event: FromSwarm) {}
 
-    fn on_connection_handler_event(&mut self, _peer: PeerId, _id: ConnectionId, event: THandlerOutEvent<Self>) {
+    fn on_connection_handler_event(
+        &mut self,
+        _peer: PeerId,
+        _id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
         match event {}
     }
 
-    fn poll(&mut self, _cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+    fn poll(
+        &mut self,
+        _cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         Poll::Pending
     }
 }
@@ -340,8 +378,15 @@ mod tests {
         g.block_peer(peer, NEVER);
         assert_eq!(g.denied(None, &addr, 100), Some(Denied::Ip));
         assert_eq!(g.denied(None, &other, 100), Some(Denied::Subnet));
-        assert_eq!(g.denied(Some(&peer), &"/ip4/1.1.1.1/tcp/1".parse().unwrap(), 100), Some(Denied::Peer));
-        assert_eq!(g.denied(None, &"/dns4/example.com/tcp/1".parse().unwrap(), 100), None, "no IP: nothing to match");
+        assert_eq!(
+            g.denied(Some(&peer), &"/ip4/1.1.1.1/tcp/1".parse().unwrap(), 100),
+            Some(Denied::Peer)
+        );
+        assert_eq!(
+            g.denied(None, &"/dns4/example.com/tcp/1".parse().unwrap(), 100),
+            None,
+            "no IP: nothing to match"
+        );
         // An expired block stops denying before it is swept, and the sweep reports it.
         assert_eq!(g.denied(None, &other, 150), None);
         assert_eq!(g.subnets(150), vec![]);

@@ -26,7 +26,8 @@ pub fn load_or_create(path: &Path) -> Result<Keypair, KeyError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let text = text.trim().trim_start_matches("0x");
-            let mut bytes = hex::decode(text).map_err(|_| KeyError::Invalid(path.display().to_string()))?;
+            let mut bytes =
+                hex::decode(text).map_err(|_| KeyError::Invalid(path.display().to_string()))?;
             let secret = secp256k1::SecretKey::try_from_bytes(&mut bytes)
                 .map_err(|_| KeyError::Invalid(path.display().to_string()))?;
             Ok(secp256k1::Keypair::from(secret).into())

@@ -32,10 +32,10 @@ pub mod validate;
 
 pub use codec::{BlockVersion, SignedBlock};
 #[cfg(feature = "swarm")]
-pub use enr::parse_peer_addr;
+pub use config::{tcp_multiaddr, GossipConfig};
 pub use config::{MessageIdMode, DEV_UNSAFE_BLOCK_SIGNER_KEY};
 #[cfg(feature = "swarm")]
-pub use config::{tcp_multiaddr, GossipConfig};
+pub use enr::parse_peer_addr;
 #[cfg(feature = "swarm")]
 pub use libp2p::{Multiaddr, PeerId};
 #[cfg(feature = "swarm")]

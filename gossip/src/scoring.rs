@@ -71,7 +71,9 @@ pub fn block_topic_params() -> gossipsub::TopicScoreParams {
 }
 
 /// Peer score parameters with the four block topics of `chain_id`.
-pub fn peer_score_params(topics: impl IntoIterator<Item = gossipsub::TopicHash>) -> gossipsub::PeerScoreParams {
+pub fn peer_score_params(
+    topics: impl IntoIterator<Item = gossipsub::TopicHash>,
+) -> gossipsub::PeerScoreParams {
     let mut p = gossipsub::PeerScoreParams {
         topic_score_cap: 34.0,
         app_specific_weight: 1.0,
@@ -190,7 +192,8 @@ mod tests {
 
     #[test]
     fn params_are_valid_for_gossipsub() {
-        let topics = (0..4).map(|i| gossipsub::IdentTopic::new(format!("/optimism/901/{i}/blocks")).hash());
+        let topics =
+            (0..4).map(|i| gossipsub::IdentTopic::new(format!("/optimism/901/{i}/blocks")).hash());
         assert!(peer_score_params(topics).validate().is_ok());
         assert!(thresholds().validate().is_ok());
         assert!(block_topic_params().validate().is_ok());

@@ -2,32 +2,35 @@
 //! connection limits, peer blocking, gossipsub) and talks to the rest of the node through a
 //! bounded command channel, a broadcast of verified blocks and shared counters.
 
+pub use crate::gate::Subnet;
 use crate::{
     altsync::{self, AnswerError, PayloadByNumberCodec, PayloadResponse, RateLimits},
     codec::{self, BlockVersion, SignedBlock},
     config::{params, GossipConfig},
+    gate::{ip_of, now_secs, Gate, GateBehaviour, NEVER},
     key,
     scoring::{self, AppEvent, AppScores},
-    gate::{ip_of, now_secs, Gate, GateBehaviour, NEVER},
     stats::GossipStats,
     store::{Store, StoreError, StoredBlock},
     validate::{self, Outcome, Validator, VerifiedBlock},
 };
-pub use crate::gate::Subnet;
+use alloy_primitives::B256;
 use futures::StreamExt;
 use libp2p::{
-    connection_limits, gossipsub, identify, identity::Keypair, multiaddr::Protocol, noise, ping,
+    connection_limits, gossipsub, identify,
+    identity::Keypair,
+    multiaddr::Protocol,
+    noise, ping,
     request_response::{self, OutboundRequestId, ProtocolSupport},
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm,
 };
-use alloy_primitives::B256;
+use parking_lot::RwLock;
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
-use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -188,7 +191,10 @@ impl GossipHandle {
     /// Publishes a signed block on its version's topic.
     pub async fn publish(&self, block: SignedBlock) -> Result<(), GossipError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Publish(Box::new(block), tx)).await.map_err(|_| GossipError::Stopped)?;
+        self.commands
+            .send(Command::Publish(Box::new(block), tx))
+            .await
+            .map_err(|_| GossipError::Stopped)?;
         rx.await.map_err(|_| GossipError::Stopped)?.map_err(GossipError::Build)
     }
 
@@ -197,7 +203,10 @@ impl GossipHandle {
         self.blocks.subscribe()
     }
 
-    async fn admin<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Admin) -> Result<T, GossipError> {
+    async fn admin<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Admin,
+    ) -> Result<T, GossipError> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Admin(make(tx))).await.map_err(|_| GossipError::Stopped)?;
         rx.await.map_err(|_| GossipError::Stopped)
@@ -215,7 +224,11 @@ impl GossipHandle {
 
     /// Bans a peer (persisted) for `duration`, or the configured ban duration when None; a
     /// zero duration blocks it until unblocked.
-    pub async fn block_peer(&self, peer: PeerId, duration: Option<Duration>) -> Result<(), GossipError> {
+    pub async fn block_peer(
+        &self,
+        peer: PeerId,
+        duration: Option<Duration>,
+    ) -> Result<(), GossipError> {
         self.admin(|tx| Admin::Block(peer, duration, tx)).await
     }
 
@@ -231,7 +244,11 @@ impl GossipHandle {
 
     /// Refuses and drops connections to and from an IP address (persisted) for `duration`, or
     /// the configured ban duration when None; a zero duration blocks it until unblocked.
-    pub async fn block_addr(&self, ip: std::net::IpAddr, duration: Option<Duration>) -> Result<(), GossipError> {
+    pub async fn block_addr(
+        &self,
+        ip: std::net::IpAddr,
+        duration: Option<Duration>,
+    ) -> Result<(), GossipError> {
         self.admin(|tx| Admin::BlockAddr(ip, duration, tx)).await
     }
 
@@ -242,7 +259,11 @@ impl GossipHandle {
 
     /// Refuses and drops connections to and from a subnet (persisted) for `duration`, or the
     /// configured ban duration when None; a zero duration blocks it until unblocked.
-    pub async fn block_subnet(&self, subnet: Subnet, duration: Option<Duration>) -> Result<(), GossipError> {
+    pub async fn block_subnet(
+        &self,
+        subnet: Subnet,
+        duration: Option<Duration>,
+    ) -> Result<(), GossipError> {
         self.admin(|tx| Admin::BlockSubnet(subnet, duration, tx)).await
     }
 
@@ -267,7 +288,11 @@ impl GossipHandle {
     }
 
     /// Sends one `payload_by_number` request to `peer` (admin and tests).
-    pub async fn request_payload(&self, peer: PeerId, number: u64) -> Result<Result<PayloadResponse, String>, GossipError> {
+    pub async fn request_payload(
+        &self,
+        peer: PeerId,
+        number: u64,
+    ) -> Result<Result<PayloadResponse, String>, GossipError> {
         self.admin(|tx| Admin::Request(peer, number, tx)).await
     }
 
@@ -313,7 +338,11 @@ fn gossipsub_config(config: &GossipConfig) -> Result<gossipsub::Config, GossipEr
         .map_err(|e| GossipError::Build(e.to_string()))
 }
 
-fn build_swarm(config: &GossipConfig, keypair: Keypair, gate: Arc<RwLock<Gate>>) -> Result<Swarm<Behaviour>, GossipError> {
+fn build_swarm(
+    config: &GossipConfig,
+    keypair: Keypair,
+    gate: Arc<RwLock<Gate>>,
+) -> Result<Swarm<Behaviour>, GossipError> {
     let gs_config = gossipsub_config(config)?;
     let chain_id = config.chain_id;
     let limits = connection_limits::ConnectionLimits::default()
@@ -325,8 +354,10 @@ fn build_swarm(config: &GossipConfig, keypair: Keypair, gate: Arc<RwLock<Gate>>)
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| GossipError::Build(e.to_string()))?
         .with_behaviour(|key| {
-            let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gs_config)?;
-            let topics = BlockVersion::ALL.map(|v| gossipsub::IdentTopic::new(v.topic(chain_id)).hash());
+            let mut gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gs_config)?;
+            let topics =
+                BlockVersion::ALL.map(|v| gossipsub::IdentTopic::new(v.topic(chain_id)).hash());
             gossipsub.with_peer_score(scoring::peer_score_params(topics), scoring::thresholds())?;
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
@@ -360,7 +391,10 @@ fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
 
 /// Starts the p2p host: loads or creates the node key, binds, subscribes to the four block
 /// topics, dials static peers and bootnodes, and runs until `cancel`.
-pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<GossipHandle, GossipError> {
+pub async fn spawn(
+    config: GossipConfig,
+    cancel: CancellationToken,
+) -> Result<GossipHandle, GossipError> {
     let keypair = match &config.key_path {
         Some(path) => key::load_or_create(path)?,
         None => Keypair::generate_secp256k1(),
@@ -374,7 +408,15 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
     let protected: HashSet<PeerId> = config.static_peers.iter().filter_map(peer_id_of).collect();
     for addr in &config.static_peers {
         let id = peer_id_of(addr).ok_or_else(|| GossipError::StaticPeerWithoutId(addr.clone()))?;
-        statics.insert(id, StaticPeer { addr: addr.clone(), connected: false, next_dial: Instant::now(), backoff: config.redial_min });
+        statics.insert(
+            id,
+            StaticPeer {
+                addr: addr.clone(),
+                connected: false,
+                next_dial: Instant::now(),
+                backoff: config.redial_min,
+            },
+        );
     }
     let store = Arc::new(match &config.store_path {
         Some(path) => Store::open(path, config.store_retain)?,
@@ -419,12 +461,16 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
     if let (Some(dc), Some(key)) = (&config.discovery, discovery_key) {
         let tcp_port = listen_addrs
             .iter()
-            .find_map(|a| a.iter().find_map(|p| if let Protocol::Tcp(port) = p { Some(port) } else { None }))
+            .find_map(|a| {
+                a.iter().find_map(|p| if let Protocol::Tcp(port) = p { Some(port) } else { None })
+            })
             .unwrap_or_default();
-        let discovery = crate::discovery::start(dc, key, tcp_port, config.chain_id, store.clone()).await?;
+        let discovery =
+            crate::discovery::start(dc, key, tcp_port, config.chain_id, store.clone()).await?;
         enr = Some(discovery.enr.to_base64());
         node_id = Some(hex::encode(discovery.enr.node_id().raw()));
-        let (tx, peers, hi) = (commands.clone(), stats.clone(), config.peers_hi.max(config.peers_lo) as u64);
+        let (tx, peers, hi) =
+            (commands.clone(), stats.clone(), config.peers_hi.max(config.peers_lo) as u64);
         tokio::spawn(
             discovery
                 .run(
@@ -477,7 +523,16 @@ pub async fn spawn(config: GossipConfig, cancel: CancellationToken) -> Result<Go
     task.refresh_store_stats();
     info!(%peer_id, addrs = ?listen_addrs, chain_id = config.chain_id, signer = %config.unsafe_block_signer, "p2p host listening");
     tokio::spawn(task.run(command_rx, verdict_rx, cancel).instrument(info_span!("p2p", %peer_id)));
-    Ok(GossipHandle { peer_id, listen_addrs, stats, chain_id: config.chain_id, enr, node_id, commands, blocks })
+    Ok(GossipHandle {
+        peer_id,
+        listen_addrs,
+        stats,
+        chain_id: config.chain_id,
+        enr,
+        node_id,
+        commands,
+        blocks,
+    })
 }
 
 struct StaticPeer {
@@ -572,7 +627,12 @@ impl SyncState {
 }
 
 impl Task {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut verdicts: mpsc::Receiver<Verdict>, cancel: CancellationToken) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut verdicts: mpsc::Receiver<Verdict>,
+        cancel: CancellationToken,
+    ) {
         let mut redial = tokio::time::interval(Duration::from_millis(250));
         let mut decay = tokio::time::interval(scoring::DECAY_INTERVAL);
         decay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -664,23 +724,26 @@ impl Task {
                 // gate refuses blocked peers and addresses at dial time.
                 // Dials in flight count: several nodes found at once must not overshoot.
                 let busy = self.swarm.connected_peers().count()
-                    + self.swarm.network_info().connection_counters().num_pending_outgoing() as usize;
-                let outcome = if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
-                    "connected"
-                } else if busy >= self.peers_hi {
-                    self.stats.discovery_full.fetch_add(1, Ordering::Relaxed);
-                    "full"
-                } else if self.gate.read().denied(Some(&peer), &addr, now_secs()).is_some() {
-                    "blocked"
-                } else if let Err(e) = self.swarm.dial(addr.clone()) {
-                    debug!(%addr, %e, "dial of a discovered node failed");
-                    "failed"
-                } else {
-                    self.stats.discovery_dials.fetch_add(1, Ordering::Relaxed);
-                    debug!(%peer, %addr, "dialling a discovered node");
-                    "dialled"
-                };
-                metrics::counter!("flashnode_gossip_discovery_dials_total", "outcome" => outcome).increment(1);
+                    + self.swarm.network_info().connection_counters().num_pending_outgoing()
+                        as usize;
+                let outcome =
+                    if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+                        "connected"
+                    } else if busy >= self.peers_hi {
+                        self.stats.discovery_full.fetch_add(1, Ordering::Relaxed);
+                        "full"
+                    } else if self.gate.read().denied(Some(&peer), &addr, now_secs()).is_some() {
+                        "blocked"
+                    } else if let Err(e) = self.swarm.dial(addr.clone()) {
+                        debug!(%addr, %e, "dial of a discovered node failed");
+                        "failed"
+                    } else {
+                        self.stats.discovery_dials.fetch_add(1, Ordering::Relaxed);
+                        debug!(%peer, %addr, "dialling a discovered node");
+                        "dialled"
+                    };
+                metrics::counter!("flashnode_gossip_discovery_dials_total", "outcome" => outcome)
+                    .increment(1);
             }
         }
     }
@@ -694,9 +757,11 @@ impl Task {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                self.addrs
-                    .entry(peer_id)
-                    .or_insert((remote, if endpoint.is_dialer() { "outbound" } else { "inbound" }, Instant::now()));
+                self.addrs.entry(peer_id).or_insert((
+                    remote,
+                    if endpoint.is_dialer() { "outbound" } else { "inbound" },
+                    Instant::now(),
+                ));
                 if let Some(p) = self.statics.get_mut(&peer_id) {
                     p.connected = true;
                     p.backoff = self.redial_min;
@@ -718,24 +783,41 @@ impl Task {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(?peer_id, %error, "outgoing connection failed");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
                 self.on_message(propagation_source, message_id, message);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Reqresp(ev)) => self.on_reqresp(ev),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 debug!(%peer_id, agent = %info.agent_version, "identified");
                 if self.identified.len() < 1000 || self.identified.contains_key(&peer_id) {
                     self.identified.insert(peer_id, info);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
                 self.latency.insert(peer, rtt);
             }
             _ => {}
         }
     }
 
-    fn on_message(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+    fn on_message(
+        &mut self,
+        source: PeerId,
+        id: gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) {
         let Some(version) = BlockVersion::from_topic(self.chain_id, message.topic.as_str()) else {
             self.report(&id, &source, Outcome::Reject("topic"));
             return;
@@ -745,13 +827,20 @@ impl Task {
             return;
         }
         self.in_validation.fetch_add(1, Ordering::Relaxed);
-        let (slots, tx, chain_id, signer, pending) =
-            (self.validation_slots.clone(), self.verdict_tx.clone(), self.chain_id, self.signer, self.in_validation.clone());
+        let (slots, tx, chain_id, signer, pending) = (
+            self.validation_slots.clone(),
+            self.verdict_tx.clone(),
+            self.chain_id,
+            self.signer,
+            self.in_validation.clone(),
+        );
         tokio::spawn(async move {
             let result = match slots.acquire_owned().await {
                 Ok(_permit) => {
                     let data = message.data;
-                    let work = tokio::task::spawn_blocking(move || validate::check(version, &data, now_secs(), chain_id, signer));
+                    let work = tokio::task::spawn_blocking(move || {
+                        validate::check(version, &data, now_secs(), chain_id, signer)
+                    });
                     match tokio::time::timeout(VALIDATION_TIMEOUT, work).await {
                         Ok(Ok(r)) => r,
                         Ok(Err(_)) => Err("internal"),
@@ -794,7 +883,10 @@ impl Task {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("flashnode_gossip_messages_total", "outcome" => outcome.label(), "reason" => outcome.reason()).increment(1);
-        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, source, acceptance);
     }
 }
 
@@ -825,7 +917,10 @@ impl Task {
         if let Some(hi) = before {
             if number > hi + 1 {
                 let from = (hi + 1).max(number.saturating_sub(self.max_gap));
-                let queued = (from..number).filter(|n| !self.store.has(*n).unwrap_or(false)).filter(|n| self.sync.wanted.insert(*n)).count();
+                let queued = (from..number)
+                    .filter(|n| !self.store.has(*n).unwrap_or(false))
+                    .filter(|n| self.sync.wanted.insert(*n))
+                    .count();
                 if queued > 0 {
                     info!(from, to = number - 1, queued, "gap below a gossiped block: alt-sync");
                 }
@@ -864,7 +959,10 @@ impl Task {
             }
             if stored.contains(&(n + 1)) {
                 if let Ok(Some(above)) = self.store.block(n + 1) {
-                    let answer = PayloadResponse::Ok { version: altsync::response_version(above.version), payload: above.payload };
+                    let answer = PayloadResponse::Ok {
+                        version: altsync::response_version(above.version),
+                        payload: above.payload,
+                    };
                     if let Ok(block) = altsync::check_answer(n + 1, answer) {
                         self.trust(block.header.parent_hash);
                     }
@@ -891,7 +989,8 @@ impl Task {
         if self.sync.wanted.is_empty() {
             return;
         }
-        let mut load: HashMap<PeerId, usize> = self.swarm.connected_peers().map(|p| (*p, 0)).collect();
+        let mut load: HashMap<PeerId, usize> =
+            self.swarm.connected_peers().map(|p| (*p, 0)).collect();
         for (_, peer) in self.sync.in_flight.values() {
             if let Some(l) = load.get_mut(peer) {
                 *l += 1;
@@ -899,8 +998,14 @@ impl Task {
         }
         let now = Instant::now();
         let retry_at = &self.sync.retry_at;
-        let wanted: Vec<u64> =
-            self.sync.wanted.iter().rev().copied().filter(|n| retry_at.get(n).is_none_or(|(at, _)| *at <= now)).collect();
+        let wanted: Vec<u64> = self
+            .sync
+            .wanted
+            .iter()
+            .rev()
+            .copied()
+            .filter(|n| retry_at.get(n).is_none_or(|(at, _)| *at <= now))
+            .collect();
         for number in wanted {
             // A retry goes to another peer than the one that failed it when one is free: a
             // peer without the block would otherwise be asked every time (ties go to the
@@ -936,7 +1041,10 @@ impl Task {
         let attempts = self.sync.attempts.entry(number).or_default();
         *attempts += 1;
         if *attempts < MAX_ATTEMPTS {
-            let delay = RETRY_MIN.checked_mul(1 << (*attempts - 1).min(16)).unwrap_or(RETRY_MAX).min(RETRY_MAX);
+            let delay = RETRY_MIN
+                .checked_mul(1 << (*attempts - 1).min(16))
+                .unwrap_or(RETRY_MAX)
+                .min(RETRY_MAX);
             self.sync.retry_at.insert(number, (Instant::now() + delay, failed_by));
             self.sync.wanted.insert(number);
         } else {
@@ -952,8 +1060,12 @@ impl Task {
     fn on_reqresp(&mut self, ev: request_response::Event<u64, PayloadResponse>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => self.serve(peer, request, channel),
-                request_response::Message::Response { request_id, response } => self.on_response(request_id, peer, response),
+                request_response::Message::Request { request, channel, .. } => {
+                    self.serve(peer, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.on_response(request_id, peer, response)
+                }
             },
             request_response::Event::OutboundFailure { request_id, peer, error, .. } => {
                 if let Some(reply) = self.admin_requests.remove(&request_id) {
@@ -964,7 +1076,8 @@ impl Task {
                 if let Some((number, _)) = self.sync.in_flight.remove(&request_id) {
                     self.sync.numbers_in_flight.remove(&number);
                     debug!(%peer, number, %error, "alt-sync request failed");
-                    metrics::counter!("flashnode_altsync_requests_total", "outcome" => "failed").increment(1);
+                    metrics::counter!("flashnode_altsync_requests_total", "outcome" => "failed")
+                        .increment(1);
                     self.retry(number, peer);
                 }
             }
@@ -975,18 +1088,30 @@ impl Task {
         }
     }
 
-    fn serve(&mut self, peer: PeerId, number: u64, channel: request_response::ResponseChannel<PayloadResponse>) {
+    fn serve(
+        &mut self,
+        peer: PeerId,
+        number: u64,
+        channel: request_response::ResponseChannel<PayloadResponse>,
+    ) {
         if !self.limits.allow(&peer, Instant::now()) {
             // Dropping the channel resets the stream: the client sees an error, like op-node
             // whose server stops waiting on its rate limiter.
             self.stats.altsync_rate_limited.fetch_add(1, Ordering::Relaxed);
             self.app_event(peer, AppEvent::Flood);
-            metrics::counter!("flashnode_altsync_served_total", "outcome" => "rate_limited").increment(1);
+            metrics::counter!("flashnode_altsync_served_total", "outcome" => "rate_limited")
+                .increment(1);
             debug!(%peer, number, "alt-sync request rate-limited");
             return;
         }
         let (response, outcome) = match self.store.block(number) {
-            Ok(Some(b)) => (PayloadResponse::Ok { version: altsync::response_version(b.version), payload: b.payload }, "ok"),
+            Ok(Some(b)) => (
+                PayloadResponse::Ok {
+                    version: altsync::response_version(b.version),
+                    payload: b.payload,
+                },
+                "ok",
+            ),
             Ok(None) => (PayloadResponse::Err(altsync::RESULT_NOT_FOUND), "not_found"),
             // Logged (rate-limited) and counted by the store.
             Err(_) => (PayloadResponse::Err(altsync::RESULT_UNKNOWN), "error"),
@@ -1019,14 +1144,16 @@ impl Task {
             Err(AnswerError::NoBlock(code)) => {
                 debug!(%peer, number, code, "alt-sync answer without a block");
                 self.app_event(peer, AppEvent::ErrorResponse);
-                metrics::counter!("flashnode_altsync_requests_total", "outcome" => "not_found").increment(1);
+                metrics::counter!("flashnode_altsync_requests_total", "outcome" => "not_found")
+                    .increment(1);
                 self.retry(number, peer);
                 return;
             }
             Err(err) => {
                 warn!(%peer, number, %err, "invalid alt-sync answer");
                 self.app_event(peer, AppEvent::RejectedPayload);
-                metrics::counter!("flashnode_altsync_requests_total", "outcome" => "invalid").increment(1);
+                metrics::counter!("flashnode_altsync_requests_total", "outcome" => "invalid")
+                    .increment(1);
                 self.retry(number, peer);
             }
         }
@@ -1038,18 +1165,31 @@ impl Task {
     /// trusts the parent, which may promote the next one down).
     fn promote_quarantined(&mut self) {
         loop {
-            let next = self.sync.quarantine.iter().rev().find(|(_, (b, _))| self.sync.trusted.contains(&b.hash)).map(|(n, _)| *n);
+            let next = self
+                .sync
+                .quarantine
+                .iter()
+                .rev()
+                .find(|(_, (b, _))| self.sync.trusted.contains(&b.hash))
+                .map(|(n, _)| *n);
             let Some(number) = next else { break };
             let Some((block, _)) = self.sync.quarantine.remove(&number) else { break };
             self.store_block(number, block.version, block.hash, &block.wire);
             self.trust(block.header.parent_hash);
             self.sync.attempts.remove(&number);
             self.stats.altsync_filled.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("flashnode_altsync_requests_total", "outcome" => "filled").increment(1);
+            metrics::counter!("flashnode_altsync_requests_total", "outcome" => "filled")
+                .increment(1);
             debug!(number, hash = %block.hash, "alt-sync filled a block");
         }
         // An answer at a height we already hold with another hash can never be promoted.
-        let stale: Vec<u64> = self.sync.quarantine.keys().copied().filter(|n| self.store.has(*n).unwrap_or(false)).collect();
+        let stale: Vec<u64> = self
+            .sync
+            .quarantine
+            .keys()
+            .copied()
+            .filter(|n| self.store.has(*n).unwrap_or(false))
+            .collect();
         for n in stale {
             self.sync.quarantine.remove(&n);
         }
@@ -1088,7 +1228,8 @@ impl Task {
             }
             Err(err) => warn!(%err, "cannot read blocked subnets"),
         }
-        let (peers, ips, subnets) = (gate.peers(now).len(), gate.ips(now).len(), gate.subnets(now).len());
+        let (peers, ips, subnets) =
+            (gate.peers(now).len(), gate.ips(now).len(), gate.subnets(now).len());
         drop(gate);
         if peers + ips + subnets > 0 {
             info!(peers, ips, subnets, "blocks restored from the store");
@@ -1192,7 +1333,9 @@ impl Task {
         let mut candidates: Vec<(PeerId, f64)> = self
             .addrs
             .iter()
-            .filter(|(p, (_, _, since))| !self.protected.contains(p) && since.elapsed() >= self.peers_grace)
+            .filter(|(p, (_, _, since))| {
+                !self.protected.contains(p) && since.elapsed() >= self.peers_grace
+            })
             .map(|(p, _)| (*p, gs.peer_score(p).unwrap_or_default()))
             .collect();
         candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -1224,7 +1367,8 @@ impl Task {
         let id = self.identified.get(peer);
         let conn = self.addrs.get(peer);
         let gs = &self.swarm.behaviour().gossipsub;
-        let mut addresses: Vec<String> = id.map(|i| i.listen_addrs.iter().map(|a| a.to_string()).collect()).unwrap_or_default();
+        let mut addresses: Vec<String> =
+            id.map(|i| i.listen_addrs.iter().map(|a| a.to_string()).collect()).unwrap_or_default();
         if let Some((a, _, _)) = conn {
             if addresses.is_empty() {
                 addresses.push(a.to_string());
@@ -1235,14 +1379,19 @@ impl Task {
             user_agent: id.map(|i| i.agent_version.clone()).unwrap_or_default(),
             protocol_version: id.map(|i| i.protocol_version.clone()).unwrap_or_default(),
             addresses,
-            protocols: id.map(|i| i.protocols.iter().map(|p| p.to_string()).collect()).unwrap_or_default(),
+            protocols: id
+                .map(|i| i.protocols.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default(),
             connectedness: if conn.is_some() { "connected" } else { "notConnected" }.into(),
             direction: conn.map(|c| c.1).unwrap_or("unknown").into(),
             protected: self.protected.contains(peer),
             chain_id: self.chain_id,
             latency: self.latency.get(peer).map(|d| d.as_nanos() as u64).unwrap_or_default(),
             gossip_blocks: gs.all_peers().any(|(p, topics)| p == peer && !topics.is_empty()),
-            scores: PeerScores { gossip: gs.peer_score(peer).unwrap_or_default(), app: self.app_scores.score(peer) },
+            scores: PeerScores {
+                gossip: gs.peer_score(peer).unwrap_or_default(),
+                app: self.app_scores.score(peer),
+            },
         }
     }
 
@@ -1286,7 +1435,8 @@ impl Task {
                 let _ = reply.send(());
             }
             Admin::ListBlocked(reply) => {
-                let _ = reply.send(self.gate.read().peers(now_secs()).into_iter().map(|(p, _)| p).collect());
+                let _ = reply
+                    .send(self.gate.read().peers(now_secs()).into_iter().map(|(p, _)| p).collect());
             }
             Admin::BlockAddr(ip, duration, reply) => {
                 let until = self.expiry(duration);
@@ -1325,10 +1475,13 @@ impl Task {
                 let _ = reply.send(());
             }
             Admin::ListBlockedSubnets(reply) => {
-                let _ = reply.send(self.gate.read().subnets(now_secs()).into_iter().map(|(n, _)| n).collect());
+                let _ = reply.send(
+                    self.gate.read().subnets(now_secs()).into_iter().map(|(n, _)| n).collect(),
+                );
             }
             Admin::ListBlockedAddrs(reply) => {
-                let _ = reply.send(self.gate.read().ips(now_secs()).into_iter().map(|(i, _)| i).collect());
+                let _ = reply
+                    .send(self.gate.read().ips(now_secs()).into_iter().map(|(i, _)| i).collect());
             }
             Admin::Protect(peer, reply) => {
                 self.protected.insert(peer);

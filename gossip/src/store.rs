@@ -114,7 +114,10 @@ impl Store {
 
     /// A store in memory (nothing survives a restart).
     pub fn in_memory(retain: u64) -> Result<Self, StoreError> {
-        Self::init(db!(Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()))?, retain)
+        Self::init(
+            db!(Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()))?,
+            retain,
+        )
     }
 
     fn init(db: Database, retain: u64) -> Result<Self, StoreError> {
@@ -140,13 +143,17 @@ impl Store {
 
     /// The open database, or [`StoreError::Unavailable`] while it is closed for a reopen.
     fn db(&self) -> Result<MappedRwLockReadGuard<'_, Database>, StoreError> {
-        RwLockReadGuard::try_map(self.db.read(), |d| d.as_ref()).map_err(|_| StoreError::Unavailable)
+        RwLockReadGuard::try_map(self.db.read(), |d| d.as_ref())
+            .map_err(|_| StoreError::Unavailable)
     }
 
     /// After an I/O error (or while closed), closes and reopens the file, at most every
     /// [`REOPEN_INTERVAL`]: redb refuses every operation after an I/O error until then.
     fn reopen_after(&self, err: &StoreError) {
-        let io = matches!(err, StoreError::Unavailable | StoreError::Db(redb::Error::Io(_) | redb::Error::PreviousIo));
+        let io = matches!(
+            err,
+            StoreError::Unavailable | StoreError::Db(redb::Error::Io(_) | redb::Error::PreviousIo)
+        );
         let Some(path) = self.path.as_ref().filter(|_| io) else { return };
         {
             let mut last = self.last_reopen.lock();
@@ -159,7 +166,10 @@ impl Store {
         // may repair the file) runs without the lock; callers meanwhile get `Unavailable`.
         let old = self.db.write().take();
         drop(old);
-        match Database::create(path).map_err(|e| StoreError::Db(e.into())).and_then(|d| Self::create_tables(&d).map(|_| d)) {
+        match Database::create(path)
+            .map_err(|e| StoreError::Db(e.into()))
+            .and_then(|d| Self::create_tables(&d).map(|_| d))
+        {
             Ok(d) => {
                 tracing::info!(path = %path.display(), "p2p store reopened");
                 metrics::counter!(STORE_REOPENS, "outcome" => "ok").increment(1);
@@ -225,7 +235,12 @@ impl Store {
             return Err(StoreError::Corrupt(number));
         }
         let version = *BlockVersion::ALL.get(v[0] as usize).ok_or(StoreError::Corrupt(number))?;
-        Ok(Some(StoredBlock { number, version, hash: B256::from_slice(&v[1..33]), payload: v[33..].to_vec() }))
+        Ok(Some(StoredBlock {
+            number,
+            version,
+            hash: B256::from_slice(&v[1..33]),
+            payload: v[33..].to_vec(),
+        }))
     }
 
     /// Lowest and highest stored block numbers.
@@ -315,101 +330,122 @@ impl Store {
 impl Store {
     /// The stored block numbers in `from..=to`, ascending (one read).
     pub fn numbers_in(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
-        self.track("read", (|| -> Result<Vec<u64>, StoreError> {
-            let tx = db!(self.db()?.begin_read())?;
-            let t = db!(tx.open_table(BLOCKS))?;
-            let mut out = Vec::new();
-            for row in db!(t.range(from..=to))? {
-                let (k, _) = db!(row)?;
-                out.push(k.value());
-            }
-            Ok(out)
-        })())
+        self.track(
+            "read",
+            (|| -> Result<Vec<u64>, StoreError> {
+                let tx = db!(self.db()?.begin_read())?;
+                let t = db!(tx.open_table(BLOCKS))?;
+                let mut out = Vec::new();
+                for row in db!(t.range(from..=to))? {
+                    let (k, _) = db!(row)?;
+                    out.push(k.value());
+                }
+                Ok(out)
+            })(),
+        )
     }
 
     /// Blocks `ip` until `until` (unix seconds).
     pub fn block_ip(&self, ip: std::net::IpAddr, until: u64) -> Result<(), StoreError> {
-        self.track("write", (|| -> Result<(), StoreError> {
-            let tx = db!(self.db()?.begin_write())?;
-            {
-                let mut t = db!(tx.open_table(BLOCKED_IPS))?;
-                db!(t.insert(ip_bytes(ip).as_slice(), until))?;
-            }
-            db!(tx.commit())
-        })())
+        self.track(
+            "write",
+            (|| -> Result<(), StoreError> {
+                let tx = db!(self.db()?.begin_write())?;
+                {
+                    let mut t = db!(tx.open_table(BLOCKED_IPS))?;
+                    db!(t.insert(ip_bytes(ip).as_slice(), until))?;
+                }
+                db!(tx.commit())
+            })(),
+        )
     }
 
     /// Lifts an IP block.
     pub fn unblock_ip(&self, ip: std::net::IpAddr) -> Result<(), StoreError> {
-        self.track("write", (|| -> Result<(), StoreError> {
-            let tx = db!(self.db()?.begin_write())?;
-            {
-                let mut t = db!(tx.open_table(BLOCKED_IPS))?;
-                db!(t.remove(ip_bytes(ip).as_slice()))?;
-            }
-            db!(tx.commit())
-        })())
+        self.track(
+            "write",
+            (|| -> Result<(), StoreError> {
+                let tx = db!(self.db()?.begin_write())?;
+                {
+                    let mut t = db!(tx.open_table(BLOCKED_IPS))?;
+                    db!(t.remove(ip_bytes(ip).as_slice()))?;
+                }
+                db!(tx.commit())
+            })(),
+        )
     }
 
     /// IP blocks still in force at `now`, with their expiry.
     pub fn blocked_ips(&self, now: u64) -> Result<Vec<(std::net::IpAddr, u64)>, StoreError> {
-        self.track("read", (|| -> Result<Vec<(std::net::IpAddr, u64)>, StoreError> {
-            let tx = db!(self.db()?.begin_read())?;
-            let t = db!(tx.open_table(BLOCKED_IPS))?;
-            let mut out = Vec::new();
-            for row in db!(t.iter())? {
-                let (k, v) = db!(row)?;
-                let ip = match k.value().len() {
-                    4 => <[u8; 4]>::try_from(k.value()).ok().map(std::net::IpAddr::from),
-                    16 => <[u8; 16]>::try_from(k.value()).ok().map(std::net::IpAddr::from),
-                    _ => None,
-                };
-                if let Some(ip) = ip.filter(|_| v.value() > now) {
-                    out.push((ip, v.value()));
+        self.track(
+            "read",
+            (|| -> Result<Vec<(std::net::IpAddr, u64)>, StoreError> {
+                let tx = db!(self.db()?.begin_read())?;
+                let t = db!(tx.open_table(BLOCKED_IPS))?;
+                let mut out = Vec::new();
+                for row in db!(t.iter())? {
+                    let (k, v) = db!(row)?;
+                    let ip = match k.value().len() {
+                        4 => <[u8; 4]>::try_from(k.value()).ok().map(std::net::IpAddr::from),
+                        16 => <[u8; 16]>::try_from(k.value()).ok().map(std::net::IpAddr::from),
+                        _ => None,
+                    };
+                    if let Some(ip) = ip.filter(|_| v.value() > now) {
+                        out.push((ip, v.value()));
+                    }
                 }
-            }
-            Ok(out)
-        })())
+                Ok(out)
+            })(),
+        )
     }
 
     /// Blocks a subnet (CIDR text) until `until` (unix seconds).
     pub fn block_subnet(&self, cidr: &str, until: u64) -> Result<(), StoreError> {
-        self.track("write", (|| -> Result<(), StoreError> {
-            let tx = db!(self.db()?.begin_write())?;
-            {
-                let mut t = db!(tx.open_table(BLOCKED_SUBNETS))?;
-                db!(t.insert(cidr, until))?;
-            }
-            db!(tx.commit())
-        })())
+        self.track(
+            "write",
+            (|| -> Result<(), StoreError> {
+                let tx = db!(self.db()?.begin_write())?;
+                {
+                    let mut t = db!(tx.open_table(BLOCKED_SUBNETS))?;
+                    db!(t.insert(cidr, until))?;
+                }
+                db!(tx.commit())
+            })(),
+        )
     }
 
     /// Lifts a subnet block.
     pub fn unblock_subnet(&self, cidr: &str) -> Result<(), StoreError> {
-        self.track("write", (|| -> Result<(), StoreError> {
-            let tx = db!(self.db()?.begin_write())?;
-            {
-                let mut t = db!(tx.open_table(BLOCKED_SUBNETS))?;
-                db!(t.remove(cidr))?;
-            }
-            db!(tx.commit())
-        })())
+        self.track(
+            "write",
+            (|| -> Result<(), StoreError> {
+                let tx = db!(self.db()?.begin_write())?;
+                {
+                    let mut t = db!(tx.open_table(BLOCKED_SUBNETS))?;
+                    db!(t.remove(cidr))?;
+                }
+                db!(tx.commit())
+            })(),
+        )
     }
 
     /// Subnet blocks (CIDR text) still in force at `now`, with their expiry.
     pub fn blocked_subnets(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
-        self.track("read", (|| -> Result<Vec<(String, u64)>, StoreError> {
-            let tx = db!(self.db()?.begin_read())?;
-            let t = db!(tx.open_table(BLOCKED_SUBNETS))?;
-            let mut out = Vec::new();
-            for row in db!(t.iter())? {
-                let (k, v) = db!(row)?;
-                if v.value() > now {
-                    out.push((k.value().to_string(), v.value()));
+        self.track(
+            "read",
+            (|| -> Result<Vec<(String, u64)>, StoreError> {
+                let tx = db!(self.db()?.begin_read())?;
+                let t = db!(tx.open_table(BLOCKED_SUBNETS))?;
+                let mut out = Vec::new();
+                for row in db!(t.iter())? {
+                    let (k, v) = db!(row)?;
+                    if v.value() > now {
+                        out.push((k.value().to_string(), v.value()));
+                    }
                 }
-            }
-            Ok(out)
-        })())
+                Ok(out)
+            })(),
+        )
     }
 
     /// Inserts or refreshes discovered nodes in one commit, then keeps only the `keep` most
@@ -417,47 +453,57 @@ impl Store {
     /// a block write followed, and a node with no block traffic would then forget its network.
     /// Writes are rare (new sessions, batched every few seconds, each node at most hourly).
     pub fn put_nodes(&self, nodes: &[StoredNode], keep: usize) -> Result<(), StoreError> {
-        self.track("write", (|| -> Result<(), StoreError> {
-            let tx = db!(self.db()?.begin_write())?;
-            {
-                let mut t = db!(tx.open_table(NODES))?;
-                for n in nodes {
-                    db!(t.insert(n.id.as_slice(), (n.seen, n.enr.as_bytes())))?;
-                }
-                let len = db!(t.len())? as usize;
-                if len > keep {
-                    let mut by_age = Vec::with_capacity(len);
-                    for row in db!(t.iter())? {
-                        let (k, v) = db!(row)?;
-                        by_age.push((v.value().0, k.value().to_vec()));
+        self.track(
+            "write",
+            (|| -> Result<(), StoreError> {
+                let tx = db!(self.db()?.begin_write())?;
+                {
+                    let mut t = db!(tx.open_table(NODES))?;
+                    for n in nodes {
+                        db!(t.insert(n.id.as_slice(), (n.seen, n.enr.as_bytes())))?;
                     }
-                    by_age.sort_unstable();
-                    for (_, id) in by_age.into_iter().take(len - keep) {
-                        db!(t.remove(id.as_slice()))?;
+                    let len = db!(t.len())? as usize;
+                    if len > keep {
+                        let mut by_age = Vec::with_capacity(len);
+                        for row in db!(t.iter())? {
+                            let (k, v) = db!(row)?;
+                            by_age.push((v.value().0, k.value().to_vec()));
+                        }
+                        by_age.sort_unstable();
+                        for (_, id) in by_age.into_iter().take(len - keep) {
+                            db!(t.remove(id.as_slice()))?;
+                        }
                     }
                 }
-            }
-            db!(tx.commit())
-        })())
+                db!(tx.commit())
+            })(),
+        )
     }
 
     /// Stored nodes seen at or after `seen_since` (unix seconds), most recently seen first.
     pub fn nodes(&self, seen_since: u64) -> Result<Vec<StoredNode>, StoreError> {
-        self.track("read", (|| -> Result<Vec<StoredNode>, StoreError> {
-            let tx = db!(self.db()?.begin_read())?;
-            let t = db!(tx.open_table(NODES))?;
-            let mut out = Vec::new();
-            for row in db!(t.iter())? {
-                let (k, v) = db!(row)?;
-                let (seen, enr) = v.value();
-                let (Ok(id), Ok(enr)) = (<[u8; 32]>::try_from(k.value()), std::str::from_utf8(enr)) else { continue };
-                if seen >= seen_since {
-                    out.push(StoredNode { id, enr: enr.to_string(), seen });
+        self.track(
+            "read",
+            (|| -> Result<Vec<StoredNode>, StoreError> {
+                let tx = db!(self.db()?.begin_read())?;
+                let t = db!(tx.open_table(NODES))?;
+                let mut out = Vec::new();
+                for row in db!(t.iter())? {
+                    let (k, v) = db!(row)?;
+                    let (seen, enr) = v.value();
+                    let (Ok(id), Ok(enr)) =
+                        (<[u8; 32]>::try_from(k.value()), std::str::from_utf8(enr))
+                    else {
+                        continue;
+                    };
+                    if seen >= seen_since {
+                        out.push(StoredNode { id, enr: enr.to_string(), seen });
+                    }
                 }
-            }
-            out.sort_unstable_by(|a, b| b.seen.cmp(&a.seen));
-            Ok(out)
-        })())
+                out.sort_unstable_by(|a, b| b.seen.cmp(&a.seen));
+                Ok(out)
+            })(),
+        )
     }
 }
 
@@ -473,7 +519,12 @@ mod tests {
     use super::*;
 
     fn block(n: u64) -> StoredBlock {
-        StoredBlock { number: n, version: BlockVersion::V4, hash: B256::repeat_byte(n as u8), payload: vec![n as u8; 100] }
+        StoredBlock {
+            number: n,
+            version: BlockVersion::V4,
+            hash: B256::repeat_byte(n as u8),
+            payload: vec![n as u8; 100],
+        }
     }
 
     #[test]
@@ -502,7 +553,8 @@ mod tests {
     fn discovered_nodes_survive_reopen_newest_first_and_the_oldest_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p2p.redb");
-        let node = |i: u8, seen: u64| StoredNode { id: [i; 32], enr: format!("enr:-node{i}"), seen };
+        let node =
+            |i: u8, seen: u64| StoredNode { id: [i; 32], enr: format!("enr:-node{i}"), seen };
         {
             let s = Store::open(&path, 3).unwrap();
             s.put_nodes(&[node(1, 100), node(2, 300), node(3, 200)], 8).unwrap();
@@ -513,7 +565,11 @@ mod tests {
         }
         let s = Store::open(&path, 3).unwrap();
         assert_eq!(s.nodes(0).unwrap(), vec![node(4, 500), node(1, 400), node(2, 300)]);
-        assert_eq!(s.nodes(350).unwrap(), vec![node(4, 500), node(1, 400)], "nodes not seen since the cut-off are left out");
+        assert_eq!(
+            s.nodes(350).unwrap(),
+            vec![node(4, 500), node(1, 400)],
+            "nodes not seen since the cut-off are left out"
+        );
     }
 
     /// A file whose writes and growth fail once `full` is set, like a full disk (EFBIG, what
@@ -563,9 +619,19 @@ mod tests {
         let path = dir.path().join("p2p.redb");
         let full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
-            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
-            let backend = FullDisk { file: redb::backends::FileBackend::new(file).unwrap(), full: full.clone() };
-            let s = Store::init(Database::builder().create_with_backend(backend).unwrap(), 100).unwrap();
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .unwrap();
+            let backend = FullDisk {
+                file: redb::backends::FileBackend::new(file).unwrap(),
+                full: full.clone(),
+            };
+            let s = Store::init(Database::builder().create_with_backend(backend).unwrap(), 100)
+                .unwrap();
             for n in 1..=5 {
                 s.put_block(&block(n)).unwrap();
             }
@@ -578,7 +644,9 @@ mod tests {
             assert!(s.block(3).is_err() || s.block(3).unwrap() == Some(block(3)));
             // Failures after the first are counted but not logged until the interval passes.
             let errors = s.errors.lock();
-            assert!(errors.get("write").is_some_and(|(logged, suppressed)| logged.is_some() && *suppressed >= 15));
+            assert!(errors
+                .get("write")
+                .is_some_and(|(logged, suppressed)| logged.is_some() && *suppressed >= 15));
         }
         // "Space again": the store reopens with every block committed before the failure.
         let s = Store::open(&path, 100).unwrap();

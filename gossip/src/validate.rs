@@ -14,7 +14,9 @@ use alloy_consensus::Header;
 use alloy_eips::eip7685::RequestsOrHash;
 use alloy_primitives::{Address, B256};
 use alloy_rpc_types_engine::{CancunPayloadFields, PraguePayloadFields};
-use op_alloy_rpc_types_engine::{OpExecutionPayload, OpExecutionPayloadSidecar, OpNetworkPayloadEnvelope};
+use op_alloy_rpc_types_engine::{
+    OpExecutionPayload, OpExecutionPayloadSidecar, OpNetworkPayloadEnvelope,
+};
 use std::{collections::BTreeMap, sync::Arc};
 
 /// How far in the past a block timestamp may be (spec: 60 s).
@@ -115,11 +117,17 @@ pub fn check(
 
 /// Checks a payload against its version's rules and its block hash, and rebuilds the sealed
 /// header (shared by gossip and alt-sync, whose answers carry no signature).
-pub fn rebuild(version: BlockVersion, envelope: OpNetworkPayloadEnvelope, wire: Vec<u8>) -> Result<VerifiedBlock, &'static str> {
+pub fn rebuild(
+    version: BlockVersion,
+    envelope: OpNetworkPayloadEnvelope,
+    wire: Vec<u8>,
+) -> Result<VerifiedBlock, &'static str> {
     let payload = &envelope.payload;
     version_rules(payload, envelope.parent_beacon_block_root)?;
     let sidecar = match (version, envelope.parent_beacon_block_root) {
-        (BlockVersion::V3, Some(root)) => OpExecutionPayloadSidecar::v3(CancunPayloadFields::new(root, vec![])),
+        (BlockVersion::V3, Some(root)) => {
+            OpExecutionPayloadSidecar::v3(CancunPayloadFields::new(root, vec![]))
+        }
         (BlockVersion::V4, Some(root)) => OpExecutionPayloadSidecar::v4(
             CancunPayloadFields::new(root, vec![]),
             // Isthmus headers commit to empty EIP-7685 requests.
@@ -137,14 +145,21 @@ pub fn rebuild(version: BlockVersion, envelope: OpNetworkPayloadEnvelope, wire: 
 }
 
 /// The per-version payload rules of the spec ("Block validation", by topic version).
-fn version_rules(payload: &OpExecutionPayload, beacon_root: Option<B256>) -> Result<(), &'static str> {
+fn version_rules(
+    payload: &OpExecutionPayload,
+    beacon_root: Option<B256>,
+) -> Result<(), &'static str> {
     match payload {
         // v1 carries no withdrawals by construction of `ExecutionPayloadV1`.
         OpExecutionPayload::V1(_) => Ok(()),
         // v2: withdrawals present (by type) and empty; no blob gas, no beacon root.
         OpExecutionPayload::V2(p) if !p.withdrawals.is_empty() => Err("version"),
         OpExecutionPayload::V2(_) => Ok(()),
-        OpExecutionPayload::V3(p) | OpExecutionPayload::V4(op_alloy_rpc_types_engine::OpExecutionPayloadV4 { payload_inner: p, .. }) => {
+        OpExecutionPayload::V3(p)
+        | OpExecutionPayload::V4(op_alloy_rpc_types_engine::OpExecutionPayloadV4 {
+            payload_inner: p,
+            ..
+        }) => {
             if !p.payload_inner.withdrawals.is_empty() {
                 return Err("version");
             }
@@ -199,7 +214,14 @@ impl Validator {
     }
 
     /// Validates one message end to end (both halves; tests and benchmarks).
-    pub fn validate(&mut self, version: BlockVersion, data: &[u8], now: u64, chain_id: u64, signer: Address) -> Outcome {
+    pub fn validate(
+        &mut self,
+        version: BlockVersion,
+        data: &[u8],
+        now: u64,
+        chain_id: u64,
+        signer: Address,
+    ) -> Outcome {
         match check(version, data, now, chain_id, signer) {
             Ok(c) => self.decide(c),
             Err(reason) => Outcome::Reject(reason),
@@ -228,7 +250,10 @@ mod tests {
         let Outcome::Accept(b) = &o else { panic!("{o:?}") };
         assert_eq!(b.hash, hash);
         assert_eq!(b.number(), 10);
-        assert_eq!(reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())), ("ignore", "seen"));
+        assert_eq!(
+            reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())),
+            ("ignore", "seen")
+        );
     }
 
     #[test]
@@ -236,33 +261,55 @@ mod tests {
         let signer = test_signer();
         let mut v = Validator::default();
         // Broken snappy.
-        assert_eq!(reason(&v.validate(BlockVersion::V4, &[1, 2, 3], NOW, 901, signer.address())).0, "reject");
+        assert_eq!(
+            reason(&v.validate(BlockVersion::V4, &[1, 2, 3], NOW, 901, signer.address())).0,
+            "reject"
+        );
         // Stale and future timestamps.
         let (old, h) = test_block(1, NOW - 61);
         let msg = sign_block(&old, h, 901, &signer).unwrap();
-        assert_eq!(reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())), ("reject", "too_old"));
+        assert_eq!(
+            reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())),
+            ("reject", "too_old")
+        );
         let (new, h) = test_block(1, NOW + 6);
         let msg = sign_block(&new, h, 901, &signer).unwrap();
-        assert_eq!(reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())), ("reject", "too_new"));
+        assert_eq!(
+            reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())),
+            ("reject", "too_new")
+        );
         // A wrong block hash.
         let (block, _) = test_block(2, NOW);
         let msg = sign_block(&block, B256::repeat_byte(1), 901, &signer).unwrap();
-        assert_eq!(reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())), ("reject", "block_hash"));
+        assert_eq!(
+            reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())),
+            ("reject", "block_hash")
+        );
         // Nonzero blob gas breaks the v3+ rules.
         let (block, h) = test_block(3, NOW);
         let (mut payload, _) = OpExecutionPayload::from_block_unchecked(h, &block);
         payload.as_v3_mut().unwrap().blob_gas_used = 1;
-        let msg = sign_payload(payload, block.header.parent_beacon_block_root, 901, &signer).unwrap();
-        assert_eq!(reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())), ("reject", "version"));
+        let msg =
+            sign_payload(payload, block.header.parent_beacon_block_root, 901, &signer).unwrap();
+        assert_eq!(
+            reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())),
+            ("reject", "version")
+        );
         // Another signer.
         let (block, h) = test_block(4, NOW);
         let other: alloy_signer_local::PrivateKeySigner =
             "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a".parse().unwrap();
         let msg = sign_block(&block, h, 901, &other).unwrap();
-        assert_eq!(reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())), ("reject", "signature"));
+        assert_eq!(
+            reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())),
+            ("reject", "signature")
+        );
         // Nothing above was marked seen: the good block at 4 is still accepted.
         let msg = sign_block(&block, h, 901, &signer).unwrap();
-        assert_eq!(reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())).0, "accept");
+        assert_eq!(
+            reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())).0,
+            "accept"
+        );
     }
 
     #[test]
@@ -282,6 +329,9 @@ mod tests {
         // A repeat of an accepted one is still only ignored.
         let (block, h) = test_block(7, NOW);
         let msg = sign_block(&block, h, 901, &signer).unwrap();
-        assert_eq!(reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())), ("ignore", "seen"));
+        assert_eq!(
+            reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())),
+            ("ignore", "seen")
+        );
     }
 }

@@ -20,7 +20,11 @@ fn block(number: u64, timestamp: u64, salt: u8) -> (Block<OpTxEnvelope>, B256) {
     support::empty_block(number, timestamp, B256::ZERO, salt)
 }
 
-async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
+async fn wait_for<F: std::future::Future<Output = bool>>(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> F,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !f().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
@@ -67,14 +71,18 @@ async fn misbehaving_peers_are_rejected_scored_down_and_banned() {
     let h = spawn(ch, cancel.clone()).await.unwrap();
     let mut h_rx = h.subscribe();
     // Both honest peers connected and subscriptions exchanged before the first block.
-    wait_for("a and h connect to v", 15, || async { v.stats.peers.load(std::sync::atomic::Ordering::Relaxed) >= 2 }).await;
+    wait_for("a and h connect to v", 15, || async {
+        v.stats.peers.load(std::sync::atomic::Ordering::Relaxed) >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (b, hash) = block(1, now(), 0);
     publish(&a, codec::sign_block(&b, hash, CHAIN, &signer()).unwrap()).await;
     let got = tokio::time::timeout(Duration::from_secs(10), h_rx.recv()).await.unwrap().unwrap();
     assert_eq!(got.hash, hash, "honest block relayed a -> v -> h");
 
-    let forger: PrivateKeySigner = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a".parse().unwrap();
+    let forger: PrivateKeySigner =
+        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a".parse().unwrap();
     let mut adversaries = Vec::new();
 
     // 1. Invalid signature.
@@ -123,13 +131,17 @@ async fn misbehaving_peers_are_rejected_scored_down_and_banned() {
     assert!(s.altsync_rate_limited >= 45, "{s:?}");
     assert!(s.bans >= 6, "{s:?}");
     let blocked = v.blocked_peers().await.unwrap();
-    assert!(!blocked.contains(&a.peer_id) && !blocked.contains(&h.peer_id), "honest peers are not banned");
+    assert!(
+        !blocked.contains(&a.peer_id) && !blocked.contains(&h.peer_id),
+        "honest peers are not banned"
+    );
 
     // Honest traffic still flows.
     let (b, hash) = block(7, now(), 20);
     publish(&a, codec::sign_block(&b, hash, CHAIN, &signer()).unwrap()).await;
     loop {
-        let got = tokio::time::timeout(Duration::from_secs(10), h_rx.recv()).await.unwrap().unwrap();
+        let got =
+            tokio::time::timeout(Duration::from_secs(10), h_rx.recv()).await.unwrap().unwrap();
         if got.hash == hash {
             break;
         }

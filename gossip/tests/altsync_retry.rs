@@ -36,11 +36,24 @@ fn fill_store(path: &Path, blocks: &[(Block<OpTxEnvelope>, B256)]) {
     for (b, h) in blocks {
         let signed = codec::sign_block(b, *h, CHAIN, &signer()).unwrap();
         let payload = altsync::payload_bytes(&signed.wire).unwrap();
-        store.put_block(&StoredBlock { number: b.header.number, version: signed.version, hash: *h, payload }).unwrap();
+        store
+            .put_block(&StoredBlock {
+                number: b.header.number,
+                version: signed.version,
+                hash: *h,
+                payload,
+            })
+            .unwrap();
     }
 }
 
-async fn host(dir: &Path, name: &str, blocks: &[(Block<OpTxEnvelope>, B256)], statics: Vec<flashnode_gossip::Multiaddr>, cancel: &CancellationToken) -> GossipHandle {
+async fn host(
+    dir: &Path,
+    name: &str,
+    blocks: &[(Block<OpTxEnvelope>, B256)],
+    statics: Vec<flashnode_gossip::Multiaddr>,
+    cancel: &CancellationToken,
+) -> GossipHandle {
     let path = dir.join(format!("{name}.redb"));
     fill_store(&path, blocks);
     let mut c = config();
@@ -58,7 +71,9 @@ async fn retries_go_to_another_peer_after_not_found() {
     // Two node keys; the one with the lower peer id becomes the peer without blocks.
     let ids: Vec<_> = ["a", "b"]
         .iter()
-        .map(|n| key::load_or_create(&dir.path().join(format!("{n}.key"))).unwrap().public().to_peer_id())
+        .map(|n| {
+            key::load_or_create(&dir.path().join(format!("{n}.key"))).unwrap().public().to_peer_id()
+        })
         .collect();
     let (empty, full) = if ids[0] < ids[1] { ("a", "b") } else { ("b", "a") };
     let empty = host(dir.path(), empty, &[], vec![], &cancel).await;

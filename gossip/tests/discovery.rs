@@ -45,7 +45,11 @@ async fn nodes_find_each_other_from_a_bootnode_record_and_other_chains_are_not_d
     let a_enr = a.enr.clone().expect("a's record");
     let record: flashnode_gossip::discovery::Enr = a_enr.parse().unwrap();
     assert_eq!(OpStackEnr::of(&record), Some(Ok(OpStackEnr::new(CHAIN))), "a advertises its chain");
-    assert_eq!(flashnode_gossip::discovery::peer_id_of(&record), Some(a.peer_id), "same key as libp2p");
+    assert_eq!(
+        flashnode_gossip::discovery::peer_id_of(&record),
+        Some(a.peer_id),
+        "same key as libp2p"
+    );
     // The other chain's node joins first, so every lookup afterwards can meet it.
     let other = spawn(discovering(CHAIN + 1, Some(&a_enr)), cancel.clone()).await.unwrap();
     let b = spawn(discovering(CHAIN, Some(&a_enr)), cancel.clone()).await.unwrap();
@@ -58,17 +62,30 @@ async fn nodes_find_each_other_from_a_bootnode_record_and_other_chains_are_not_d
         if pb.contains(&c.peer_id) && pc.contains(&b.peer_id) && pb.contains(&a.peer_id) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "b {pb:?} / c {pc:?} did not find each other");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b {pb:?} / c {pc:?} did not find each other"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(b.stats.discovery_dials.load(Ordering::Relaxed) >= 1);
 
     // The other chain's node was discovered (it talked to a) but nobody dialled it, and it
     // dialled nobody (a is of another chain for it).
-    wait_for("a discovers the other chain's node", || a.stats.discovered_other_chain.load(Ordering::Relaxed) >= 1).await;
-    wait_for("the other node discovers a", || other.stats.discovered_other_chain.load(Ordering::Relaxed) >= 1).await;
+    wait_for("a discovers the other chain's node", || {
+        a.stats.discovered_other_chain.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    wait_for("the other node discovers a", || {
+        other.stats.discovered_other_chain.load(Ordering::Relaxed) >= 1
+    })
+    .await;
     for h in [&a, &b, &c] {
-        assert!(!connected(h).await.contains(&other.peer_id), "{} dialled the other chain's node", h.peer_id);
+        assert!(
+            !connected(h).await.contains(&other.peer_id),
+            "{} dialled the other chain's node",
+            h.peer_id
+        );
     }
     assert!(connected(&other).await.is_empty());
     assert_eq!(other.stats.discovery_dials.load(Ordering::Relaxed), 0);
@@ -91,14 +108,26 @@ async fn discovery_dials_no_further_than_the_high_water_mark() {
     let mut cb = discovering(CHAIN, None);
     cb.peers_lo = 1;
     cb.peers_hi = 1;
-    cb.discovery.as_mut().unwrap().bootnodes = [&a, &c].iter().map(|h| h.enr.clone().unwrap().parse().unwrap()).collect();
+    cb.discovery.as_mut().unwrap().bootnodes =
+        [&a, &c].iter().map(|h| h.enr.clone().unwrap().parse().unwrap()).collect();
     let b = spawn(cb, cancel.clone()).await.unwrap();
-    wait_for("b turns a discovered node away at its high-water mark", || b.stats.discovery_full.load(Ordering::Relaxed) >= 1).await;
+    wait_for("b turns a discovered node away at its high-water mark", || {
+        b.stats.discovery_full.load(Ordering::Relaxed) >= 1
+    })
+    .await;
     wait_for("b connects to one", || b.stats.peers.load(Ordering::Relaxed) == 1).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(b.stats.discovery_dials.load(Ordering::Relaxed), 1, "b dialled past its high-water mark");
+    assert_eq!(
+        b.stats.discovery_dials.load(Ordering::Relaxed),
+        1,
+        "b dialled past its high-water mark"
+    );
     assert_eq!(b.stats.peers.load(Ordering::Relaxed), 1);
-    assert_eq!(a.stats.discovery_dials.load(Ordering::Relaxed) + c.stats.discovery_dials.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        a.stats.discovery_dials.load(Ordering::Relaxed)
+            + c.stats.discovery_dials.load(Ordering::Relaxed),
+        0
+    );
     cancel.cancel();
 }
 

@@ -50,8 +50,11 @@ async fn blocks_cross_a_three_node_mesh_and_bad_ones_are_rejected() {
     let c = spawn(cc, cancel.clone()).await.unwrap();
     let mut b_rx = b.subscribe();
     let mut c_rx = c.subscribe();
-    wait_for("a line a-b-c", || a.stats.peers.load(std::sync::atomic::Ordering::Relaxed) >= 1
-        && c.stats.peers.load(std::sync::atomic::Ordering::Relaxed) >= 1).await;
+    wait_for("a line a-b-c", || {
+        a.stats.peers.load(std::sync::atomic::Ordering::Relaxed) >= 1
+            && c.stats.peers.load(std::sync::atomic::Ordering::Relaxed) >= 1
+    })
+    .await;
 
     let (blk, hash) = block(1);
     let signed = codec::sign_block(&blk, hash, CHAIN, &signer()).unwrap();
@@ -64,7 +67,8 @@ async fn blocks_cross_a_three_node_mesh_and_bad_ones_are_rejected() {
 
     // A block signed by someone else, sent by a fourth host to b, is rejected by b and never
     // reaches c (the sender gets banned; the honest path a-b-c is unaffected).
-    let other: PrivateKeySigner = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a".parse().unwrap();
+    let other: PrivateKeySigner =
+        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a".parse().unwrap();
     let mut cx = config();
     cx.static_peers = vec![b.listen_addrs[0].clone()];
     let x = spawn(cx, cancel.clone()).await.unwrap();

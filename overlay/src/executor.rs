@@ -2,13 +2,16 @@
 //! block's flashblock state when index 0 of N+1 arrives before N is canonical) and builds the
 //! [`PendingBlock`] snapshots.
 
-use crate::{frame::DecodedFlashblock, pending::{PendingBlock, PendingState}};
+use crate::{
+    frame::DecodedFlashblock,
+    pending::{PendingBlock, PendingState},
+};
 use alloy_consensus::{transaction::SignerRecoverable, TxReceipt};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_rpc_types_engine::PayloadId;
 use flashnode_exec::{BlockBuilder, BlockEnvInput, ChainConfig, ExecError, SourceDb, StateSource};
 use op_alloy_consensus::{OpReceipt, OpTxEnvelope};
-use alloy_rpc_types_engine::PayloadId;
 use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayloadBase;
 use revm::database::CacheDB;
 use std::{collections::HashMap, sync::Arc, time::Instant};
@@ -86,7 +89,11 @@ pub struct ApplyReport {
 
 impl FlashblockExecutor {
     /// An executor reading canonical state from `source`.
-    pub fn new(chain: ChainConfig, source: Arc<dyn StateSource>, handle: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        chain: ChainConfig,
+        source: Arc<dyn StateSource>,
+        handle: tokio::runtime::Handle,
+    ) -> Self {
         Self { chain, source, handle, current: None, previous: None }
     }
 
@@ -121,8 +128,10 @@ impl FlashblockExecutor {
             self.previous = Some(Finished { hash, number, db: cur.builder.into_db() });
         }
         let db = match &self.previous {
-            Some(prev) if prev.hash == base.parent_hash && prev.number + 1 == base.block_number
-                && canonical_tip != Some(base.parent_hash) =>
+            Some(prev)
+                if prev.hash == base.parent_hash
+                    && prev.number + 1 == base.block_number
+                    && canonical_tip != Some(base.parent_hash) =>
             {
                 // Index 0 of N+1 before N is canonical: build on N's flashblock state.
                 let db = prev.db.clone();
@@ -135,14 +144,25 @@ impl FlashblockExecutor {
                     // errors on the first read otherwise.
                     debug!(parent = %base.parent_hash, "starting a block whose parent is not our canonical tip");
                 }
-                CacheDB::new(SourceDb::new(self.source.clone(), base.parent_hash, self.handle.clone()))
+                CacheDB::new(SourceDb::new(
+                    self.source.clone(),
+                    base.parent_hash,
+                    self.handle.clone(),
+                ))
             }
         };
         let source_db = db.db.clone();
         let source_at = source_db.at();
         let env = env_of(base);
         let builder = BlockBuilder::new(self.chain.clone(), env, db);
-        self.current = Some(InProgress { builder, payload_id: fb.payload.payload_id, index: 0, source_at, source_db, last_hash_cache: None });
+        self.current = Some(InProgress {
+            builder,
+            payload_id: fb.payload.payload_id,
+            index: 0,
+            source_at,
+            source_db,
+            last_hash_cache: None,
+        });
         match self.apply_txs(fb) {
             Ok(r) => Ok(r),
             Err(e) => {
@@ -153,7 +173,10 @@ impl FlashblockExecutor {
     }
 
     /// Applies the next flashblock of the block in progress.
-    pub fn apply_next(&mut self, fb: &DecodedFlashblock) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
+    pub fn apply_next(
+        &mut self,
+        fb: &DecodedFlashblock,
+    ) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
         match &self.current {
             Some(cur) if cur.payload_id == fb.payload.payload_id => {}
             _ => return Err(ApplyError::NoBlock),
@@ -161,13 +184,19 @@ impl FlashblockExecutor {
         self.apply_txs(fb)
     }
 
-    fn apply_txs(&mut self, fb: &DecodedFlashblock) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
+    fn apply_txs(
+        &mut self,
+        fb: &DecodedFlashblock,
+    ) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
         let cur = self.current.as_mut().ok_or(ApplyError::NoBlock)?;
         let first_new = cur.builder.transactions().len();
         let mut report = ApplyReport::default();
         let raws = &fb.payload.diff.transactions;
-        let decoded: Vec<(OpTxEnvelope, Address, &Bytes)> =
-            decode_and_recover(raws)?.into_iter().zip(raws).map(|((tx, sender), raw)| (tx, sender, raw)).collect();
+        let decoded: Vec<(OpTxEnvelope, Address, &Bytes)> = decode_and_recover(raws)?
+            .into_iter()
+            .zip(raws)
+            .map(|((tx, sender), raw)| (tx, sender, raw))
+            .collect();
         prefetch(cur, &decoded);
         for (tx, sender, raw) in decoded {
             let hash = tx.tx_hash();
@@ -190,10 +219,12 @@ impl FlashblockExecutor {
         }
         cur.index = fb.payload.index;
         report.gas_mismatch = cur.builder.gas_used() != fb.payload.diff.gas_used;
-        let header = cur.builder.header(fb.payload.diff.state_root, fb.payload.diff.withdrawals_root);
+        let header =
+            cur.builder.header(fb.payload.diff.state_root, fb.payload.diff.withdrawals_root);
         cur.last_hash_cache = Some(fb.payload.diff.block_hash);
         let txs: Vec<_> = cur.builder.transactions().to_vec();
-        let positions: HashMap<B256, usize> = txs.iter().enumerate().map(|(i, t)| (t.hash, i)).collect();
+        let positions: HashMap<B256, usize> =
+            txs.iter().enumerate().map(|(i, t)| (t.hash, i)).collect();
         let pending = PendingBlock {
             env: cur.builder.input().clone(),
             payload_id: cur.payload_id,
@@ -221,16 +252,20 @@ const PARALLEL_RECOVERY_MIN: usize = 16;
 /// are split over the cores; the first failure (lowest index) is the error.
 fn decode_and_recover(raws: &[Bytes]) -> Result<Vec<(OpTxEnvelope, Address)>, ApplyError> {
     fn one(index: usize, raw: &Bytes) -> Result<(OpTxEnvelope, Address), ApplyError> {
-        let tx = OpTxEnvelope::decode_2718_exact(raw).map_err(|e| ApplyError::BadTransaction { index, reason: e.to_string() })?;
+        let tx = OpTxEnvelope::decode_2718_exact(raw)
+            .map_err(|e| ApplyError::BadTransaction { index, reason: e.to_string() })?;
         let sender = match &tx {
             OpTxEnvelope::Deposit(d) => d.from,
-            other => other.recover_signer().map_err(|e| ApplyError::BadTransaction { index, reason: e.to_string() })?,
+            other => other
+                .recover_signer()
+                .map_err(|e| ApplyError::BadTransaction { index, reason: e.to_string() })?,
         };
         Ok((tx, sender))
     }
     // Read once: on Linux the answer comes from sched_getaffinity and cgroup files.
-    static CORES: std::sync::LazyLock<usize> =
-        std::sync::LazyLock::new(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    static CORES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    });
     let cores = *CORES;
     if raws.len() < PARALLEL_RECOVERY_MIN || cores < 2 {
         return raws.iter().enumerate().map(|(i, raw)| one(i, raw)).collect();
@@ -245,7 +280,8 @@ fn decode_and_recover(raws: &[Bytes]) -> Result<Vec<(OpTxEnvelope, Address)>, Ap
         // A chunk whose thread cannot be started runs here instead.
         let others: Vec<_> = chunks
             .map(|(c, part)| {
-                let handle = std::thread::Builder::new().spawn_scoped(scope, move || serial(c * chunk, part));
+                let handle = std::thread::Builder::new()
+                    .spawn_scoped(scope, move || serial(c * chunk, part));
                 (c, part, handle.ok())
             })
             .collect();
@@ -254,7 +290,10 @@ fn decode_and_recover(raws: &[Bytes]) -> Result<Vec<(OpTxEnvelope, Address)>, Ap
         let results: Vec<Result<Vec<_>, ApplyError>> = std::iter::once(mine)
             .chain(others.into_iter().map(|(c, part, handle)| match handle {
                 Some(h) => h.join().unwrap_or_else(|_| {
-                    Err(ApplyError::BadTransaction { index: c * chunk, reason: "signer recovery panicked".into() })
+                    Err(ApplyError::BadTransaction {
+                        index: c * chunk,
+                        reason: "signer recovery panicked".into(),
+                    })
                 }),
                 None => serial(c * chunk, part),
             }))
@@ -282,7 +321,8 @@ fn prefetch(cur: &InProgress, txs: &[(OpTxEnvelope, Address, &Bytes)]) {
         }
         for item in tx.access_list().map(|l| l.0.as_slice()).unwrap_or_default() {
             accounts.push(item.address);
-            slots.extend(item.storage_keys.iter().map(|k| (item.address, U256::from_be_bytes(k.0))));
+            slots
+                .extend(item.storage_keys.iter().map(|k| (item.address, U256::from_be_bytes(k.0))));
         }
     }
     accounts.retain(|a| !loaded.contains_key(a));

@@ -51,10 +51,7 @@ impl DecodedFlashblock {
     /// Block number this flashblock builds: `base.block_number` on index 0 when a base is
     /// present, `metadata.block_number` otherwise.
     pub fn block_number(&self) -> u64 {
-        self.payload
-            .base
-            .as_ref()
-            .map_or(self.payload.metadata.block_number, |b| b.block_number)
+        self.payload.base.as_ref().map_or(self.payload.metadata.block_number, |b| b.block_number)
     }
 }
 
@@ -110,9 +107,7 @@ pub fn decode_frame(
         None => return Err(FrameError::Json("empty frame".into())),
         Some(b'{') => {
             if bytes.len() > max_decompressed {
-                return Err(FrameError::TooLarge {
-                    limit: max_decompressed,
-                });
+                return Err(FrameError::TooLarge { limit: max_decompressed });
             }
             std::str::from_utf8(bytes).map_err(utf8_error)?.into()
         }
@@ -124,12 +119,7 @@ pub fn decode_frame(
     let value: Value = serde_json::from_str(&text).map_err(|e| FrameError::Json(e.to_string()))?;
     let (payload, prev_flashblock_id) = parse_payload(value)?;
 
-    Ok(DecodedFlashblock {
-        payload,
-        prev_flashblock_id,
-        raw_json: text,
-        wire_len: bytes.len(),
-    })
+    Ok(DecodedFlashblock { payload, prev_flashblock_id, raw_json: text, wire_len: bytes.len() })
 }
 
 /// Brotli-compresses `json` with the settings of Base's websocket proxy (quality 5, window 22).
@@ -217,10 +207,7 @@ fn parse_payload(
         }
     };
     // Placeholder until the base is typed; replaced below.
-    metadata.insert(
-        "block_number".into(),
-        Value::from(block_number.unwrap_or(0)),
-    );
+    metadata.insert("block_number".into(), Value::from(block_number.unwrap_or(0)));
 
     for key in ["receipts", "new_account_balances"] {
         let entry = metadata.entry(key).or_insert(Value::Null);
@@ -473,19 +460,9 @@ mod tests {
         let json = flashblock_json(1, 0);
         let compressed = encode_brotli(json.as_bytes());
         assert!(decode_frame(&compressed, json.len()).is_ok());
-        assert_eq!(
-            decode_frame(&compressed, json.len() - 1)
-                .unwrap_err()
-                .kind(),
-            "too_large"
-        );
+        assert_eq!(decode_frame(&compressed, json.len() - 1).unwrap_err().kind(), "too_large");
         assert!(decode_frame(json.as_bytes(), json.len()).is_ok());
-        assert_eq!(
-            decode_frame(json.as_bytes(), json.len() - 1)
-                .unwrap_err()
-                .kind(),
-            "too_large"
-        );
+        assert_eq!(decode_frame(json.as_bytes(), json.len() - 1).unwrap_err().kind(), "too_large");
     }
 
     #[test]
@@ -557,10 +534,7 @@ mod tests {
         assert!(fb.payload.metadata.new_account_balances.is_empty());
 
         v["metadata"] = Value::Null;
-        assert_eq!(
-            decode_value(&v).unwrap().payload.metadata.block_number,
-            4242
-        );
+        assert_eq!(decode_value(&v).unwrap().payload.metadata.block_number, 4242);
     }
 
     #[test]
@@ -585,14 +559,7 @@ mod tests {
         v["metadata"] = json!({ "block_number": "0x4d" });
         assert_eq!(decode_value(&v).unwrap().payload.metadata.block_number, 77);
 
-        for bad in [
-            json!(-1),
-            json!(1.5),
-            json!("0x"),
-            json!("zz"),
-            json!([1]),
-            json!(true),
-        ] {
+        for bad in [json!(-1), json!(1.5), json!("0x"), json!("zz"), json!([1]), json!(true)] {
             v["metadata"] = json!({ "block_number": bad });
             assert_eq!(decode_value(&v).unwrap_err().kind(), "invalid", "{bad}");
         }

@@ -48,8 +48,5 @@ pub fn describe() {
         Unit::Count,
         "Undecodable flashblock frames, by kind"
     );
-    describe_gauge!(
-        STREAM_CONNECTED,
-        "1 while connected to the flashblock stream"
-    );
+    describe_gauge!(STREAM_CONNECTED, "1 while connected to the flashblock stream");
 }

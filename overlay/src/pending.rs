@@ -3,10 +3,8 @@
 
 use alloy_consensus::Header;
 use alloy_primitives::{Address, B256, U256};
-use flashnode_exec::{
-    convert::BlockContext, BlockEnvInput, ExecutedTx, SourceDb, SourceError,
-};
 use alloy_rpc_types_engine::PayloadId;
+use flashnode_exec::{convert::BlockContext, BlockEnvInput, ExecutedTx, SourceDb, SourceError};
 use revm::{
     bytecode::Bytecode,
     database::{AccountState, CacheDB, DbAccount},
@@ -116,8 +114,13 @@ impl PendingBlock {
 
     /// Warms the canonical source for the accounts and slots a call is about to read that the
     /// pending state does not hold (one upstream round trip instead of one per read).
-    pub async fn prefetch(&self, accounts: Vec<Address>, slots: Vec<(Address, U256)>) -> Result<(), SourceError> {
-        let accounts: Vec<Address> = accounts.into_iter().filter(|a| self.state.account(a).is_none()).collect();
+    pub async fn prefetch(
+        &self,
+        accounts: Vec<Address>,
+        slots: Vec<(Address, U256)>,
+    ) -> Result<(), SourceError> {
+        let accounts: Vec<Address> =
+            accounts.into_iter().filter(|a| self.state.account(a).is_none()).collect();
         let slots: Vec<(Address, U256)> =
             slots.into_iter().filter(|(a, k)| self.state.storage(a, k).is_none()).collect();
         if accounts.is_empty() && slots.is_empty() {

@@ -130,10 +130,7 @@ impl Default for FlashblockSequencer {
 impl FlashblockSequencer {
     /// Creates a sequencer that rejects indices above `max_index`.
     pub const fn new(max_index: u64) -> Self {
-        Self {
-            cursor: None,
-            max_index,
-        }
+        Self { cursor: None, max_index }
     }
 
     /// Highest accepted flashblock index.
@@ -154,8 +151,7 @@ impl FlashblockSequencer {
     ///
     /// `next_index` is also the number of flashblocks of the consistent prefix.
     pub fn current(&self) -> Option<(u64, PayloadId, u64)> {
-        self.cursor
-            .map(|c| (c.block_number, c.payload_id, c.next_index))
+        self.cursor.map(|c| (c.block_number, c.payload_id, c.next_index))
     }
 
     /// Parent hash of the current block.
@@ -245,10 +241,7 @@ impl FlashblockSequencer {
             // The index 0 of a newer block was missed. The cursor stays on the old block (one
             // bogus frame must not move it forward), desynced until an index 0 arrives.
             c.synced = false;
-            return Decision::Gap {
-                expected: 0,
-                got: index,
-            };
+            return Decision::Gap { expected: 0, got: index };
         }
         if payload.payload_id != c.payload_id {
             return Decision::Invalid(InvalidReason::PayloadIdMismatch);
@@ -258,10 +251,7 @@ impl FlashblockSequencer {
         }
         if !c.synced || index > c.next_index {
             c.synced = false;
-            return Decision::Gap {
-                expected: c.next_index,
-                got: index,
-            };
+            return Decision::Gap { expected: c.next_index, got: index };
         }
         // `index >= 1` here, so `index - 1` cannot underflow.
         if prev_flashblock_id.is_some_and(|prev| prev != (block_number, index - 1)) {
@@ -303,10 +293,7 @@ mod tests {
                 index,
                 base,
                 diff: OpFlashblockPayloadDelta::default(),
-                metadata: OpFlashblockPayloadMetadata {
-                    block_number: block,
-                    ..Default::default()
-                },
+                metadata: OpFlashblockPayloadMetadata { block_number: block, ..Default::default() },
             },
             prev_flashblock_id: None,
             raw_json: Arc::from("{}"),
@@ -392,10 +379,7 @@ mod tests {
         let mut s = at(10, 3);
         let mut f = fb(10, 0, P1);
         f.payload.base.as_mut().unwrap().parent_hash = B256::repeat_byte(0xbb);
-        assert_eq!(
-            s.classify(&f),
-            Decision::Invalid(InvalidReason::ParentMismatch)
-        );
+        assert_eq!(s.classify(&f), Decision::Invalid(InvalidReason::ParentMismatch));
         assert_eq!(s.current(), Some((10, P1, 4)));
     }
 
@@ -405,10 +389,7 @@ mod tests {
         assert_eq!(s.classify(&fb(10, 0, P2)), Decision::StartBlock);
         assert_eq!(s.current(), Some((10, P2, 1)));
         // Late frames of the old build are rejected.
-        assert_eq!(
-            s.classify(&fb(10, 4, P1)),
-            Decision::Invalid(InvalidReason::PayloadIdMismatch)
-        );
+        assert_eq!(s.classify(&fb(10, 4, P1)), Decision::Invalid(InvalidReason::PayloadIdMismatch));
         assert_eq!(s.classify(&fb(10, 1, P2)), Decision::Next);
     }
 
@@ -427,10 +408,7 @@ mod tests {
         let mut s = FlashblockSequencer::default();
         let mut f = fb(10, 0, P1);
         f.payload.metadata.block_number = 11;
-        assert_eq!(
-            s.classify(&f),
-            Decision::Invalid(InvalidReason::BlockNumberMismatch)
-        );
+        assert_eq!(s.classify(&f), Decision::Invalid(InvalidReason::BlockNumberMismatch));
         assert_eq!(s.current(), None);
     }
 
@@ -461,31 +439,13 @@ mod tests {
     #[test]
     fn delta_of_newer_block_is_gap_until_next_index_zero() {
         let mut s = at(10, 2);
-        assert_eq!(
-            s.classify(&fb(11, 4, P2)),
-            Decision::Gap {
-                expected: 0,
-                got: 4
-            }
-        );
+        assert_eq!(s.classify(&fb(11, 4, P2)), Decision::Gap { expected: 0, got: 4 });
         assert!(!s.is_synced());
         // The cursor stays on the consistent prefix.
         assert_eq!(s.current(), Some((10, P1, 3)));
-        assert_eq!(
-            s.classify(&fb(11, 5, P2)),
-            Decision::Gap {
-                expected: 0,
-                got: 5
-            }
-        );
+        assert_eq!(s.classify(&fb(11, 5, P2)), Decision::Gap { expected: 0, got: 5 });
         // Even the next index of the old block is not applied any more.
-        assert_eq!(
-            s.classify(&fb(10, 3, P1)),
-            Decision::Gap {
-                expected: 3,
-                got: 3
-            }
-        );
+        assert_eq!(s.classify(&fb(10, 3, P1)), Decision::Gap { expected: 3, got: 3 });
         // A late index 0 of the newer block resyncs.
         assert_eq!(s.classify(&fb(11, 0, P2)), Decision::StartBlock);
         assert!(s.is_synced());
@@ -495,23 +455,14 @@ mod tests {
     #[test]
     fn bogus_far_future_delta_does_not_wedge() {
         let mut s = at(10, 2);
-        assert_eq!(
-            s.classify(&fb(u64::MAX, 1, P2)),
-            Decision::Gap {
-                expected: 0,
-                got: 1
-            }
-        );
+        assert_eq!(s.classify(&fb(u64::MAX, 1, P2)), Decision::Gap { expected: 0, got: 1 });
         assert_eq!(s.classify(&fb(11, 0, P1)), Decision::StartBlock);
     }
 
     #[test]
     fn payload_id_mismatch_is_invalid() {
         let mut s = at(10, 2);
-        assert_eq!(
-            s.classify(&fb(10, 3, P2)),
-            Decision::Invalid(InvalidReason::PayloadIdMismatch)
-        );
+        assert_eq!(s.classify(&fb(10, 3, P2)), Decision::Invalid(InvalidReason::PayloadIdMismatch));
         assert!(s.is_synced());
         assert_eq!(s.classify(&fb(10, 3, P1)), Decision::Next);
     }
@@ -529,31 +480,13 @@ mod tests {
     #[test]
     fn gap_desyncs_until_next_index_zero() {
         let mut s = at(10, 2);
-        assert_eq!(
-            s.classify(&fb(10, 5, P1)),
-            Decision::Gap {
-                expected: 3,
-                got: 5
-            }
-        );
+        assert_eq!(s.classify(&fb(10, 5, P1)), Decision::Gap { expected: 3, got: 5 });
         assert!(!s.is_synced());
         // The prefix 0..=2 is what the consumer keeps serving.
         assert_eq!(s.current(), Some((10, P1, 3)));
         // Everything further of this block is ignored, even the missing index arriving late.
-        assert_eq!(
-            s.classify(&fb(10, 6, P1)),
-            Decision::Gap {
-                expected: 3,
-                got: 6
-            }
-        );
-        assert_eq!(
-            s.classify(&fb(10, 3, P1)),
-            Decision::Gap {
-                expected: 3,
-                got: 3
-            }
-        );
+        assert_eq!(s.classify(&fb(10, 6, P1)), Decision::Gap { expected: 3, got: 6 });
+        assert_eq!(s.classify(&fb(10, 3, P1)), Decision::Gap { expected: 3, got: 3 });
         // Already-applied indices are still plain duplicates.
         assert_eq!(s.classify(&fb(10, 1, P1)), Decision::Duplicate);
         assert_eq!(s.current(), Some((10, P1, 3)));
@@ -566,13 +499,7 @@ mod tests {
     #[test]
     fn gap_then_rebuild_of_same_block_resyncs() {
         let mut s = at(10, 2);
-        assert_eq!(
-            s.classify(&fb(10, 4, P1)),
-            Decision::Gap {
-                expected: 3,
-                got: 4
-            }
-        );
+        assert_eq!(s.classify(&fb(10, 4, P1)), Decision::Gap { expected: 3, got: 4 });
         assert_eq!(s.classify(&fb(10, 0, P2)), Decision::StartBlock);
         assert!(s.is_synced());
     }
@@ -580,14 +507,8 @@ mod tests {
     #[test]
     fn matching_prev_id_is_next() {
         let mut s = at(10, 0);
-        assert_eq!(
-            s.classify(&with_prev(fb(10, 1, P1), (10, 0))),
-            Decision::Next
-        );
-        assert_eq!(
-            s.classify(&with_prev(fb(10, 2, P1), (10, 1))),
-            Decision::Next
-        );
+        assert_eq!(s.classify(&with_prev(fb(10, 1, P1), (10, 0))), Decision::Next);
+        assert_eq!(s.classify(&with_prev(fb(10, 2, P1), (10, 1))), Decision::Next);
     }
 
     #[test]
@@ -599,13 +520,7 @@ mod tests {
         );
         assert!(!s.is_synced());
         assert_eq!(s.current(), Some((10, P1, 2)));
-        assert_eq!(
-            s.classify(&fb(10, 3, P1)),
-            Decision::Gap {
-                expected: 2,
-                got: 3
-            }
-        );
+        assert_eq!(s.classify(&fb(10, 3, P1)), Decision::Gap { expected: 2, got: 3 });
         let mut s = at(10, 1);
         assert_eq!(
             s.classify(&with_prev(fb(10, 2, P1), (9, 1))),
@@ -617,10 +532,7 @@ mod tests {
     fn prev_id_on_index_zero_is_not_checked() {
         // It names the previous block's last flashblock, which we may not have seen.
         let mut s = at(10, 3);
-        assert_eq!(
-            s.classify(&with_prev(fb(11, 0, P1), (10, 9))),
-            Decision::StartBlock
-        );
+        assert_eq!(s.classify(&with_prev(fb(11, 0, P1), (10, 9))), Decision::StartBlock);
     }
 
     #[test]
@@ -631,18 +543,12 @@ mod tests {
         for i in 1..=4 {
             assert_eq!(s.classify(&fb(10, i, P1)), Decision::Next);
         }
-        assert_eq!(
-            s.classify(&fb(10, 5, P1)),
-            Decision::Invalid(InvalidReason::IndexTooHigh)
-        );
+        assert_eq!(s.classify(&fb(10, 5, P1)), Decision::Invalid(InvalidReason::IndexTooHigh));
         assert_eq!(
             s.classify(&fb(10, u64::MAX, P1)),
             Decision::Invalid(InvalidReason::IndexTooHigh)
         );
-        assert_eq!(
-            FlashblockSequencer::default().max_index(),
-            DEFAULT_MAX_INDEX
-        );
+        assert_eq!(FlashblockSequencer::default().max_index(), DEFAULT_MAX_INDEX);
     }
 
     #[test]
@@ -669,18 +575,8 @@ mod tests {
         let labels: std::collections::HashSet<_> = all.iter().map(|r| r.label()).collect();
         assert_eq!(labels.len(), all.len());
         assert!(all.iter().all(|r| !r.to_string().is_empty()));
-        assert_eq!(
-            Decision::Gap {
-                expected: 1,
-                got: 2
-            }
-            .label(),
-            "gap"
-        );
-        assert_eq!(
-            Decision::Invalid(InvalidReason::IndexTooHigh).label(),
-            "invalid"
-        );
+        assert_eq!(Decision::Gap { expected: 1, got: 2 }.label(), "gap");
+        assert_eq!(Decision::Invalid(InvalidReason::IndexTooHigh).label(), "invalid");
         assert!(Decision::StartBlock.is_apply() && Decision::Next.is_apply());
         assert!(!Decision::Duplicate.is_apply() && !Decision::Stale.is_apply());
     }
@@ -747,9 +643,7 @@ mod tests {
                 if let Some((lb, lid, li)) = last {
                     assert_eq!(s.current(), Some((lb, lid, li + 1)));
                 }
-                assert!(s
-                    .current()
-                    .is_none_or(|(_, _, next)| next <= s.max_index() + 1));
+                assert!(s.current().is_none_or(|(_, _, next)| next <= s.max_index() + 1));
             }
         }
         // The generator must actually exercise the accepting paths.

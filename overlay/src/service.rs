@@ -262,7 +262,12 @@ impl Overlay {
         let c = &self.shared.counters;
         let pending = self.pending();
         let tip = self.tip();
-        let lag = self.shared.last_frame.lock().ok().and_then(|l| l.map(|t| t.elapsed().as_millis() as u64));
+        let lag = self
+            .shared
+            .last_frame
+            .lock()
+            .ok()
+            .and_then(|l| l.map(|t| t.elapsed().as_millis() as u64));
         OverlayStatus {
             mode: self.mode(),
             health: self.health(),
@@ -443,13 +448,15 @@ impl Task {
                 && self.sequencer.current().is_some_and(|(n, _, _)| n == tip.header.number);
             if fb.block_number() <= tip.header.number && !tail_of_current {
                 c.stale.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => "stale").increment(1);
+                metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => "stale")
+                    .increment(1);
                 return;
             }
         }
         let was_synced = self.sequencer.is_synced();
         let decision = self.sequencer.classify(&fb);
-        metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => decision.label()).increment(1);
+        metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => decision.label())
+            .increment(1);
         match decision {
             Decision::StartBlock => {
                 self.broken = false;
@@ -470,7 +477,12 @@ impl Task {
                 c.gaps.fetch_add(1, Ordering::Relaxed);
                 // Once out of sync every later frame of the block is a gap: warn only once.
                 if was_synced {
-                    warn!(block = fb.block_number(), expected, got, "gap in flashblocks: serving the prefix until the next block");
+                    warn!(
+                        block = fb.block_number(),
+                        expected,
+                        got,
+                        "gap in flashblocks: serving the prefix until the next block"
+                    );
                 } else {
                     debug!(block = fb.block_number(), expected, got, "still out of sync");
                 }
@@ -492,7 +504,8 @@ impl Task {
         let fb2 = fb.clone();
         let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
-            let res = if start { executor.start_block(&fb2, tip) } else { executor.apply_next(&fb2) };
+            let res =
+                if start { executor.start_block(&fb2, tip) } else { executor.apply_next(&fb2) };
             (executor, res)
         })
         .await;
@@ -511,7 +524,8 @@ impl Task {
             }
         };
         self.executor = Some(executor);
-        metrics::histogram!("flashnode_overlay_apply_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("flashnode_overlay_apply_seconds")
+            .record(started.elapsed().as_secs_f64());
         let c = &self.shared.counters;
         match res {
             Ok((block, report)) => {
@@ -521,10 +535,15 @@ impl Task {
                 }
                 if report.receipt_mismatches > 0 {
                     c.receipt_mismatches.fetch_add(report.receipt_mismatches, Ordering::Relaxed);
-                    metrics::counter!("flashnode_overlay_receipt_mismatches_total").increment(report.receipt_mismatches);
+                    metrics::counter!("flashnode_overlay_receipt_mismatches_total")
+                        .increment(report.receipt_mismatches);
                 }
                 if report.gas_mismatch {
-                    debug!(number = block.number(), index = block.index, "cumulative gas differs from the stream's");
+                    debug!(
+                        number = block.number(),
+                        index = block.index,
+                        "cumulative gas differs from the stream's"
+                    );
                 }
                 self.shared.pending.store(Some(block.clone()));
                 match self.unsealed.back_mut() {
@@ -552,7 +571,10 @@ impl Task {
     }
 
     async fn on_canonical(&mut self, n: CanonicalNotification) {
-        let reorg = matches!(n, CanonicalNotification::Reorged { .. } | CanonicalNotification::Reverted { .. });
+        let reorg = matches!(
+            n,
+            CanonicalNotification::Reorged { .. } | CanonicalNotification::Reverted { .. }
+        );
         let tip = match n.tip() {
             Some(t) => t.clone(),
             None => match self.shared.source.latest().await {
@@ -575,18 +597,28 @@ impl Task {
         while self.unsealed.front().is_some_and(|b| b.number() < tip.header.number) {
             self.unsealed.pop_front();
         }
-        if let Some(ours) = self.unsealed.front().filter(|b| b.number() == tip.header.number).cloned() {
+        if let Some(ours) =
+            self.unsealed.front().filter(|b| b.number() == tip.header.number).cloned()
+        {
             self.unsealed.pop_front();
             self.reconcile(&ours, &tip);
         }
         if let Some(pending) = self.shared.pending.load_full() {
             if pending.number() <= tip.header.number {
                 self.shared.pending.store(None);
-            } else if pending.number() == tip.header.number + 1 && pending.env.parent_hash != tip.hash {
+            } else if pending.number() == tip.header.number + 1
+                && pending.env.parent_hash != tip.hash
+            {
                 // Built on a parent that did not become canonical: everything in it is void.
                 self.shared.counters.reorgs.fetch_add(1, Ordering::Relaxed);
-                warn!(number = pending.number(), "pending block built on a non-canonical parent: dropped");
-                let _ = self.shared.events.send(OverlayEvent::Dropped { block: pending.clone(), first_dropped: 0 });
+                warn!(
+                    number = pending.number(),
+                    "pending block built on a non-canonical parent: dropped"
+                );
+                let _ = self
+                    .shared
+                    .events
+                    .send(OverlayEvent::Dropped { block: pending.clone(), first_dropped: 0 });
                 self.shared.pending.store(None);
                 self.unsealed.clear();
                 if let Some(ex) = self.executor.as_mut() {
@@ -620,7 +652,8 @@ impl Task {
         let c = &self.shared.counters;
         if pending.hash == sealed.hash {
             c.promoted.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted").increment(1);
+            metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted")
+                .increment(1);
             return;
         }
         // Receipts, not only hashes: a tx at the same position with other logs diverged too.
@@ -632,20 +665,31 @@ impl Task {
             .zip(sealed.tx_hashes.iter())
             .enumerate()
             .position(|(i, (ours, hash))| {
-                ours.hash != *hash || (with_receipts && sealed.receipts.get(i).is_some_and(|r| ours.receipt != *r))
+                ours.hash != *hash
+                    || (with_receipts && sealed.receipts.get(i).is_some_and(|r| ours.receipt != *r))
             })
             .unwrap_or(pending.txs.len().min(sealed.tx_hashes.len()));
         let sealed_hashes: HashSet<B256> = sealed.tx_hashes.iter().copied().collect();
-        let dropped = pending.txs[first_dropped..].iter().filter(|t| !sealed_hashes.contains(&t.hash)).count();
+        let dropped = pending.txs[first_dropped..]
+            .iter()
+            .filter(|t| !sealed_hashes.contains(&t.hash))
+            .count();
         if first_dropped == pending.txs.len() {
             // Every preconfirmed tx landed as preconfirmed; the block just has more.
             c.promoted.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted").increment(1);
+            metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted")
+                .increment(1);
             return;
         }
         c.reorgs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "reorg").increment(1);
-        warn!(number = sealed.header.number, first_dropped, dropped, "tail reorg: preconfirmations dropped");
-        let _ = self.shared.events.send(OverlayEvent::Dropped { block: pending.clone(), first_dropped });
+        warn!(
+            number = sealed.header.number,
+            first_dropped, dropped, "tail reorg: preconfirmations dropped"
+        );
+        let _ = self
+            .shared
+            .events
+            .send(OverlayEvent::Dropped { block: pending.clone(), first_dropped });
     }
 }

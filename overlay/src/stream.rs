@@ -84,10 +84,7 @@ impl Default for StreamConfig {
 impl StreamConfig {
     /// The default configuration for `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            ..Default::default()
-        }
+        Self { url: url.into(), ..Default::default() }
     }
 
     /// The websocket-layer limits matching this configuration.
@@ -134,11 +131,8 @@ pub async fn run_stream(
     cancel: CancellationToken,
 ) {
     let span = info_span!("flashblock_stream", url = %redact_url(&config.url));
-    let backoff = Backoff::new(
-        config.backoff_min,
-        config.backoff_max,
-        SmallRng::from_rng(&mut rand::rng()),
-    );
+    let backoff =
+        Backoff::new(config.backoff_min, config.backoff_max, SmallRng::from_rng(&mut rand::rng()));
     StreamTask {
         config,
         tx,
@@ -159,11 +153,7 @@ struct Stop;
 /// How a connection ended.
 enum SessionEnd {
     Stop,
-    Dropped {
-        reason: &'static str,
-        detail: String,
-        delivered: u64,
-    },
+    Dropped { reason: &'static str, detail: String, delivered: u64 },
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -209,21 +199,13 @@ impl StreamTask {
 
             match end {
                 SessionEnd::Stop => break,
-                SessionEnd::Dropped {
-                    reason,
-                    detail,
-                    delivered,
-                } => {
+                SessionEnd::Dropped { reason, detail, delivered } => {
                     self.note_disconnect(reason, &detail);
                     if delivered > 0 {
                         self.backoff.reset();
                     }
                     let reason = format!("{reason}: {detail}");
-                    if self
-                        .emit(StreamEvent::Disconnected { reason })
-                        .await
-                        .is_err()
-                    {
+                    if self.emit(StreamEvent::Disconnected { reason }).await.is_err() {
                         break;
                     }
                 }
@@ -345,11 +327,7 @@ impl StreamTask {
         counter!(STREAM_BYTES_TOTAL).increment(data.len() as u64);
 
         if data.len() > self.config.max_frame_bytes {
-            let error = format!(
-                "{} bytes, limit {}",
-                data.len(),
-                self.config.max_frame_bytes
-            );
+            let error = format!("{} bytes, limit {}", data.len(), self.config.max_frame_bytes);
             self.malformed(FRAME_TOO_LARGE, error).await?;
             return Ok(false);
         }
@@ -417,19 +395,11 @@ fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let path: Vec<&str> = path
-        .split('/')
-        .map(|segment| if segment.len() > 16 { "***" } else { segment })
-        .collect();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let path: Vec<&str> =
+        path.split('/').map(|segment| if segment.len() > 16 { "***" } else { segment }).collect();
     let path = path.join("/");
-    let prefix = if scheme.is_empty() {
-        String::new()
-    } else {
-        format!("{scheme}://")
-    };
+    let prefix = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
     if path.is_empty() {
         format!("{prefix}{host}")
     } else {
@@ -450,12 +420,7 @@ struct Backoff<R> {
 impl<R: Rng> Backoff<R> {
     fn new(min: Duration, max: Duration, rng: R) -> Self {
         let min = min.max(Duration::from_millis(1));
-        Self {
-            min,
-            max: max.max(min),
-            attempt: 0,
-            rng,
-        }
+        Self { min, max: max.max(min), attempt: 0, rng }
     }
 
     fn next_delay(&mut self) -> Duration {
@@ -485,10 +450,7 @@ struct WarnLimiter {
 
 impl WarnLimiter {
     fn new(period: Duration) -> Self {
-        Self {
-            period,
-            seen: HashMap::new(),
-        }
+        Self { period, seen: HashMap::new() }
     }
 
     /// `Some(suppressed since the last warn)` when a warn is due for `key`, else `None`.
@@ -585,10 +547,7 @@ mod tests {
         /// Cancels and checks that the task returns promptly.
         async fn shutdown(self) {
             self.cancel.cancel();
-            timeout(WAIT, self.handle)
-                .await
-                .expect("run_stream did not return")
-                .unwrap();
+            timeout(WAIT, self.handle).await.expect("run_stream did not return").unwrap();
         }
     }
 
@@ -637,18 +596,13 @@ mod tests {
         for block in [1, 2] {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = accept_async(tcp).await.unwrap();
-            ws.send(Message::text(flashblock_json(block, 0)))
-                .await
-                .unwrap();
+            ws.send(Message::text(flashblock_json(block, 0))).await.unwrap();
             ws.close(None).await.unwrap();
 
             client.expect_connected().await;
             assert_eq!(client.expect_flashblock().await.block_number(), block);
             let reason = client.expect_disconnected().await;
-            assert!(
-                reason.starts_with("closed") || reason.starts_with("eof"),
-                "{reason}"
-            );
+            assert!(reason.starts_with("closed") || reason.starts_with("eof"), "{reason}");
         }
         // And once more, for a connection that stays up.
         let _server = serve(&listener, vec![Message::text(flashblock_json(3, 0))]).await;
@@ -678,10 +632,7 @@ mod tests {
         let reason = client.expect_disconnected().await;
         let elapsed = connected_at.elapsed();
         assert!(reason.starts_with("silent"), "{reason}");
-        assert!(
-            elapsed >= silence - Duration::from_millis(20),
-            "declared dead after {elapsed:?}"
-        );
+        assert!(elapsed >= silence - Duration::from_millis(20), "declared dead after {elapsed:?}");
         // Generous upper bound for slow CI machines: the point is "about silence_timeout".
         assert!(
             elapsed < silence + Duration::from_secs(1),
@@ -777,9 +728,7 @@ mod tests {
 
         let mut client = Client::spawn(config(&url));
         // Failed attempts produce no events.
-        assert!(timeout(Duration::from_millis(200), client.rx.recv())
-            .await
-            .is_err());
+        assert!(timeout(Duration::from_millis(200), client.rx.recv()).await.is_err());
 
         // The server comes up on the same port; the client finds it within the backoff cap.
         let listener = TcpListener::bind(addr).await.unwrap();
@@ -794,9 +743,7 @@ mod tests {
         let (listener, url) = listen().await;
         let (tx, rx) = mpsc::channel(1);
         let handle = tokio::spawn(run_stream(config(&url), tx, CancellationToken::new()));
-        let frames = (0..10)
-            .map(|i| Message::text(flashblock_json(1, i)))
-            .collect();
+        let frames = (0..10).map(|i| Message::text(flashblock_json(1, i))).collect();
         let _server = serve(&listener, frames).await;
         drop(rx);
         timeout(WAIT, handle)
@@ -825,13 +772,8 @@ mod tests {
         let mut caps = Vec::new();
         for attempt in 0..40u32 {
             let d = backoff.next_delay();
-            let cap = min
-                .saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX))
-                .min(max);
-            assert!(
-                d >= min && d <= cap,
-                "attempt {attempt}: {d:?} outside [{min:?}, {cap:?}]"
-            );
+            let cap = min.saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX)).min(max);
+            assert!(d >= min && d <= cap, "attempt {attempt}: {d:?} outside [{min:?}, {cap:?}]");
             caps.push(cap);
         }
         assert_eq!(caps.last(), Some(&max));
@@ -871,10 +813,7 @@ mod tests {
         assert_eq!(limiter.check("json", t0 + Duration::from_secs(1)), None);
         assert_eq!(limiter.check("json", t0 + Duration::from_secs(4)), None);
         // Other kinds have their own budget.
-        assert_eq!(
-            limiter.check("brotli", t0 + Duration::from_secs(4)),
-            Some(0)
-        );
+        assert_eq!(limiter.check("brotli", t0 + Duration::from_secs(4)), Some(0));
         assert_eq!(limiter.check("json", t0 + Duration::from_secs(5)), Some(2));
         assert_eq!(limiter.check("json", t0 + Duration::from_secs(6)), None);
         // A clock that goes backwards does not panic.

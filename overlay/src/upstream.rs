@@ -77,7 +77,10 @@ impl std::fmt::Debug for UpstreamSource {
 
 impl UpstreamSource {
     /// Connects, reads the chain id, and starts polling for heads until `cancel`.
-    pub async fn connect(config: UpstreamConfig, cancel: CancellationToken) -> Result<Self, SourceError> {
+    pub async fn connect(
+        config: UpstreamConfig,
+        cancel: CancellationToken,
+    ) -> Result<Self, SourceError> {
         let provider = ProviderBuilder::default()
             .connect(&config.url)
             .await
@@ -85,7 +88,9 @@ impl UpstreamSource {
         let chain_id = tokio::time::timeout(config.request_timeout, provider.get_chain_id())
             .await
             .map_err(|_| SourceError::Upstream(format!("eth_chainId to {} timed out", config.url)))?
-            .map_err(|e| SourceError::Upstream(format!("eth_chainId to {}: {}", config.url, error_chain(&e))))?;
+            .map_err(|e| {
+                SourceError::Upstream(format!("eth_chainId to {}: {}", config.url, error_chain(&e)))
+            })?;
         let weigh_account = |_: &(B256, Address), v: &SourceAccount| (96 + v.code.len()) as u32;
         let (notifications, _) = broadcast::channel(256);
         let source = Self {
@@ -104,7 +109,9 @@ impl UpstreamSource {
         };
         let poller = source.clone();
         tokio::spawn(
-            poller.poll_heads(config.poll_interval, cancel).instrument(info_span!("upstream_heads", url = %config.url)),
+            poller
+                .poll_heads(config.poll_interval, cancel)
+                .instrument(info_span!("upstream_heads", url = %config.url)),
         );
         Ok(source)
     }
@@ -117,7 +124,10 @@ impl UpstreamSource {
         metrics::counter!("flashnode_upstream_requests_total", "method" => method).increment(1);
         res.map_err(|e| {
             let msg = e.to_string();
-            if msg.contains("not found") || msg.contains("unknown block") || msg.contains("not available") {
+            if msg.contains("not found")
+                || msg.contains("unknown block")
+                || msg.contains("not available")
+            {
                 SourceError::UnknownBlock(B256::ZERO)
             } else {
                 SourceError::Upstream(format!("{method}: {msg}"))
@@ -136,7 +146,9 @@ impl UpstreamSource {
         let block = json!({ "blockHash": at, "requireCanonical": false });
         let client = self.provider.client();
         let mut batch = alloy_rpc_client::BatchRequest::new(client);
-        let add = |batch: &mut alloy_rpc_client::BatchRequest<'_>, method: &'static str, params: Value| {
+        let add = |batch: &mut alloy_rpc_client::BatchRequest<'_>,
+                   method: &'static str,
+                   params: Value| {
             metrics::counter!("flashnode_upstream_requests_total", "method" => method).increment(1);
             batch
                 .add_call::<_, Value>(method, &params)
@@ -159,22 +171,33 @@ impl UpstreamSource {
             batch.send().await.map_err(|e| upstream_error("batch", at, e.to_string()))?;
             let mut out_accounts = Vec::with_capacity(account_waiters.len());
             for (balance, nonce, code) in account_waiters {
-                let parse_err = |what: &str, e: serde_json::Error| SourceError::Invalid(format!("{what}: {e}"));
+                let parse_err =
+                    |what: &str, e: serde_json::Error| SourceError::Invalid(format!("{what}: {e}"));
                 let (balance, nonce, code) = (
-                    balance.await.map_err(|e| upstream_error("eth_getBalance", at, e.to_string()))?,
-                    nonce.await.map_err(|e| upstream_error("eth_getTransactionCount", at, e.to_string()))?,
+                    balance
+                        .await
+                        .map_err(|e| upstream_error("eth_getBalance", at, e.to_string()))?,
+                    nonce.await.map_err(|e| {
+                        upstream_error("eth_getTransactionCount", at, e.to_string())
+                    })?,
                     code.await.map_err(|e| upstream_error("eth_getCode", at, e.to_string()))?,
                 );
                 out_accounts.push(SourceAccount {
-                    balance: serde_json::from_value(balance).map_err(|e| parse_err("balance", e))?,
-                    nonce: serde_json::from_value::<U64>(nonce).map_err(|e| parse_err("nonce", e))?.to::<u64>(),
-                    code: serde_json::from_value::<Bytes>(code).map_err(|e| parse_err("code", e))?,
+                    balance: serde_json::from_value(balance)
+                        .map_err(|e| parse_err("balance", e))?,
+                    nonce: serde_json::from_value::<U64>(nonce)
+                        .map_err(|e| parse_err("nonce", e))?
+                        .to::<u64>(),
+                    code: serde_json::from_value::<Bytes>(code)
+                        .map_err(|e| parse_err("code", e))?,
                 });
             }
             let mut out_slots = Vec::with_capacity(slot_waiters.len());
             for w in slot_waiters {
-                let raw = w.await.map_err(|e| upstream_error("eth_getStorageAt", at, e.to_string()))?;
-                let value: B256 = serde_json::from_value(raw).map_err(|e| SourceError::Invalid(format!("slot: {e}")))?;
+                let raw =
+                    w.await.map_err(|e| upstream_error("eth_getStorageAt", at, e.to_string()))?;
+                let value: B256 = serde_json::from_value(raw)
+                    .map_err(|e| SourceError::Invalid(format!("slot: {e}")))?;
                 out_slots.push(U256::from_be_bytes(value.0));
             }
             Ok::<_, SourceError>((out_accounts, out_slots))
@@ -196,8 +219,8 @@ impl UpstreamSource {
         if block.is_null() {
             return Ok(None);
         }
-        let header: Header =
-            serde_json::from_value(block.clone()).map_err(|e| SourceError::Invalid(format!("header: {e}")))?;
+        let header: Header = serde_json::from_value(block.clone())
+            .map_err(|e| SourceError::Invalid(format!("header: {e}")))?;
         let hash: B256 = serde_json::from_value(block["hash"].clone())
             .map_err(|e| SourceError::Invalid(format!("block hash: {e}")))?;
         let tx_hashes: Vec<B256> = serde_json::from_value(block["transactions"].clone())
@@ -206,8 +229,8 @@ impl UpstreamSource {
             Vec::new()
         } else {
             let raw = self.request("eth_getBlockReceipts", json!([hash])).await?;
-            let receipts: Vec<OpTransactionReceipt> =
-                serde_json::from_value(raw).map_err(|e| SourceError::Invalid(format!("receipts: {e}")))?;
+            let receipts: Vec<OpTransactionReceipt> = serde_json::from_value(raw)
+                .map_err(|e| SourceError::Invalid(format!("receipts: {e}")))?;
             receipts
                 .into_iter()
                 .map(|r| OpReceipt::from(OpReceiptEnvelope::<alloy_primitives::Log>::from(r)))
@@ -303,12 +326,17 @@ impl StateSource for UpstreamSource {
 
     fn latest(&self) -> BoxFuture<'_, Result<Arc<CanonicalBlock>, SourceError>> {
         async move {
-            self.fetch_block(json!("latest")).await?.ok_or_else(|| SourceError::Invalid("no latest block".into()))
+            self.fetch_block(json!("latest"))
+                .await?
+                .ok_or_else(|| SourceError::Invalid("no latest block".into()))
         }
         .boxed()
     }
 
-    fn block_by_number(&self, number: u64) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>> {
+    fn block_by_number(
+        &self,
+        number: u64,
+    ) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>> {
         async move {
             if let Some(b) = self.blocks.get(&number).await {
                 return Ok(Some(b));
@@ -318,7 +346,11 @@ impl StateSource for UpstreamSource {
         .boxed()
     }
 
-    fn account(&self, at: B256, address: Address) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
+    fn account(
+        &self,
+        at: B256,
+        address: Address,
+    ) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
         async move {
             if let Some(hit) = self.accounts.get(&(at, address)).await {
                 metrics::counter!("flashnode_upstream_cache_total", "kind" => "account", "outcome" => "hit").increment(1);
@@ -353,8 +385,10 @@ impl StateSource for UpstreamSource {
                 return Ok(());
             }
             // Counted apart from the cache's hit/miss so the hit rate stays about demand reads.
-            metrics::counter!("flashnode_upstream_prefetch_total", "kind" => "account").increment(accounts.len() as u64);
-            metrics::counter!("flashnode_upstream_prefetch_total", "kind" => "slot").increment(slots.len() as u64);
+            metrics::counter!("flashnode_upstream_prefetch_total", "kind" => "account")
+                .increment(accounts.len() as u64);
+            metrics::counter!("flashnode_upstream_prefetch_total", "kind" => "slot")
+                .increment(slots.len() as u64);
             // Chunks keep each batch within what upstreams accept (geth: 1000 calls a batch).
             let per_chunk = MAX_BATCH_CALLS / 3;
             let account_chunks: Vec<&[Address]> = accounts.chunks(per_chunk).collect();
@@ -370,7 +404,12 @@ impl StateSource for UpstreamSource {
         .boxed()
     }
 
-    fn storage(&self, at: B256, address: Address, slot: U256) -> BoxFuture<'_, Result<U256, SourceError>> {
+    fn storage(
+        &self,
+        at: B256,
+        address: Address,
+        slot: U256,
+    ) -> BoxFuture<'_, Result<U256, SourceError>> {
         async move {
             if let Some(hit) = self.slots.get(&(at, address, slot)).await {
                 metrics::counter!("flashnode_upstream_cache_total", "kind" => "slot", "outcome" => "hit").increment(1);

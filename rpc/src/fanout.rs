@@ -7,6 +7,7 @@
 //! the others.
 
 use alloy_primitives::{Address, B256};
+use bytes::Bytes;
 use flashnode_overlay::{frame::encode_brotli, Overlay, OverlayEvent};
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -19,7 +20,6 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::broadcast,
 };
-use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{
     handshake::server::{ErrorResponse, Request, Response},
     http::StatusCode,
@@ -106,11 +106,22 @@ struct Frame {
 impl Frame {
     fn new(json: Arc<str>, addresses: HashSet<Address>, topics: HashSet<B256>) -> Self {
         let text = wire_frame(OpCode::Data(Data::Text), Bytes::copy_from_slice(json.as_bytes()));
-        Self { json, text, brotli: Default::default(), addresses, topics, built: std::time::Instant::now() }
+        Self {
+            json,
+            text,
+            brotli: Default::default(),
+            addresses,
+            topics,
+            built: std::time::Instant::now(),
+        }
     }
 
     fn brotli(&self) -> Bytes {
-        self.brotli.get_or_init(|| wire_frame(OpCode::Data(Data::Binary), encode_brotli(self.json.as_bytes()).into())).clone()
+        self.brotli
+            .get_or_init(|| {
+                wire_frame(OpCode::Data(Data::Binary), encode_brotli(self.json.as_bytes()).into())
+            })
+            .clone()
     }
 }
 
@@ -161,13 +172,21 @@ impl FrameFilter {
     }
 
     fn matches(&self, frame: &Frame) -> bool {
-        let addr = (!self.addresses.is_empty()).then(|| self.addresses.iter().any(|a| frame.addresses.contains(a)));
-        let topic = (!self.topics.is_empty()).then(|| self.topics.iter().any(|t| frame.topics.contains(t)));
+        let addr = (!self.addresses.is_empty())
+            .then(|| self.addresses.iter().any(|a| frame.addresses.contains(a)));
+        let topic =
+            (!self.topics.is_empty()).then(|| self.topics.iter().any(|t| frame.topics.contains(t)));
         match (addr, topic) {
             (None, None) => true,
             (Some(a), None) => a,
             (None, Some(t)) => t,
-            (Some(a), Some(t)) => if self.all { a && t } else { a || t },
+            (Some(a), Some(t)) => {
+                if self.all {
+                    a && t
+                } else {
+                    a || t
+                }
+            }
         }
     }
 }
@@ -210,7 +229,11 @@ pub struct FanoutError {
 }
 
 /// Binds and serves until `cancel`; returns the bound address.
-pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationToken) -> Result<SocketAddr, FanoutError> {
+pub async fn serve(
+    config: FanoutConfig,
+    overlay: Overlay,
+    cancel: CancellationToken,
+) -> Result<SocketAddr, FanoutError> {
     let addr = config.addr;
     let listener = TcpListener::bind(addr).await.map_err(|source| FanoutError { addr, source })?;
     let local = listener.local_addr().map_err(|source| FanoutError { addr, source })?;
@@ -264,7 +287,8 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
                                 topics.extend(log.topics().iter().copied());
                             }
                         }
-                        let frame = Arc::new(Frame::new(flashblock.raw_json.clone(), addresses, topics));
+                        let frame =
+                            Arc::new(Frame::new(flashblock.raw_json.clone(), addresses, topics));
                         for queue in &queues {
                             if queue.send(frame.clone()).await.is_err() {
                                 return;
@@ -273,7 +297,9 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
                         metrics::counter!("flashnode_fanout_flashblocks_total").increment(1);
                     }
                     Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "fan-out publisher lagged behind the overlay"),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(missed = n, "fan-out publisher lagged behind the overlay")
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
@@ -297,10 +323,13 @@ pub async fn serve(config: FanoutConfig, overlay: Overlay, cancel: CancellationT
                         }
                     },
                 };
-                let (config, conns, registry, cancel) = (config.clone(), conns.clone(), registry.clone(), cancel.clone());
+                let (config, conns, registry, cancel) =
+                    (config.clone(), conns.clone(), registry.clone(), cancel.clone());
                 tokio::spawn(
                     async move {
-                        if let Err(err) = client(stream, peer, config, conns, registry, cancel).await {
+                        if let Err(err) =
+                            client(stream, peer, config, conns, registry, cancel).await
+                        {
                             debug!(%err, "fan-out client ended");
                         }
                     }
@@ -324,7 +353,8 @@ struct Admission {
 fn reject(status: StatusCode, msg: &str) -> ErrorResponse {
     let mut err = ErrorResponse::new(Some(msg.to_string()));
     *err.status_mut() = status;
-    metrics::counter!("flashnode_fanout_rejected_total", "status" => status.as_u16().to_string()).increment(1);
+    metrics::counter!("flashnode_fanout_rejected_total", "status" => status.as_u16().to_string())
+        .increment(1);
     err
 }
 
@@ -341,13 +371,17 @@ fn admit(
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["ws"] if config.public => {}
-        ["ws"] => return Err(reject(StatusCode::UNAUTHORIZED, "an API key is required: /ws/{key}")),
+        ["ws"] => {
+            return Err(reject(StatusCode::UNAUTHORIZED, "an API key is required: /ws/{key}"))
+        }
         ["ws", key] | ["ws", key, "filter"] => {
             if !config.api_keys.iter().any(|k| k == key) {
                 return Err(reject(StatusCode::UNAUTHORIZED, "unknown API key"));
             }
             if segments.len() == 3 {
-                out.filter = Some(FrameFilter::parse(query).map_err(|e| reject(StatusCode::BAD_REQUEST, &e))?);
+                out.filter = Some(
+                    FrameFilter::parse(query).map_err(|e| reject(StatusCode::BAD_REQUEST, &e))?,
+                );
             }
         }
         _ => return Err(reject(StatusCode::NOT_FOUND, "not found: flashblocks are served on /ws")),
@@ -363,13 +397,17 @@ fn admit(
     } else {
         peer.ip()
     };
-    let mut c = conns.lock().map_err(|_| reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
+    let mut c =
+        conns.lock().map_err(|_| reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
     if c.total >= config.global_limit {
         return Err(reject(StatusCode::TOO_MANY_REQUESTS, "too many connections"));
     }
     let n = c.per_ip.entry(ip).or_default();
     if *n >= config.per_ip_limit {
-        return Err(reject(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"));
+        return Err(reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address",
+        ));
     }
     *n += 1;
     c.total += 1;
@@ -390,13 +428,20 @@ async fn client(
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(config.socket_send_buffer);
     // Health checks are plain HTTP on the same port.
     let mut head = [0u8; 16];
-    if let Ok(n) = tokio::time::timeout(Duration::from_secs(5), stream.peek(&mut head)).await.unwrap_or(Ok(0)) {
+    if let Ok(n) =
+        tokio::time::timeout(Duration::from_secs(5), stream.peek(&mut head)).await.unwrap_or(Ok(0))
+    {
         if head[..n].starts_with(b"GET /healthz") {
             // Read the request head first: closing with unread bytes would reset the connection.
             let mut buf = [0u8; 2048];
             let mut seen = Vec::new();
             while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 8192 {
-                match tokio::time::timeout(Duration::from_secs(2), tokio::io::AsyncReadExt::read(&mut stream, &mut buf)).await {
+                match tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+                )
+                .await
+                {
                     Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
                     _ => break,
                 }
@@ -409,7 +454,9 @@ async fn client(
     let mut admission = Admission::default();
     let ws = tokio_tungstenite::accept_hdr_async_with_config(
         stream,
-        |req: &Request, resp: Response| admit(req, peer, &config, &conns, &mut admission).map(|_| resp),
+        |req: &Request, resp: Response| {
+            admit(req, peer, &config, &conns, &mut admission).map(|_| resp)
+        },
         Some(client_ws_config()),
     )
     .await?;
@@ -438,7 +485,8 @@ async fn client(
         Err(Ended::Io(e)) => Err(tokio_tungstenite::tungstenite::Error::Io(e)),
         Err(Ended::Ws(e)) => Err(e),
         Err(Ended::Dropped(reason)) => {
-            metrics::counter!("flashnode_fanout_disconnects_total", "reason" => reason).increment(1);
+            metrics::counter!("flashnode_fanout_disconnects_total", "reason" => reason)
+                .increment(1);
             Ok(())
         }
     }
@@ -455,8 +503,16 @@ enum Ended {
     Dropped(&'static str),
 }
 
-async fn serve_subscriber(conn: &Subscriber, config: &FanoutConfig, cancel: &CancellationToken) -> Result<(), Ended> {
-    let mut reader = WebSocket::from_raw_socket(MemoryTransport::default(), Role::Server, Some(client_ws_config()));
+async fn serve_subscriber(
+    conn: &Subscriber,
+    config: &FanoutConfig,
+    cancel: &CancellationToken,
+) -> Result<(), Ended> {
+    let mut reader = WebSocket::from_raw_socket(
+        MemoryTransport::default(),
+        Role::Server,
+        Some(client_ws_config()),
+    );
     let mut buf = [0u8; 4096];
     let mut ping = tokio::time::interval(config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -715,7 +771,11 @@ impl Registry {
 /// audience (too many subscribers for the CPU it gets): it drops the newest tenth of its
 /// subscribers (counted as `overload`), frame after frame until it is back in time, so the rest
 /// keep getting fresh frames instead of everyone falling seconds behind.
-fn writer(mut frames: tokio::sync::mpsc::Receiver<Arc<Frame>>, registry: Registry, max_delay: Duration) {
+fn writer(
+    mut frames: tokio::sync::mpsc::Receiver<Arc<Frame>>,
+    registry: Registry,
+    max_delay: Duration,
+) {
     let _span = info_span!("fanout_writer").entered();
     let mut last_warn: Option<std::time::Instant> = None;
     let mut last_shed: Option<std::time::Instant> = None;
@@ -727,7 +787,10 @@ fn writer(mut frames: tokio::sync::mpsc::Receiver<Arc<Frame>>, registry: Registr
             last_shed = Some(std::time::Instant::now());
             let shed = registry.shed_newest(10);
             if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                warn!(late_ms = late.as_millis() as u64, shed, "fan-out overloaded: dropping the newest subscribers");
+                warn!(
+                    late_ms = late.as_millis() as u64,
+                    shed, "fan-out overloaded: dropping the newest subscribers"
+                );
                 last_warn = Some(std::time::Instant::now());
             }
         }
@@ -867,12 +930,16 @@ mod tests {
         });
         drop(tx);
         writer_thread.join().unwrap();
-        let reasons: Vec<Option<&str>> = subs.iter().map(|s| s.out.lock().unwrap().closed).collect();
+        let reasons: Vec<Option<&str>> =
+            subs.iter().map(|s| s.out.lock().unwrap().closed).collect();
         assert_eq!(reasons[..18], [None; 18]);
         assert_eq!(reasons[18..], [Some("overload"); 2]);
         for client in clients.iter_mut().take(18) {
             let mut got = vec![0u8; expected.len()];
-            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got)).await.unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(got, expected);
         }
         assert_eq!(registry.snapshot().len(), 18);
@@ -884,7 +951,11 @@ mod tests {
         let t = B256::repeat_byte(2);
         let f = FrameFilter::parse(&format!("addresses={a}&topics={t}&match=all")).unwrap();
         let frame = |addrs: &[Address], topics: &[B256]| {
-            Frame::new("{}".into(), addrs.iter().copied().collect(), topics.iter().copied().collect())
+            Frame::new(
+                "{}".into(),
+                addrs.iter().copied().collect(),
+                topics.iter().copied().collect(),
+            )
         };
         assert!(f.matches(&frame(&[a], &[t])));
         assert!(!f.matches(&frame(&[a], &[])));

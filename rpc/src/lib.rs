@@ -4,15 +4,17 @@
 
 pub mod fanout;
 pub mod p2p;
-pub mod rpc_metrics;
-mod proxy;
 mod pending;
+mod proxy;
+pub mod rpc_metrics;
 mod subscriptions;
 
 pub use proxy::{Upstream, UpstreamError};
 
 use flashnode_overlay::Overlay;
-use jsonrpsee::server::{middleware::rpc::RpcServiceBuilder, RpcModule, Server, ServerConfig, ServerHandle};
+use jsonrpsee::server::{
+    middleware::rpc::RpcServiceBuilder, RpcModule, Server, ServerConfig, ServerHandle,
+};
 use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -97,7 +99,8 @@ pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<Running
     let module = module(ctx);
     let known: Arc<HashSet<&'static str>> = Arc::new(module.method_names().collect());
     rpc_metrics::describe();
-    let middleware = RpcServiceBuilder::new().layer_fn(move |service| rpc_metrics::RpcMetrics::new(service, known.clone()));
+    let middleware = RpcServiceBuilder::new()
+        .layer_fn(move |service| rpc_metrics::RpcMetrics::new(service, known.clone()));
     let server = Server::builder()
         .set_config(server_config)
         .set_rpc_middleware(middleware)
@@ -135,7 +138,8 @@ impl jsonrpsee::server::IdProvider for HexIdProvider {
     fn next_id(&self) -> jsonrpsee::types::SubscriptionId<'static> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Unpredictable across processes, unique within one.
-        let id = (self.seed.rotate_left(17) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u128 | ((n as u128) << 64);
+        let id = (self.seed.rotate_left(17) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u128
+            | ((n as u128) << 64);
         jsonrpsee::types::SubscriptionId::Str(format!("0x{id:032x}").into())
     }
 }

@@ -125,7 +125,6 @@ async fn run(ctx: &RpcContext, call: P2pCall) -> Result<Value, ErrorObjectOwned>
     p2p.call(call).await.map_err(rpc_error)
 }
 
-
 /// Registers the `opp2p_` namespace.
 pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
     // Fixed-arity methods without parameters.
@@ -189,7 +188,10 @@ pub(crate) fn register(m: &mut RpcModule<RpcContext>) {
 }
 
 /// Adds the `gossip` section to a `flashnode_status` object (absent when p2p is off).
-pub(crate) fn extend_status(source: Option<&dyn GossipStatusSource>, status: &mut serde_json::Value) {
+pub(crate) fn extend_status(
+    source: Option<&dyn GossipStatusSource>,
+    status: &mut serde_json::Value,
+) {
     if let (Some(source), Some(obj)) = (source, status.as_object_mut()) {
         if let Ok(v) = serde_json::to_value(source.gossip_status()) {
             obj.insert("gossip".into(), v);

@@ -5,7 +5,9 @@
 use crate::{proxy::params_json, RpcContext};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256, U64};
-use alloy_rpc_types_eth::{simulate::SimulatePayload, Filter, FilterBlockOption, TransactionRequest};
+use alloy_rpc_types_eth::{
+    simulate::SimulatePayload, Filter, FilterBlockOption, TransactionRequest,
+};
 use flashnode_exec::{
     call::{self, CallError},
     convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
@@ -95,13 +97,22 @@ fn as_latest(params: Option<Value>, pos: usize) -> Option<Value> {
 }
 
 /// Proxies `method`; `pending` at `pos` becomes `latest` since no preconfirmation applies.
-async fn upstream_latest(ctx: &RpcContext, method: &str, params: Option<Value>, pos: usize) -> RpcResult<Value> {
+async fn upstream_latest(
+    ctx: &RpcContext,
+    method: &str,
+    params: Option<Value>,
+    pos: usize,
+) -> RpcResult<Value> {
     ctx.upstream.call(method, as_latest(params, pos)).await
 }
 
 /// Runs a read of the pending state on a blocking thread (canonical fallbacks block on I/O).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> RpcResult<T> + Send + 'static) -> RpcResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| err(-32603, format!("execution task failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> RpcResult<T> + Send + 'static,
+) -> RpcResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| err(-32603, format!("execution task failed: {e}")))?
 }
 
 /// Registers the flashblock-aware methods.
@@ -119,7 +130,7 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         crate::p2p::extend_status(ctx.gossip.as_deref(), &mut status);
         Ok(status)
     })
-        .expect("unique");
+    .expect("unique");
 
     m.register_async_method("eth_getTransactionReceipt", |p, ctx, _| async move {
         let hash: B256 = p.one().map_err(invalid_params)?;
@@ -145,7 +156,8 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         let params = params_json(&p)?;
         let tag = tag_at(&params, 0)?;
         if is_pending(&tag) {
-            let full = params.as_ref().and_then(|p| p.get(1)).and_then(|v| v.as_bool()).unwrap_or(false);
+            let full =
+                params.as_ref().and_then(|p| p.get(1)).and_then(|v| v.as_bool()).unwrap_or(false);
             if let Some(pending) = ctx.overlay.pending() {
                 return to_json(rpc_block(&pending.header, pending.hash, &pending.txs, full));
             }
@@ -168,7 +180,9 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         if is_pending(&tag_at(&params, 0)?) {
             if let Some(pending) = ctx.overlay.pending() {
                 let block = pending.context();
-                return to_json(pending.txs.iter().map(|t| rpc_receipt(t, &block)).collect::<Vec<_>>());
+                return to_json(
+                    pending.txs.iter().map(|t| rpc_receipt(t, &block)).collect::<Vec<_>>(),
+                );
             }
         }
         upstream_latest(&ctx, "eth_getBlockReceipts", params, 0).await
@@ -201,10 +215,16 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         if is_pending(&tag_at(&params, 2)?) {
             if let Some(pending) = ctx.overlay.pending() {
                 let arr = params.as_ref().and_then(|p| p.as_array()).cloned().unwrap_or_default();
-                let address: Address = serde_json::from_value(arr.first().cloned().unwrap_or_default()).map_err(invalid_params)?;
-                let slot: U256 = serde_json::from_value(arr.get(1).cloned().unwrap_or_default()).map_err(invalid_params)?;
+                let address: Address =
+                    serde_json::from_value(arr.first().cloned().unwrap_or_default())
+                        .map_err(invalid_params)?;
+                let slot: U256 = serde_json::from_value(arr.get(1).cloned().unwrap_or_default())
+                    .map_err(invalid_params)?;
                 return blocking(move || {
-                    let value = pending.database().storage_ref(address, slot).map_err(|e| err(-32603, e.to_string()))?;
+                    let value = pending
+                        .database()
+                        .storage_ref(address, slot)
+                        .map_err(|e| err(-32603, e.to_string()))?;
                     to_json(B256::from(value))
                 })
                 .await;
@@ -251,12 +271,23 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
         let params = params_json(&p)?;
         if is_pending(&tag_at(&params, 1)?) {
             if let Some(pending) = ctx.overlay.pending() {
-                let raw = params.as_ref().and_then(|p| p.get(0)).cloned().ok_or_else(|| invalid_params("missing simulation payload"))?;
-                let payload: SimulatePayload = serde_json::from_value(raw).map_err(invalid_params)?;
+                let raw = params
+                    .as_ref()
+                    .and_then(|p| p.get(0))
+                    .cloned()
+                    .ok_or_else(|| invalid_params("missing simulation payload"))?;
+                let payload: SimulatePayload =
+                    serde_json::from_value(raw).map_err(invalid_params)?;
                 let (chain, gas_cap) = (ctx.overlay.chain().clone(), ctx.config.gas_cap);
                 return blocking(move || {
-                    let blocks = simulate::simulate(pending.database(), &chain, &pending.env, &payload, gas_cap)
-                        .map_err(|e| err(e.code, e.message))?;
+                    let blocks = simulate::simulate(
+                        pending.database(),
+                        &chain,
+                        &pending.env,
+                        &payload,
+                        gas_cap,
+                    )
+                    .map_err(|e| err(e.code, e.message))?;
                     to_json(blocks)
                 })
                 .await;
@@ -310,7 +341,8 @@ impl PendingCall {
         let mut slots = Vec::new();
         for item in self.req.access_list.iter().flat_map(|l| l.0.iter()) {
             accounts.push(item.address);
-            slots.extend(item.storage_keys.iter().map(|k| (item.address, U256::from_be_bytes(k.0))));
+            slots
+                .extend(item.storage_keys.iter().map(|k| (item.address, U256::from_be_bytes(k.0))));
         }
         if let Err(e) = self.pending.prefetch(accounts, slots).await {
             tracing::debug!(err = %e, "call prefetch failed; execution reads one at a time");
@@ -373,7 +405,11 @@ fn overrides_at(params: &Option<Value>, pos: usize) -> RpcResult<call::CallOverr
 }
 
 fn request_at(params: &Option<Value>) -> RpcResult<TransactionRequest> {
-    let v = params.as_ref().and_then(|p| p.get(0)).cloned().ok_or_else(|| invalid_params("missing call object"))?;
+    let v = params
+        .as_ref()
+        .and_then(|p| p.get(0))
+        .cloned()
+        .ok_or_else(|| invalid_params("missing call object"))?;
     serde_json::from_value(v).map_err(invalid_params)
 }
 
@@ -381,7 +417,11 @@ fn request_at(params: &Option<Value>) -> RpcResult<TransactionRequest> {
 /// preconfirmed logs that match; a range starting at `pending` is the preconfirmed logs only.
 async fn get_logs(ctx: &RpcContext, p: &Params<'_>) -> RpcResult<Value> {
     let params = params_json(p)?;
-    let raw = params.as_ref().and_then(|p| p.get(0)).cloned().ok_or_else(|| invalid_params("missing filter"))?;
+    let raw = params
+        .as_ref()
+        .and_then(|p| p.get(0))
+        .cloned()
+        .ok_or_else(|| invalid_params("missing filter"))?;
     let filter: Filter = serde_json::from_value(raw.clone()).map_err(invalid_params)?;
     let (from, to) = match filter.block_option {
         FilterBlockOption::Range { from_block, to_block } => (from_block, to_block),
@@ -397,7 +437,8 @@ async fn get_logs(ctx: &RpcContext, p: &Params<'_>) -> RpcResult<Value> {
         let mut canonical = raw;
         canonical["toBlock"] = Value::String("latest".into());
         let got = ctx.upstream.call("eth_getLogs", Some(json!([canonical]))).await?;
-        logs = serde_json::from_value(got).map_err(|e| err(-32603, format!("upstream logs: {e}")))?;
+        logs =
+            serde_json::from_value(got).map_err(|e| err(-32603, format!("upstream logs: {e}")))?;
     }
     if let Some(pending) = ctx.overlay.pending() {
         let block = pending.context();
@@ -421,7 +462,10 @@ fn account_field(pending: &PendingBlock, method: &str, address: Address) -> RpcR
         _ => {
             let code = match info.code {
                 Some(c) => c.original_bytes(),
-                None => db.code_by_hash_ref(info.code_hash).map(|c| c.original_bytes()).unwrap_or_default(),
+                None => db
+                    .code_by_hash_ref(info.code_hash)
+                    .map(|c| c.original_bytes())
+                    .unwrap_or_default(),
             };
             to_json(code)
         }
@@ -441,7 +485,9 @@ async fn send_raw_sync(ctx: &RpcContext, p: Params<'_>) -> RpcResult<Value> {
     let mut events = ctx.overlay.subscribe();
     ctx.upstream.call("eth_sendRawTransaction", Some(json!([raw]))).await?;
     let deadline = tokio::time::Instant::now() + timeout;
-    let found = |pending: &Arc<PendingBlock>| pending.transaction(&hash).map(|tx| rpc_receipt(tx, &pending.context()));
+    let found = |pending: &Arc<PendingBlock>| {
+        pending.transaction(&hash).map(|tx| rpc_receipt(tx, &pending.context()))
+    };
     if let Some(pending) = ctx.overlay.pending() {
         if let Some(r) = found(&pending) {
             return to_json(r);
@@ -478,7 +524,10 @@ async fn send_raw_sync(ctx: &RpcContext, p: Params<'_>) -> RpcResult<Value> {
     }
     Err(ErrorObjectOwned::owned(
         4,
-        format!("the transaction was added to the mempool but wasn't processed within {}ms", timeout.as_millis()),
+        format!(
+            "the transaction was added to the mempool but wasn't processed within {}ms",
+            timeout.as_millis()
+        ),
         Some(hash),
     ))
 }

@@ -95,9 +95,18 @@ impl ToRpcParams for Raw {
 impl Upstream {
     /// A client of `url` (`http(s)://` or `ws(s)://`).
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, UpstreamError> {
-        let err = |e: jsonrpsee::core::client::Error| UpstreamError::Connect { url: url.into(), reason: e.to_string() };
+        let err = |e: jsonrpsee::core::client::Error| UpstreamError::Connect {
+            url: url.into(),
+            reason: e.to_string(),
+        };
         let inner = if url.starts_with("ws://") || url.starts_with("wss://") {
-            Inner::Ws(WsClientBuilder::default().request_timeout(timeout).build(url).await.map_err(err)?)
+            Inner::Ws(
+                WsClientBuilder::default()
+                    .request_timeout(timeout)
+                    .build(url)
+                    .await
+                    .map_err(err)?,
+            )
         } else {
             Inner::Http(
                 HttpClientBuilder::default()
@@ -111,9 +120,15 @@ impl Upstream {
     }
 
     /// Calls `method` with `params` (a JSON array or object, or None).
-    pub async fn call(&self, method: &str, params: Option<Value>) -> Result<Value, ErrorObjectOwned> {
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObjectOwned> {
         let raw = match params {
-            Some(v) => Some(RawValue::from_string(v.to_string()).map_err(|e| internal(e.to_string()))?),
+            Some(v) => {
+                Some(RawValue::from_string(v.to_string()).map_err(|e| internal(e.to_string()))?)
+            }
             None => None,
         };
         let res = match &*self.inner {
@@ -123,7 +138,11 @@ impl Upstream {
         metrics::counter!("flashnode_rpc_proxied_total").increment(1);
         res.map_err(|e| match e {
             jsonrpsee::core::client::Error::Call(obj) => obj,
-            other => ErrorObjectOwned::owned(-32603, format!("upstream unavailable: {other}"), None::<()>),
+            other => ErrorObjectOwned::owned(
+                -32603,
+                format!("upstream unavailable: {other}"),
+                None::<()>,
+            ),
         })
     }
 }

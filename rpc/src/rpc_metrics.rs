@@ -20,7 +20,10 @@ pub const RPC_IN_FLIGHT: &str = "flashnode_rpc_in_flight";
 
 /// Registers the descriptions of the RPC metrics.
 pub fn describe() {
-    metrics::describe_counter!(RPC_REQUESTS_TOTAL, "JSON-RPC calls by method and outcome (ok, error)");
+    metrics::describe_counter!(
+        RPC_REQUESTS_TOTAL,
+        "JSON-RPC calls by method and outcome (ok, error)"
+    );
     metrics::describe_histogram!(
         RPC_REQUEST_DURATION_SECONDS,
         metrics::Unit::Seconds,
@@ -72,7 +75,10 @@ where
     type NotificationResponse = S::NotificationResponse;
     type BatchResponse = S::BatchResponse;
 
-    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
+    fn call<'a>(
+        &self,
+        request: Request<'a>,
+    ) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
         let method = label(&self.known, request.method_name());
         let service = self.service.clone();
         async move {
@@ -80,7 +86,8 @@ where
             let started = Instant::now();
             let response = service.call(request).await;
             let outcome = if response.is_error() { "error" } else { "ok" };
-            metrics::counter!(RPC_REQUESTS_TOTAL, "method" => method, "outcome" => outcome).increment(1);
+            metrics::counter!(RPC_REQUESTS_TOTAL, "method" => method, "outcome" => outcome)
+                .increment(1);
             metrics::histogram!(RPC_REQUEST_DURATION_SECONDS, "method" => method)
                 .record(started.elapsed().as_secs_f64());
             response
@@ -106,16 +113,22 @@ where
             let response = service.batch(batch).await;
             let elapsed = started.elapsed().as_secs_f64();
             for method in methods {
-                metrics::counter!(RPC_REQUESTS_TOTAL, "method" => method, "outcome" => "batch").increment(1);
-                metrics::histogram!(RPC_REQUEST_DURATION_SECONDS, "method" => method).record(elapsed);
+                metrics::counter!(RPC_REQUESTS_TOTAL, "method" => method, "outcome" => "batch")
+                    .increment(1);
+                metrics::histogram!(RPC_REQUEST_DURATION_SECONDS, "method" => method)
+                    .record(elapsed);
             }
             response
         }
     }
 
-    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
         let method = label(&self.known, n.method_name());
-        metrics::counter!(RPC_REQUESTS_TOTAL, "method" => method, "outcome" => "notification").increment(1);
+        metrics::counter!(RPC_REQUESTS_TOTAL, "method" => method, "outcome" => "notification")
+            .increment(1);
         self.service.notification(n)
     }
 }

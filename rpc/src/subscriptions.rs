@@ -42,14 +42,19 @@ fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObject
             Some(Value::Object(o)) if o.keys().all(|k| k == "full") => match o.get("full") {
                 None => Ok(false),
                 Some(Value::Bool(b)) => Ok(*b),
-                Some(other) => Err(invalid(format!("invalid params: `full` must be true or false, got {other}"))),
+                Some(other) => Err(invalid(format!(
+                    "invalid params: `full` must be true or false, got {other}"
+                ))),
             },
-            Some(other) => Err(invalid(format!("invalid params: expected true, false or {{\"full\": bool}}, got {other}"))),
+            Some(other) => Err(invalid(format!(
+                "invalid params: expected true, false or {{\"full\": bool}}, got {other}"
+            ))),
         }
     };
     let filter = |arg: Option<Value>| -> Result<Box<Filter>, ErrorObjectOwned> {
         Ok(Box::new(match arg {
-            Some(v) => serde_json::from_value(v).map_err(|e| invalid(format!("invalid log filter: {e}")))?,
+            Some(v) => serde_json::from_value(v)
+                .map_err(|e| invalid(format!("invalid log filter: {e}")))?,
             None => Filter::default(),
         }))
     };
@@ -74,20 +79,29 @@ fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObject
 
 /// Registers `eth_subscribe` / `eth_unsubscribe`.
 pub fn register(m: &mut RpcModule<RpcContext>) {
-    m.register_subscription("eth_subscribe", "eth_subscription", "eth_unsubscribe", |params, pending, ctx, _| async move {
-        let kind = match parse_kind(&params) {
-            Ok(k) => k,
-            Err(e) => {
-                pending.reject(e).await;
-                return Ok(());
-            }
-        };
-        serve(kind, pending, ctx).await
-    })
+    m.register_subscription(
+        "eth_subscribe",
+        "eth_subscription",
+        "eth_unsubscribe",
+        |params, pending, ctx, _| async move {
+            let kind = match parse_kind(&params) {
+                Ok(k) => k,
+                Err(e) => {
+                    pending.reject(e).await;
+                    return Ok(());
+                }
+            };
+            serve(kind, pending, ctx).await
+        },
+    )
     .expect("unique");
 }
 
-async fn serve(kind: Kind, pending: PendingSubscriptionSink, ctx: Arc<RpcContext>) -> SubscriptionResult {
+async fn serve(
+    kind: Kind,
+    pending: PendingSubscriptionSink,
+    ctx: Arc<RpcContext>,
+) -> SubscriptionResult {
     // Subscribe before accepting, so nothing published in between is missed.
     let mut events = ctx.overlay.subscribe();
     let mut sink = pending.accept().await?;
@@ -103,7 +117,9 @@ async fn serve(kind: Kind, pending: PendingSubscriptionSink, ctx: Arc<RpcContext
                 // Never skip silently: a subscriber that fell behind is told and must resubscribe.
                 Err(RecvError::Lagged(n)) => {
                     metrics::counter!("flashnode_ws_lagged_total").increment(1);
-                    return Err(format!("subscription lagged behind by {n} events; resubscribe").into());
+                    return Err(
+                        format!("subscription lagged behind by {n} events; resubscribe").into()
+                    );
                 }
                 Err(RecvError::Closed) => return Ok(()),
             };
@@ -119,7 +135,10 @@ async fn serve(kind: Kind, pending: PendingSubscriptionSink, ctx: Arc<RpcContext
 
 /// Queues a message without waiting: a subscriber whose buffer is full is dropped, so it never
 /// slows the node or the other subscribers.
-fn send(sink: &mut SubscriptionSink, msg: Value) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+fn send(
+    sink: &mut SubscriptionSink,
+    msg: Value,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let raw = serde_json::value::to_raw_value(&msg)?;
     sink.try_send(SubscriptionMessage::from(raw)).map_err(|e| {
         metrics::counter!("flashnode_ws_lagged_total").increment(1);
@@ -130,14 +149,17 @@ fn send(sink: &mut SubscriptionSink, msg: Value) -> Result<(), Box<dyn std::erro
 
 fn messages(kind: &Kind, ev: &OverlayEvent) -> Vec<Value> {
     match (kind, ev) {
-        (Kind::Flashblocks { full }, OverlayEvent::Applied { block, .. }) => vec![flashblock_message(block, *full)],
+        (Kind::Flashblocks { full }, OverlayEvent::Applied { block, .. }) => {
+            vec![flashblock_message(block, *full)]
+        }
         (Kind::FlashblockTransactions { full }, OverlayEvent::Applied { block, .. }) => {
             let ctx = block.context();
             block.txs[block.first_new..]
                 .iter()
                 .map(|tx| {
                     if *full {
-                        let mut v = serde_json::to_value(rpc_transaction(tx, Some(&ctx))).unwrap_or_default();
+                        let mut v = serde_json::to_value(rpc_transaction(tx, Some(&ctx)))
+                            .unwrap_or_default();
                         v["logs"] = serde_json::to_value(rpc_logs(tx, &ctx)).unwrap_or_default();
                         v
                     } else {
@@ -148,20 +170,32 @@ fn messages(kind: &Kind, ev: &OverlayEvent) -> Vec<Value> {
         }
         (Kind::PendingLogs(filter), OverlayEvent::Applied { block, .. }) => {
             let ctx = block.context();
-            matching(filter, block.txs[block.first_new..].iter().flat_map(|t| rpc_logs(t, &ctx)), false)
+            matching(
+                filter,
+                block.txs[block.first_new..].iter().flat_map(|t| rpc_logs(t, &ctx)),
+                false,
+            )
         }
         (Kind::PendingLogs(filter), OverlayEvent::Dropped { block, first_dropped }) => {
             let ctx = block.context();
-            matching(filter, block.txs[*first_dropped..].iter().flat_map(|t| rpc_logs(t, &ctx)), true)
+            matching(
+                filter,
+                block.txs[*first_dropped..].iter().flat_map(|t| rpc_logs(t, &ctx)),
+                true,
+            )
         }
-        (Kind::NewHeads, OverlayEvent::Canonical(block)) => vec![serde_json::to_value(alloy_rpc_types_eth::Header {
-            hash: block.hash,
-            inner: block.header.clone(),
-            total_difficulty: None,
-            size: None,
-        })
-        .unwrap_or_default()],
-        (Kind::Logs(filter), OverlayEvent::Canonical(block)) => matching(filter, canonical_logs(block), false),
+        (Kind::NewHeads, OverlayEvent::Canonical(block)) => {
+            vec![serde_json::to_value(alloy_rpc_types_eth::Header {
+                hash: block.hash,
+                inner: block.header.clone(),
+                total_difficulty: None,
+                size: None,
+            })
+            .unwrap_or_default()]
+        }
+        (Kind::Logs(filter), OverlayEvent::Canonical(block)) => {
+            matching(filter, canonical_logs(block), false)
+        }
         _ => Vec::new(),
     }
 }
@@ -204,7 +238,8 @@ fn canonical_logs(block: &CanonicalBlock) -> impl Iterator<Item = Log> + '_ {
 /// fields), or with `full` the whole pending block as Base sends it.
 fn flashblock_message(block: &PendingBlock, full: bool) -> Value {
     if full {
-        return serde_json::to_value(rpc_block(&block.header, block.hash, &block.txs, true)).unwrap_or_default();
+        return serde_json::to_value(rpc_block(&block.header, block.hash, &block.txs, true))
+            .unwrap_or_default();
     }
     let ctx = block.context();
     let new = &block.txs[block.first_new..];

@@ -8,14 +8,19 @@ use flashnode_exec::{BlockBuilder, BlockEnvInput, ChainConfig, SourceDb, StateSo
 use flashnode_overlay::upstream::{UpstreamConfig, UpstreamSource};
 use op_alloy_consensus::OpTxEnvelope;
 use op_alloy_rpc_types_engine::flashblock::{
-    OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta, OpFlashblockPayloadMetadata,
+    OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta,
+    OpFlashblockPayloadMetadata,
 };
 use revm::database::CacheDB;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 fn quantity(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().unwrap_or_else(|| panic!("quantity, got {v}")).trim_start_matches("0x"), 16).expect("hex quantity")
+    u64::from_str_radix(
+        v.as_str().unwrap_or_else(|| panic!("quantity, got {v}")).trim_start_matches("0x"),
+        16,
+    )
+    .expect("hex quantity")
 }
 
 /// Sends `raws` to anvil and mines them into one block.
@@ -37,10 +42,18 @@ pub fn creation(bin: &str, args: &[u8]) -> Bytes {
 
 /// Executes `chunks` (one per flashblock) over anvil's state at `env.parent_hash` through
 /// flashnode's own upstream `StateSource`, and returns the flashblock frames of block N+1.
-pub async fn build_frames(anvil: &str, chain_id: u64, env: &BlockEnvInput, chunks: Vec<Vec<Bytes>>) -> Vec<String> {
-    let upstream = UpstreamSource::connect(UpstreamConfig { url: anvil.to_string(), ..Default::default() }, Default::default())
-        .await
-        .unwrap();
+pub async fn build_frames(
+    anvil: &str,
+    chain_id: u64,
+    env: &BlockEnvInput,
+    chunks: Vec<Vec<Bytes>>,
+) -> Vec<String> {
+    let upstream = UpstreamSource::connect(
+        UpstreamConfig { url: anvil.to_string(), ..Default::default() },
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let source: Arc<dyn StateSource> = Arc::new(upstream);
     let handle = tokio::runtime::Handle::current();
     let env2 = env.clone();
@@ -64,7 +77,8 @@ pub async fn build_frames(anvil: &str, chain_id: u64, env: &BlockEnvInput, chunk
             let first = builder.transactions().len();
             for raw in chunk {
                 let tx = OpTxEnvelope::decode_2718_exact(raw).unwrap();
-                let sender = alloy_consensus::transaction::SignerRecoverable::recover_signer(&tx).unwrap();
+                let sender =
+                    alloy_consensus::transaction::SignerRecoverable::recover_signer(&tx).unwrap();
                 builder.execute(tx, sender, raw.clone()).expect("executes over anvil's state");
             }
             let header = builder.header(B256::ZERO, B256::ZERO);
@@ -112,4 +126,3 @@ pub fn next_env(parent: &Value, coinbase: Address) -> BlockEnvInput {
         extra_data: Bytes::new(),
     }
 }
-

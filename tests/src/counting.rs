@@ -29,7 +29,8 @@ pub struct CountingProxy {
     pub counts: Arc<Counts>,
 }
 
-const STATE_METHODS: [&str; 4] = ["eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt"];
+const STATE_METHODS: [&str; 4] =
+    ["eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt"];
 
 impl CountingProxy {
     /// Proxies `upstream` (an http:// URL) on a free loopback port.
@@ -49,7 +50,10 @@ impl CountingProxy {
 
     /// (HTTP requests with state reads, state-read calls) so far.
     pub fn state(&self) -> (u64, u64) {
-        (self.counts.state_http.load(Ordering::SeqCst), self.counts.state_calls.load(Ordering::SeqCst))
+        (
+            self.counts.state_http.load(Ordering::SeqCst),
+            self.counts.state_calls.load(Ordering::SeqCst),
+        )
     }
 }
 
@@ -136,7 +140,8 @@ async fn forward(upstream: &str, body: &[u8]) -> Option<Vec<u8>> {
     let (mut out, mut i) = (Vec::new(), 0);
     loop {
         let line_end = rest[i..].windows(2).position(|w| w == b"\r\n")? + i;
-        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[i..line_end]).trim(), 16).ok()?;
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&rest[i..line_end]).trim(), 16).ok()?;
         if size == 0 {
             return Some(out);
         }

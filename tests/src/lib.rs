@@ -111,7 +111,11 @@ pub struct Proc {
 impl Proc {
     /// Spawns `flashnode` with `args`.
     pub fn flashnode(args: &[String]) -> Self {
-        let log = std::env::temp_dir().join(format!("flashnode-test-{}-{}.log", std::process::id(), free_port()));
+        let log = std::env::temp_dir().join(format!(
+            "flashnode-test-{}-{}.log",
+            std::process::id(),
+            free_port()
+        ));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(flashnode_bin())
             .args(args)
@@ -120,7 +124,12 @@ impl Proc {
             .stderr(file)
             .stdin(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run scripts/test.sh, which builds it)", flashnode_bin().display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (run scripts/test.sh, which builds it)",
+                    flashnode_bin().display()
+                )
+            });
         Self { child, log }
     }
 
@@ -130,7 +139,11 @@ impl Proc {
     /// process. See [`Proc::limit_file_size`].
     pub fn flashnode_fsize_faults(args: &[String]) -> Self {
         use std::os::unix::process::CommandExt;
-        let log = std::env::temp_dir().join(format!("flashnode-test-{}-{}.log", std::process::id(), free_port()));
+        let log = std::env::temp_dir().join(format!(
+            "flashnode-test-{}-{}.log",
+            std::process::id(),
+            free_port()
+        ));
         let mut file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(flashnode_bin());
         cmd.args(args)
@@ -149,9 +162,12 @@ impl Proc {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run scripts/test.sh, which builds it)", flashnode_bin().display()));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (run scripts/test.sh, which builds it)",
+                flashnode_bin().display()
+            )
+        });
         drop(cmd); // closes our copies of the pipe's write end: EOF when the child exits
         std::thread::spawn(move || {
             let mut reader = reader;
@@ -179,7 +195,10 @@ impl Proc {
         // SAFETY: prlimit with a null new limit only writes the current one into `old`.
         let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
         assert_eq!(rc, 0, "prlimit(RLIMIT_FSIZE): {}", std::io::Error::last_os_error());
-        let limit = libc::rlimit { rlim_cur: bytes.unwrap_or(old.rlim_max).min(old.rlim_max), rlim_max: old.rlim_max };
+        let limit = libc::rlimit {
+            rlim_cur: bytes.unwrap_or(old.rlim_max).min(old.rlim_max),
+            rlim_max: old.rlim_max,
+        };
         // SAFETY: prlimit reads `limit` and writes nothing (old limit pointer is null).
         let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
         assert_eq!(rc, 0, "prlimit(RLIMIT_FSIZE): {}", std::io::Error::last_os_error());
@@ -210,7 +229,10 @@ impl Proc {
 
     /// Sends SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
         assert!(status.success(), "kill -TERM failed");
     }
 
@@ -281,7 +303,11 @@ pub async fn start(sub: &str, extra: &[&str]) -> Running {
                     status(&running.rpc).await["mode"] == "flashblocks"
                 })
                 .await;
-                assert!(ready, "flashnode dev never served flashblocks:\n{}", running.proc.output());
+                assert!(
+                    ready,
+                    "flashnode dev never served flashblocks:\n{}",
+                    running.proc.output()
+                );
             }
             return running;
         }
@@ -316,7 +342,8 @@ pub fn decode_frame(bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
 
 /// Connects to a flashblock websocket and forwards every flashblock.
 pub async fn collect_flashblocks(url: &str) -> mpsc::Receiver<Received> {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("flashblock websocket connects");
+    let (ws, _) =
+        tokio_tungstenite::connect_async(url).await.expect("flashblock websocket connects");
     let (tx, rx) = mpsc::channel(100_000);
     tokio::spawn(async move {
         let (_, mut read) = ws.split();
@@ -329,7 +356,11 @@ pub async fn collect_flashblocks(url: &str) -> mpsc::Receiver<Received> {
             let json = decode_frame(&bytes).expect("every frame decodes");
             let payload: OpFlashblockPayload =
                 serde_json::from_value(json.clone()).expect("every frame is a flashblock");
-            if tx.send(Received { payload, json, binary, at: std::time::Instant::now() }).await.is_err() {
+            if tx
+                .send(Received { payload, json, binary, at: std::time::Instant::now() })
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -347,7 +378,10 @@ pub async fn next_flashblock(rx: &mut mpsc::Receiver<Received>, timeout: Duratio
 
 /// Runs `cast` with `args`, returning stdout; panics with stderr on failure.
 pub fn cast(args: &[&str]) -> String {
-    let out = Command::new(cast_bin()).args(args).output().expect("cast runs (scripts/install-test-tools.sh installs it)");
+    let out = Command::new(cast_bin())
+        .args(args)
+        .output()
+        .expect("cast runs (scripts/install-test-tools.sh installs it)");
     assert!(
         out.status.success(),
         "cast {args:?} failed: {}\n{}",
@@ -394,7 +428,8 @@ pub fn address_of(key: &str) -> Address {
 pub async fn raw_rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let url = url.strip_prefix("http://").expect("http url");
-    let (host, path) = url.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((url, "/".into()));
+    let (host, path) =
+        url.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((url, "/".into()));
     let body = body.to_string();
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -448,8 +483,11 @@ pub async fn start_node(flashblocks_url: &str, upstream: &str, extra: &[&str]) -
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let proc = Proc::flashnode(&args);
-    let running =
-        Running { proc, rpc: format!("http://127.0.0.1:{rpc_port}"), ws: format!("ws://127.0.0.1:{fanout_port}/ws") };
+    let running = Running {
+        proc,
+        rpc: format!("http://127.0.0.1:{rpc_port}"),
+        ws: format!("ws://127.0.0.1:{fanout_port}/ws"),
+    };
     let provider = running.provider();
     for _ in 0..200 {
         if provider.get_chain_id().await.is_ok() {
@@ -463,7 +501,8 @@ pub async fn start_node(flashblocks_url: &str, upstream: &str, extra: &[&str]) -
 /// Fetches a Prometheus text page.
 pub async fn scrape(addr: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint reachable");
+    let mut stream =
+        tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint reachable");
     let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(req.as_bytes()).await.expect("request written");
     let mut out = Vec::new();
@@ -485,7 +524,9 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             if metric_name != name {
                 return None;
             }
-            let ok = labels.iter().all(|(k, v)| label_part.split(',').any(|p| p == format!("{k}=\"{v}\"")));
+            let ok = labels
+                .iter()
+                .all(|(k, v)| label_part.split(',').any(|p| p == format!("{k}=\"{v}\"")));
             ok.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
@@ -493,7 +534,9 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// A raw JSON-RPC websocket client for subscriptions.
 pub struct WsRpc {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     next_id: u64,
     /// Notifications read while waiting for a response.
     backlog: std::collections::VecDeque<serde_json::Value>,
@@ -503,7 +546,8 @@ impl WsRpc {
     /// Connects to `http://` or `ws://` RPC URL (same port serves both).
     pub async fn connect(url: &str) -> WsRpc {
         let url = url.replace("http://", "ws://");
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("rpc websocket connects");
+        let (ws, _) =
+            tokio_tungstenite::connect_async(url.as_str()).await.expect("rpc websocket connects");
         WsRpc { ws, next_id: 1, backlog: Default::default() }
     }
 
@@ -512,7 +556,8 @@ impl WsRpc {
         use futures::SinkExt;
         let id = self.next_id;
         self.next_id += 1;
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         self.ws.send(Message::Text(body.to_string().into())).await.expect("request sent");
         loop {
             let v = self.read(Duration::from_secs(10)).await.expect("a response");
@@ -568,8 +613,23 @@ impl Anvil {
     pub async fn start(chain_id: u64) -> Anvil {
         let port = free_port();
         let child = Command::new(anvil_bin())
-            .args(["--network", "optimism", "--hardfork", "isthmus", "--no-mining", "--order", "fifo"])
-            .args(["--chain-id", &chain_id.to_string(), "--port", &port.to_string(), "--host", "127.0.0.1"])
+            .args([
+                "--network",
+                "optimism",
+                "--hardfork",
+                "isthmus",
+                "--no-mining",
+                "--order",
+                "fifo",
+            ])
+            .args([
+                "--chain-id",
+                &chain_id.to_string(),
+                "--port",
+                &port.to_string(),
+                "--host",
+                "127.0.0.1",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -587,7 +647,10 @@ impl Anvil {
 
 async fn raw_rpc_try(url: &str, method: &str) -> bool {
     let host = url.trim_start_matches("http://").to_string();
-    let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(host)).await else {
+    let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(host))
+            .await
+    else {
         return false;
     };
     raw_rpc(url, method, serde_json::json!([])).await.get("result").is_some()

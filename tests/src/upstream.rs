@@ -34,7 +34,8 @@ pub struct UpstreamProxy {
 impl UpstreamProxy {
     /// Starts a proxy of `target` (an http:// URL) on a free loopback port, in [`UpstreamMode::Pass`].
     pub async fn start(target: &str) -> UpstreamProxy {
-        let target = target.strip_prefix("http://").expect("http url").trim_end_matches('/').to_string();
+        let target =
+            target.strip_prefix("http://").expect("http url").trim_end_matches('/').to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (mode, rx) = watch::channel(UpstreamMode::Pass);

@@ -55,7 +55,8 @@ fn validate(args: &[&str]) -> (bool, String) {
 fn scratch(name: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("flashnode-chart-{}-{name}-{n}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("flashnode-chart-{}-{name}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("scratch dir");
     dir
@@ -151,7 +152,8 @@ fn dashboard_metric_names_must_exist_in_the_code() {
 #[test]
 fn dockerfile_must_run_as_non_root() {
     let shipped = fs::read_to_string(root().join("Dockerfile")).expect("reading the Dockerfile");
-    let as_root: String = shipped.lines().filter(|l| !l.starts_with("USER ")).map(|l| format!("{l}\n")).collect();
+    let as_root: String =
+        shipped.lines().filter(|l| !l.starts_with("USER ")).map(|l| format!("{l}\n")).collect();
     assert_ne!(as_root, shipped, "the Dockerfile has no USER line to remove");
     let dir = scratch("dockerfile");
     let bad = write(&dir, "Dockerfile", &as_root);
@@ -170,7 +172,10 @@ fn rendered_config_is_accepted_by_the_node() {
     let (ok, out) = validate(&["--emit-config", emit.to_str().expect("utf-8 temp path")]);
     assert!(ok, "chart validation failed:\n{out}");
     let bin = flashnode_tests::flashnode_bin();
-    let help = Command::new(&bin).args(["node", "--help"]).output().expect("running flashnode node --help");
+    let help = Command::new(&bin)
+        .args(["node", "--help"])
+        .output()
+        .expect("running flashnode node --help");
     let has_p2p = String::from_utf8_lossy(&help.stdout).contains("--p2p-addr");
     let mut checked = 0;
     for entry in fs::read_dir(&emit).expect("emitted configs") {
@@ -214,7 +219,10 @@ fn rendered_config_is_accepted_by_the_node() {
                 path.display()
             );
         }
-        assert!(printed.contains("rpc-addr = \"0.0.0.0:8545\"") || printed.contains("rpc-addr = \"0.0.0.0:18545\""));
+        assert!(
+            printed.contains("rpc-addr = \"0.0.0.0:8545\"")
+                || printed.contains("rpc-addr = \"0.0.0.0:18545\"")
+        );
         checked += 1;
     }
     let _ = fs::remove_dir_all(&dir);

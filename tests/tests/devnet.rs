@@ -13,7 +13,8 @@ use std::{collections::BTreeMap, time::Duration};
 const KEY0: &str = DEV_KEYS[0];
 
 fn quantity(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().expect("hex quantity").trim_start_matches("0x"), 16).expect("hex")
+    u64::from_str_radix(v.as_str().expect("hex quantity").trim_start_matches("0x"), 16)
+        .expect("hex")
 }
 
 /// cast sends an EIP-1559 transfer; the websocket shows it in a flashblock with index > 0
@@ -24,8 +25,15 @@ async fn cast_transfer_is_streamed_before_the_block_seals() {
     let mut fbs = collect_flashblocks(&node.ws).await;
     let to = address_of(DEV_KEYS[1]);
     let hash = cast(&[
-        "send", "--async", "--rpc-url", &node.rpc, "--private-key", KEY0,
-        &to.to_string(), "--value", "1ether",
+        "send",
+        "--async",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        KEY0,
+        &to.to_string(),
+        "--value",
+        "1ether",
     ]);
     let hash: B256 = hash.parse().expect("cast prints the tx hash");
 
@@ -43,8 +51,14 @@ async fn cast_transfer_is_streamed_before_the_block_seals() {
     let raw_in_diff = seen.payload.diff.transactions.iter().any(|raw| keccak256(raw) == hash);
     assert!(raw_in_diff, "the flashblock diff carries the raw tx");
 
-    let receipt_json: Value =
-        serde_json::from_str(&cast(&["receipt", "--json", "--rpc-url", &node.rpc, &hash.to_string()])).unwrap();
+    let receipt_json: Value = serde_json::from_str(&cast(&[
+        "receipt",
+        "--json",
+        "--rpc-url",
+        &node.rpc,
+        &hash.to_string(),
+    ]))
+    .unwrap();
     let fb_receipt = &seen.payload.metadata.receipts[&hash];
     assert_eq!(quantity(&receipt_json["blockNumber"]), seen.payload.metadata.block_number);
     assert_eq!(quantity(&receipt_json["status"]), 1);
@@ -61,14 +75,33 @@ async fn cast_transfer_is_streamed_before_the_block_seals() {
 async fn contract_deploy_and_logs_round_trip() {
     let node = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let mut fbs = collect_flashblocks(&node.ws).await;
-    let out = cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", KEY0, "--create", PROBE_BIN.trim()]);
+    let out = cast(&[
+        "send",
+        "--json",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        KEY0,
+        "--create",
+        PROBE_BIN.trim(),
+    ]);
     let deploy: Value = serde_json::from_str(&out).unwrap();
     let probe: Address = deploy["contractAddress"].as_str().unwrap().parse().unwrap();
     assert_eq!(quantity(&deploy["status"]), 1);
     let code = cast(&["code", "--rpc-url", &node.rpc, &probe.to_string()]);
     assert!(code.len() > 10, "deployed code is served");
 
-    let out = cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", KEY0, &probe.to_string(), "ping(uint256)", "42"]);
+    let out = cast(&[
+        "send",
+        "--json",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        KEY0,
+        &probe.to_string(),
+        "ping(uint256)",
+        "42",
+    ]);
     let receipt: Value = serde_json::from_str(&out).unwrap();
     let hash: B256 = receipt["transactionHash"].as_str().unwrap().parse().unwrap();
     let logs = receipt["logs"].as_array().unwrap();
@@ -93,7 +126,11 @@ async fn contract_deploy_and_logs_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flashblocks_respect_their_gas_caps() {
     let gas_limit = 5_000_000u64;
-    let node = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms", "--gas-limit", "5000000"]).await;
+    let node = start(
+        "devnet",
+        &["--block-time", "1s", "--flashblock-interval", "100ms", "--gas-limit", "5000000"],
+    )
+    .await;
     let provider = node.provider();
     let chain_id = provider.get_chain_id().await.unwrap();
     let mut fbs = collect_flashblocks(&node.ws).await;
@@ -102,8 +139,16 @@ async fn flashblocks_respect_their_gas_caps() {
     let data = Bytes::from(vec![0xffu8; 2_500]);
     for k in 0..6 {
         for nonce in 0..10u64 {
-            let raw = sign_1559(DEV_KEYS[k], chain_id, nonce, TxKind::Call(Address::repeat_byte(0x11)),
-                U256::from(1), data.clone(), 130_000, 100_000_000_000);
+            let raw = sign_1559(
+                DEV_KEYS[k],
+                chain_id,
+                nonce,
+                TxKind::Call(Address::repeat_byte(0x11)),
+                U256::from(1),
+                data.clone(),
+                130_000,
+                100_000_000_000,
+            );
             let _ = provider.send_raw_transaction(&raw).await.unwrap();
         }
     }
@@ -114,12 +159,20 @@ async fn flashblocks_respect_their_gas_caps() {
         let fb = next_flashblock(&mut fbs, Duration::from_secs(10)).await;
         let j = fb.payload.index;
         if j == 0 {
-            assert_eq!(fb.payload.diff.transactions.len(), 1, "index 0 carries only the L1-info deposit");
+            assert_eq!(
+                fb.payload.diff.transactions.len(),
+                1,
+                "index 0 carries only the L1-info deposit"
+            );
             continue;
         }
         checked += 1;
         let cap = gas_limit / n * j;
-        assert!(fb.payload.diff.gas_used <= cap, "flashblock {j} used {} > cap {cap}", fb.payload.diff.gas_used);
+        assert!(
+            fb.payload.diff.gas_used <= cap,
+            "flashblock {j} used {} > cap {cap}",
+            fb.payload.diff.gas_used
+        );
         if j == n && fb.payload.diff.gas_used > gas_limit * 9 / 10 {
             full_blocks += 1;
         }
@@ -133,7 +186,17 @@ async fn flashblocks_respect_their_gas_caps() {
 async fn sealed_hash_and_state_root_recompute() {
     let node = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let mut fbs = collect_flashblocks(&node.ws).await;
-    cast(&["send", "--rpc-url", &node.rpc, "--private-key", KEY0, "--create", TOKEN_BIN.trim(), "constructor(uint256)", "1000000"]);
+    cast(&[
+        "send",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        KEY0,
+        "--create",
+        TOKEN_BIN.trim(),
+        "constructor(uint256)",
+        "1000000",
+    ]);
     // Follow one whole block from index 0 to its last flashblock.
     let mut last_of_block: BTreeMap<u64, (u64, B256, B256)> = BTreeMap::new();
     let start_block = loop {
@@ -148,31 +211,55 @@ async fn sealed_hash_and_state_root_recompute() {
         if number > start_block {
             break;
         }
-        last_of_block.insert(number, (fb.payload.index, fb.payload.diff.block_hash, fb.payload.diff.state_root));
+        last_of_block.insert(
+            number,
+            (fb.payload.index, fb.payload.diff.block_hash, fb.payload.diff.state_root),
+        );
     }
     let (_, fb_hash, fb_state_root) = last_of_block[&start_block];
-    let block: Value = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!([format!("0x{start_block:x}"), false])).await["result"].clone();
-    let header: Header = serde_json::from_value(block.clone()).expect("the RPC block header deserialises");
+    let block: Value =
+        raw_rpc(&node.rpc, "eth_getBlockByNumber", json!([format!("0x{start_block:x}"), false]))
+            .await["result"]
+            .clone();
+    let header: Header =
+        serde_json::from_value(block.clone()).expect("the RPC block header deserialises");
     let hash: B256 = block["hash"].as_str().unwrap().parse().unwrap();
     assert_eq!(header.hash_slow(), hash, "hash recomputed from the header fields");
     assert_eq!(hash, fb_hash, "the sealed hash is the last flashblock's block_hash");
     assert_eq!(header.state_root, fb_state_root);
 
     // Independent state root: every account from the dump, hashed into a trie here.
-    let dump = raw_rpc(&node.rpc, "devnet_dumpState", json!([format!("0x{start_block:x}")])).await["result"].clone();
+    let dump = raw_rpc(&node.rpc, "devnet_dumpState", json!([format!("0x{start_block:x}")])).await
+        ["result"]
+        .clone();
     let accounts = dump["accounts"].as_object().unwrap();
     assert!(accounts.len() >= 11, "dev accounts and predeploys are in the dump");
     let root = alloy_trie::root::state_root_unhashed(accounts.iter().map(|(addr, acc)| {
-        let storage: Vec<(B256, U256)> = acc["storage"].as_object().unwrap().iter()
-            .map(|(k, v)| (B256::from(k.parse::<U256>().unwrap()), v.as_str().unwrap().parse::<U256>().unwrap()))
+        let storage: Vec<(B256, U256)> = acc["storage"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    B256::from(k.parse::<U256>().unwrap()),
+                    v.as_str().unwrap().parse::<U256>().unwrap(),
+                )
+            })
             .collect();
         let code: Bytes = acc["code"].as_str().unwrap().parse().unwrap();
-        (addr.parse::<Address>().unwrap(), TrieAccount {
-            nonce: acc["nonce"].as_u64().unwrap(),
-            balance: acc["balance"].as_str().unwrap().parse().unwrap(),
-            storage_root: if storage.is_empty() { EMPTY_ROOT_HASH } else { storage_root_unhashed(storage) },
-            code_hash: if code.is_empty() { KECCAK_EMPTY } else { keccak256(&code) },
-        })
+        (
+            addr.parse::<Address>().unwrap(),
+            TrieAccount {
+                nonce: acc["nonce"].as_u64().unwrap(),
+                balance: acc["balance"].as_str().unwrap().parse().unwrap(),
+                storage_root: if storage.is_empty() {
+                    EMPTY_ROOT_HASH
+                } else {
+                    storage_root_unhashed(storage)
+                },
+                code_hash: if code.is_empty() { KECCAK_EMPTY } else { keccak256(&code) },
+            },
+        )
     }));
     assert_eq!(root, header.state_root, "state root recomputed independently");
 }
@@ -212,7 +299,8 @@ async fn bad_transactions_get_clear_errors() {
     assert_eq!(r["error"]["code"], -32000);
     assert!(r["error"]["message"].as_str().unwrap().starts_with("insufficient funds"), "{r}");
 
-    let too_little_gas = sign_1559(DEV_KEYS[4], 901, 0, to, U256::from(1), Bytes::new(), 20_000, fee);
+    let too_little_gas =
+        sign_1559(DEV_KEYS[4], 901, 0, to, U256::from(1), Bytes::new(), 20_000, fee);
     let r = raw_rpc(&node.rpc, "eth_sendRawTransaction", json!([too_little_gas])).await;
     assert!(r["error"]["message"].as_str().unwrap().starts_with("intrinsic gas too low"), "{r}");
 
@@ -222,8 +310,14 @@ async fn bad_transactions_get_clear_errors() {
     // The sequencer keeps going and a valid tx still lands.
     let before = provider.get_block_number().await.unwrap();
     let ok = sign_1559(KEY0, 901, 1, to, U256::from(1), Bytes::new(), 21_000, fee);
-    let receipt = provider.send_raw_transaction(&ok).await.unwrap()
-        .with_timeout(Some(Duration::from_secs(10))).get_receipt().await.unwrap();
+    let receipt = provider
+        .send_raw_transaction(&ok)
+        .await
+        .unwrap()
+        .with_timeout(Some(Duration::from_secs(10)))
+        .get_receipt()
+        .await
+        .unwrap();
     assert!(receipt.status());
     assert!(provider.get_block_number().await.unwrap() > before);
     assert!(node.proc.output().contains("sealed block"));
@@ -233,7 +327,11 @@ async fn bad_transactions_get_clear_errors() {
 /// JSON shape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brotli_binary_frames() {
-    let node = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms", "--flashblocks-brotli"]).await;
+    let node = start(
+        "devnet",
+        &["--block-time", "1s", "--flashblock-interval", "100ms", "--flashblocks-brotli"],
+    )
+    .await;
     let mut fbs = collect_flashblocks(&node.ws).await;
     let mut saw_base = false;
     for _ in 0..15 {

@@ -2,8 +2,8 @@
 //! connection limits, API keys, filters and /healthz, over real websockets.
 
 use alloy_primitives::{Address, Bytes, TxKind, U256};
-use futures::StreamExt;
 use flashnode_tests::*;
+use futures::StreamExt;
 use serde_json::Value;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue, Message};
@@ -52,9 +52,23 @@ async fn fanout_republishes_in_order() {
 /// A consumer that never reads is disconnected while 100 fast consumers get every message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_dropped_fast_ones_get_everything() {
-    let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms", "--ws-buffer", "4", "--ws-per-ip-limit", "200"]).await;
+    let node = start(
+        "dev",
+        &[
+            "--block-time",
+            "1s",
+            "--flashblock-interval",
+            "100ms",
+            "--ws-buffer",
+            "4",
+            "--ws-per-ip-limit",
+            "200",
+        ],
+    )
+    .await;
     // The slow one: a tiny receive buffer, a handshake, then never a read.
-    let addr: std::net::SocketAddr = node.ws.trim_start_matches("ws://").trim_end_matches("/ws").parse().unwrap();
+    let addr: std::net::SocketAddr =
+        node.ws.trim_start_matches("ws://").trim_end_matches("/ws").parse().unwrap();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(addr).await.unwrap();
@@ -71,7 +85,16 @@ async fn slow_consumer_is_dropped_fast_ones_get_everything() {
         async move {
             for nonce in 0..40u64 {
                 for key in &DEV_KEYS[..5] {
-                    let raw = sign_1559(key, 901, nonce, TxKind::Call(Address::repeat_byte(3)), U256::ZERO, data.clone(), 300_000, 10_000_000_000);
+                    let raw = sign_1559(
+                        key,
+                        901,
+                        nonce,
+                        TxKind::Call(Address::repeat_byte(3)),
+                        U256::ZERO,
+                        data.clone(),
+                        300_000,
+                        10_000_000_000,
+                    );
                     raw_rpc(&rpc, "eth_sendRawTransaction", serde_json::json!([raw])).await;
                 }
                 tokio::time::sleep(Duration::from_millis(60)).await;
@@ -112,7 +135,10 @@ async fn slow_consumer_is_dropped_fast_ones_get_everything() {
     assert!(reference.len() >= 20, "enough flashblocks: {}", reference.len());
     for (i, seq) in got.iter().enumerate() {
         for w in seq.windows(2) {
-            assert!(w[1] == (w[0].0, w[0].1 + 1) || (w[1].0 == w[0].0 + 1 && w[1].1 == 0), "consumer {i}: {w:?}");
+            assert!(
+                w[1] == (w[0].0, w[0].1 + 1) || (w[1].0 == w[0].0 + 1 && w[1].1 == 0),
+                "consumer {i}: {w:?}"
+            );
         }
         let mine: Vec<(u64, u64)> = seq.iter().copied().skip_while(|p| *p != start).collect();
         let n = mine.len().min(reference.len()).saturating_sub(2);
@@ -124,8 +150,20 @@ async fn slow_consumer_is_dropped_fast_ones_get_everything() {
 /// Per-IP and global limits answer 429; API keys guard /ws/{key}; a closed public path is 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_api_keys() {
-    let node = start("dev", &["--ws-per-ip-limit", "2", "--ws-global-limit", "3", "--ws-trust-forwarded-for",
-        "--ws-api-keys", "alpha,beta", "--ws-close-public"]).await;
+    let node = start(
+        "dev",
+        &[
+            "--ws-per-ip-limit",
+            "2",
+            "--ws-global-limit",
+            "3",
+            "--ws-trust-forwarded-for",
+            "--ws-api-keys",
+            "alpha,beta",
+            "--ws-close-public",
+        ],
+    )
+    .await;
     let base = node.ws.trim_end_matches("/ws").to_string();
     assert_eq!(status_of(&format!("{base}/ws"), None).await, 401, "public path closed");
     assert_eq!(status_of(&format!("{base}/ws/gamma"), None).await, 401, "unknown key");
@@ -146,28 +184,49 @@ async fn limits_and_api_keys() {
     assert_eq!(status_of(&url, Some("10.3.3.3")).await, 429, "global limit");
     drop(held);
     // Slots are released when clients leave.
-    assert!(eventually(Duration::from_secs(3), || async { status_of(&url, Some("10.1.1.1")).await == 101 }).await);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            status_of(&url, Some("10.1.1.1")).await == 101
+        })
+        .await
+    );
     assert_eq!(status_of(&format!("{base}/ws/alpha/filter?match=sometimes"), None).await, 400);
 }
 
 /// /ws/{key}/filter?addresses= delivers only flashblocks that touch the address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_by_address() {
-    let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms", "--ws-api-keys", "k"]).await;
+    let node = start(
+        "dev",
+        &["--block-time", "1s", "--flashblock-interval", "100ms", "--ws-api-keys", "k"],
+    )
+    .await;
     let target = Address::repeat_byte(0x5a);
     let base = node.ws.trim_end_matches("/ws").to_string();
-    let mut filtered = collect_flashblocks(&format!("{base}/ws/k/filter?addresses={target}&match=any")).await;
+    let mut filtered =
+        collect_flashblocks(&format!("{base}/ws/k/filter?addresses={target}&match=any")).await;
     let mut all = collect_flashblocks(&node.ws).await;
     let provider = node.provider();
     let _ = provider;
     for nonce in 0..3u64 {
-        let raw = sign_1559(DEV_KEYS[4], 901, nonce, TxKind::Call(target), U256::from(1), Bytes::new(), 21_000, 10_000_000_000);
+        let raw = sign_1559(
+            DEV_KEYS[4],
+            901,
+            nonce,
+            TxKind::Call(target),
+            U256::from(1),
+            Bytes::new(),
+            21_000,
+            10_000_000_000,
+        );
         raw_rpc(&node.rpc, "eth_sendRawTransaction", serde_json::json!([raw])).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let mut matched = 0;
     while let Ok(Some(fb)) = tokio::time::timeout(Duration::from_secs(2), filtered.recv()).await {
-        let touches = fb.payload.decoded_transaction::<op_alloy_consensus::OpTxEnvelope>()
+        let touches = fb
+            .payload
+            .decoded_transaction::<op_alloy_consensus::OpTxEnvelope>()
             .filter_map(Result::ok)
             .any(|tx| alloy_consensus::Transaction::to(&tx) == Some(target));
         assert!(touches, "a filtered frame touches the address");
@@ -202,7 +261,12 @@ async fn pings_and_close_interleave_with_flashblocks() {
             ws.send(Message::Ping(vec![b'p', sent].into())).await.unwrap();
             sent += 1;
         }
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a message").expect("open").expect("valid frame") {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message")
+            .expect("open")
+            .expect("valid frame")
+        {
             Message::Pong(p) => pongs.push(p.to_vec()),
             Message::Text(t) => {
                 let json = decode_frame(t.as_bytes()).expect("a flashblock");
@@ -212,7 +276,11 @@ async fn pings_and_close_interleave_with_flashblocks() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(pongs, (0..5u8).map(|i| vec![b'p', i]).collect::<Vec<_>>(), "every ping answered in order");
+    assert_eq!(
+        pongs,
+        (0..5u8).map(|i| vec![b'p', i]).collect::<Vec<_>>(),
+        "every ping answered in order"
+    );
     assert!(flashblocks >= 20, "flashblocks kept flowing: {flashblocks}");
     ws.send(Message::Close(None)).await.unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(5), async {

@@ -35,7 +35,10 @@ async fn stream_flapping_never_serves_a_stale_pending() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let relay = Relay::start(&devnet.ws).await;
     let node = start_node(&relay.url, &devnet.rpc, &[]).await;
-    assert!(eventually(Duration::from_secs(5), || async { mode(&node.rpc).await == "flashblocks" }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async { mode(&node.rpc).await == "flashblocks" })
+            .await
+    );
 
     let flapping = tokio::spawn(async move {
         for _ in 0..5 {
@@ -47,16 +50,36 @@ async fn stream_flapping_never_serves_a_stale_pending() {
     let mut samples = 0;
     while !flapping.is_finished() {
         // The canonical tip first, then the node's pending: pending may never be older.
-        let tip = quantity(&raw_rpc(&devnet.rpc, "eth_blockNumber", json!([])).await["result"]).expect("tip");
-        let pending = rpc_within(Duration::from_secs(5), &node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await;
-        let number = quantity(&pending["result"]["number"]).unwrap_or_else(|| panic!("a pending block: {pending}"));
+        let tip = quantity(&raw_rpc(&devnet.rpc, "eth_blockNumber", json!([])).await["result"])
+            .expect("tip");
+        let pending = rpc_within(
+            Duration::from_secs(5),
+            &node.rpc,
+            "eth_getBlockByNumber",
+            json!(["pending", false]),
+        )
+        .await;
+        let number = quantity(&pending["result"]["number"])
+            .unwrap_or_else(|| panic!("a pending block: {pending}"));
         if number < tip {
             // Only allowed in fallback, where `pending` is the node's `latest`, polled from the
             // upstream every 100 ms: at most one block behind, and then it is that canonical
             // block, never preconfirmed state of a block already sealed.
-            assert_eq!(number + 1, tip, "pending {number} more than a block behind the canonical tip {tip}");
-            let canonical = raw_rpc(&devnet.rpc, "eth_getBlockByNumber", json!([format!("{number:#x}"), false])).await;
-            assert_eq!(pending["result"]["hash"], canonical["result"]["hash"], "stale pending {number} behind the tip {tip}");
+            assert_eq!(
+                number + 1,
+                tip,
+                "pending {number} more than a block behind the canonical tip {tip}"
+            );
+            let canonical = raw_rpc(
+                &devnet.rpc,
+                "eth_getBlockByNumber",
+                json!([format!("{number:#x}"), false]),
+            )
+            .await;
+            assert_eq!(
+                pending["result"]["hash"], canonical["result"]["hash"],
+                "stale pending {number} behind the tip {tip}"
+            );
         }
         samples += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -65,14 +88,25 @@ async fn stream_flapping_never_serves_a_stale_pending() {
     assert!(samples > 20, "sampled pending throughout the flapping ({samples})");
 
     let recovered = Instant::now();
-    assert!(eventually(Duration::from_secs(5), || async { mode(&node.rpc).await == "flashblocks" }).await,
-        "back in flashblocks mode: {}", status(&node.rpc).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async { mode(&node.rpc).await == "flashblocks" })
+            .await,
+        "back in flashblocks mode: {}",
+        status(&node.rpc).await
+    );
     // Preconfirming again: pending is the block after latest.
-    assert!(eventually(Duration::from_secs(3), || async {
-        let p = quantity(&raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"]["number"]);
-        let l = quantity(&raw_rpc(&node.rpc, "eth_blockNumber", json!([])).await["result"]);
-        matches!((p, l), (Some(p), Some(l)) if p == l + 1)
-    }).await, "pending is ahead of latest again");
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            let p = quantity(
+                &raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await
+                    ["result"]["number"],
+            );
+            let l = quantity(&raw_rpc(&node.rpc, "eth_blockNumber", json!([])).await["result"]);
+            matches!((p, l), (Some(p), Some(l)) if p == l + 1)
+        })
+        .await,
+        "pending is ahead of latest again"
+    );
     eprintln!("recovered {:?} after the last kill", recovered.elapsed());
     let s = status(&node.rpc).await;
     assert!(s["disconnects"].as_u64().unwrap_or_default() >= 3, "{s}");
@@ -88,12 +122,28 @@ async fn upstream_down_is_not_ready_then_recovers() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let proxy = UpstreamProxy::start(&devnet.rpc).await;
     let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(&devnet.ws, &proxy.url, &["--metrics-addr", &metrics, "--canonical-stale-after", "2s", "--upstream-timeout", "1s"]).await;
-    assert!(eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await);
+    let node = start_node(
+        &devnet.ws,
+        &proxy.url,
+        &["--metrics-addr", &metrics, "--canonical-stale-after", "2s", "--upstream-timeout", "1s"],
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 200
+        })
+        .await
+    );
 
     proxy.set(UpstreamMode::Down);
-    assert!(eventually(Duration::from_secs(4), || async { http_get(&metrics, "/readyz").await.0 == 503 }).await,
-        "not ready while the upstream is down: {:?}", http_get(&metrics, "/readyz").await);
+    assert!(
+        eventually(Duration::from_secs(4), || async {
+            http_get(&metrics, "/readyz").await.0 == 503
+        })
+        .await,
+        "not ready while the upstream is down: {:?}",
+        http_get(&metrics, "/readyz").await
+    );
     let r = rpc_within(Duration::from_secs(2), &node.rpc, "eth_blockNumber", json!([])).await;
     let msg = r["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("upstream"), "a clear upstream error: {r}");
@@ -103,14 +153,27 @@ async fn upstream_down_is_not_ready_then_recovers() {
         ("eth_getBlockByNumber", json!(["pending", false])),
     ] {
         let r = rpc_within(Duration::from_secs(3), &node.rpc, method, params).await;
-        assert!(r.get("result").is_some() || r["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{method}: a result or a clear error: {r}");
+        assert!(
+            r.get("result").is_some()
+                || r["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{method}: a result or a clear error: {r}"
+        );
     }
-    assert!(node.proc.output().lines().any(|l| l.contains("polling the upstream head failed")), "the failure is logged");
+    assert!(
+        node.proc.output().lines().any(|l| l.contains("polling the upstream head failed")),
+        "the failure is logged"
+    );
 
     proxy.set(UpstreamMode::Pass);
-    assert!(eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await,
-        "ready again: {:?} {}", http_get(&metrics, "/readyz").await, status(&node.rpc).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 200
+        })
+        .await,
+        "ready again: {:?} {}",
+        http_get(&metrics, "/readyz").await,
+        status(&node.rpc).await
+    );
     assert_eq!(mode(&node.rpc).await, "flashblocks");
     assert!(quantity(&raw_rpc(&node.rpc, "eth_blockNumber", json!([])).await["result"]).is_some());
 }
@@ -123,8 +186,18 @@ async fn upstream_slow_answers_timeouts_not_hangs() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let proxy = UpstreamProxy::start(&devnet.rpc).await;
     let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(&devnet.ws, &proxy.url, &["--metrics-addr", &metrics, "--canonical-stale-after", "2s", "--upstream-timeout", "1s"]).await;
-    assert!(eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await);
+    let node = start_node(
+        &devnet.ws,
+        &proxy.url,
+        &["--metrics-addr", &metrics, "--canonical-stale-after", "2s", "--upstream-timeout", "1s"],
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 200
+        })
+        .await
+    );
 
     proxy.set(UpstreamMode::Slow(Duration::from_secs(3)));
     let started = Instant::now();
@@ -132,14 +205,31 @@ async fn upstream_slow_answers_timeouts_not_hangs() {
     let msg = r["error"]["message"].as_str().unwrap_or_default().to_lowercase();
     assert!(msg.contains("upstream") && msg.contains("time"), "a clear timeout error: {r}");
     eprintln!("timeout error after {:?}", started.elapsed());
-    let r = rpc_within(Duration::from_secs(4), &node.rpc, "eth_getBalance", json!(["0x00000000000000000000000000000000000000bb", "pending"])).await;
+    let r = rpc_within(
+        Duration::from_secs(4),
+        &node.rpc,
+        "eth_getBalance",
+        json!(["0x00000000000000000000000000000000000000bb", "pending"]),
+    )
+    .await;
     assert!(r.get("result").is_some() || r["error"]["message"].is_string(), "{r}");
-    assert!(eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 503 }).await,
-        "not ready while canonical heads time out");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 503
+        })
+        .await,
+        "not ready while canonical heads time out"
+    );
 
     proxy.set(UpstreamMode::Pass);
-    assert!(eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await,
-        "ready again: {}", status(&node.rpc).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 200
+        })
+        .await,
+        "ready again: {}",
+        status(&node.rpc).await
+    );
     assert!(quantity(&raw_rpc(&node.rpc, "eth_blockNumber", json!([])).await["result"]).is_some());
 }
 
@@ -150,18 +240,39 @@ async fn upstream_502_answers_clear_errors_then_recovers() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let proxy = UpstreamProxy::start(&devnet.rpc).await;
     let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(&devnet.ws, &proxy.url, &["--metrics-addr", &metrics, "--canonical-stale-after", "2s", "--upstream-timeout", "1s"]).await;
-    assert!(eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await);
+    let node = start_node(
+        &devnet.ws,
+        &proxy.url,
+        &["--metrics-addr", &metrics, "--canonical-stale-after", "2s", "--upstream-timeout", "1s"],
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 200
+        })
+        .await
+    );
 
     proxy.set(UpstreamMode::BadGateway);
     let r = rpc_within(Duration::from_secs(2), &node.rpc, "eth_blockNumber", json!([])).await;
     let msg = r["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("upstream") && msg.contains("502"), "a clear 502 error: {r}");
-    assert!(eventually(Duration::from_secs(4), || async { http_get(&metrics, "/readyz").await.0 == 503 }).await,
-        "not ready while the upstream fails");
+    assert!(
+        eventually(Duration::from_secs(4), || async {
+            http_get(&metrics, "/readyz").await.0 == 503
+        })
+        .await,
+        "not ready while the upstream fails"
+    );
     proxy.set(UpstreamMode::Pass);
-    assert!(eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await,
-        "ready again: {}", status(&node.rpc).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 200
+        })
+        .await,
+        "ready again: {}",
+        status(&node.rpc).await
+    );
     assert_eq!(mode(&node.rpc).await, "flashblocks");
 }
 
@@ -171,7 +282,10 @@ async fn upstream_502_answers_clear_errors_then_recovers() {
 async fn sigkill_and_restart_returns_to_flashblocks() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let mut node = start_node(&devnet.ws, &devnet.rpc, &[]).await;
-    assert!(eventually(Duration::from_secs(5), || async { mode(&node.rpc).await == "flashblocks" }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async { mode(&node.rpc).await == "flashblocks" })
+            .await
+    );
     let rpc_addr = node.rpc.trim_start_matches("http://").to_string();
     let fanout_addr = node.ws.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
 
@@ -179,20 +293,43 @@ async fn sigkill_and_restart_returns_to_flashblocks() {
     assert!(!node.proc.is_running());
     let restarted = Instant::now();
     let args: Vec<String> = [
-        "node", "--flashblocks-url", &devnet.ws, "--upstream-rpc", &devnet.rpc,
-        "--rpc-addr", &rpc_addr, "--flashblocks-addr", &fanout_addr,
+        "node",
+        "--flashblocks-url",
+        &devnet.ws,
+        "--upstream-rpc",
+        &devnet.rpc,
+        "--rpc-addr",
+        &rpc_addr,
+        "--flashblocks-addr",
+        &fanout_addr,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     let mut again = Proc::flashnode(&args);
-    assert!(eventually(Duration::from_secs(10), || async { tokio::net::TcpStream::connect(&rpc_addr).await.is_ok() }).await,
-        "the restarted node listens:\n{}", again.output());
-    assert!(eventually(Duration::from_secs(10), || async {
-        tokio::time::timeout(Duration::from_secs(1), status(&node.rpc)).await.is_ok_and(|s| s["mode"] == "flashblocks")
-    }).await, "back in flashblocks mode after the restart:\n{}", again.output());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(&rpc_addr).await.is_ok()
+        })
+        .await,
+        "the restarted node listens:\n{}",
+        again.output()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            tokio::time::timeout(Duration::from_secs(1), status(&node.rpc))
+                .await
+                .is_ok_and(|s| s["mode"] == "flashblocks")
+        })
+        .await,
+        "back in flashblocks mode after the restart:\n{}",
+        again.output()
+    );
     eprintln!("flashblocks mode {:?} after the restart", restarted.elapsed());
-    let p = quantity(&raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"]["number"]);
+    let p = quantity(
+        &raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"]
+            ["number"],
+    );
     let tip = quantity(&raw_rpc(&devnet.rpc, "eth_blockNumber", json!([])).await["result"]);
     assert!(p.zip(tip).is_some_and(|(p, t)| p >= t), "pending {p:?} not behind the tip {tip:?}");
     assert!(again.is_running());
@@ -216,7 +353,11 @@ async fn p2p_addr(p: &Proc) -> String {
 
 /// The TCP port of a `/ip4/127.0.0.1/tcp/<port>/p2p/<id>` address.
 fn tcp_port(addr: &str) -> u16 {
-    addr.split('/').skip_while(|p| *p != "tcp").nth(1).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no tcp port in {addr}"))
+    addr.split('/')
+        .skip_while(|p| *p != "tcp")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no tcp port in {addr}"))
 }
 
 async fn gossip(rpc: &str) -> Value {
@@ -229,14 +370,20 @@ fn n(v: &Value, k: &str) -> u64 {
 
 /// A fresh directory under the temp dir (removed by the caller).
 fn temp_dir(what: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("flashnode-{what}-{}-{}", std::process::id(), free_port()));
+    let dir = std::env::temp_dir().join(format!(
+        "flashnode-{what}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
 
 /// The block store holds every block from its lowest to its highest: nothing is missing.
 fn contiguous(g: &Value) -> bool {
-    n(g, "storedCount") > 0 && n(g, "storedCount") == n(g, "storedHigh") - n(g, "storedLow") + 1 && n(g, "altsyncMissing") == 0
+    n(g, "storedCount") > 0
+        && n(g, "storedCount") == n(g, "storedHigh") - n(g, "storedLow") + 1
+        && n(g, "altsyncMissing") == 0
 }
 
 /// Gossip peers dropping: a node (with a flashblock stream) whose only gossip peers are two
@@ -250,14 +397,27 @@ fn contiguous(g: &Value) -> bool {
 /// its store is contiguous to the tip within 30 s of their return.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_peers_dropping_then_reconnect_and_catch_up() {
-    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms", "--p2p-addr", "127.0.0.1:0"]).await;
+    let devnet = start(
+        "devnet",
+        &["--block-time", "1s", "--flashblock-interval", "100ms", "--p2p-addr", "127.0.0.1:0"],
+    )
+    .await;
     let d = p2p_addr(&devnet.proc).await;
     let dirs = [temp_dir("relay1"), temp_dir("relay2")];
     let relay_args = |dir: &std::path::Path, addr: &str| -> Vec<String> {
-        ["--p2p-addr", addr, "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &d, "--p2p-data-dir", &dir.display().to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "--p2p-addr",
+            addr,
+            "--p2p-sequencer-address",
+            DEV_SIGNER,
+            "--p2p-static",
+            &d,
+            "--p2p-data-dir",
+            &dir.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let start_relay = |dir: &std::path::Path, addr: &str| {
         let args = relay_args(dir, addr);
@@ -267,20 +427,40 @@ async fn gossip_peers_dropping_then_reconnect_and_catch_up() {
             start_node(&ws, &rpc, &args).await
         }
     };
-    let mut relays = vec![start_relay(&dirs[0], "127.0.0.1:0").await, start_relay(&dirs[1], "127.0.0.1:0").await];
+    let mut relays = vec![
+        start_relay(&dirs[0], "127.0.0.1:0").await,
+        start_relay(&dirs[1], "127.0.0.1:0").await,
+    ];
     let mut addrs = Vec::new();
     for r in &relays {
         addrs.push(p2p_addr(&r.proc).await);
     }
     let metrics = format!("127.0.0.1:{}", free_port());
     let statics = addrs.join(",");
-    let node = start_node(&devnet.ws, &devnet.rpc, &[
-        "--p2p-addr", "127.0.0.1:0", "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &statics, "--metrics-addr", &metrics,
-    ]).await;
-    assert!(eventually(Duration::from_secs(20), || async {
-        let g = gossip(&node.rpc).await;
-        n(&g, "peers") == 2 && n(&g, "accepted") >= 2 && contiguous(&g)
-    }).await, "the node never joined its relays: {}", gossip(&node.rpc).await);
+    let node = start_node(
+        &devnet.ws,
+        &devnet.rpc,
+        &[
+            "--p2p-addr",
+            "127.0.0.1:0",
+            "--p2p-sequencer-address",
+            DEV_SIGNER,
+            "--p2p-static",
+            &statics,
+            "--metrics-addr",
+            &metrics,
+        ],
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let g = gossip(&node.rpc).await;
+            n(&g, "peers") == 2 && n(&g, "accepted") >= 2 && contiguous(&g)
+        })
+        .await,
+        "the node never joined its relays: {}",
+        gossip(&node.rpc).await
+    );
     assert_eq!(mode(&node.rpc).await, "flashblocks");
 
     // Both relays die.
@@ -288,18 +468,36 @@ async fn gossip_peers_dropping_then_reconnect_and_catch_up() {
         r.proc.kill();
     }
     let killed = Instant::now();
-    assert!(eventually(Duration::from_secs(5), || async {
-        n(&gossip(&node.rpc).await, "peers") == 0 && metric(&scrape(&metrics).await, "flashnode_gossip_peers", &[]) == 0.0
-    }).await, "peer count did not drop to 0: {}", gossip(&node.rpc).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            n(&gossip(&node.rpc).await, "peers") == 0
+                && metric(&scrape(&metrics).await, "flashnode_gossip_peers", &[]) == 0.0
+        })
+        .await,
+        "peer count did not drop to 0: {}",
+        gossip(&node.rpc).await
+    );
     let stored_at_drop = n(&gossip(&node.rpc).await, "storedHigh");
     let tip_at_drop = status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default();
     // Without peers for at least 4 blocks: the node serves from its stream and upstream.
     let mut samples = 0;
     while status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default() < tip_at_drop + 4 {
-        assert!(killed.elapsed() < Duration::from_secs(10), "the canonical tip stopped without gossip peers: {}", status(&node.rpc).await);
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the canonical tip stopped without gossip peers: {}",
+            status(&node.rpc).await
+        );
         assert_eq!(http_get(&metrics, "/readyz").await.0, 200, "ready without gossip peers");
         assert_eq!(mode(&node.rpc).await, "flashblocks");
-        let pending = quantity(&rpc_within(Duration::from_secs(2), &node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"]["number"]);
+        let pending = quantity(
+            &rpc_within(
+                Duration::from_secs(2),
+                &node.rpc,
+                "eth_getBlockByNumber",
+                json!(["pending", false]),
+            )
+            .await["result"]["number"],
+        );
         assert!(pending.is_some(), "pending served without gossip peers");
         samples += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -318,14 +516,27 @@ async fn gossip_peers_dropping_then_reconnect_and_catch_up() {
         assert_eq!(&p2p_addr(&r.proc).await, addr, "the relay came back with its identity");
     }
     let reconnect_bound = outage * 2 + Duration::from_secs(5);
-    assert!(eventually(reconnect_bound, || async { n(&gossip(&node.rpc).await, "peers") == 2 }).await,
-        "not reconnected within {reconnect_bound:?}: {}", gossip(&node.rpc).await);
+    assert!(
+        eventually(reconnect_bound, || async { n(&gossip(&node.rpc).await, "peers") == 2 }).await,
+        "not reconnected within {reconnect_bound:?}: {}",
+        gossip(&node.rpc).await
+    );
     let reconnected = returned.elapsed();
-    assert!(eventually(Duration::from_secs(30), || async {
-        let g = gossip(&node.rpc).await;
-        let tip = quantity(&raw_rpc(&devnet.rpc, "eth_blockNumber", json!([])).await["result"]).unwrap_or_default();
-        contiguous(&g) && n(&g, "storedLow") <= stored_at_drop && n(&g, "storedHigh") + 2 >= tip && n(&g, "altsyncFilled") >= 3
-    }).await, "the node did not catch up: {}\n{}", gossip(&node.rpc).await, node.proc.output());
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            let g = gossip(&node.rpc).await;
+            let tip = quantity(&raw_rpc(&devnet.rpc, "eth_blockNumber", json!([])).await["result"])
+                .unwrap_or_default();
+            contiguous(&g)
+                && n(&g, "storedLow") <= stored_at_drop
+                && n(&g, "storedHigh") + 2 >= tip
+                && n(&g, "altsyncFilled") >= 3
+        })
+        .await,
+        "the node did not catch up: {}\n{}",
+        gossip(&node.rpc).await,
+        node.proc.output()
+    );
     eprintln!("outage {outage:?}; reconnected {reconnected:?} and caught up {:?} after the relays returned", returned.elapsed());
     assert_eq!(metric(&scrape(&metrics).await, "flashnode_gossip_peers", &[]), 2.0);
     assert!(!node.proc.output().contains("panicked"));
@@ -346,16 +557,35 @@ async fn gossip_peers_dropping_then_reconnect_and_catch_up() {
 /// its own gap from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_disk_full_keeps_gossip_and_preconfirmations_then_recovers() {
-    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms", "--p2p-addr", "127.0.0.1:0"]).await;
+    let devnet = start(
+        "devnet",
+        &["--block-time", "1s", "--flashblock-interval", "100ms", "--p2p-addr", "127.0.0.1:0"],
+    )
+    .await;
     let d = p2p_addr(&devnet.proc).await;
     let (dir, peer_dir) = (temp_dir("store"), temp_dir("store-peer"));
     let (rpc_port, fanout_port, p2p_port) = (free_port(), free_port(), free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
     let args: Vec<String> = [
-        "node", "--flashblocks-url", &devnet.ws, "--upstream-rpc", &devnet.rpc,
-        "--rpc-addr", &format!("127.0.0.1:{rpc_port}"), "--flashblocks-addr", &format!("127.0.0.1:{fanout_port}"),
-        "--p2p-addr", &format!("127.0.0.1:{p2p_port}"), "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &d,
-        "--p2p-data-dir", &dir.display().to_string(), "--metrics-addr", &metrics,
+        "node",
+        "--flashblocks-url",
+        &devnet.ws,
+        "--upstream-rpc",
+        &devnet.rpc,
+        "--rpc-addr",
+        &format!("127.0.0.1:{rpc_port}"),
+        "--flashblocks-addr",
+        &format!("127.0.0.1:{fanout_port}"),
+        "--p2p-addr",
+        &format!("127.0.0.1:{p2p_port}"),
+        "--p2p-sequencer-address",
+        DEV_SIGNER,
+        "--p2p-static",
+        &d,
+        "--p2p-data-dir",
+        &dir.display().to_string(),
+        "--metrics-addr",
+        &metrics,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -364,19 +594,42 @@ async fn store_disk_full_keeps_gossip_and_preconfirmations_then_recovers() {
     let rpc_addr = format!("127.0.0.1:{rpc_port}");
     let listening = || async { tokio::net::TcpStream::connect(&rpc_addr).await.is_ok() };
     let mut node = Proc::flashnode_fsize_faults(&args);
-    assert!(eventually(Duration::from_secs(10), listening).await, "the node does not listen:\n{}", node.output());
+    assert!(
+        eventually(Duration::from_secs(10), listening).await,
+        "the node does not listen:\n{}",
+        node.output()
+    );
     let a = p2p_addr(&node).await;
     // A peer that follows only this node, with its own store.
-    let peer_args: Vec<String> = ["--p2p-addr", "127.0.0.1:0", "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &a, "--p2p-data-dir", &peer_dir.display().to_string()]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let peer_args: Vec<String> = [
+        "--p2p-addr",
+        "127.0.0.1:0",
+        "--p2p-sequencer-address",
+        DEV_SIGNER,
+        "--p2p-static",
+        &a,
+        "--p2p-data-dir",
+        &peer_dir.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let peer_refs: Vec<&str> = peer_args.iter().map(String::as_str).collect();
     let mut peer = start_node(&devnet.ws, &devnet.rpc, &peer_refs).await;
-    assert!(eventually(Duration::from_secs(20), || async {
-        let (g, p) = (gossip(&rpc).await, gossip(&peer.rpc).await);
-        n(&g, "accepted") >= 2 && n(&g, "storedCount") >= 2 && n(&p, "storedCount") >= 2 && mode(&rpc).await == "flashblocks"
-    }).await, "not following: {} / {}\n{}", gossip(&rpc).await, gossip(&peer.rpc).await, node.output());
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let (g, p) = (gossip(&rpc).await, gossip(&peer.rpc).await);
+            n(&g, "accepted") >= 2
+                && n(&g, "storedCount") >= 2
+                && n(&p, "storedCount") >= 2
+                && mode(&rpc).await == "flashblocks"
+        })
+        .await,
+        "not following: {} / {}\n{}",
+        gossip(&rpc).await,
+        gossip(&peer.rpc).await,
+        node.output()
+    );
     // The peer goes down for the whole fault: it will need this node's store to fill its gap.
     peer.proc.kill();
 
@@ -387,56 +640,119 @@ async fn store_disk_full_keeps_gossip_and_preconfirmations_then_recovers() {
     node.limit_file_size(4096);
     let full = Instant::now();
     let accepted_before = n(&gossip(&rpc).await, "accepted");
-    assert!(eventually(Duration::from_secs(10), || async {
-        metric(&scrape(&metrics).await, "flashnode_gossip_store_errors_total", &[("op", "write")]) >= 5.0
-            && n(&gossip(&rpc).await, "accepted") >= accepted_before + 5
-    }).await, "store writes should fail while gossip goes on: {}\n{}", gossip(&rpc).await, scrape(&metrics).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric(
+                &scrape(&metrics).await,
+                "flashnode_gossip_store_errors_total",
+                &[("op", "write")],
+            ) >= 5.0
+                && n(&gossip(&rpc).await, "accepted") >= accepted_before + 5
+        })
+        .await,
+        "store writes should fail while gossip goes on: {}\n{}",
+        gossip(&rpc).await,
+        scrape(&metrics).await
+    );
     // Preconfirmations are served as before.
     assert_eq!(http_get(&metrics, "/readyz").await.0, 200);
     assert_eq!(mode(&rpc).await, "flashblocks");
-    assert!(eventually(Duration::from_secs(3), || async {
-        let p = quantity(&raw_rpc(&rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"]["number"]);
-        let l = quantity(&raw_rpc(&rpc, "eth_blockNumber", json!([])).await["result"]);
-        matches!((p, l), (Some(p), Some(l)) if p == l + 1)
-    }).await, "pending ahead of latest while the disk is full");
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            let p = quantity(
+                &raw_rpc(&rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"]
+                    ["number"],
+            );
+            let l = quantity(&raw_rpc(&rpc, "eth_blockNumber", json!([])).await["result"]);
+            matches!((p, l), (Some(p), Some(l)) if p == l + 1)
+        })
+        .await,
+        "pending ahead of latest while the disk is full"
+    );
     assert!(node.is_running(), "the node stopped:\n{}", node.output());
-    let failures = metric(&scrape(&metrics).await, "flashnode_gossip_store_errors_total", &[("op", "write")]);
+    let failures =
+        metric(&scrape(&metrics).await, "flashnode_gossip_store_errors_total", &[("op", "write")]);
     let out = node.output();
     assert!(!out.contains("panicked"), "{out}");
-    let logged = out.lines().filter(|l| l.contains("p2p store operation failed") && l.contains("write")).count();
+    let logged = out
+        .lines()
+        .filter(|l| l.contains("p2p store operation failed") && l.contains("write"))
+        .count();
     let allowed = 1 + full.elapsed().as_secs() as usize / 10;
-    assert!(logged >= 1 && logged <= allowed, "{logged} log lines for {failures} failed writes in {:?}:\n{out}", full.elapsed());
+    assert!(
+        logged >= 1 && logged <= allowed,
+        "{logged} log lines for {failures} failed writes in {:?}:\n{out}",
+        full.elapsed()
+    );
     assert!(failures as usize > logged, "failures are counted, not each logged");
 
     // Space again, without a restart: the store reopens itself in place (at most every 5 s),
     // stores new blocks again and alt-sync fills what was missed while the disk was full.
     node.lift_file_size_limit();
     let lifted = Instant::now();
-    assert!(eventually(Duration::from_secs(25), || async {
-        let g = tokio::time::timeout(Duration::from_secs(1), gossip(&rpc)).await.unwrap_or_default();
-        contiguous(&g) && n(&g, "storedLow") <= stored_before && n(&g, "storedHigh") > stored_before + 5
-    }).await, "the store did not recover in place: {}\n{}\n{}", gossip(&rpc).await, scrape(&metrics).await, node.output());
+    assert!(
+        eventually(Duration::from_secs(25), || async {
+            let g = tokio::time::timeout(Duration::from_secs(1), gossip(&rpc))
+                .await
+                .unwrap_or_default();
+            contiguous(&g)
+                && n(&g, "storedLow") <= stored_before
+                && n(&g, "storedHigh") > stored_before + 5
+        })
+        .await,
+        "the store did not recover in place: {}\n{}\n{}",
+        gossip(&rpc).await,
+        scrape(&metrics).await,
+        node.output()
+    );
     eprintln!("store contiguous again {:?} after space came back", lifted.elapsed());
-    assert!(metric(&scrape(&metrics).await, "flashnode_gossip_store_reopens_total", &[("outcome", "ok")]) >= 1.0);
+    assert!(
+        metric(
+            &scrape(&metrics).await,
+            "flashnode_gossip_store_reopens_total",
+            &[("outcome", "ok")]
+        ) >= 1.0
+    );
     assert!(node.is_running(), "the node stopped:\n{}", node.output());
 
     // kill -9 and restart: the store opens intact, with everything committed.
     let high = n(&gossip(&rpc).await, "storedHigh");
     node.kill();
     let node = Proc::flashnode(&args);
-    assert!(eventually(Duration::from_secs(10), listening).await, "the restarted node does not listen:\n{}", node.output());
-    assert!(eventually(Duration::from_secs(20), || async {
-        let g = tokio::time::timeout(Duration::from_secs(1), gossip(&rpc)).await.unwrap_or_default();
-        contiguous(&g) && n(&g, "storedLow") <= stored_before && n(&g, "storedHigh") >= high
-    }).await, "the store did not reopen intact: {}\n{}", gossip(&rpc).await, node.output());
+    assert!(
+        eventually(Duration::from_secs(10), listening).await,
+        "the restarted node does not listen:\n{}",
+        node.output()
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let g = tokio::time::timeout(Duration::from_secs(1), gossip(&rpc))
+                .await
+                .unwrap_or_default();
+            contiguous(&g) && n(&g, "storedLow") <= stored_before && n(&g, "storedHigh") >= high
+        })
+        .await,
+        "the store did not reopen intact: {}\n{}",
+        gossip(&rpc).await,
+        node.output()
+    );
     assert!(!node.output().contains("p2p store operation failed"), "{}", node.output());
     // ...and it serves alt-sync: the peer, back, fills the blocks it missed from it.
     let peer = start_node(&devnet.ws, &devnet.rpc, &peer_refs).await;
-    assert!(eventually(Duration::from_secs(20), || async {
-        let p = gossip(&peer.rpc).await;
-        contiguous(&p) && n(&p, "altsyncFilled") >= 5
-    }).await, "the peer did not fill its gap from the node: {}\n{}", gossip(&peer.rpc).await, peer.proc.output());
-    assert!(metric(&scrape(&metrics).await, "flashnode_altsync_served_total", &[("outcome", "ok")]) >= 5.0);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let p = gossip(&peer.rpc).await;
+            contiguous(&p) && n(&p, "altsyncFilled") >= 5
+        })
+        .await,
+        "the peer did not fill its gap from the node: {}\n{}",
+        gossip(&peer.rpc).await,
+        peer.proc.output()
+    );
+    assert!(
+        metric(&scrape(&metrics).await, "flashnode_altsync_served_total", &[("outcome", "ok")])
+            >= 5.0
+    );
     drop(node);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(peer_dir);

@@ -3,12 +3,19 @@
 
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy_sol_types::SolCall;
-use flashnode_tests::{relay::{Fault, Relay}, *};
+use flashnode_tests::{
+    relay::{Fault, Relay},
+    *,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 fn quantity(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().unwrap_or_else(|| panic!("hex quantity, got {v}")).trim_start_matches("0x"), 16).expect("hex")
+    u64::from_str_radix(
+        v.as_str().unwrap_or_else(|| panic!("hex quantity, got {v}")).trim_start_matches("0x"),
+        16,
+    )
+    .expect("hex")
 }
 
 /// Waits for a flashblock early in its block (index 1..=4), so a tx sent now lands mid-block.
@@ -37,7 +44,17 @@ async fn dev_serves_preconfirmations_before_the_block_seals() {
     let key = DEV_KEYS[5];
     let from = address_of(key);
     let to = Address::repeat_byte(0x42);
-    let hash = cast(&["send", "--async", "--rpc-url", &node.rpc, "--private-key", key, &to.to_string(), "--value", "12345"]);
+    let hash = cast(&[
+        "send",
+        "--async",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        key,
+        &to.to_string(),
+        "--value",
+        "12345",
+    ]);
     let hash: B256 = hash.parse().unwrap();
 
     let mut preconfirmed = None;
@@ -64,8 +81,17 @@ async fn dev_serves_preconfirmations_before_the_block_seals() {
     assert_eq!(status["mode"], "flashblocks", "{status}");
 
     // The sealed receipt (through cast, which waits) agrees with the preconfirmed one.
-    let sealed: Value = serde_json::from_str(&cast(&["receipt", "--json", "--rpc-url", &node.rpc, &hash.to_string()])).unwrap();
-    for field in ["blockNumber", "transactionIndex", "gasUsed", "cumulativeGasUsed", "status", "l1Fee"] {
+    let sealed: Value = serde_json::from_str(&cast(&[
+        "receipt",
+        "--json",
+        "--rpc-url",
+        &node.rpc,
+        &hash.to_string(),
+    ]))
+    .unwrap();
+    for field in
+        ["blockNumber", "transactionIndex", "gasUsed", "cumulativeGasUsed", "status", "l1Fee"]
+    {
         assert_eq!(sealed[field], receipt[field], "{field}");
     }
 }
@@ -78,12 +104,24 @@ async fn send_raw_transaction_sync_returns_a_preconfirmed_receipt() {
     let mut fbs = collect_flashblocks(&node.ws).await;
     for nonce in 0..3u64 {
         wait_for_early_flashblock(&mut fbs).await;
-        let raw = sign_1559(DEV_KEYS[6], 901, nonce, TxKind::Call(Address::repeat_byte(7)), U256::from(1), Bytes::new(), 21_000, 10_000_000_000);
+        let raw = sign_1559(
+            DEV_KEYS[6],
+            901,
+            nonce,
+            TxKind::Call(Address::repeat_byte(7)),
+            U256::from(1),
+            Bytes::new(),
+            21_000,
+            10_000_000_000,
+        );
         let r = raw_rpc(&node.rpc, "eth_sendRawTransactionSync", json!([raw, 5000])).await;
         let receipt = &r["result"];
         assert!(!receipt.is_null(), "{r}");
         let tip = block_number(&node.rpc).await;
-        assert!(tip < quantity(&receipt["blockNumber"]), "receipt came from a flashblock, not the sealed block");
+        assert!(
+            tip < quantity(&receipt["blockNumber"]),
+            "receipt came from a flashblock, not the sealed block"
+        );
     }
     // A timeout above the cap is capped, and a bad tx is refused with the upstream's error.
     let r = raw_rpc(&node.rpc, "eth_sendRawTransactionSync", json!(["0x02ff", 999999])).await;
@@ -96,18 +134,44 @@ async fn send_raw_transaction_sync_returns_a_preconfirmed_receipt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_call_sees_the_next_block() {
     let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
-    let out: Value = serde_json::from_str(&cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[7], "--create", PROBE_BIN.trim()])).unwrap();
+    let out: Value = serde_json::from_str(&cast(&[
+        "send",
+        "--json",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        DEV_KEYS[7],
+        "--create",
+        PROBE_BIN.trim(),
+    ]))
+    .unwrap();
     let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
     let data = Bytes::from(IProbe::envCall {}.abi_encode());
     let mut checked = false;
     for _ in 0..20 {
-        let pending = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"].clone();
-        let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": data}, "pending"])).await;
+        let pending = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await
+            ["result"]
+            .clone();
+        let r =
+            raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": data}, "pending"])).await;
         // The same call through eth_simulateV1 and eth_createAccessList, in the same window.
-        let sim = raw_rpc(&node.rpc, "eth_simulateV1", json!([{"blockStateCalls": [{"calls": [{"to": probe, "data": data}]}]}, "pending"])).await;
-        let list = raw_rpc(&node.rpc, "eth_createAccessList", json!([{"to": probe, "data": data}, "pending"])).await;
-        let after = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"].clone();
-        if pending["number"] != after["number"] || status(&node.rpc).await["mode"] != "flashblocks" {
+        let sim = raw_rpc(
+            &node.rpc,
+            "eth_simulateV1",
+            json!([{"blockStateCalls": [{"calls": [{"to": probe, "data": data}]}]}, "pending"]),
+        )
+        .await;
+        let list = raw_rpc(
+            &node.rpc,
+            "eth_createAccessList",
+            json!([{"to": probe, "data": data}, "pending"]),
+        )
+        .await;
+        let after = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await
+            ["result"]
+            .clone();
+        if pending["number"] != after["number"] || status(&node.rpc).await["mode"] != "flashblocks"
+        {
             continue; // raced a block boundary; try again
         }
         let ret: Bytes = r["result"].as_str().unwrap().parse().unwrap();
@@ -145,24 +209,47 @@ async fn sidecar_falls_back_and_recovers_when_the_stream_dies() {
     let devnet = start("devnet", &[]).await;
     let relay = Relay::start(&devnet.ws).await;
     let node = start_node(&relay.url, &devnet.rpc, &[]).await;
-    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await,
-        "serving flashblocks: {}", status(&node.rpc).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(&node.rpc).await["mode"] == "flashblocks"
+        })
+        .await,
+        "serving flashblocks: {}",
+        status(&node.rpc).await
+    );
 
     relay.inject(Fault::Kill(Duration::from_secs(3))).await;
     // Liveness window 1 s: the node must fall back well within 3 s.
-    assert!(eventually(Duration::from_secs(3), || async { status(&node.rpc).await["mode"] == "fallback" }).await,
-        "fell back: {}", status(&node.rpc).await);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            status(&node.rpc).await["mode"] == "fallback"
+        })
+        .await,
+        "fell back: {}",
+        status(&node.rpc).await
+    );
     // In fallback `pending` answers exactly as `latest`.
     let consistent = eventually(Duration::from_secs(2), || async {
-        let p = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await["result"].clone();
-        let l = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["latest", false])).await["result"].clone();
+        let p = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await
+            ["result"]
+            .clone();
+        let l = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["latest", false])).await
+            ["result"]
+            .clone();
         !p.is_null() && p["hash"] == l["hash"]
-    }).await;
+    })
+    .await;
     assert!(consistent, "pending equals latest in fallback");
 
     // The relay comes back after 3 s; preconfirmations resume within about a block.
-    assert!(eventually(Duration::from_secs(8), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await,
-        "recovered: {}", status(&node.rpc).await);
+    assert!(
+        eventually(Duration::from_secs(8), || async {
+            status(&node.rpc).await["mode"] == "flashblocks"
+        })
+        .await,
+        "recovered: {}",
+        status(&node.rpc).await
+    );
     let s = status(&node.rpc).await;
     assert!(s["disconnects"].as_u64().unwrap() >= 1, "{s}");
     assert!(s["reconnects"].as_u64().unwrap() >= 1, "{s}");
@@ -177,7 +264,12 @@ async fn scripted_faults_are_counted_and_survived() {
     let relay = Relay::start(&devnet.ws).await;
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let mut node = start_node(&relay.url, &devnet.rpc, &["--metrics-addr", &metrics_addr]).await;
-    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(&node.rpc).await["mode"] == "flashblocks"
+        })
+        .await
+    );
 
     async fn counter(rpc: &str, name: &str) -> u64 {
         status(rpc).await[name].as_u64().unwrap_or_default()
@@ -198,21 +290,42 @@ async fn scripted_faults_are_counted_and_survived() {
         (Fault::Silent, "disconnects", "flashnode_stream_disconnects_total", ("reason", "silent")),
     ];
     for (fault, counter_name, series, label) in faults {
-        assert!(eventually(Duration::from_secs(5), || async { status(&rpc).await["mode"] == "flashblocks" }).await);
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                status(&rpc).await["mode"] == "flashblocks"
+            })
+            .await
+        );
         let before = counter(&rpc, counter_name).await;
         let before_metric = metric(&scrape(m).await, series, &[label]);
         relay.inject(fault.clone()).await;
         let ok = eventually(Duration::from_secs(5), || async {
-            counter(&rpc, counter_name).await > before && metric(&scrape(m).await, series, &[label]) > before_metric
+            counter(&rpc, counter_name).await > before
+                && metric(&scrape(m).await, series, &[label]) > before_metric
         })
         .await;
-        assert!(ok, "{fault:?} increments {counter_name} and {series}{label:?}: {}\n{}", status(&rpc).await,
-            scrape(m).await.lines().filter(|l| l.starts_with("flashnode_")).collect::<Vec<_>>().join("\n"));
+        assert!(
+            ok,
+            "{fault:?} increments {counter_name} and {series}{label:?}: {}\n{}",
+            status(&rpc).await,
+            scrape(m)
+                .await
+                .lines()
+                .filter(|l| l.starts_with("flashnode_"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
     // After all of it: alive, reconnected, serving preconfirmations, never stuck on index 0
     // arriving before its parent is canonical.
-    assert!(eventually(Duration::from_secs(5), || async { status(&rpc).await["mode"] == "flashblocks" }).await,
-        "{}", status(&rpc).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(&rpc).await["mode"] == "flashblocks"
+        })
+        .await,
+        "{}",
+        status(&rpc).await
+    );
     assert!(node.proc.is_running());
     let s = status(&rpc).await;
     assert_eq!(s["executionErrors"], 0, "{s}");
@@ -227,10 +340,17 @@ async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let node = start_node(&devnet.ws, &devnet.rpc, &[]).await;
     let mut fbs = collect_flashblocks(&devnet.ws).await;
-    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(&node.rpc).await["mode"] == "flashblocks"
+        })
+        .await
+    );
     // Wait for the start of a block, then arm the fault and fill every flashblock with txs.
     loop {
-        if next_flashblock(&mut fbs, Duration::from_secs(5)).await.payload.index == 0 { break }
+        if next_flashblock(&mut fbs, Duration::from_secs(5)).await.payload.index == 0 {
+            break;
+        }
     }
     raw_rpc(&devnet.rpc, "devnet_injectTailReorg", json!([])).await;
     let sender = tokio::spawn({
@@ -239,7 +359,16 @@ async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
             // Keep every flashblock of the next ~1.5 s busy, so the last one has txs.
             for round in 0..30u64 {
                 for key in DEV_KEYS {
-                    let raw = sign_1559(key, 901, round, TxKind::Call(Address::repeat_byte(9)), U256::from(1), Bytes::new(), 21_000, 10_000_000_000);
+                    let raw = sign_1559(
+                        key,
+                        901,
+                        round,
+                        TxKind::Call(Address::repeat_byte(9)),
+                        U256::from(1),
+                        Bytes::new(),
+                        21_000,
+                        10_000_000_000,
+                    );
                     raw_rpc(&rpc, "eth_sendRawTransaction", json!([raw])).await;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -264,8 +393,16 @@ async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
             !r["result"].is_null() && quantity(&r["result"]["blockNumber"]) == number
         })
         .await;
-        assert!(eventually(Duration::from_secs(3), || async { block_number(&node.rpc).await >= number }).await);
-        let sealed = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!([format!("0x{number:x}"), false])).await["result"].clone();
+        assert!(
+            eventually(Duration::from_secs(3), || async {
+                block_number(&node.rpc).await >= number
+            })
+            .await
+        );
+        let sealed =
+            raw_rpc(&node.rpc, "eth_getBlockByNumber", json!([format!("0x{number:x}"), false]))
+                .await["result"]
+                .clone();
         let sealed_txs: Vec<B256> = serde_json::from_value(sealed["transactions"].clone()).unwrap();
         let missing: Vec<B256> = last_txs.into_iter().filter(|h| !sealed_txs.contains(h)).collect();
         if !missing.is_empty() {
@@ -279,7 +416,10 @@ async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
     assert!(preconfirmed, "the node preconfirmed the last flashblock before the seal");
     for hash in &dropped {
         let r = raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([hash])).await;
-        assert!(r["result"].is_null(), "dropped tx {hash} of block {reorged_block} has no receipt: {r}");
+        assert!(
+            r["result"].is_null(),
+            "dropped tx {hash} of block {reorged_block} has no receipt: {r}"
+        );
     }
     let s = status(&node.rpc).await;
     assert!(s["reorgs"].as_u64().unwrap() >= 1, "{s}");
@@ -290,15 +430,42 @@ async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_logs_and_call_overrides() {
     let node = start("dev", &["--block-time", "2s", "--flashblock-interval", "200ms"]).await;
-    let out: Value = serde_json::from_str(&cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[8], "--create", PROBE_BIN.trim()])).unwrap();
+    let out: Value = serde_json::from_str(&cast(&[
+        "send",
+        "--json",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        DEV_KEYS[8],
+        "--create",
+        PROBE_BIN.trim(),
+    ]))
+    .unwrap();
     let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
     let mut fbs = collect_flashblocks(&node.ws).await;
     wait_for_early_flashblock(&mut fbs).await;
     // Another key: cast takes the `latest` nonce, and the deployment may still be preconfirmed.
-    let hash: B256 = cast(&["send", "--async", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[3], &probe.to_string(), "ping(uint256)", "77"]).parse().unwrap();
+    let hash: B256 = cast(&[
+        "send",
+        "--async",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        DEV_KEYS[3],
+        &probe.to_string(),
+        "ping(uint256)",
+        "77",
+    ])
+    .parse()
+    .unwrap();
     let mut found = None;
     for _ in 0..40 {
-        let r = raw_rpc(&node.rpc, "eth_getLogs", json!([{"fromBlock": "pending", "toBlock": "pending", "address": probe}])).await;
+        let r = raw_rpc(
+            &node.rpc,
+            "eth_getLogs",
+            json!([{"fromBlock": "pending", "toBlock": "pending", "address": probe}]),
+        )
+        .await;
         let logs = r["result"].as_array().cloned().unwrap_or_default();
         if let Some(log) = logs.into_iter().find(|l| l["transactionHash"] == json!(hash)) {
             found = Some(log);
@@ -307,25 +474,55 @@ async fn pending_logs_and_call_overrides() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let log = found.expect("the Ping log is served from the pending block");
-    let receipt = raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([hash])).await["result"].clone();
+    let receipt =
+        raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([hash])).await["result"].clone();
     assert_eq!(log["logIndex"], receipt["logs"][0]["logIndex"]);
     assert_eq!(log["transactionIndex"], receipt["transactionIndex"]);
     assert_eq!(log["blockNumber"], receipt["blockNumber"]);
-    assert!(quantity(&log["blockNumber"]) > block_number(&node.rpc).await, "preconfirmed, not yet canonical");
+    assert!(
+        quantity(&log["blockNumber"]) > block_number(&node.rpc).await,
+        "preconfirmed, not yet canonical"
+    );
     // A range ending at pending also carries it; a range of canonical blocks only does not.
-    let r = raw_rpc(&node.rpc, "eth_getLogs", json!([{"fromBlock": "0x0", "toBlock": "pending", "address": probe}])).await;
-    assert!(r["result"].as_array().unwrap().iter().any(|l| l["transactionHash"] == json!(hash)), "{r}");
-    let r = raw_rpc(&node.rpc, "eth_getLogs", json!([{"fromBlock": "0x0", "toBlock": "latest", "address": probe}])).await;
-    assert!(!r["result"].as_array().unwrap().iter().any(|l| l["transactionHash"] == json!(hash)), "{r}");
+    let r = raw_rpc(
+        &node.rpc,
+        "eth_getLogs",
+        json!([{"fromBlock": "0x0", "toBlock": "pending", "address": probe}]),
+    )
+    .await;
+    assert!(
+        r["result"].as_array().unwrap().iter().any(|l| l["transactionHash"] == json!(hash)),
+        "{r}"
+    );
+    let r = raw_rpc(
+        &node.rpc,
+        "eth_getLogs",
+        json!([{"fromBlock": "0x0", "toBlock": "latest", "address": probe}]),
+    )
+    .await;
+    assert!(
+        !r["result"].as_array().unwrap().iter().any(|l| l["transactionHash"] == json!(hash)),
+        "{r}"
+    );
 
     // Overrides: the counter slot and the block number.
     let counter = Bytes::from(IProbe::counterCall {}.abi_encode());
-    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": counter}, "pending",
-        {probe.to_string(): {"stateDiff": {format!("0x{:064x}", 0): format!("0x{:064x}", 4242)}}}])).await;
+    let r = raw_rpc(
+        &node.rpc,
+        "eth_call",
+        json!([{"to": probe, "data": counter}, "pending",
+        {probe.to_string(): {"stateDiff": {format!("0x{:064x}", 0): format!("0x{:064x}", 4242)}}}]),
+    )
+    .await;
     let ret: Bytes = r["result"].as_str().unwrap_or_else(|| panic!("{r}")).parse().unwrap();
     assert_eq!(U256::from_be_slice(&ret), U256::from(4242));
     let env = Bytes::from(IProbe::envCall {}.abi_encode());
-    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": env}, "pending", null, {"number": "0x1234"}])).await;
+    let r = raw_rpc(
+        &node.rpc,
+        "eth_call",
+        json!([{"to": probe, "data": env}, "pending", null, {"number": "0x1234"}]),
+    )
+    .await;
     let ret: Bytes = r["result"].as_str().unwrap_or_else(|| panic!("{r}")).parse().unwrap();
     assert_eq!(IProbe::envCall::abi_decode_returns(&ret).unwrap().number, U256::from(0x1234));
 }
@@ -334,12 +531,25 @@ async fn pending_logs_and_call_overrides() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_call_input_gets_clear_errors() {
     let node = start("dev", &[]).await;
-    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(&node.rpc).await["mode"] == "flashblocks"
+        })
+        .await
+    );
     let cases = [
         ("malformed call object", json!([{"to": "0x12"}, "pending"]), -32602),
         ("unknown block tag", json!([{"to": Address::ZERO}, "pendingg"]), -32602),
-        ("gas above the cap", json!([{"to": Address::ZERO, "gas": "0xffffffffff"}, "pending"]), -32000),
-        ("both state and stateDiff", json!([{"to": Address::ZERO}, "pending", {Address::ZERO.to_string(): {"state": {}, "stateDiff": {}}}]), -32000),
+        (
+            "gas above the cap",
+            json!([{"to": Address::ZERO, "gas": "0xffffffffff"}, "pending"]),
+            -32000,
+        ),
+        (
+            "both state and stateDiff",
+            json!([{"to": Address::ZERO}, "pending", {Address::ZERO.to_string(): {"state": {}, "stateDiff": {}}}]),
+            -32000,
+        ),
     ];
     for (what, params, code) in cases {
         for method in ["eth_call", "eth_estimateGas", "eth_createAccessList"] {
@@ -348,27 +558,49 @@ async fn bad_call_input_gets_clear_errors() {
             }
             let r = raw_rpc(&node.rpc, method, params.clone()).await;
             assert_eq!(r["error"]["code"], code, "{method} {what}: {r}");
-            assert!(!r["error"]["message"].as_str().unwrap_or_default().is_empty(), "{method} {what}");
+            assert!(
+                !r["error"]["message"].as_str().unwrap_or_default().is_empty(),
+                "{method} {what}"
+            );
         }
     }
     // Calldata over the documented limit (512 KiB) is refused before execution; just under
     // it runs.
     let huge = format!("0x{}", "ab".repeat(1_000_000));
     for method in ["eth_call", "eth_estimateGas", "eth_createAccessList"] {
-        let r = raw_rpc(&node.rpc, method, json!([{"to": Address::repeat_byte(1), "data": huge}, "pending"])).await;
+        let r = raw_rpc(
+            &node.rpc,
+            method,
+            json!([{"to": Address::repeat_byte(1), "data": huge}, "pending"]),
+        )
+        .await;
         assert_eq!(r["error"]["code"], -32000, "{method}: {r}");
-        assert!(r["error"]["message"].as_str().unwrap().contains("exceeds the limit of 524288 bytes"), "{method}: {r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains("exceeds the limit of 524288 bytes"),
+            "{method}: {r}"
+        );
     }
     let big = format!("0x{}", "ab".repeat(500 * 1024));
-    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": Address::repeat_byte(1), "data": big}, "pending"])).await;
+    let r = raw_rpc(
+        &node.rpc,
+        "eth_call",
+        json!([{"to": Address::repeat_byte(1), "data": big}, "pending"]),
+    )
+    .await;
     assert_eq!(r["result"], "0x", "{}", r["error"]);
     // eth_simulateV1: a malformed payload, a non-hex input, over-limit calldata, unsupported
     // traceTransfers: -32602 each, with a message.
     let sim_cases = [
         ("payload not an object", json!(["nope", "pending"])),
         ("calls not an array", json!([{"blockStateCalls": [{"calls": 5}]}, "pending"])),
-        ("non-hex input", json!([{"blockStateCalls": [{"calls": [{"to": Address::ZERO, "input": "0xzz"}]}]}, "pending"])),
-        ("calldata over the limit", json!([{"blockStateCalls": [{"calls": [{"to": Address::ZERO, "input": huge}]}]}, "pending"])),
+        (
+            "non-hex input",
+            json!([{"blockStateCalls": [{"calls": [{"to": Address::ZERO, "input": "0xzz"}]}]}, "pending"]),
+        ),
+        (
+            "calldata over the limit",
+            json!([{"blockStateCalls": [{"calls": [{"to": Address::ZERO, "input": huge}]}]}, "pending"]),
+        ),
         ("traceTransfers", json!([{"blockStateCalls": [], "traceTransfers": true}, "pending"])),
         ("unknown block tag", json!([{"blockStateCalls": []}, "pendingg"])),
     ];
@@ -378,16 +610,32 @@ async fn bad_call_input_gets_clear_errors() {
         assert!(!r["error"]["message"].as_str().unwrap_or_default().is_empty(), "{what}");
     }
     // A reverting call reports the reason; an out-of-gas call says so.
-    let out: Value = serde_json::from_str(&cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[9], "--create", PROBE_BIN.trim()])).unwrap();
+    let out: Value = serde_json::from_str(&cast(&[
+        "send",
+        "--json",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        DEV_KEYS[9],
+        "--create",
+        PROBE_BIN.trim(),
+    ]))
+    .unwrap();
     let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
     let fail = Bytes::from(IProbe::failCall {}.abi_encode());
     let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": fail}, "pending"])).await;
     assert_eq!(r["error"]["code"], 3, "{r}");
     assert!(r["error"]["message"].as_str().unwrap().contains("Probe: deliberate failure"), "{r}");
     let burn = Bytes::from(IProbe::burnCall { rounds: U256::from(100_000) }.abi_encode());
-    let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": burn, "gas": "0x30000"}, "pending"])).await;
+    let r = raw_rpc(
+        &node.rpc,
+        "eth_call",
+        json!([{"to": probe, "data": burn, "gas": "0x30000"}, "pending"]),
+    )
+    .await;
     assert!(r["error"]["message"].as_str().unwrap().contains("gas"), "{r}");
-    let r = raw_rpc(&node.rpc, "eth_estimateGas", json!([{"to": probe, "data": fail}, "pending"])).await;
+    let r = raw_rpc(&node.rpc, "eth_estimateGas", json!([{"to": probe, "data": fail}, "pending"]))
+        .await;
     assert_eq!(r["error"]["code"], 3, "{r}");
     assert!(status(&node.rpc).await["mode"] == "flashblocks");
 }

@@ -1,8 +1,11 @@
 //! Operator surface: /healthz, /readyz (200 / 206 / 503), /metrics families, and the
 //! `flashnode status` command.
 
-use flashnode_tests::{relay::{Fault, Relay}, *};
 use alloy_primitives::{Bytes, TxKind, U256};
+use flashnode_tests::{
+    relay::{Fault, Relay},
+    *,
+};
 use std::time::Duration;
 
 /// /readyz follows the stream: 200 while preconfirming, 206 when the stream goes silent, 200
@@ -14,12 +17,28 @@ async fn readiness_follows_the_stream() {
     let metrics = format!("127.0.0.1:{}", free_port());
     let node = start_node(&relay.url, &devnet.rpc, &["--metrics-addr", &metrics]).await;
     assert_eq!(http_get(&metrics, "/healthz").await.0, 200);
-    assert!(eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 200
+        })
+        .await
+    );
     relay.inject(Fault::Kill(Duration::from_secs(3))).await;
-    assert!(eventually(Duration::from_secs(3), || async { http_get(&metrics, "/readyz").await.0 == 206 }).await,
-        "degraded while the stream is down: {:?}", http_get(&metrics, "/readyz").await);
-    assert!(eventually(Duration::from_secs(8), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await,
-        "ready again after recovery");
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            http_get(&metrics, "/readyz").await.0 == 206
+        })
+        .await,
+        "degraded while the stream is down: {:?}",
+        http_get(&metrics, "/readyz").await
+    );
+    assert!(
+        eventually(Duration::from_secs(8), || async {
+            http_get(&metrics, "/readyz").await.0 == 200
+        })
+        .await,
+        "ready again after recovery"
+    );
     let (code, page) = http_get(&metrics, "/metrics").await;
     assert_eq!(code, 200);
     for family in [
@@ -42,8 +61,18 @@ async fn not_ready_without_a_fresh_canonical_tip() {
     let anvil = Anvil::start(901).await; // never mines: the tip stays at genesis
     let source = FlashblockSource::start().await;
     let metrics = format!("127.0.0.1:{}", free_port());
-    let _node = start_node(&source.url, &anvil.url, &["--metrics-addr", &metrics, "--canonical-stale-after", "1s"]).await;
-    assert!(eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 503 }).await);
+    let _node = start_node(
+        &source.url,
+        &anvil.url,
+        &["--metrics-addr", &metrics, "--canonical-stale-after", "1s"],
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 503
+        })
+        .await
+    );
     let (_, body) = http_get(&metrics, "/readyz").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["health"], "notready");
@@ -71,18 +100,29 @@ async fn node_waits_for_an_upstream_that_starts_later() {
     let mut node = Proc::flashnode(&args);
     let waiting = eventually(Duration::from_secs(10), || {
         let out = node.output();
-        async move { out.contains("upstream execution client not reachable") && out.contains("Connection refused") }
+        async move {
+            out.contains("upstream execution client not reachable")
+                && out.contains("Connection refused")
+        }
     })
     .await;
     assert!(waiting, "no retry line naming the cause:\n{}", node.output());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(node.is_running(), "the node exited instead of waiting:\n{}", node.output());
-    let devnet_args: Vec<String> =
-        ["devnet", "--rpc-addr", &format!("127.0.0.1:{up_rpc}"), "--flashblocks-addr", &format!("127.0.0.1:{up_ws}")].map(String::from).to_vec();
+    let devnet_args: Vec<String> = [
+        "devnet",
+        "--rpc-addr",
+        &format!("127.0.0.1:{up_rpc}"),
+        "--flashblocks-addr",
+        &format!("127.0.0.1:{up_ws}"),
+    ]
+    .map(String::from)
+    .to_vec();
     let _devnet = Proc::flashnode(&devnet_args);
     let url = format!("http://127.0.0.1:{rpc}");
     let serving = eventually(Duration::from_secs(30), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", rpc)).await.is_ok() && status(&url).await["mode"] == "flashblocks"
+        tokio::net::TcpStream::connect(("127.0.0.1", rpc)).await.is_ok()
+            && status(&url).await["mode"] == "flashblocks"
     })
     .await;
     assert!(serving, "the node did not serve once its upstream came up:\n{}", node.output());
@@ -100,7 +140,12 @@ async fn status_command_shows_the_node() {
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines.iter().all(|l| l.contains("mode=flashblocks") && l.contains("tip=") && l.contains("index=")), "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("mode=flashblocks") && l.contains("tip=") && l.contains("index=")),
+        "{text}"
+    );
 }
 
 /// Every preset loads (through the CLI), the config file / environment / preset layers apply in
@@ -122,12 +167,18 @@ fn presets_and_config_layers() {
         ("op-sepolia", None),
         ("devnet", None),
     ] {
-        let out = run(&["node", "--chain", chain, "--upstream-rpc", "http://127.0.0.1:1", "--print-config"], &[]);
+        let out = run(
+            &["node", "--chain", chain, "--upstream-rpc", "http://127.0.0.1:1", "--print-config"],
+            &[],
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{chain}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(text.contains(&format!("chain = \"{chain}\"")), "{text}");
         match url {
-            Some(url) => assert!(text.contains(&format!("flashblocks-url = \"{url}\"  # preset {chain}")), "{text}"),
+            Some(url) => assert!(
+                text.contains(&format!("flashblocks-url = \"{url}\"  # preset {chain}")),
+                "{text}"
+            ),
             None => assert!(text.contains("# flashblocks-url is unset"), "{text}"),
         }
     }
@@ -142,21 +193,47 @@ fn presets_and_config_layers() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("ws-per-ip-limit = 5  # environment"), "env beats file: {text}");
-    assert!(text.contains("ws-global-limit = 900  # command line"), "command line beats file: {text}");
-    assert!(text.contains("flashblocks-url = \"ws://10.9.9.9/ws\"  # "), "file beats preset: {text}");
+    assert!(
+        text.contains("ws-global-limit = 900  # command line"),
+        "command line beats file: {text}"
+    );
+    assert!(
+        text.contains("flashblocks-url = \"ws://10.9.9.9/ws\"  # "),
+        "file beats preset: {text}"
+    );
     assert!(text.contains("upstream-rpc = \"http://10.1.2.3:8545\"  # "), "{text}");
     // API keys are secrets: counted, never printed.
-    let out = run(&["node", "--config", good.to_str().unwrap(), "--ws-api-keys", "s3cret-one,s3cret-two", "--print-config"], &[]);
+    let out = run(
+        &[
+            "node",
+            "--config",
+            good.to_str().unwrap(),
+            "--ws-api-keys",
+            "s3cret-one,s3cret-two",
+            "--print-config",
+        ],
+        &[],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("# ws-api-keys: 2 keys, not printed  # command line") && !text.contains("s3cret"), "{text}");
+    assert!(
+        text.contains("# ws-api-keys: 2 keys, not printed  # command line")
+            && !text.contains("s3cret"),
+        "{text}"
+    );
 
     for (body, field) in [
         ("upstream-rpc = \"http://x:1\"\nws-per-ip-limit = \"many\"\n", "`ws-per-ip-limit`"),
         ("upstream-rpc = \"http://x:1\"\nrpc-addr = \"not an address\"\n", "`rpc-addr`"),
-        ("upstream-rpc = \"http://x:1\"\npending-stale-after = \"2 fortnights\"\n", "`pending-stale-after`"),
+        (
+            "upstream-rpc = \"http://x:1\"\npending-stale-after = \"2 fortnights\"\n",
+            "`pending-stale-after`",
+        ),
         ("upstream-rpc = \"http://x:1\"\nws-compression = \"yes\"\n", "`ws-compression`"),
-        ("upstream-rpc = \"http://x:1\"\nrpc-adress = \"127.0.0.1:1\"\n", "`rpc-adress`: unknown key"),
+        (
+            "upstream-rpc = \"http://x:1\"\nrpc-adress = \"127.0.0.1:1\"\n",
+            "`rpc-adress`: unknown key",
+        ),
         ("chain = \"mars\"\n", "`chain`"),
         ("upstream-rpc = \"http://x:1\"\nws-writers = 1000\n", "`ws-writers`"),
     ] {
@@ -180,12 +257,25 @@ fn presets_and_config_layers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_calls() {
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut node = start("dev", &["--block-time", "2s", "--flashblock-interval", "400ms", "--metrics-addr", &metrics]).await;
+    let mut node = start(
+        "dev",
+        &["--block-time", "2s", "--flashblock-interval", "400ms", "--metrics-addr", &metrics],
+    )
+    .await;
     let chain_id = 901;
     let to = address_of(DEV_KEYS[9]);
     let mut calls = Vec::new();
     for (i, key) in DEV_KEYS.iter().take(6).enumerate() {
-        let raw = sign_1559(key, chain_id, 0, TxKind::Call(to), U256::from(1000 + i), Bytes::new(), 21_000, 10_000_000_000);
+        let raw = sign_1559(
+            key,
+            chain_id,
+            0,
+            TxKind::Call(to),
+            U256::from(1000 + i),
+            Bytes::new(),
+            21_000,
+            10_000_000_000,
+        );
         let rpc = node.rpc.clone();
         calls.push(tokio::spawn(async move {
             raw_rpc(&rpc, "eth_sendRawTransactionSync", serde_json::json!([raw, 5000])).await
@@ -194,16 +284,27 @@ async fn sigterm_drains_in_flight_calls() {
     // The calls are now waiting for their flashblock (up to 400 ms away).
     tokio::time::sleep(Duration::from_millis(60)).await;
     node.proc.terminate();
-    let draining = eventually(Duration::from_secs(2), || async { http_get(&metrics, "/readyz").await.0 == 503 }).await;
+    let draining = eventually(Duration::from_secs(2), || async {
+        http_get(&metrics, "/readyz").await.0 == 503
+    })
+    .await;
     for call in calls {
         let answer = call.await.expect("task");
-        assert_eq!(answer["result"]["status"], "0x1", "in-flight call answered with its receipt: {answer}");
+        assert_eq!(
+            answer["result"]["status"], "0x1",
+            "in-flight call answered with its receipt: {answer}"
+        );
     }
-    let status = node.proc.wait_exit(Duration::from_secs(15)).await.expect("exits within the drain deadline");
+    let status = node
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("exits within the drain deadline");
     assert!(status.success(), "clean exit: {status:?}\n{}", node.proc.output());
     assert!(draining || node.proc.output().contains("draining"), "readyz reported the drain");
     assert!(node.proc.output().contains("RPC drained"), "{}", node.proc.output());
-    let refused = tokio::net::TcpStream::connect(node.rpc.trim_start_matches("http://")).await.is_err();
+    let refused =
+        tokio::net::TcpStream::connect(node.rpc.trim_start_matches("http://")).await.is_err();
     assert!(refused, "no new connections after shutdown");
 }
 
@@ -213,7 +314,11 @@ async fn sigterm_drains_in_flight_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_with_a_prometheus_parser() {
     let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms", "--metrics-addr", &metrics]).await;
+    let node = start(
+        "dev",
+        &["--block-time", "1s", "--flashblock-interval", "100ms", "--metrics-addr", &metrics],
+    )
+    .await;
     let who = format!("{:?}", address_of(DEV_KEYS[0]));
     for _ in 0..3 {
         raw_rpc(&node.rpc, "eth_getBalance", serde_json::json!([who, "pending"])).await;
@@ -228,19 +333,34 @@ async fn metrics_parse_with_a_prometheus_parser() {
     let lines = page.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
     let sample = |name: &str, labels: &[(&str, &str)]| {
-        scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
     };
     let value = |s: &prometheus_parse::Sample| match s.value {
-        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
         prometheus_parse::Value::Histogram(ref h) => h.last().map(|b| b.count).unwrap_or(0.0),
         prometheus_parse::Value::Summary(_) => 1.0,
     };
-    let ok = sample("flashnode_rpc_requests_total", &[("method", "eth_getBalance"), ("outcome", "ok")]).expect("per-method count");
+    let ok =
+        sample("flashnode_rpc_requests_total", &[("method", "eth_getBalance"), ("outcome", "ok")])
+            .expect("per-method count");
     assert!(value(ok) >= 3.0);
-    assert!(sample("flashnode_rpc_requests_total", &[("method", "eth_getBalance"), ("outcome", "error")]).is_some());
-    assert!(sample("flashnode_rpc_requests_total", &[("method", "unknown")]).is_some(), "unknown methods share one label");
+    assert!(sample(
+        "flashnode_rpc_requests_total",
+        &[("method", "eth_getBalance"), ("outcome", "error")]
+    )
+    .is_some());
     assert!(
-        sample("flashnode_rpc_request_duration_seconds", &[("method", "eth_blockNumber")]).is_some(),
+        sample("flashnode_rpc_requests_total", &[("method", "unknown")]).is_some(),
+        "unknown methods share one label"
+    );
+    assert!(
+        sample("flashnode_rpc_request_duration_seconds", &[("method", "eth_blockNumber")])
+            .is_some(),
         "per-method latency histogram"
     );
     for family in [

@@ -9,14 +9,23 @@ use std::{path::PathBuf, process::Command, time::Duration};
 fn chromium() -> PathBuf {
     std::env::var_os("FLASHNODE_CHROMIUM")
         .map(PathBuf::from)
-        .or_else(|| ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().map(PathBuf::from).find(|p| p.exists()))
+        .or_else(|| {
+            ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+        })
         .expect("Chromium is installed by scripts/install-browser.sh (scripts/test.sh runs it)")
 }
 
 /// Runs headless Chromium on `url` with `extra` flags (a fresh profile, no background traffic:
 /// this machine has no network beyond loopback).
 fn browse(url: &str, extra: &[String]) -> std::process::Output {
-    let profile = std::env::temp_dir().join(format!("flashnode-chromium-{}-{}", std::process::id(), free_port()));
+    let profile = std::env::temp_dir().join(format!(
+        "flashnode-chromium-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     let mut cmd = Command::new(chromium());
     cmd.args([
         "--headless",
@@ -43,14 +52,27 @@ fn browse(url: &str, extra: &[String]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_shows_flashblocks_live_in_a_browser() {
     let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms", "--metrics-addr", &metrics]).await;
+    let node = start(
+        "dev",
+        &["--block-time", "1s", "--flashblock-interval", "100ms", "--metrics-addr", &metrics],
+    )
+    .await;
     // Steady traffic while the browser looks, so rows carry transactions.
     let rpc = node.rpc.clone();
     let traffic = tokio::spawn(async move {
         let to = address_of(DEV_KEYS[9]);
         for nonce in 0..200u64 {
             for key in DEV_KEYS.iter().take(3) {
-                let raw = sign_1559(key, 901, nonce, alloy_primitives::TxKind::Call(to), alloy_primitives::U256::from(1), Default::default(), 21_000, 10_000_000_000);
+                let raw = sign_1559(
+                    key,
+                    901,
+                    nonce,
+                    alloy_primitives::TxKind::Call(to),
+                    alloy_primitives::U256::from(1),
+                    Default::default(),
+                    21_000,
+                    10_000_000_000,
+                );
                 raw_rpc(&rpc, "eth_sendRawTransaction", serde_json::json!([raw])).await;
             }
             tokio::time::sleep(Duration::from_millis(60)).await;
@@ -81,11 +103,20 @@ async fn status_page_shows_flashblocks_live_in_a_browser() {
     let _ = std::fs::remove_file(&shot);
     let out = tokio::task::spawn_blocking({
         let shot = shot.clone();
-        move || browse(&url, &[format!("--screenshot={}", shot.display()), "--window-size=1280,760".to_string()])
+        move || {
+            browse(
+                &url,
+                &[format!("--screenshot={}", shot.display()), "--window-size=1280,760".to_string()],
+            )
+        }
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "chromium screenshot failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium screenshot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let png = std::fs::read(&shot).expect("screenshot written");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
     assert!(png.len() > 10_000, "a real picture, not a blank page ({} bytes)", png.len());

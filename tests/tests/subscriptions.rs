@@ -10,7 +10,11 @@ use std::{collections::HashSet, time::Duration};
 fn quantity(v: &Value) -> u64 {
     match v {
         Value::Number(n) => n.as_u64().expect("u64"),
-        _ => u64::from_str_radix(v.as_str().unwrap_or_else(|| panic!("quantity, got {v}")).trim_start_matches("0x"), 16).expect("hex"),
+        _ => u64::from_str_radix(
+            v.as_str().unwrap_or_else(|| panic!("quantity, got {v}")).trim_start_matches("0x"),
+            16,
+        )
+        .expect("hex"),
     }
 }
 
@@ -60,10 +64,24 @@ async fn new_flashblocks_arrive_in_order_without_gaps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_logs_deliver_events_from_flashblocks() {
     let node = start("dev", &["--block-time", "2s", "--flashblock-interval", "200ms"]).await;
-    let out: Value = serde_json::from_str(&cast(&["send", "--json", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[1], "--create", PROBE_BIN.trim()])).unwrap();
+    let out: Value = serde_json::from_str(&cast(&[
+        "send",
+        "--json",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        DEV_KEYS[1],
+        "--create",
+        PROBE_BIN.trim(),
+    ]))
+    .unwrap();
     let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
     let mut ws = WsRpc::connect(&node.rpc).await;
-    let logs_sub = ws.subscribe(json!(["pendingLogs", {"address": probe, "topics": [IProbe::Ping::SIGNATURE_HASH]}])).await;
+    let logs_sub = ws
+        .subscribe(
+            json!(["pendingLogs", {"address": probe, "topics": [IProbe::Ping::SIGNATURE_HASH]}]),
+        )
+        .await;
     let txs_sub = ws.subscribe(json!(["newFlashblockTransactions", true])).await;
     // Send early in a block so the event is delivered while its block is still pending.
     let mut fbs = collect_flashblocks(&node.ws).await;
@@ -73,7 +91,19 @@ async fn pending_logs_deliver_events_from_flashblocks() {
             break;
         }
     }
-    let hash: B256 = cast(&["send", "--async", "--rpc-url", &node.rpc, "--private-key", DEV_KEYS[2], &probe.to_string(), "ping(uint256)", "5"]).parse().unwrap();
+    let hash: B256 = cast(&[
+        "send",
+        "--async",
+        "--rpc-url",
+        &node.rpc,
+        "--private-key",
+        DEV_KEYS[2],
+        &probe.to_string(),
+        "ping(uint256)",
+        "5",
+    ])
+    .parse()
+    .unwrap();
     let (mut got_log, mut got_tx) = (None, false);
     while got_log.is_none() || !got_tx {
         let (sub, msg) = ws.notification(Duration::from_secs(5)).await.expect("notifications");
@@ -88,12 +118,24 @@ async fn pending_logs_deliver_events_from_flashblocks() {
         }
     }
     let (log_block, tip_then) = got_log.unwrap();
-    assert!(log_block > tip_then, "the log was delivered from a flashblock, before its block was canonical");
+    assert!(
+        log_block > tip_then,
+        "the log was delivered from a flashblock, before its block was canonical"
+    );
     let bad = ws.request("eth_subscribe", json!(["noSuchThing"])).await;
     assert_eq!(bad["error"]["code"], -32602);
-    assert!(bad["error"]["message"].as_str().is_some_and(|m| m.contains("newFlashblocks, newFlashblockTransactions")), "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("newFlashblocks, newFlashblockTransactions")),
+        "{bad}"
+    );
     // Misspelt or mistyped options are refused, not served in the default shape.
-    for params in [json!(["newFlashblocks", {"fulll": true}]), json!(["newFlashblocks", {"full": "yes"}]), json!(["newFlashblockTransactions", "x"])] {
+    for params in [
+        json!(["newFlashblocks", {"fulll": true}]),
+        json!(["newFlashblocks", {"full": "yes"}]),
+        json!(["newFlashblockTransactions", "x"]),
+    ] {
         let bad = ws.request("eth_subscribe", params.clone()).await;
         assert_eq!(bad["error"]["code"], -32602, "{params}: {bad}");
     }
@@ -103,7 +145,10 @@ async fn pending_logs_deliver_events_from_flashblocks() {
     for method in ["eth_getBalance", "eth_getTransactionReceipt"] {
         let bad = raw_rpc(&node.rpc, method, json!([])).await;
         let msg = bad["error"]["message"].as_str().unwrap_or_default();
-        assert!(msg.starts_with("invalid params: ") && !msg.contains("ErrorObject"), "{method}: {bad}");
+        assert!(
+            msg.starts_with("invalid params: ") && !msg.contains("ErrorObject"),
+            "{method}: {bad}"
+        );
     }
 }
 
@@ -112,9 +157,24 @@ async fn pending_logs_deliver_events_from_flashblocks() {
 async fn tail_reorg_retracts_pending_logs() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let node = start_node(&devnet.ws, &devnet.rpc, &[]).await;
-    let out: Value = serde_json::from_str(&cast(&["send", "--json", "--rpc-url", &devnet.rpc, "--private-key", DEV_KEYS[0], "--create", PROBE_BIN.trim()])).unwrap();
+    let out: Value = serde_json::from_str(&cast(&[
+        "send",
+        "--json",
+        "--rpc-url",
+        &devnet.rpc,
+        "--private-key",
+        DEV_KEYS[0],
+        "--create",
+        PROBE_BIN.trim(),
+    ]))
+    .unwrap();
     let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
-    assert!(eventually(Duration::from_secs(5), || async { status(&node.rpc).await["mode"] == "flashblocks" }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(&node.rpc).await["mode"] == "flashblocks"
+        })
+        .await
+    );
     let mut ws = WsRpc::connect(&node.rpc).await;
     let logs_sub = ws.subscribe(json!(["pendingLogs", {"address": probe}])).await;
     raw_rpc(&devnet.rpc, "devnet_injectTailReorg", json!([])).await;
@@ -124,7 +184,16 @@ async fn tail_reorg_retracts_pending_logs() {
         async move {
             for round in 0..30u64 {
                 for key in &DEV_KEYS[1..] {
-                    let raw = sign_1559(key, 901, round, TxKind::Call(probe), U256::ZERO, ping.clone(), 100_000, 10_000_000_000);
+                    let raw = sign_1559(
+                        key,
+                        901,
+                        round,
+                        TxKind::Call(probe),
+                        U256::ZERO,
+                        ping.clone(),
+                        100_000,
+                        10_000_000_000,
+                    );
                     raw_rpc(&rpc, "eth_sendRawTransaction", json!([raw])).await;
                 }
                 tokio::time::sleep(Duration::from_millis(40)).await;

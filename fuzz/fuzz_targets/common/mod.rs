@@ -9,12 +9,15 @@ use alloy_eips::eip4895::Withdrawal;
 use alloy_eips::eip7685::RequestsOrHash;
 use alloy_primitives::{Address, Bloom, Bytes, B256, U256};
 use alloy_rpc_types_engine::{
-    CancunPayloadFields, ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3, PraguePayloadFields,
+    CancunPayloadFields, ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3,
+    PraguePayloadFields,
 };
 use alloy_signer_local::PrivateKeySigner;
 use arbitrary::Arbitrary;
 use flashnode_gossip::{altsync, codec, BlockVersion};
-use op_alloy_rpc_types_engine::{OpExecutionPayload, OpExecutionPayloadSidecar, OpExecutionPayloadV4};
+use op_alloy_rpc_types_engine::{
+    OpExecutionPayload, OpExecutionPayloadSidecar, OpExecutionPayloadV4,
+};
 
 /// The validation clock of every target (block timestamps are relative to it).
 pub const NOW: u64 = 1_700_000_000;
@@ -28,7 +31,9 @@ pub fn signer() -> PrivateKeySigner {
 
 /// Another key: its signatures must be rejected.
 pub fn other_signer() -> PrivateKeySigner {
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d".parse().expect("key parses")
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+        .parse()
+        .expect("key parses")
 }
 
 /// One byte patch of the encoded payload.
@@ -74,7 +79,11 @@ pub struct BlockSpec {
 
 fn small(x: u64) -> u64 {
     // Most fuzzer u64s are huge; keep many blocks in a realistic range too.
-    if x & 1 == 0 { x >> 40 } else { x }
+    if x & 1 == 0 {
+        x >> 40
+    } else {
+        x
+    }
 }
 
 impl BlockSpec {
@@ -97,10 +106,19 @@ impl BlockSpec {
             transactions: self.txs.iter().take(64).map(|t| Bytes::from(t.clone())).collect(),
         };
         let withdrawals: Vec<Withdrawal> = (0..self.withdrawals % 4)
-            .map(|i| Withdrawal { index: i as u64, validator_index: 7, address: Address::repeat_byte(9), amount: 1 })
+            .map(|i| Withdrawal {
+                index: i as u64,
+                validator_index: 7,
+                address: Address::repeat_byte(9),
+                amount: 1,
+            })
             .collect();
         let v2 = ExecutionPayloadV2 { payload_inner: v1, withdrawals };
-        let v3 = ExecutionPayloadV3 { payload_inner: v2, blob_gas_used: small(self.blob_gas_used), excess_blob_gas: small(self.excess_blob_gas) };
+        let v3 = ExecutionPayloadV3 {
+            payload_inner: v2,
+            blob_gas_used: small(self.blob_gas_used),
+            excess_blob_gas: small(self.excess_blob_gas),
+        };
         let beacon_root = self.beacon_root.map(B256::from);
         let mut payload = match self.version % 4 {
             0 => OpExecutionPayload::V1(v3.payload_inner.payload_inner),
@@ -172,7 +190,9 @@ pub fn mutate(bytes: &mut Vec<u8>, mutations: &[Mutation]) {
 /// `validate::rebuild`), if it rebuilds.
 fn seal_hash(payload: &OpExecutionPayload, beacon_root: Option<B256>) -> Option<B256> {
     let sidecar = match (payload, beacon_root) {
-        (OpExecutionPayload::V3(_), Some(root)) => OpExecutionPayloadSidecar::v3(CancunPayloadFields::new(root, vec![])),
+        (OpExecutionPayload::V3(_), Some(root)) => {
+            OpExecutionPayloadSidecar::v3(CancunPayloadFields::new(root, vec![]))
+        }
         (OpExecutionPayload::V4(_), Some(root)) => OpExecutionPayloadSidecar::v4(
             CancunPayloadFields::new(root, vec![]),
             PraguePayloadFields::new(RequestsOrHash::empty()),

@@ -30,7 +30,12 @@ pub fn config() -> GossipConfig {
 
 /// An empty Isthmus block (v4 rules: empty withdrawals, withdrawals root, blob fields zero,
 /// beacon root set) and its hash; `salt` fills `extra_data` so blocks at one height differ.
-pub fn empty_block(number: u64, timestamp: u64, parent_hash: B256, salt: u8) -> (Block<OpTxEnvelope>, B256) {
+pub fn empty_block(
+    number: u64,
+    timestamp: u64,
+    parent_hash: B256,
+    salt: u8,
+) -> (Block<OpTxEnvelope>, B256) {
     let header = Header {
         number,
         parent_hash,
@@ -45,7 +50,14 @@ pub fn empty_block(number: u64, timestamp: u64, parent_hash: B256, salt: u8) -> 
         extra_data: Bytes::from(vec![salt; 9]),
         ..Default::default()
     };
-    let block = Block { header, body: BlockBody { transactions: vec![], ommers: vec![], withdrawals: Some(Default::default()) } };
+    let block = Block {
+        header,
+        body: BlockBody {
+            transactions: vec![],
+            ommers: vec![],
+            withdrawals: Some(Default::default()),
+        },
+    };
     let hash = block.header.hash_slow();
     (block, hash)
 }

@@ -38,7 +38,10 @@ fn rollup_boost_frames() -> Vec<FlashblocksPayloadV1> {
     delta.as_object_mut().unwrap().remove("base");
     delta["diff"]["gas_used"] = "0x1b0f8".into();
     delta["metadata"] = serde_json::json!({ "block_number": 37646890 });
-    [base, delta].into_iter().map(|v| serde_json::from_value(v).expect("rollup-boost parses its own shape")).collect()
+    [base, delta]
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("rollup-boost parses its own shape"))
+        .collect()
 }
 
 #[test]
@@ -46,7 +49,8 @@ fn flashnode_decodes_rollup_boost_frames_text_and_brotli() {
     for rb in rollup_boost_frames() {
         let json = serde_json::to_vec(&rb).unwrap();
         for bytes in [json.clone(), encode_brotli(&json)] {
-            let ours = decode_frame(&bytes, 1 << 20).expect("flashnode decodes rollup-boost's frame");
+            let ours =
+                decode_frame(&bytes, 1 << 20).expect("flashnode decodes rollup-boost's frame");
             assert_eq!(ours.payload.index, rb.index);
             assert_eq!(ours.payload.payload_id.0 .0, rb.payload_id.0 .0);
             assert_eq!(ours.payload.diff.gas_used, rb.diff.gas_used);
@@ -89,12 +93,15 @@ async fn rollup_boost_decodes_flashnode_frames() {
         let mut saw_base = false;
         for _ in 0..12 {
             let fb = next_flashblock(&mut fbs, Duration::from_secs(10)).await;
-            let rb: FlashblocksPayloadV1 =
-                serde_json::from_value(fb.json.clone()).expect("rollup-boost decodes flashnode's frame");
+            let rb: FlashblocksPayloadV1 = serde_json::from_value(fb.json.clone())
+                .expect("rollup-boost decodes flashnode's frame");
             assert_eq!(rb.index, fb.payload.index);
             assert_eq!(rb.diff.block_hash.0, fb.payload.diff.block_hash.0);
             assert_eq!(rb.diff.transactions.len(), fb.payload.diff.transactions.len());
-            assert_eq!(rb.metadata["block_number"].as_u64(), Some(fb.payload.metadata.block_number));
+            assert_eq!(
+                rb.metadata["block_number"].as_u64(),
+                Some(fb.payload.metadata.block_number)
+            );
             saw_base |= rb.base.is_some();
             assert_eq!(fb.binary, !extra.is_empty());
         }
@@ -114,8 +121,8 @@ async fn rollup_boost_decodes_the_fanout() {
         for _ in 0..12 {
             let fb = next_flashblock(&mut fbs, Duration::from_secs(10)).await;
             assert_eq!(fb.binary, !extra.is_empty());
-            let rb: FlashblocksPayloadV1 =
-                serde_json::from_value(fb.json.clone()).expect("rollup-boost decodes the fan-out frame");
+            let rb: FlashblocksPayloadV1 = serde_json::from_value(fb.json.clone())
+                .expect("rollup-boost decodes the fan-out frame");
             assert_eq!(rb.index, fb.payload.index);
             assert_eq!(rb.diff.block_hash.0, fb.payload.diff.block_hash.0);
         }

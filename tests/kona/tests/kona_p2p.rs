@@ -44,7 +44,8 @@ const DEV_SIGNER_KEY: &str = "2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf
 const DEV_SIGNER: &str = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720";
 /// kona's `payload_by_number` protocol id (the spec's, with the trailing slash).
 fn kona_sync_protocol() -> StreamProtocol {
-    StreamProtocol::try_from_owned(format!("/opstack/req/payload_by_number/{CHAIN}/0/")).expect("valid protocol id")
+    StreamProtocol::try_from_owned(format!("/opstack/req/payload_by_number/{CHAIN}/0/"))
+        .expect("valid protocol id")
 }
 
 /// kona's view of the devnet: chain 901 with every fork up to Isthmus active from genesis
@@ -97,11 +98,18 @@ impl Kona {
     async fn spawn() -> Kona {
         let signer: Address = DEV_SIGNER.parse().expect("address");
         let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr");
-        let (mut driver, signer_tx) =
-            GossipDriverBuilder::new(rollup_config(), signer, listen, Keypair::generate_secp256k1())
-                .build()
-                .expect("kona gossip driver");
-        tokio::time::timeout(Duration::from_secs(10), driver.start()).await.expect("kona listens in time").expect("kona listens");
+        let (mut driver, signer_tx) = GossipDriverBuilder::new(
+            rollup_config(),
+            signer,
+            listen,
+            Keypair::generate_secp256k1(),
+        )
+        .build()
+        .expect("kona gossip driver");
+        tokio::time::timeout(Duration::from_secs(10), driver.start())
+            .await
+            .expect("kona listens in time")
+            .expect("kona listens");
         let peer_id = *driver.local_peer_id();
         let bound = driver.swarm.listeners().next().cloned().expect("a listen address");
         let addr = bound.with(Protocol::P2p(peer_id));
@@ -176,14 +184,21 @@ impl Kona {
     /// One `payload_by_number` exchange from kona's swarm: the raw response bytes.
     async fn request_payload(&mut self, peer: PeerId, number: u64) -> Vec<u8> {
         let exchange = async {
-            let mut stream = self.sync.open_stream(peer, kona_sync_protocol()).await.map_err(|e| e.to_string())?;
+            let mut stream = self
+                .sync
+                .open_stream(peer, kona_sync_protocol())
+                .await
+                .map_err(|e| e.to_string())?;
             stream.write_all(&number.to_le_bytes()).await.map_err(|e| e.to_string())?;
             stream.close().await.map_err(|e| e.to_string())?;
             let mut response = Vec::new();
             stream.read_to_end(&mut response).await.map_err(|e| e.to_string())?;
             Ok::<_, String>(response)
         };
-        tokio::time::timeout(Duration::from_secs(10), exchange).await.expect("alt-sync answer in time").expect("alt-sync exchange")
+        tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .expect("alt-sync answer in time")
+            .expect("alt-sync exchange")
     }
 }
 
@@ -203,7 +218,8 @@ fn hex_decode(s: &str) -> Vec<u8> {
 /// The block hash of a v4 payload recomputed with alloy 1.x, the way kona's validator does
 /// (beacon root from the envelope, empty requests hash under Isthmus).
 fn kona_block_hash(envelope: &OpNetworkPayloadEnvelope) -> B256 {
-    let mut block: Block<OpTxEnvelope> = envelope.payload.clone().try_into_block().expect("payload converts to a block");
+    let mut block: Block<OpTxEnvelope> =
+        envelope.payload.clone().try_into_block().expect("payload converts to a block");
     block.header.parent_beacon_block_root = envelope.parent_beacon_block_root;
     block.header.requests_hash = Some(EMPTY_REQUESTS_HASH);
     block.header.hash_slow()
@@ -211,8 +227,14 @@ fn kona_block_hash(envelope: &OpNetworkPayloadEnvelope) -> B256 {
 
 /// The devnet's canonical hash of block `number`, from its JSON-RPC.
 async fn rpc_hash(rpc: &str, number: u64) -> B256 {
-    let r = raw_rpc(rpc, "eth_getBlockByNumber", serde_json::json!([format!("{number:#x}"), false])).await;
-    r["result"]["hash"].as_str().unwrap_or_else(|| panic!("block {number}: {r}")).parse().expect("hash")
+    let r =
+        raw_rpc(rpc, "eth_getBlockByNumber", serde_json::json!([format!("{number:#x}"), false]))
+            .await;
+    r["result"]["hash"]
+        .as_str()
+        .unwrap_or_else(|| panic!("block {number}: {r}"))
+        .parse()
+        .expect("hash")
 }
 
 /// The `p2p: <multiaddr>` line a flashnode process prints at start-up.
@@ -229,7 +251,10 @@ async fn p2p_addr(r: &Running) -> String {
 }
 
 fn peer_of(addr: &str) -> PeerId {
-    addr.rsplit('/').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no peer id in {addr}"))
+    addr.rsplit('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no peer id in {addr}"))
 }
 
 async fn gossip(r: &Running) -> serde_json::Value {
@@ -246,9 +271,14 @@ fn n(v: &serde_json::Value, k: &str) -> u64 {
 fn decode_altsync_v4(response: &[u8]) -> OpNetworkPayloadEnvelope {
     assert!(response.len() > 5, "short alt-sync answer: {response:?}");
     assert_eq!(response[0], 0, "result byte: ok");
-    assert_eq!(u32::from_le_bytes(response[1..5].try_into().unwrap_or_default()), 2, "version: Isthmus envelope");
+    assert_eq!(
+        u32::from_le_bytes(response[1..5].try_into().unwrap_or_default()),
+        2,
+        "version: Isthmus envelope"
+    );
     let mut payload = Vec::new();
-    std::io::Read::read_to_end(&mut snap::read::FrameDecoder::new(&response[5..]), &mut payload).expect("snappy framed");
+    std::io::Read::read_to_end(&mut snap::read::FrameDecoder::new(&response[5..]), &mut payload)
+        .expect("snappy framed");
     let mut gossip = vec![0u8; 65];
     gossip.extend_from_slice(&payload);
     let wire = snap::raw::Encoder::new().compress_vec(&gossip).expect("snappy");
@@ -263,7 +293,11 @@ async fn flashnode_devnet_blocks_reach_kona_and_kona_fetches_one_by_altsync() {
     // Let the devnet seal a few blocks first: kona fetches one of them by alt-sync below.
     let sealed = eventually(Duration::from_secs(15), || async {
         let r = raw_rpc(&devnet.rpc, "eth_blockNumber", serde_json::json!([])).await;
-        r["result"].as_str().and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok()).unwrap_or_default() >= 3
+        r["result"]
+            .as_str()
+            .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+            .unwrap_or_default()
+            >= 3
     })
     .await;
     assert!(sealed, "the devnet sealed no blocks:\n{}", devnet.proc.output());
@@ -275,7 +309,10 @@ async fn flashnode_devnet_blocks_reach_kona_and_kona_fetches_one_by_altsync() {
     let mut last = first.payload.block_number();
     for _ in 0..3 {
         let env = kona.next_block().await;
-        assert!(matches!(env.payload, OpExecutionPayload::V4(_)), "Isthmus blocks ride the v4 topic");
+        assert!(
+            matches!(env.payload, OpExecutionPayload::V4(_)),
+            "Isthmus blocks ride the v4 topic"
+        );
         let number = env.payload.block_number();
         assert_eq!(number, last + 1, "kona missed or reordered a block");
         assert_eq!(env.payload.block_hash(), rpc_hash(&devnet.rpc, number).await, "block {number}");
@@ -309,7 +346,16 @@ async fn kona_publishes_blocks_that_flashnode_nodes_accept_with_either_message_i
     let mut kona = Kona::spawn().await;
     let k = kona.addr.to_string();
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let common = ["--p2p-addr", "127.0.0.1:0", "--p2p-sequencer-address", DEV_SIGNER, "--p2p-static", &k, "--upstream-poll-interval", "30s"];
+    let common = [
+        "--p2p-addr",
+        "127.0.0.1:0",
+        "--p2p-sequencer-address",
+        DEV_SIGNER,
+        "--p2p-static",
+        &k,
+        "--upstream-poll-interval",
+        "30s",
+    ];
     let mut op_args = common.to_vec();
     op_args.extend(["--metrics-addr", &metrics_addr]);
     let op_node = start_node(&devnet.ws, &devnet.rpc, &op_args).await;
@@ -319,7 +365,12 @@ async fn kona_publishes_blocks_that_flashnode_nodes_accept_with_either_message_i
     let spec_addr = p2p_addr(&spec_node).await;
     let nodes = [("op-node message ids", &op_node), ("spec message ids", &spec_node)];
     let ok = eventually(Duration::from_secs(15), || async { kona.peers().await == 2 }).await;
-    assert!(ok, "the nodes did not connect to kona:\n{}\n{}", op_node.proc.output(), spec_node.proc.output());
+    assert!(
+        ok,
+        "the nodes did not connect to kona:\n{}\n{}",
+        op_node.proc.output(),
+        spec_node.proc.output()
+    );
 
     // A block past both nodes' canonical tip (they poll their upstream every 30 s).
     let tip = |s: serde_json::Value| s["canonicalTip"].as_u64().unwrap_or_default();
@@ -333,21 +384,40 @@ async fn kona_publishes_blocks_that_flashnode_nodes_accept_with_either_message_i
     }
     // kona signs it with the chain's unsafe-block key and publishes it on the v4 topic.
     env.signature = kona_sign(&env);
-    let signer = env.signature.recover_address_from_prehash(&env.payload_hash.signature_message(CHAIN)).expect("recoverable");
+    let signer = env
+        .signature
+        .recover_address_from_prehash(&env.payload_hash.signature_message(CHAIN))
+        .expect("recoverable");
     assert_eq!(signer, DEV_SIGNER.parse::<Address>().expect("address"));
     let h = env.payload.block_number();
     kona.publish_until_ok(&env).await;
     for (what, r) in nodes {
-        let ok = eventually(Duration::from_secs(15), || async { n(&gossip(r).await, "highestBlock") == h }).await;
-        assert!(ok, "{what}: kona's block {h} not accepted: {}\n{}", gossip(r).await, r.proc.output());
+        let ok = eventually(Duration::from_secs(15), || async {
+            n(&gossip(r).await, "highestBlock") == h
+        })
+        .await;
+        assert!(
+            ok,
+            "{what}: kona's block {h} not accepted: {}\n{}",
+            gossip(r).await,
+            r.proc.output()
+        );
         let g = gossip(r).await;
         assert!(n(&g, "accepted") >= 1 && n(&g, "rejected") == 0, "{what}: {g}");
         // The overlay's canonical view moved to kona's block (no upstream poll in between).
-        let ok = eventually(Duration::from_secs(5), || async { tip(status(&r.rpc).await) >= h }).await;
-        assert!(ok, "{what}: canonical tip did not follow kona's block {h}: {}", status(&r.rpc).await);
+        let ok =
+            eventually(Duration::from_secs(5), || async { tip(status(&r.rpc).await) >= h }).await;
+        assert!(
+            ok,
+            "{what}: canonical tip did not follow kona's block {h}: {}",
+            status(&r.rpc).await
+        );
     }
     let page = scrape(&metrics_addr).await;
-    assert!(metric(&page, "flashnode_gossip_messages_total", &[("outcome", "accept")]) >= 1.0, "{page}");
+    assert!(
+        metric(&page, "flashnode_gossip_messages_total", &[("outcome", "accept")]) >= 1.0,
+        "{page}"
+    );
 
     // kona -> flashnode alt-sync: the block the spec-id node accepted from kona, from its store.
     let answer = kona.request_payload(peer_of(&spec_addr), h).await;
@@ -373,7 +443,11 @@ async fn kona_publishes_blocks_that_flashnode_nodes_accept_with_either_message_i
         assert!(ok, "{what}: no alt-sync towards kona: {}\n{}", gossip(r).await, r.proc.output());
     }
     let ok = eventually(Duration::from_secs(10), || async {
-        metric(&scrape(&metrics_addr).await, "flashnode_altsync_requests_total", &[("outcome", "not_found")]) >= 4.0
+        metric(
+            &scrape(&metrics_addr).await,
+            "flashnode_altsync_requests_total",
+            &[("outcome", "not_found")],
+        ) >= 4.0
     })
     .await;
     assert!(ok, "kona's answers were not read as not-found:\n{}", scrape(&metrics_addr).await);

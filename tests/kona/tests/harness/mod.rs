@@ -23,7 +23,10 @@ fn flashnode_bin() -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 /// A `flashnode` child process, killed on drop; its output goes to a log file.
@@ -34,7 +37,11 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(args: &[String]) -> Proc {
-        let log = std::env::temp_dir().join(format!("flashnode-kona-{}-{}.log", std::process::id(), free_port()));
+        let log = std::env::temp_dir().join(format!(
+            "flashnode-kona-{}-{}.log",
+            std::process::id(),
+            free_port()
+        ));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(flashnode_bin())
@@ -44,7 +51,12 @@ impl Proc {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e} (build it: cargo build --bin flashnode)", flashnode_bin().display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {}: {e} (build it: cargo build --bin flashnode)",
+                    flashnode_bin().display()
+                )
+            });
         Proc { child, log }
     }
 
@@ -73,9 +85,15 @@ pub struct Running {
 }
 
 async fn started(proc: Proc, rpc_port: u16, ws_port: u16) -> Running {
-    let running = Running { proc, rpc: format!("http://127.0.0.1:{rpc_port}"), ws: format!("ws://127.0.0.1:{ws_port}/ws") };
+    let running = Running {
+        proc,
+        rpc: format!("http://127.0.0.1:{rpc_port}"),
+        ws: format!("ws://127.0.0.1:{ws_port}/ws"),
+    };
     let up = eventually(Duration::from_secs(15), || async {
-        try_rpc(&running.rpc, "eth_chainId", serde_json::json!([])).await.is_some_and(|r| r["result"].is_string())
+        try_rpc(&running.rpc, "eth_chainId", serde_json::json!([]))
+            .await
+            .is_some_and(|r| r["result"].is_string())
     })
     .await;
     assert!(up, "flashnode did not answer on {}:\n{}", running.rpc, running.proc.output());
@@ -85,7 +103,13 @@ async fn started(proc: Proc, rpc_port: u16, ws_port: u16) -> Running {
 /// `flashnode <sub>` on free ports with `extra` flags, once its RPC answers.
 pub async fn start(sub: &str, extra: &[&str]) -> Running {
     let (rpc_port, ws_port) = (free_port(), free_port());
-    let mut args = vec![sub.to_string(), "--rpc-addr".into(), format!("127.0.0.1:{rpc_port}"), "--flashblocks-addr".into(), format!("127.0.0.1:{ws_port}")];
+    let mut args = vec![
+        sub.to_string(),
+        "--rpc-addr".into(),
+        format!("127.0.0.1:{rpc_port}"),
+        "--flashblocks-addr".into(),
+        format!("127.0.0.1:{ws_port}"),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
     started(Proc::spawn(&args), rpc_port, ws_port).await
 }
@@ -110,16 +134,24 @@ pub async fn start_node(flashblocks_url: &str, upstream: &str, extra: &[&str]) -
 
 /// One HTTP/1.1 exchange on 127.0.0.1 (`Connection: close`): status line and body.
 async fn http(addr: &str, request: String) -> Option<String> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+            .await
+            .ok()?
+            .ok()?;
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut resp = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut resp)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut resp))
+        .await
+        .ok()?
+        .ok()?;
     let text = String::from_utf8_lossy(&resp).into_owned();
     text.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
 async fn try_rpc(url: &str, method: &str, params: serde_json::Value) -> Option<serde_json::Value> {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        .to_string();
     let host = url.strip_prefix("http://")?.trim_end_matches('/');
     let req = format!(
         "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -151,7 +183,9 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|l| {
             let (series, value) = l.rsplit_once(' ')?;
             let (metric_name, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric_name == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))).then_some(value)
+            (metric_name == name
+                && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then_some(value)
         })
         .filter_map(|v| v.parse::<f64>().ok())
         .sum()
