@@ -69,6 +69,10 @@ pub struct OverlayArgs {
     /// A pending block with no new flashblock for this long is not served.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub pending_stale_after: Duration,
+    /// How many blocks `pending` may run ahead of the upstream's tip: tip+1 always, further
+    /// only chained on blocks streamed before it; frames beyond are rejected (`ahead`).
+    #[arg(long, default_value_t = flashnode_overlay::sequencer::DEFAULT_MAX_PENDING_DEPTH, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=64))]
+    pub max_pending_depth: u64,
     /// A canonical tip not advanced for this long makes /readyz answer 503.
     #[arg(long, default_value = "12s", value_parser = parse_duration)]
     pub canonical_stale_after: Duration,

@@ -128,6 +128,7 @@ pub async fn start_node(
             chain,
             stale_after: args.pending_stale_after,
             canonical_stale_after: args.canonical_stale_after,
+            max_pending_depth: args.max_pending_depth,
         },
         source,
         rx,

@@ -18,7 +18,7 @@ fn field(v: &Value, k: &str) -> String {
 /// One status line.
 pub fn render(v: &Value) -> String {
     format!(
-        "mode={} health={} tip={} pending={} index={} lag={}ms stream={} applied={} reconnects={} malformed={} gaps={} reorgs={}",
+        "mode={} health={} tip={} pending={} index={} lag={}ms stream={} applied={} reconnects={} malformed={} gaps={} reorgs={} stale={} ahead={} unknown_parent={} other_chain={} diverged={}{}",
         field(v, "mode"),
         field(v, "health"),
         field(v, "canonicalTip"),
@@ -31,6 +31,15 @@ pub fn render(v: &Value) -> String {
         field(v, "malformed"),
         field(v, "gaps"),
         field(v, "reorgs"),
+        field(&v["rejected"], "stale"),
+        field(&v["rejected"], "ahead"),
+        field(&v["rejected"], "unknownParent"),
+        field(&v["rejected"], "otherChain"),
+        field(&v["rejected"], "diverged"),
+        match &v["reason"] {
+            Value::String(r) => format!(" reason=\"{r}\""),
+            _ => String::new(),
+        },
     )
 }
 

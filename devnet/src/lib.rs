@@ -114,6 +114,9 @@ pub struct Shared {
     pub pending: ArcSwap<PendingView>,
     /// Every published flashblock.
     pub flashblocks: broadcast::Sender<Arc<PublishedFlashblock>>,
+    /// The flashblocks of the block being built so far, sent first to a new websocket
+    /// subscriber so that a consumer joining mid-block preconfirms from that block.
+    pub current_block: Mutex<Vec<Arc<PublishedFlashblock>>>,
     /// Every sealed block (committed notifications).
     pub sealed: broadcast::Sender<Arc<SealedBlock>>,
     /// Fault injection for tests: seal the next block without its last flashblock.
@@ -166,6 +169,7 @@ impl Devnet {
             mempool: Mutex::new(Mempool::default()),
             pending: ArcSwap::from_pointee(pending),
             flashblocks,
+            current_block: Mutex::new(Vec::new()),
             sealed,
             inject_tail_reorg: Default::default(),
         });

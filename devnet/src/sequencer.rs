@@ -279,7 +279,16 @@ fn publish(
         tx_hashes: builder.transactions().iter().map(|t| t.hash).collect(),
     }));
     metrics::counter!("flashnode_devnet_flashblocks_total").increment(1);
-    let _ = shared.flashblocks.send(Arc::new(PublishedFlashblock::new(payload)));
+    let published = Arc::new(PublishedFlashblock::new(payload));
+    {
+        // Under the lock, so a subscriber taking the replay sees each frame exactly once.
+        let mut current = shared.current_block.lock();
+        if index == 0 {
+            current.clear();
+        }
+        current.push(published.clone());
+        let _ = shared.flashblocks.send(published);
+    }
     header
 }
 

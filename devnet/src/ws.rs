@@ -1,7 +1,9 @@
 //! The flashblock source websocket (`ws://ADDR/ws`), as a builder or rollup-boost serves it:
-//! every flashblock as one Text JSON frame, or one brotli Binary frame when configured.
+//! every flashblock as one Text JSON frame, or one brotli Binary frame when configured. A new
+//! subscriber first gets the current block's flashblocks so far (a consumer joining mid-block,
+//! such as the node of `flashnode dev` starting after the devnet, preconfirms from that block).
 
-use crate::{DevnetError, Shared};
+use crate::{flashblock::PublishedFlashblock, DevnetError, Shared};
 use futures::{SinkExt, StreamExt};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::broadcast::error::RecvError};
@@ -76,8 +78,25 @@ async fn subscriber(
     let _ = stream.set_nodelay(true);
     let ws = tokio_tungstenite::accept_hdr_async(stream, check_path).await?;
     let (mut sink, mut source) = ws.split();
-    let mut rx = shared.flashblocks.subscribe();
+    // Subscribe and take the replay under the publisher's lock: no frame lost or doubled.
+    let (mut rx, replay) = {
+        let current = shared.current_block.lock();
+        (shared.flashblocks.subscribe(), current.clone())
+    };
     let brotli = shared.config.flashblocks_brotli;
+    let encode = |fb: &PublishedFlashblock| {
+        if brotli {
+            Message::Binary(fb.brotli().to_vec().into())
+        } else {
+            Message::Text(fb.json.as_ref().into())
+        }
+    };
+    for fb in &replay {
+        match tokio::time::timeout(SEND_TIMEOUT, sink.send(encode(fb))).await {
+            Ok(res) => res?,
+            Err(_) => return Ok(()),
+        }
+    }
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
@@ -92,11 +111,7 @@ async fn subscriber(
             },
             fb = rx.recv() => match fb {
                 Ok(fb) => {
-                    let msg = if brotli {
-                        Message::Binary(fb.brotli().to_vec().into())
-                    } else {
-                        Message::Text(fb.json.as_ref().into())
-                    };
+                    let msg = encode(&fb);
                     match tokio::time::timeout(SEND_TIMEOUT, sink.send(msg)).await {
                         Ok(res) => res?,
                         Err(_) => {

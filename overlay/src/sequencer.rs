@@ -17,6 +17,65 @@ use crate::frame::DecodedFlashblock;
 /// Default highest accepted flashblock index (Base sends 0..=10 per block).
 pub const DEFAULT_MAX_INDEX: u64 = 64;
 
+/// Default bound on how far the pending block may run ahead of the canonical tip (Base's
+/// `--max-pending-blocks-depth` is the same idea): tip+1 always, tip+2 and further only while
+/// the block before it is being streamed.
+pub const DEFAULT_MAX_PENDING_DEPTH: u64 = 3;
+
+/// What the sequencer knows of the canonical chain: the upstream's tip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TipView {
+    /// Tip block number.
+    pub number: u64,
+    /// Tip block hash.
+    pub hash: B256,
+    /// Tip timestamp (seconds).
+    pub timestamp: u64,
+}
+
+/// Why a flashblock cannot apply on top of what the node knows of the canonical chain. Such
+/// frames never move the sequencer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The block is more than the allowed depth ahead of the upstream's tip, or ahead of it
+    /// without the block before it being streamed.
+    #[error("ahead of the upstream's tip")]
+    Ahead,
+    /// Index 0 of the tip's child whose parent is not the tip.
+    #[error("parent is not the upstream's tip")]
+    UnknownParent,
+    /// A block above the tip with a timestamp not after the tip's: it cannot extend this
+    /// chain.
+    #[error("timestamp not after the upstream's tip: another chain")]
+    OtherChain,
+}
+
+impl Rejection {
+    /// Stable, low-cardinality label for metrics and status.
+    pub const fn label(&self) -> &'static str {
+        match self {
+            Self::Ahead => "ahead",
+            Self::UnknownParent => "unknown_parent",
+            Self::OtherChain => "other_chain",
+        }
+    }
+
+    /// The likely cause, for operators.
+    pub const fn cause(&self) -> &'static str {
+        match self {
+            Self::Ahead => {
+                "the upstream is still syncing or not advancing (unreachable?), or the stream is for another chain"
+            }
+            Self::UnknownParent => {
+                "the stream builds on a block the upstream does not have as its tip: another chain, a reorg, or an upstream that is behind"
+            }
+            Self::OtherChain => {
+                "the stream is for another chain (its blocks are older than the upstream's tip at higher numbers)"
+            }
+        }
+    }
+}
+
 /// What to do with a flashblock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -37,6 +96,8 @@ pub enum Decision {
     },
     /// Belongs to an older block (or arrived before any block was started): ignore.
     Stale,
+    /// Implausible against the canonical tip (see [`Rejection`]): ignore.
+    Rejected(Rejection),
     /// Breaks the protocol: ignore.
     Invalid(InvalidReason),
 }
@@ -50,6 +111,7 @@ impl Decision {
             Self::Duplicate => "duplicate",
             Self::Gap { .. } => "gap",
             Self::Stale => "stale",
+            Self::Rejected(r) => r.label(),
             Self::Invalid(_) => "invalid",
         }
     }
@@ -119,6 +181,8 @@ struct Cursor {
 pub struct FlashblockSequencer {
     cursor: Option<Cursor>,
     max_index: u64,
+    /// The last rejected block (number, payload id): its other flashblocks share the verdict.
+    rejected: Option<(u64, PayloadId, Rejection)>,
 }
 
 impl Default for FlashblockSequencer {
@@ -130,7 +194,7 @@ impl Default for FlashblockSequencer {
 impl FlashblockSequencer {
     /// Creates a sequencer that rejects indices above `max_index`.
     pub const fn new(max_index: u64) -> Self {
-        Self { cursor: None, max_index }
+        Self { cursor: None, max_index, rejected: None }
     }
 
     /// Highest accepted flashblock index.
@@ -145,6 +209,7 @@ impl FlashblockSequencer {
     /// index 0s are otherwise [`Decision::Stale`].
     pub fn reset(&mut self) {
         self.cursor = None;
+        self.rejected = None;
     }
 
     /// The current block as `(block number, payload id, next expected index)`.
@@ -168,6 +233,64 @@ impl FlashblockSequencer {
     /// [`Decision::Next`] (and marks the block desynced on gaps).
     pub fn classify(&mut self, fb: &DecodedFlashblock) -> Decision {
         self.classify_payload(&fb.payload, fb.prev_flashblock_id)
+    }
+
+    /// [`Self::classify`], after checking `fb` is plausible against the canonical `tip`: a
+    /// block at or below the tip is [`Decision::Stale`] (except the last flashblocks of the
+    /// block being streamed, sealed while they were in flight); index 0 must be the tip's
+    /// child built on it, or the child of the block being streamed, at most `max_depth`
+    /// blocks ahead of the tip (tip+2 is also accepted alone: the node may have joined while
+    /// tip+1 was streaming). Anything else is [`Decision::Rejected`] and moves nothing.
+    pub fn classify_at(
+        &mut self,
+        fb: &DecodedFlashblock,
+        tip: Option<TipView>,
+        max_depth: u64,
+    ) -> Decision {
+        if let Some(tip) = tip {
+            if let Some(d) = self.check(fb, tip, max_depth.max(1)) {
+                return d;
+            }
+        }
+        self.classify(fb)
+    }
+
+    fn check(&mut self, fb: &DecodedFlashblock, tip: TipView, max_depth: u64) -> Option<Decision> {
+        let number = fb.block_number();
+        let current = self.cursor.map(|c| c.block_number);
+        if number <= tip.number {
+            let tail_of_current = number == tip.number && fb.index() > 0 && current == Some(number);
+            return (!tail_of_current).then_some(Decision::Stale);
+        }
+        let ahead = number - tip.number;
+        let Some(base) = fb.payload.base.as_ref().filter(|_| fb.index() == 0) else {
+            // A delta of a rejected block shares its verdict; the rest is the sequencer's (a
+            // delta of a newer block is a gap: it never moves the cursor).
+            return self
+                .rejected
+                .filter(|(n, id, _)| *n == number && *id == fb.payload.payload_id)
+                .map(|(_, _, r)| Decision::Rejected(r));
+        };
+        if base.timestamp <= tip.timestamp {
+            return Some(self.reject(fb, Rejection::OtherChain));
+        }
+        if ahead > max_depth {
+            return Some(self.reject(fb, Rejection::Ahead));
+        }
+        let verdict = match ahead {
+            1 if base.parent_hash != tip.hash => Some(Rejection::UnknownParent),
+            1 | 2 => None,
+            _ if current == Some(number - 1) || current == Some(number) => None,
+            _ => Some(Rejection::Ahead),
+        };
+        verdict.map(|r| self.reject(fb, r))
+    }
+
+    fn reject(&mut self, fb: &DecodedFlashblock, r: Rejection) -> Decision {
+        if fb.index() == 0 {
+            self.rejected = Some((fb.block_number(), fb.payload.payload_id, r));
+        }
+        Decision::Rejected(r)
     }
 
     /// [`Self::classify`] on the parts of a [`DecodedFlashblock`].
@@ -559,6 +682,73 @@ mod tests {
         assert_eq!(s.classify(&fb(10, 4, P1)), Decision::Stale);
         // After a reset an older block may start again (e.g. an upstream restart).
         assert_eq!(s.classify(&fb(3, 0, P1)), Decision::StartBlock);
+    }
+
+    const TIP: TipView = TipView { number: 10, hash: PARENT, timestamp: 20 };
+
+    #[test]
+    fn far_future_index_zero_is_rejected_and_moves_nothing() {
+        let mut s = FlashblockSequencer::default();
+        assert_eq!(s.classify_at(&fb(11, 0, P1), Some(TIP), 3), Decision::StartBlock);
+        let before = s.current();
+        for far in [14, u64::MAX, 1_000] {
+            assert_eq!(
+                s.classify_at(&fb(far, 0, P2), Some(TIP), 3),
+                Decision::Rejected(Rejection::Ahead)
+            );
+            assert_eq!(s.current(), before);
+        }
+        // Its deltas share the verdict and never desync the block being streamed.
+        assert_eq!(s.classify_at(&fb(1_000, 1, P2), Some(TIP), 3), Decision::Rejected(Rejection::Ahead));
+        assert!(s.is_synced());
+        assert_eq!(s.classify_at(&fb(11, 1, P1), Some(TIP), 3), Decision::Next);
+    }
+
+    #[test]
+    fn pending_chain_is_bounded_by_the_depth() {
+        let mut s = FlashblockSequencer::default();
+        // tip+1, then each child while its parent streams, up to the depth.
+        for n in 11..=13 {
+            assert_eq!(s.classify_at(&fb(n, 0, P1), Some(TIP), 3), Decision::StartBlock, "{n}");
+        }
+        assert_eq!(s.classify_at(&fb(14, 0, P1), Some(TIP), 3), Decision::Rejected(Rejection::Ahead));
+        assert_eq!(s.current(), Some((13, P1, 1)));
+        // tip+3 alone (its parent never streamed) is too far.
+        let mut s = FlashblockSequencer::default();
+        assert_eq!(s.classify_at(&fb(13, 0, P1), Some(TIP), 3), Decision::Rejected(Rejection::Ahead));
+        // tip+2 alone is fine: the node may have joined while tip+1 was streaming.
+        assert_eq!(s.classify_at(&fb(12, 0, P1), Some(TIP), 3), Decision::StartBlock);
+    }
+
+    #[test]
+    fn tip_child_on_another_parent_is_unknown_parent() {
+        let mut s = at(10, 2);
+        let mut f = fb(11, 0, P2);
+        f.payload.base.as_mut().unwrap().parent_hash = B256::repeat_byte(0xcc);
+        assert_eq!(s.classify_at(&f, Some(TIP), 3), Decision::Rejected(Rejection::UnknownParent));
+        assert_eq!(s.classify_at(&fb(11, 1, P2), Some(TIP), 3), Decision::Rejected(Rejection::UnknownParent));
+        assert_eq!(s.current(), Some((10, P1, 3)));
+    }
+
+    #[test]
+    fn older_timestamp_above_the_tip_is_another_chain() {
+        let mut s = FlashblockSequencer::default();
+        let mut f = fb(11, 0, P1);
+        f.payload.base.as_mut().unwrap().timestamp = 20;
+        assert_eq!(s.classify_at(&f, Some(TIP), 3), Decision::Rejected(Rejection::OtherChain));
+        assert_eq!(s.current(), None);
+    }
+
+    #[test]
+    fn behind_the_tip_is_stale_except_the_tail_of_the_streamed_block() {
+        let mut s = at(10, 2);
+        assert_eq!(s.classify_at(&fb(10, 3, P1), Some(TIP), 3), Decision::Next);
+        assert_eq!(s.classify_at(&fb(10, 0, P2), Some(TIP), 3), Decision::Stale);
+        assert_eq!(s.classify_at(&fb(9, 4, P1), Some(TIP), 3), Decision::Stale);
+        let mut s = FlashblockSequencer::default();
+        assert_eq!(s.classify_at(&fb(10, 3, P1), Some(TIP), 3), Decision::Stale);
+        assert_eq!(Decision::Rejected(Rejection::Ahead).label(), "ahead");
+        assert!(!Rejection::OtherChain.cause().is_empty());
     }
 
     #[test]

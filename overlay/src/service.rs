@@ -6,7 +6,7 @@ use crate::{
     executor::{ApplyError, FlashblockExecutor},
     frame::DecodedFlashblock,
     pending::PendingBlock,
-    sequencer::{Decision, FlashblockSequencer},
+    sequencer::{Decision, FlashblockSequencer, Rejection, TipView},
     stream::StreamEvent,
 };
 use alloy_primitives::B256;
@@ -14,7 +14,7 @@ use arc_swap::ArcSwapOption;
 use flashnode_exec::{CanonicalBlock, CanonicalNotification, ChainConfig, StateSource};
 use serde::Serialize;
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
@@ -34,6 +34,9 @@ pub struct OverlayConfig {
     pub stale_after: Duration,
     /// A canonical tip not advanced for this long makes the node not ready.
     pub canonical_stale_after: Duration,
+    /// How many blocks the pending block may run ahead of the canonical tip (unverified
+    /// blocks chained on streamed ones); frames further ahead are rejected as `ahead`.
+    pub max_pending_depth: u64,
 }
 
 /// Readiness, as rollup-boost reports it (200 / 206 / 503).
@@ -106,6 +109,47 @@ pub struct Counters {
     pub receipt_mismatches: AtomicU64,
     /// Flashblocks that could not be executed.
     pub execution_errors: AtomicU64,
+    /// Flashblocks of blocks too far ahead of the upstream's tip.
+    pub ahead: AtomicU64,
+    /// Flashblocks of blocks whose parent the upstream does not have.
+    pub unknown_parent: AtomicU64,
+    /// Flashblocks of blocks that cannot extend this chain (another chain).
+    pub other_chain: AtomicU64,
+}
+
+/// Frames that could not be applied, by class (`flashnode_overlay_flashblocks_total` has the
+/// same labels as `outcome`).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedCounts {
+    /// Behind the upstream's tip.
+    pub stale: u64,
+    /// Too far ahead of the upstream's tip.
+    pub ahead: u64,
+    /// Parent not known to the upstream.
+    pub unknown_parent: u64,
+    /// Cannot extend this chain.
+    pub other_chain: u64,
+    /// Re-execution failed (our state diverges from the builder's).
+    pub diverged: u64,
+}
+
+/// The last frame that could not be applied.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedFrame {
+    /// Class: `stale`, `ahead`, `unknown_parent`, `other_chain` or `diverged`.
+    pub class: &'static str,
+    /// Its block number.
+    pub block: u64,
+    /// Its flashblock index.
+    pub index: u64,
+    /// The upstream's tip then.
+    pub upstream_tip: Option<u64>,
+    /// The likely cause.
+    pub cause: String,
+    /// Milliseconds since.
+    pub ago_ms: u64,
 }
 
 /// The `flashnode_status` answer.
@@ -152,6 +196,15 @@ pub struct OverlayStatus {
     pub receipt_mismatches: u64,
     /// Execution errors.
     pub execution_errors: u64,
+    /// Why the node is not `ready` (None when it is).
+    pub reason: Option<String>,
+    /// Whether the upstream answered its last probe (false once it stops answering while
+    /// the stream moves on).
+    pub upstream_reachable: bool,
+    /// Frames that could not be applied, by class.
+    pub rejected: RejectedCounts,
+    /// The last frame that could not be applied.
+    pub last_rejected: Option<RejectedFrame>,
 }
 
 struct Shared {
@@ -165,6 +218,36 @@ struct Shared {
     last_frame: Mutex<Option<Instant>>,
     last_applied: Mutex<Option<Instant>>,
     tip_at: Mutex<Option<Instant>>,
+    /// Set when the upstream failed a probe; cleared by any canonical block or good probe.
+    upstream_error: Mutex<Option<String>>,
+    /// Hashes of recent canonical blocks: a pending block is readable when its state sits on
+    /// one of them.
+    anchors: Mutex<VecDeque<B256>>,
+    last_rejected: Mutex<Option<(RejectedFrame, Instant)>>,
+}
+
+/// Canonical hashes kept as anchors of readable pending state.
+const ANCHORS: usize = 16;
+
+impl Shared {
+    fn upstream_error(&self) -> Option<String> {
+        self.upstream_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Whether `pending` (ahead of `tip`) can be served: its state sits on a recent canonical
+    /// block, within the depth bound, with the upstream answering.
+    fn readable(&self, pending: &PendingBlock, tip: &CanonicalBlock) -> bool {
+        pending.number() <= tip.header.number + self.config.max_pending_depth.max(1)
+            && self.anchors.lock().is_ok_and(|a| a.contains(&pending.source_at))
+            && self.upstream_error().is_none()
+    }
+
+    /// The pending block when it is ahead of the tip but cannot be served.
+    fn unreadable_pending(&self) -> Option<Arc<PendingBlock>> {
+        let pending = self.pending.load_full()?;
+        let tip = self.tip.load_full()?;
+        (pending.number() > tip.header.number && !self.readable(&pending, &tip)).then_some(pending)
+    }
 }
 
 /// Handle to the overlay: snapshots, status and events. Cheap to clone.
@@ -191,7 +274,7 @@ impl Overlay {
             return None;
         }
         if let Some(tip) = self.shared.tip.load_full() {
-            if pending.number() <= tip.header.number {
+            if pending.number() <= tip.header.number || !self.shared.readable(&pending, &tip) {
                 return None;
             }
         }
@@ -209,7 +292,11 @@ impl Overlay {
             .ok()
             .and_then(|t| *t)
             .is_some_and(|t| t.elapsed() <= self.shared.config.stale_after);
-        if applying && self.shared.connected.load(Ordering::Acquire) {
+        if applying
+            && self.shared.connected.load(Ordering::Acquire)
+            && self.shared.upstream_error().is_none()
+            && self.shared.unreadable_pending().is_none()
+        {
             Mode::Flashblocks
         } else {
             Mode::Fallback
@@ -268,9 +355,27 @@ impl Overlay {
             .lock()
             .ok()
             .and_then(|l| l.map(|t| t.elapsed().as_millis() as u64));
+        let health = self.health();
+        let last_rejected = self.shared.last_rejected.lock().ok().and_then(|l| {
+            l.as_ref().map(|(f, at)| RejectedFrame {
+                ago_ms: at.elapsed().as_millis() as u64,
+                ..f.clone()
+            })
+        });
+        let upstream_error = self.shared.upstream_error();
         OverlayStatus {
+            reason: self.reason(health, upstream_error.as_deref(), last_rejected.as_ref()),
+            upstream_reachable: upstream_error.is_none(),
+            rejected: RejectedCounts {
+                stale: c.stale.load(Ordering::Relaxed),
+                ahead: c.ahead.load(Ordering::Relaxed),
+                unknown_parent: c.unknown_parent.load(Ordering::Relaxed),
+                other_chain: c.other_chain.load(Ordering::Relaxed),
+                diverged: c.execution_errors.load(Ordering::Relaxed),
+            },
+            last_rejected,
             mode: self.mode(),
-            health: self.health(),
+            health,
             canonical_tip: tip.as_ref().map(|t| t.header.number),
             canonical_hash: tip.as_ref().map(|t| t.hash),
             pending_block: pending.as_ref().map(|p| p.number()),
@@ -290,6 +395,50 @@ impl Overlay {
             receipt_mismatches: c.receipt_mismatches.load(Ordering::Relaxed),
             execution_errors: c.execution_errors.load(Ordering::Relaxed),
         }
+    }
+
+    /// Why the node is not ready, in a sentence (None when ready).
+    fn reason(
+        &self,
+        health: Health,
+        upstream_error: Option<&str>,
+        last_rejected: Option<&RejectedFrame>,
+    ) -> Option<String> {
+        let s = &self.shared;
+        if health == Health::Ready {
+            return None;
+        }
+        if health == Health::NotReady {
+            let since = s.tip_at.lock().ok().and_then(|t| *t).map(|t| t.elapsed().as_secs());
+            return Some(match since {
+                Some(secs) => format!("canonical tip not advanced for {secs} s: the upstream is unreachable or stalled"),
+                None => "no canonical tip from the upstream yet".into(),
+            });
+        }
+        if !s.connected.load(Ordering::Acquire) {
+            return Some("flashblock stream disconnected: pending is latest".into());
+        }
+        if let Some(err) = upstream_error {
+            return Some(format!("upstream unreachable ({err}): pending is latest"));
+        }
+        if let Some(p) = s.unreadable_pending() {
+            return Some(format!(
+                "pending block {} cannot be read: its state sits on {}, which is not a recent canonical block of the upstream (or it is more than {} blocks ahead): pending is latest",
+                p.number(),
+                p.source_at,
+                s.config.max_pending_depth
+            ));
+        }
+        if let Some(r) = last_rejected.filter(|r| r.ago_ms < 10_000) {
+            return Some(format!(
+                "flashblocks not applied: {} block {} (upstream tip {}): {}",
+                r.class,
+                r.block,
+                r.upstream_tip.map_or("unknown".into(), |t| t.to_string()),
+                r.cause
+            ));
+        }
+        Some("no flashblock applied recently: pending is latest".into())
     }
 }
 
@@ -312,6 +461,9 @@ pub fn spawn(
         last_frame: Mutex::new(None),
         last_applied: Mutex::new(None),
         tip_at: Mutex::new(None),
+        upstream_error: Mutex::new(None),
+        anchors: Mutex::new(VecDeque::new()),
+        last_rejected: Mutex::new(None),
     });
     let overlay = Overlay { shared: shared.clone() };
     let task = Task {
@@ -326,6 +478,10 @@ pub fn spawn(
         waiting: Vec::new(),
         ever_connected: false,
         unsealed: Default::default(),
+        ahead_since: None,
+        last_probe: None,
+        probing: Arc::new(AtomicBool::new(false)),
+        warned: HashMap::new(),
     };
     tokio::spawn(task.run(stream, cancel).instrument(info_span!("overlay")));
     overlay
@@ -343,7 +499,22 @@ struct Task {
     /// The last snapshot of recent blocks that are not canonical yet: the sealed block is
     /// reconciled against them even after the next block's flashblocks started.
     unsealed: std::collections::VecDeque<Arc<PendingBlock>>,
+    /// Since when the stream has been on a block beyond tip+1 (the upstream should have
+    /// shown the block before it by now); cleared when the tip advances.
+    ahead_since: Option<Instant>,
+    last_probe: Option<Instant>,
+    probing: Arc<AtomicBool>,
+    /// Rate limit of the rejection warnings: last warning and frames suppressed since, by
+    /// class.
+    warned: HashMap<&'static str, (Instant, u64)>,
 }
+
+/// At most one warning per class in this window.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+/// The stream on a block beyond tip+1 for this long makes the overlay probe the upstream.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
+/// Deadline of an upstream probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Task {
     async fn run(mut self, mut stream: mpsc::Receiver<StreamEvent>, cancel: CancellationToken) {
@@ -355,6 +526,7 @@ impl Task {
                 latest = self.shared.source.latest() => match latest {
                     Ok(tip) => {
                         info!(number = tip.header.number, hash = %tip.hash, "canonical tip");
+                        self.anchor(&tip);
                         self.shared.tip.store(Some(tip));
                         self.touch_tip();
                         break;
@@ -386,8 +558,92 @@ impl Task {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = tick.tick() => self.expire(),
+                _ = tick.tick() => {
+                    self.expire();
+                    self.probe();
+                }
             }
+        }
+    }
+
+    fn anchor(&self, tip: &CanonicalBlock) {
+        if let Ok(mut a) = self.shared.anchors.lock() {
+            if !a.contains(&tip.hash) {
+                a.push_back(tip.hash);
+            }
+            while a.len() > ANCHORS {
+                a.pop_front();
+            }
+        }
+    }
+
+    /// While the stream is on blocks the upstream has not shown yet, checks that the
+    /// upstream still answers (in the background: ingest never waits for it).
+    fn probe(&mut self) {
+        let due = self.ahead_since.is_some_and(|t| t.elapsed() >= PROBE_AFTER)
+            && self.last_probe.is_none_or(|t| t.elapsed() >= PROBE_AFTER);
+        if !due || self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.last_probe = Some(Instant::now());
+        let (shared, probing) = (self.shared.clone(), self.probing.clone());
+        tokio::spawn(
+            async move {
+                let err = match tokio::time::timeout(PROBE_TIMEOUT, shared.source.latest()).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(err)) => Some(err.to_string()),
+                    Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+                };
+                let was = shared.upstream_error();
+                match (&was, &err) {
+                    (None, Some(err)) => warn!(%err, "upstream unreachable while the stream moves on: pending is latest, readiness degraded"),
+                    (Some(_), None) => info!("upstream answers again"),
+                    _ => {}
+                }
+                if let Ok(mut e) = shared.upstream_error.lock() {
+                    *e = err;
+                }
+                metrics::gauge!("flashnode_overlay_upstream_reachable")
+                    .set(if shared.upstream_error().is_none() { 1.0 } else { 0.0 });
+                probing.store(false, Ordering::Release);
+            }
+            .instrument(info_span!("upstream_probe")),
+        );
+    }
+
+    /// Counts a frame that cannot be applied, remembers it for status, and warns (at most
+    /// once per class every [`WARN_EVERY`]).
+    fn rejected(&mut self, class: &'static str, block: u64, index: u64, cause: &str) {
+        let c = &self.shared.counters;
+        let counter = match class {
+            "stale" => &c.stale,
+            "ahead" => &c.ahead,
+            "unknown_parent" => &c.unknown_parent,
+            "other_chain" => &c.other_chain,
+            _ => &c.execution_errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let upstream_tip = self.shared.tip.load().as_ref().map(|t| t.header.number);
+        let frame = RejectedFrame {
+            class,
+            block,
+            index,
+            upstream_tip,
+            cause: cause.to_string(),
+            ago_ms: 0,
+        };
+        if let Ok(mut l) = self.shared.last_rejected.lock() {
+            *l = Some((frame, Instant::now()));
+        }
+        let entry = self.warned.entry(class).or_insert((Instant::now() - WARN_EVERY * 2, 0));
+        if entry.0.elapsed() >= WARN_EVERY {
+            let suppressed = entry.1;
+            *entry = (Instant::now(), 0);
+            let tip = upstream_tip.map_or("unknown".into(), |t| t.to_string());
+            warn!(class, block, index, upstream_tip = %tip, suppressed, "flashblock not applied: {cause}");
+        } else {
+            entry.1 += 1;
+            debug!(class, block, index, "flashblock not applied");
         }
     }
 
@@ -439,22 +695,24 @@ impl Task {
     }
 
     async fn on_flashblock(&mut self, fb: Arc<DecodedFlashblock>) {
-        let c = &self.shared.counters;
-        if let Some(tip) = self.shared.tip.load_full() {
-            // The tail of a block that was sealed while its last flashblocks were in flight is
-            // still applied (subscribers see every flashblock); anything older is stale.
-            let tail_of_current = fb.block_number() == tip.header.number
-                && fb.index() > 0
-                && self.sequencer.current().is_some_and(|(n, _, _)| n == tip.header.number);
-            if fb.block_number() <= tip.header.number && !tail_of_current {
-                c.stale.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => "stale")
-                    .increment(1);
-                return;
-            }
+        let tip = self.shared.tip.load_full();
+        let view = tip.as_ref().map(|t| TipView {
+            number: t.header.number,
+            hash: t.hash,
+            timestamp: t.header.timestamp,
+        });
+        if view.is_some_and(|t| fb.block_number() >= t.number.saturating_add(2))
+            && self.ahead_since.is_none()
+        {
+            self.ahead_since = Some(Instant::now());
         }
         let was_synced = self.sequencer.is_synced();
-        let decision = self.sequencer.classify(&fb);
+        // The tail of a block that was sealed while its last flashblocks were in flight is
+        // still applied (subscribers see every flashblock); anything older is stale, and
+        // blocks the tip cannot lead to are rejected without moving the sequencer.
+        let decision =
+            self.sequencer.classify_at(&fb, view, self.shared.config.max_pending_depth);
+        let c = &self.shared.counters;
         metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => decision.label())
             .increment(1);
         match decision {
@@ -488,7 +746,30 @@ impl Task {
                 }
             }
             Decision::Stale => {
-                c.stale.fetch_add(1, Ordering::Relaxed);
+                let behind = view.is_some_and(|t| fb.block_number() <= t.number);
+                if behind && fb.index() == 0 {
+                    self.rejected(
+                        "stale",
+                        fb.block_number(),
+                        0,
+                        "the block is at or behind the upstream's tip: the stream is behind the upstream, or late",
+                    );
+                } else {
+                    // Deltas of sealed blocks, or of a block joined mid-way: routine.
+                    c.stale.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Decision::Rejected(r) => {
+                let cause = match (r, view) {
+                    (Rejection::Ahead, Some(t)) => format!(
+                        "{} blocks ahead of the upstream's tip (at most {} allowed): {}",
+                        fb.block_number().saturating_sub(t.number),
+                        self.shared.config.max_pending_depth,
+                        r.cause()
+                    ),
+                    _ => r.cause().to_string(),
+                };
+                self.rejected(r.label(), fb.block_number(), fb.index(), &cause);
             }
             Decision::Invalid(reason) => {
                 c.invalid.fetch_add(1, Ordering::Relaxed);
@@ -562,9 +843,11 @@ impl Task {
                 self.waiting.push(fb);
             }
             Err(err) => {
-                c.execution_errors.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("flashnode_overlay_execution_errors_total").increment(1);
-                warn!(%err, block = fb.block_number(), index = fb.index(), "cannot apply flashblock: serving the prefix until the next block");
+                metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => "diverged")
+                    .increment(1);
+                let cause = format!("re-execution failed ({err}): the upstream's state differs from the builder's (another chain, or an upstream behind or ahead); serving the prefix until the next block");
+                self.rejected("diverged", fb.block_number(), fb.index(), &cause);
                 self.broken = true;
             }
         }
@@ -582,8 +865,19 @@ impl Task {
                 Err(_) => return,
             },
         };
+        if reorg {
+            // State on reorged-away blocks is not readable any more.
+            if let Ok(mut a) = self.shared.anchors.lock() {
+                a.clear();
+            }
+        }
+        self.anchor(&tip);
         self.shared.tip.store(Some(tip.clone()));
         self.touch_tip();
+        self.ahead_since = None;
+        if let Ok(mut e) = self.shared.upstream_error.lock() {
+            *e = None;
+        }
         let _ = self.shared.events.send(OverlayEvent::Canonical(tip.clone()));
         if reorg {
             if let Some(ex) = self.executor.as_mut() {
@@ -643,6 +937,12 @@ impl Task {
                 }
             } else if first.block_number() <= tip.header.number {
                 self.waiting.clear();
+                self.rejected(
+                    "unknown_parent",
+                    first.block_number(),
+                    0,
+                    &format!("its parent {} never became canonical on the upstream (another chain, a reorg, or an upstream behind)", parent.unwrap_or_default()),
+                );
             }
         }
     }

@@ -23,6 +23,9 @@ pub enum Fault {
     NewBlockNonZeroIndex,
     /// Send the next index of the current block under another payload id.
     WrongPayloadId,
+    /// Send the last index 0 again as index 0 of a block this many numbers ahead (base and
+    /// metadata agree), under another payload id: a malicious or confused builder.
+    IndexZeroAhead(u64),
     /// Stop forwarding and stop reading (no pongs) until the consumer reconnects.
     Silent,
     /// Close the consumer's connection and refuse new ones for this long.
@@ -88,6 +91,7 @@ async fn connection(tcp: tokio::net::TcpStream, source: String, mut rx: mpsc::Re
     let (mut up_tx, mut up_rx) = upstream.split();
     let (mut c_tx, mut c_rx) = client.split();
     let mut last: Option<String> = None;
+    let mut last_zero: Option<String> = None;
     let mut drop_next_delta = false;
     let mut silent = false;
     loop {
@@ -105,6 +109,7 @@ async fn connection(tcp: tokio::net::TcpStream, source: String, mut rx: mpsc::Re
                     if v["index"].as_u64().unwrap_or(0) != 0 { drop_next_delta = false; continue }
                 }
                 last = Some(text.clone());
+                if text.contains("\"base\"") { last_zero = Some(text.clone()); }
                 if c_tx.send(Message::Text(text.into())).await.is_err() { return }
             }
             m = c_rx.next(), if !silent => {
@@ -141,6 +146,14 @@ async fn connection(tcp: tokio::net::TcpStream, source: String, mut rx: mpsc::Re
                         let i = v["index"].as_u64().unwrap_or(0) + 1;
                         v["index"] = i.into();
                         if let Some(o) = v.as_object_mut() { o.remove("base"); }
+                        Message::Text(v.to_string().into())
+                    }),
+                    Fault::IndexZeroAhead(ahead) => last_zero.clone().map(|t| {
+                        let mut v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+                        let n = v["metadata"]["block_number"].as_u64().unwrap_or(0).saturating_add(ahead);
+                        v["metadata"]["block_number"] = n.into();
+                        v["base"]["block_number"] = format!("{n:#x}").into();
+                        v["payload_id"] = "0x0badc0ffee0badc0".into();
                         Message::Text(v.to_string().into())
                     }),
                     Fault::Silent => { silent = true; None }
