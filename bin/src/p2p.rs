@@ -58,12 +58,11 @@ fn config(
             .map(|s| s.trim())
             .filter(|s| s.starts_with("enr:"))
             .map(|s| {
-                s.parse::<flashnode_gossip::discovery::Enr>()
+                s.parse::<flashnode_gossip::Enr>()
                     .map_err(|e| anyhow::anyhow!("--p2p-bootnodes: cannot use `{s}`: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut d =
-            flashnode_gossip::discovery::DiscoveryConfig::new(args.discovery_addr.unwrap_or(addr));
+        let mut d = flashnode_gossip::DiscoveryConfig::new(args.discovery_addr.unwrap_or(addr));
         d.advertise_ip = args.advertise_ip;
         d.bootnodes = bootnodes;
         d.interval = args.discovery_interval;
@@ -223,7 +222,10 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
                         .iter()
                         .map(|n| n.to_string())
                         .collect();
-                    let total = peers.iter().filter(|p| p.connectedness == "connected").count();
+                    let total = peers
+                        .iter()
+                        .filter(|p| p.connectedness == flashnode_gossip::Connectedness::Connected)
+                        .count();
                     let map: serde_json::Map<String, serde_json::Value> = peers
                         .iter()
                         .map(|p| Ok((p.peer_id.clone(), to_json(p)?)))
