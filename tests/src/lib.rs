@@ -498,7 +498,7 @@ pub async fn start_node(flashblocks_url: &str, upstream: &str, extra: &[&str]) -
         format!("127.0.0.1:{fanout_port}"),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let proc = Proc::flashnode_env(&args, envs);
+    let proc = Proc::flashnode(&args);
     let running = Running {
         proc,
         rpc: format!("http://127.0.0.1:{rpc_port}"),
