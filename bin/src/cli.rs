@@ -107,7 +107,9 @@ pub struct OverlayArgs {
     /// 0 = one per core, at most 4; at most 64.
     #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
     pub ws_writers: usize,
-    /// On SIGINT/SIGTERM, how long in-flight RPC calls may take to finish before exit.
+    /// On SIGINT/SIGTERM (or a critical task's failure), how long the shutdown may take:
+    /// in-flight RPC calls finish, then the tasks stop; at the deadline the process exits,
+    /// whatever still runs.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 }

@@ -16,12 +16,13 @@ use flashnode_gossip::{
     VerifiedBlock,
 };
 use flashnode_rpc::p2p::{P2pCall, P2pCallError};
+use flashnode_tasks::TaskExecutor;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, warn};
 
 /// The production default listen address (op-node's `--p2p.listen.tcp` is 9222).
 const DEFAULT_P2P_ADDR: &str = "0.0.0.0:9222";
@@ -90,6 +91,7 @@ pub async fn start_for_devnet(
     args: &P2pArgs,
     devnet: &Devnet,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> anyhow::Result<Option<GossipHandle>> {
     let Some(addr) = args.addr.filter(|_| !args.disable) else { return Ok(None) };
     let key: alloy_signer_local::PrivateKeySigner =
@@ -103,7 +105,8 @@ pub async fn start_for_devnet(
     announce(&handle);
     let mut sealed = devnet.subscribe_sealed();
     let publisher = handle.clone();
-    tokio::spawn(
+    tasks.spawn_critical(
+        "p2p_publisher",
         async move {
             loop {
                 let block = tokio::select! {
@@ -124,8 +127,7 @@ pub async fn start_for_devnet(
                     debug!(%err, number = block.header.number, "block not published");
                 }
             }
-        }
-        .instrument(info_span!("p2p_publisher")),
+        },
     );
     Ok(Some(handle))
 }
@@ -300,11 +302,12 @@ pub async fn wrap_source(
     args: &P2pArgs,
     source: Arc<dyn StateSource>,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> anyhow::Result<(Arc<dyn StateSource>, Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>)>
 {
     match start_for_node(args, source.chain_id(), cancel.clone()).await? {
         Some(handle) => {
-            let wrapped = GossipSource::new(source, &handle, cancel);
+            let wrapped = GossipSource::new(source, &handle, cancel, tasks);
             Ok((Arc::new(wrapped), Some(Arc::new(P2pStatus(handle)))))
         }
         None => Ok((source, None)),
@@ -354,18 +357,20 @@ impl Forwarded {
 }
 
 impl GossipSource {
-    /// Wraps `inner` and starts merging `gossip` blocks into its notifications.
+    /// Wraps `inner` and starts merging `gossip` blocks into its notifications (a critical
+    /// task of `tasks`, `gossip_canonical`).
     pub fn new(
         inner: Arc<dyn StateSource>,
         gossip: &GossipHandle,
         cancel: CancellationToken,
+        tasks: &TaskExecutor,
     ) -> Self {
         let (notifications, _) = broadcast::channel(256);
         let forwarded = Arc::new(Mutex::new(Forwarded::default()));
         let task = Merge { tx: notifications.clone(), forwarded: forwarded.clone() };
-        tokio::spawn(
-            task.run(inner.clone(), inner.subscribe(), gossip.subscribe(), cancel)
-                .instrument(info_span!("gossip_canonical")),
+        tasks.spawn_critical(
+            "gossip_canonical",
+            task.run(inner.clone(), inner.subscribe(), gossip.subscribe(), cancel),
         );
         Self { inner, notifications, forwarded }
     }

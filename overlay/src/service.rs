@@ -12,6 +12,7 @@ use crate::{
 use alloy_primitives::B256;
 use arc_swap::ArcSwapOption;
 use flashnode_exec::{CanonicalBlock, CanonicalNotification, ChainConfig, StateSource};
+use flashnode_tasks::{Backoff, TaskExecutor};
 use serde::Serialize;
 use std::{
     collections::HashSet,
@@ -23,7 +24,7 @@ use std::{
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, warn};
 
 /// Overlay settings.
 #[derive(Clone, Debug)]
@@ -293,12 +294,15 @@ impl Overlay {
     }
 }
 
-/// Starts the overlay task. `stream` delivers stream events (from [`crate::stream::run_stream`]).
+/// Starts the overlay task, a critical task of `tasks` named `overlay` (the node cannot serve
+/// preconfirmations without it). `stream` delivers stream events (from
+/// [`crate::stream::run_stream`]).
 pub fn spawn(
     config: OverlayConfig,
     source: Arc<dyn StateSource>,
     stream: mpsc::Receiver<StreamEvent>,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> Overlay {
     let (events, _) = broadcast::channel(4096);
     let shared = Arc::new(Shared {
@@ -327,7 +331,7 @@ pub fn spawn(
         ever_connected: false,
         unsealed: Default::default(),
     };
-    tokio::spawn(task.run(stream, cancel).instrument(info_span!("overlay")));
+    tasks.spawn_critical("overlay", task.run(stream, cancel));
     overlay
 }
 
@@ -348,7 +352,7 @@ struct Task {
 impl Task {
     async fn run(mut self, mut stream: mpsc::Receiver<StreamEvent>, cancel: CancellationToken) {
         let mut canonical = self.shared.source.subscribe();
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -361,8 +365,7 @@ impl Task {
                     }
                     Err(err) => {
                         warn!(%err, "canonical source unavailable, retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        tokio::time::sleep(backoff.next_delay()).await;
                     }
                 },
             }

@@ -8,6 +8,7 @@ use alloy_provider::{Provider, ProviderBuilder, RootProvider};
 use flashnode_exec::{
     CanonicalBlock, CanonicalNotification, SourceAccount, SourceError, StateSource,
 };
+use flashnode_tasks::TaskExecutor;
 use futures::future::{BoxFuture, FutureExt};
 use op_alloy_consensus::{OpReceipt, OpReceiptEnvelope};
 use op_alloy_rpc_types::OpTransactionReceipt;
@@ -76,10 +77,12 @@ impl std::fmt::Debug for UpstreamSource {
 }
 
 impl UpstreamSource {
-    /// Connects, reads the chain id, and starts polling for heads until `cancel`.
+    /// Connects, reads the chain id, and starts polling for heads until `cancel` (a critical
+    /// task of `tasks` named `upstream_heads`: without it the canonical tip freezes).
     pub async fn connect(
         config: UpstreamConfig,
         cancel: CancellationToken,
+        tasks: &TaskExecutor,
     ) -> Result<Self, SourceError> {
         let provider = ProviderBuilder::default()
             .connect(&config.url)
@@ -108,7 +111,8 @@ impl UpstreamSource {
             notifications,
         };
         let poller = source.clone();
-        tokio::spawn(
+        tasks.spawn_critical(
+            "upstream_heads",
             poller
                 .poll_heads(config.poll_interval, cancel)
                 .instrument(info_span!("upstream_heads", url = %config.url)),

@@ -12,6 +12,7 @@ mod subscriptions;
 pub use proxy::{Upstream, UpstreamError};
 
 use flashnode_overlay::Overlay;
+use flashnode_tasks::TaskExecutor;
 use jsonrpsee::server::{
     middleware::rpc::RpcServiceBuilder, RpcModule, Server, ServerConfig, ServerHandle,
 };
@@ -87,8 +88,13 @@ impl RunningRpc {
 }
 
 /// Binds and serves until `cancel` (then stops accepting and drains, see
-/// [`RunningRpc::drained`]).
-pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<RunningRpc, RpcError> {
+/// [`RunningRpc::drained`]). The server is watched by a critical task of `tasks` named `rpc`,
+/// which also stops it on `cancel`.
+pub async fn serve(
+    ctx: RpcContext,
+    cancel: CancellationToken,
+    tasks: &TaskExecutor,
+) -> Result<RunningRpc, RpcError> {
     let addr = ctx.config.addr;
     let server_config = ServerConfig::builder()
         .max_request_body_size(16 * 1024 * 1024)
@@ -111,9 +117,14 @@ pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<Running
     let handle = server.start(module);
     info!(addr = %local, "flashblock-aware RPC listening on http://{local} and ws://{local}");
     let stopper = handle.clone();
-    tokio::spawn(async move {
-        cancel.cancelled().await;
-        let _ = stopper.stop();
+    // Stops the server on `cancel`; a server that stops by itself before is a failure.
+    tasks.spawn_critical("rpc", async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = stopper.stop();
+            }
+            _ = stopper.clone().stopped() => {}
+        }
     });
     Ok(RunningRpc { addr: local, handle })
 }

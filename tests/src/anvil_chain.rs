@@ -51,6 +51,7 @@ pub async fn build_frames(
     let upstream = UpstreamSource::connect(
         UpstreamConfig { url: anvil.to_string(), ..Default::default() },
         Default::default(),
+        &flashnode_tasks::TaskManager::new().executor(),
     )
     .await
     .unwrap();
