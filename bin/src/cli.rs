@@ -75,9 +75,26 @@ pub struct OverlayArgs {
     /// Longest wait of eth_sendRawTransactionSync.
     #[arg(long, default_value = "6s", value_parser = parse_duration)]
     pub send_raw_sync_max: Duration,
-    /// Gas cap of eth_call and eth_estimateGas.
+    /// Gas cap of eth_call and eth_estimateGas, and of an eth_simulateV1 in all its calls.
     #[arg(long, default_value_t = 50_000_000)]
     pub rpc_gas_cap: u64,
+    /// Wall-clock budget of one request's EVM execution (eth_call, eth_estimateGas,
+    /// eth_createAccessList, eth_simulateV1), as geth's --rpc.evmtimeout: past it the call
+    /// answers "execution aborted (timeout = ...)".
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub rpc_evm_timeout: Duration,
+    /// Executions run at once on their own threads (0 = every core but one, so flashblock
+    /// ingest keeps a core); 16 more per executor may wait, beyond that calls answer -32005.
+    #[arg(long, default_value_t = 0)]
+    pub rpc_max_concurrent_executions: usize,
+    /// Open connections to the RPC port per client IP (0 = no limit); beyond it a connection
+    /// gets HTTP 429.
+    #[arg(long, default_value_t = 100)]
+    pub rpc_per_ip_connections: usize,
+    /// Live eth_subscribe subscriptions per client IP on the RPC port (0 = no limit); beyond it
+    /// eth_subscribe answers -32005.
+    #[arg(long, default_value_t = 1_000)]
+    pub rpc_per_ip_subscriptions: usize,
     /// Timeout of each request to the upstream RPC: canonical state reads and proxied
     /// methods answer a clear error past it instead of hanging.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FLASHNODE_UPSTREAM_TIMEOUT")]

@@ -188,6 +188,10 @@ pub async fn start_node(
         addr: rpc_addr,
         send_raw_sync_max: args.send_raw_sync_max,
         gas_cap: args.rpc_gas_cap,
+        evm_timeout: args.rpc_evm_timeout,
+        max_concurrent_executions: args.rpc_max_concurrent_executions,
+        per_ip_connections: args.rpc_per_ip_connections,
+        per_ip_subscriptions: args.rpc_per_ip_subscriptions,
         ..Default::default()
     };
     // Serving stops first on shutdown (and with everything else if `cancel` fires alone).

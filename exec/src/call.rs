@@ -13,7 +13,15 @@ use revm::{
     context_interface::result::{EVMError, ExecutionResult, HaltReason, OutOfGasError},
     database::CacheDB,
     database_interface::DatabaseRef,
-    Database,
+    interpreter::Interpreter,
+    Database, Inspector,
+};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
 };
 
 /// Largest call input accepted (512 KiB, four times a tx pool's 128 KiB transaction limit):
@@ -49,6 +57,12 @@ pub enum CallError {
     /// The state could not be read.
     #[error("state unavailable: {0}")]
     State(String),
+    /// The request's wall-clock execution budget ran out (geth's `--rpc.evmtimeout`).
+    #[error("execution aborted (timeout = {}s)", .0.as_secs_f64())]
+    Timeout(Duration),
+    /// The caller gave up (its client went away) and the execution was stopped.
+    #[error("execution cancelled: the client went away")]
+    Cancelled,
 }
 
 impl CallError {
@@ -59,7 +73,7 @@ impl CallError {
             Self::InsufficientFunds | Self::InvalidRequest(_) | Self::GasExceedsAllowance(_) => {
                 -32000
             }
-            Self::Halt(_) => -32000,
+            Self::Halt(_) | Self::Timeout(_) | Self::Cancelled => -32000,
             Self::State(_) => -32603,
         }
     }
@@ -69,6 +83,88 @@ impl CallError {
         match self {
             Self::Revert { output, .. } => Some(output.clone()),
             _ => None,
+        }
+    }
+}
+
+/// What one request may spend on execution: a wall-clock deadline (geth's `--rpc.evmtimeout`)
+/// and a cancel flag its caller sets when the client goes away. Checked by a
+/// [`BudgetInspector`] every few thousand instructions, in every frame, and before every
+/// execution of a request (estimation runs many).
+#[derive(Clone, Debug)]
+pub struct Budget {
+    timeout: Option<(Duration, Instant)>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Budget {
+    /// No deadline and nobody to cancel: the devnet's and the tests' calls.
+    pub fn unlimited() -> Self {
+        Self { timeout: None, cancelled: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// A budget of `timeout` from now.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout: Some((timeout, Instant::now() + timeout)),
+            cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Stops the executions under this budget at their next check.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Why execution must stop now, if it must.
+    pub fn check(&self) -> Result<(), CallError> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(CallError::Cancelled);
+        }
+        match self.timeout {
+            Some((timeout, deadline)) if Instant::now() >= deadline => {
+                Err(CallError::Timeout(timeout))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn is_unlimited(&self) -> bool {
+        self.timeout.is_none() && !self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// Instructions between two budget checks (a check reads the clock).
+const BUDGET_CHECK_EVERY: u32 = 4096;
+
+/// Halts every frame once its [`Budget`] is spent; the execution then ends as out of gas and
+/// the caller reports [`Budget::check`]'s reason instead.
+#[derive(Debug)]
+pub struct BudgetInspector {
+    budget: Budget,
+    steps: u32,
+    spent: bool,
+}
+
+impl BudgetInspector {
+    /// Watches `budget`.
+    pub fn new(budget: Budget) -> Self {
+        Self { budget, steps: 0, spent: false }
+    }
+}
+
+impl<CTX> Inspector<CTX> for BudgetInspector {
+    fn step(&mut self, interp: &mut Interpreter, _context: &mut CTX) {
+        if !self.spent {
+            self.steps += 1;
+            if self.steps < BUDGET_CHECK_EVERY {
+                return;
+            }
+            self.steps = 0;
+            self.spent = self.budget.check().is_err();
+        }
+        if self.spent {
+            interp.halt_oog();
         }
     }
 }
@@ -143,11 +239,27 @@ where
     DB: Database + core::fmt::Debug,
     DB::Error: core::error::Error + Send + Sync + 'static,
 {
+    call_budgeted(db, chain, block, req, gas_cap, &Budget::unlimited())
+}
+
+/// [`call`] within `budget`.
+pub fn call_budgeted<DB>(
+    db: DB,
+    chain: &ChainConfig,
+    block: &BlockEnvInput,
+    req: &TransactionRequest,
+    gas_cap: u64,
+    budget: &Budget,
+) -> Result<CallOutcome, CallError>
+where
+    DB: Database + core::fmt::Debug,
+    DB::Error: core::error::Error + Send + Sync + 'static,
+{
     let gas = req.gas.unwrap_or(block.gas_limit.min(gas_cap));
     if gas > gas_cap {
         return Err(CallError::InvalidRequest(format!("gas {gas} above the cap {gas_cap}")));
     }
-    let result = transact(db, chain, block, req, gas)?;
+    let result = transact(db, chain, block, req, gas, budget)?;
     // A call that runs out of gas says so, as geth does; estimation reports the allowance.
     outcome(result, gas).map_err(|e| match e {
         CallError::GasExceedsAllowance(_) => CallError::Halt("out of gas".into()),
@@ -161,14 +273,24 @@ fn transact<DB>(
     block: &BlockEnvInput,
     req: &TransactionRequest,
     gas: u64,
+    budget: &Budget,
 ) -> Result<ExecutionResult<OpHaltReason>, CallError>
 where
     DB: Database + core::fmt::Debug,
     DB::Error: core::error::Error + Send + Sync + 'static,
 {
+    budget.check()?;
     let (env, tx) = prepare(chain, block, req, gas)?;
-    let mut evm = OpEvmFactory::<OpTx>::default().create_evm(db, env);
-    evm.transact(tx).map(|r| r.result).map_err(evm_error)
+    if budget.is_unlimited() {
+        let mut evm = OpEvmFactory::<OpTx>::default().create_evm(db, env);
+        return evm.transact(tx).map(|r| r.result).map_err(evm_error);
+    }
+    let inspector = BudgetInspector::new(budget.clone());
+    let mut evm = OpEvmFactory::<OpTx>::default().create_evm_with_inspector(db, env, inspector);
+    let result = evm.transact(tx).map(|r| r.result).map_err(evm_error);
+    // A halted execution reads as out of gas; the budget says what really stopped it.
+    budget.check()?;
+    result
 }
 
 /// The call environment: no block gas limit, no EIP-3607, no nonce check (as geth's
@@ -228,7 +350,7 @@ mod alloy_serde_quantity {
 /// Runs `req` once with an [`AccessListInspector`] to collect what it touches, then again
 /// with that list attached to measure its gas, as reth does.
 pub fn create_access_list<DB, F>(
-    mut db_factory: F,
+    db_factory: F,
     chain: &ChainConfig,
     block: &BlockEnvInput,
     req: &TransactionRequest,
@@ -239,6 +361,24 @@ where
     DB: Database + core::fmt::Debug,
     DB::Error: core::error::Error + Send + Sync + 'static,
 {
+    create_access_list_budgeted(db_factory, chain, block, req, gas_cap, &Budget::unlimited())
+}
+
+/// [`create_access_list`] within `budget`.
+pub fn create_access_list_budgeted<DB, F>(
+    mut db_factory: F,
+    chain: &ChainConfig,
+    block: &BlockEnvInput,
+    req: &TransactionRequest,
+    gas_cap: u64,
+    budget: &Budget,
+) -> Result<AccessListOutcome, CallError>
+where
+    F: FnMut() -> DB,
+    DB: Database + core::fmt::Debug,
+    DB::Error: core::error::Error + Send + Sync + 'static,
+{
+    budget.check()?;
     let gas = req.gas.unwrap_or(block.gas_limit.min(gas_cap));
     if gas > gas_cap {
         return Err(CallError::InvalidRequest(format!("gas {gas} above the cap {gas_cap}")));
@@ -249,18 +389,20 @@ where
         excluded.push(to);
     }
     let initial = req.access_list.clone().unwrap_or_default();
-    let inspector = AccessListInspector::new(&initial, excluded);
+    let inspector =
+        (AccessListInspector::new(&initial, excluded), BudgetInspector::new(budget.clone()));
     let mut evm =
         OpEvmFactory::<OpTx>::default().create_evm_with_inspector(db_factory(), env, inspector);
     let precompiles: Vec<_> = evm.precompiles().addresses().copied().collect();
-    evm.inspector_mut().exclude(precompiles);
+    evm.inspector_mut().0.exclude(precompiles);
     evm.transact(tx).map_err(evm_error)?;
+    budget.check()?;
     let (_, inspector, _) = evm.components_mut();
-    let access_list = std::mem::take(inspector).into_access_list();
+    let access_list = std::mem::take(&mut inspector.0).into_access_list();
 
     let mut with_list = req.clone();
     with_list.access_list = Some(access_list.clone());
-    let result = transact(db_factory(), chain, block, &with_list, gas)?;
+    let result = transact(db_factory(), chain, block, &with_list, gas, budget)?;
     let gas_used = result.tx_gas_used();
     let error = match outcome(result, gas) {
         Ok(_) => None,
@@ -306,12 +448,31 @@ pub fn decode_revert_reason(output: &[u8]) -> Option<String> {
 /// Binary-searches the lowest gas limit at which `req` succeeds: geth's early exits and
 /// optimistic first guess from the gas used, then bisection to the exact minimum.
 pub fn estimate_gas<DB, F>(
+    db_factory: F,
+    chain: &ChainConfig,
+    block: &BlockEnvInput,
+    req: &TransactionRequest,
+    gas_cap: u64,
+    caller_balance: U256,
+) -> Result<u64, CallError>
+where
+    F: FnMut() -> DB,
+    DB: Database + core::fmt::Debug,
+    DB::Error: core::error::Error + Send + Sync + 'static,
+{
+    let budget = Budget::unlimited();
+    estimate_gas_budgeted(db_factory, chain, block, req, gas_cap, caller_balance, &budget)
+}
+
+/// [`estimate_gas`] within `budget` (shared by every execution of the search).
+pub fn estimate_gas_budgeted<DB, F>(
     mut db_factory: F,
     chain: &ChainConfig,
     block: &BlockEnvInput,
     req: &TransactionRequest,
     gas_cap: u64,
     caller_balance: U256,
+    budget: &Budget,
 ) -> Result<u64, CallError>
 where
     F: FnMut() -> DB,
@@ -339,14 +500,14 @@ where
                 .map(|a| a.is_empty_code_hash())
                 .unwrap_or(true);
             if code_empty && hi >= TRANSFER_GAS {
-                let r = transact(db_factory(), chain, block, req, TRANSFER_GAS)?;
+                let r = transact(db_factory(), chain, block, req, TRANSFER_GAS, budget)?;
                 if r.is_success() {
                     return Ok(TRANSFER_GAS);
                 }
             }
         }
     }
-    let first = transact(db_factory(), chain, block, req, hi)?;
+    let first = transact(db_factory(), chain, block, req, hi, budget)?;
     let used = match &first {
         ExecutionResult::Success { .. } => first.tx_gas_used(),
         _ => return outcome(first, hi).map(|o| o.gas_used),
@@ -356,7 +517,7 @@ where
     // Most calls succeed at used + refund + call stipend, scaled for the 63/64 rule.
     let optimistic = (used + refund + 2_300) * 64 / 63;
     if optimistic < hi {
-        let r = transact(db_factory(), chain, block, req, optimistic)?;
+        let r = transact(db_factory(), chain, block, req, optimistic, budget)?;
         if r.is_success() {
             hi = optimistic;
         } else {
@@ -368,7 +529,7 @@ where
     while lo + 1 < hi {
         let mid = lo + (hi - lo) / 2;
         let mid = if mid > lo * 2 { lo * 2 } else { mid };
-        let r = transact(db_factory(), chain, block, req, mid)?;
+        let r = transact(db_factory(), chain, block, req, mid, budget)?;
         if r.is_success() {
             hi = mid;
         } else {

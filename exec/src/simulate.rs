@@ -4,7 +4,10 @@
 
 use crate::{
     builder::{receipts_root, BlockEnvInput, ExecutedTx},
-    call::{apply_block_overrides, apply_state_overrides, decode_revert_reason, tx_env, CallError},
+    call::{
+        apply_block_overrides, apply_state_overrides, decode_revert_reason, tx_env, Budget,
+        BudgetInspector, CallError, TRANSFER_GAS,
+    },
     chain::ChainConfig,
     convert::{rpc_block, rpc_logs, BlockContext},
 };
@@ -63,6 +66,9 @@ impl From<CallError> for SimulateFailure {
             CallError::InsufficientFunds => Self::new(-38014, e.to_string()),
             CallError::InvalidRequest(m) => Self::invalid(m),
             CallError::State(m) => Self::new(-32603, format!("state unavailable: {m}")),
+            e @ (CallError::Timeout(_) | CallError::Cancelled) => {
+                Self::new(e.code(), e.to_string())
+            }
             other => Self::new(-32000, other.to_string()),
         }
     }
@@ -71,13 +77,15 @@ impl From<CallError> for SimulateFailure {
 /// A simulated block as the RPC returns it.
 pub type SimulatedRpcBlock = SimulatedBlock<Block<Transaction>>;
 
-/// Runs `payload` over `db`, the first block in `base`'s environment.
+/// Runs `payload` over `db`, the first block in `base`'s environment. `gas_cap` is the gas of
+/// the whole request (summed over its calls, not per call), and `budget` bounds its time.
 pub fn simulate<D>(
     db: D,
     chain: &ChainConfig,
     base: &BlockEnvInput,
     payload: &SimulatePayload,
     gas_cap: u64,
+    budget: &Budget,
 ) -> Result<Vec<SimulatedRpcBlock>, SimulateFailure>
 where
     D: DatabaseRef + core::fmt::Debug,
@@ -98,6 +106,19 @@ where
             "too many calls ({calls}, at most {MAX_SIMULATE_CALLS})"
         )));
     }
+    // Refused before anything runs: the gas the calls ask for is more than the request may use.
+    let asked = payload
+        .block_state_calls
+        .iter()
+        .flat_map(|b| b.calls.iter())
+        .filter_map(|c| c.gas)
+        .fold(0u64, u64::saturating_add);
+    if asked > gas_cap {
+        return Err(SimulateFailure::invalid(format!(
+            "the calls ask for {asked} gas in all, above the cap of {gas_cap} per request"
+        )));
+    }
+    let mut gas_left = gas_cap;
     let validation = payload.validation;
     let mut db = CacheDB::new(db);
     let mut out = Vec::with_capacity(payload.block_state_calls.len());
@@ -156,7 +177,7 @@ where
             apply_state_overrides(&mut db, state)?;
         }
         let (header, hash, txs, results) =
-            run_block(&mut db, chain, &env, &block.calls, validation, gas_cap)?;
+            run_block(&mut db, chain, &env, &block.calls, validation, &mut gas_left, budget)?;
         let ctx = BlockContext::of(&header, hash);
         let calls = txs
             .iter()
@@ -187,7 +208,8 @@ fn run_block<D>(
     env: &BlockEnvInput,
     calls: &[TransactionRequest],
     validation: bool,
-    gas_cap: u64,
+    gas_left: &mut u64,
+    budget: &Budget,
 ) -> Result<(Header, B256, Vec<ExecutedTx>, CallResults), SimulateFailure>
 where
     D: DatabaseRef + core::fmt::Debug,
@@ -222,20 +244,36 @@ where
                 ));
             }
             Some(g) => g,
-            None => remaining.min(gas_cap),
+            None if *gas_left < TRANSFER_GAS => {
+                return Err(SimulateFailure::invalid(format!(
+                    "call {index}: the request's gas is spent ({gas_left} left); the cap is per \
+                     request"
+                )));
+            }
+            None => remaining.min(*gas_left),
         };
-        if gas > gas_cap {
-            return Err(SimulateFailure::invalid(format!("gas {gas} above the cap {gas_cap}")));
+        if gas > *gas_left {
+            return Err(SimulateFailure::invalid(format!(
+                "call {index}: gas {gas} above the {gas_left} left of the request's cap"
+            )));
         }
+        budget.check()?;
         let tx = tx_env(chain, &req, gas)?;
-        let mut evm = OpEvmFactory::<OpTx>::default().create_evm(&mut *db, evm_env.clone());
+        let inspector = BudgetInspector::new(budget.clone());
+        let mut evm = OpEvmFactory::<OpTx>::default().create_evm_with_inspector(
+            &mut *db,
+            evm_env.clone(),
+            inspector,
+        );
         let result = evm.transact(tx).map_err(|e| tx_failure(index, e))?;
         drop(evm);
+        budget.check()?;
         db.commit(result.state);
         let result = result.result;
         let used = result.tx_gas_used();
         let contract_address = result.created_address();
         gas_used += used;
+        *gas_left = gas_left.saturating_sub(used);
         let (success, logs, output, error) = match result {
             ExecutionResult::Success { logs, output, .. } => (true, logs, output.into_data(), None),
             ExecutionResult::Revert { output, .. } => {
