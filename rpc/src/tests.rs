@@ -72,11 +72,13 @@ struct Fixture {
     _upstream: ServerHandle,
     _stream: mpsc::Sender<flashnode_overlay::stream::StreamEvent>,
     _cancel: tokio_util::sync::DropGuard,
+    tasks: flashnode_tasks::TaskManager,
 }
 
 async fn fixture(config: RpcConfig) -> Fixture {
     let (url, upstream_server) = recording_upstream().await;
     let cancel = CancellationToken::new();
+    let tasks = flashnode_tasks::TaskManager::new();
     let (stream, rx) = mpsc::channel::<flashnode_overlay::stream::StreamEvent>(1);
     let overlay = flashnode_overlay::spawn(
         flashnode_overlay::OverlayConfig {
@@ -87,6 +89,7 @@ async fn fixture(config: RpcConfig) -> Fixture {
         Arc::new(NoState(broadcast::channel(1).0)),
         rx,
         cancel.clone(),
+        &tasks.executor(),
     );
     let upstream = Upstream::connect(&url, Duration::from_secs(5)).await.unwrap();
     let ctx = RpcContext { overlay, upstream, config, gossip: None };
@@ -96,6 +99,7 @@ async fn fixture(config: RpcConfig) -> Fixture {
         _upstream: upstream_server,
         _stream: stream,
         _cancel: cancel.drop_guard(),
+        tasks,
     }
 }
 
@@ -185,7 +189,7 @@ async fn post(addr: SocketAddr, body: &str) -> (u16, String) {
 async fn served_port_reads_errors_as_sentences() {
     let f = fixture(RpcConfig { addr: ([127, 0, 0, 1], 0).into(), ..Default::default() }).await;
     let cancel = CancellationToken::new();
-    let rpc = serve(f.ctx.clone(), cancel.clone()).await.unwrap();
+    let rpc = serve(f.ctx.clone(), cancel.clone(), &f.tasks.executor()).await.unwrap();
     let (_, body) =
         post(rpc.addr, r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[]}"#).await;
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -231,7 +235,7 @@ async fn served_port_limits_connections_per_ip() {
         RpcConfig { addr: ([127, 0, 0, 1], 0).into(), per_ip_connections: 2, ..Default::default() };
     let f = fixture(config).await;
     let cancel = CancellationToken::new();
-    let rpc = serve(f.ctx.clone(), cancel.clone()).await.unwrap();
+    let rpc = serve(f.ctx.clone(), cancel.clone(), &f.tasks.executor()).await.unwrap();
     let _held: Vec<TcpStream> = vec![
         TcpStream::connect(rpc.addr).await.unwrap(),
         TcpStream::connect(rpc.addr).await.unwrap(),
