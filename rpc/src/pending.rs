@@ -8,10 +8,9 @@ use alloy_primitives::{keccak256, Address, Bytes, B256, U256, U64};
 use alloy_rpc_types_eth::{
     simulate::SimulatePayload, Filter, FilterBlockOption, TransactionRequest,
 };
+// `call::` names the exec crate's call API (`call::call`, `call::estimate_gas`, ...).
 use flashnode_exec::{
-    call::{self, CallError},
-    convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
-    simulate,
+    self as call, rpc_block, rpc_logs, rpc_receipt, rpc_transaction, simulate, CallError,
 };
 use flashnode_overlay::{OverlayEvent, PendingBlock};
 use jsonrpsee::{
@@ -280,14 +279,9 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
                     serde_json::from_value(raw).map_err(invalid_params)?;
                 let (chain, gas_cap) = (ctx.overlay.chain().clone(), ctx.config.gas_cap);
                 return blocking(move || {
-                    let blocks = simulate::simulate(
-                        pending.database(),
-                        &chain,
-                        &pending.env,
-                        &payload,
-                        gas_cap,
-                    )
-                    .map_err(|e| err(e.code, e.message))?;
+                    let blocks =
+                        simulate(pending.database(), &chain, &pending.env, &payload, gas_cap)
+                            .map_err(|e| err(e.code, e.message))?;
                     to_json(blocks)
                 })
                 .await;
