@@ -6,11 +6,7 @@ use crate::{
 };
 use anyhow::Context;
 use flashnode_exec::{ChainConfig, StateSource};
-use flashnode_overlay::{
-    stream::{run_stream, StreamConfig},
-    upstream::{UpstreamConfig, UpstreamSource},
-    OverlayConfig,
-};
+use flashnode_overlay::{run_stream, OverlayConfig, StreamConfig, UpstreamConfig, UpstreamSource};
 use flashnode_rpc::{RpcConfig, RpcContext, RunningRpc, Upstream};
 use flashnode_tasks::{Backoff, TaskExecutor, TaskFailure, TaskManager};
 use std::{net::SocketAddr, sync::Arc, time::Duration};

@@ -1,16 +1,23 @@
 //! `eth_call` / `eth_estimateGas` execution in a given block environment over any state.
 
-use crate::{access_list::AccessListInspector, builder::BlockEnvInput, chain::ChainConfig};
+use crate::{
+    access_list::AccessListInspector,
+    builder::BlockEnvInput,
+    chain::ChainConfig,
+    error::{split_evm_error, Rejection, StateError},
+};
 use alloy_evm::{Evm, EvmEnv, EvmFactory};
-use alloy_op_evm::{OpEvmFactory, OpTx};
+use alloy_op_evm::{OpEvmFactory, OpTx, OpTxError};
 use alloy_primitives::{Bytes, TxKind, U256};
 use alloy_rpc_types_eth::{state::StateOverride, AccessList, BlockOverrides, TransactionRequest};
 use alloy_sol_types::{Revert, SolError};
-use op_revm::{OpHaltReason, OpSpecId, OpTransaction};
+use op_revm::{OpHaltReason, OpSpecId, OpTransaction, OpTransactionError};
 use revm::{
     bytecode::Bytecode,
     context::TxEnv,
-    context_interface::result::{EVMError, ExecutionResult, HaltReason, OutOfGasError},
+    context_interface::result::{
+        EVMError, ExecutionResult, HaltReason, InvalidTransaction, OutOfGasError,
+    },
     database::CacheDB,
     database_interface::DatabaseRef,
     interpreter::Interpreter,
@@ -32,7 +39,7 @@ pub const MAX_CALL_INPUT_BYTES: usize = 512 * 1024;
 pub const TRANSFER_GAS: u64 = 21_000;
 
 /// Why a call failed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The call reverted; `reason` is the decoded `Error(string)` when there is one.
     #[error("execution reverted{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
@@ -43,20 +50,23 @@ pub enum CallError {
         output: Bytes,
     },
     /// The call halted (out of gas, invalid opcode…).
-    #[error("{0}")]
-    Halt(String),
+    #[error("{}", halt_message(.0))]
+    Halt(OpHaltReason),
     /// The call ran out of gas at the highest allowed limit.
     #[error("gas required exceeds allowance ({0})")]
     GasExceedsAllowance(u64),
     /// The caller cannot pay for value plus gas.
     #[error("insufficient funds for gas * price + value")]
     InsufficientFunds,
-    /// The request itself is invalid.
+    /// The request itself is invalid (our own checks: size, fee fields, overrides, gas cap).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The EVM refused the transaction the request makes (nonce, fee, gas-limit checks).
+    #[error("{0}")]
+    Rejected(#[source] Rejection),
     /// The state could not be read.
     #[error("state unavailable: {0}")]
-    State(String),
+    State(#[source] StateError),
     /// The request's wall-clock execution budget ran out (geth's `--rpc.evmtimeout`).
     #[error("execution aborted (timeout = {}s)", .0.as_secs_f64())]
     Timeout(Duration),
@@ -70,10 +80,13 @@ impl CallError {
     pub fn code(&self) -> i32 {
         match self {
             Self::Revert { .. } => 3,
-            Self::InsufficientFunds | Self::InvalidRequest(_) | Self::GasExceedsAllowance(_) => {
-                -32000
-            }
-            Self::Halt(_) | Self::Timeout(_) | Self::Cancelled => -32000,
+            Self::InsufficientFunds
+            | Self::InvalidRequest(_)
+            | Self::Rejected(_)
+            | Self::GasExceedsAllowance(_)
+            | Self::Halt(_)
+            | Self::Timeout(_)
+            | Self::Cancelled => -32000,
             Self::State(_) => -32603,
         }
     }
@@ -84,6 +97,10 @@ impl CallError {
             Self::Revert { output, .. } => Some(output.clone()),
             _ => None,
         }
+    }
+
+    pub(crate) fn state(e: impl core::error::Error + Send + Sync + 'static) -> Self {
+        Self::State(StateError::new(e))
     }
 }
 
@@ -262,7 +279,9 @@ where
     let result = transact(db, chain, block, req, gas, budget)?;
     // A call that runs out of gas says so, as geth does; estimation reports the allowance.
     outcome(result, gas).map_err(|e| match e {
-        CallError::GasExceedsAllowance(_) => CallError::Halt("out of gas".into()),
+        CallError::GasExceedsAllowance(_) => {
+            CallError::Halt(OpHaltReason::Base(HaltReason::OutOfGas(OutOfGasError::Basic)))
+        }
         other => other,
     })
 }
@@ -312,18 +331,16 @@ fn prepare(
     Ok((env, tx))
 }
 
-fn evm_error<E: core::fmt::Display, T: core::fmt::Display>(e: EVMError<E, T>) -> CallError {
-    match e {
-        EVMError::Database(e) => CallError::State(e.to_string()),
-        EVMError::Transaction(e) => {
-            let msg = e.to_string();
-            if msg.to_ascii_lowercase().contains("lack of funds") || msg.contains("insufficient") {
-                CallError::InsufficientFunds
-            } else {
-                CallError::InvalidRequest(msg)
-            }
-        }
-        e => CallError::InvalidRequest(e.to_string()),
+fn evm_error<E>(e: EVMError<E, OpTxError>) -> CallError
+where
+    E: core::error::Error + Send + Sync + 'static,
+{
+    match split_evm_error(e) {
+        Err(db) => CallError::state(db),
+        Ok(EVMError::Transaction(OpTxError(OpTransactionError::Base(
+            InvalidTransaction::LackOfFundForMaxFee { .. },
+        )))) => CallError::InsufficientFunds,
+        Ok(rejection) => CallError::Rejected(rejection),
     }
 }
 
@@ -423,7 +440,7 @@ fn outcome(result: ExecutionResult<OpHaltReason>, gas: u64) -> Result<CallOutcom
         }
         ExecutionResult::Halt { reason, .. } => Err(match reason {
             OpHaltReason::Base(HaltReason::OutOfGas(_)) => CallError::GasExceedsAllowance(gas),
-            other => CallError::Halt(halt_message(&other)),
+            other => CallError::Halt(other),
         }),
     }
 }
@@ -496,7 +513,7 @@ where
             let mut db = db_factory();
             let code_empty = db
                 .basic(to)
-                .map_err(|e| CallError::State(e.to_string()))?
+                .map_err(CallError::state)?
                 .map(|a| a.is_empty_code_hash())
                 .unwrap_or(true);
             if code_empty && hi >= TRANSFER_GAS {
@@ -546,7 +563,7 @@ pub fn apply_state_overrides<D>(
 ) -> Result<(), CallError>
 where
     D: DatabaseRef,
-    D::Error: core::fmt::Display,
+    D::Error: core::error::Error + Send + Sync + 'static,
 {
     for (address, o) in overrides {
         if o.state.is_some() && o.state_diff.is_some() {
@@ -559,8 +576,7 @@ where
                 "movePrecompileToAddress is not supported".into(),
             ));
         }
-        let mut info =
-            db.basic(*address).map_err(|e| CallError::State(e.to_string()))?.unwrap_or_default();
+        let mut info = db.basic(*address).map_err(CallError::state)?.unwrap_or_default();
         if let Some(balance) = o.balance {
             info.balance = balance;
         }
@@ -578,13 +594,12 @@ where
         };
         if let Some(state) = &o.state {
             db.replace_account_storage(*address, state.iter().map(|(k, v)| slot(k, v)).collect())
-                .map_err(|e| CallError::State(e.to_string()))?;
+                .map_err(CallError::state)?;
         }
         if let Some(diff) = &o.state_diff {
             for (k, v) in diff {
                 let (k, v) = slot(k, v);
-                db.insert_account_storage(*address, k, v)
-                    .map_err(|e| CallError::State(e.to_string()))?;
+                db.insert_account_storage(*address, k, v).map_err(CallError::state)?;
             }
         }
     }
@@ -627,7 +642,7 @@ impl CallOverrides {
     pub fn database<D>(&self, db: D) -> Result<CacheDB<D>, CallError>
     where
         D: DatabaseRef,
-        D::Error: core::fmt::Display,
+        D::Error: core::error::Error + Send + Sync + 'static,
     {
         let mut cache = CacheDB::new(db);
         if let Some(state) = &self.state {
@@ -643,5 +658,184 @@ impl CallOverrides {
             apply_block_overrides(&mut env, block);
         }
         env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+    use alloy_primitives::B256;
+
+    fn estimate(req: &TransactionRequest, gas_cap: u64) -> Result<u64, CallError> {
+        let db = db();
+        let balance = db.cache.accounts.get(&req.from.unwrap_or_default()).map(|a| a.info.balance);
+        estimate_gas(|| db.clone(), &chain(), &env(), req, gas_cap, balance.unwrap_or_default())
+    }
+
+    fn call_with_gas(req: &TransactionRequest, gas: u64) -> Result<CallOutcome, CallError> {
+        let req = TransactionRequest { gas: Some(gas), ..req.clone() };
+        call(db(), &chain(), &env(), &req, 30_000_000)
+    }
+
+    #[test]
+    fn the_estimate_is_the_exact_minimum_gas() {
+        // Through a forwarding call, where the 63/64 rule makes the minimum non-obvious.
+        for to in [STORER, FORWARDER, COUNTER] {
+            let gas = estimate(&req(to), 30_000_000).unwrap_or_else(|e| panic!("{to}: {e}"));
+            assert!(call_with_gas(&req(to), gas).is_ok(), "{to} fails at its estimate {gas}");
+            assert!(call_with_gas(&req(to), gas - 1).is_err(), "{to} succeeds below {gas}");
+        }
+        // A forwarded call needs more than the direct one: the estimate saw the 63/64 rule.
+        assert!(
+            estimate(&req(FORWARDER), 30_000_000).ok() > estimate(&req(STORER), 30_000_000).ok()
+        );
+    }
+
+    #[test]
+    fn a_plain_transfer_costs_exactly_the_intrinsic_gas() {
+        let transfer = TransactionRequest { value: Some(U256::from(1)), ..req(BOB) };
+        assert_eq!(estimate(&transfer, 30_000_000).ok(), Some(TRANSFER_GAS));
+    }
+
+    #[test]
+    fn a_reverting_call_reports_the_revert_with_its_reason_and_data() {
+        match estimate(&req(REVERTER), 30_000_000) {
+            Err(e @ CallError::Revert { .. }) => {
+                assert_eq!(e.to_string(), "execution reverted: nope");
+                assert_eq!(e.code(), 3);
+                let data = e.data().unwrap_or_default();
+                assert_eq!(&data[..4], &[0x08, 0xc3, 0x79, 0xa0]);
+                assert_eq!(decode_revert_reason(&data).as_deref(), Some("nope"));
+            }
+            other => panic!("expected a revert, got {other:?}"),
+        }
+        assert!(matches!(call_with_gas(&req(REVERTER), 100_000), Err(CallError::Revert { .. })));
+    }
+
+    #[test]
+    fn running_out_of_gas_reports_the_allowance_in_estimates_and_out_of_gas_in_calls() {
+        match estimate(&req(LOOPER), 1_000_000) {
+            Err(e @ CallError::GasExceedsAllowance(1_000_000)) => {
+                assert_eq!(e.to_string(), "gas required exceeds allowance (1000000)");
+                assert_eq!(e.code(), -32000);
+            }
+            other => panic!("expected the allowance, got {other:?}"),
+        }
+        match call_with_gas(&req(LOOPER), 100_000) {
+            Err(e @ CallError::Halt(_)) => assert_eq!(e.to_string(), "out of gas"),
+            other => panic!("expected out of gas, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_gas_cap_bounds_the_estimate_and_refuses_calls_above_it() {
+        // The store needs more than a 30k cap allows, even if the request asks for more.
+        let greedy = TransactionRequest { gas: Some(10_000_000), ..req(STORER) };
+        assert!(matches!(estimate(&greedy, 30_000), Err(CallError::GasExceedsAllowance(30_000))));
+        let err = call(db(), &chain(), &env(), &greedy, 1_000_000).err();
+        assert!(matches!(&err, Some(CallError::InvalidRequest(_))), "{err:?}");
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some("gas 10000000 above the cap 1000000")
+        );
+        // Within the cap the estimate is unaffected by it.
+        assert_eq!(estimate(&req(STORER), 1_000_000).ok(), estimate(&req(STORER), 30_000_000).ok());
+    }
+
+    #[test]
+    fn a_caller_that_cannot_pay_gets_insufficient_funds_not_a_rejection() {
+        let poor = TransactionRequest {
+            from: Some(BOB),
+            gas_price: Some(1_000_000_000),
+            value: Some(U256::from(1)),
+            ..req(ALICE)
+        };
+        assert!(matches!(estimate(&poor, 30_000_000), Err(CallError::InsufficientFunds)));
+        match call_with_gas(&poor, 21_000) {
+            Err(e @ CallError::InsufficientFunds) => assert_eq!(e.code(), -32000),
+            other => panic!("expected insufficient funds, got {other:?}"),
+        }
+        // Other EVM refusals stay typed, with revm's message.
+        let low_fee = TransactionRequest { max_fee_per_gas: Some(1), ..req(BOB) };
+        match call_with_gas(&low_fee, 21_000) {
+            Err(e @ CallError::Rejected(_)) => {
+                assert_eq!(
+                    e.to_string(),
+                    "transaction validation error: gas price is less than basefee"
+                );
+                assert_eq!(e.code(), -32000);
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_access_list_holds_what_the_call_touches_and_its_gas_uses_it() {
+        let out = create_access_list(db, &chain(), &env(), &req(TOUCHER), 30_000_000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let slot = B256::from(U256::from(1));
+        let items: Vec<_> =
+            out.access_list.0.iter().map(|i| (i.address, i.storage_keys.clone())).collect();
+        // The callee is listed for its slot only; the sender is not listed at all.
+        assert_eq!(items, vec![(TOUCHER, vec![slot]), (BOB, vec![])]);
+        assert_eq!(out.error, None);
+        let with_list =
+            TransactionRequest { access_list: Some(out.access_list.clone()), ..req(TOUCHER) };
+        let used = call(db(), &chain(), &env(), &with_list, 30_000_000).map(|o| o.gas_used);
+        assert_eq!(used.ok(), Some(out.gas_used));
+        let json = serde_json::to_value(&out).unwrap_or_default();
+        assert_eq!(json["gasUsed"], format!("{:#x}", out.gas_used));
+        assert!(json.get("error").is_none());
+        // A failing call still returns its list, with the reason.
+        let failing = create_access_list(db, &chain(), &env(), &req(REVERTER), 30_000_000);
+        assert_eq!(failing.ok().and_then(|o| o.error).as_deref(), Some("execution reverted: nope"));
+    }
+
+    #[test]
+    fn state_and_block_overrides_apply_and_conflicts_are_refused() {
+        use alloy_rpc_types_eth::state::AccountOverride;
+        let mut state = StateOverride::default();
+        // Code that returns the single byte 0x01.
+        let code = Bytes::from_static(&[0x60, 1, 0x60, 0, 0x52, 0x60, 1, 0x60, 0x1f, 0xf3]);
+        state.insert(BOB, AccountOverride { code: Some(code), ..Default::default() });
+        let o = CallOverrides { state: Some(state), block: None };
+        let base = db();
+        let cache = match o.database(&base) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let out = call(cache, &chain(), &env(), &req(BOB), 1_000_000);
+        assert_eq!(out.map(|o| o.output).ok(), Some(Bytes::from_static(&[1])));
+        let mut both = StateOverride::default();
+        both.insert(
+            BOB,
+            AccountOverride {
+                state: Some(Default::default()),
+                state_diff: Some(Default::default()),
+                ..Default::default()
+            },
+        );
+        let o = CallOverrides { state: Some(both), block: None };
+        assert!(matches!(o.database(&base), Err(CallError::InvalidRequest(_))));
+        let block =
+            BlockOverrides { number: Some(U256::from(9)), time: Some(5), ..Default::default() };
+        let o = CallOverrides { state: None, block: Some(block) };
+        assert_eq!((o.env(&env()).number, o.env(&env()).timestamp), (9, 5));
+    }
+
+    #[test]
+    fn oversized_input_and_inverted_fees_are_refused_before_execution() {
+        let big = TransactionRequest {
+            input: Bytes::from(vec![0u8; MAX_CALL_INPUT_BYTES + 1]).into(),
+            ..req(BOB)
+        };
+        assert!(matches!(tx_env(&chain(), &big, 21_000), Err(CallError::InvalidRequest(_))));
+        let inverted = TransactionRequest {
+            max_fee_per_gas: Some(1),
+            max_priority_fee_per_gas: Some(2),
+            ..req(BOB)
+        };
+        assert!(matches!(tx_env(&chain(), &inverted, 21_000), Err(CallError::InvalidRequest(_))));
     }
 }

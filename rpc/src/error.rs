@@ -3,7 +3,7 @@
 
 use crate::proxy::UpstreamError;
 use alloy_primitives::B256;
-use flashnode_exec::{call::CallError, simulate::SimulateFailure, SourceError};
+use flashnode_exec::{CallError, SimulateFailure, SourceError};
 use jsonrpsee::types::ErrorObjectOwned;
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 
 use alloy_primitives::{Address, B256};
 use bytes::Bytes;
-use flashnode_overlay::{frame::encode_brotli, Overlay, OverlayEvent};
+use flashnode_overlay::{encode_brotli, Overlay, OverlayEvent};
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     net::{IpAddr, SocketAddr},

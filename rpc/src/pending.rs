@@ -17,9 +17,7 @@ use alloy_rpc_types_eth::{
 };
 use alloy_serde::storage::JsonStorageKey;
 use flashnode_exec::{
-    call::{self, Budget, CallOverrides},
-    convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
-    simulate,
+    self as call, rpc_block, rpc_logs, rpc_receipt, rpc_transaction, Budget, CallOverrides,
 };
 use flashnode_overlay::{OverlayEvent, PendingBlock};
 use jsonrpsee::core::async_trait;
@@ -298,7 +296,14 @@ impl EthApiServer for PendingApi {
         self.executor
             .run(move |budget| {
                 let db = pending.database();
-                to_json(simulate::simulate(db, &chain, &pending.env, &payload, gas_cap, budget)?)
+                to_json(flashnode_exec::simulate(
+                    db,
+                    &chain,
+                    &pending.env,
+                    &payload,
+                    gas_cap,
+                    budget,
+                )?)
             })
             .await
     }

@@ -9,10 +9,7 @@ use crate::{
 };
 use alloy_consensus::TxReceipt;
 use alloy_rpc_types_eth::{Filter, Log};
-use flashnode_exec::{
-    convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
-    CanonicalBlock,
-};
+use flashnode_exec::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction, CanonicalBlock};
 use flashnode_overlay::{OverlayEvent, PendingBlock};
 use jsonrpsee::{
     core::{async_trait, SubscriptionResult},

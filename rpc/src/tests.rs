@@ -19,7 +19,7 @@ impl flashnode_exec::StateSource for NoState {
         901
     }
     fn latest(&self) -> BoxFuture<'_, Result<Arc<CanonicalBlock>, SourceError>> {
-        Box::pin(async { Err(SourceError::Upstream("no state in this test".into())) })
+        Box::pin(async { Err(SourceError::Missing("no state in this test")) })
     }
     fn block_by_number(
         &self,
@@ -70,7 +70,7 @@ struct Fixture {
     module: RpcModule<RpcContext>,
     ctx: RpcContext,
     _upstream: ServerHandle,
-    _stream: mpsc::Sender<flashnode_overlay::stream::StreamEvent>,
+    _stream: mpsc::Sender<flashnode_overlay::StreamEvent>,
     _cancel: tokio_util::sync::DropGuard,
     tasks: flashnode_tasks::TaskManager,
 }
@@ -79,7 +79,7 @@ async fn fixture(config: RpcConfig) -> Fixture {
     let (url, upstream_server) = recording_upstream().await;
     let cancel = CancellationToken::new();
     let tasks = flashnode_tasks::TaskManager::new();
-    let (stream, rx) = mpsc::channel::<flashnode_overlay::stream::StreamEvent>(1);
+    let (stream, rx) = mpsc::channel::<flashnode_overlay::StreamEvent>(1);
     let overlay = flashnode_overlay::spawn(
         flashnode_overlay::OverlayConfig {
             chain: flashnode_exec::ChainConfig::devnet(901),
