@@ -2,7 +2,6 @@
 //! canonical state source; every method it does not answer itself is proxied to the upstream
 //! execution client unchanged. Knows nothing of libp2p or of how flashblocks arrive.
 
-pub mod fanout;
 pub mod p2p;
 mod pending;
 mod proxy;
