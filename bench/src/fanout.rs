@@ -666,7 +666,7 @@ fn reference_client(
             let compressed = brotli
                 .then(|| flashnode_overlay::decode_frame(bytes, 16 << 20).ok())
                 .flatten()
-                .map(|f| flashnode_overlay::encode_brotli(f.raw_json.as_bytes()));
+                .map(|f| flashnode_fanout::encode_brotli(f.raw_json.as_bytes()));
             let Some(payload_id) = v["payload_id"]
                 .as_str()
                 .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
@@ -1189,9 +1189,9 @@ mod tests {
             "{{\"payload_id\":\"0x00000000000000ab\",\"index\":3,\"diff\":\"{}\"}}",
             "ab".repeat(20_000)
         );
-        let compressed = flashnode_overlay::encode_brotli(json.as_bytes());
+        let compressed = flashnode_fanout::encode_brotli(json.as_bytes());
         let other =
-            flashnode_overlay::encode_brotli(json.replace("\"index\":3", "\"index\":4").as_bytes());
+            flashnode_fanout::encode_brotli(json.replace("\"index\":3", "\"index\":4").as_bytes());
         // Split across a Binary frame and a continuation, fed a few bytes at a time.
         let (head, tail) = compressed.split_at(compressed.len() / 2);
         let mut wire = frame(2, head);

@@ -114,6 +114,18 @@ pub struct OverlayArgs {
     /// Take fan-out client IPs from X-Forwarded-For (only behind a trusted load balancer).
     #[arg(long)]
     pub ws_trust_forwarded_for: bool,
+    /// With --ws-trust-forwarded-for: trusted proxies in front of the fan-out. The client is
+    /// the X-Forwarded-For entry this many places from the right (1: the one the nearest proxy
+    /// appended); entries left of it are the client's own and are ignored.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    pub ws_trusted_proxy_hops: usize,
+    /// Longest a fan-out connection may take from accept to a complete websocket handshake.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub ws_handshake_timeout: Duration,
+    /// File descriptors the fan-out leaves to the RPC, health checks and the rest of the node:
+    /// --ws-global-limit is lowered at start (with a warning) to RLIMIT_NOFILE minus this.
+    #[arg(long, default_value_t = 256)]
+    pub ws_fd_reserve: usize,
     /// Send brotli Binary frames to every fan-out client.
     #[arg(long)]
     pub ws_compression: bool,

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod dev;
+mod fanout;
 mod http;
 mod node;
 mod p2p;

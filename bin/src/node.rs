@@ -202,21 +202,11 @@ pub async fn start_node(
         );
         crate::http::serve(addr, operator, cancel.clone(), tasks).await?;
     }
-    let fanout = flashnode_rpc::fanout::FanoutConfig {
-        addr: fanout_addr,
-        api_keys: args.ws_api_keys.clone(),
-        public: !args.ws_close_public,
-        per_ip_limit: args.ws_per_ip_limit,
-        global_limit: args.ws_global_limit,
-        trust_forwarded_for: args.ws_trust_forwarded_for,
-        compression: args.ws_compression,
-        buffer: args.ws_buffer,
-        writers: args.ws_writers,
-        ..Default::default()
-    };
-    let fanout_addr = flashnode_rpc::fanout::serve(fanout, overlay.clone(), serving.clone())
-        .await
-        .context("starting the flashblock fan-out")?;
+    let fanout_addr =
+        crate::fanout::start(crate::fanout::config(fanout_addr, args), &overlay, serving.clone())
+            .await
+            .context("starting the flashblock fan-out")?
+            .addr();
     let rpc = flashnode_rpc::serve(
         RpcContext { overlay, upstream, config, gossip },
         serving.clone(),

@@ -5,7 +5,6 @@
 pub mod api;
 pub mod error;
 pub mod executor;
-pub mod fanout;
 pub mod limits;
 mod middleware;
 pub mod p2p;
