@@ -664,9 +664,9 @@ fn reference_client(
             // The node re-publishes the JSON as received and compresses it with the same encoder,
             // so compressing it here gives the bytes a brotli subscriber will read.
             let compressed = brotli
-                .then(|| flashnode_overlay::frame::decode_frame(bytes, 16 << 20).ok())
+                .then(|| flashnode_overlay::decode_frame(bytes, 16 << 20).ok())
                 .flatten()
-                .map(|f| flashnode_overlay::frame::encode_brotli(f.raw_json.as_bytes()));
+                .map(|f| flashnode_fanout::encode_brotli(f.raw_json.as_bytes()));
             let Some(payload_id) = v["payload_id"]
                 .as_str()
                 .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
@@ -1189,10 +1189,9 @@ mod tests {
             "{{\"payload_id\":\"0x00000000000000ab\",\"index\":3,\"diff\":\"{}\"}}",
             "ab".repeat(20_000)
         );
-        let compressed = flashnode_overlay::frame::encode_brotli(json.as_bytes());
-        let other = flashnode_overlay::frame::encode_brotli(
-            json.replace("\"index\":3", "\"index\":4").as_bytes(),
-        );
+        let compressed = flashnode_fanout::encode_brotli(json.as_bytes());
+        let other =
+            flashnode_fanout::encode_brotli(json.replace("\"index\":3", "\"index\":4").as_bytes());
         // Split across a Binary frame and a continuation, fed a few bytes at a time.
         let (head, tail) = compressed.split_at(compressed.len() / 2);
         let mut wire = frame(2, head);

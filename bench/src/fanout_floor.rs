@@ -8,7 +8,8 @@
 //! TCP path costs per delivery (the floor for any implementation on the same cores).
 
 use anyhow::Context;
-use flashnode_overlay::frame::{decode_frame, encode_brotli};
+use flashnode_fanout::encode_brotli;
+use flashnode_overlay::decode_frame;
 use serde_json::Value;
 use std::{
     io::Write,

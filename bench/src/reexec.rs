@@ -32,12 +32,10 @@ use flashnode_devnet::{
     sequencer::{build_flashblock, flashblock_base},
 };
 use flashnode_exec::{
-    l1info::{L1Info, L1_INFO_DEPOSITOR},
-    state::state_root,
-    BlockBuilder, BlockEnvInput, CanonicalBlock, CanonicalNotification, ChainConfig, MemDb,
-    SourceAccount, SourceError, StateSource,
+    state_root, BlockBuilder, BlockEnvInput, CanonicalBlock, CanonicalNotification, ChainConfig,
+    L1Info, MemDb, SourceAccount, SourceError, StateSource, L1_INFO_DEPOSITOR,
 };
-use flashnode_overlay::{executor::FlashblockExecutor, frame::decode_frame};
+use flashnode_overlay::{decode_frame, FlashblockExecutor};
 use futures::future::{BoxFuture, FutureExt};
 use op_alloy_consensus::OpTxEnvelope;
 use revm::DatabaseRef;
@@ -174,10 +172,7 @@ fn parent() -> anyhow::Result<Parent> {
     }
     let header = b.header(
         state_root(b.db()),
-        flashnode_exec::state::storage_root_of(
-            b.db(),
-            flashnode_exec::chain::L2_TO_L1_MESSAGE_PASSER,
-        ),
+        flashnode_exec::storage_root_of(b.db(), flashnode_exec::L2_TO_L1_MESSAGE_PASSER),
     );
     let hash = header.hash_slow();
     Ok(Parent { chain, state: b.into_db(), header, hash, token, accounts })

@@ -71,7 +71,7 @@ pub struct OverlayArgs {
     pub pending_stale_after: Duration,
     /// How many blocks `pending` may run ahead of the upstream's tip: tip+1 always, further
     /// only chained on blocks streamed before it; frames beyond are rejected (`ahead`).
-    #[arg(long, default_value_t = flashnode_overlay::sequencer::DEFAULT_MAX_PENDING_DEPTH, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=64))]
+    #[arg(long, default_value_t = flashnode_overlay::DEFAULT_MAX_PENDING_DEPTH, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=64))]
     pub max_pending_depth: u64,
     /// A canonical tip not advanced for this long makes /readyz answer 503.
     #[arg(long, default_value = "12s", value_parser = parse_duration)]
@@ -79,9 +79,26 @@ pub struct OverlayArgs {
     /// Longest wait of eth_sendRawTransactionSync.
     #[arg(long, default_value = "6s", value_parser = parse_duration)]
     pub send_raw_sync_max: Duration,
-    /// Gas cap of eth_call and eth_estimateGas.
+    /// Gas cap of eth_call and eth_estimateGas, and of an eth_simulateV1 in all its calls.
     #[arg(long, default_value_t = 50_000_000)]
     pub rpc_gas_cap: u64,
+    /// Wall-clock budget of one request's EVM execution (eth_call, eth_estimateGas,
+    /// eth_createAccessList, eth_simulateV1), as geth's --rpc.evmtimeout: past it the call
+    /// answers "execution aborted (timeout = ...)".
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub rpc_evm_timeout: Duration,
+    /// Executions run at once on their own threads (0 = every core but one, so flashblock
+    /// ingest keeps a core); 16 more per executor may wait, beyond that calls answer -32005.
+    #[arg(long, default_value_t = 0)]
+    pub rpc_max_concurrent_executions: usize,
+    /// Open connections to the RPC port per client IP (0 = no limit); beyond it a connection
+    /// gets HTTP 429.
+    #[arg(long, default_value_t = 100)]
+    pub rpc_per_ip_connections: usize,
+    /// Live eth_subscribe subscriptions per client IP on the RPC port (0 = no limit); beyond it
+    /// eth_subscribe answers -32005.
+    #[arg(long, default_value_t = 1_000)]
+    pub rpc_per_ip_subscriptions: usize,
     /// Timeout of each request to the upstream RPC: canonical state reads and proxied
     /// methods answer a clear error past it instead of hanging.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FLASHNODE_UPSTREAM_TIMEOUT")]
@@ -101,6 +118,18 @@ pub struct OverlayArgs {
     /// Take fan-out client IPs from X-Forwarded-For (only behind a trusted load balancer).
     #[arg(long)]
     pub ws_trust_forwarded_for: bool,
+    /// With --ws-trust-forwarded-for: trusted proxies in front of the fan-out. The client is
+    /// the X-Forwarded-For entry this many places from the right (1: the one the nearest proxy
+    /// appended); entries left of it are the client's own and are ignored.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    pub ws_trusted_proxy_hops: usize,
+    /// Longest a fan-out connection may take from accept to a complete websocket handshake.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub ws_handshake_timeout: Duration,
+    /// File descriptors the fan-out leaves to the RPC, health checks and the rest of the node:
+    /// --ws-global-limit is lowered at start (with a warning) to RLIMIT_NOFILE minus this.
+    #[arg(long, default_value_t = 256)]
+    pub ws_fd_reserve: usize,
     /// Send brotli Binary frames to every fan-out client.
     #[arg(long)]
     pub ws_compression: bool,
@@ -111,7 +140,9 @@ pub struct OverlayArgs {
     /// 0 = one per core, at most 4; at most 64.
     #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
     pub ws_writers: usize,
-    /// On SIGINT/SIGTERM, how long in-flight RPC calls may take to finish before exit.
+    /// On SIGINT/SIGTERM (or a critical task's failure), how long the shutdown may take:
+    /// in-flight RPC calls finish, then the tasks stop; at the deadline the process exits,
+    /// whatever still runs.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 }

@@ -455,6 +455,37 @@ mod tests {
     }
 
     #[test]
+    fn rpc_limits_come_from_file_environment_and_command_line() {
+        let f = write("upstream-rpc = \"http://x:1\"\nrpc-per-ip-connections = 4\nrpc-per-ip-subscriptions = 9\nrpc-evm-timeout = \"2s\"\nrpc-max-concurrent-executions = 3\n");
+        let p = f.0.to_str().unwrap();
+        let n = node_args(parse_from(args(&["flashnode", "node", "--config", p])).unwrap());
+        assert_eq!(n.overlay.rpc_per_ip_connections, 4);
+        assert_eq!(n.overlay.rpc_per_ip_subscriptions, 9);
+        assert_eq!(n.overlay.rpc_evm_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(n.overlay.rpc_max_concurrent_executions, 3);
+        let n = node_args(
+            parse_from(args(&[
+                "flashnode",
+                "node",
+                "--config",
+                p,
+                "--rpc-per-ip-connections",
+                "0",
+            ]))
+            .unwrap(),
+        );
+        assert_eq!(n.overlay.rpc_per_ip_connections, 0, "the command line wins");
+        let n = node_args(
+            parse_from(args(&["flashnode", "node", "--upstream-rpc", "http://x:1"])).unwrap(),
+        );
+        assert_eq!(
+            (n.overlay.rpc_per_ip_connections, n.overlay.rpc_per_ip_subscriptions),
+            (100, 1_000)
+        );
+        assert_eq!(n.overlay.rpc_evm_timeout, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn preset_supplies_the_stream_and_file_overrides_preset() {
         let f = write("chain = \"base\"\nupstream-rpc = \"http://op-reth:8545\"\n");
         let p = f.0.to_str().unwrap();

@@ -3,7 +3,12 @@
 use crate::cli::{DevArgs, DevnetArgs};
 use anyhow::Context;
 use flashnode_devnet::{genesis::dev_balance, Devnet, DevnetConfig};
+use flashnode_tasks::TaskManager;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// How long `flashnode devnet` waits for its tasks on shutdown.
+const DEVNET_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn devnet_config(args: &DevnetArgs) -> DevnetConfig {
     DevnetConfig {
@@ -80,20 +85,34 @@ fn print_banner(
 /// `flashnode devnet`: the chain alone.
 pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
+    let tasks = TaskManager::new();
     let devnet =
         Devnet::spawn(devnet_config(&args), cancel.clone()).await.context("starting the devnet")?;
     print_banner(&devnet, "flashnode devnet", None);
-    let _p2p = crate::p2p::start_for_devnet(&args.p2p, &devnet, cancel.clone()).await?;
-    shutdown_signal().await;
+    let _p2p =
+        crate::p2p::start_for_devnet(&args.p2p, &devnet, cancel.clone(), &tasks.executor()).await?;
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        failure = tasks.failed() => Some(failure),
+    };
     tracing::info!("shutting down");
+    tasks.begin_shutdown();
     cancel.cancel();
-    Ok(())
+    let stuck = tasks.wait(DEVNET_SHUTDOWN_TIMEOUT).await;
+    if !stuck.is_empty() {
+        tracing::warn!(?stuck, "tasks still running at exit");
+    }
+    match failure.or_else(|| tasks.executor().failure()) {
+        Some(failure) => Err(failure.into()),
+        None => Ok(()),
+    }
 }
 
 /// `flashnode dev`: devnet plus node in one process. The node's RPC takes `--rpc-addr`; the
 /// devnet's own canonical RPC (the node's upstream) goes to `--devnet-rpc-addr`.
 pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
+    let tasks = TaskManager::new();
     let mut config = devnet_config(&args.devnet);
     config.rpc_addr = Some(args.devnet_rpc_addr);
     config.flashblocks_addr = Some(args.devnet_flashblocks_addr);
@@ -112,11 +131,13 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         &args.overlay,
         None,
         cancel.clone(),
+        &tasks.executor(),
     )
     .await?;
     print_banner(&devnet, "flashnode dev", Some((parts.rpc_addr, parts.fanout_addr)));
-    let _p2p = crate::p2p::start_for_devnet(&args.devnet.p2p, &devnet, cancel.clone()).await?;
-    shutdown_signal().await;
-    parts.shutdown(cancel, args.overlay.shutdown_timeout).await;
+    let _p2p =
+        crate::p2p::start_for_devnet(&args.devnet.p2p, &devnet, cancel.clone(), &tasks.executor())
+            .await?;
+    crate::node::serve_until_stopped(parts, &tasks, cancel, args.overlay.shutdown_timeout).await?;
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! The operator endpoint on `--metrics-addr`: `/metrics` (Prometheus text), `/healthz` (alive),
-//! `/readyz` (200 ready, 206 degraded: canonical fresh but no preconfirmations, 503 not ready or
-//! draining), as rollup-boost reports health, and a live status page at `/` (polling
-//! `/api/status`).
+//! `/readyz` (200 ready, 206 degraded: canonical fresh but no preconfirmations, 503 not ready,
+//! draining, or a critical task failed), as rollup-boost reports health, and a live status page
+//! at `/` (polling `/api/status`).
 
 use anyhow::Context;
 use flashnode_overlay::{Health, Overlay, OverlayEvent};
+use flashnode_tasks::TaskExecutor;
 use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
 use std::{collections::VecDeque, sync::Arc};
@@ -14,7 +15,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{debug, info};
 
 /// Seconds since the last flashblock frame (NaN before the first).
 pub const STREAM_LAG_SECONDS: &str = "flashnode_stream_lag_seconds";
@@ -74,18 +75,28 @@ pub struct Operator {
     recent: Arc<Mutex<VecDeque<FlashblockRow>>>,
     draining: CancellationToken,
     gossip: Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>,
+    tasks: TaskExecutor,
 }
 
 impl Operator {
     /// `draining` is cancelled when the node starts its graceful shutdown: `/readyz` then
-    /// answers 503 so load balancers stop routing here while in-flight calls finish.
+    /// answers 503 so load balancers stop routing here while in-flight calls finish. A failed
+    /// critical task of `tasks` makes it 503 too, with the failure in the body.
     pub fn new(
         metrics: PrometheusHandle,
         overlay: Overlay,
         draining: CancellationToken,
         gossip: Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>,
+        tasks: TaskExecutor,
     ) -> Self {
-        Self { metrics, overlay, recent: Default::default(), draining, gossip }
+        Self { metrics, overlay, recent: Default::default(), draining, gossip, tasks }
+    }
+
+    /// The failed critical task, as `/readyz` and `/api/status` report it.
+    fn failure(&self) -> Option<serde_json::Value> {
+        self.tasks
+            .failure()
+            .map(|f| serde_json::json!({ "task": f.task(), "reason": f.to_string() }))
     }
 }
 
@@ -131,37 +142,35 @@ async fn track_recent(operator: Operator, cancel: CancellationToken) {
     }
 }
 
-/// Serves the operator endpoint until `cancel`.
+/// Serves the operator endpoint until `cancel`; its accept loop is a critical task of `tasks`
+/// (`operator_http`).
 pub async fn serve(
     addr: SocketAddr,
     operator: Operator,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics endpoint {addr}"))?;
     let local = listener.local_addr()?;
     info!(addr = %local, "status page on http://{local}/, metrics on /metrics, health on /healthz and /readyz");
-    tokio::spawn(
-        track_recent(operator.clone(), cancel.clone()).instrument(info_span!("status_page")),
-    );
-    tokio::spawn(
-        async move {
-            loop {
-                let stream = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
-                };
-                let operator = operator.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = answer(stream, &operator).await {
-                        debug!(%err, "metrics request failed");
-                    }
-                });
-            }
+    tasks.spawn("status_page", track_recent(operator.clone(), cancel.clone()));
+    let requests = tasks.clone();
+    tasks.spawn_critical("operator_http", async move {
+        loop {
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => return,
+                a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
+            };
+            let operator = operator.clone();
+            requests.spawn("operator_request", async move {
+                if let Err(err) = answer(stream, &operator).await {
+                    debug!(%err, "metrics request failed");
+                }
+            });
         }
-        .instrument(info_span!("operator_http", addr = %local)),
-    );
+    });
     Ok(local)
 }
 
@@ -190,13 +199,20 @@ async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<(
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
         "/readyz" => {
             let status = operator.overlay.status();
+            let failure = operator.failure();
             let code = match status.health {
+                // A dead critical task (the overlay) would leave `pending` silently `latest`.
+                _ if failure.is_some() => "503 Service Unavailable",
                 _ if operator.draining.is_cancelled() => "503 Service Unavailable",
                 Health::Ready => "200 OK",
                 Health::Degraded => "206 Partial Content",
                 Health::NotReady => "503 Service Unavailable",
             };
-            (code, "application/json", serde_json::to_string(&status).unwrap_or_default())
+            let mut body = serde_json::to_value(&status).unwrap_or_default();
+            if let (Some(failure), Some(fields)) = (failure, body.as_object_mut()) {
+                fields.insert("failure".into(), failure);
+            }
+            (code, "application/json", body.to_string())
         }
         "/" | "/index.html" => ("200 OK", "text/html; charset=utf-8", STATUS_PAGE.to_string()),
         "/api/status" => {
@@ -204,6 +220,7 @@ async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<(
             let body = serde_json::json!({
                 "status": operator.overlay.status(),
                 "draining": operator.draining.is_cancelled(),
+                "failure": operator.failure(),
                 "peers": operator.gossip.as_ref().map(|g| g.gossip_status().peers),
                 "gossip": operator.gossip.as_ref().map(|g| g.gossip_status()),
                 "recent": recent,

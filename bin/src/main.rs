@@ -3,11 +3,17 @@
 mod cli;
 mod config;
 mod dev;
+mod fanout;
 mod http;
 mod node;
 mod p2p;
 mod presets;
 mod status;
+
+/// How long the runtime may wait for blocking threads at exit. The shutdown already spent
+/// `--shutdown-timeout` on in-flight calls and tasks; an execution still running on a blocking
+/// thread (a long `eth_call`) must not hold the process past it.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn main() -> anyhow::Result<()> {
     let cli = config::parse();
@@ -16,12 +22,15 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("flashnode")
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             cli::Command::Devnet(args) => dev::run_devnet(args).await,
             cli::Command::Dev(args) => dev::run_dev(args).await,
             cli::Command::Node(args) => node::run_node(args).await,
             cli::Command::Status(args) => status::run(args).await,
         }
-    })
+    });
+    // Dropping the runtime would wait for every blocking thread to finish.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    result
 }

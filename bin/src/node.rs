@@ -6,16 +6,11 @@ use crate::{
 };
 use anyhow::Context;
 use flashnode_exec::{ChainConfig, StateSource};
-use flashnode_overlay::{
-    stream::{run_stream, StreamConfig},
-    upstream::{UpstreamConfig, UpstreamSource},
-    OverlayConfig,
-};
+use flashnode_overlay::{run_stream, OverlayConfig, StreamConfig, UpstreamConfig, UpstreamSource};
 use flashnode_rpc::{RpcConfig, RpcContext, RunningRpc, Upstream};
+use flashnode_tasks::{Backoff, TaskExecutor, TaskFailure, TaskManager};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
-use tracing::info_span;
-use tracing::Instrument;
 
 /// The parts a running node is made of.
 pub struct NodeParts {
@@ -59,28 +54,72 @@ impl Drop for IngestRuntime {
     }
 }
 
+/// The share of `--shutdown-timeout` kept for the tasks to stop after the RPC drain (fan-out
+/// close frames, the stream's goodbye), at most [`MAX_TASK_RESERVE`].
+const TASK_RESERVE_DIVISOR: u32 = 5;
+/// See [`TASK_RESERVE_DIVISOR`].
+const MAX_TASK_RESERVE: Duration = Duration::from_secs(1);
+
 impl NodeParts {
-    /// Graceful shutdown: stop accepting, let in-flight RPC calls and websocket sends finish
-    /// within `deadline` while ingest and state stay up, then stop everything under `cancel`.
-    pub async fn shutdown(self, cancel: CancellationToken, deadline: Duration) {
-        tracing::info!(?deadline, "shutting down: draining in-flight RPC calls");
+    /// Graceful shutdown within `timeout`: stop accepting, let in-flight RPC calls and
+    /// websocket sends finish while ingest and state stay up, then stop everything under
+    /// `cancel` and wait for the tracked tasks. Returns when they are done or `timeout` passed,
+    /// whatever still runs (the process then exits; see `main`).
+    pub async fn shutdown(self, tasks: &TaskManager, cancel: CancellationToken, timeout: Duration) {
+        let started = tokio::time::Instant::now();
+        // First, so the serving tasks that end now are not taken for failures.
+        tasks.begin_shutdown();
+        tracing::info!(?timeout, "shutting down: draining in-flight RPC calls");
         self.serving.cancel();
-        let started = std::time::Instant::now();
-        if self.rpc.drained(deadline).await {
+        let drain = timeout - (timeout / TASK_RESERVE_DIVISOR).min(MAX_TASK_RESERVE);
+        if self.rpc.drained(drain).await {
             tracing::info!(elapsed = ?started.elapsed(), "RPC drained");
         } else {
             tracing::warn!(
-                ?deadline,
+                deadline = ?drain,
                 "RPC drain deadline passed; closing the remaining connections"
             );
         }
         cancel.cancel();
-        // Fan-out clients get their close frames; the stream and overlay tasks end.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stuck = tasks.wait(timeout.saturating_sub(started.elapsed())).await;
+        if stuck.is_empty() {
+            tracing::info!(elapsed = ?started.elapsed(), "all tasks stopped");
+        } else {
+            tracing::warn!(
+                ?timeout,
+                ?stuck,
+                "shutdown deadline passed with tasks still running; exiting anyway"
+            );
+        }
     }
 }
 
-/// Starts the stream client, the overlay and the RPC.
+/// Runs until SIGINT/SIGTERM or a critical task's failure, then shuts `parts` down within
+/// `timeout`. A failure (also one during the shutdown) is returned: the process exits
+/// non-zero, so an orchestrator restarts it.
+pub async fn serve_until_stopped(
+    parts: NodeParts,
+    tasks: &TaskManager,
+    cancel: CancellationToken,
+    timeout: Duration,
+) -> Result<(), TaskFailure> {
+    let failure = tokio::select! {
+        _ = crate::dev::shutdown_signal() => None,
+        failure = tasks.failed() => Some(failure),
+    };
+    parts.shutdown(tasks, cancel, timeout).await;
+    match failure.or_else(|| tasks.executor().failure()) {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}
+
+/// How the stream client is restarted after a panic (it reconnects on its own otherwise).
+fn stream_restart() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(30)).with_jitter()
+}
+
+/// Starts the stream client, the overlay and the RPC, their tasks on `tasks`.
 pub async fn start_node(
     flashblocks_url: Option<String>,
     chain: ChainConfig,
@@ -91,6 +130,7 @@ pub async fn start_node(
     args: &OverlayArgs,
     gossip: Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> anyhow::Result<NodeParts> {
     let recorder = match args.metrics_addr {
         Some(_) => Some(crate::http::install_recorder()?),
@@ -108,16 +148,18 @@ pub async fn start_node(
             stream_config.silence_timeout = args.stream_silence_timeout;
             stream_config.ping_interval = args.stream_ping_interval;
             stream_config.max_frame_bytes = args.max_frame_bytes;
-            tokio::spawn(
-                run_stream(stream_config, tx, cancel.clone())
-                    .instrument(info_span!("stream", %url)),
-            );
+            // The client holds only a socket and its own backoff, so a panic in it is safe to
+            // recover from by starting it again.
+            let cancel = cancel.clone();
+            tasks.spawn_critical_restartable("stream", stream_restart(), move || {
+                run_stream(stream_config.clone(), tx.clone(), cancel.clone())
+            });
         }
         None => {
             // No flashblock stream (p2p only): the overlay follows gossiped blocks; the sender
             // lives until shutdown so the overlay does not take a closed stream for an exit.
             let cancel = cancel.clone();
-            tokio::spawn(async move {
+            tasks.spawn("stream_sender", async move {
                 cancel.cancelled().await;
                 drop(tx);
             });
@@ -133,6 +175,7 @@ pub async fn start_node(
         source,
         rx,
         cancel.clone(),
+        tasks,
     );
     drop(in_ingest);
     let upstream = Upstream::connect(upstream_url, args.upstream_timeout)
@@ -142,40 +185,43 @@ pub async fn start_node(
         addr: rpc_addr,
         send_raw_sync_max: args.send_raw_sync_max,
         gas_cap: args.rpc_gas_cap,
+        evm_timeout: args.rpc_evm_timeout,
+        max_concurrent_executions: args.rpc_max_concurrent_executions,
+        per_ip_connections: args.rpc_per_ip_connections,
+        per_ip_subscriptions: args.rpc_per_ip_subscriptions,
         ..Default::default()
     };
     // Serving stops first on shutdown (and with everything else if `cancel` fires alone).
     let serving = cancel.child_token();
     if let (Some(addr), Some(handle)) = (args.metrics_addr, recorder) {
-        let operator =
-            crate::http::Operator::new(handle, overlay.clone(), serving.clone(), gossip.clone());
-        crate::http::serve(addr, operator, cancel.clone()).await?;
+        let operator = crate::http::Operator::new(
+            handle,
+            overlay.clone(),
+            serving.clone(),
+            gossip.clone(),
+            tasks.clone(),
+        );
+        crate::http::serve(addr, operator, cancel.clone(), tasks).await?;
     }
-    let fanout = flashnode_rpc::fanout::FanoutConfig {
-        addr: fanout_addr,
-        api_keys: args.ws_api_keys.clone(),
-        public: !args.ws_close_public,
-        per_ip_limit: args.ws_per_ip_limit,
-        global_limit: args.ws_global_limit,
-        trust_forwarded_for: args.ws_trust_forwarded_for,
-        compression: args.ws_compression,
-        buffer: args.ws_buffer,
-        writers: args.ws_writers,
-        ..Default::default()
-    };
-    let fanout_addr = flashnode_rpc::fanout::serve(fanout, overlay.clone(), serving.clone())
-        .await
-        .context("starting the flashblock fan-out")?;
-    let rpc =
-        flashnode_rpc::serve(RpcContext { overlay, upstream, config, gossip }, serving.clone())
+    let fanout_addr =
+        crate::fanout::start(crate::fanout::config(fanout_addr, args), &overlay, serving.clone())
             .await
-            .context("starting the RPC server")?;
+            .context("starting the flashblock fan-out")?
+            .addr();
+    let rpc = flashnode_rpc::serve(
+        RpcContext { overlay, upstream, config, gossip },
+        serving.clone(),
+        tasks,
+    )
+    .await
+    .context("starting the RPC server")?;
     Ok(NodeParts { rpc_addr: rpc.addr, fanout_addr, rpc, serving, _ingest: ingest })
 }
 
 /// `flashnode node`.
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
+    let tasks = TaskManager::new();
     // First, so what the upstream client and the p2p host record while starting (first
     // requests, restored discovery nodes) is exported too.
     if args.overlay.metrics_addr.is_some() {
@@ -189,11 +235,12 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     };
     // The execution client may start after us (a sidecar in the same pod, a restart): wait for
     // it with backoff instead of exiting into a crash loop; SIGINT/SIGTERM still stop us.
-    let mut retry_in = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     let source = loop {
-        match UpstreamSource::connect(upstream.clone(), cancel.clone()).await {
+        match UpstreamSource::connect(upstream.clone(), cancel.clone(), &tasks.executor()).await {
             Ok(source) => break source,
             Err(err) => {
+                let retry_in = backoff.next_delay();
                 tracing::warn!(%err, retry_in_ms = retry_in.as_millis() as u64, "upstream execution client not reachable; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(retry_in) => {}
@@ -201,7 +248,6 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                         return Err(anyhow::anyhow!("{err}")).context("stopped while waiting for the upstream execution client");
                     }
                 }
-                retry_in = (retry_in * 2).min(Duration::from_secs(10));
             }
         }
     };
@@ -221,7 +267,8 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     };
     let chain = preset.map(|p| p.chain).unwrap_or_else(|| ChainConfig::devnet(chain_id));
     let (source, gossip) =
-        crate::p2p::wrap_source(&args.p2p, Arc::new(source), cancel.clone()).await?;
+        crate::p2p::wrap_source(&args.p2p, Arc::new(source), cancel.clone(), &tasks.executor())
+            .await?;
     // Without a stream a node with p2p still serves 2 s blocks from gossip and the upstream.
     let flashblocks_url = match args.flashblocks_url.clone() {
         Some(url) => Some(url),
@@ -240,6 +287,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         &args.overlay,
         gossip,
         cancel.clone(),
+        &tasks.executor(),
     )
     .await?;
     println!(
@@ -249,7 +297,6 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         addr = parts.rpc_addr,
         fanout = parts.fanout_addr
     );
-    crate::dev::shutdown_signal().await;
-    parts.shutdown(cancel, args.overlay.shutdown_timeout).await;
+    serve_until_stopped(parts, &tasks, cancel, args.overlay.shutdown_timeout).await?;
     Ok(())
 }

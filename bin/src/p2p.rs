@@ -1,27 +1,32 @@
 //! Wiring of the consensus-layer p2p host (the gossip crate) into `devnet` and `node`: the
 //! devnet signs and publishes every sealed block; a node feeds verified gossip blocks into the
-//! overlay's canonical tracking through [`GossipSource`], a [`StateSource`] wrapper, so the
+//! overlay's canonical tracking as unsafe blocks (the overlay's [`MergedSource`]), so the
 //! overlay reconciles preconfirmations the moment a block is sealed and knows nothing of
-//! libp2p.
+//! libp2p, and answers the rpc crate's `opp2p_` admin calls over the host.
 
 use crate::cli::{MessageIdArg, P2pArgs};
-use alloy_primitives::{Address, B256, U256};
+use alloy_primitives::Address;
 use anyhow::Context;
 use flashnode_devnet::Devnet;
-use flashnode_exec::source::{
-    CanonicalBlock, CanonicalNotification, SourceAccount, SourceError, StateSource,
-};
+use flashnode_exec::StateSource;
 use flashnode_gossip::{
     codec, tcp_multiaddr, GossipConfig, GossipHandle, MessageIdMode, Multiaddr, PeerId,
     VerifiedBlock,
 };
-use flashnode_rpc::p2p::{P2pCall, P2pCallError};
-use futures::future::BoxFuture;
-use parking_lot::Mutex;
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::sync::broadcast;
+use flashnode_overlay::{MergedSource, UnsafeBlock};
+use flashnode_rpc::p2p::{
+    AdminFuture, Connectedness, Direction, GossipStatus, GossipStatusSource, P2pCallError,
+    PeerInfo, PeerScores, PeerStats,
+};
+use flashnode_tasks::TaskExecutor;
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, warn};
 
 /// The production default listen address (op-node's `--p2p.listen.tcp` is 9222).
 const DEFAULT_P2P_ADDR: &str = "0.0.0.0:9222";
@@ -58,12 +63,11 @@ fn config(
             .map(|s| s.trim())
             .filter(|s| s.starts_with("enr:"))
             .map(|s| {
-                s.parse::<flashnode_gossip::discovery::Enr>()
+                s.parse::<flashnode_gossip::Enr>()
                     .map_err(|e| anyhow::anyhow!("--p2p-bootnodes: cannot use `{s}`: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut d =
-            flashnode_gossip::discovery::DiscoveryConfig::new(args.discovery_addr.unwrap_or(addr));
+        let mut d = flashnode_gossip::DiscoveryConfig::new(args.discovery_addr.unwrap_or(addr));
         d.advertise_ip = args.advertise_ip;
         d.bootnodes = bootnodes;
         d.interval = args.discovery_interval;
@@ -91,6 +95,7 @@ pub async fn start_for_devnet(
     args: &P2pArgs,
     devnet: &Devnet,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> anyhow::Result<Option<GossipHandle>> {
     let Some(addr) = args.addr.filter(|_| !args.disable) else { return Ok(None) };
     let key: alloy_signer_local::PrivateKeySigner =
@@ -104,7 +109,8 @@ pub async fn start_for_devnet(
     announce(&handle);
     let mut sealed = devnet.subscribe_sealed();
     let publisher = handle.clone();
-    tokio::spawn(
+    tasks.spawn_critical(
+        "p2p_publisher",
         async move {
             loop {
                 let block = tokio::select! {
@@ -125,8 +131,7 @@ pub async fn start_for_devnet(
                     debug!(%err, number = block.header.number, "block not published");
                 }
             }
-        }
-        .instrument(info_span!("p2p_publisher")),
+        },
     );
     Ok(Some(handle))
 }
@@ -156,14 +161,54 @@ pub async fn start_for_node(
     Ok(Some(handle))
 }
 
-/// The node's p2p status for `flashnode_status`.
+/// The node's p2p host behind `flashnode_status` and the `opp2p_` admin API: each call goes
+/// to the host and its answer is turned into the rpc crate's op-node shapes.
 #[derive(Debug)]
 struct P2pStatus(GossipHandle);
 
-impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
-    fn gossip_status(&self) -> flashnode_rpc::p2p::GossipStatus {
+fn down(e: flashnode_gossip::GossipError) -> P2pCallError {
+    P2pCallError::Unavailable(Box::new(e))
+}
+
+fn peer_id(s: &str) -> Result<PeerId, P2pCallError> {
+    s.parse::<PeerId>().map_err(|e| P2pCallError::InvalidParams(format!("peer id `{s}`: {e}")))
+}
+
+fn subnet(s: &str) -> Result<flashnode_gossip::Subnet, P2pCallError> {
+    s.parse().map_err(P2pCallError::InvalidParams)
+}
+
+/// The host's peer in the rpc crate's shape.
+fn peer_info(p: flashnode_gossip::PeerInfo) -> PeerInfo {
+    PeerInfo {
+        peer_id: p.peer_id,
+        node_id: None,
+        user_agent: p.user_agent,
+        protocol_version: p.protocol_version,
+        enr: None,
+        addresses: p.addresses,
+        protocols: p.protocols,
+        connectedness: match p.connectedness {
+            flashnode_gossip::Connectedness::Connected => Connectedness::Connected,
+            flashnode_gossip::Connectedness::NotConnected => Connectedness::NotConnected,
+        },
+        direction: match p.direction {
+            flashnode_gossip::Direction::Inbound => Direction::Inbound,
+            flashnode_gossip::Direction::Outbound => Direction::Outbound,
+            flashnode_gossip::Direction::Unknown => Direction::Unknown,
+        },
+        protected: p.protected,
+        chain_id: p.chain_id,
+        latency: p.latency,
+        gossip_blocks: p.gossip_blocks,
+        scores: PeerScores { gossip: Some(p.scores.gossip), app: Some(p.scores.app) },
+    }
+}
+
+impl GossipStatusSource for P2pStatus {
+    fn gossip_status(&self) -> GossipStatus {
         let s = self.0.stats.snapshot();
-        flashnode_rpc::p2p::GossipStatus {
+        GossipStatus {
             peer_id: self.0.peer_id.to_string(),
             peers: s.peers,
             accepted: s.accepted,
@@ -186,427 +231,147 @@ impl flashnode_rpc::p2p::GossipStatusSource for P2pStatus {
         }
     }
 
-    fn call(&self, call: P2pCall) -> BoxFuture<'_, Result<serde_json::Value, P2pCallError>> {
-        Box::pin(async move {
-            let h = &self.0;
-            let down = |e: flashnode_gossip::GossipError| P2pCallError::Unavailable(e.to_string());
-            let peer = |s: &str| {
-                s.parse::<PeerId>()
-                    .map_err(|e| P2pCallError::InvalidParams(format!("peer id `{s}`: {e}")))
-            };
+    fn self_info(&self) -> PeerInfo {
+        let h = &self.0;
+        PeerInfo {
+            peer_id: h.peer_id.to_string(),
+            node_id: Some(h.node_id.clone().unwrap_or_default()),
+            user_agent: format!("flashnode/{}", env!("CARGO_PKG_VERSION")),
+            protocol_version: "optimism".into(),
+            enr: Some(h.enr.clone().unwrap_or_default()),
+            addresses: h.listen_addrs.iter().map(|a| a.to_string()).collect(),
+            protocols: flashnode_gossip::altsync::protocols(h.chain_id)
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            connectedness: Connectedness::Connected,
+            direction: Direction::Unknown,
+            protected: false,
+            chain_id: h.chain_id,
+            latency: 0,
+            gossip_blocks: true,
+            scores: PeerScores::default(),
+        }
+    }
 
-            Ok(match call {
-                P2pCall::SelfInfo => serde_json::json!({
-                    "peerID": h.peer_id.to_string(),
-                    "nodeID": h.node_id.clone().unwrap_or_default(),
-                    "userAgent": format!("flashnode/{}", env!("CARGO_PKG_VERSION")),
-                    "protocolVersion": "optimism",
-                    "ENR": h.enr.clone().unwrap_or_default(),
-                    "addresses": h.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                    "protocols": flashnode_gossip::altsync::protocols(h.chain_id).iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-                    "connectedness": "connected",
-                    "direction": "unknown",
-                    "protected": false,
-                    "chainID": h.chain_id,
-                    "latency": 0,
-                    "gossipBlocks": true,
-                    "scores": {},
-                }),
-                P2pCall::Peers { connected } => {
-                    let peers = h.peers(connected).await.map_err(down)?;
-                    let banned = h.blocked_peers().await.map_err(down)?;
-                    let ips = h.blocked_addrs().await.map_err(down)?;
-                    let subnets: Vec<String> = h
-                        .blocked_subnets()
-                        .await
-                        .map_err(down)?
-                        .iter()
-                        .map(|n| n.to_string())
-                        .collect();
-                    let total = peers.iter().filter(|p| p.connectedness == "connected").count();
-                    let map: serde_json::Map<String, serde_json::Value> = peers
-                        .iter()
-                        .map(|p| Ok((p.peer_id.clone(), to_json(p)?)))
-                        .collect::<Result<_, P2pCallError>>()?;
-                    serde_json::json!({
-                        "totalConnected": total,
-                        "peers": map,
-                        "bannedPeers": banned.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-                        "bannedIPS": ips,
-                        "bannedSubnets": subnets,
-                    })
-                }
-                P2pCall::PeerStats => to_json(&h.peer_stats().await.map_err(down)?)?,
-                P2pCall::BlockPeer(id, secs) => {
-                    h.block_peer(peer(&id)?, secs.map(Duration::from_secs)).await.map_err(down)?;
-                    serde_json::Value::Null
-                }
-                P2pCall::UnblockPeer(id) => {
-                    h.unblock_peer(peer(&id)?).await.map_err(down)?;
-                    serde_json::Value::Null
-                }
-                P2pCall::ListBlockedPeers => {
-                    serde_json::json!(h
-                        .blocked_peers()
-                        .await
-                        .map_err(down)?
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>())
-                }
-                P2pCall::BlockAddr(ip, secs) => {
-                    h.block_addr(ip, secs.map(Duration::from_secs)).await.map_err(down)?;
-                    serde_json::Value::Null
-                }
-                P2pCall::ListBlockedAddrs => {
-                    serde_json::json!(h.blocked_addrs().await.map_err(down)?)
-                }
-                P2pCall::UnblockAddr(ip) => {
-                    h.unblock_addr(ip).await.map_err(down)?;
-                    serde_json::Value::Null
-                }
-                P2pCall::BlockSubnet(cidr, secs) => {
-                    let net = cidr.parse().map_err(P2pCallError::InvalidParams)?;
-                    h.block_subnet(net, secs.map(Duration::from_secs)).await.map_err(down)?;
-                    serde_json::Value::Null
-                }
-                P2pCall::UnblockSubnet(cidr) => {
-                    h.unblock_subnet(cidr.parse().map_err(P2pCallError::InvalidParams)?)
-                        .await
-                        .map_err(down)?;
-                    serde_json::Value::Null
-                }
-                P2pCall::ListBlockedSubnets => serde_json::json!(h
-                    .blocked_subnets()
-                    .await
-                    .map_err(down)?
-                    .iter()
-                    .map(|n| n.to_string())
-                    .collect::<Vec<_>>()),
-                P2pCall::ProtectPeer(id) => {
-                    h.protect_peer(peer(&id)?).await.map_err(down)?;
-                    serde_json::Value::Null
-                }
+    fn peers(&self, connected_only: bool) -> AdminFuture<'_, Vec<PeerInfo>> {
+        Box::pin(async move {
+            let peers = self.0.peers(connected_only).await.map_err(down)?;
+            Ok(peers.into_iter().map(peer_info).collect())
+        })
+    }
+
+    fn peer_stats(&self) -> AdminFuture<'_, PeerStats> {
+        Box::pin(async move {
+            let s = self.0.peer_stats().await.map_err(down)?;
+            Ok(PeerStats {
+                connected: s.connected,
+                table: s.table,
+                blocks_topic: s.blocks_topic,
+                blocks_topic_v2: s.blocks_topic_v2,
+                blocks_topic_v3: s.blocks_topic_v3,
+                blocks_topic_v4: s.blocks_topic_v4,
+                banned: s.banned,
+                known: s.known,
             })
         })
     }
+
+    fn block_peer(&self, peer: String, expiry: Option<Duration>) -> AdminFuture<'_, ()> {
+        Box::pin(async move { self.0.block_peer(peer_id(&peer)?, expiry).await.map_err(down) })
+    }
+
+    fn unblock_peer(&self, peer: String) -> AdminFuture<'_, ()> {
+        Box::pin(async move { self.0.unblock_peer(peer_id(&peer)?).await.map_err(down) })
+    }
+
+    fn blocked_peers(&self) -> AdminFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let peers = self.0.blocked_peers().await.map_err(down)?;
+            Ok(peers.iter().map(|p| p.to_string()).collect())
+        })
+    }
+
+    fn block_addr(&self, ip: IpAddr, expiry: Option<Duration>) -> AdminFuture<'_, ()> {
+        Box::pin(async move { self.0.block_addr(ip, expiry).await.map_err(down) })
+    }
+
+    fn unblock_addr(&self, ip: IpAddr) -> AdminFuture<'_, ()> {
+        Box::pin(async move { self.0.unblock_addr(ip).await.map_err(down) })
+    }
+
+    fn blocked_addrs(&self) -> AdminFuture<'_, Vec<IpAddr>> {
+        Box::pin(async move { self.0.blocked_addrs().await.map_err(down) })
+    }
+
+    fn block_subnet(&self, cidr: String, expiry: Option<Duration>) -> AdminFuture<'_, ()> {
+        Box::pin(async move { self.0.block_subnet(subnet(&cidr)?, expiry).await.map_err(down) })
+    }
+
+    fn unblock_subnet(&self, cidr: String) -> AdminFuture<'_, ()> {
+        Box::pin(async move { self.0.unblock_subnet(subnet(&cidr)?).await.map_err(down) })
+    }
+
+    fn blocked_subnets(&self) -> AdminFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let nets = self.0.blocked_subnets().await.map_err(down)?;
+            Ok(nets.iter().map(|n| n.to_string()).collect())
+        })
+    }
+
+    fn protect_peer(&self, peer: String) -> AdminFuture<'_, ()> {
+        Box::pin(async move { self.0.protect_peer(peer_id(&peer)?).await.map_err(down) })
+    }
 }
 
-/// For `flashnode node`: starts the p2p host (when enabled) and wraps `source` so gossiped
-/// blocks reach the overlay; returns the source to use and the status section.
+/// For `flashnode node`: starts the p2p host (when enabled) and wraps `source` in the
+/// overlay's [`MergedSource`], fed the host's verified blocks, so gossiped blocks reach the
+/// overlay; returns the source to use and the status section.
 pub async fn wrap_source(
     args: &P2pArgs,
     source: Arc<dyn StateSource>,
     cancel: CancellationToken,
-) -> anyhow::Result<(Arc<dyn StateSource>, Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>)>
-{
+    tasks: &TaskExecutor,
+) -> anyhow::Result<(Arc<dyn StateSource>, Option<Arc<dyn GossipStatusSource>>)> {
     match start_for_node(args, source.chain_id(), cancel.clone()).await? {
         Some(handle) => {
-            let wrapped = GossipSource::new(source, &handle, cancel);
-            Ok((Arc::new(wrapped), Some(Arc::new(P2pStatus(handle)))))
+            // Subscribed before the merge starts, so no verified block falls between.
+            let verified = handle.subscribe();
+            let (merged, feed) = MergedSource::spawn(source, cancel.clone(), tasks);
+            tasks.spawn_critical("gossip_canonical", feed_unsafe_blocks(verified, feed, cancel));
+            Ok((Arc::new(merged), Some(Arc::new(P2pStatus(handle)))))
         }
         None => Ok((source, None)),
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, P2pCallError> {
-    serde_json::to_value(v).map_err(|e| P2pCallError::Unavailable(e.to_string()))
-}
-
-/// How long a read at a block known only from gossip waits for the execution client to
-/// import it.
-const GOSSIP_STATE_WAIT: Duration = Duration::from_secs(2);
-/// Blocks remembered as forwarded (tip regressions and duplicates are filtered against them).
-const FORWARDED_WINDOW: usize = 512;
-
-/// A [`StateSource`] whose notifications merge the inner source's with verified gossip
-/// blocks: a gossiped block that extends the tip is announced at once as `Committed` (its
-/// receipts are unknown, so it carries none), and the execution client's later notification
-/// of the same block is dropped so the tip never goes backwards. Reads at a block known only
-/// from gossip wait briefly for the execution client to import it.
-#[derive(Debug)]
-pub struct GossipSource {
-    inner: Arc<dyn StateSource>,
-    notifications: broadcast::Sender<CanonicalNotification>,
-    forwarded: Arc<Mutex<Forwarded>>,
-}
-
-#[derive(Debug, Default)]
-struct Forwarded {
-    by_number: BTreeMap<u64, B256>,
-    gossip_only: std::collections::HashSet<B256>,
-}
-
-impl Forwarded {
-    fn highest(&self) -> Option<u64> {
-        self.by_number.last_key_value().map(|(n, _)| *n)
-    }
-    fn insert(&mut self, number: u64, hash: B256) {
-        self.by_number.insert(number, hash);
-        while self.by_number.len() > FORWARDED_WINDOW {
-            if let Some((_, h)) = self.by_number.pop_first() {
-                self.gossip_only.remove(&h);
-            }
-        }
-    }
-}
-
-impl GossipSource {
-    /// Wraps `inner` and starts merging `gossip` blocks into its notifications.
-    pub fn new(
-        inner: Arc<dyn StateSource>,
-        gossip: &GossipHandle,
-        cancel: CancellationToken,
-    ) -> Self {
-        let (notifications, _) = broadcast::channel(256);
-        let forwarded = Arc::new(Mutex::new(Forwarded::default()));
-        let task = Merge { tx: notifications.clone(), forwarded: forwarded.clone() };
-        tokio::spawn(
-            task.run(inner.clone(), inner.subscribe(), gossip.subscribe(), cancel)
-                .instrument(info_span!("gossip_canonical")),
-        );
-        Self { inner, notifications, forwarded }
-    }
-
-    /// Retries a read at a gossip-only block until the execution client has it.
-    async fn read<T, F>(&self, at: B256, f: F) -> Result<T, SourceError>
-    where
-        F: Fn() -> BoxFuture<'static, Result<T, SourceError>>,
-    {
-        let deadline = tokio::time::Instant::now() + GOSSIP_STATE_WAIT;
-        loop {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e)
-                    if self.forwarded.lock().gossip_only.contains(&at)
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    debug!(%at, %e, "state of a gossiped block not imported yet");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+/// Hands every verified gossip block to the overlay's merge as an unsafe block, until
+/// `cancel` or until either side is gone.
+async fn feed_unsafe_blocks(
+    mut verified: broadcast::Receiver<Arc<VerifiedBlock>>,
+    feed: mpsc::Sender<UnsafeBlock>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let block = tokio::select! {
+            _ = cancel.cancelled() => return,
+            b = verified.recv() => match b {
+                Ok(b) => b,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    warn!(missed, "gossip blocks lagged");
+                    continue;
                 }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-struct Merge {
-    tx: broadcast::Sender<CanonicalNotification>,
-    forwarded: Arc<Mutex<Forwarded>>,
-}
-
-impl Merge {
-    async fn run(
-        self,
-        source: Arc<dyn StateSource>,
-        mut inner: broadcast::Receiver<CanonicalNotification>,
-        mut gossip: broadcast::Receiver<Arc<VerifiedBlock>>,
-        cancel: CancellationToken,
-    ) {
-        // The execution client's tip is the baseline: gossip only ever moves it forward.
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                tip = source.latest() => match tip {
-                    Ok(tip) => {
-                        self.forwarded.lock().insert(tip.header.number, tip.hash);
-                        break;
-                    }
-                    Err(err) => {
-                        debug!(%err, "no canonical tip yet");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                },
-            }
-        }
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                n = inner.recv() => match n {
-                    Ok(n) => self.on_inner(n),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => warn!(missed, "canonical notifications lagged"),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                b = gossip.recv() => match b {
-                    Ok(b) => self.on_gossip(&b.header, b.hash, &b.tx_hashes),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => warn!(missed, "gossip blocks lagged"),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-            }
-        }
-    }
-
-    fn on_inner(&self, n: CanonicalNotification) {
-        let n = match n {
-            CanonicalNotification::Committed { new } => {
-                let mut f = self.forwarded.lock();
-                let highest = f.highest();
-                let mut out = Vec::new();
-                for b in new {
-                    let (number, hash) = (b.header.number, b.hash);
-                    match f.by_number.get(&number) {
-                        // Already announced (from gossip): the tip must not move again.
-                        Some(h) if *h == hash => {
-                            f.gossip_only.remove(&hash);
-                        }
-                        // The execution client disagrees with what gossip announced: it wins,
-                        // and whatever was announced above it is void.
-                        Some(_) => {
-                            let above: Vec<u64> =
-                                f.by_number.range(number..).map(|(n, _)| *n).collect();
-                            for n in above {
-                                if let Some(h) = f.by_number.remove(&n) {
-                                    f.gossip_only.remove(&h);
-                                }
-                            }
-                            f.insert(number, hash);
-                            out.push(b);
-                        }
-                        // A block below the announced tip that gossip skipped: record it only,
-                        // announcing it would move the tip backwards.
-                        None if highest.is_some_and(|h| number < h) => f.insert(number, hash),
-                        None => {
-                            f.insert(number, hash);
-                            out.push(b);
-                        }
-                    }
-                }
-                if out.is_empty() {
-                    return;
-                }
-                CanonicalNotification::Committed { new: out }
-            }
-            other => {
-                let mut f = self.forwarded.lock();
-                if let Some(tip) = other.tip() {
-                    // A reorg: everything above the new tip is void.
-                    let above: Vec<u64> =
-                        f.by_number.range(tip.header.number..).map(|(n, _)| *n).collect();
-                    for n in above {
-                        f.by_number.remove(&n);
-                    }
-                    f.insert(tip.header.number, tip.hash);
-                }
-                other
-            }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
         };
-        let _ = self.tx.send(n);
-    }
-
-    fn on_gossip(&self, header: &alloy_consensus::Header, hash: B256, tx_hashes: &[B256]) {
-        let number = header.number;
-        let mut f = self.forwarded.lock();
-        // The baseline is set before gossip is read (see `run`).
-        let Some(highest) = f.highest() else { return };
-        // Only a block that extends what we announced becomes the tip; a competing block at an
-        // announced height is left to the execution client to decide.
-        if number <= highest {
-            return;
-        }
-        f.insert(number, hash);
-        f.gossip_only.insert(hash);
-        drop(f);
-        let block = CanonicalBlock {
-            header: header.clone(),
-            hash,
-            tx_hashes: tx_hashes.to_vec(),
-            receipts: Vec::new(),
+        let block = UnsafeBlock {
+            header: block.header.clone(),
+            hash: block.hash,
+            tx_hashes: block.tx_hashes.clone(),
         };
-        debug!(number, %hash, "gossiped block announced as canonical");
-        metrics::counter!("flashnode_gossip_canonical_total").increment(1);
-        let _ = self.tx.send(CanonicalNotification::Committed { new: vec![Arc::new(block)] });
-    }
-}
-
-impl StateSource for GossipSource {
-    fn chain_id(&self) -> u64 {
-        self.inner.chain_id()
-    }
-    fn latest(&self) -> BoxFuture<'_, Result<Arc<CanonicalBlock>, SourceError>> {
-        self.inner.latest()
-    }
-    fn block_by_number(
-        &self,
-        number: u64,
-    ) -> BoxFuture<'_, Result<Option<Arc<CanonicalBlock>>, SourceError>> {
-        self.inner.block_by_number(number)
-    }
-    fn account(
-        &self,
-        at: B256,
-        address: Address,
-    ) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
-        let inner = self.inner.clone();
-        Box::pin(self.read(at, move || {
-            let inner = inner.clone();
-            Box::pin(async move { inner.account(at, address).await })
-        }))
-    }
-    fn storage(
-        &self,
-        at: B256,
-        address: Address,
-        slot: U256,
-    ) -> BoxFuture<'_, Result<U256, SourceError>> {
-        let inner = self.inner.clone();
-        Box::pin(self.read(at, move || {
-            let inner = inner.clone();
-            Box::pin(async move { inner.storage(at, address, slot).await })
-        }))
-    }
-    fn subscribe(&self) -> broadcast::Receiver<CanonicalNotification> {
-        self.notifications.subscribe()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn block(number: u64, salt: u8) -> Arc<CanonicalBlock> {
-        let header =
-            alloy_consensus::Header { number, extra_data: vec![salt].into(), ..Default::default() };
-        let hash = header.hash_slow();
-        Arc::new(CanonicalBlock { header, hash, tx_hashes: vec![], receipts: vec![] })
-    }
-
-    fn tips(rx: &mut broadcast::Receiver<CanonicalNotification>) -> Vec<u64> {
-        let mut out = Vec::new();
-        while let Ok(n) = rx.try_recv() {
-            out.push(n.tip().map(|t| t.header.number).unwrap_or_default());
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            sent = feed.send(block) => if sent.is_err() { return },
         }
-        out
-    }
-
-    #[test]
-    fn gossip_moves_the_tip_forward_only_and_the_el_wins_disagreements() {
-        let (tx, mut rx) = broadcast::channel(16);
-        let m = Merge { tx, forwarded: Default::default() };
-        let g = |b: &Arc<CanonicalBlock>| m.on_gossip(&b.header, b.hash, &b.tx_hashes);
-        // Nothing before the baseline.
-        g(&block(5, 0));
-        assert!(tips(&mut rx).is_empty());
-        m.on_inner(CanonicalNotification::Committed { new: vec![block(4, 0)] });
-        assert_eq!(tips(&mut rx), vec![4]);
-        // Gossip announces 5 and 7 (6 skipped); a second block at 7 is left to the EL.
-        g(&block(5, 0));
-        g(&block(7, 0));
-        g(&block(7, 1));
-        g(&block(3, 0));
-        assert_eq!(tips(&mut rx), vec![5, 7]);
-        // The EL's later notifications of 5 and 6 do not move the tip back.
-        m.on_inner(CanonicalNotification::Committed { new: vec![block(5, 0), block(6, 0)] });
-        assert!(tips(&mut rx).is_empty());
-        assert!(m.forwarded.lock().gossip_only.contains(&block(7, 0).hash));
-        // The EL agrees on 7: nothing new; then it disagrees at 8 vs gossip's 8.
-        m.on_inner(CanonicalNotification::Committed { new: vec![block(7, 0)] });
-        assert!(tips(&mut rx).is_empty());
-        assert!(!m.forwarded.lock().gossip_only.contains(&block(7, 0).hash));
-        g(&block(8, 0));
-        m.on_inner(CanonicalNotification::Committed { new: vec![block(8, 9)] });
-        assert_eq!(tips(&mut rx), vec![8, 8]);
-        assert_eq!(m.forwarded.lock().by_number.get(&8), Some(&block(8, 9).hash));
     }
 }

@@ -27,10 +27,8 @@ use flashnode_devnet::{
     sequencer::{build_flashblock, flashblock_base},
 };
 use flashnode_exec::{
-    chain::L2_TO_L1_MESSAGE_PASSER,
-    l1info::{L1Info, L1_INFO_DEPOSITOR},
-    state::{state_root, storage_root_of},
-    BlockBuilder, BlockEnvInput, ChainConfig, MemDb,
+    state_root, storage_root_of, BlockBuilder, BlockEnvInput, ChainConfig, L1Info, MemDb,
+    L1_INFO_DEPOSITOR, L2_TO_L1_MESSAGE_PASSER,
 };
 use op_alloy_consensus::OpTxEnvelope;
 use revm::DatabaseRef;

@@ -2,7 +2,7 @@
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_signer_local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
-use flashnode_exec::{l1info::l1_block_bytecode, state::MemDb};
+use flashnode_exec::{l1_block_bytecode, MemDb};
 use op_revm::constants::L1_BLOCK_CONTRACT;
 use revm::{
     database::EmptyDB,

@@ -10,11 +10,8 @@ use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, Bytes, B256, U256, U64};
 use alloy_rpc_types_eth::{FeeHistory, TransactionRequest};
 use flashnode_exec::{
-    call::{self, CallError},
-    convert::{rpc_block, rpc_receipt, rpc_transaction, rpc_transaction_raw, BlockContext},
-    dump_state,
-    state::state_root_of_dump,
-    BlockEnvInput, MemDb,
+    call, dump_state, estimate_gas, rpc_block, rpc_receipt, rpc_transaction, rpc_transaction_raw,
+    state_root_of_dump, BlockContext, BlockEnvInput, CallError, CallOverrides, MemDb,
 };
 use jsonrpsee::{
     server::{RpcModule, Server, ServerConfig},
@@ -273,14 +270,14 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         let mut seq = p.sequence();
         let req: TransactionRequest = seq.next().map_err(bad_params)?;
         let id: Option<BlockId> = seq.optional_next().map_err(bad_params)?;
-        let overrides = call::CallOverrides {
+        let overrides = CallOverrides {
             state: seq.optional_next().map_err(bad_params)?,
             block: seq.optional_next().map_err(bad_params)?,
         };
         let at = resolve_state(s, id)?;
         let env = overrides.env(&BlockEnvInput::from_header(&at.block.header));
         let db = overrides.database(&*at.state).map_err(call_error)?;
-        call::call(db, &s.chain, &env, &req, RPC_GAS_CAP).map(|o| o.output).map_err(call_error)
+        call(db, &s.chain, &env, &req, RPC_GAS_CAP).map(|o| o.output).map_err(call_error)
     })
     .expect("unique");
     m.register_method("eth_estimateGas", |p, s, _| -> RpcResult<U64> {
@@ -290,7 +287,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         let at = resolve_state(s, id)?;
         let env = BlockEnvInput::from_header(&at.block.header);
         let balance = account(&at.state, req.from.unwrap_or_default()).balance;
-        call::estimate_gas(|| CacheDB::new(&*at.state), &s.chain, &env, &req, RPC_GAS_CAP, balance)
+        estimate_gas(|| CacheDB::new(&*at.state), &s.chain, &env, &req, RPC_GAS_CAP, balance)
             .map(U64::from)
             .map_err(call_error)
     })
@@ -373,9 +370,7 @@ fn get_logs(
         let ctx = BlockContext::of(&block.header, block.hash);
         for tx in &block.txs {
             out.extend(
-                flashnode_exec::convert::rpc_logs(tx, &ctx)
-                    .into_iter()
-                    .filter(|l| filter.matches(&l.inner)),
+                flashnode_exec::rpc_logs(tx, &ctx).into_iter().filter(|l| filter.matches(&l.inner)),
             );
         }
     }

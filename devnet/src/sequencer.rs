@@ -11,10 +11,8 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{keccak256, Address, B256, B64, U256};
 use alloy_rpc_types_engine::PayloadId;
 use flashnode_exec::{
-    chain::L2_TO_L1_MESSAGE_PASSER,
-    l1info::{L1Info, L1_INFO_DEPOSITOR},
-    state::{state_root, storage_root_of},
-    BlockBuilder, BlockEnvInput, ExecError, MemDb,
+    state_root, storage_root_of, BlockBuilder, BlockEnvInput, ExecError, L1Info, MemDb,
+    L1_INFO_DEPOSITOR, L2_TO_L1_MESSAGE_PASSER,
 };
 use op_alloy_rpc_types_engine::flashblock::{
     OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta,

@@ -1,7 +1,10 @@
 //! Executes a block's transactions one at a time with op-revm and keeps what a flashblock needs:
 //! OP receipts, cumulative gas, the bloom, and the roots and header of the block so far.
 
-use crate::chain::{ChainConfig, SEQUENCER_FEE_VAULT};
+use crate::{
+    chain::{ChainConfig, SEQUENCER_FEE_VAULT},
+    error::ExecError,
+};
 use alloy_consensus::{
     proofs::ordered_trie_root_with_encoder, Eip658Value, Header, Receipt, Transaction,
     EMPTY_OMMER_ROOT_HASH,
@@ -152,17 +155,6 @@ pub struct ExecutedTx {
     pub l1: Option<L1FeeInfo>,
 }
 
-/// Why a transaction could not be executed into the block.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    /// The transaction is invalid against the current state (nonce, balance, gas limit…).
-    #[error("invalid transaction: {0}")]
-    InvalidTx(String),
-    /// The state could not be read.
-    #[error("state unavailable: {0}")]
-    State(String),
-}
-
 /// Builds one block incrementally over a database `DB`.
 #[derive(Debug, Clone)]
 pub struct BlockBuilder<DB> {
@@ -245,14 +237,14 @@ where
         tx: OpTxEnvelope,
         sender: Address,
         encoded: Bytes,
-    ) -> Result<&ExecutedTx, ExecError> {
+    ) -> Result<&ExecutedTx, ExecError<DB::Error>> {
         let is_deposit = tx.is_deposit();
         let op_tx = OpTx::from_encoded_tx(&tx, sender, encoded.clone());
         let depositor_nonce = if is_deposit {
             Some(
                 self.db
                     .basic(sender)
-                    .map_err(|e| ExecError::State(e.to_string()))?
+                    .map_err(ExecError::State)?
                     .map(|a| a.nonce)
                     .unwrap_or_default(),
             )
@@ -261,12 +253,7 @@ where
         };
         let mut evm =
             OpEvmFactory::<OpTx>::default().create_evm(&mut self.db, self.evm_env.clone());
-        let result = evm.transact(op_tx).map_err(|e| match e {
-            revm::context_interface::result::EVMError::Database(e) => {
-                ExecError::State(e.to_string())
-            }
-            other => ExecError::InvalidTx(other.to_string()),
-        })?;
+        let result = evm.transact(op_tx).map_err(ExecError::from)?;
         drop(evm);
         let state = result.state;
         let result = result.result;
@@ -329,11 +316,11 @@ where
         Ok(self.txs.last().expect("just pushed"))
     }
 
-    fn l1_fee_info(&mut self, encoded: &[u8]) -> Result<L1FeeInfo, ExecError> {
+    fn l1_fee_info(&mut self, encoded: &[u8]) -> Result<L1FeeInfo, ExecError<DB::Error>> {
         let spec = self.chain.spec_at(self.input.timestamp);
         if self.l1_block_info.is_none() {
             let info = L1BlockInfo::try_fetch(&mut self.db, U256::from(self.input.number), spec)
-                .map_err(|e| ExecError::State(e.to_string()))?;
+                .map_err(ExecError::State)?;
             self.l1_block_info = Some(info);
         }
         let info = self.l1_block_info.as_mut().expect("fetched above");

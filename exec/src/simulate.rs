@@ -4,9 +4,13 @@
 
 use crate::{
     builder::{receipts_root, BlockEnvInput, ExecutedTx},
-    call::{apply_block_overrides, apply_state_overrides, decode_revert_reason, tx_env, CallError},
+    call::{
+        apply_block_overrides, apply_state_overrides, decode_revert_reason, tx_env, Budget,
+        BudgetInspector, CallError, TRANSFER_GAS,
+    },
     chain::ChainConfig,
     convert::{rpc_block, rpc_logs, BlockContext},
+    error::split_evm_error,
 };
 use alloy_consensus::{
     proofs::ordered_trie_root_with_encoder, Eip658Value, Header, Receipt, SignableTransaction,
@@ -14,7 +18,7 @@ use alloy_consensus::{
 };
 use alloy_eips::{eip2718::Encodable2718, eip7685::EMPTY_REQUESTS_HASH};
 use alloy_evm::{Evm, EvmFactory};
-use alloy_op_evm::{OpEvmFactory, OpTx};
+use alloy_op_evm::{OpEvmFactory, OpTx, OpTxError};
 use alloy_primitives::{Bloom, Signature, TxKind, B256, U256};
 use alloy_rpc_types_eth::{
     simulate::{
@@ -24,9 +28,9 @@ use alloy_rpc_types_eth::{
 };
 use op_alloy_consensus::{OpReceipt, OpTxEnvelope};
 use op_alloy_rpc_types::Transaction;
-use op_revm::OpHaltReason;
+use op_revm::{OpHaltReason, OpTransactionError};
 use revm::{
-    context_interface::result::{EVMError, ExecutionResult, HaltReason},
+    context_interface::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction},
     database::CacheDB,
     database_interface::DatabaseRef,
     Database, DatabaseCommit,
@@ -63,6 +67,9 @@ impl From<CallError> for SimulateFailure {
             CallError::InsufficientFunds => Self::new(-38014, e.to_string()),
             CallError::InvalidRequest(m) => Self::invalid(m),
             CallError::State(m) => Self::new(-32603, format!("state unavailable: {m}")),
+            e @ (CallError::Timeout(_) | CallError::Cancelled) => {
+                Self::new(e.code(), e.to_string())
+            }
             other => Self::new(-32000, other.to_string()),
         }
     }
@@ -71,13 +78,15 @@ impl From<CallError> for SimulateFailure {
 /// A simulated block as the RPC returns it.
 pub type SimulatedRpcBlock = SimulatedBlock<Block<Transaction>>;
 
-/// Runs `payload` over `db`, the first block in `base`'s environment.
+/// Runs `payload` over `db`, the first block in `base`'s environment. `gas_cap` is the gas of
+/// the whole request (summed over its calls, not per call), and `budget` bounds its time.
 pub fn simulate<D>(
     db: D,
     chain: &ChainConfig,
     base: &BlockEnvInput,
     payload: &SimulatePayload,
     gas_cap: u64,
+    budget: &Budget,
 ) -> Result<Vec<SimulatedRpcBlock>, SimulateFailure>
 where
     D: DatabaseRef + core::fmt::Debug,
@@ -98,6 +107,19 @@ where
             "too many calls ({calls}, at most {MAX_SIMULATE_CALLS})"
         )));
     }
+    // Refused before anything runs: the gas the calls ask for is more than the request may use.
+    let asked = payload
+        .block_state_calls
+        .iter()
+        .flat_map(|b| b.calls.iter())
+        .filter_map(|c| c.gas)
+        .fold(0u64, u64::saturating_add);
+    if asked > gas_cap {
+        return Err(SimulateFailure::invalid(format!(
+            "the calls ask for {asked} gas in all, above the cap of {gas_cap} per request"
+        )));
+    }
+    let mut gas_left = gas_cap;
     let validation = payload.validation;
     let mut db = CacheDB::new(db);
     let mut out = Vec::with_capacity(payload.block_state_calls.len());
@@ -156,7 +178,7 @@ where
             apply_state_overrides(&mut db, state)?;
         }
         let (header, hash, txs, results) =
-            run_block(&mut db, chain, &env, &block.calls, validation, gas_cap)?;
+            run_block(&mut db, chain, &env, &block.calls, validation, &mut gas_left, budget)?;
         let ctx = BlockContext::of(&header, hash);
         let calls = txs
             .iter()
@@ -187,7 +209,8 @@ fn run_block<D>(
     env: &BlockEnvInput,
     calls: &[TransactionRequest],
     validation: bool,
-    gas_cap: u64,
+    gas_left: &mut u64,
+    budget: &Budget,
 ) -> Result<(Header, B256, Vec<ExecutedTx>, CallResults), SimulateFailure>
 where
     D: DatabaseRef + core::fmt::Debug,
@@ -206,11 +229,8 @@ where
         let mut req = call.clone();
         // Unset nonces follow the sender's state, so chained calls from one sender validate.
         if req.nonce.is_none() {
-            let nonce = db
-                .basic(from)
-                .map_err(|e| CallError::State(e.to_string()))?
-                .map(|a| a.nonce)
-                .unwrap_or_default();
+            let nonce =
+                db.basic(from).map_err(CallError::state)?.map(|a| a.nonce).unwrap_or_default();
             req.nonce = Some(nonce);
         }
         let remaining = env.gas_limit.saturating_sub(gas_used);
@@ -222,20 +242,36 @@ where
                 ));
             }
             Some(g) => g,
-            None => remaining.min(gas_cap),
+            None if *gas_left < TRANSFER_GAS => {
+                return Err(SimulateFailure::invalid(format!(
+                    "call {index}: the request's gas is spent ({gas_left} left); the cap is per \
+                     request"
+                )));
+            }
+            None => remaining.min(*gas_left),
         };
-        if gas > gas_cap {
-            return Err(SimulateFailure::invalid(format!("gas {gas} above the cap {gas_cap}")));
+        if gas > *gas_left {
+            return Err(SimulateFailure::invalid(format!(
+                "call {index}: gas {gas} above the {gas_left} left of the request's cap"
+            )));
         }
+        budget.check()?;
         let tx = tx_env(chain, &req, gas)?;
-        let mut evm = OpEvmFactory::<OpTx>::default().create_evm(&mut *db, evm_env.clone());
+        let inspector = BudgetInspector::new(budget.clone());
+        let mut evm = OpEvmFactory::<OpTx>::default().create_evm_with_inspector(
+            &mut *db,
+            evm_env.clone(),
+            inspector,
+        );
         let result = evm.transact(tx).map_err(|e| tx_failure(index, e))?;
         drop(evm);
+        budget.check()?;
         db.commit(result.state);
         let result = result.result;
         let used = result.tx_gas_used();
         let contract_address = result.created_address();
         gas_used += used;
+        *gas_left = gas_left.saturating_sub(used);
         let (success, logs, output, error) = match result {
             ExecutionResult::Success { logs, output, .. } => (true, logs, output.into_data(), None),
             ExecutionResult::Revert { output, .. } => {
@@ -331,34 +367,144 @@ where
 }
 
 /// A transaction the EVM refused: the spec's codes for the common validation failures.
-fn tx_failure<E: core::fmt::Display, T: core::fmt::Display>(
-    index: usize,
-    e: EVMError<E, T>,
-) -> SimulateFailure {
-    let msg = match &e {
-        EVMError::Database(e) => {
-            return SimulateFailure::new(-32603, format!("state unavailable: {e}"))
+fn tx_failure<E: core::fmt::Display>(index: usize, e: EVMError<E, OpTxError>) -> SimulateFailure {
+    let rejection = match split_evm_error(e) {
+        Err(db) => return SimulateFailure::new(-32603, format!("state unavailable: {db}")),
+        Ok(rejection) => rejection,
+    };
+    let code = match &rejection {
+        EVMError::Transaction(OpTxError(OpTransactionError::Base(invalid))) => match invalid {
+            InvalidTransaction::NonceTooLow { .. } => -38010,
+            InvalidTransaction::NonceTooHigh { .. } => -38011,
+            InvalidTransaction::GasPriceLessThanBasefee => -38012,
+            InvalidTransaction::CallGasCostMoreThanGasLimit { .. }
+            | InvalidTransaction::GasFloorMoreThanGasLimit { .. } => -38013,
+            InvalidTransaction::LackOfFundForMaxFee { .. } => -38014,
+            _ => -32000,
+        },
+        _ => -32000,
+    };
+    SimulateFailure::new(code, format!("call {index}: {rejection}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+    use alloy_primitives::Bytes;
+    use revm::context_interface::result::InvalidTransaction;
+    use serde_json::json;
+
+    fn run(payload: serde_json::Value) -> Result<Vec<SimulatedRpcBlock>, SimulateFailure> {
+        let payload: SimulatePayload =
+            serde_json::from_value(payload).unwrap_or_else(|e| panic!("payload: {e}"));
+        simulate(db(), &chain(), &env(), &payload, 30_000_000, &crate::Budget::unlimited())
+    }
+
+    fn call(to: alloy_primitives::Address) -> serde_json::Value {
+        json!({ "from": ALICE, "to": to })
+    }
+
+    #[test]
+    fn blocks_chain_their_state_numbers_timestamps_and_parents() {
+        let blocks = run(json!({
+            "blockStateCalls": [
+                { "calls": [call(COUNTER), call(COUNTER)] },
+                { "calls": [call(COUNTER)] },
+            ]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(blocks.len(), 2);
+        let word = |n: u64| Bytes::from(B256::from(U256::from(n)).0.to_vec());
+        let outputs: Vec<Vec<Bytes>> = blocks
+            .iter()
+            .map(|b| b.calls.iter().map(|c| c.return_data.clone()).collect())
+            .collect();
+        assert_eq!(outputs, vec![vec![word(1), word(2)], vec![word(3)]]);
+        let (first, second) = (&blocks[0].inner.header, &blocks[1].inner.header);
+        assert_eq!((first.number, second.number), (env().number, env().number + 1));
+        assert_eq!(second.timestamp, first.timestamp + SIMULATE_TIMESTAMP_INCREMENT);
+        assert_eq!(first.parent_hash, env().parent_hash);
+        assert_eq!(second.parent_hash, first.hash);
+        assert!(blocks.iter().flat_map(|b| &b.calls).all(|c| c.status && c.error.is_none()));
+    }
+
+    #[test]
+    fn a_reverting_call_fails_alone_with_its_reason() {
+        let blocks =
+            run(json!({ "blockStateCalls": [{ "calls": [call(REVERTER), call(COUNTER)] }] }))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let calls = &blocks[0].calls;
+        let err = calls[0].error.as_ref().map(|e| (e.code, e.message.clone()));
+        assert_eq!(err, Some((3, "execution reverted: nope".to_string())));
+        assert!(!calls[0].status);
+        assert!(calls[1].status);
+    }
+
+    #[test]
+    fn invalid_payloads_get_the_spec_codes() {
+        let code = |p: serde_json::Value| run(p).err().map(|e| e.code);
+        // Block numbers out of order.
+        assert_eq!(
+            code(json!({ "blockStateCalls": [
+                { "blockOverrides": { "number": "0x5" } },
+                { "blockOverrides": { "number": "0x4" } },
+            ]})),
+            Some(-38020)
+        );
+        // A call wanting more gas than the block has left.
+        assert_eq!(
+            code(json!({ "blockStateCalls": [{ "calls": [
+                { "from": ALICE, "to": BOB, "gas": "0x1c9c381" }
+            ]}]})),
+            Some(-38015)
+        );
+        let calls: Vec<_> = (0..=MAX_SIMULATE_CALLS).map(|_| call(BOB)).collect();
+        assert_eq!(code(json!({ "blockStateCalls": [{ "calls": calls }] })), Some(-32602));
+        assert_eq!(code(json!({ "blockStateCalls": [], "traceTransfers": true })), Some(-32602));
+        // With validation the nonce is checked: a nonce ahead of the state is too high.
+        assert_eq!(
+            code(json!({ "validation": true, "blockStateCalls": [{ "calls": [
+                { "from": ALICE, "to": BOB, "nonce": "0x5", "maxFeePerGas": "0x3b9aca00" }
+            ]}]})),
+            Some(-38011)
+        );
+    }
+
+    #[test]
+    fn evm_refusals_map_to_the_spec_codes_by_variant() {
+        let code = |e: InvalidTransaction| {
+            tx_failure::<std::convert::Infallible>(0, EVMError::Transaction(OpTxError(e.into())))
+                .code
+        };
+        assert_eq!(code(InvalidTransaction::NonceTooLow { tx: 1, state: 2 }), -38010);
+        assert_eq!(code(InvalidTransaction::NonceTooHigh { tx: 3, state: 2 }), -38011);
+        assert_eq!(code(InvalidTransaction::GasPriceLessThanBasefee), -38012);
+        assert_eq!(
+            code(InvalidTransaction::CallGasCostMoreThanGasLimit { initial_gas: 2, gas_limit: 1 }),
+            -38013
+        );
+        assert_eq!(
+            code(InvalidTransaction::LackOfFundForMaxFee {
+                fee: Box::new(U256::from(2)),
+                balance: Box::new(U256::from(1)),
+            }),
+            -38014
+        );
+        assert_eq!(code(InvalidTransaction::InvalidChainId), -32000);
+        let f = tx_failure::<std::convert::Infallible>(4, EVMError::Custom("boom".into()));
+        assert_eq!((f.code, f.message.as_str()), (-32000, "call 4: boom"));
+        let db = tx_failure::<SourceErrorLike>(0, EVMError::Database(SourceErrorLike));
+        assert_eq!((db.code, db.message.as_str()), (-32603, "state unavailable: gone"));
+    }
+
+    /// A database error for the mapping test.
+    #[derive(Debug)]
+    struct SourceErrorLike;
+
+    impl core::fmt::Display for SourceErrorLike {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("gone")
         }
-        other => other.to_string(),
-    };
-    let lower = msg.to_ascii_lowercase();
-    let code = if lower.contains("nonce") && lower.contains("too low")
-        || lower.contains("nonce too low")
-    {
-        -38010
-    } else if lower.contains("nonce") && lower.contains("too high") {
-        -38011
-    } else if lower.contains("basefee")
-        || lower.contains("base fee")
-        || lower.contains("gas price is less")
-    {
-        -38012
-    } else if lower.contains("intrinsic") || lower.contains("floor gas") {
-        -38013
-    } else if lower.contains("lack of funds") || lower.contains("insufficient") {
-        -38014
-    } else {
-        -32000
-    };
-    SimulateFailure::new(code, format!("call {index}: {msg}"))
+    }
 }

@@ -13,18 +13,98 @@ use std::{
 };
 use tokio::sync::broadcast;
 
-/// Why canonical state could not be read.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// A cause kept behind an `Arc`, so the error carrying it stays `Clone` (a failed read is
+/// handed to every waiter of a shared cache entry).
+pub type BoxedCause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why canonical state could not be read. Each variant carries what went wrong in a form a
+/// caller can match on: the block hash a read was pinned to, the JSON-RPC code an upstream
+/// answered, the transport or decode error as the [`std::error::Error::source`].
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
-    /// The block is unknown to the source (pruned, or reorged away).
+    /// The block is unknown to the source (pruned, reorged away, or not imported yet).
     #[error("block {0} is not available")]
     UnknownBlock(B256),
-    /// The upstream failed or timed out.
-    #[error("upstream error: {0}")]
-    Upstream(String),
+    /// A request got no answer within the source's timeout.
+    #[error("upstream error: {request} timed out")]
+    Timeout {
+        /// What was asked (`eth_getBlockByNumber`, `eth_chainId to <url>`).
+        request: String,
+    },
+    /// The transport failed (connection refused or reset, TLS, HTTP status). The message
+    /// shows the whole cause chain (`tcp connect error: Connection refused`), since the
+    /// transport's own top-level message does not say why.
+    #[error("upstream error: {request}: {}", Chain(&**source))]
+    Transport {
+        /// What was asked.
+        request: String,
+        /// The transport's error.
+        #[source]
+        source: BoxedCause,
+    },
+    /// The upstream answered with a JSON-RPC error other than an unknown block.
+    #[error(
+        "upstream error: {method}: server returned an error response: error code {code}: {message}"
+    )]
+    Rpc {
+        /// The method called.
+        method: &'static str,
+        /// The JSON-RPC error code.
+        code: i64,
+        /// The upstream's message.
+        message: String,
+    },
     /// The upstream answered something that does not parse.
+    #[error("invalid upstream answer: {what}: {source}")]
+    Decode {
+        /// The field or method whose answer is malformed.
+        what: &'static str,
+        /// The parse error.
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+    /// The upstream's answer lacks something it must have (a parent block, a batch entry).
     #[error("invalid upstream answer: {0}")]
-    Invalid(String),
+    Missing(&'static str),
+    /// Code asked for by hash that no account read loaded first.
+    #[error("invalid upstream answer: code {0} was never loaded")]
+    CodeNotLoaded(B256),
+}
+
+impl SourceError {
+    /// A transport failure while doing `request`.
+    pub fn transport(
+        request: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Transport { request: request.into(), source: Arc::new(source) }
+    }
+
+    /// An answer to `what` that does not parse.
+    pub fn decode(what: &'static str, source: serde_json::Error) -> Self {
+        Self::Decode { what, source: Arc::new(source) }
+    }
+}
+
+/// An error and its causes on one line, each cause once (a transport's wrapper often shows
+/// its inner error's text and also returns it as the source).
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if text != last {
+                write!(f, ": {text}")?;
+                last = text;
+            }
+            cause = c.source();
+        }
+        Ok(())
+    }
 }
 
 impl revm::database_interface::DBErrorMarker for SourceError {}
@@ -213,7 +293,7 @@ impl DatabaseRef for SourceDb {
             .lock()
             .ok()
             .and_then(|c| c.get(&code_hash).cloned())
-            .ok_or_else(|| SourceError::Invalid(format!("code {code_hash} was never loaded")))
+            .ok_or(SourceError::CodeNotLoaded(code_hash))
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, SourceError> {
@@ -226,5 +306,59 @@ impl DatabaseRef for SourceDb {
         }
         let block = self.block_on(self.source.block_by_number(number))?;
         Ok(block.map(|b| b.hash).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error with a message and an optional cause.
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_transport_error_shows_its_causes_once_each_and_keeps_them_as_sources() {
+        let refused = E("Connection refused", None);
+        // A wrapper showing its inner error's text, which is also its source (alloy's
+        // `TransportErrorKind::Custom`), then the chain below it.
+        let inner = E("tcp connect error", Some(Box::new(refused)));
+        let wrapper = E("error sending request", Some(Box::new(inner)));
+        let top = E("error sending request", Some(Box::new(wrapper)));
+        let err = SourceError::transport("eth_chainId to http://127.0.0.1:1", top);
+        assert_eq!(
+            err.to_string(),
+            "upstream error: eth_chainId to http://127.0.0.1:1: error sending request: tcp connect error: Connection refused"
+        );
+        let causes = std::iter::successors(std::error::Error::source(&err), |e| e.source()).count();
+        assert_eq!(causes, 4);
+    }
+
+    #[test]
+    fn every_variant_names_what_failed() {
+        let h = B256::repeat_byte(1);
+        assert_eq!(SourceError::UnknownBlock(h).to_string(), format!("block {h} is not available"));
+        assert_eq!(
+            SourceError::Timeout { request: "state batch".into() }.to_string(),
+            "upstream error: state batch timed out"
+        );
+        let bad = serde_json::from_str::<u64>("x").err().map(|e| SourceError::decode("nonce", e));
+        assert!(matches!(bad, Some(SourceError::Decode { what: "nonce", .. })));
+        assert_eq!(
+            SourceError::CodeNotLoaded(h).to_string(),
+            format!("invalid upstream answer: code {h} was never loaded")
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! from its raw JSON and from the brotli re-encoding the fan-out would publish.
 #![no_main]
 
-use flashnode_overlay::frame::{decode_frame, encode_brotli};
+use flashnode_overlay::{decode_frame, encode_brotli};
 use libfuzzer_sys::fuzz_target;
 
 /// Small cap so the size checks are reached.

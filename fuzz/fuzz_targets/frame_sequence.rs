@@ -4,10 +4,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use flashnode_overlay::{
-    frame::{decode_frame, encode_brotli},
-    sequencer::{Decision, FlashblockSequencer},
-};
+use flashnode_overlay::{decode_frame, encode_brotli, Decision, FlashblockSequencer};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 

@@ -19,7 +19,9 @@ mod common;
 
 use arbitrary::{Arbitrary, Unstructured};
 use common::{BlockSpec, CHAIN, NOW};
-use flashnode_gossip::{altsync, codec, BlockVersion, MessageIdMode, Outcome, Validator};
+use flashnode_gossip::{
+    altsync, codec, BlockVersion, MessageIdMode, Outcome, ValidationError, Validator,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// Every reason a message can be refused with (validate.rs).
@@ -59,12 +61,12 @@ fn check_message(version: BlockVersion, data: &[u8]) {
             assert_eq!(served.hash, b.hash);
             let again = validator.validate(version, data, NOW, CHAIN, trusted);
             assert!(
-                matches!(again, Outcome::Ignore("seen")),
+                matches!(again, Outcome::Refuse(ValidationError::Seen(h)) if h == b.hash),
                 "repeat of an accepted block: {again:?}"
             );
         }
-        Outcome::Ignore(r) | Outcome::Reject(r) => {
-            assert!(REASONS.contains(r), "unknown reason {r}")
+        Outcome::Refuse(e) => {
+            assert!(REASONS.contains(&e.label()), "unknown reason {}: {e}", e.label())
         }
     }
     // The message id function sees every message before validation.

@@ -35,7 +35,7 @@ fn check_stream(number: u64, mut stream: &[u8]) {
             assert_eq!(b.header.hash_slow(), b.hash);
             assert_eq!(b.envelope.payload.block_hash(), b.hash);
         }
-        Err(e) => assert!(!e.reason().is_empty()),
+        Err(e) => assert!(!e.label().is_empty()),
     }
 }
 

@@ -2,13 +2,13 @@
 //! call object, block id, state overrides, block overrides; `eth_getLogs` filters), parsed
 //! into the same types the RPC layer deserializes into, then through the exec crate's pure
 //! request handling: `tx_env`, `CallOverrides::database` (state overrides on an empty
-//! state), `CallOverrides::env` and `call::call` itself. No panic on any input.
+//! state), `CallOverrides::env` and `call` itself. No panic on any input.
 #![no_main]
 
 use alloy_eips::BlockId;
 use alloy_primitives::{Address, Bytes, B256};
 use alloy_rpc_types_eth::{state::StateOverride, BlockOverrides, Filter, TransactionRequest};
-use flashnode_exec::{call, BlockEnvInput, ChainConfig};
+use flashnode_exec::{call, tx_env, BlockEnvInput, CallOverrides, ChainConfig};
 use libfuzzer_sys::fuzz_target;
 use revm::{database::EmptyDB, Database};
 use serde_json::Value;
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let get = |i: usize| params.get(i).filter(|v| !v.is_null()).cloned();
     let _ = params.get(1).map(|v| serde_json::from_value::<BlockId>(v.clone()));
     let _ = params.get(0).map(|v| serde_json::from_value::<Filter>(v.clone()));
-    let overrides = call::CallOverrides {
+    let overrides = CallOverrides {
         state: get(2).and_then(|v| serde_json::from_value::<StateOverride>(v).ok()),
         block: get(3).and_then(|v| serde_json::from_value::<BlockOverrides>(v).ok()),
     };
@@ -44,11 +44,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = db.basic(Address::ZERO);
     }
     if let Some(req) = get(0).and_then(|v| serde_json::from_value::<TransactionRequest>(v).ok()) {
-        let _ = call::tx_env(&chain, &req, req.gas.unwrap_or(30_000_000));
+        let _ = tx_env(&chain, &req, req.gas.unwrap_or(30_000_000));
         // The pending eth_call itself, over the overridden (otherwise empty) state, with a
         // small gas cap so one input stays fast.
         if let Ok(db) = overrides.database(EmptyDB::default()) {
-            let _ = call::call(db, &chain, &env, &req, 1_000_000);
+            let _ = call(db, &chain, &env, &req, 1_000_000);
         }
     }
 });

@@ -5,11 +5,7 @@
 
 use alloy_consensus::Block;
 use alloy_primitives::B256;
-use flashnode_gossip::{
-    altsync, codec, spawn,
-    store::{Store, StoredBlock},
-    GossipConfig, GossipHandle,
-};
+use flashnode_gossip::{altsync, codec, spawn, GossipConfig, GossipHandle, Store, StoredBlock};
 use op_alloy_consensus::OpTxEnvelope;
 use std::{
     sync::atomic::Ordering,

@@ -76,7 +76,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             response,
         ))?;
         let read = futures::executor::block_on(altsync::read_response(&mut stream.as_slice()))?;
-        assert_eq!(altsync::check_answer(number, read).map(|b| b.hash), Ok(hash));
+        assert_eq!(
+            altsync::check_answer(number, read).map(|b| b.hash).map_err(|e| e.label()),
+            Ok(hash)
+        );
         let mut seed = vec![0u8];
         seed.extend_from_slice(&number.to_le_bytes());
         seed.extend_from_slice(&stream);

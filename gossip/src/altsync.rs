@@ -10,16 +10,23 @@
 //! - Limits (op-node): the whole exchange times out after 10 s; the server allows 20 req/s
 //!   with a burst of 40 overall and 4 req/s with a burst of 15 per peer.
 
-use crate::{codec::BlockVersion, config::params, validate::VerifiedBlock};
+use crate::{
+    codec::{self, BlockVersion},
+    validate::{self, ValidationError, VerifiedBlock},
+};
 use futures::{AsyncReadExt, AsyncWriteExt};
-#[cfg(feature = "swarm")]
-use libp2p::{request_response, StreamProtocol};
-#[cfg(feature = "swarm")]
-use std::collections::HashMap;
 use std::{
+    collections::HashMap,
+    hash::Hash,
     io,
     time::{Duration, Instant},
 };
+
+/// The libp2p side of the protocol: its ids and the request-response codec.
+#[cfg(feature = "swarm")]
+mod protocol;
+#[cfg(feature = "swarm")]
+pub use protocol::{protocols, PayloadByNumberCodec};
 
 /// Timeout of one request/response exchange (op-node: read and write 10 s each).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,16 +49,6 @@ pub const RESULT_NOT_FOUND: u8 = 1;
 pub const RESULT_INVALID: u8 = 2;
 /// Result byte: any other error.
 pub const RESULT_UNKNOWN: u8 = 3;
-
-/// Both protocol ids for `chain_id`: op-node's first, then the spec's (trailing slash).
-#[cfg(feature = "swarm")]
-pub fn protocols(chain_id: u64) -> Vec<StreamProtocol> {
-    let base = format!("/opstack/req/payload_by_number/{chain_id}/0");
-    [base.clone(), format!("{base}/")]
-        .into_iter()
-        .filter_map(|p| StreamProtocol::try_from_owned(p).ok())
-        .collect()
-}
 
 /// The response version byte of a gossip version.
 pub fn response_version(v: BlockVersion) -> u32 {
@@ -95,17 +92,17 @@ where
     let mut version = [0u8; 4];
     io.read_exact(&mut version).await?;
     let mut framed = Vec::new();
-    io.take(params::MAX_GOSSIP_SIZE as u64 + 1).read_to_end(&mut framed).await?;
-    if framed.len() > params::MAX_GOSSIP_SIZE {
+    io.take(codec::MAX_GOSSIP_SIZE as u64 + 1).read_to_end(&mut framed).await?;
+    if framed.len() > codec::MAX_GOSSIP_SIZE {
         return Err(too_large());
     }
     let mut payload = Vec::new();
     let decoder = snap::read::FrameDecoder::new(framed.as_slice());
     std::io::Read::read_to_end(
-        &mut std::io::Read::take(decoder, params::MAX_GOSSIP_SIZE as u64 + 1),
+        &mut std::io::Read::take(decoder, codec::MAX_GOSSIP_SIZE as u64 + 1),
         &mut payload,
     )?;
-    if payload.len() > params::MAX_GOSSIP_SIZE {
+    if payload.len() > codec::MAX_GOSSIP_SIZE {
         return Err(too_large());
     }
     Ok(PayloadResponse::Ok { version: u32::from_le_bytes(version), payload })
@@ -129,58 +126,6 @@ where
         }
     }
     io.close().await
-}
-
-/// The wire codec of `payload_by_number` for libp2p's request-response behaviour.
-#[cfg(feature = "swarm")]
-#[derive(Clone, Debug, Default)]
-pub struct PayloadByNumberCodec;
-
-#[cfg(feature = "swarm")]
-impl request_response::Codec for PayloadByNumberCodec {
-    type Protocol = StreamProtocol;
-    type Request = u64;
-    type Response = PayloadResponse;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<u64>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        let mut buf = [0u8; 8];
-        io.read_exact(&mut buf).await?;
-        Ok(u64::from_le_bytes(buf))
-    }
-
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<PayloadResponse>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        read_response(io).await
-    }
-
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: u64) -> io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&req.to_le_bytes()).await?;
-        io.close().await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: PayloadResponse,
-    ) -> io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        write_response(io, res).await
-    }
 }
 
 /// A token bucket.
@@ -212,26 +157,24 @@ impl Bucket {
     }
 }
 
-/// The server's global and per-peer rate limits.
-#[cfg(feature = "swarm")]
+/// The server's global and per-peer rate limits, keyed by peer (`K`: the libp2p peer id in
+/// the host; anything hashable in tests and fuzzing, so this stays free of libp2p).
 #[derive(Debug)]
-pub struct RateLimits {
+pub struct RateLimits<K> {
     global: Bucket,
-    peers: HashMap<libp2p::PeerId, Bucket>,
+    peers: HashMap<K, Bucket>,
 }
 
-#[cfg(feature = "swarm")]
-impl Default for RateLimits {
+impl<K> Default for RateLimits<K> {
     fn default() -> Self {
         Self { global: Bucket::new(GLOBAL_RATE, GLOBAL_BURST), peers: HashMap::new() }
     }
 }
 
-#[cfg(feature = "swarm")]
-impl RateLimits {
+impl<K: Hash + Eq + Copy> RateLimits<K> {
     /// Whether a request from `peer` may be served now. The per-peer bucket is checked first
     /// so one flooding peer cannot drain the global budget of the others.
-    pub fn allow(&mut self, peer: &libp2p::PeerId, now: Instant) -> bool {
+    pub fn allow(&mut self, peer: &K, now: Instant) -> bool {
         if !self.peers.contains_key(peer) && self.peers.len() >= PEER_BUCKETS {
             // Forget the fullest (idlest) bucket: bounded memory.
             let idle =
@@ -253,41 +196,48 @@ pub fn payload_bytes(wire: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Decodes an alt-sync answer and checks its version rules and block hash. Version 0 is
-/// tried as v2 (Canyon) then v1: without the rollup config the timestamp cannot tell.
-pub fn decode_response(version: u32, payload: &[u8]) -> Result<VerifiedBlock, &'static str> {
+/// tried as v2 (Canyon) then v1: without the rollup config the timestamp cannot tell (the
+/// error is the last candidate's).
+pub fn decode_response(version: u32, payload: &[u8]) -> Result<VerifiedBlock, AnswerError> {
     let candidates: &[BlockVersion] = match version {
         0 => &[BlockVersion::V2, BlockVersion::V1],
         1 => &[BlockVersion::V3],
         2 => &[BlockVersion::V4],
-        _ => return Err("version"),
+        _ => return Err(AnswerError::UnknownVersion(version)),
     };
     // Reuse the gossip decoder: an all-zero signature in front (alt-sync answers are not
     // signed; they are trusted through the hash chain instead).
     let mut raw = vec![0u8; 65];
     raw.extend_from_slice(payload);
-    let wire = snap::raw::Encoder::new().compress_vec(&raw).map_err(|_| "decode")?;
-    let mut err = "decode";
+    let wire = snap::raw::Encoder::new().compress_vec(&raw).map_err(AnswerError::Compress)?;
+    let mut err = None;
     for v in candidates {
-        match crate::codec::decode(*v, &wire) {
-            Ok(env) => match crate::validate::rebuild(*v, env, wire.clone()) {
-                Ok(b) => return Ok(b),
-                Err(e) => err = e,
-            },
-            Err(_) => err = "decode",
+        let block = codec::decode(*v, &wire)
+            .map_err(ValidationError::from)
+            .and_then(|env| validate::rebuild(*v, env, wire.clone()));
+        match block {
+            Ok(b) => return Ok(b),
+            Err(e) => err = Some(e),
         }
     }
-    Err(err)
+    Err(err.map_or(AnswerError::UnknownVersion(version), AnswerError::Invalid))
 }
 
 /// Why an alt-sync answer is not taken for the requested block.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum AnswerError {
     /// The peer answered with a non-zero result byte.
     #[error("no block: result code {0}")]
     NoBlock(u8),
+    /// A response version this node does not know.
+    #[error("unknown response version {0}")]
+    UnknownVersion(u32),
+    /// The payload could not be re-framed for the gossip decoder.
+    #[error("cannot re-frame the payload")]
+    Compress(#[source] snap::Error),
     /// The payload does not decode, breaks its version's rules or its hash.
-    #[error("invalid payload: {0}")]
-    Invalid(&'static str),
+    #[error("invalid payload")]
+    Invalid(#[source] ValidationError),
     /// A valid block, but not the one asked for.
     #[error("answer for block {got}, asked for {asked}")]
     WrongNumber {
@@ -300,10 +250,12 @@ pub enum AnswerError {
 
 impl AnswerError {
     /// Label for logs and metrics.
-    pub fn reason(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Self::NoBlock(_) => "no_block",
-            Self::Invalid(r) => r,
+            Self::UnknownVersion(_) => "version",
+            Self::Compress(_) => "decode",
+            Self::Invalid(e) => e.label(),
             Self::WrongNumber { .. } => "wrong_number",
         }
     }
@@ -317,7 +269,7 @@ pub fn check_answer(number: u64, response: PayloadResponse) -> Result<VerifiedBl
         PayloadResponse::Ok { version, payload } => (version, payload),
         PayloadResponse::Err(code) => return Err(AnswerError::NoBlock(code)),
     };
-    let block = decode_response(version, &payload).map_err(AnswerError::Invalid)?;
+    let block = decode_response(version, &payload)?;
     if block.number() != number {
         return Err(AnswerError::WrongNumber { asked: number, got: block.number() });
     }
@@ -342,7 +294,7 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(decode_response(2, &bad).is_err());
-        assert_eq!(decode_response(9, &payload).unwrap_err(), "version");
+        assert_eq!(decode_response(9, &payload).unwrap_err().label(), "version");
     }
 
     #[test]
@@ -353,16 +305,18 @@ mod tests {
                 .unwrap();
         let ok = PayloadResponse::Ok { version: 2, payload: payload_bytes(&signed.wire).unwrap() };
         assert_eq!(check_answer(9, ok.clone()).unwrap().hash, hash);
-        assert_eq!(
+        assert!(matches!(
             check_answer(10, ok).unwrap_err(),
             AnswerError::WrongNumber { asked: 10, got: 9 }
-        );
+        ));
         assert_eq!(
-            check_answer(9, PayloadResponse::Err(RESULT_NOT_FOUND)).unwrap_err().reason(),
+            check_answer(9, PayloadResponse::Err(RESULT_NOT_FOUND)).unwrap_err().label(),
             "no_block"
         );
         let garbage = PayloadResponse::Ok { version: 2, payload: vec![0; 10] };
-        assert_eq!(check_answer(9, garbage).unwrap_err(), AnswerError::Invalid("decode"));
+        let err = check_answer(9, garbage).unwrap_err();
+        assert!(matches!(err, AnswerError::Invalid(ValidationError::Decode(_))), "{err:?}");
+        assert_eq!(err.label(), "decode");
     }
 
     #[test]
@@ -370,7 +324,7 @@ mod tests {
         futures::executor::block_on(async {
             // A stream of more than 10 MiB after the header.
             let mut big = vec![RESULT_OK, 2, 0, 0, 0];
-            big.resize(5 + params::MAX_GOSSIP_SIZE + 1, 0);
+            big.resize(5 + codec::MAX_GOSSIP_SIZE + 1, 0);
             assert_eq!(
                 read_response(&mut big.as_slice()).await.unwrap_err().kind(),
                 io::ErrorKind::InvalidData
@@ -378,9 +332,9 @@ mod tests {
             // Framing that decompresses past 10 MiB: 161 uncompressed-literal chunks of 64 KiB
             // would do, but a few compressed chunks of zeros reach it cheaply.
             let mut enc = snap::write::FrameEncoder::new(Vec::new());
-            std::io::Write::write_all(&mut enc, &vec![0u8; params::MAX_GOSSIP_SIZE + 1]).unwrap();
+            std::io::Write::write_all(&mut enc, &vec![0u8; codec::MAX_GOSSIP_SIZE + 1]).unwrap();
             let framed = enc.into_inner().unwrap();
-            assert!(framed.len() < params::MAX_GOSSIP_SIZE);
+            assert!(framed.len() < codec::MAX_GOSSIP_SIZE);
             let mut bomb = vec![RESULT_OK, 2, 0, 0, 0];
             bomb.extend_from_slice(&framed);
             assert!(read_response(&mut bomb.as_slice()).await.is_err());
@@ -391,68 +345,22 @@ mod tests {
         });
     }
 
-    #[cfg(feature = "swarm")]
-    #[test]
-    fn protocol_ids_with_and_without_slash() {
-        let p = protocols(901);
-        assert_eq!(p[0].as_ref(), "/opstack/req/payload_by_number/901/0");
-        assert_eq!(p[1].as_ref(), "/opstack/req/payload_by_number/901/0/");
-    }
-
-    #[cfg(feature = "swarm")]
-    #[test]
-    fn wire_roundtrip() {
-        use libp2p::request_response::Codec;
-        futures::executor::block_on(async {
-            let proto = protocols(1)[0].clone();
-            let mut c = PayloadByNumberCodec;
-            let mut buf = Vec::new();
-            c.write_request(&proto, &mut futures::io::Cursor::new(&mut buf), 42).await.unwrap();
-            assert_eq!(buf, 42u64.to_le_bytes());
-            assert_eq!(c.read_request(&proto, &mut buf.as_slice()).await.unwrap(), 42);
-            let res = PayloadResponse::Ok { version: 2, payload: vec![7; 5000] };
-            let mut buf = Vec::new();
-            c.write_response(&proto, &mut futures::io::Cursor::new(&mut buf), res.clone())
-                .await
-                .unwrap();
-            assert_eq!(buf[0], 0);
-            assert_eq!(&buf[1..5], &2u32.to_le_bytes());
-            // Snappy framing starts with the stream identifier chunk.
-            assert_eq!(&buf[5..9], &[0xff, 0x06, 0x00, 0x00]);
-            assert_eq!(c.read_response(&proto, &mut buf.as_slice()).await.unwrap(), res);
-            let mut buf = Vec::new();
-            c.write_response(
-                &proto,
-                &mut futures::io::Cursor::new(&mut buf),
-                PayloadResponse::Err(RESULT_NOT_FOUND),
-            )
-            .await
-            .unwrap();
-            assert_eq!(buf, vec![1]);
-            assert_eq!(
-                c.read_response(&proto, &mut buf.as_slice()).await.unwrap(),
-                PayloadResponse::Err(1)
-            );
-        });
-    }
-
-    #[cfg(feature = "swarm")]
     #[test]
     fn rate_limits_per_peer_and_global() {
         let mut rl = RateLimits::default();
         let now = Instant::now();
-        let a = libp2p::PeerId::random();
+        let a = 0u64;
         let served = (0..100).filter(|_| rl.allow(&a, now)).count();
         assert_eq!(served, PEER_BURST as usize, "a burst of 15 per peer");
         // Other peers share the remaining global burst of 40.
-        let served: usize = (0..10)
-            .map(|_| libp2p::PeerId::random())
+        let served: usize = (0..10u64)
+            .map(|p| p + 1u64)
             .map(|p| (0..100).filter(|_| rl.allow(&p, now)).count())
             .sum();
         assert_eq!(served, (GLOBAL_BURST - PEER_BURST) as usize);
         // One second later the global bucket has 20 more tokens.
         let later = now + Duration::from_secs(1);
-        let b = libp2p::PeerId::random();
+        let b = 100u64;
         assert_eq!((0..100).filter(|_| rl.allow(&b, later)).count(), PEER_BURST as usize);
     }
 }

@@ -2,7 +2,6 @@
 //! (`snappy_block( signature(65) ++ [parentBeaconBlockRoot(32)] ++ SSZ(payload) )`), built on
 //! op-alloy's [`OpNetworkPayloadEnvelope`].
 
-use crate::config::{params, MessageIdMode};
 use alloy_consensus::Block;
 use alloy_primitives::{keccak256, Address, Signature, B256};
 use alloy_signer::SignerSync;
@@ -71,13 +70,41 @@ impl BlockVersion {
     }
 }
 
+/// Largest gossip message (10 MiB).
+pub const MAX_GOSSIP_SIZE: usize = 10 * (1 << 20);
+/// Smallest gossip message: a 65-byte signature and at least one byte.
+pub const MIN_GOSSIP_SIZE: usize = 66;
+
+/// The devnet's unsafe-block signer key (anvil's tenth dev key,
+/// address `0xa0Ee7A142d267C1f36714E4a8F75612F20a79720`): `flashnode devnet` signs every sealed
+/// block with it, and nodes following a devnet pass its address as the sequencer address.
+/// Public knowledge: for local chains only.
+pub const DEV_UNSAFE_BLOCK_SIGNER_KEY: &str =
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+
+/// Which gossipsub message-id function this node computes.
+///
+/// Both hash the snappy-decoded data (domain `[1,0,0,0]`) or the raw data when it does not
+/// decode (domain `[0,0,0,0]`) with SHA-256 and keep 20 bytes. op-node
+/// (`op-node/p2p/gossip.go`, `BuildMsgIdFn`) also mixes in the topic (its length as a u64
+/// little-endian, then the topic); the spec and kona (`kona-gossip`) do not. Ids are local to
+/// each node (they drive dedup and IHAVE/IWANT), so nodes of either kind share one mesh.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MessageIdMode {
+    /// op-node's: domain, topic length, topic, data.
+    #[default]
+    OpNode,
+    /// The spec's and kona's: domain, data.
+    Spec,
+}
+
 /// Computes a gossipsub message id (see [`MessageIdMode`]): 20 bytes of
 /// SHA-256(domain ++ [topic length u64 LE ++ topic] ++ data), where data is the
 /// snappy-decoded message when it decodes within the size cap, else the raw message.
 pub fn message_id(mode: MessageIdMode, topic: &str, data: &[u8]) -> Vec<u8> {
     let decoded = snap::raw::decompress_len(data)
         .ok()
-        .filter(|len| *len <= params::MAX_GOSSIP_SIZE)
+        .filter(|len| *len <= MAX_GOSSIP_SIZE)
         .and_then(|_| snap::raw::Decoder::new().decompress_vec(data).ok());
     let mut h = Sha256::new();
     match &decoded {
@@ -238,16 +265,16 @@ pub fn sign_sealed(
 
 /// Decodes a gossip message of topic `version`, after the size checks of the spec.
 pub fn decode(version: BlockVersion, data: &[u8]) -> Result<OpNetworkPayloadEnvelope, DecodeError> {
-    if data.len() > params::MAX_GOSSIP_SIZE {
+    if data.len() > MAX_GOSSIP_SIZE {
         return Err(DecodeError::TooLarge(data.len()));
     }
     // Check the announced decompressed length before decompressing (no snappy bombs).
     let len =
         snap::raw::decompress_len(data).map_err(|_| PayloadEnvelopeError::BrokenSnappyEncoding)?;
-    if len > params::MAX_GOSSIP_SIZE {
+    if len > MAX_GOSSIP_SIZE {
         return Err(DecodeError::TooLarge(len));
     }
-    if len < params::MIN_GOSSIP_SIZE {
+    if len < MIN_GOSSIP_SIZE {
         return Err(DecodeError::TooSmall(len));
     }
     Ok(match version {

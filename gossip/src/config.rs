@@ -1,44 +1,23 @@
-//! Settings of the p2p host and the gossip protocol.
+//! Settings of the p2p host ([`GossipConfig`]) and of its node discovery
+//! ([`DiscoveryConfig`]). Plain data: this module depends on no other module of the crate but
+//! the codec's [`MessageIdMode`], so every module that reads settings points here.
 
-#[cfg(feature = "swarm")]
+use crate::codec::MessageIdMode;
 use alloy_primitives::Address;
-#[cfg(feature = "swarm")]
-use libp2p::Multiaddr;
-#[cfg(feature = "swarm")]
-use std::{path::PathBuf, time::Duration};
-
-/// The devnet's unsafe-block signer key (anvil's tenth dev key,
-/// address `0xa0Ee7A142d267C1f36714E4a8F75612F20a79720`): `flashnode devnet` signs every sealed
-/// block with it, and nodes following a devnet pass its address as the sequencer address.
-/// Public knowledge: for local chains only.
-pub const DEV_UNSAFE_BLOCK_SIGNER_KEY: &str =
-    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+use discv5::Enr;
+use libp2p::{multiaddr::Protocol, Multiaddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 /// A `/ip4|ip6/<ip>/tcp/<port>` multiaddr for a socket address.
-#[cfg(feature = "swarm")]
-pub fn tcp_multiaddr(addr: std::net::SocketAddr) -> Multiaddr {
-    use libp2p::multiaddr::Protocol;
+pub fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
     Multiaddr::empty().with(Protocol::from(addr.ip())).with(Protocol::Tcp(addr.port()))
 }
 
-/// Which gossipsub message-id function this node computes.
-///
-/// Both hash the snappy-decoded data (domain `[1,0,0,0]`) or the raw data when it does not
-/// decode (domain `[0,0,0,0]`) with SHA-256 and keep 20 bytes. op-node
-/// (`op-node/p2p/gossip.go`, `BuildMsgIdFn`) also mixes in the topic (its length as a u64
-/// little-endian, then the topic); the spec and kona (`kona-gossip`) do not. Ids are local to
-/// each node (they drive dedup and IHAVE/IWANT), so nodes of either kind share one mesh.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MessageIdMode {
-    /// op-node's: domain, topic length, topic, data.
-    #[default]
-    OpNode,
-    /// The spec's and kona's: domain, data.
-    Spec,
-}
-
 /// Everything the p2p service needs.
-#[cfg(feature = "swarm")]
 #[derive(Clone, Debug)]
 pub struct GossipConfig {
     /// L2 chain id (topics, signature domain).
@@ -85,10 +64,9 @@ pub struct GossipConfig {
     /// also the default expiry of admin blocks of peers, addresses and subnets.
     pub ban_duration: Duration,
     /// discv5 node discovery on UDP; None turns it off.
-    pub discovery: Option<crate::discovery::DiscoveryConfig>,
+    pub discovery: Option<DiscoveryConfig>,
 }
 
-#[cfg(feature = "swarm")]
 impl GossipConfig {
     /// Defaults for `chain_id` and `signer`, listening on `listen`.
     pub fn new(chain_id: u64, listen: Multiaddr, unsafe_block_signer: Address) -> Self {
@@ -118,31 +96,23 @@ impl GossipConfig {
     }
 }
 
-/// gossipsub parameters of op-node (`op-node/p2p/gossip.go`, `BuildGlobalGossipParams`) and
-/// the OP-stack p2p spec ("Gossipsub configuration").
-pub mod params {
-    use std::time::Duration;
+/// Settings of discovery.
+#[derive(Clone, Debug)]
+pub struct DiscoveryConfig {
+    /// UDP listen address (port 0: a free port is picked before the ENR is signed).
+    pub listen: SocketAddr,
+    /// IP address put in the local ENR; None: the listen IP unless unspecified (then discv5
+    /// learns it from its peers' votes).
+    pub advertise_ip: Option<IpAddr>,
+    /// Bootnode records that seed the routing table.
+    pub bootnodes: Vec<Enr>,
+    /// Pause between lookups (op-node looks up continuously while below its peer target).
+    pub interval: Duration,
+}
 
-    /// Target mesh degree D.
-    pub const MESH_D: usize = 8;
-    /// D_lo.
-    pub const MESH_D_LO: usize = 6;
-    /// D_hi.
-    pub const MESH_D_HI: usize = 12;
-    /// D_lazy.
-    pub const MESH_D_LAZY: usize = 6;
-    /// Heartbeat interval.
-    pub const HEARTBEAT: Duration = Duration::from_millis(500);
-    /// Fanout TTL.
-    pub const FANOUT_TTL: Duration = Duration::from_secs(24);
-    /// Heartbeats of message history.
-    pub const HISTORY_LENGTH: usize = 12;
-    /// Heartbeats of history gossiped.
-    pub const HISTORY_GOSSIP: usize = 3;
-    /// Seen-messages TTL: 130 heartbeats.
-    pub const SEEN_TTL: Duration = Duration::from_millis(500 * 130);
-    /// Largest gossip message (10 MiB).
-    pub const MAX_GOSSIP_SIZE: usize = 10 * (1 << 20);
-    /// Smallest gossip message: a 65-byte signature and at least one byte.
-    pub const MIN_GOSSIP_SIZE: usize = 66;
+impl DiscoveryConfig {
+    /// Discovery on `listen` with no bootnodes and a 5 s lookup interval.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self { listen, advertise_ip: None, bootnodes: Vec::new(), interval: Duration::from_secs(5) }
+    }
 }

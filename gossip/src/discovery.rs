@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 pub use discv5::Enr;
 
 use crate::{
+    config::DiscoveryConfig,
     gate::now_secs,
     stats::GossipStats,
     store::{Store, StoredNode},
@@ -71,27 +72,6 @@ pub enum DiscoveryError {
         /// Why.
         reason: String,
     },
-}
-
-/// Settings of discovery.
-#[derive(Clone, Debug)]
-pub struct DiscoveryConfig {
-    /// UDP listen address (port 0: a free port is picked before the ENR is signed).
-    pub listen: SocketAddr,
-    /// IP address put in the local ENR; None: the listen IP unless unspecified (then discv5
-    /// learns it from its peers' votes).
-    pub advertise_ip: Option<IpAddr>,
-    /// Bootnode records that seed the routing table.
-    pub bootnodes: Vec<Enr>,
-    /// Pause between lookups (op-node looks up continuously while below its peer target).
-    pub interval: Duration,
-}
-
-impl DiscoveryConfig {
-    /// Discovery on `listen` with no bootnodes and a 5 s lookup interval.
-    pub fn new(listen: SocketAddr) -> Self {
-        Self { listen, advertise_ip: None, bootnodes: Vec::new(), interval: Duration::from_secs(5) }
-    }
 }
 
 /// The `opstack` ENR entry: the chain id and a version (0), each an unsigned LEB128 varint,
@@ -201,14 +181,14 @@ pub fn local_enr(
 }
 
 /// The libp2p peer id of a record's secp256k1 key.
-pub fn peer_id_of(enr: &Enr) -> Option<PeerId> {
+pub fn enr_peer_id(enr: &Enr) -> Option<PeerId> {
     let key = identity::secp256k1::PublicKey::try_from_bytes(&enr.public_key().encode()).ok()?;
     Some(PeerId::from_public_key(&identity::PublicKey::from(key)))
 }
 
 /// Where to dial a record's node over TCP: `/ip4|ip6/<ip>/tcp/<tcp>/p2p/<peer id>`.
 pub fn dial_addr(enr: &Enr) -> Option<Multiaddr> {
-    let peer = peer_id_of(enr)?;
+    let peer = enr_peer_id(enr)?;
     let base = match (enr.ip4(), enr.tcp4(), enr.ip6(), enr.tcp6()) {
         (Some(ip), Some(tcp), _, _) => {
             Multiaddr::empty().with(Protocol::Ip4(ip)).with(Protocol::Tcp(tcp))
@@ -239,7 +219,7 @@ pub fn judge(enr: &Enr, chain_id: u64) -> Verdict {
         Some(Ok(o)) if o.chain_id == chain_id && o.version == 0 => {}
         _ => return Verdict::OtherChain,
     }
-    match (peer_id_of(enr), dial_addr(enr)) {
+    match (enr_peer_id(enr), dial_addr(enr)) {
         (Some(peer), Some(addr)) => Verdict::Dial(peer, addr),
         _ => Verdict::NotDialable,
     }
@@ -553,7 +533,7 @@ mod tests {
         assert!(addr.starts_with("/ip4/43.207.77.108/tcp/9222/p2p/16Uiu2"), "{addr}");
         assert_eq!(
             judge(&enr, entry.chain_id),
-            Verdict::Dial(peer_id_of(&enr).unwrap(), dial_addr(&enr).unwrap())
+            Verdict::Dial(enr_peer_id(&enr).unwrap(), dial_addr(&enr).unwrap())
         );
         assert_eq!(judge(&enr, 10), Verdict::OtherChain);
     }
@@ -563,7 +543,7 @@ mod tests {
         let keypair = identity::Keypair::generate_secp256k1();
         let key = enr_key(&keypair).unwrap();
         let enr = local_enr(&key, Some("127.0.0.1".parse().unwrap()), 9222, 9223, 901).unwrap();
-        assert_eq!(peer_id_of(&enr), Some(keypair.public().to_peer_id()));
+        assert_eq!(enr_peer_id(&enr), Some(keypair.public().to_peer_id()));
         assert_eq!(enr.udp4(), Some(9223));
         assert_eq!(OpStackEnr::of(&enr), Some(Ok(OpStackEnr::new(901))));
         let reparsed: Enr =
@@ -673,7 +653,7 @@ mod tests {
         let restored: Vec<PeerId> = discovery.restored.iter().map(|(peer, _)| *peer).collect();
         assert_eq!(
             restored,
-            peer_id_of(&same).into_iter().collect::<Vec<_>>(),
+            enr_peer_id(&same).into_iter().collect::<Vec<_>>(),
             "only the recent same-chain record of another node"
         );
         assert!(

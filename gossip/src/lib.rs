@@ -5,40 +5,55 @@
 //! (`specs/protocol/rollup-node-p2p.md`, "Block validation"), and publishing of signed blocks.
 //!
 //! Without the default `swarm` feature only the wire format is built (codec, validation,
-//! alt-sync response framing): the fuzz targets use that, without libp2p or the store.
+//! alt-sync response framing): the fuzz targets use that, without libp2p or the store. The
+//! feature gates whole modules, never items inside one.
 //!
 //! The crate knows nothing of the overlay or of RPC: verified blocks leave through a
-//! broadcast channel and counters through [`stats::GossipStats`]; the binary wires them.
+//! broadcast channel and counters through [`GossipStats`]; the binary wires them.
+//!
+//! Modules are private but for the two wire formats ([`codec`], [`altsync`]); everything else
+//! is re-exported below.
 
 pub mod altsync;
 pub mod codec;
-pub mod config;
-#[cfg(feature = "swarm")]
-pub mod discovery;
-#[cfg(feature = "swarm")]
-pub mod enr;
-#[cfg(feature = "swarm")]
-pub mod gate;
-#[cfg(feature = "swarm")]
-pub mod key;
-#[cfg(feature = "swarm")]
-pub mod scoring;
-#[cfg(feature = "swarm")]
-pub mod service;
-pub mod stats;
-#[cfg(feature = "swarm")]
-pub mod store;
-pub mod validate;
+mod stats;
+mod validate;
 
-pub use codec::{BlockVersion, SignedBlock};
 #[cfg(feature = "swarm")]
-pub use config::{tcp_multiaddr, GossipConfig};
-pub use config::{MessageIdMode, DEV_UNSAFE_BLOCK_SIGNER_KEY};
+mod config;
 #[cfg(feature = "swarm")]
-pub use enr::parse_peer_addr;
+mod discovery;
+#[cfg(feature = "swarm")]
+mod enr;
+#[cfg(feature = "swarm")]
+mod gate;
+#[cfg(feature = "swarm")]
+mod key;
+#[cfg(feature = "swarm")]
+mod params;
+#[cfg(feature = "swarm")]
+mod scoring;
+#[cfg(feature = "swarm")]
+mod service;
+#[cfg(feature = "swarm")]
+mod store;
+
+pub use codec::{BlockVersion, MessageIdMode, SignedBlock, DEV_UNSAFE_BLOCK_SIGNER_KEY};
+pub use stats::{GossipSnapshot, GossipStats};
+pub use validate::{Outcome, Refusal, ValidationError, Validator, VerifiedBlock, VersionError};
+
+/// The libp2p host and everything built on it.
+#[cfg(feature = "swarm")]
+pub use self::{
+    config::{tcp_multiaddr, DiscoveryConfig, GossipConfig},
+    discovery::{enr_peer_id, DiscoveryError, Enr, OpStackEnr},
+    enr::{parse_peer_addr, AddrError},
+    gate::Subnet,
+    key::{load_or_create as load_or_create_key, KeyError},
+    service::{
+        spawn, Connectedness, Direction, GossipError, GossipHandle, PeerInfo, PeerScores, PeerStats,
+    },
+    store::{Store, StoreError, StoredBlock},
+};
 #[cfg(feature = "swarm")]
 pub use libp2p::{Multiaddr, PeerId};
-#[cfg(feature = "swarm")]
-pub use service::{spawn, GossipError, GossipHandle, PeerInfo, PeerScores, PeerStats, Subnet};
-pub use stats::{GossipSnapshot, GossipStats};
-pub use validate::{Outcome, Validator, VerifiedBlock};

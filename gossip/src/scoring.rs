@@ -9,8 +9,6 @@ use std::{collections::HashMap, time::Duration};
 
 /// Total score below which a peer is banned.
 pub const BAN_THRESHOLD: f64 = -100.0;
-/// Default ban duration.
-pub const BAN_DURATION: Duration = Duration::from_secs(3600);
 /// How often application counters decay.
 pub const DECAY_INTERVAL: Duration = Duration::from_secs(12);
 /// Multiplier applied to the counters every decay interval.

@@ -15,7 +15,7 @@ use alloy_eips::eip7685::RequestsOrHash;
 use alloy_primitives::{Address, B256};
 use alloy_rpc_types_engine::{CancunPayloadFields, PraguePayloadFields};
 use op_alloy_rpc_types_engine::{
-    OpExecutionPayload, OpExecutionPayloadSidecar, OpNetworkPayloadEnvelope,
+    OpExecutionPayload, OpExecutionPayloadSidecar, OpNetworkPayloadEnvelope, OpPayloadError,
 };
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -52,15 +52,156 @@ impl VerifiedBlock {
     }
 }
 
-/// The verdict reported to gossipsub, with a reason label for metrics.
-#[derive(Clone, Debug)]
+/// What a block that is not accepted is reported to gossipsub as: the spec's classification
+/// ("Block validation": IGNORE drops it quietly, REJECT also penalises the sender).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not forwarded, no penalty.
+    Ignore,
+    /// Invalid: not forwarded, the sender is penalised.
+    Reject,
+}
+
+impl Refusal {
+    /// `ignore` or `reject` (the `outcome` label of `flashnode_gossip_messages_total`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ignore => "ignore",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+/// A payload that breaks its topic version's rules (spec: "Block validation", by version).
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    /// v2+ payloads carry an empty withdrawals list.
+    #[error("withdrawals are not empty")]
+    Withdrawals,
+    /// v3+ payloads have `blobGasUsed = excessBlobGas = 0`.
+    #[error("blob gas used {used}, excess blob gas {excess}: both must be 0")]
+    BlobGas {
+        /// `blobGasUsed`.
+        used: u64,
+        /// `excessBlobGas`.
+        excess: u64,
+    },
+    /// v3+ envelopes carry the parent beacon block root.
+    #[error("the parent beacon block root is missing")]
+    BeaconRoot,
+    /// The payload does not convert to a block.
+    #[error(transparent)]
+    Payload(#[from] OpPayloadError),
+}
+
+/// Why a gossiped block is not accepted: the cause, its spec classification
+/// ([`ValidationError::refusal`]) and a metric label ([`ValidationError::label`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    /// The message came on a topic that is not one of this chain's block topics.
+    #[error("unknown topic `{0}`")]
+    Topic(String),
+    /// Too many messages wait for validation.
+    #[error("the validation backlog is full")]
+    Overloaded,
+    /// Validation ran out of time (not the sender's fault for sure).
+    #[error("validation took longer than {0:?}")]
+    Timeout(std::time::Duration),
+    /// The validation task failed (panicked or was cancelled).
+    #[error("the validation task failed")]
+    Internal(#[source] tokio::task::JoinError),
+    /// The validation slots were closed (the service is stopping).
+    #[error("the validation slots are closed")]
+    Closed(#[source] tokio::sync::AcquireError),
+    /// Broken encoding, or a message too small or too large.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The timestamp is more than [`MAX_PAST_SECS`] in the past.
+    #[error("timestamp {timestamp} is more than {MAX_PAST_SECS} s before {now}")]
+    TooOld {
+        /// Block timestamp.
+        timestamp: u64,
+        /// Validation time.
+        now: u64,
+    },
+    /// The timestamp is more than [`MAX_FUTURE_SECS`] in the future.
+    #[error("timestamp {timestamp} is more than {MAX_FUTURE_SECS} s after {now}")]
+    TooNew {
+        /// Block timestamp.
+        timestamp: u64,
+        /// Validation time.
+        now: u64,
+    },
+    /// The payload breaks its version's rules.
+    #[error("the payload breaks its version's rules: {0}")]
+    Version(#[from] VersionError),
+    /// The payload's block hash is not the hash of its header.
+    #[error("block hash {claimed} does not match the payload (hashes to {computed})")]
+    BlockHash {
+        /// The hash the payload claims.
+        claimed: B256,
+        /// The hash of the header rebuilt from it.
+        computed: B256,
+    },
+    /// More than [`MAX_BLOCKS_PER_HEIGHT`] different blocks at this height.
+    #[error("more than {MAX_BLOCKS_PER_HEIGHT} blocks at height {0}")]
+    TooManyAtHeight(u64),
+    /// A block already seen.
+    #[error("block {0} was already seen")]
+    Seen(B256),
+    /// Not signed by the unsafe-block signer (the recovered signer, if any).
+    #[error("not signed by the unsafe-block signer (recovered {0:?})")]
+    Signature(Option<Address>),
+}
+
+impl ValidationError {
+    /// IGNORE or REJECT, as the spec classifies the cause.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            // Our own limits, or a block we already have: no fault of the sender.
+            Self::Overloaded | Self::Timeout(_) | Self::Internal(_) | Self::Closed(_) => {
+                Refusal::Ignore
+            }
+            Self::Seen(_) => Refusal::Ignore,
+            Self::Topic(_)
+            | Self::Decode(_)
+            | Self::TooOld { .. }
+            | Self::TooNew { .. }
+            | Self::Version(_)
+            | Self::BlockHash { .. }
+            | Self::TooManyAtHeight(_)
+            | Self::Signature(_) => Refusal::Reject,
+        }
+    }
+
+    /// The `reason` label of `flashnode_gossip_messages_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Topic(_) => "topic",
+            Self::Overloaded => "overloaded",
+            Self::Timeout(_) => "timeout",
+            Self::Internal(_) | Self::Closed(_) => "internal",
+            Self::Decode(DecodeError::TooLarge(_)) => "too_large",
+            Self::Decode(DecodeError::TooSmall(_)) => "too_small",
+            Self::Decode(DecodeError::Encoding(_)) => "decode",
+            Self::TooOld { .. } => "too_old",
+            Self::TooNew { .. } => "too_new",
+            Self::Version(_) => "version",
+            Self::BlockHash { .. } => "block_hash",
+            Self::TooManyAtHeight(_) => "too_many_at_height",
+            Self::Seen(_) => "seen",
+            Self::Signature(_) => "signature",
+        }
+    }
+}
+
+/// The verdict on one message.
+#[derive(Debug)]
 pub enum Outcome {
     /// Valid: deliver and forward.
     Accept(Arc<VerifiedBlock>),
-    /// Not forwarded, no penalty.
-    Ignore(&'static str),
-    /// Invalid: not forwarded, the sender is penalised.
-    Reject(&'static str),
+    /// Not accepted, ignored or rejected as [`ValidationError::refusal`] says.
+    Refuse(ValidationError),
 }
 
 impl Outcome {
@@ -68,8 +209,7 @@ impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Accept(_) => "accept",
-            Self::Ignore(_) => "ignore",
-            Self::Reject(_) => "reject",
+            Self::Refuse(e) => e.refusal().label(),
         }
     }
 
@@ -77,7 +217,7 @@ impl Outcome {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Accept(_) => "ok",
-            Self::Ignore(r) | Self::Reject(r) => r,
+            Self::Refuse(e) => e.label(),
         }
     }
 }
@@ -86,6 +226,7 @@ impl Outcome {
 #[derive(Debug)]
 pub struct Checked {
     block: VerifiedBlock,
+    signer: Option<Address>,
     signature_ok: bool,
 }
 
@@ -96,23 +237,19 @@ pub fn check(
     now: u64,
     chain_id: u64,
     signer: Address,
-) -> Result<Checked, &'static str> {
-    let envelope = codec::decode(version, data).map_err(|e| match e {
-        DecodeError::TooLarge(_) => "too_large",
-        DecodeError::TooSmall(_) => "too_small",
-        DecodeError::Encoding(_) => "decode",
-    })?;
+) -> Result<Checked, ValidationError> {
+    let envelope = codec::decode(version, data)?;
     let payload = &envelope.payload;
-    let ts = payload.timestamp();
-    if ts.saturating_add(MAX_PAST_SECS) < now {
-        return Err("too_old");
+    let timestamp = payload.timestamp();
+    if timestamp.saturating_add(MAX_PAST_SECS) < now {
+        return Err(ValidationError::TooOld { timestamp, now });
     }
-    if ts > now.saturating_add(MAX_FUTURE_SECS) {
-        return Err("too_new");
+    if timestamp > now.saturating_add(MAX_FUTURE_SECS) {
+        return Err(ValidationError::TooNew { timestamp, now });
     }
-    let signature_ok = codec::recover_signer(&envelope, chain_id) == Some(signer);
+    let recovered = codec::recover_signer(&envelope, chain_id);
     let block = rebuild(version, envelope, data.to_vec())?;
-    Ok(Checked { block, signature_ok })
+    Ok(Checked { block, signer: recovered, signature_ok: recovered == Some(signer) })
 }
 
 /// Checks a payload against its version's rules and its block hash, and rebuilds the sealed
@@ -121,7 +258,7 @@ pub fn rebuild(
     version: BlockVersion,
     envelope: OpNetworkPayloadEnvelope,
     wire: Vec<u8>,
-) -> Result<VerifiedBlock, &'static str> {
+) -> Result<VerifiedBlock, ValidationError> {
     let payload = &envelope.payload;
     version_rules(payload, envelope.parent_beacon_block_root)?;
     let sidecar = match (version, envelope.parent_beacon_block_root) {
@@ -135,10 +272,11 @@ pub fn rebuild(
         ),
         _ => OpExecutionPayloadSidecar::default(),
     };
-    let block = payload.clone().into_block_with_sidecar_raw(&sidecar).map_err(|_| "version")?;
+    let block =
+        payload.clone().into_block_with_sidecar_raw(&sidecar).map_err(VersionError::from)?;
     let hash = block.header.hash_slow();
     if hash != payload.block_hash() {
-        return Err("block_hash");
+        return Err(ValidationError::BlockHash { claimed: payload.block_hash(), computed: hash });
     }
     let tx_hashes = codec::tx_hashes(payload);
     Ok(VerifiedBlock { version, header: block.header, hash, tx_hashes, envelope, wire })
@@ -148,12 +286,12 @@ pub fn rebuild(
 fn version_rules(
     payload: &OpExecutionPayload,
     beacon_root: Option<B256>,
-) -> Result<(), &'static str> {
+) -> Result<(), VersionError> {
     match payload {
         // v1 carries no withdrawals by construction of `ExecutionPayloadV1`.
         OpExecutionPayload::V1(_) => Ok(()),
         // v2: withdrawals present (by type) and empty; no blob gas, no beacon root.
-        OpExecutionPayload::V2(p) if !p.withdrawals.is_empty() => Err("version"),
+        OpExecutionPayload::V2(p) if !p.withdrawals.is_empty() => Err(VersionError::Withdrawals),
         OpExecutionPayload::V2(_) => Ok(()),
         OpExecutionPayload::V3(p)
         | OpExecutionPayload::V4(op_alloy_rpc_types_engine::OpExecutionPayloadV4 {
@@ -161,11 +299,17 @@ fn version_rules(
             ..
         }) => {
             if !p.payload_inner.withdrawals.is_empty() {
-                return Err("version");
+                return Err(VersionError::Withdrawals);
             }
             // v3+: blobGasUsed = excessBlobGas = 0 and the beacon root set.
-            if p.blob_gas_used != 0 || p.excess_blob_gas != 0 || beacon_root.is_none() {
-                return Err("version");
+            if p.blob_gas_used != 0 || p.excess_blob_gas != 0 {
+                return Err(VersionError::BlobGas {
+                    used: p.blob_gas_used,
+                    excess: p.excess_blob_gas,
+                });
+            }
+            if beacon_root.is_none() {
+                return Err(VersionError::BeaconRoot);
             }
             Ok(())
         }
@@ -181,19 +325,19 @@ pub struct Validator {
 impl Validator {
     /// Applies the stateful rules to a checked message, in spec order.
     pub fn decide(&mut self, checked: Checked) -> Outcome {
-        let Checked { block, signature_ok } = checked;
+        let Checked { block, signer, signature_ok } = checked;
         let number = block.number();
         let seen = self.seen.get(&number).map(Vec::as_slice).unwrap_or_default();
         let already = seen.contains(&block.hash);
         // A repeat of a block we accepted is not one more block at the height.
         if !already && seen.len() >= MAX_BLOCKS_PER_HEIGHT {
-            return Outcome::Reject("too_many_at_height");
+            return Outcome::Refuse(ValidationError::TooManyAtHeight(number));
         }
         if already {
-            return Outcome::Ignore("seen");
+            return Outcome::Refuse(ValidationError::Seen(block.hash));
         }
         if !signature_ok {
-            return Outcome::Reject("signature");
+            return Outcome::Refuse(ValidationError::Signature(signer));
         }
         self.seen.entry(number).or_default().push(block.hash);
         while self.seen.len() > SEEN_HEIGHTS {
@@ -224,7 +368,7 @@ impl Validator {
     ) -> Outcome {
         match check(version, data, now, chain_id, signer) {
             Ok(c) => self.decide(c),
-            Err(reason) => Outcome::Reject(reason),
+            Err(err) => Outcome::Refuse(err),
         }
     }
 }
@@ -333,5 +477,47 @@ mod tests {
             reason(&v.validate(BlockVersion::V4, &msg.wire, NOW, 901, signer.address())),
             ("ignore", "seen")
         );
+    }
+
+    #[test]
+    fn our_limits_are_ignored_and_the_senders_faults_rejected() {
+        use std::time::Duration;
+        let ignored = [
+            ValidationError::Timeout(Duration::from_secs(3)),
+            ValidationError::Overloaded,
+            ValidationError::Seen(B256::ZERO),
+        ];
+        for e in &ignored {
+            assert_eq!(e.refusal(), Refusal::Ignore, "{e}");
+        }
+        let rejected = [
+            ValidationError::Topic("t".into()),
+            ValidationError::Decode(DecodeError::TooSmall(1)),
+            ValidationError::TooOld { timestamp: 1, now: 100 },
+            ValidationError::Version(VersionError::BeaconRoot),
+            ValidationError::BlockHash { claimed: B256::ZERO, computed: B256::ZERO },
+            ValidationError::TooManyAtHeight(1),
+            ValidationError::Signature(None),
+        ];
+        for e in &rejected {
+            assert_eq!(e.refusal(), Refusal::Reject, "{e}");
+        }
+        let labels: Vec<&str> = ignored.iter().chain(&rejected).map(|e| e.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "timeout",
+                "overloaded",
+                "seen",
+                "topic",
+                "too_small",
+                "too_old",
+                "version",
+                "block_hash",
+                "too_many_at_height",
+                "signature"
+            ]
+        );
+        assert_eq!((Refusal::Ignore.label(), Refusal::Reject.label()), ("ignore", "reject"));
     }
 }

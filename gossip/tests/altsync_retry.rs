@@ -6,9 +6,7 @@
 use alloy_consensus::Block;
 use alloy_primitives::B256;
 use flashnode_gossip::{
-    altsync, codec, key, spawn,
-    store::{Store, StoredBlock},
-    GossipHandle,
+    altsync, codec, load_or_create_key, spawn, GossipHandle, Store, StoredBlock,
 };
 use op_alloy_consensus::OpTxEnvelope;
 use std::{path::Path, sync::atomic::Ordering, time::Duration};
@@ -72,7 +70,7 @@ async fn retries_go_to_another_peer_after_not_found() {
     let ids: Vec<_> = ["a", "b"]
         .iter()
         .map(|n| {
-            key::load_or_create(&dir.path().join(format!("{n}.key"))).unwrap().public().to_peer_id()
+            load_or_create_key(&dir.path().join(format!("{n}.key"))).unwrap().public().to_peer_id()
         })
         .collect();
     let (empty, full) = if ids[0] < ids[1] { ("a", "b") } else { ("b", "a") };

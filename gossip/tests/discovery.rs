@@ -4,8 +4,8 @@
 //! subnet refuses outbound dials until the block expires.
 
 use flashnode_gossip::{
-    discovery::{DiscoveryConfig, OpStackEnr},
-    spawn, GossipConfig, GossipHandle, PeerId, Subnet,
+    enr_peer_id, spawn, DiscoveryConfig, Enr, GossipConfig, GossipHandle, OpStackEnr, PeerId,
+    Subnet,
 };
 use std::{sync::atomic::Ordering, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -43,13 +43,9 @@ async fn nodes_find_each_other_from_a_bootnode_record_and_other_chains_are_not_d
     let cancel = CancellationToken::new();
     let a = spawn(discovering(CHAIN, None), cancel.clone()).await.unwrap();
     let a_enr = a.enr.clone().expect("a's record");
-    let record: flashnode_gossip::discovery::Enr = a_enr.parse().unwrap();
+    let record: Enr = a_enr.parse().unwrap();
     assert_eq!(OpStackEnr::of(&record), Some(Ok(OpStackEnr::new(CHAIN))), "a advertises its chain");
-    assert_eq!(
-        flashnode_gossip::discovery::peer_id_of(&record),
-        Some(a.peer_id),
-        "same key as libp2p"
-    );
+    assert_eq!(enr_peer_id(&record), Some(a.peer_id), "same key as libp2p");
     // The other chain's node joins first, so every lookup afterwards can meet it.
     let other = spawn(discovering(CHAIN + 1, Some(&a_enr)), cancel.clone()).await.unwrap();
     let b = spawn(discovering(CHAIN, Some(&a_enr)), cancel.clone()).await.unwrap();

@@ -10,7 +10,9 @@ use alloy_consensus::{transaction::SignerRecoverable, TxReceipt};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_rpc_types_engine::PayloadId;
-use flashnode_exec::{BlockBuilder, BlockEnvInput, ChainConfig, ExecError, SourceDb, StateSource};
+use flashnode_exec::{
+    BlockBuilder, BlockEnvInput, ChainConfig, ExecError, SourceDb, SourceError, StateSource,
+};
 use op_alloy_consensus::{OpReceipt, OpTxEnvelope};
 use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayloadBase;
 use revm::database::CacheDB;
@@ -24,24 +26,41 @@ pub enum ApplyError {
     #[error("parent {0} is not available yet")]
     ParentUnavailable(B256),
     /// A transaction does not decode or recover.
-    #[error("undecodable transaction at position {index}: {reason}")]
+    #[error("undecodable transaction at position {index}: {source}")]
     BadTransaction {
         /// Position in the flashblock.
         index: usize,
         /// Why.
-        reason: String,
+        #[source]
+        source: TxDecodeError,
     },
-    /// A transaction is invalid on our state: we diverge from the builder.
-    #[error("transaction {hash} does not execute: {reason}")]
+    /// A transaction is invalid on our state, or our state cannot be read: we diverge from
+    /// the builder.
+    #[error("transaction {hash} does not execute: {source}")]
     Diverged {
         /// Transaction hash.
         hash: B256,
         /// Why.
-        reason: String,
+        #[source]
+        source: ExecError<SourceError>,
     },
     /// A flashblock for another block than the one in progress.
     #[error("no block in progress for this flashblock")]
     NoBlock,
+}
+
+/// Why a flashblock's transaction could not be turned into a signed transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum TxDecodeError {
+    /// Not a valid EIP-2718 encoding.
+    #[error(transparent)]
+    Decode(#[from] alloy_eips::eip2718::Eip2718Error),
+    /// The signature does not recover a signer.
+    #[error(transparent)]
+    Recover(#[from] alloy_consensus::crypto::RecoveryError),
+    /// The thread recovering signers panicked.
+    #[error("signer recovery panicked")]
+    Panicked,
 }
 
 /// A block whose flashblocks are being applied.
@@ -209,12 +228,11 @@ impl FlashblockExecutor {
                         }
                     }
                 }
-                Err(ExecError::InvalidTx(reason)) | Err(ExecError::State(reason)) => {
-                    if matches!(reason.as_str(), r if r.contains("not available")) {
-                        return Err(ApplyError::ParentUnavailable(cur.source_at));
-                    }
-                    return Err(ApplyError::Diverged { hash, reason });
+                // The block's state is unknown to the source: its parent is not there yet.
+                Err(ExecError::State(SourceError::UnknownBlock(_))) => {
+                    return Err(ApplyError::ParentUnavailable(cur.source_at));
                 }
+                Err(source) => return Err(ApplyError::Diverged { hash, source }),
             }
         }
         cur.index = fb.payload.index;
@@ -252,13 +270,11 @@ const PARALLEL_RECOVERY_MIN: usize = 16;
 /// are split over the cores; the first failure (lowest index) is the error.
 fn decode_and_recover(raws: &[Bytes]) -> Result<Vec<(OpTxEnvelope, Address)>, ApplyError> {
     fn one(index: usize, raw: &Bytes) -> Result<(OpTxEnvelope, Address), ApplyError> {
-        let tx = OpTxEnvelope::decode_2718_exact(raw)
-            .map_err(|e| ApplyError::BadTransaction { index, reason: e.to_string() })?;
+        let bad = |source: TxDecodeError| ApplyError::BadTransaction { index, source };
+        let tx = OpTxEnvelope::decode_2718_exact(raw).map_err(|e| bad(e.into()))?;
         let sender = match &tx {
             OpTxEnvelope::Deposit(d) => d.from,
-            other => other
-                .recover_signer()
-                .map_err(|e| ApplyError::BadTransaction { index, reason: e.to_string() })?,
+            other => other.recover_signer().map_err(|e| bad(e.into()))?,
         };
         Ok((tx, sender))
     }
@@ -292,7 +308,7 @@ fn decode_and_recover(raws: &[Bytes]) -> Result<Vec<(OpTxEnvelope, Address)>, Ap
                 Some(h) => h.join().unwrap_or_else(|_| {
                     Err(ApplyError::BadTransaction {
                         index: c * chunk,
-                        reason: "signer recovery panicked".into(),
+                        source: TxDecodeError::Panicked,
                     })
                 }),
                 None => serial(c * chunk, part),

@@ -1,16 +1,30 @@
 //! Flashblock ingest: the websocket stream client, the sequencing state machine, re-execution
-//! of flashblocks into a preconfirmed [`pending::PendingBlock`], and canonical tracking through
-//! a [`flashnode_exec::StateSource`] (the embedded devnet or an upstream execution client).
-//! Knows nothing of HTTP serving: readers take snapshots from [`service::Overlay`].
+//! of flashblocks into a preconfirmed [`PendingBlock`], and canonical tracking through a
+//! [`flashnode_exec::StateSource`] (the embedded devnet or an upstream execution client,
+//! optionally merged with unsafe blocks by [`MergedSource`]). Knows nothing of HTTP serving or
+//! of libp2p: readers take snapshots from [`Overlay`].
 
-pub mod executor;
-pub mod frame;
+mod canonical;
+mod executor;
+mod frame;
 pub mod metrics_names;
-pub mod pending;
-pub mod sequencer;
-pub mod service;
-pub mod stream;
-pub mod upstream;
+mod pending;
+mod sequencer;
+mod service;
+mod stream;
+mod upstream;
 
-pub use pending::{PendingBlock, PendingDb};
+pub use canonical::{MergedSource, UnsafeBlock, UNSAFE_BLOCK_QUEUE, UNSAFE_STATE_WAIT};
+pub use executor::{env_of, ApplyError, ApplyReport, FlashblockExecutor, TxDecodeError};
+pub use frame::{
+    decode_frame, encode_brotli, DecodedFlashblock, FrameError, BROTLI_QUALITY, BROTLI_WINDOW,
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+};
+pub use pending::{PendingBlock, PendingDb, PendingState};
+pub use sequencer::{
+    Decision, FlashblockSequencer, InvalidReason, Rejection, TipView, DEFAULT_MAX_INDEX,
+    DEFAULT_MAX_PENDING_DEPTH,
+};
 pub use service::{spawn, Health, Mode, Overlay, OverlayConfig, OverlayEvent, OverlayStatus};
+pub use stream::{run_stream, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES};
+pub use upstream::{UpstreamConfig, UpstreamSource};

@@ -4,7 +4,7 @@
 use alloy_consensus::Header;
 use alloy_primitives::{Address, B256, U256};
 use alloy_rpc_types_engine::PayloadId;
-use flashnode_exec::{convert::BlockContext, BlockEnvInput, ExecutedTx, SourceDb, SourceError};
+use flashnode_exec::{BlockContext, BlockEnvInput, ExecutedTx, SourceDb, SourceError};
 use revm::{
     bytecode::Bytecode,
     database::{AccountState, CacheDB, DbAccount},

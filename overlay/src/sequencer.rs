@@ -699,7 +699,10 @@ mod tests {
             assert_eq!(s.current(), before);
         }
         // Its deltas share the verdict and never desync the block being streamed.
-        assert_eq!(s.classify_at(&fb(1_000, 1, P2), Some(TIP), 3), Decision::Rejected(Rejection::Ahead));
+        assert_eq!(
+            s.classify_at(&fb(1_000, 1, P2), Some(TIP), 3),
+            Decision::Rejected(Rejection::Ahead)
+        );
         assert!(s.is_synced());
         assert_eq!(s.classify_at(&fb(11, 1, P1), Some(TIP), 3), Decision::Next);
     }
@@ -711,11 +714,17 @@ mod tests {
         for n in 11..=13 {
             assert_eq!(s.classify_at(&fb(n, 0, P1), Some(TIP), 3), Decision::StartBlock, "{n}");
         }
-        assert_eq!(s.classify_at(&fb(14, 0, P1), Some(TIP), 3), Decision::Rejected(Rejection::Ahead));
+        assert_eq!(
+            s.classify_at(&fb(14, 0, P1), Some(TIP), 3),
+            Decision::Rejected(Rejection::Ahead)
+        );
         assert_eq!(s.current(), Some((13, P1, 1)));
         // tip+3 alone (its parent never streamed) is too far.
         let mut s = FlashblockSequencer::default();
-        assert_eq!(s.classify_at(&fb(13, 0, P1), Some(TIP), 3), Decision::Rejected(Rejection::Ahead));
+        assert_eq!(
+            s.classify_at(&fb(13, 0, P1), Some(TIP), 3),
+            Decision::Rejected(Rejection::Ahead)
+        );
         // tip+2 alone is fine: the node may have joined while tip+1 was streaming.
         assert_eq!(s.classify_at(&fb(12, 0, P1), Some(TIP), 3), Decision::StartBlock);
     }
@@ -726,7 +735,10 @@ mod tests {
         let mut f = fb(11, 0, P2);
         f.payload.base.as_mut().unwrap().parent_hash = B256::repeat_byte(0xcc);
         assert_eq!(s.classify_at(&f, Some(TIP), 3), Decision::Rejected(Rejection::UnknownParent));
-        assert_eq!(s.classify_at(&fb(11, 1, P2), Some(TIP), 3), Decision::Rejected(Rejection::UnknownParent));
+        assert_eq!(
+            s.classify_at(&fb(11, 1, P2), Some(TIP), 3),
+            Decision::Rejected(Rejection::UnknownParent)
+        );
         assert_eq!(s.current(), Some((10, P1, 3)));
     }
 

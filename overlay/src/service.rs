@@ -12,6 +12,7 @@ use crate::{
 use alloy_primitives::B256;
 use arc_swap::ArcSwapOption;
 use flashnode_exec::{CanonicalBlock, CanonicalNotification, ChainConfig, StateSource};
+use flashnode_tasks::{Backoff, TaskExecutor};
 use serde::Serialize;
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -442,12 +443,15 @@ impl Overlay {
     }
 }
 
-/// Starts the overlay task. `stream` delivers stream events (from [`crate::stream::run_stream`]).
+/// Starts the overlay task, a critical task of `tasks` named `overlay` (the node cannot serve
+/// preconfirmations without it). `stream` delivers stream events (from
+/// [`crate::stream::run_stream`]).
 pub fn spawn(
     config: OverlayConfig,
     source: Arc<dyn StateSource>,
     stream: mpsc::Receiver<StreamEvent>,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> Overlay {
     let (events, _) = broadcast::channel(4096);
     let shared = Arc::new(Shared {
@@ -483,7 +487,7 @@ pub fn spawn(
         probing: Arc::new(AtomicBool::new(false)),
         warned: HashMap::new(),
     };
-    tokio::spawn(task.run(stream, cancel).instrument(info_span!("overlay")));
+    tasks.spawn_critical("overlay", task.run(stream, cancel));
     overlay
 }
 
@@ -519,7 +523,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 impl Task {
     async fn run(mut self, mut stream: mpsc::Receiver<StreamEvent>, cancel: CancellationToken) {
         let mut canonical = self.shared.source.subscribe();
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -533,8 +537,7 @@ impl Task {
                     }
                     Err(err) => {
                         warn!(%err, "canonical source unavailable, retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        tokio::time::sleep(backoff.next_delay()).await;
                     }
                 },
             }
@@ -710,8 +713,7 @@ impl Task {
         // The tail of a block that was sealed while its last flashblocks were in flight is
         // still applied (subscribers see every flashblock); anything older is stale, and
         // blocks the tip cannot lead to are rejected without moving the sequencer.
-        let decision =
-            self.sequencer.classify_at(&fb, view, self.shared.config.max_pending_depth);
+        let decision = self.sequencer.classify_at(&fb, view, self.shared.config.max_pending_depth);
         let c = &self.shared.counters;
         metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => decision.label())
             .increment(1);

@@ -7,9 +7,9 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use flashnode_tasks::Backoff;
 use futures::{SinkExt, StreamExt};
 use metrics::{counter, gauge};
-use rand::{rngs::SmallRng, Rng, SeedableRng};
 use tokio::{
     net::TcpStream,
     sync::mpsc,
@@ -131,8 +131,7 @@ pub async fn run_stream(
     cancel: CancellationToken,
 ) {
     let span = info_span!("flashblock_stream", url = %redact_url(&config.url));
-    let backoff =
-        Backoff::new(config.backoff_min, config.backoff_max, SmallRng::from_rng(&mut rand::rng()));
+    let backoff = Backoff::new(config.backoff_min, config.backoff_max).with_jitter();
     StreamTask {
         config,
         tx,
@@ -162,7 +161,7 @@ struct StreamTask {
     config: StreamConfig,
     tx: mpsc::Sender<StreamEvent>,
     cancel: CancellationToken,
-    backoff: Backoff<SmallRng>,
+    backoff: Backoff,
     malformed_log: WarnLimiter,
     disconnect_log: WarnLimiter,
 }
@@ -407,40 +406,6 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// Exponential backoff with jitter: attempt `n` waits a uniformly random delay in
-/// `[min, min(max, min * 2^n)]`. The floor keeps a dead upstream from being hammered.
-#[derive(Debug)]
-struct Backoff<R> {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-    rng: R,
-}
-
-impl<R: Rng> Backoff<R> {
-    fn new(min: Duration, max: Duration, rng: R) -> Self {
-        let min = min.max(Duration::from_millis(1));
-        Self { min, max: max.max(min), attempt: 0, rng }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt).unwrap_or(u32::MAX);
-        let cap = self.min.saturating_mul(factor).min(self.max);
-        self.attempt = self.attempt.saturating_add(1).min(32);
-        let lo = duration_nanos(self.min);
-        let hi = duration_nanos(cap).max(lo);
-        Duration::from_nanos(self.rng.random_range(lo..=hi))
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-fn duration_nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// Lets one warn line per key through per period and counts the ones it held back.
 #[derive(Debug)]
 struct WarnLimiter {
@@ -476,7 +441,6 @@ impl WarnLimiter {
 mod tests {
     use super::*;
     use crate::frame::{encode_brotli, fixtures::flashblock_json};
-    use rand::rngs::StdRng;
     use tokio::{net::TcpListener, task::JoinHandle};
     use tokio_tungstenite::accept_async;
 
@@ -762,47 +726,6 @@ mod tests {
         let client = Client::spawn(cfg);
         sleep(Duration::from_millis(50)).await;
         client.shutdown().await;
-    }
-
-    #[test]
-    fn backoff_grows_within_bounds_and_resets() {
-        let min = Duration::from_millis(10);
-        let max = Duration::from_secs(5);
-        let mut backoff = Backoff::new(min, max, StdRng::seed_from_u64(1));
-        let mut caps = Vec::new();
-        for attempt in 0..40u32 {
-            let d = backoff.next_delay();
-            let cap = min.saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX)).min(max);
-            assert!(d >= min && d <= cap, "attempt {attempt}: {d:?} outside [{min:?}, {cap:?}]");
-            caps.push(cap);
-        }
-        assert_eq!(caps.last(), Some(&max));
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), min);
-
-        // Degenerate settings stay sane.
-        let mut zero = Backoff::new(Duration::ZERO, Duration::ZERO, StdRng::seed_from_u64(2));
-        assert_eq!(zero.next_delay(), Duration::from_millis(1));
-        let mut inverted = Backoff::new(max, min, StdRng::seed_from_u64(3));
-        assert_eq!(inverted.next_delay(), max);
-        let mut huge = Backoff::new(Duration::MAX, Duration::MAX, StdRng::seed_from_u64(4));
-        for _ in 0..40 {
-            huge.next_delay();
-        }
-    }
-
-    #[test]
-    fn backoff_is_jittered() {
-        let mut backoff = Backoff::new(
-            Duration::from_millis(10),
-            Duration::from_secs(5),
-            StdRng::seed_from_u64(5),
-        );
-        for _ in 0..10 {
-            backoff.next_delay();
-        }
-        let delays: std::collections::HashSet<_> = (0..20).map(|_| backoff.next_delay()).collect();
-        assert!(delays.len() > 10);
     }
 
     #[test]

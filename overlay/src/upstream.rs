@@ -4,10 +4,14 @@
 
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256, U64};
-use alloy_provider::{Provider, ProviderBuilder, RootProvider};
+use alloy_provider::{
+    transport::{RpcError, TransportError},
+    Provider, ProviderBuilder, RootProvider,
+};
 use flashnode_exec::{
     CanonicalBlock, CanonicalNotification, SourceAccount, SourceError, StateSource,
 };
+use flashnode_tasks::TaskExecutor;
 use futures::future::{BoxFuture, FutureExt};
 use op_alloy_consensus::{OpReceipt, OpReceiptEnvelope};
 use op_alloy_rpc_types::OpTransactionReceipt;
@@ -16,22 +20,6 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
-
-/// An error and its causes on one line ("error sending request: …: Connection refused"): the
-/// transport's top-level message alone does not say why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
-}
 
 /// Upstream settings.
 #[derive(Clone, Debug)]
@@ -76,21 +64,22 @@ impl std::fmt::Debug for UpstreamSource {
 }
 
 impl UpstreamSource {
-    /// Connects, reads the chain id, and starts polling for heads until `cancel`.
+    /// Connects, reads the chain id, and starts polling for heads until `cancel` (a critical
+    /// task of `tasks` named `upstream_heads`: without it the canonical tip freezes).
     pub async fn connect(
         config: UpstreamConfig,
         cancel: CancellationToken,
+        tasks: &TaskExecutor,
     ) -> Result<Self, SourceError> {
         let provider = ProviderBuilder::default()
             .connect(&config.url)
             .await
-            .map_err(|e| SourceError::Upstream(format!("cannot connect to {}: {e}", config.url)))?;
+            .map_err(|e| SourceError::transport(format!("cannot connect to {}", config.url), e))?;
+        let request = || format!("eth_chainId to {}", config.url);
         let chain_id = tokio::time::timeout(config.request_timeout, provider.get_chain_id())
             .await
-            .map_err(|_| SourceError::Upstream(format!("eth_chainId to {} timed out", config.url)))?
-            .map_err(|e| {
-                SourceError::Upstream(format!("eth_chainId to {}: {}", config.url, error_chain(&e)))
-            })?;
+            .map_err(|_| SourceError::Timeout { request: request() })?
+            .map_err(|e| SourceError::transport(request(), e))?;
         let weigh_account = |_: &(B256, Address), v: &SourceAccount| (96 + v.code.len()) as u32;
         let (notifications, _) = broadcast::channel(256);
         let source = Self {
@@ -108,7 +97,8 @@ impl UpstreamSource {
             notifications,
         };
         let poller = source.clone();
-        tokio::spawn(
+        tasks.spawn_critical(
+            "upstream_heads",
             poller
                 .poll_heads(config.poll_interval, cancel)
                 .instrument(info_span!("upstream_heads", url = %config.url)),
@@ -116,23 +106,20 @@ impl UpstreamSource {
         Ok(source)
     }
 
-    async fn request(&self, method: &'static str, params: Value) -> Result<Value, SourceError> {
+    /// One JSON-RPC call; `at` is the block hash the call is pinned to, if any, so an
+    /// unknown-block answer names it.
+    async fn request(
+        &self,
+        method: &'static str,
+        params: Value,
+        at: Option<B256>,
+    ) -> Result<Value, SourceError> {
         let fut = self.provider.raw_request::<_, Value>(method.into(), params);
         let res = tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| SourceError::Upstream(format!("{method} timed out")))?;
+            .map_err(|_| SourceError::Timeout { request: method.into() })?;
         metrics::counter!("flashnode_upstream_requests_total", "method" => method).increment(1);
-        res.map_err(|e| {
-            let msg = e.to_string();
-            if msg.contains("not found")
-                || msg.contains("unknown block")
-                || msg.contains("not available")
-            {
-                SourceError::UnknownBlock(B256::ZERO)
-            } else {
-                SourceError::Upstream(format!("{method}: {msg}"))
-            }
-        })
+        res.map_err(|e| classify(method, at, e))
     }
 
     /// Reads `accounts` (balance, nonce, code) and `slots` at `at` in one JSON-RPC batch (one
@@ -150,9 +137,7 @@ impl UpstreamSource {
                    method: &'static str,
                    params: Value| {
             metrics::counter!("flashnode_upstream_requests_total", "method" => method).increment(1);
-            batch
-                .add_call::<_, Value>(method, &params)
-                .map_err(|e| SourceError::Upstream(format!("{method}: {e}")))
+            batch.add_call::<_, Value>(method, &params).map_err(|e| classify(method, Some(at), e))
         };
         let mut account_waiters = Vec::with_capacity(accounts.len());
         for address in accounts {
@@ -168,43 +153,31 @@ impl UpstreamSource {
         }
         metrics::counter!("flashnode_upstream_batches_total").increment(1);
         let answers = async {
-            batch.send().await.map_err(|e| upstream_error("batch", at, e.to_string()))?;
+            batch.send().await.map_err(|e| classify("batch", Some(at), e))?;
             let mut out_accounts = Vec::with_capacity(account_waiters.len());
             for (balance, nonce, code) in account_waiters {
-                let parse_err =
-                    |what: &str, e: serde_json::Error| SourceError::Invalid(format!("{what}: {e}"));
                 let (balance, nonce, code) = (
-                    balance
-                        .await
-                        .map_err(|e| upstream_error("eth_getBalance", at, e.to_string()))?,
-                    nonce.await.map_err(|e| {
-                        upstream_error("eth_getTransactionCount", at, e.to_string())
-                    })?,
-                    code.await.map_err(|e| upstream_error("eth_getCode", at, e.to_string()))?,
+                    balance.await.map_err(|e| classify("eth_getBalance", Some(at), e))?,
+                    nonce.await.map_err(|e| classify("eth_getTransactionCount", Some(at), e))?,
+                    code.await.map_err(|e| classify("eth_getCode", Some(at), e))?,
                 );
                 out_accounts.push(SourceAccount {
-                    balance: serde_json::from_value(balance)
-                        .map_err(|e| parse_err("balance", e))?,
-                    nonce: serde_json::from_value::<U64>(nonce)
-                        .map_err(|e| parse_err("nonce", e))?
-                        .to::<u64>(),
-                    code: serde_json::from_value::<Bytes>(code)
-                        .map_err(|e| parse_err("code", e))?,
+                    balance: parse("balance", balance)?,
+                    nonce: parse::<U64>("nonce", nonce)?.to::<u64>(),
+                    code: parse::<Bytes>("code", code)?,
                 });
             }
             let mut out_slots = Vec::with_capacity(slot_waiters.len());
             for w in slot_waiters {
-                let raw =
-                    w.await.map_err(|e| upstream_error("eth_getStorageAt", at, e.to_string()))?;
-                let value: B256 = serde_json::from_value(raw)
-                    .map_err(|e| SourceError::Invalid(format!("slot: {e}")))?;
+                let raw = w.await.map_err(|e| classify("eth_getStorageAt", Some(at), e))?;
+                let value: B256 = parse("slot", raw)?;
                 out_slots.push(U256::from_be_bytes(value.0));
             }
             Ok::<_, SourceError>((out_accounts, out_slots))
         };
         let (out_accounts, out_slots) = tokio::time::timeout(self.timeout, answers)
             .await
-            .map_err(|_| SourceError::Upstream("state batch timed out".into()))??;
+            .map_err(|_| SourceError::Timeout { request: "state batch".into() })??;
         for (address, acc) in accounts.iter().zip(&out_accounts) {
             self.accounts.insert((at, *address), acc.clone()).await;
         }
@@ -215,22 +188,18 @@ impl UpstreamSource {
     }
 
     async fn fetch_block(&self, id: Value) -> Result<Option<Arc<CanonicalBlock>>, SourceError> {
-        let block = self.request("eth_getBlockByNumber", json!([id, false])).await?;
+        let block = self.request("eth_getBlockByNumber", json!([id, false]), None).await?;
         if block.is_null() {
             return Ok(None);
         }
-        let header: Header = serde_json::from_value(block.clone())
-            .map_err(|e| SourceError::Invalid(format!("header: {e}")))?;
-        let hash: B256 = serde_json::from_value(block["hash"].clone())
-            .map_err(|e| SourceError::Invalid(format!("block hash: {e}")))?;
-        let tx_hashes: Vec<B256> = serde_json::from_value(block["transactions"].clone())
-            .map_err(|e| SourceError::Invalid(format!("tx hashes: {e}")))?;
+        let header: Header = parse("header", block.clone())?;
+        let hash: B256 = parse("block hash", block["hash"].clone())?;
+        let tx_hashes: Vec<B256> = parse("tx hashes", block["transactions"].clone())?;
         let receipts = if tx_hashes.is_empty() {
             Vec::new()
         } else {
-            let raw = self.request("eth_getBlockReceipts", json!([hash])).await?;
-            let receipts: Vec<OpTransactionReceipt> = serde_json::from_value(raw)
-                .map_err(|e| SourceError::Invalid(format!("receipts: {e}")))?;
+            let raw = self.request("eth_getBlockReceipts", json!([hash]), Some(hash)).await?;
+            let receipts: Vec<OpTransactionReceipt> = parse("receipts", raw)?;
             receipts
                 .into_iter()
                 .map(|r| OpReceipt::from(OpReceiptEnvelope::<alloy_primitives::Log>::from(r)))
@@ -294,7 +263,7 @@ impl UpstreamSource {
             let parent = self
                 .fetch_block(json!(U64::from(cursor.header.number - 1)))
                 .await?
-                .ok_or_else(|| SourceError::Invalid("missing parent".into()))?;
+                .ok_or(SourceError::Missing("parent block"))?;
             new.push(parent.clone());
             cursor = parent;
         }
@@ -311,12 +280,37 @@ impl UpstreamSource {
 /// Most calls in one JSON-RPC batch (geth's default `BatchRequestLimit` is 1000).
 const MAX_BATCH_CALLS: usize = 900;
 
-fn upstream_error(method: &str, at: B256, msg: String) -> SourceError {
-    if msg.contains("not found") || msg.contains("unknown block") || msg.contains("not available") {
-        SourceError::UnknownBlock(at)
-    } else {
-        SourceError::Upstream(format!("{method}: {msg}"))
+/// JSON-RPC error code of a missing resource (EIP-1474; EIP-1898 asks for it when a block
+/// named by hash is unknown): op-reth, anvil and the devnet answer it.
+const RESOURCE_NOT_FOUND: i64 = -32001;
+
+/// Messages op-geth answers with its generic -32000 code when the block a read names is
+/// unknown (`header not found` by number, `header for hash not found` by hash).
+const GETH_UNKNOWN_BLOCK: [&str; 3] =
+    ["header not found", "header for hash not found", "unknown block"];
+
+/// Whether an upstream's JSON-RPC error says the block a read was pinned to is unknown.
+fn is_unknown_block(code: i64, message: &str) -> bool {
+    code == RESOURCE_NOT_FOUND
+        || (code == -32000 && GETH_UNKNOWN_BLOCK.iter().any(|m| *m == message))
+}
+
+/// Types a transport-layer failure of `method`: an unknown block (when the call was pinned to
+/// `at`), another JSON-RPC error, a malformed answer, or the transport itself.
+fn classify(method: &'static str, at: Option<B256>, e: TransportError) -> SourceError {
+    match e {
+        RpcError::ErrorResp(p) => match at {
+            Some(at) if is_unknown_block(p.code, &p.message) => SourceError::UnknownBlock(at),
+            _ => SourceError::Rpc { method, code: p.code, message: p.message.into_owned() },
+        },
+        RpcError::DeserError { err, .. } => SourceError::decode(method, err),
+        other => SourceError::transport(method, other),
     }
+}
+
+/// Parses one field of an upstream answer.
+fn parse<T: serde::de::DeserializeOwned>(what: &'static str, v: Value) -> Result<T, SourceError> {
+    serde_json::from_value(v).map_err(|e| SourceError::decode(what, e))
 }
 
 impl StateSource for UpstreamSource {
@@ -326,9 +320,7 @@ impl StateSource for UpstreamSource {
 
     fn latest(&self) -> BoxFuture<'_, Result<Arc<CanonicalBlock>, SourceError>> {
         async move {
-            self.fetch_block(json!("latest"))
-                .await?
-                .ok_or_else(|| SourceError::Invalid("no latest block".into()))
+            self.fetch_block(json!("latest")).await?.ok_or(SourceError::Missing("latest block"))
         }
         .boxed()
     }
@@ -359,7 +351,7 @@ impl StateSource for UpstreamSource {
             metrics::counter!("flashnode_upstream_cache_total", "kind" => "account", "outcome" => "miss").increment(1);
             // Balance, nonce and code in one JSON-RPC batch: one round trip per account.
             let (mut accounts, _) = self.fetch_batch(at, &[address], &[]).await?;
-            accounts.pop().ok_or_else(|| SourceError::Invalid("empty batch answer".into()))
+            accounts.pop().ok_or(SourceError::Missing("account in the batch answer"))
         }
         .boxed()
     }
@@ -417,14 +409,9 @@ impl StateSource for UpstreamSource {
             }
             metrics::counter!("flashnode_upstream_cache_total", "kind" => "slot", "outcome" => "miss").increment(1);
             let block = json!({ "blockHash": at, "requireCanonical": false });
-            let raw = self
-                .request("eth_getStorageAt", json!([address, slot, block]))
-                .await
-                .map_err(|e| match e {
-                    SourceError::UnknownBlock(_) => SourceError::UnknownBlock(at),
-                    other => other,
-                })?;
-            let value: B256 = serde_json::from_value(raw).map_err(|e| SourceError::Invalid(format!("slot: {e}")))?;
+            let raw =
+                self.request("eth_getStorageAt", json!([address, slot, block]), Some(at)).await?;
+            let value: B256 = parse("slot", raw)?;
             let value = U256::from_be_bytes(value.0);
             self.slots.insert((at, address, slot), value).await;
             Ok(value)
@@ -434,5 +421,263 @@ impl StateSource for UpstreamSource {
 
     fn subscribe(&self) -> broadcast::Receiver<CanonicalNotification> {
         self.notifications.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+    };
+
+    /// Blocks the mock upstream treats specially.
+    const KNOWN: B256 = B256::repeat_byte(0x11);
+    const OTHER: B256 = B256::repeat_byte(0x12);
+    const UNKNOWN: B256 = B256::repeat_byte(0xdd);
+    const GETH_UNKNOWN: B256 = B256::repeat_byte(0xde);
+    const BROKEN: B256 = B256::repeat_byte(0xbb);
+    const GARBAGE: B256 = B256::repeat_byte(0x9a);
+    const SLOW: B256 = B256::repeat_byte(0x51);
+    const A: Address = Address::repeat_byte(0xa);
+    const B: Address = Address::repeat_byte(0xb);
+
+    /// The methods the mock was asked for state, in order (batches flattened).
+    type Seen = Arc<Mutex<Vec<&'static str>>>;
+
+    fn seen(s: &Seen) -> Vec<&'static str> {
+        s.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// One JSON-RPC answer: the result or error, and how long to wait before sending it.
+    fn answer(request: &Value, seen: &Seen) -> (Value, Duration) {
+        let method = request["method"].as_str().unwrap_or_default();
+        let at: Option<B256> = request["params"]
+            .as_array()
+            .and_then(|p| p.last())
+            .and_then(|b| serde_json::from_value(b["blockHash"].clone()).ok());
+        let state = match method {
+            "eth_getBalance" => Some(("eth_getBalance", json!("0x64"))),
+            "eth_getTransactionCount" => Some(("eth_getTransactionCount", json!("0x3"))),
+            "eth_getCode" => Some(("eth_getCode", json!("0x6001"))),
+            "eth_getStorageAt" => Some(("eth_getStorageAt", json!(B256::with_last_byte(7)))),
+            _ => None,
+        };
+        let mut delay = Duration::ZERO;
+        let outcome = match (method, state) {
+            ("eth_chainId", _) => Ok(json!("0x385")),
+            (_, Some((name, value))) => {
+                if let Ok(mut s) = seen.lock() {
+                    s.push(name);
+                }
+                match at {
+                    Some(UNKNOWN) => Err((-32001, "block not found")),
+                    Some(GETH_UNKNOWN) => Err((-32000, "header for hash not found")),
+                    Some(BROKEN) => Err((-32000, "missing trie node 0xabc")),
+                    Some(GARBAGE) => Ok(json!("not hex")),
+                    Some(SLOW) => {
+                        delay = Duration::from_secs(3);
+                        Ok(value)
+                    }
+                    _ => Ok(value),
+                }
+            }
+            // Head polling: no block yet.
+            _ => Ok(Value::Null),
+        };
+        let id = request["id"].clone();
+        let reply = match outcome {
+            Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+            Err((code, message)) => {
+                json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+            }
+        };
+        (reply, delay)
+    }
+
+    /// Answers HTTP/1.1 JSON-RPC requests (single and batched) on one connection.
+    async fn connection(mut sock: TcpStream, seen: Seen) {
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 8192];
+            let end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or_default();
+            while buf.len() < end + len {
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let body: Value = serde_json::from_slice(&buf[end..end + len]).unwrap_or_default();
+            buf.drain(..end + len);
+            let (reply, delay) = match &body {
+                Value::Array(requests) => {
+                    let answers: Vec<_> = requests.iter().map(|r| answer(r, &seen)).collect();
+                    let delay = answers.iter().map(|(_, d)| *d).max().unwrap_or_default();
+                    (Value::Array(answers.into_iter().map(|(r, _)| r).collect()), delay)
+                }
+                single => answer(single, &seen),
+            };
+            tokio::time::sleep(delay).await;
+            let reply = reply.to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+                reply.len()
+            );
+            if sock.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A mock execution client on a loopback port, and the source connected to it.
+    async fn upstream(cancel: &CancellationToken) -> (UpstreamSource, Seen) {
+        let listener = match TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("bind: {e}"),
+        };
+        let url =
+            format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        let seen: Seen = Default::default();
+        let served = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(connection(sock, served.clone()));
+            }
+        });
+        let config = UpstreamConfig {
+            url,
+            poll_interval: Duration::from_secs(3600),
+            request_timeout: Duration::from_millis(500),
+            cache_bytes: 1 << 20,
+        };
+        match UpstreamSource::connect(
+            config,
+            cancel.clone(),
+            &flashnode_tasks::TaskManager::new().executor(),
+        )
+        .await
+        {
+            Ok(source) => (source, seen),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_are_batched_and_cached_per_block() {
+        let cancel = CancellationToken::new();
+        let (up, seen_by) = upstream(&cancel).await;
+        assert_eq!(up.chain_id(), 901);
+        let want =
+            SourceAccount { balance: U256::from(100), nonce: 3, code: vec![0x60, 0x01].into() };
+        assert_eq!(up.account(KNOWN, A).await.ok(), Some(want.clone()));
+        assert_eq!(up.account(KNOWN, A).await.ok(), Some(want.clone()));
+        assert_eq!(
+            seen(&seen_by),
+            vec!["eth_getBalance", "eth_getTransactionCount", "eth_getCode"]
+        );
+        assert_eq!(up.storage(KNOWN, A, U256::from(1)).await.ok(), Some(U256::from(7)));
+        assert_eq!(up.storage(KNOWN, A, U256::from(1)).await.ok(), Some(U256::from(7)));
+        assert_eq!(seen(&seen_by).len(), 4, "one storage read");
+        // Another block is another cache entry.
+        assert_eq!(up.account(OTHER, A).await.ok(), Some(want));
+        assert_eq!(seen(&seen_by).len(), 7);
+        // A prefetch asks only for what is not cached, once each, and warms the cache.
+        let fetched = up
+            .prefetch(
+                KNOWN,
+                vec![A, B, B],
+                vec![(A, U256::from(1)), (A, U256::from(2)), (A, U256::from(2))],
+            )
+            .await;
+        assert!(fetched.is_ok(), "{fetched:?}");
+        assert_eq!(
+            seen(&seen_by)[7..],
+            ["eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt"]
+        );
+        assert!(up.account(KNOWN, B).await.is_ok());
+        assert!(up.storage(KNOWN, A, U256::from(2)).await.is_ok());
+        assert_eq!(seen(&seen_by).len(), 11, "the prefetched reads are cache hits");
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn errors_are_typed_and_an_unknown_block_keeps_its_hash() {
+        let cancel = CancellationToken::new();
+        let (up, seen_by) = upstream(&cancel).await;
+        // op-reth, anvil and the devnet: -32001; op-geth: -32000 with its message.
+        assert!(
+            matches!(up.account(UNKNOWN, A).await, Err(SourceError::UnknownBlock(h)) if h == UNKNOWN)
+        );
+        assert!(matches!(
+            up.storage(GETH_UNKNOWN, A, U256::ZERO).await,
+            Err(SourceError::UnknownBlock(h)) if h == GETH_UNKNOWN
+        ));
+        match up.account(BROKEN, A).await {
+            Err(e @ SourceError::Rpc { code: -32000, .. }) => assert_eq!(
+                e.to_string(),
+                "upstream error: eth_getBalance: server returned an error response: error code -32000: missing trie node 0xabc"
+            ),
+            other => panic!("expected the upstream's error, got {other:?}"),
+        }
+        assert!(matches!(
+            up.storage(GARBAGE, A, U256::ZERO).await,
+            Err(SourceError::Decode { what: "slot", .. })
+        ));
+        assert!(matches!(up.account(SLOW, A).await, Err(SourceError::Timeout { .. })));
+        // Failures are not cached: a second read asks again.
+        let before = seen(&seen_by).len();
+        assert!(up.account(UNKNOWN, A).await.is_err());
+        assert_eq!(seen(&seen_by).len(), before + 3);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_transport_error_with_its_cause() {
+        // A port that was just free: nothing listens there.
+        let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(a) => a.port(),
+            Err(e) => panic!("{e}"),
+        };
+        let config =
+            UpstreamConfig { url: format!("http://127.0.0.1:{port}"), ..Default::default() };
+        let err = UpstreamSource::connect(
+            config,
+            CancellationToken::new(),
+            &flashnode_tasks::TaskManager::new().executor(),
+        )
+        .await
+        .err();
+        let Some(err @ SourceError::Transport { .. }) = err else {
+            panic!("expected a transport error, got {err:?}")
+        };
+        let refused = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+        assert!(refused, "the io error is in the source chain: {err}");
+    }
+
+    #[test]
+    fn unknown_block_answers_are_recognised_by_code_and_geth_message() {
+        assert!(is_unknown_block(-32001, "Resource not found"));
+        assert!(is_unknown_block(-32000, "header not found"));
+        assert!(is_unknown_block(-32000, "header for hash not found"));
+        assert!(!is_unknown_block(-32000, "missing trie node 0xabc"));
+        assert!(!is_unknown_block(-32602, "header not found"));
     }
 }

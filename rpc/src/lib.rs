@@ -2,22 +2,52 @@
 //! canonical state source; every method it does not answer itself is proxied to the upstream
 //! execution client unchanged. Knows nothing of libp2p or of how flashblocks arrive.
 
-pub mod fanout;
+pub mod api;
+pub mod error;
+pub mod executor;
+pub mod limits;
+mod middleware;
 pub mod p2p;
 mod pending;
 mod proxy;
 pub mod rpc_metrics;
 mod subscriptions;
 
-pub use proxy::{Upstream, UpstreamError};
+pub use error::{code, RpcError};
+pub use proxy::{Upstream, UpstreamError, PROXIED};
 
-use flashnode_overlay::Overlay;
-use jsonrpsee::server::{
-    middleware::rpc::RpcServiceBuilder, RpcModule, Server, ServerConfig, ServerHandle,
+use crate::{
+    api::{EthApiServer, EthPubSubApiServer, FlashnodeApiServer, OpApiServer},
+    executor::Executor,
+    limits::PerIp,
 };
-use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
+use flashnode_overlay::Overlay;
+use flashnode_tasks::TaskExecutor;
+use jsonrpsee::server::{
+    middleware::rpc::RpcServiceBuilder, serve_with_graceful_shutdown, stop_channel, HttpBody,
+    Methods, RpcModule, Server, ServerConfig, ServerHandle,
+};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info, warn, Instrument};
+
+/// Largest request body.
+const MAX_REQUEST_BYTES: u32 = 16 * 1024 * 1024;
+/// Largest response body.
+const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
+/// Request bodies up to this size are checked for an `id` that is not a JSON-RPC id (bigger
+/// ones go to jsonrpsee as they are).
+const ID_CHECK_MAX_BYTES: u64 = 64 * 1024;
 
 /// RPC settings.
 #[derive(Clone, Debug)]
@@ -26,10 +56,19 @@ pub struct RpcConfig {
     pub addr: SocketAddr,
     /// Most time `eth_sendRawTransactionSync` waits (Base caps it at 6 s).
     pub send_raw_sync_max: Duration,
-    /// Highest gas an `eth_call` / `eth_estimateGas` may use.
+    /// Highest gas an `eth_call` / `eth_estimateGas` may use, and an `eth_simulateV1` in all
+    /// its calls.
     pub gas_cap: u64,
     /// Connection limit.
     pub max_connections: u32,
+    /// Open connections one client IP may hold (0: no limit).
+    pub per_ip_connections: usize,
+    /// Live websocket subscriptions one client IP may hold (0: no limit).
+    pub per_ip_subscriptions: usize,
+    /// Wall-clock budget of one request's execution (geth's `--rpc.evmtimeout`).
+    pub evm_timeout: Duration,
+    /// Executions run at once (0: every core but one).
+    pub max_concurrent_executions: usize,
 }
 
 impl Default for RpcConfig {
@@ -39,13 +78,17 @@ impl Default for RpcConfig {
             send_raw_sync_max: Duration::from_millis(6_000),
             gas_cap: 50_000_000,
             max_connections: 10_000,
+            per_ip_connections: 100,
+            per_ip_subscriptions: 1_000,
+            evm_timeout: Duration::from_secs(5),
+            max_concurrent_executions: 0,
         }
     }
 }
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
-pub enum RpcError {
+pub enum ServeError {
     /// Could not bind.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -79,43 +122,230 @@ pub struct RunningRpc {
 
 impl RunningRpc {
     /// Resolves once the server has stopped (after `cancel`) and every connection's in-flight
-    /// calls are answered: jsonrpsee stops accepting, then lets open connections finish.
-    /// Returns false if `deadline` passed first.
+    /// calls are answered: the accept loop stops, then open connections finish. Returns false
+    /// if `deadline` passed first.
     pub async fn drained(self, deadline: Duration) -> bool {
         tokio::time::timeout(deadline, self.handle.stopped()).await.is_ok()
     }
 }
 
 /// Binds and serves until `cancel` (then stops accepting and drains, see
-/// [`RunningRpc::drained`]).
-pub async fn serve(ctx: RpcContext, cancel: CancellationToken) -> Result<RunningRpc, RpcError> {
+/// [`RunningRpc::drained`]). Connections are counted from accept, per client IP and in all;
+/// one beyond a limit gets an HTTP 429 naming the limit and is closed. The accept loop is a
+/// critical task of `tasks` named `rpc`: it ending before `cancel` is a failure.
+pub async fn serve(
+    ctx: RpcContext,
+    cancel: CancellationToken,
+    tasks: &TaskExecutor,
+) -> Result<RunningRpc, ServeError> {
     let addr = ctx.config.addr;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
     let server_config = ServerConfig::builder()
-        .max_request_body_size(16 * 1024 * 1024)
-        .max_response_body_size(64 * 1024 * 1024)
+        .max_request_body_size(MAX_REQUEST_BYTES)
+        .max_response_body_size(MAX_RESPONSE_BYTES)
         .max_connections(ctx.config.max_connections)
         .set_id_provider(HexIdProvider::default())
         .build();
+    let limits = Limits {
+        total: Arc::new(Semaphore::new(ctx.config.max_connections as usize)),
+        max_total: ctx.config.max_connections as usize,
+        per_ip: PerIp::new(ctx.config.per_ip_connections),
+    };
     let module = module(ctx);
     let known: Arc<HashSet<&'static str>> = Arc::new(module.method_names().collect());
     rpc_metrics::describe();
-    let middleware = RpcServiceBuilder::new()
-        .layer_fn(move |service| rpc_metrics::RpcMetrics::new(service, known.clone()));
-    let server = Server::builder()
-        .set_config(server_config)
-        .set_rpc_middleware(middleware)
-        .build(addr)
-        .await
-        .map_err(|source| RpcError::Bind { addr, source })?;
-    let local = server.local_addr().map_err(|source| RpcError::Bind { addr, source })?;
-    let handle = server.start(module);
-    info!(addr = %local, "flashblock-aware RPC listening on http://{local} and ws://{local}");
+    let methods: Methods = module.into();
+    let builder = Server::builder().set_config(server_config).to_service_builder();
+    let (stop, handle) = stop_channel();
     let stopper = handle.clone();
-    tokio::spawn(async move {
-        cancel.cancelled().await;
-        let _ = stopper.stop();
-    });
+    let accept = async move {
+        loop {
+            let (socket, remote) = tokio::select! {
+                _ = cancel.cancelled() => {
+                    let _ = stopper.stop();
+                    break;
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of fds or similar: back off instead of spinning.
+                        warn!(err = %e, "RPC accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let ip = remote.ip().to_canonical();
+            let permits = match limits.admit(ip) {
+                Ok(p) => p,
+                Err(why) => {
+                    metrics::counter!(limits::RPC_LIMITED_TOTAL, "what" => why.label())
+                        .increment(1);
+                    debug!(%remote, reason = why.label(), "RPC connection refused");
+                    tokio::spawn(refuse(socket, why.message(&limits, ip)));
+                    continue;
+                }
+            };
+            let known = known.clone();
+            let middleware = RpcServiceBuilder::new().layer_fn(move |service| {
+                let service =
+                    middleware::Connection::new(service, Some(ip), MAX_RESPONSE_BYTES as usize);
+                rpc_metrics::RpcMetrics::new(service, known.clone())
+            });
+            let service =
+                builder.clone().set_rpc_middleware(middleware).build(methods.clone(), stop.clone());
+            let service = tower::service_fn(move |req| checked(service.clone(), req));
+            let stopped = stop.clone().shutdown();
+            tokio::spawn(
+                async move {
+                    let _permits = permits;
+                    if let Err(e) = serve_with_graceful_shutdown(socket, service, stopped).await {
+                        debug!(err = %e, "RPC connection ended");
+                    }
+                }
+                .instrument(tracing::debug_span!("rpc_conn", %remote)),
+            );
+        }
+        // Dropping the last stop handle outside the connections lets `drained` resolve once
+        // they end.
+        drop(stop);
+    };
+    tasks
+        .spawn_critical("rpc", accept.instrument(tracing::info_span!("rpc_accept", addr = %local)));
+    info!(addr = %local, "flashblock-aware RPC listening on http://{local} and ws://{local}");
     Ok(RunningRpc { addr: local, handle })
+}
+
+/// The connection limits of the port.
+struct Limits {
+    total: Arc<Semaphore>,
+    max_total: usize,
+    per_ip: Arc<PerIp>,
+}
+
+/// Why a connection was refused.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    PerIp,
+    Total,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Self::PerIp => "per_ip_connections",
+            Self::Total => "connections",
+        }
+    }
+
+    fn message(self, limits: &Limits, ip: IpAddr) -> String {
+        match self {
+            Self::PerIp => format!(
+                "too many connections from {ip}: at most {} per IP (--rpc-per-ip-connections)",
+                limits.per_ip.limit()
+            ),
+            Self::Total => format!(
+                "the server is at its limit of {} connections; retry later",
+                limits.max_total
+            ),
+        }
+    }
+}
+
+/// What a connection holds while it is open.
+struct ConnectionPermits {
+    _total: tokio::sync::OwnedSemaphorePermit,
+    _per_ip: limits::IpPermit,
+}
+
+impl Limits {
+    fn admit(&self, ip: IpAddr) -> Result<ConnectionPermits, Refusal> {
+        let per_ip = self.per_ip.try_acquire(ip).ok_or(Refusal::PerIp)?;
+        let total = self.total.clone().try_acquire_owned().map_err(|_| Refusal::Total)?;
+        Ok(ConnectionPermits { _total: total, _per_ip: per_ip })
+    }
+}
+
+/// Answers a refused connection with an HTTP 429 and closes it (bounded in time, so a flood
+/// of refused sockets cannot pile up).
+async fn refuse(mut socket: TcpStream, why: String) {
+    let body = format!("{why}\n");
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        socket.write_all(response.as_bytes()).await?;
+        socket.shutdown().await?;
+        // Drain what the client sent, so closing does not reset the connection before it has
+        // read the answer.
+        let mut buf = [0u8; 4096];
+        while socket.read(&mut buf).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// A request whose `id` is not a string, an unsigned integer or null is answered -32600 here:
+/// jsonrpsee would read it as a notification and answer nothing (the literal body `null`).
+async fn checked<S>(
+    mut service: S,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<HttpBody>, jsonrpsee::core::BoxError>
+where
+    S: tower::Service<
+        http::Request<HttpBody>,
+        Response = http::Response<HttpBody>,
+        Error = jsonrpsee::core::BoxError,
+    >,
+{
+    use http_body_util::BodyExt;
+    let small = req.method() == http::Method::POST
+        && http_body::Body::size_hint(req.body()).upper().is_some_and(|n| n <= ID_CHECK_MAX_BYTES);
+    if !small {
+        return service.call(req.map(HttpBody::new)).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    if has_invalid_id(&bytes) {
+        metrics::counter!(rpc_metrics::RPC_REQUESTS_TOTAL, "method" => "invalid", "outcome" => "error")
+            .increment(1);
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {
+                "code": code::INVALID_REQUEST,
+                "message": "invalid request: the id must be a string, an unsigned integer or null",
+            },
+        });
+        let mut response = http::Response::new(HttpBody::from(body.to_string()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        return Ok(response);
+    }
+    service.call(http::Request::from_parts(parts, HttpBody::from(bytes.to_vec()))).await
+}
+
+/// Whether `body` is one request object whose `id` is present but not one jsonrpsee can
+/// answer to: a string, an unsigned integer or null.
+fn has_invalid_id(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a serde_json::value::RawValue>,
+    }
+    match serde_json::from_slice::<Probe<'_>>(body) {
+        Ok(Probe { id: Some(raw) }) => {
+            let raw = raw.get();
+            !(raw.starts_with('"') || raw == "null" || raw.parse::<u64>().is_ok())
+        }
+        _ => false,
+    }
 }
 
 /// Subscription ids as Ethereum clients expect them: `0x`-prefixed hex strings.
@@ -144,12 +374,33 @@ impl jsonrpsee::server::IdProvider for HexIdProvider {
     }
 }
 
-/// All methods: flashblock-aware ones, then the proxied rest.
+/// All methods: the typed API ([`api`]), the `opp2p_` admin namespace, then the allowlist of
+/// methods passed to the upstream unchanged ([`PROXIED`]).
 pub fn module(ctx: RpcContext) -> RpcModule<RpcContext> {
+    let executor = Executor::new(
+        match ctx.config.max_concurrent_executions {
+            0 => Executor::default_size(),
+            n => n,
+        },
+        ctx.config.evm_timeout,
+    );
+    let api = pending::PendingApi::new(ctx.clone(), executor);
+    let pubsub =
+        subscriptions::PubSub::new(ctx.clone(), PerIp::new(ctx.config.per_ip_subscriptions));
     let mut m = RpcModule::new(ctx);
-    pending::register(&mut m);
-    subscriptions::register(&mut m);
+    let typed: [Methods; 4] = [
+        EthApiServer::into_rpc(api.clone()).into(),
+        OpApiServer::into_rpc(api.clone()).into(),
+        FlashnodeApiServer::into_rpc(api).into(),
+        EthPubSubApiServer::into_rpc(pubsub).into(),
+    ];
+    for methods in typed {
+        m.merge(methods).expect("method names are unique");
+    }
     p2p::register(&mut m);
     proxy::register(&mut m);
     m
 }
+
+#[cfg(test)]
+mod tests;

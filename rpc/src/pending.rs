@@ -1,82 +1,101 @@
-//! Methods that honour flashblocks: preconfirmed receipts and transactions, the `pending`
-//! block and state, calls in the real pending-block environment, `eth_sendRawTransactionSync`,
-//! and `flashnode_status`.
+//! The methods that honour flashblocks ([`crate::api`]'s traits): preconfirmed receipts and
+//! transactions, the `pending` block and state, calls in the real pending-block environment,
+//! `eth_sendRawTransactionSync`, and `flashnode_status`. Anything not about `pending`, or asked
+//! while no fresh pending block exists, goes to the upstream with `pending` read as `latest`.
 
-use crate::{proxy::params_json, RpcContext};
-use alloy_eips::{BlockId, BlockNumberOrTag};
-use alloy_primitives::{keccak256, Address, Bytes, B256, U256, U64};
-use alloy_rpc_types_eth::{
-    simulate::SimulatePayload, Filter, FilterBlockOption, TransactionRequest,
+use crate::{
+    api::{EthApiServer, FlashnodeApiServer, OpApiServer},
+    error::{RpcError, RpcResult},
+    executor::Executor,
+    RpcContext,
 };
+use alloy_eips::{BlockId, BlockNumberOrTag};
+use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256, U64};
+use alloy_rpc_types_eth::{
+    simulate::SimulatePayload, state::StateOverride, BlockOverrides, Filter, FilterBlockOption,
+    TransactionRequest,
+};
+use alloy_serde::storage::JsonStorageKey;
 use flashnode_exec::{
-    call::{self, CallError},
-    convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
-    simulate,
+    self as call, rpc_block, rpc_logs, rpc_receipt, rpc_transaction, Budget, CallOverrides,
 };
 use flashnode_overlay::{OverlayEvent, PendingBlock};
-use jsonrpsee::{
-    server::RpcModule,
-    types::{ErrorObjectOwned, Params},
-};
+use jsonrpsee::core::async_trait;
 use revm::{database::CacheDB, DatabaseRef};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::broadcast::error::RecvError;
 
-type RpcResult<T> = Result<T, ErrorObjectOwned>;
+pub(crate) use crate::error::invalid_params;
 
-fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(code, msg.into(), None::<()>)
+/// Answers the flashblock-aware methods.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingApi {
+    ctx: RpcContext,
+    executor: Executor,
 }
 
-/// A -32602 error: "invalid params: " and what was wrong.
-pub(crate) fn invalid_params(e: impl ParamsDetail) -> ErrorObjectOwned {
-    err(-32602, format!("invalid params: {}", e.detail()))
-}
-
-/// What went wrong with a request's params, as one readable phrase.
-pub(crate) trait ParamsDetail {
-    /// The phrase.
-    fn detail(&self) -> String;
-}
-
-impl ParamsDetail for &str {
-    fn detail(&self) -> String {
-        self.to_string()
+impl PendingApi {
+    /// Over `ctx`, executing calls on `executor`.
+    pub(crate) fn new(ctx: RpcContext, executor: Executor) -> Self {
+        Self { ctx, executor }
     }
-}
 
-impl ParamsDetail for serde_json::Error {
-    fn detail(&self) -> String {
-        self.to_string()
+    /// The pending block when `block` names `pending` and a fresh one exists.
+    fn pending_at(&self, block: &Option<BlockId>) -> Option<Arc<PendingBlock>> {
+        is_pending(block).then(|| self.ctx.overlay.pending()).flatten()
     }
-}
 
-impl ParamsDetail for ErrorObjectOwned {
-    /// jsonrpsee's own parse errors carry the reason in `data` ("No more params", serde's
-    /// message); its `Display` is a debug dump of the whole object.
-    fn detail(&self) -> String {
-        match self.data().map(|d| serde_json::from_str::<Value>(d.get())) {
-            Some(Ok(Value::String(s))) => s,
-            Some(Ok(other)) => other.to_string(),
-            _ => self.message().to_string(),
+    /// Passes `method` on with `params`; `pending` becomes `latest` since no preconfirmation
+    /// applies.
+    async fn upstream(&self, method: &str, params: Vec<Option<Value>>) -> RpcResult<Value> {
+        Ok(self.ctx.upstream.call(method, Some(forward(params))).await?)
+    }
+
+    /// The account fields of `address` in the pending state (canonical fallbacks block).
+    async fn account(
+        &self,
+        method: &str,
+        address: Address,
+        block: Option<BlockId>,
+        field: fn(&PendingBlock, Address) -> RpcResult<Value>,
+    ) -> RpcResult<Value> {
+        match self.pending_at(&block) {
+            Some(pending) => blocking(move || field(&pending, address)).await,
+            None => self.upstream(method, vec![arg(&address)?, block_arg(block)?]).await,
         }
     }
-}
 
-fn to_json<T: serde::Serialize>(v: T) -> RpcResult<Value> {
-    serde_json::to_value(v).map_err(|e| err(-32603, e.to_string()))
-}
-
-fn call_error(e: CallError) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(e.code(), e.to_string(), e.data())
-}
-
-/// The block parameter at `pos` of a params array, and whether it names `pending`.
-fn tag_at(params: &Option<Value>, pos: usize) -> RpcResult<Option<BlockId>> {
-    match params.as_ref().and_then(|p| p.as_array()).and_then(|a| a.get(pos)) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value::<BlockId>(v.clone()).map(Some).map_err(invalid_params),
+    /// `eth_call`, `eth_estimateGas` or `eth_createAccessList`: in the pending block on the
+    /// executor pool, or upstream.
+    async fn execute(
+        &self,
+        method: &str,
+        request: TransactionRequest,
+        block: Option<BlockId>,
+        state: Option<StateOverride>,
+        block_overrides: Option<Box<BlockOverrides>>,
+        run: fn(PendingCall, &Budget) -> RpcResult<Value>,
+    ) -> RpcResult<Value> {
+        let Some(pending) = self.pending_at(&block) else {
+            let params = vec![
+                arg(&request)?,
+                block_arg(block)?,
+                arg_opt(&state)?,
+                arg_opt(&block_overrides)?,
+            ];
+            return self.upstream(method, params).await;
+        };
+        let call = PendingCall {
+            pending,
+            req: request,
+            overrides: CallOverrides { state, block: block_overrides.map(|b| *b) },
+            chain: self.ctx.overlay.chain().clone(),
+            gas_cap: self.ctx.config.gas_cap,
+        };
+        call.prefetch().await;
+        self.executor.run(move |budget| run(call, budget)).await
     }
 }
 
@@ -84,258 +103,254 @@ fn is_pending(id: &Option<BlockId>) -> bool {
     matches!(id, Some(BlockId::Number(BlockNumberOrTag::Pending)))
 }
 
-/// The same params with the block parameter at `pos` turned into `latest` (fallback mode).
-fn as_latest(params: Option<Value>, pos: usize) -> Option<Value> {
-    params.map(|mut p| {
-        if let Some(slot) = p.as_array_mut().and_then(|a| a.get_mut(pos)) {
-            if slot.as_str() == Some("pending") {
-                *slot = Value::String("latest".into());
-            }
-        }
-        p
-    })
+fn to_json<T: Serialize>(v: T) -> RpcResult<Value> {
+    Ok(serde_json::to_value(v)?)
 }
 
-/// Proxies `method`; `pending` at `pos` becomes `latest` since no preconfirmation applies.
-async fn upstream_latest(
-    ctx: &RpcContext,
-    method: &str,
-    params: Option<Value>,
-    pos: usize,
-) -> RpcResult<Value> {
-    ctx.upstream.call(method, as_latest(params, pos)).await
+fn arg<T: Serialize>(v: &T) -> RpcResult<Option<Value>> {
+    Ok(Some(serde_json::to_value(v)?))
+}
+
+fn arg_opt<T: Serialize>(v: &Option<T>) -> RpcResult<Option<Value>> {
+    v.as_ref().map(serde_json::to_value).transpose().map_err(RpcError::from)
+}
+
+/// The block parameter to pass on: `pending` reads as `latest` upstream.
+fn block_arg(block: Option<BlockId>) -> RpcResult<Option<Value>> {
+    let block = block.map(|b| match b {
+        BlockId::Number(BlockNumberOrTag::Pending) => BlockId::Number(BlockNumberOrTag::Latest),
+        other => other,
+    });
+    arg_opt(&block)
+}
+
+/// Params in order as a JSON array; absent ones are `null`, trailing absent ones left out (so
+/// the upstream sees the arity the client sent).
+fn forward(params: Vec<Option<Value>>) -> Value {
+    let mut params: Vec<Value> = params.into_iter().map(Option::unwrap_or_default).collect();
+    while params.last().is_some_and(Value::is_null) {
+        params.pop();
+    }
+    Value::Array(params)
 }
 
 /// Runs a read of the pending state on a blocking thread (canonical fallbacks block on I/O).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> RpcResult<T> + Send + 'static,
 ) -> RpcResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| err(-32603, format!("execution task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await?
 }
 
-/// Registers the flashblock-aware methods.
-pub fn register(m: &mut RpcModule<RpcContext>) {
-    m.register_method("eth_chainId", |_, ctx, _| -> RpcResult<U64> {
-        Ok(U64::from(ctx.overlay.source().chain_id()))
-    })
-    .expect("unique");
-    m.register_method("op_supportedCapabilities", |_, _, _| -> RpcResult<Vec<&'static str>> {
-        Ok(vec!["flashblocksv1"])
-    })
-    .expect("unique");
-    m.register_method("flashnode_status", |_, ctx, _| -> RpcResult<Value> {
-        let mut status = to_json(ctx.overlay.status())?;
-        crate::p2p::extend_status(ctx.gossip.as_deref(), &mut status);
-        Ok(status)
-    })
-    .expect("unique");
+#[async_trait]
+impl EthApiServer for PendingApi {
+    fn chain_id(&self) -> RpcResult<U64> {
+        Ok(U64::from(self.ctx.overlay.source().chain_id()))
+    }
 
-    m.register_async_method("eth_getTransactionReceipt", |p, ctx, _| async move {
-        let hash: B256 = p.one().map_err(invalid_params)?;
-        if let Some(pending) = ctx.overlay.pending() {
+    async fn transaction_receipt(&self, hash: B256) -> RpcResult<Value> {
+        if let Some(pending) = self.ctx.overlay.pending() {
             if let Some(tx) = pending.transaction(&hash) {
                 return to_json(rpc_receipt(tx, &pending.context()));
             }
         }
-        ctx.upstream.call("eth_getTransactionReceipt", Some(json!([hash]))).await
-    })
-    .expect("unique");
-    m.register_async_method("eth_getTransactionByHash", |p, ctx, _| async move {
-        let hash: B256 = p.one().map_err(invalid_params)?;
-        if let Some(pending) = ctx.overlay.pending() {
+        self.upstream("eth_getTransactionReceipt", vec![arg(&hash)?]).await
+    }
+
+    async fn transaction_by_hash(&self, hash: B256) -> RpcResult<Value> {
+        if let Some(pending) = self.ctx.overlay.pending() {
             if let Some(tx) = pending.transaction(&hash) {
                 return to_json(rpc_transaction(tx, Some(&pending.context())));
             }
         }
-        ctx.upstream.call("eth_getTransactionByHash", Some(json!([hash]))).await
-    })
-    .expect("unique");
-    m.register_async_method("eth_getBlockByNumber", |p, ctx, _| async move {
-        let params = params_json(&p)?;
-        let tag = tag_at(&params, 0)?;
-        if is_pending(&tag) {
-            let full =
-                params.as_ref().and_then(|p| p.get(1)).and_then(|v| v.as_bool()).unwrap_or(false);
-            if let Some(pending) = ctx.overlay.pending() {
-                return to_json(rpc_block(&pending.header, pending.hash, &pending.txs, full));
-            }
-        }
-        upstream_latest(&ctx, "eth_getBlockByNumber", params, 0).await
-    })
-    .expect("unique");
-    m.register_async_method("eth_getBlockTransactionCountByNumber", |p, ctx, _| async move {
-        let params = params_json(&p)?;
-        if is_pending(&tag_at(&params, 0)?) {
-            if let Some(pending) = ctx.overlay.pending() {
-                return to_json(U64::from(pending.txs.len()));
-            }
-        }
-        upstream_latest(&ctx, "eth_getBlockTransactionCountByNumber", params, 0).await
-    })
-    .expect("unique");
-    m.register_async_method("eth_getBlockReceipts", |p, ctx, _| async move {
-        let params = params_json(&p)?;
-        if is_pending(&tag_at(&params, 0)?) {
-            if let Some(pending) = ctx.overlay.pending() {
-                let block = pending.context();
-                return to_json(
-                    pending.txs.iter().map(|t| rpc_receipt(t, &block)).collect::<Vec<_>>(),
-                );
-            }
-        }
-        upstream_latest(&ctx, "eth_getBlockReceipts", params, 0).await
-    })
-    .expect("unique");
-
-    for method in ["eth_getBalance", "eth_getTransactionCount", "eth_getCode"] {
-        m.register_async_method(method, move |p, ctx, _| async move {
-            let params = params_json(&p)?;
-            let tag = tag_at(&params, 1)?;
-            if is_pending(&tag) {
-                if let Some(pending) = ctx.overlay.pending() {
-                    let address: Address = params
-                        .as_ref()
-                        .and_then(|p| p.get(0))
-                        .cloned()
-                        .map(serde_json::from_value)
-                        .transpose()
-                        .map_err(invalid_params)?
-                        .ok_or_else(|| invalid_params("missing address"))?;
-                    return blocking(move || account_field(&pending, method, address)).await;
-                }
-            }
-            upstream_latest(&ctx, method, params, 1).await
-        })
-        .expect("unique");
+        self.upstream("eth_getTransactionByHash", vec![arg(&hash)?]).await
     }
-    m.register_async_method("eth_getStorageAt", |p, ctx, _| async move {
-        let params = params_json(&p)?;
-        if is_pending(&tag_at(&params, 2)?) {
-            if let Some(pending) = ctx.overlay.pending() {
-                let arr = params.as_ref().and_then(|p| p.as_array()).cloned().unwrap_or_default();
-                let address: Address =
-                    serde_json::from_value(arr.first().cloned().unwrap_or_default())
-                        .map_err(invalid_params)?;
-                let slot: U256 = serde_json::from_value(arr.get(1).cloned().unwrap_or_default())
-                    .map_err(invalid_params)?;
-                return blocking(move || {
-                    let value = pending
-                        .database()
-                        .storage_ref(address, slot)
-                        .map_err(|e| err(-32603, e.to_string()))?;
-                    to_json(B256::from(value))
+
+    async fn block_by_number(
+        &self,
+        block: Option<BlockId>,
+        full: Option<bool>,
+    ) -> RpcResult<Value> {
+        match self.pending_at(&block) {
+            Some(p) => to_json(rpc_block(&p.header, p.hash, &p.txs, full.unwrap_or(false))),
+            None => {
+                self.upstream("eth_getBlockByNumber", vec![block_arg(block)?, arg_opt(&full)?])
+                    .await
+            }
+        }
+    }
+
+    async fn block_transaction_count(&self, block: Option<BlockId>) -> RpcResult<Value> {
+        match self.pending_at(&block) {
+            Some(pending) => to_json(U64::from(pending.txs.len())),
+            None => {
+                self.upstream("eth_getBlockTransactionCountByNumber", vec![block_arg(block)?]).await
+            }
+        }
+    }
+
+    async fn block_receipts(&self, block: Option<BlockId>) -> RpcResult<Value> {
+        match self.pending_at(&block) {
+            Some(pending) => {
+                let ctx = pending.context();
+                to_json(pending.txs.iter().map(|t| rpc_receipt(t, &ctx)).collect::<Vec<_>>())
+            }
+            None => self.upstream("eth_getBlockReceipts", vec![block_arg(block)?]).await,
+        }
+    }
+
+    async fn balance(&self, address: Address, block: Option<BlockId>) -> RpcResult<Value> {
+        self.account("eth_getBalance", address, block, |p, a| to_json(basic(p, a)?.balance)).await
+    }
+
+    async fn transaction_count(
+        &self,
+        address: Address,
+        block: Option<BlockId>,
+    ) -> RpcResult<Value> {
+        self.account("eth_getTransactionCount", address, block, |p, a| {
+            to_json(U64::from(basic(p, a)?.nonce))
+        })
+        .await
+    }
+
+    async fn code(&self, address: Address, block: Option<BlockId>) -> RpcResult<Value> {
+        self.account("eth_getCode", address, block, code_of).await
+    }
+
+    async fn storage_at(
+        &self,
+        address: Address,
+        slot: JsonStorageKey,
+        block: Option<BlockId>,
+    ) -> RpcResult<Value> {
+        match self.pending_at(&block) {
+            Some(pending) => {
+                blocking(move || {
+                    let slot = U256::from_be_bytes(slot.as_b256().0);
+                    to_json(B256::from(pending.database().storage_ref(address, slot)?))
                 })
-                .await;
+                .await
+            }
+            None => {
+                let params = vec![arg(&address)?, arg(&slot)?, block_arg(block)?];
+                self.upstream("eth_getStorageAt", params).await
             }
         }
-        upstream_latest(&ctx, "eth_getStorageAt", params, 2).await
-    })
-    .expect("unique");
+    }
 
-    m.register_async_method("eth_call", |p, ctx, _| async move {
-        let params = params_json(&p)?;
-        match PendingCall::from_params(&ctx, &params)? {
-            Some(c) => {
-                c.prefetch().await;
-                blocking(move || c.call()).await
-            }
-            None => upstream_latest(&ctx, "eth_call", params, 1).await,
-        }
-    })
-    .expect("unique");
-    m.register_async_method("eth_estimateGas", |p, ctx, _| async move {
-        let params = params_json(&p)?;
-        match PendingCall::from_params(&ctx, &params)? {
-            Some(c) => {
-                c.prefetch().await;
-                blocking(move || c.estimate()).await
-            }
-            None => upstream_latest(&ctx, "eth_estimateGas", params, 1).await,
-        }
-    })
-    .expect("unique");
-    m.register_async_method("eth_createAccessList", |p, ctx, _| async move {
-        let params = params_json(&p)?;
-        match PendingCall::from_params(&ctx, &params)? {
-            Some(c) => {
-                c.prefetch().await;
-                blocking(move || c.access_list()).await
-            }
-            None => upstream_latest(&ctx, "eth_createAccessList", params, 1).await,
-        }
-    })
-    .expect("unique");
-    m.register_async_method("eth_simulateV1", |p, ctx, _| async move {
-        let params = params_json(&p)?;
-        if is_pending(&tag_at(&params, 1)?) {
-            if let Some(pending) = ctx.overlay.pending() {
-                let raw = params
-                    .as_ref()
-                    .and_then(|p| p.get(0))
-                    .cloned()
-                    .ok_or_else(|| invalid_params("missing simulation payload"))?;
-                let payload: SimulatePayload =
-                    serde_json::from_value(raw).map_err(invalid_params)?;
-                let (chain, gas_cap) = (ctx.overlay.chain().clone(), ctx.config.gas_cap);
-                return blocking(move || {
-                    let blocks = simulate::simulate(
-                        pending.database(),
-                        &chain,
-                        &pending.env,
-                        &payload,
-                        gas_cap,
-                    )
-                    .map_err(|e| err(e.code, e.message))?;
-                    to_json(blocks)
-                })
-                .await;
-            }
-        }
-        upstream_latest(&ctx, "eth_simulateV1", params, 1).await
-    })
-    .expect("unique");
+    async fn call(
+        &self,
+        request: TransactionRequest,
+        block: Option<BlockId>,
+        state: Option<StateOverride>,
+        block_overrides: Option<Box<BlockOverrides>>,
+    ) -> RpcResult<Value> {
+        self.execute("eth_call", request, block, state, block_overrides, PendingCall::call).await
+    }
 
-    m.register_async_method("eth_getLogs", |p, ctx, _| async move { get_logs(&ctx, &p).await })
-        .expect("unique");
+    async fn estimate_gas(
+        &self,
+        request: TransactionRequest,
+        block: Option<BlockId>,
+        state: Option<StateOverride>,
+        block_overrides: Option<Box<BlockOverrides>>,
+    ) -> RpcResult<Value> {
+        self.execute(
+            "eth_estimateGas",
+            request,
+            block,
+            state,
+            block_overrides,
+            PendingCall::estimate,
+        )
+        .await
+    }
 
-    m.register_async_method("eth_sendRawTransactionSync", |p, ctx, _| async move {
-        send_raw_sync(&ctx, p).await
-    })
-    .expect("unique");
+    async fn create_access_list(
+        &self,
+        request: TransactionRequest,
+        block: Option<BlockId>,
+        state: Option<StateOverride>,
+        block_overrides: Option<Box<BlockOverrides>>,
+    ) -> RpcResult<Value> {
+        self.execute(
+            "eth_createAccessList",
+            request,
+            block,
+            state,
+            block_overrides,
+            PendingCall::access_list,
+        )
+        .await
+    }
+
+    async fn simulate_v1(
+        &self,
+        payload: SimulatePayload,
+        block: Option<BlockId>,
+    ) -> RpcResult<Value> {
+        let Some(pending) = self.pending_at(&block) else {
+            return self.upstream("eth_simulateV1", vec![arg(&payload)?, block_arg(block)?]).await;
+        };
+        let (chain, gas_cap) = (self.ctx.overlay.chain().clone(), self.ctx.config.gas_cap);
+        self.executor
+            .run(move |budget| {
+                let db = pending.database();
+                to_json(flashnode_exec::simulate(
+                    db,
+                    &chain,
+                    &pending.env,
+                    &payload,
+                    gas_cap,
+                    budget,
+                )?)
+            })
+            .await
+    }
+
+    async fn logs(&self, filter: Filter) -> RpcResult<Value> {
+        get_logs(&self.ctx, filter).await
+    }
+
+    async fn send_raw_transaction_sync(
+        &self,
+        raw: Bytes,
+        timeout_ms: Option<u64>,
+    ) -> RpcResult<Value> {
+        send_raw_sync(&self.ctx, raw, timeout_ms).await
+    }
 }
 
-/// An `eth_call` / `eth_estimateGas` to run in the pending block's environment.
+impl OpApiServer for PendingApi {
+    fn supported_capabilities(&self) -> RpcResult<Vec<&'static str>> {
+        Ok(vec!["flashblocksv1"])
+    }
+}
+
+impl FlashnodeApiServer for PendingApi {
+    fn status(&self) -> RpcResult<Value> {
+        let mut status = to_json(self.ctx.overlay.status())?;
+        crate::p2p::extend_status(self.ctx.gossip.as_deref(), &mut status);
+        Ok(status)
+    }
+}
+
+/// An `eth_call` / `eth_estimateGas` / `eth_createAccessList` to run in the pending block's
+/// environment.
 struct PendingCall {
     pending: Arc<PendingBlock>,
     req: TransactionRequest,
-    overrides: call::CallOverrides,
+    overrides: CallOverrides,
     chain: flashnode_exec::ChainConfig,
     gas_cap: u64,
 }
 
 impl PendingCall {
-    /// Some when the request names `pending` and a fresh pending block exists.
-    fn from_params(ctx: &RpcContext, params: &Option<Value>) -> RpcResult<Option<Self>> {
-        if !is_pending(&tag_at(params, 1)?) {
-            return Ok(None);
-        }
-        let Some(pending) = ctx.overlay.pending() else { return Ok(None) };
-        Ok(Some(Self {
-            pending,
-            req: request_at(params)?,
-            overrides: overrides_at(params, 2)?,
-            chain: ctx.overlay.chain().clone(),
-            gas_cap: ctx.config.gas_cap,
-        }))
-    }
-
     /// Warms the upstream cache with the caller, the callee and the access list in one batch,
     /// so a cold call costs one round trip for them instead of one per read.
     async fn prefetch(&self) {
         let mut accounts = vec![self.req.from.unwrap_or_default()];
-        if let Some(alloy_primitives::TxKind::Call(to)) = self.req.to {
+        if let Some(TxKind::Call(to)) = self.req.to {
             accounts.push(to);
         }
         let mut slots = Vec::new();
@@ -349,96 +364,87 @@ impl PendingCall {
         }
     }
 
-    fn call(self) -> RpcResult<Value> {
-        let db = self.overrides.database(self.pending.database()).map_err(call_error)?;
+    fn call(self, budget: &Budget) -> RpcResult<Value> {
+        let db = self.overrides.database(self.pending.database())?;
         let env = self.overrides.env(&self.pending.env);
-        let out = call::call(db, &self.chain, &env, &self.req, self.gas_cap).map_err(call_error)?;
+        let out = call::call_budgeted(db, &self.chain, &env, &self.req, self.gas_cap, budget)?;
         to_json(out.output)
     }
 
-    fn estimate(self) -> RpcResult<Value> {
-        let mut probe = self.overrides.database(self.pending.database()).map_err(call_error)?;
-        let balance = revm::Database::basic(&mut probe, self.req.from.unwrap_or_default())
-            .map_err(|e| err(-32603, e.to_string()))?
+    fn estimate(self, budget: &Budget) -> RpcResult<Value> {
+        let mut probe = self.overrides.database(self.pending.database())?;
+        let balance = revm::Database::basic(&mut probe, self.req.from.unwrap_or_default())?
             .map(|a| a.balance)
             .unwrap_or_default();
         let env = self.overrides.env(&self.pending.env);
         let db = self.pending.database();
         let overrides = &self.overrides;
-        let gas = call::estimate_gas(
+        let gas = call::estimate_gas_budgeted(
             || overrides.database(db.clone()).unwrap_or_else(|_| CacheDB::new(db.clone())),
             &self.chain,
             &env,
             &self.req,
             self.gas_cap,
             balance,
-        )
-        .map_err(call_error)?;
+            budget,
+        )?;
         to_json(U64::from(gas))
     }
 
-    fn access_list(self) -> RpcResult<Value> {
+    fn access_list(self, budget: &Budget) -> RpcResult<Value> {
         let db = self.pending.database();
         // Reject bad overrides up front; the factory below then cannot fail.
-        self.overrides.database(db.clone()).map_err(call_error)?;
+        self.overrides.database(db.clone())?;
         let env = self.overrides.env(&self.pending.env);
         let overrides = &self.overrides;
-        let out = call::create_access_list(
+        let out = call::create_access_list_budgeted(
             || overrides.database(db.clone()).unwrap_or_else(|_| CacheDB::new(db.clone())),
             &self.chain,
             &env,
             &self.req,
             self.gas_cap,
-        )
-        .map_err(call_error)?;
+            budget,
+        )?;
         to_json(out)
     }
 }
 
-/// State overrides at `pos` and block overrides at `pos + 1`.
-fn overrides_at(params: &Option<Value>, pos: usize) -> RpcResult<call::CallOverrides> {
-    let get = |i: usize| params.as_ref().and_then(|p| p.get(i)).filter(|v| !v.is_null()).cloned();
-    Ok(call::CallOverrides {
-        state: get(pos).map(serde_json::from_value).transpose().map_err(invalid_params)?,
-        block: get(pos + 1).map(serde_json::from_value).transpose().map_err(invalid_params)?,
-    })
+fn basic(pending: &PendingBlock, address: Address) -> RpcResult<revm::state::AccountInfo> {
+    Ok(pending.database().basic_ref(address)?.unwrap_or_default())
 }
 
-fn request_at(params: &Option<Value>) -> RpcResult<TransactionRequest> {
-    let v = params
-        .as_ref()
-        .and_then(|p| p.get(0))
-        .cloned()
-        .ok_or_else(|| invalid_params("missing call object"))?;
-    serde_json::from_value(v).map_err(invalid_params)
+fn code_of(pending: &PendingBlock, address: Address) -> RpcResult<Value> {
+    let info = basic(pending, address)?;
+    let code = match info.code {
+        Some(c) => c.original_bytes(),
+        None => pending
+            .database()
+            .code_by_hash_ref(info.code_hash)
+            .map(|c| c.original_bytes())
+            .unwrap_or_default(),
+    };
+    to_json(code)
 }
 
 /// `eth_getLogs`: a range ending at `pending` is the upstream's logs up to `latest` plus the
 /// preconfirmed logs that match; a range starting at `pending` is the preconfirmed logs only.
-async fn get_logs(ctx: &RpcContext, p: &Params<'_>) -> RpcResult<Value> {
-    let params = params_json(p)?;
-    let raw = params
-        .as_ref()
-        .and_then(|p| p.get(0))
-        .cloned()
-        .ok_or_else(|| invalid_params("missing filter"))?;
-    let filter: Filter = serde_json::from_value(raw.clone()).map_err(invalid_params)?;
+async fn get_logs(ctx: &RpcContext, filter: Filter) -> RpcResult<Value> {
     let (from, to) = match filter.block_option {
         FilterBlockOption::Range { from_block, to_block } => (from_block, to_block),
-        FilterBlockOption::AtBlockHash(_) => return ctx.upstream.call("eth_getLogs", params).await,
+        FilterBlockOption::AtBlockHash(_) => {
+            return Ok(ctx.upstream.call("eth_getLogs", Some(forward(vec![arg(&filter)?]))).await?)
+        }
     };
     let to_pending = to == Some(BlockNumberOrTag::Pending);
     let from_pending = from == Some(BlockNumberOrTag::Pending);
     if !to_pending && !from_pending {
-        return ctx.upstream.call("eth_getLogs", params).await;
+        return Ok(ctx.upstream.call("eth_getLogs", Some(forward(vec![arg(&filter)?]))).await?);
     }
     let mut logs: Vec<Value> = Vec::new();
     if !from_pending {
-        let mut canonical = raw;
-        canonical["toBlock"] = Value::String("latest".into());
+        let canonical = filter.clone().to_block(BlockNumberOrTag::Latest);
         let got = ctx.upstream.call("eth_getLogs", Some(json!([canonical]))).await?;
-        logs =
-            serde_json::from_value(got).map_err(|e| err(-32603, format!("upstream logs: {e}")))?;
+        logs = serde_json::from_value(got)?;
     }
     if let Some(pending) = ctx.overlay.pending() {
         let block = pending.context();
@@ -453,32 +459,10 @@ async fn get_logs(ctx: &RpcContext, p: &Params<'_>) -> RpcResult<Value> {
     Ok(Value::Array(logs))
 }
 
-fn account_field(pending: &PendingBlock, method: &str, address: Address) -> RpcResult<Value> {
-    let db = pending.database();
-    let info = db.basic_ref(address).map_err(|e| err(-32603, e.to_string()))?.unwrap_or_default();
-    match method {
-        "eth_getBalance" => to_json(info.balance),
-        "eth_getTransactionCount" => to_json(U64::from(info.nonce)),
-        _ => {
-            let code = match info.code {
-                Some(c) => c.original_bytes(),
-                None => db
-                    .code_by_hash_ref(info.code_hash)
-                    .map(|c| c.original_bytes())
-                    .unwrap_or_default(),
-            };
-            to_json(code)
-        }
-    }
-}
-
 /// EIP-7966: send, then answer with the receipt as soon as a flashblock (or a sealed block)
 /// includes the transaction. Subscribes before sending and checks current state after, so a
 /// receipt that lands in between is never missed.
-async fn send_raw_sync(ctx: &RpcContext, p: Params<'_>) -> RpcResult<Value> {
-    let mut seq = p.sequence();
-    let raw: Bytes = seq.next().map_err(invalid_params)?;
-    let timeout_ms: Option<u64> = seq.optional_next().map_err(invalid_params)?;
+async fn send_raw_sync(ctx: &RpcContext, raw: Bytes, timeout_ms: Option<u64>) -> RpcResult<Value> {
     let max = ctx.config.send_raw_sync_max;
     let timeout = timeout_ms.map(Duration::from_millis).unwrap_or(max).min(max);
     let hash = keccak256(&raw);
@@ -509,7 +493,10 @@ async fn send_raw_sync(ctx: &RpcContext, p: Params<'_>) -> RpcResult<Value> {
                 }
             }
             Ok(OverlayEvent::Canonical(block)) if block.tx_hashes.contains(&hash) => {
-                return ctx.upstream.call("eth_getTransactionReceipt", Some(json!([hash]))).await;
+                return Ok(ctx
+                    .upstream
+                    .call("eth_getTransactionReceipt", Some(json!([hash])))
+                    .await?);
             }
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => {
@@ -522,12 +509,29 @@ async fn send_raw_sync(ctx: &RpcContext, p: Params<'_>) -> RpcResult<Value> {
             Err(RecvError::Closed) => break,
         }
     }
-    Err(ErrorObjectOwned::owned(
-        4,
-        format!(
-            "the transaction was added to the mempool but wasn't processed within {}ms",
-            timeout.as_millis()
-        ),
-        Some(hash),
-    ))
+    Err(RpcError::TxSyncTimeout { hash, timeout })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_params_keep_the_clients_arity() {
+        assert_eq!(forward(vec![Some(json!("0x1")), None, None]), json!(["0x1"]));
+        assert_eq!(
+            forward(vec![Some(json!({})), None, Some(json!({"a": 1}))]),
+            json!([{}, null, {"a": 1}])
+        );
+        assert_eq!(forward(vec![]), json!([]));
+    }
+
+    #[test]
+    fn pending_reads_as_latest_upstream() {
+        let pending = Some(BlockId::Number(BlockNumberOrTag::Pending));
+        assert_eq!(block_arg(pending).unwrap(), Some(json!("latest")));
+        let number = Some(BlockId::Number(BlockNumberOrTag::Number(0x10)));
+        assert_eq!(block_arg(number).unwrap(), Some(json!("0x10")));
+        assert_eq!(block_arg(None).unwrap(), None);
+    }
 }

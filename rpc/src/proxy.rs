@@ -1,6 +1,6 @@
 //! The upstream execution client, and the methods passed to it unchanged.
 
-use crate::RpcContext;
+use crate::{error::RpcError, RpcContext};
 use jsonrpsee::{
     core::{client::ClientT, traits::ToRpcParams},
     http_client::{HttpClient, HttpClientBuilder},
@@ -64,6 +64,53 @@ pub enum UpstreamError {
         /// Why.
         reason: String,
     },
+    /// The upstream answered with a JSON-RPC error (passed on as it is).
+    #[error("{}", .0.message())]
+    Rejected(ErrorObjectOwned),
+    /// The upstream (or its HTTP client's limit) refused the request as too large.
+    #[error(
+        "request too large for the upstream execution client (HTTP 413 Payload Too Large): send \
+         a smaller request"
+    )]
+    TooLarge,
+    /// The upstream could not be reached, timed out or answered HTTP failure.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(#[source] jsonrpsee::core::client::Error),
+    /// The params to forward are not valid JSON.
+    #[error("cannot forward params: {0}")]
+    Params(#[source] serde_json::Error),
+}
+
+impl UpstreamError {
+    /// The JSON-RPC code the node answers with.
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::Rejected(obj) => obj.code(),
+            Self::TooLarge => crate::error::code::INVALID_REQUEST,
+            Self::Connect { .. } | Self::Unavailable(_) | Self::Params(_) => {
+                crate::error::code::INTERNAL
+            }
+        }
+    }
+
+    fn from_client(e: jsonrpsee::core::client::Error) -> Self {
+        use jsonrpsee::{core::client::Error, http_client::transport::Error as Http};
+        match e {
+            Error::Call(obj) => Self::Rejected(obj),
+            Error::Transport(t) => {
+                let too_large = matches!(
+                    t.downcast_ref::<Http>(),
+                    Some(Http::Rejected { status_code: 413 } | Http::RequestTooLarge)
+                );
+                if too_large {
+                    Self::TooLarge
+                } else {
+                    Self::Unavailable(Error::Transport(t))
+                }
+            }
+            other => Self::Unavailable(other),
+        }
+    }
 }
 
 /// A JSON-RPC client of the upstream, HTTP or WS.
@@ -120,15 +167,9 @@ impl Upstream {
     }
 
     /// Calls `method` with `params` (a JSON array or object, or None).
-    pub async fn call(
-        &self,
-        method: &str,
-        params: Option<Value>,
-    ) -> Result<Value, ErrorObjectOwned> {
+    pub async fn call(&self, method: &str, params: Option<Value>) -> Result<Value, UpstreamError> {
         let raw = match params {
-            Some(v) => {
-                Some(RawValue::from_string(v.to_string()).map_err(|e| internal(e.to_string()))?)
-            }
+            Some(v) => Some(RawValue::from_string(v.to_string()).map_err(UpstreamError::Params)?),
             None => None,
         };
         let res = match &*self.inner {
@@ -136,27 +177,16 @@ impl Upstream {
             Inner::Ws(c) => c.request::<Value, _>(method, Raw(raw)).await,
         };
         metrics::counter!("flashnode_rpc_proxied_total").increment(1);
-        res.map_err(|e| match e {
-            jsonrpsee::core::client::Error::Call(obj) => obj,
-            other => ErrorObjectOwned::owned(
-                -32603,
-                format!("upstream unavailable: {other}"),
-                None::<()>,
-            ),
-        })
+        res.map_err(UpstreamError::from_client)
     }
-}
-
-fn internal(msg: String) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(-32603, msg, None::<()>)
 }
 
 /// The request's params as JSON (None when absent).
-pub(crate) fn params_json(p: &Params<'_>) -> Result<Option<Value>, ErrorObjectOwned> {
+fn params_json(p: &Params<'_>) -> Result<Option<Value>, RpcError> {
     if p.as_str().is_none() {
         return Ok(None);
     }
-    p.parse::<Value>().map(Some).map_err(crate::pending::invalid_params)
+    p.parse::<Value>().map(Some).map_err(|e| RpcError::invalid_params(crate::error::detail(&e)))
 }
 
 /// Registers every [`PROXIED`] method.
@@ -164,7 +194,7 @@ pub fn register(m: &mut RpcModule<RpcContext>) {
     for method in PROXIED {
         m.register_async_method(method, move |params, ctx, _| async move {
             let params = params_json(&params)?;
-            ctx.upstream.call(method, params).await
+            ctx.upstream.call(method, params).await.map_err(RpcError::from)
         })
         .expect("proxied method names are unique");
     }

@@ -1,18 +1,20 @@
 //! `eth_subscribe` on the RPC websocket: flashblocks (delta or whole block), flashblock
 //! transactions, pending logs with `removed: true` retractions, and canonical heads and logs.
 
-use crate::{pending::invalid_params, RpcContext};
+use crate::{
+    api::EthPubSubApiServer,
+    error::RpcError,
+    limits::{ClientIp, IpPermit, PerIp},
+    RpcContext,
+};
 use alloy_consensus::TxReceipt;
 use alloy_rpc_types_eth::{Filter, Log};
-use flashnode_exec::{
-    convert::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction},
-    CanonicalBlock,
-};
+use flashnode_exec::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction, CanonicalBlock};
 use flashnode_overlay::{OverlayEvent, PendingBlock};
 use jsonrpsee::{
-    core::SubscriptionResult,
-    server::{PendingSubscriptionSink, RpcModule, SubscriptionMessage},
-    types::ErrorObjectOwned,
+    core::{async_trait, SubscriptionResult},
+    server::{PendingSubscriptionSink, SubscriptionMessage},
+    types::{ErrorObjectOwned, Extensions},
     SubscriptionSink,
 };
 use serde_json::{json, Value};
@@ -28,11 +30,14 @@ enum Kind {
     Logs(Box<Filter>),
 }
 
-fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObjectOwned> {
-    let invalid = |m: String| ErrorObjectOwned::owned(-32602, m, None::<()>);
-    let mut seq = params.sequence();
-    let name: String = seq.next().map_err(invalid_params)?;
-    let arg: Option<Value> = seq.optional_next().map_err(invalid_params)?;
+fn parse_kind(name: Option<Value>, arg: Option<Value>) -> Result<Kind, ErrorObjectOwned> {
+    let invalid =
+        |m: String| ErrorObjectOwned::owned(crate::error::code::INVALID_PARAMS, m, None::<()>);
+    let name: String = match name {
+        // jsonrpsee's phrase for a missing parameter, as every other method answers it.
+        None => return Err(RpcError::invalid_params("No more params").into()),
+        Some(v) => serde_json::from_value(v).map_err(crate::error::invalid_params)?,
+    };
     // `true`, `false`, `{"full": bool}` or nothing; anything else is a client's typo, refused
     // rather than silently served in the default shape.
     let flag = |arg: &Option<Value>| -> Result<bool, ErrorObjectOwned> {
@@ -77,30 +82,59 @@ fn parse_kind(params: &jsonrpsee::types::Params<'_>) -> Result<Kind, ErrorObject
     })
 }
 
-/// Registers `eth_subscribe` / `eth_unsubscribe`.
-pub fn register(m: &mut RpcModule<RpcContext>) {
-    m.register_subscription(
-        "eth_subscribe",
-        "eth_subscription",
-        "eth_unsubscribe",
-        |params, pending, ctx, _| async move {
-            let kind = match parse_kind(&params) {
-                Ok(k) => k,
-                Err(e) => {
-                    pending.reject(e).await;
+/// Answers `eth_subscribe`, at most `per_ip` live subscriptions per client IP.
+#[derive(Clone, Debug)]
+pub(crate) struct PubSub {
+    ctx: RpcContext,
+    per_ip: Arc<PerIp>,
+}
+
+impl PubSub {
+    /// Over `ctx`, counting subscriptions in `per_ip`.
+    pub(crate) fn new(ctx: RpcContext, per_ip: Arc<PerIp>) -> Self {
+        Self { ctx, per_ip }
+    }
+}
+
+#[async_trait]
+impl EthPubSubApiServer for PubSub {
+    async fn subscribe(
+        &self,
+        pending: PendingSubscriptionSink,
+        ext: &Extensions,
+        kind: Option<Value>,
+        options: Option<Value>,
+    ) -> SubscriptionResult {
+        let kind = match parse_kind(kind, options) {
+            Ok(k) => k,
+            Err(e) => {
+                pending.reject(e).await;
+                return Ok(());
+            }
+        };
+        // Connections served by [`crate::serve`] always carry their client's IP.
+        let permit = match ext.get::<ClientIp>() {
+            Some(ClientIp(ip)) => match self.per_ip.try_acquire(*ip) {
+                Some(p) => Some(p),
+                None => {
+                    metrics::counter!(crate::limits::RPC_LIMITED_TOTAL, "what" => "subscription")
+                        .increment(1);
+                    let limit = self.per_ip.limit();
+                    pending.reject(RpcError::TooManySubscriptions { limit }).await;
                     return Ok(());
                 }
-            };
-            serve(kind, pending, ctx).await
-        },
-    )
-    .expect("unique");
+            },
+            None => None,
+        };
+        serve(kind, pending, &self.ctx, permit).await
+    }
 }
 
 async fn serve(
     kind: Kind,
     pending: PendingSubscriptionSink,
-    ctx: Arc<RpcContext>,
+    ctx: &RpcContext,
+    _permit: Option<IpPermit>,
 ) -> SubscriptionResult {
     // Subscribe before accepting, so nothing published in between is missed.
     let mut events = ctx.overlay.subscribe();

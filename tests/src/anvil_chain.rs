@@ -5,7 +5,7 @@ use crate::raw_rpc;
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use flashnode_exec::{BlockBuilder, BlockEnvInput, ChainConfig, SourceDb, StateSource};
-use flashnode_overlay::upstream::{UpstreamConfig, UpstreamSource};
+use flashnode_overlay::{UpstreamConfig, UpstreamSource};
 use op_alloy_consensus::OpTxEnvelope;
 use op_alloy_rpc_types_engine::flashblock::{
     OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta,
@@ -51,6 +51,7 @@ pub async fn build_frames(
     let upstream = UpstreamSource::connect(
         UpstreamConfig { url: anvil.to_string(), ..Default::default() },
         Default::default(),
+        &flashnode_tasks::TaskManager::new().executor(),
     )
     .await
     .unwrap();

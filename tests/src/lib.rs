@@ -111,6 +111,11 @@ pub struct Proc {
 impl Proc {
     /// Spawns `flashnode` with `args`.
     pub fn flashnode(args: &[String]) -> Self {
+        Self::flashnode_env(args, &[])
+    }
+
+    /// Spawns `flashnode` with `args` and the extra environment variables `envs`.
+    pub fn flashnode_env(args: &[String], envs: &[(&str, &str)]) -> Self {
         let log = std::env::temp_dir().join(format!(
             "flashnode-test-{}-{}.log",
             std::process::id(),
@@ -120,6 +125,7 @@ impl Proc {
         let child = Command::new(flashnode_bin())
             .args(args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(envs.iter().copied())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
             .stdin(Stdio::null())
@@ -229,11 +235,16 @@ impl Proc {
 
     /// Sends SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`TERM`, `USR1`, ...).
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill runs");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Waits up to `timeout` for the process to exit; its status, or None if still running.
@@ -278,6 +289,11 @@ impl Running {
 
 /// Starts `flashnode <sub>` on free ports with `extra` flags and waits until the RPC answers.
 pub async fn start(sub: &str, extra: &[&str]) -> Running {
+    start_env(sub, extra, &[]).await
+}
+
+/// [`start`] with the extra environment variables `envs`.
+pub async fn start_env(sub: &str, extra: &[&str], envs: &[(&str, &str)]) -> Running {
     let (rpc_port, ws_port) = (free_port(), free_port());
     let mut args = vec![
         sub.to_string(),
@@ -287,7 +303,7 @@ pub async fn start(sub: &str, extra: &[&str]) -> Running {
         format!("127.0.0.1:{ws_port}"),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let proc = Proc::flashnode(&args);
+    let proc = Proc::flashnode_env(&args, envs);
     let running = Running {
         proc,
         rpc: format!("http://127.0.0.1:{rpc_port}"),

@@ -22,6 +22,9 @@ pub enum UpstreamMode {
     Slow(Duration),
     /// Answer every request with `502 Bad Gateway`.
     BadGateway,
+    /// Answer every request with `413 Payload Too Large`, as an upstream with a smaller body
+    /// limit than the node's does.
+    PayloadTooLarge,
 }
 
 /// A running proxy.
@@ -68,15 +71,19 @@ async fn handle(client: &mut TcpStream, target: &str, mode: UpstreamMode) {
     let mut buf = vec![0u8; 64 * 1024];
     match mode {
         UpstreamMode::Down => {}
-        UpstreamMode::BadGateway => {
+        UpstreamMode::BadGateway | UpstreamMode::PayloadTooLarge => {
+            let status = match mode {
+                UpstreamMode::BadGateway => "502 Bad Gateway",
+                _ => "413 Payload Too Large",
+            };
             // One read is one request for the small JSON-RPC bodies the node sends.
             while let Ok(n) = client.read(&mut buf).await {
                 if n == 0 {
                     break;
                 }
-                let body = "Bad Gateway";
+                let body = &status[4..];
                 let resp = format!(
-                    "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 if client.write_all(resp.as_bytes()).await.is_err() {

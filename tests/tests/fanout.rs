@@ -297,3 +297,273 @@ async fn pings_and_close_interleave_with_flashblocks() {
     .unwrap_or(false);
     assert!(closed, "the close was answered with a close");
 }
+
+/// The fan-out's address (host:port) from its ws URL.
+fn fanout_addr(ws: &str) -> std::net::SocketAddr {
+    ws.trim_start_matches("ws://").trim_end_matches("/ws").parse().unwrap()
+}
+
+/// A raw request on the fan-out port: the whole answer (the server closes after it).
+async fn raw_http(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    // A reset after the answer still leaves the answer read.
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("answered");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the server closed `s` (EOF or a reset), reading whatever it answered first; false
+/// if it is still open after `within`.
+async fn closed_by_server(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    tokio::time::timeout(within, s.read_to_end(&mut buf)).await.is_ok()
+}
+
+/// A refused compression, an unknown parameter and a plain HTTP request get an HTTP answer
+/// that says why (not silence or a Text stream), and a shutdown closes subscribers with 1001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_answers_and_going_away_on_shutdown() {
+    let mut node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
+    let addr = fanout_addr(&node.ws);
+    let url = node.ws.clone();
+    assert_eq!(status_of(&format!("{url}?compress=gzip"), None).await, 400);
+    let upgrade = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    };
+    let gzip = raw_http(addr, &upgrade("/ws?compress=gzip")).await;
+    assert!(gzip.starts_with("HTTP/1.1 400 "), "{gzip}");
+    assert!(gzip.contains("compress must be brotli") && gzip.contains("\"gzip\""), "{gzip}");
+    let unknown = raw_http(addr, &upgrade("/ws?compres=brotli")).await;
+    assert!(unknown.starts_with("HTTP/1.1 400 ") && unknown.contains("\"compres\""), "{unknown}");
+    let plain = raw_http(addr, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(plain.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{plain}");
+    assert!(plain.contains("/ws is a websocket endpoint"), "{plain}");
+    // brotli is still served.
+    let mut brotli = collect_flashblocks(&format!("{url}?compress=brotli")).await;
+    assert!(next_flashblock(&mut brotli, Duration::from_secs(5)).await.binary);
+    // SIGTERM: the subscriber gets a Close with 1001 (going away), not 1005 (no status).
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(matches!(first, Ok(Some(Ok(Message::Text(_))))), "{first:?}");
+    node.proc.terminate();
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(e) => panic!("no close frame: {e}"),
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed within the shutdown");
+    assert_eq!(code, Some(1001), "going away");
+    assert!(node.proc.wait_exit(Duration::from_secs(15)).await.is_some());
+}
+
+/// Half-open sockets from one address count against its limit from accept: past it they are
+/// answered 429 or closed at once, the admitted ones are closed at the handshake deadline, and
+/// the RPC and /healthz answer meanwhile. (Before, each held a slot-less socket forever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_sockets_are_bounded_per_address_and_time_out() {
+    let metrics = free_port();
+    let node = start(
+        "dev",
+        &[
+            "--ws-per-ip-limit",
+            "5",
+            "--ws-handshake-timeout",
+            "1s",
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics}"),
+        ],
+    )
+    .await;
+    let addr = fanout_addr(&node.ws);
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // A complete request from the same address is refused while the 5 hold their slots.
+    let refused = raw_http(addr, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(refused.starts_with("HTTP/1.1 429 "), "{refused}");
+    let (code, _) = http_get(&format!("127.0.0.1:{metrics}"), "/healthz").await;
+    assert_eq!(code, 200, "/healthz answers");
+    assert!(raw_rpc(&node.rpc, "eth_chainId", serde_json::json!([])).await["result"].is_string());
+    // Every silent socket is closed by the server, the admitted ones at the deadline.
+    for (i, s) in silent.iter_mut().enumerate() {
+        assert!(closed_by_server(s, Duration::from_secs(15)).await, "socket {i} still open");
+    }
+    // The slots are free again.
+    assert!(
+        eventually(Duration::from_secs(5), || async { status_of(&node.ws, None).await == 101 })
+            .await
+    );
+}
+
+/// Spawns `flashnode` with `args` under a soft and hard `RLIMIT_NOFILE` of `nofile`.
+fn spawn_with_nofile(args: &[String], nofile: u64) -> (std::process::Child, std::path::PathBuf) {
+    use std::os::unix::process::CommandExt;
+    let log = std::env::temp_dir().join(format!(
+        "flashnode-test-nofile-{}-{}.log",
+        std::process::id(),
+        free_port()
+    ));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = std::process::Command::new(flashnode_bin());
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .stdin(std::process::Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    (cmd.spawn().expect("flashnode starts"), log)
+}
+
+/// With a 400-descriptor process limit, the fan-out's connection cap is lowered at start with a
+/// log line, and 500 half-open sockets do not take the descriptors the RPC and /healthz need;
+/// they are refused or closed at the handshake deadline. (Before, they exhausted the process's
+/// descriptors and the RPC stopped answering.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptor_exhaustion_keeps_the_rpc_and_health_answering() {
+    let (rpc, fanout, metrics) = (free_port(), free_port(), free_port());
+    let args: Vec<String> = [
+        "dev",
+        "--rpc-addr",
+        &format!("127.0.0.1:{rpc}"),
+        "--flashblocks-addr",
+        &format!("127.0.0.1:{fanout}"),
+        "--metrics-addr",
+        &format!("127.0.0.1:{metrics}"),
+        "--ws-per-ip-limit",
+        "10000",
+        "--ws-fd-reserve",
+        "200",
+        "--ws-handshake-timeout",
+        "2s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (mut child, log) = spawn_with_nofile(&args, 400);
+    struct Kill<'a>(&'a mut std::process::Child, &'a std::path::Path);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            if std::thread::panicking() {
+                eprintln!("{}", std::fs::read_to_string(self.1).unwrap_or_default());
+            }
+        }
+    }
+    let _kill = Kill(&mut child, &log);
+    let host = format!("127.0.0.1:{rpc}");
+    let chain_id = || {
+        let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]})
+            .to_string();
+        let host = host.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(5), post_json(host, body)).await.ok().flatten()
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || async { chain_id().await.is_some() }).await,
+        "the node starts"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("fan-out connection limit lowered to 200: RLIMIT_NOFILE is 400"),
+        "the clamp is logged: {text}"
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{fanout}").parse().unwrap();
+    let mut sockets = Vec::new();
+    for _ in 0..500 {
+        sockets.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Give the node time to accept them all (or fail to), then ask the RPC and health.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        assert!(chain_id().await.is_some(), "the RPC answers while the fan-out is full");
+        let health = tokio::time::timeout(
+            Duration::from_secs(5),
+            http_get(&format!("127.0.0.1:{metrics}"), "/healthz"),
+        )
+        .await
+        .expect("/healthz answers in time");
+        assert_eq!(health.0, 200);
+    }
+    for (i, s) in sockets.iter_mut().enumerate() {
+        assert!(closed_by_server(s, Duration::from_secs(20)).await, "socket {i} still open");
+    }
+}
+
+/// One JSON-RPC POST over a raw socket: the body, or None if the connection failed.
+async fn post_json(host: String, body: String) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(&host).await.ok()?;
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.contains("\"result\"").then_some(text)
+}
+
+/// Behind a trusted proxy the client is the entry the proxy appended (the rightmost, or the
+/// `--ws-trusted-proxy-hops`-th from the right): entries the client forged to its left do not
+/// give it more connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_forwarded_for_entries_do_not_evade_the_per_ip_limit() {
+    let node = start("dev", &["--ws-per-ip-limit", "2", "--ws-trust-forwarded-for"]).await;
+    let mut held = Vec::new();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let forged = format!("6.6.6.{i}, 10.9.9.9");
+        let mut req = node.ws.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("x-forwarded-for", HeaderValue::from_str(&forged).unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Ok(ws) => {
+                held.push(ws);
+                statuses.push(101)
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                statuses.push(resp.status().as_u16())
+            }
+            Err(e) => panic!("unexpected handshake error {e}"),
+        }
+    }
+    assert_eq!(statuses, [101, 101, 429, 429, 429, 429], "counted as 10.9.9.9");
+    // Another client behind the same proxy still gets in.
+    assert_eq!(status_of(&node.ws, Some("6.6.6.0, 10.8.8.8")).await, 101);
+    drop(node);
+    // Two hops: the balancer appended the CDN (rightmost), the CDN appended the client.
+    let node = start(
+        "dev",
+        &["--ws-per-ip-limit", "1", "--ws-trust-forwarded-for", "--ws-trusted-proxy-hops", "2"],
+    )
+    .await;
+    let mut req = node.ws.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1, 10.1.1.1, 10.0.0.2"));
+    let _first = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(status_of(&node.ws, Some("2.2.2.2, 10.1.1.1, 10.0.0.2")).await, 429);
+    assert_eq!(status_of(&node.ws, Some("1.1.1.1, 10.2.2.2, 10.0.0.2")).await, 101);
+}

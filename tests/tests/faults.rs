@@ -276,6 +276,114 @@ async fn upstream_502_answers_clear_errors_then_recovers() {
     assert_eq!(mode(&node.rpc).await, "flashblocks");
 }
 
+/// A GET that answers None once the endpoint is gone (the process is exiting).
+async fn try_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut out)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// A critical task panics (the overlay, through the debug-build fault hook
+/// `FLASHNODE_FAULT_PANIC_TASK=overlay` and SIGUSR1): /readyz answers 503 naming the task and
+/// the panic, an error naming the task is logged, in-flight calls are drained, and the process
+/// exits non-zero (so an orchestrator restarts it) instead of serving `latest` as if all were
+/// well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_task_panic_fails_readiness_and_exits_non_zero() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut node = start_env(
+        "dev",
+        &[
+            "--block-time",
+            "2s",
+            "--flashblock-interval",
+            "400ms",
+            "--metrics-addr",
+            &metrics,
+            "--shutdown-timeout",
+            "20s",
+        ],
+        &[("FLASHNODE_FAULT_PANIC_TASK", "overlay")],
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            try_get(&metrics, "/readyz").await.is_some_and(|(code, _)| code == 200)
+        })
+        .await,
+        "ready before the fault"
+    );
+    // An in-flight call holds the drain open while /readyz is watched: a nonce gap keeps the
+    // transaction out of every block, so the call waits for its whole 8 s timeout.
+    let gap = sign_1559(
+        DEV_KEYS[7],
+        901,
+        5,
+        alloy_primitives::TxKind::Call(address_of(DEV_KEYS[8])),
+        alloy_primitives::U256::from(1),
+        alloy_primitives::Bytes::new(),
+        21_000,
+        10_000_000_000,
+    );
+    let rpc = node.rpc.clone();
+    let in_flight = tokio::spawn(async move {
+        raw_rpc(&rpc, "eth_sendRawTransactionSync", json!([gap, 8000])).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.proc.signal("USR1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut report = None;
+    while report.is_none() && Instant::now() < deadline {
+        match try_get(&metrics, "/readyz").await {
+            Some((503, body)) => report = Some(body),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(report.is_some(), "/readyz turned 503:\n{}", node.proc.output());
+    let body: Value = serde_json::from_str(report.as_deref().unwrap_or_default()).expect("json");
+    assert_eq!(body["failure"]["task"], "overlay", "{body}");
+    let reason = body["failure"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("critical task `overlay` panicked: fault injected"),
+        "the reason names the task and the panic: {body}"
+    );
+    let answer = in_flight.await.expect("the in-flight call is answered");
+    assert!(answer.get("error").is_some() || answer.get("result").is_some(), "{answer}");
+    let status = node.proc.wait_exit(Duration::from_secs(30)).await.expect("the process exits");
+    assert!(!status.success(), "a non-zero exit: {status:?}");
+    assert!(status.code().is_some(), "an exit, not a signal: {status:?}");
+    let log = without_ansi(&node.proc.output());
+    assert!(
+        log.lines().any(|l| l.contains("ERROR") && l.contains("critical task `overlay` panicked")),
+        "an error naming the task is logged:\n{log}"
+    );
+}
+
+/// `text` without terminal colour sequences (the log writer colours its output).
+fn without_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters... final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// SIGKILL of `flashnode node` and a restart on the same ports: it answers again and is back
 /// in flashblocks mode within 10 s (it joins mid-block and waits for the next index 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,11 @@ fn index_zero(number: u64, parent: B256, timestamp: u64, id: u8, txs: Vec<Bytes>
 /// (number, hash, timestamp) of anvil's latest block.
 async fn latest(url: &str) -> (u64, B256, u64) {
     let b = raw_rpc(url, "eth_getBlockByNumber", json!(["latest", false])).await["result"].clone();
-    (quantity(&b["number"]), b["hash"].as_str().unwrap().parse().unwrap(), quantity(&b["timestamp"]))
+    (
+        quantity(&b["number"]),
+        b["hash"].as_str().unwrap().parse().unwrap(),
+        quantity(&b["timestamp"]),
+    )
 }
 
 /// `rejected` count of a class (`other_chain` is `otherChain` in the JSON).
@@ -85,7 +89,9 @@ fn warnings(log: &str, class: &str) -> usize {
     strip_ansi(log)
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("flashblock not applied"))
-        .filter(|l| l.contains(&format!("class=\"{class}\"")) || l.contains(&format!("class={class}")))
+        .filter(|l| {
+            l.contains(&format!("class=\"{class}\"")) || l.contains(&format!("class={class}"))
+        })
         .count()
 }
 
@@ -107,8 +113,10 @@ async fn far_future_index_zero_never_turns_preconfirmations_off() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        eventually(Duration::from_secs(5), || async { count(&status(&node.rpc).await, "ahead") >= 5 })
-            .await,
+        eventually(Duration::from_secs(5), || async {
+            count(&status(&node.rpc).await, "ahead") >= 5
+        })
+        .await,
         "{}",
         status(&node.rpc).await
     );
@@ -145,7 +153,9 @@ async fn far_future_index_zero_never_turns_preconfirmations_off() {
     // Warned once for the five (rate-limited), naming the upstream's tip.
     let log = strip_ansi(&node.proc.output());
     assert_eq!(warnings(&log, "ahead"), 1, "{log}");
-    assert!(log.lines().any(|l| l.contains("flashblock not applied") && l.contains("upstream_tip")));
+    assert!(log
+        .lines()
+        .any(|l| l.contains("flashblock not applied") && l.contains("upstream_tip")));
 }
 
 /// #16.5: with the upstream unreachable and the stream going on, the pending chain stops at
@@ -163,8 +173,10 @@ async fn upstream_unreachable_bounds_pending_and_degrades_readiness() {
     )
     .await;
     assert!(
-        eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 })
-            .await
+        eventually(Duration::from_secs(5), || async {
+            http_get(&metrics, "/readyz").await.0 == 200
+        })
+        .await
     );
 
     proxy.set(UpstreamMode::Down);
@@ -260,7 +272,8 @@ async fn pending_is_served_only_when_its_state_can_be_read() {
     assert!(bp.get("result").is_some(), "{bp}");
     assert_eq!(bp["result"], bl["result"]);
     let call =
-        raw_rpc(&node.rpc, "eth_call", json!([{"to": Address::repeat_byte(0xaa)}, "pending"])).await;
+        raw_rpc(&node.rpc, "eth_call", json!([{"to": Address::repeat_byte(0xaa)}, "pending"]))
+            .await;
     assert!(call.get("result").is_some(), "{call}");
 }
 
@@ -319,10 +332,18 @@ async fn unapplicable_frames_are_classified_and_explained() {
     for _ in 0..2 {
         assert!(raw_rpc(&anvil.url, "evm_mine", json!([])).await.get("result").is_some());
     }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status(&node.rpc).await["canonicalTip"] == n0 + 2
+        })
+        .await
+    );
     let behind = eventually(Duration::from_secs(10), || async {
         source.send(index_zero(n0 + 1, h0, t0 + 2, 5, vec![]));
         let s = status(&node.rpc).await;
-        s["canonicalTip"] == n0 + 2 && count(&s, "stale") >= 1 && s["lastRejected"]["class"] == "stale"
+        s["canonicalTip"] == n0 + 2
+            && count(&s, "stale") >= 1
+            && s["lastRejected"]["class"] == "stale"
     })
     .await;
     assert!(behind, "{}", status(&node.rpc).await);

@@ -308,6 +308,59 @@ async fn sigterm_drains_in_flight_calls() {
     assert!(refused, "no new connections after shutdown");
 }
 
+/// SIGTERM while a long simulation runs on a blocking thread (1,000 calls of an endless loop,
+/// each burning the 50 M gas cap: tens of seconds of EVM): the process still exits within
+/// `--shutdown-timeout`, with code 0. Dropping the runtime used to wait for the execution
+/// (24 s after a 10 s deadline). The bound is loose (a margin for a loaded machine), far below
+/// the simulation's own length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_the_shutdown_timeout_during_a_long_simulation() {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    const MARGIN: Duration = Duration::from_secs(6);
+    let mut node = start(
+        "dev",
+        &["--block-time", "2s", "--flashblock-interval", "400ms", "--shutdown-timeout", "2s"],
+    )
+    .await;
+    let looper = "0x00000000000000000000000000000000000c0de1";
+    let from = address_of(DEV_KEYS[0]);
+    let calls: Vec<_> =
+        (0..1000).map(|_| serde_json::json!({"from": from, "to": looper})).collect();
+    let payload = serde_json::json!([{
+        "blockStateCalls": [{
+            // Room for every call's full gas cap in the one simulated block.
+            "blockOverrides": {"gasLimit": format!("0x{:x}", 1000u64 * 50_000_000)},
+            // JUMPDEST; PUSH1 0; JUMP: loops until the gas runs out.
+            "stateOverrides": {looper: {"code": "0x5b600056"}},
+            "calls": calls,
+        }],
+    }, "pending"]);
+    let rpc = node.rpc.clone();
+    let simulation = tokio::spawn(async move { raw_rpc(&rpc, "eth_simulateV1", payload).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!simulation.is_finished(), "the simulation still runs when SIGTERM arrives");
+    let sent = std::time::Instant::now();
+    node.proc.terminate();
+    let status = node
+        .proc
+        .wait_exit(TIMEOUT + MARGIN + Duration::from_secs(30))
+        .await
+        .expect("the process exits");
+    let took = sent.elapsed();
+    assert!(status.success(), "exit code 0 after SIGTERM: {status:?}\n{}", node.proc.output());
+    assert!(
+        took <= TIMEOUT + MARGIN,
+        "exited {took:?} after SIGTERM with --shutdown-timeout {TIMEOUT:?}\n{}",
+        node.proc.output()
+    );
+    assert!(
+        node.proc.output().contains("RPC drain deadline passed"),
+        "the simulation outlived the drain: {}",
+        node.proc.output()
+    );
+    simulation.abort();
+}
+
 /// /metrics parses as Prometheus text and exposes the operator families: stream, overlay, RPC
 /// per method (count and latency) and websocket fan-out (the upstream cache families are checked
 /// in `readiness_follows_the_stream`, where a JSON-RPC upstream is in use).

@@ -1,6 +1,6 @@
 //! rollup-boost's own flashblock types and flashnode agree on the wire, both ways.
 
-use flashnode_overlay::frame::{decode_frame, encode_brotli};
+use flashnode_overlay::{decode_frame, encode_brotli};
 use flashnode_tests::{collect_flashblocks, next_flashblock, start};
 use rollup_boost_types::flashblocks::FlashblocksPayloadV1;
 use std::time::Duration;

@@ -1,0 +1,303 @@
+//! The RPC port under hostile input and overload, against the real binary: error text for
+//! malformed and misdirected requests, per-IP connection and subscription limits (loopback
+//! is 127.0.0.0/8, so 127.0.0.2 and 127.0.0.3 are other client IPs), and the execution
+//! budget (gas summed over a simulation, the EVM timeout, the bounded executor pool, calls
+//! whose client went away).
+
+use alloy_primitives::Address;
+use flashnode_tests::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::{net::SocketAddr, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
+use tokio_tungstenite::tungstenite::Message;
+
+fn addr_of(rpc: &str) -> SocketAddr {
+    rpc.trim_start_matches("http://").parse().expect("rpc address")
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{from}:0").parse().expect("address")).expect("bind a loopback address");
+    socket.connect(to).await.expect("connects")
+}
+
+/// One HTTP POST of `body` over `stream`; the status and the body of the answer.
+async fn post_on(mut stream: TcpStream, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.expect("request written");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string()).unwrap_or_default();
+    (status, body)
+}
+
+async fn post(rpc: &str, body: &str) -> (u16, String) {
+    post_on(TcpStream::connect(addr_of(rpc)).await.expect("rpc reachable"), body).await
+}
+
+const CHAIN_ID: &str = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+
+/// Requests that used to get a misleading answer get a clear one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misdirected_and_malformed_requests_get_clear_errors() {
+    let node = start("dev", &[]).await;
+    let r = raw_rpc(&node.rpc, "eth_subscribe", json!(["newHeads"])).await;
+    assert_eq!(r["error"]["code"], -32601, "{r}");
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("websocket") && msg.contains("ws://"), "{r}");
+    for method in ["eth_simulateV1", "eth_createAccessList", "eth_call", "eth_estimateGas"] {
+        let r = raw_rpc(&node.rpc, method, json!([])).await;
+        assert_eq!(r["error"]["code"], -32602, "{method} []: {r}");
+        let msg = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with("invalid params: "), "{method} []: {r}");
+    }
+    let r = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", "notbool"])).await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap_or_default().contains("bool"), "{r}");
+    let r = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await;
+    assert!(r["result"]["number"].is_string(), "the right shape still works: {r}");
+
+    for id in ["{}", "[]", "true"] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_chainId","params":[]}}"#);
+        let (status, body) = post(&node.rpc, &body).await;
+        let v: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("id {id}: a JSON-RPC answer, got {status} {body:?}: {e}"));
+        assert_eq!(v["error"]["code"], -32600, "id {id}: {v}");
+        assert!(v["id"].is_null(), "{v}");
+    }
+    let (_, body) = post(&node.rpc, CHAIN_ID).await;
+    assert!(body.contains("\"result\""), "{body}");
+    assert_eq!(status(&node.rpc).await["mode"], "flashblocks");
+}
+
+/// Connections are counted per client IP from accept: beyond the limit one gets HTTP 429
+/// naming the flag; other IPs are served; a closed connection frees its place.
+/// Subscriptions are counted per IP across connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_limits_on_the_rpc_port() {
+    let node =
+        start("dev", &["--rpc-per-ip-connections", "4", "--rpc-per-ip-subscriptions", "2"]).await;
+    let addr = addr_of(&node.rpc);
+    // Held idle, as a flood of half-open sockets would be.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect_from("127.0.0.2", addr).await);
+    }
+    let mut refused = None;
+    for _ in 0..20 {
+        let (status, body) = post_on(connect_from("127.0.0.2", addr).await, CHAIN_ID).await;
+        if status == 429 {
+            refused = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = refused.expect("the fifth connection from one IP is refused");
+    assert!(body.contains("127.0.0.2") && body.contains("--rpc-per-ip-connections"), "{body}");
+    let (code, body) = post_on(connect_from("127.0.0.3", addr).await, CHAIN_ID).await;
+    assert_eq!(code, 200, "another IP is served: {body}");
+    drop(held);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            post_on(connect_from("127.0.0.2", addr).await, CHAIN_ID).await.0 == 200
+        })
+        .await,
+        "closed connections free their places"
+    );
+
+    // Subscriptions: two per IP, over any number of connections.
+    let mut a = ws_from("127.0.0.4", addr).await;
+    let mut b = ws_from("127.0.0.4", addr).await;
+    let first = ws_request(&mut a, 1, "eth_subscribe", json!(["newHeads"])).await;
+    assert!(first["result"].is_string(), "{first}");
+    let second = ws_request(&mut b, 2, "eth_subscribe", json!(["newFlashblocks"])).await;
+    assert!(second["result"].is_string(), "{second}");
+    let third = ws_request(&mut b, 3, "eth_subscribe", json!(["newHeads"])).await;
+    assert_eq!(third["error"]["code"], -32005, "{third}");
+    assert!(
+        third["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--rpc-per-ip-subscriptions"),
+        "{third}"
+    );
+    let mut other = ws_from("127.0.0.5", addr).await;
+    let r = ws_request(&mut other, 4, "eth_subscribe", json!(["newHeads"])).await;
+    assert!(r["result"].is_string(), "another IP subscribes: {r}");
+    let unsub = ws_request(&mut a, 5, "eth_unsubscribe", json!([first["result"]])).await;
+    assert_eq!(unsub["result"], true, "{unsub}");
+    let again = ws_request(&mut a, 6, "eth_subscribe", json!(["newHeads"])).await;
+    assert!(again["result"].is_string(), "an unsubscribe frees a place: {again}");
+    assert_eq!(status(&node.rpc).await["mode"], "flashblocks");
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn ws_from(from: &str, to: SocketAddr) -> Ws {
+    let stream = connect_from(from, to).await;
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{to}"), stream)
+        .await
+        .expect("websocket handshake");
+    ws
+}
+
+/// Sends a request and returns its response (notifications meanwhile are skipped).
+async fn ws_request(ws: &mut Ws, id: u64, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    ws.send(Message::Text(body.to_string().into())).await.expect("sent");
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time")
+            .expect("open")
+            .expect("a frame");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).expect("json");
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+}
+
+/// Code that loops until its gas runs out: JUMPDEST PUSH1 0 JUMP.
+const LOOP_CODE: &str = "0x5b600056";
+
+fn loop_call(gas: u64) -> Value {
+    let to = Address::repeat_byte(0x77);
+    json!([
+        {"to": to, "gas": format!("0x{gas:x}")},
+        "pending",
+        {to.to_string(): {"code": LOOP_CODE}}
+    ])
+}
+
+/// Execution has a budget per request: gas summed over a simulation, a wall-clock timeout, a
+/// bounded pool that answers -32005 beyond its queue, and calls stopped when their client
+/// goes away. Ingest keeps serving flashblocks throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_budget_timeout_and_overload() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let node = start(
+        "dev",
+        &[
+            "--rpc-gas-cap",
+            "100000000000",
+            "--rpc-evm-timeout",
+            "1s",
+            "--rpc-max-concurrent-executions",
+            "1",
+            "--metrics-addr",
+            &metrics,
+        ],
+    )
+    .await;
+    // Gas summed over the calls of one simulation, refused before anything runs.
+    let call =
+        json!({"to": Address::repeat_byte(0x77), "gas": format!("0x{:x}", 40_000_000_000u64)});
+    let r = raw_rpc(
+        &node.rpc,
+        "eth_simulateV1",
+        json!([{"blockStateCalls": [{"calls": [call, call]}, {"calls": [call]}]}, "pending"]),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap_or_default().contains("in all"), "{r}");
+    let r = raw_rpc(
+        &node.rpc,
+        "eth_simulateV1",
+        json!([{"blockStateCalls": [{"calls": [call, call]}]}, "pending"]),
+    )
+    .await;
+    assert!(r["result"].is_array(), "within the cap it runs: {r}");
+
+    // A call that would loop for minutes is stopped by the timeout.
+    let r = raw_rpc(&node.rpc, "eth_call", loop_call(100_000_000_000)).await;
+    assert_eq!(r["error"]["code"], -32000, "{r}");
+    assert_eq!(r["error"]["message"], "execution aborted (timeout = 1s)", "{r}");
+
+    // One executor and 16 places to wait: of 24 at once, some are refused with -32005 at
+    // once; the rest time out; none hangs.
+    let calls: Vec<_> = (0..24)
+        .map(|_| {
+            let rpc = node.rpc.clone();
+            tokio::spawn(async move { raw_rpc(&rpc, "eth_call", loop_call(100_000_000_000)).await })
+        })
+        .collect();
+    let (mut overloaded, mut timed_out) = (0, 0);
+    for c in calls {
+        let r = tokio::time::timeout(Duration::from_secs(60), c).await.expect("answered").unwrap();
+        match r["error"]["code"].as_i64() {
+            Some(-32005) => {
+                assert!(
+                    r["error"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("executors are busy"),
+                    "{r}"
+                );
+                overloaded += 1;
+            }
+            Some(-32000) => timed_out += 1,
+            _ => panic!("an overload or a timeout: {r}"),
+        }
+    }
+    assert!(overloaded >= 7, "{overloaded} refused, {timed_out} timed out");
+    assert!(timed_out >= 1);
+
+    // A client that goes away: its execution is cancelled.
+    let mut s = TcpStream::connect(addr_of(&node.rpc)).await.unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": loop_call(100_000_000_000)})
+        .to_string();
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric(&scrape(&metrics).await, "flashnode_rpc_executions_cancelled_total", &[]) >= 1.0
+        })
+        .await,
+        "the execution of a client that went away is cancelled"
+    );
+    let page = scrape(&metrics).await;
+    assert!(metric(&page, "flashnode_rpc_executions_refused_total", &[]) >= 7.0);
+    assert!(metric(&page, "flashnode_rpc_execution_timeouts_total", &[]) >= 2.0);
+    assert_eq!(status(&node.rpc).await["mode"], "flashblocks");
+}
+
+/// An upstream that refuses a request as too large (HTTP 413) is reported as that, not as
+/// "upstream unavailable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_413_says_the_request_is_too_large() {
+    use flashnode_tests::upstream::{UpstreamMode, UpstreamProxy};
+    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
+    let proxy = UpstreamProxy::start(&devnet.rpc).await;
+    let node = start_node(&devnet.ws, &proxy.url, &["--upstream-timeout", "2s"]).await;
+    proxy.set(UpstreamMode::PayloadTooLarge);
+    let r = raw_rpc(&node.rpc, "eth_blockNumber", json!([])).await;
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("413") && msg.contains("too large"), "{r}");
+    assert!(!msg.contains("unavailable"), "{r}");
+    proxy.set(UpstreamMode::Pass);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            raw_rpc(&node.rpc, "eth_blockNumber", json!([])).await["result"].is_string()
+        })
+        .await
+    );
+}
