@@ -104,8 +104,8 @@ async fn per_ip_limits_on_the_rpc_port() {
     }
     let body = refused.expect("the fifth connection from one IP is refused");
     assert!(body.contains("127.0.0.2") && body.contains("--rpc-per-ip-connections"), "{body}");
-    let (status, body) = post_on(connect_from("127.0.0.3", addr).await, CHAIN_ID).await;
-    assert_eq!(status, 200, "another IP is served: {body}");
+    let (code, body) = post_on(connect_from("127.0.0.3", addr).await, CHAIN_ID).await;
+    assert_eq!(code, 200, "another IP is served: {body}");
     drop(held);
     assert!(
         eventually(Duration::from_secs(5), || async {
