@@ -209,7 +209,10 @@ async fn execution_budget_timeout_and_overload() {
     let r = raw_rpc(
         &node.rpc,
         "eth_simulateV1",
-        json!([{"blockStateCalls": [{"calls": [call, call]}, {"calls": [call]}]}, "pending"]),
+        json!([{"blockStateCalls": [
+            {"blockOverrides": {"gasLimit": "0xe8d4a51000"}, "calls": [call, call]},
+            {"blockOverrides": {"gasLimit": "0xe8d4a51000"}, "calls": [call]}
+        ]}, "pending"]),
     )
     .await;
     assert_eq!(r["error"]["code"], -32602, "{r}");
