@@ -108,11 +108,16 @@ where
         )));
     }
     // Refused before anything runs: the gas the calls ask for is more than the request may use.
+    // A call asking more than its block's gas limit fails on its own (-38015), so it is not
+    // counted here.
     let asked = payload
         .block_state_calls
         .iter()
-        .flat_map(|b| b.calls.iter())
-        .filter_map(|c| c.gas)
+        .flat_map(|b| {
+            let limit =
+                b.block_overrides.as_ref().and_then(|o| o.gas_limit).unwrap_or(base.gas_limit);
+            b.calls.iter().filter_map(move |c| c.gas.filter(|g| *g <= limit))
+        })
         .fold(0u64, u64::saturating_add);
     if asked > gas_cap {
         return Err(SimulateFailure::invalid(format!(

@@ -203,12 +203,16 @@ async fn execution_budget_timeout_and_overload() {
     )
     .await;
     // Gas summed over the calls of one simulation, refused before anything runs.
+    let small = json!({"to": Address::repeat_byte(0x77), "gas": "0xf4240"});
     let call =
         json!({"to": Address::repeat_byte(0x77), "gas": format!("0x{:x}", 40_000_000_000u64)});
     let r = raw_rpc(
         &node.rpc,
         "eth_simulateV1",
-        json!([{"blockStateCalls": [{"calls": [call, call]}, {"calls": [call]}]}, "pending"]),
+        json!([{"blockStateCalls": [
+            {"blockOverrides": {"gasLimit": "0xe8d4a51000"}, "calls": [call, call]},
+            {"blockOverrides": {"gasLimit": "0xe8d4a51000"}, "calls": [call]}
+        ]}, "pending"]),
     )
     .await;
     assert_eq!(r["error"]["code"], -32602, "{r}");
@@ -216,7 +220,7 @@ async fn execution_budget_timeout_and_overload() {
     let r = raw_rpc(
         &node.rpc,
         "eth_simulateV1",
-        json!([{"blockStateCalls": [{"calls": [call, call]}]}, "pending"]),
+        json!([{"blockStateCalls": [{"calls": [small, small]}]}, "pending"]),
     )
     .await;
     assert!(r["result"].is_array(), "within the cap it runs: {r}");
