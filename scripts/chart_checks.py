@@ -104,7 +104,7 @@ SERVICE_MONITOR_SCHEMA = {
 
 
 def rust_sources():
-    for sub in ("bin", "overlay", "rpc", "exec", "devnet", "p2p", "gossip", "crates"):
+    for sub in ("bin", "overlay", "rpc", "fanout", "tasks", "exec", "devnet", "p2p", "gossip", "crates"):
         base = ROOT / sub
         if base.is_dir():
             yield from base.rglob("*.rs")

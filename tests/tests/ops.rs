@@ -319,7 +319,20 @@ async fn sigterm_exits_within_the_shutdown_timeout_during_a_long_simulation() {
     const MARGIN: Duration = Duration::from_secs(6);
     let mut node = start(
         "dev",
-        &["--block-time", "2s", "--flashblock-interval", "400ms", "--shutdown-timeout", "2s"],
+        &[
+            "--block-time",
+            "2s",
+            "--flashblock-interval",
+            "400ms",
+            "--shutdown-timeout",
+            "2s",
+            // The request's budget (gas summed over its calls, wall clock) must outlast the
+            // shutdown, or the simulation ends before SIGTERM and proves nothing.
+            "--rpc-gas-cap",
+            "50000000000",
+            "--rpc-evm-timeout",
+            "300s",
+        ],
     )
     .await;
     let looper = "0x00000000000000000000000000000000000c0de1";
