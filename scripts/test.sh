@@ -6,6 +6,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # System libraries of the build (libssl-dev, pkg-config: kona-p2p in tests/kona).
 bash scripts/install-build-deps.sh
+# The lint gate first (rustfmt, clippy and rustdoc with warnings denied, cargo-deny):
+# CONTRIBUTING.md. FLASHNODE_LINT=0 skips it while iterating.
+if [ "${FLASHNODE_LINT:-1}" = "1" ]; then
+  bash scripts/lint.sh
+fi
 tools_bin="$(bash scripts/install-test-tools.sh)"
 export PATH="$tools_bin:$PATH"
 export FLASHNODE_CAST="$tools_bin/cast"

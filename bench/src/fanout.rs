@@ -6,7 +6,7 @@
 //! each flashblock carries ~80 transactions (frames of tens of KB):
 //!
 //! 1. warm-up, then a baseline window without subscribers: node CPU (utime + stime from
-//!    /proc/<pid>/stat) and RSS (VmRSS);
+//!    `/proc/<pid>/stat`) and RSS (VmRSS);
 //! 2. N subscribers connect to the fan-out (per-IP and global limits raised by flags);
 //! 3. a measuring window: every subscriber records the instant it reads the last byte of each
 //!    message, keyed by the `payload_id` and `index` found in the message's first bytes (no
@@ -1030,7 +1030,7 @@ fn proc_ticks(path: &str) -> Option<(String, u64)> {
     Some((comm, utime + stime))
 }
 
-/// Thread count and CPU ticks per thread name under a /proc/<pid>/task directory.
+/// Thread count and CPU ticks per thread name under a `/proc/<pid>/task` directory.
 fn thread_ticks(dir: &str) -> BTreeMap<String, (usize, u64)> {
     let mut out: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     if let Ok(rd) = std::fs::read_dir(dir) {

@@ -145,7 +145,7 @@ fn finish(m: ArgMatches, origins: Origins) -> Result<(Cli, ArgMatches, Origins),
     Ok((cli, m, origins))
 }
 
-/// [`parse_from`], also returning clap's matches (for `--print-config`).
+/// `parse_from`, also returning clap's matches (for `--print-config`).
 fn parse_matches(args: Vec<OsString>) -> Result<(Cli, ArgMatches, Origins), ParseFailure> {
     let cmd = command();
     if asks_for_help(&args) {

@@ -1,5 +1,8 @@
 //! The `flashnode` binary: CLI, configuration and the wiring of the crates' tasks.
 
+// The CLI's doc comments are clap's help text, written for a terminal (`<peer id>`), not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod cli;
 mod config;
 mod dev;

@@ -120,6 +120,8 @@ fn stream_restart() -> Backoff {
 }
 
 /// Starts the stream client, the overlay and the RPC, their tasks on `tasks`.
+// The binary's wiring point: each argument is a part `dev` and `node` choose differently.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_node(
     flashblocks_url: Option<String>,
     chain: ChainConfig,

@@ -155,7 +155,7 @@ mod tests {
                     preset.chain.spec_at(1_747_000_000),
                     OpSpecId::ISTHMUS | OpSpecId::JOVIAN
                 ));
-                assert_eq!(preset.chain.spec_at(1_700_000_000) < OpSpecId::ISTHMUS, true);
+                assert!(preset.chain.spec_at(1_700_000_000) < OpSpecId::ISTHMUS);
                 assert_eq!(ChainPreset::by_chain_id(preset.chain_id).map(|p| p.name), Some(*name));
             }
         }

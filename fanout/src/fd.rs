@@ -15,6 +15,8 @@ pub(crate) fn nofile_limit() -> Option<u64> {
         if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
             return None;
         }
+        // `rlim_t` is u64 on Linux but not on every target libc supports.
+        #[allow(clippy::unnecessary_cast)]
         Some(limit.rlim_cur as u64)
     }
     #[cfg(not(unix))]

@@ -327,7 +327,7 @@ impl NetworkBehaviour for GateBehaviour {
         self.check(Some(&peer), addr, "outbound").map(|_| dummy::ConnectionHandler)
     }
 
-    fn on_swarm_event(&mut self, _event: FromSwarm) {}
+    fn on_swarm_event(&mut self, _event: FromSwarm<'_>) {}
 
     fn on_connection_handler_event(
         &mut self,

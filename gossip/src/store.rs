@@ -500,7 +500,7 @@ impl Store {
                         out.push(StoredNode { id, enr: enr.to_string(), seen });
                     }
                 }
-                out.sort_unstable_by(|a, b| b.seen.cmp(&a.seen));
+                out.sort_unstable_by_key(|n| std::cmp::Reverse(n.seen));
                 Ok(out)
             })(),
         )

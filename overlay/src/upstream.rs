@@ -291,8 +291,7 @@ const GETH_UNKNOWN_BLOCK: [&str; 3] =
 
 /// Whether an upstream's JSON-RPC error says the block a read was pinned to is unknown.
 fn is_unknown_block(code: i64, message: &str) -> bool {
-    code == RESOURCE_NOT_FOUND
-        || (code == -32000 && GETH_UNKNOWN_BLOCK.iter().any(|m| *m == message))
+    code == RESOURCE_NOT_FOUND || (code == -32000 && GETH_UNKNOWN_BLOCK.contains(&message))
 }
 
 /// Types a transport-layer failure of `method`: an unknown block (when the call was pinned to

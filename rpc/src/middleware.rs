@@ -1,6 +1,6 @@
 //! The per-connection RPC middleware: puts the client's IP in every request's extensions (the
 //! per-IP subscription limit reads it) and turns jsonrpsee's own terse errors into sentences:
-//! a params error reads "invalid params: <what was wrong>" (jsonrpsee puts the reason in
+//! a params error reads `"invalid params: <what was wrong>"` (jsonrpsee puts the reason in
 //! `data` under "Invalid params"), and `eth_subscribe` over HTTP says it needs a websocket
 //! (jsonrpsee answers "Internal error"). Batch entries go through the same path.
 

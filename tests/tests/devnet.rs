@@ -137,10 +137,10 @@ async fn flashblocks_respect_their_gas_caps() {
     // 60 transactions with 2,500 bytes of calldata (~121k gas each under the EIP-7623 floor):
     // about 7.3M gas, more than a whole block.
     let data = Bytes::from(vec![0xffu8; 2_500]);
-    for k in 0..6 {
+    for key in &DEV_KEYS[..6] {
         for nonce in 0..10u64 {
             let raw = sign_1559(
-                DEV_KEYS[k],
+                key,
                 chain_id,
                 nonce,
                 TxKind::Call(Address::repeat_byte(0x11)),

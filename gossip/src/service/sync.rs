@@ -179,7 +179,7 @@ impl<R: Copy + Eq + Hash> SyncClient<R> {
         let Ok(Some((lo, hi))) = self.store.range() else { return };
         let from = lo.max(hi.saturating_sub(self.max_gap));
         let Ok(stored) = self.store.numbers_in(from, hi) else { return };
-        if stored.len() as u64 >= hi - from + 1 {
+        if stored.len() as u64 > hi - from {
             return;
         }
         let stored: HashSet<u64> = stored.into_iter().collect();
