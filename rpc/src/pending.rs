@@ -17,7 +17,8 @@ use alloy_rpc_types_eth::{
 };
 use alloy_serde::storage::JsonStorageKey;
 use flashnode_exec::{
-    self as call, rpc_block, rpc_logs, rpc_receipt, rpc_transaction, Budget, CallOverrides,
+    call_budgeted, create_access_list_budgeted, estimate_gas_budgeted, rpc_block, rpc_logs,
+    rpc_receipt, rpc_transaction, simulate, Budget, CallOverrides,
 };
 use flashnode_overlay::{OverlayEvent, PendingBlock};
 use jsonrpsee::core::async_trait;
@@ -296,14 +297,7 @@ impl EthApiServer for PendingApi {
         self.executor
             .run(move |budget| {
                 let db = pending.database();
-                to_json(flashnode_exec::simulate(
-                    db,
-                    &chain,
-                    &pending.env,
-                    &payload,
-                    gas_cap,
-                    budget,
-                )?)
+                to_json(simulate(db, &chain, &pending.env, &payload, gas_cap, budget)?)
             })
             .await
     }
@@ -367,7 +361,7 @@ impl PendingCall {
     fn call(self, budget: &Budget) -> RpcResult<Value> {
         let db = self.overrides.database(self.pending.database())?;
         let env = self.overrides.env(&self.pending.env);
-        let out = call::call_budgeted(db, &self.chain, &env, &self.req, self.gas_cap, budget)?;
+        let out = call_budgeted(db, &self.chain, &env, &self.req, self.gas_cap, budget)?;
         to_json(out.output)
     }
 
@@ -379,7 +373,7 @@ impl PendingCall {
         let env = self.overrides.env(&self.pending.env);
         let db = self.pending.database();
         let overrides = &self.overrides;
-        let gas = call::estimate_gas_budgeted(
+        let gas = estimate_gas_budgeted(
             || overrides.database(db.clone()).unwrap_or_else(|_| CacheDB::new(db.clone())),
             &self.chain,
             &env,
@@ -397,7 +391,7 @@ impl PendingCall {
         self.overrides.database(db.clone())?;
         let env = self.overrides.env(&self.pending.env);
         let overrides = &self.overrides;
-        let out = call::create_access_list_budgeted(
+        let out = create_access_list_budgeted(
             || overrides.database(db.clone()).unwrap_or_else(|_| CacheDB::new(db.clone())),
             &self.chain,
             &env,
