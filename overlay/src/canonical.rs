@@ -10,7 +10,7 @@ use alloy_primitives::{Address, B256, U256};
 use flashnode_exec::{
     CanonicalBlock, CanonicalNotification, SourceAccount, SourceError, StateSource,
 };
-use flashnode_tasks::TaskExecutor;
+use flashnode_tasks::{Backoff, TaskExecutor};
 use futures::future::BoxFuture;
 use std::{
     collections::{BTreeMap, HashSet},
@@ -210,7 +210,7 @@ impl Merge {
         cancel: CancellationToken,
     ) {
         // The execution client's tip is the baseline: unsafe blocks only ever move it forward.
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let tip = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -225,9 +225,8 @@ impl Merge {
                     debug!(%err, "no canonical tip yet");
                     tokio::select! {
                         _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
