@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validates charts/flashnode, its Grafana dashboard and the Dockerfile (tests/tests/chart.rs runs
+# Validates charts/flashnode, its Grafana dashboard and the Dockerfile (tests/it/chart.rs runs
 # this as part of `bash scripts/test.sh`). Tools come from the registries via
 # install-chart-tools.sh (helm from npm, yamllint and kubernetes-validate from PyPI).
 #
@@ -17,7 +17,7 @@
 #   scripts/validate-chart.sh --dashboard FILE    check that dashboard only
 #   scripts/validate-chart.sh --dockerfile FILE   check that Dockerfile only
 #   --emit-config DIR (with any of the above)     also write each render's config.toml to
-#       DIR/<render>.toml (tests/tests/chart.rs runs the real binary on them)
+#       DIR/<render>.toml (tests/it/chart.rs runs the real binary on them)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 chart="$root/charts/flashnode"

@@ -183,7 +183,7 @@ async fn pending_call_sees_the_next_block() {
         assert_eq!(env.basefee, U256::from(quantity(&pending["baseFeePerGas"])));
         assert_eq!(env.coinbase, pending["miner"].as_str().unwrap().parse::<Address>().unwrap());
         // eth_simulateV1 in pending: its first block is the pending block's number, on the
-        // in-process devnet as against anvil (tests/tests/differential.rs).
+        // in-process devnet as against anvil (tests/it/differential.rs).
         let block = &sim["result"][0];
         assert_eq!(quantity(&block["number"]), quantity(&pending["number"]), "{sim}");
         let call = &block["calls"][0];

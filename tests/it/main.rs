@@ -1,0 +1,16 @@
+//! flashnode's end-to-end tests, one binary: each module drives the real `flashnode` binary
+//! (and anvil, cast, chromium, a libp2p peer where it needs them) through its public surface.
+//! One binary links the test dependencies once instead of twelve times.
+
+mod chart;
+mod devnet;
+mod differential;
+mod fanout;
+mod faults;
+mod gossip;
+mod ingest;
+mod node;
+mod ops;
+mod rpc_limits;
+mod status_page;
+mod subscriptions;
