@@ -76,6 +76,16 @@ pub struct OverlayArgs {
     /// A canonical tip not advanced for this long makes /readyz answer 503.
     #[arg(long, default_value = "12s", value_parser = parse_duration)]
     pub canonical_stale_after: Duration,
+    /// Consecutive blocks with an execution error before /readyz degrades (206), and clean
+    /// blocks before it recovers: one bad block does not flip readiness.
+    #[arg(long, default_value_t = flashnode_overlay::DEFAULT_READINESS_HYSTERESIS_BLOCKS, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=1000))]
+    pub readiness_hysteresis_blocks: u64,
+    /// Unix time (seconds) of the chain's switch to native short blocks (Base's Denim), after
+    /// which it has no flashblock stream by design: pending is latest, the stream is closed
+    /// and never reconnected, readiness stays 200 and status says `native_blocks`. `never`
+    /// turns off a preset's. The base and base-sepolia presets carry Base's published times.
+    #[arg(long, value_parser = parse_native_blocks)]
+    pub native_blocks_timestamp: Option<NativeBlocksAt>,
     /// Longest wait of eth_sendRawTransactionSync.
     #[arg(long, default_value = "6s", value_parser = parse_duration)]
     pub send_raw_sync_max: Duration,
@@ -312,6 +322,35 @@ pub struct DevnetArgs {
     pub p2p: P2pArgs,
 }
 
+/// When the chain switches to native short blocks (`--native-blocks-timestamp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeBlocksAt {
+    /// Not on this chain (turns a preset's cutover off).
+    Never,
+    /// At this unix time (seconds).
+    At(u64),
+}
+
+impl NativeBlocksAt {
+    /// The unix time, if any.
+    pub fn timestamp(self) -> Option<u64> {
+        match self {
+            Self::Never => None,
+            Self::At(t) => Some(t),
+        }
+    }
+}
+
+/// Parses a unix time in seconds, or `never`.
+pub fn parse_native_blocks(s: &str) -> Result<NativeBlocksAt, String> {
+    match s.trim() {
+        "never" => Ok(NativeBlocksAt::Never),
+        t => t.parse().map(NativeBlocksAt::At).map_err(|_| {
+            format!("`{s}` is not a unix time in seconds (or `never`), e.g. 1793901600")
+        }),
+    }
+}
+
 /// Parses `2s`, `200ms`, `1.5s` or a bare number of milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -355,5 +394,13 @@ mod tests {
         assert_eq!(parse_duration("150").unwrap(), Duration::from_millis(150));
         assert!(parse_duration("2h").is_err());
         assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn parses_native_block_times() {
+        assert_eq!(parse_native_blocks("1793901600"), Ok(NativeBlocksAt::At(1_793_901_600)));
+        assert_eq!(parse_native_blocks("never"), Ok(NativeBlocksAt::Never));
+        assert!(parse_native_blocks("tomorrow").unwrap_err().contains("unix time"));
+        assert_eq!(NativeBlocksAt::Never.timestamp(), None);
     }
 }

@@ -348,13 +348,86 @@ pub fn effective(m: &ArgMatches, origins: &[(String, String)]) -> String {
     out
 }
 
+/// Where `flashnode node`'s `--chain` came from, once [`parse`] ran (None: not set, the
+/// preset is then looked up by the upstream's chain id).
+static CHAIN_ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Where `--chain` came from: `--chain flag`, `environment FLASHNODE_CHAIN` or
+/// `config file <path>` (None when it was not set).
+pub fn chain_origin() -> Option<&'static str> {
+    CHAIN_ORIGIN.get().map(String::as_str)
+}
+
+/// Where the `chain` of `flashnode node` came from, if it was set.
+fn origin_of_chain(m: &ArgMatches, origins: &[(String, String)]) -> Option<String> {
+    let ("node", sub_m) = m.subcommand()? else { return None };
+    let layer = origins.iter().find(|(key, _)| key == "chain").map(|(_, origin)| origin);
+    match sub_m.value_source("chain")? {
+        ValueSource::CommandLine => Some(match layer {
+            Some(file) => format!("config file {file}"),
+            None => "--chain flag".into(),
+        }),
+        ValueSource::EnvVariable => Some("environment FLASHNODE_CHAIN".into()),
+        _ => None,
+    }
+}
+
+/// What `--print-config` says about the chain of a `node` without `--chain`: the preset of
+/// the upstream's chain id, asked of the upstream as the node does at start.
+fn chain_from_upstream(url: &str, timeout: std::time::Duration) -> String {
+    let asked = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| {
+        rt.block_on(async {
+            let upstream = flashnode_rpc::Upstream::connect(url, timeout).await?;
+            upstream.call("eth_chainId", Some(serde_json::json!([]))).await
+        })
+    });
+    let id = match asked {
+        Ok(Ok(v)) => v.as_str().and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()),
+        Ok(Err(e)) => {
+            return format!(
+                "# chain is unset: the preset is taken at start from the upstream's chain id ({url} did not answer now: {e})\n"
+            )
+        }
+        Err(e) => return format!("# chain is unset: the preset is taken at start from the upstream's chain id ({e})\n"),
+    };
+    match id.map(|id| (id, ChainPreset::by_chain_id(id))) {
+        Some((id, Some(preset))) => {
+            let mut out = format!(
+                "chain = \"{}\"  # the upstream's chain id {id} ({url})\n",
+                preset.label()
+            );
+            for (key, value) in preset.flag_defaults() {
+                if matches!(key, "native-blocks-timestamp") {
+                    out.push_str(&format!("# {key} = {value} comes with it (preset {})\n", preset.label()));
+                }
+            }
+            out
+        }
+        Some((id, None)) => format!(
+            "# chain: no preset has the upstream's chain id {id} ({url}): a devnet-like chain at Isthmus\n"
+        ),
+        None => format!("# chain is unset: {url} answered eth_chainId with no chain id\n"),
+    }
+}
+
 /// Parses `std::env::args_os()`, exiting like clap on errors (config errors: one line, exit 2).
 /// With `--print-config`, prints the effective settings and exits.
 pub fn parse() -> Cli {
     match parse_matches(std::env::args_os().collect()) {
         Ok((cli, m, origins)) => {
+            if let Some(origin) = origin_of_chain(&m, &origins) {
+                let _ = CHAIN_ORIGIN.set(origin);
+            }
             if cli.print_config {
-                print!("{}", effective(&m, &origins));
+                let mut text = effective(&m, &origins);
+                if let crate::cli::Command::Node(node) = &cli.command {
+                    if node.chain.is_none() {
+                        let line =
+                            chain_from_upstream(&node.upstream_rpc, node.overlay.upstream_timeout);
+                        text = text.replace("# chain is unset\n", &line);
+                    }
+                }
+                print!("{text}");
                 std::process::exit(0);
             }
             cli

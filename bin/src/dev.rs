@@ -121,8 +121,16 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         anyhow::bail!("the devnet serves its RPC and websocket in dev mode");
     };
     let source = flashnode_devnet::source::DevnetSource::new(devnet.shared.clone());
+    tracing::info!(
+        chain = "devnet",
+        chain_id = args.devnet.chain_id,
+        from = "flashnode dev",
+        "chain preset devnet applied (chain {}, the embedded devnet)",
+        args.devnet.chain_id
+    );
     let parts = crate::node::start_node(
         Some(format!("ws://{ws}/ws")),
+        args.overlay.native_blocks_timestamp.and_then(|t| t.timestamp()),
         flashnode_exec::ChainConfig::devnet(args.devnet.chain_id),
         std::sync::Arc::new(source),
         &format!("http://{devnet_rpc}"),

@@ -119,11 +119,57 @@ fn stream_restart() -> Backoff {
     Backoff::new(Duration::from_secs(1), Duration::from_secs(30)).with_jitter()
 }
 
+/// Now, in unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Sleeps until the unix time `at` (seconds).
+async fn sleep_until_unix(at: u64) {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(at);
+    let wait = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    tokio::time::sleep(wait).await;
+}
+
+/// Runs the stream client until the native-blocks cutover `at` (if any), then closes it for
+/// good: after the cutover the chain has no stream by design, so the client neither
+/// reconnects nor reports it; it idles until shutdown.
+async fn stream_until_cutover(
+    config: StreamConfig,
+    tx: tokio::sync::mpsc::Sender<flashnode_overlay::StreamEvent>,
+    cancel: CancellationToken,
+    at: Option<u64>,
+) {
+    let Some(at) = at else { return run_stream(config, tx, cancel).await };
+    let stream_cancel = cancel.child_token();
+    let run = run_stream(config, tx.clone(), stream_cancel.clone());
+    tokio::pin!(run);
+    tokio::select! {
+        _ = &mut run => return,
+        _ = sleep_until_unix(at) => {}
+    }
+    tracing::info!(
+        timestamp = at,
+        "native-blocks cutover: flashblock stream closed for good (the chain has none from now on)"
+    );
+    stream_cancel.cancel();
+    run.await;
+    // The sender stays open until shutdown, so the overlay does not take the closed stream
+    // for an exit.
+    cancel.cancelled().await;
+    drop(tx);
+}
+
 /// Starts the stream client, the overlay and the RPC, their tasks on `tasks`.
+/// `native_blocks_at` is the chain's native-blocks cutover (flag or preset): no stream after it.
 // The binary's wiring point: each argument is a part `dev` and `node` choose differently.
 #[allow(clippy::too_many_arguments)]
 pub async fn start_node(
     flashblocks_url: Option<String>,
+    native_blocks_at: Option<u64>,
     chain: ChainConfig,
     source: Arc<dyn StateSource>,
     upstream_url: &str,
@@ -144,7 +190,14 @@ pub async fn start_node(
     // queueing ahead of ingest on one runtime (at 10,000 subscribers that made frames stale).
     let ingest = IngestRuntime::new()?;
     let in_ingest = ingest.enter();
-    match flashblocks_url {
+    let cutover_passed = native_blocks_at.is_some_and(|at| unix_now() >= at);
+    if let (true, Some(at)) = (cutover_passed, native_blocks_at) {
+        tracing::info!(
+            timestamp = at,
+            "native blocks since the cutover: the chain has no flashblock stream by design; pending is latest"
+        );
+    }
+    match flashblocks_url.filter(|_| !cutover_passed) {
         Some(url) => {
             let mut stream_config = StreamConfig::new(url.clone());
             stream_config.silence_timeout = args.stream_silence_timeout;
@@ -154,11 +207,17 @@ pub async fn start_node(
             // recover from by starting it again.
             let cancel = cancel.clone();
             tasks.spawn_critical_restartable("stream", stream_restart(), move || {
-                run_stream(stream_config.clone(), tx.clone(), cancel.clone())
+                stream_until_cutover(
+                    stream_config.clone(),
+                    tx.clone(),
+                    cancel.clone(),
+                    native_blocks_at,
+                )
             });
         }
         None => {
-            // No flashblock stream (p2p only): the overlay follows gossiped blocks; the sender
+            // No flashblock stream (p2p only, or past the native-blocks cutover): the overlay
+            // follows gossiped or canonical blocks; the sender
             // lives until shutdown so the overlay does not take a closed stream for an exit.
             let cancel = cancel.clone();
             tasks.spawn("stream_sender", async move {
@@ -173,6 +232,8 @@ pub async fn start_node(
             stale_after: args.pending_stale_after,
             canonical_stale_after: args.canonical_stale_after,
             max_pending_depth: args.max_pending_depth,
+            native_blocks_at,
+            readiness_hysteresis_blocks: args.readiness_hysteresis_blocks,
         },
         source,
         rx,
@@ -218,6 +279,34 @@ pub async fn start_node(
     .await
     .context("starting the RPC server")?;
     Ok(NodeParts { rpc_addr: rpc.addr, fanout_addr, rpc, serving, _ingest: ingest })
+}
+
+/// Logs the one line that names the chain preset applied and where it came from.
+fn log_preset(preset: Option<&ChainPreset>, named: bool, chain_id: u64, upstream: &str) {
+    match (preset, named) {
+        (Some(p), true) => {
+            let from = crate::config::chain_origin().unwrap_or("--chain");
+            tracing::info!(
+                chain = %p.label(),
+                chain_id,
+                from,
+                "chain preset {} applied (chain {chain_id}, from {from})",
+                p.label()
+            );
+        }
+        (Some(p), false) => tracing::info!(
+            chain = %p.label(),
+            chain_id,
+            from = "upstream chain id",
+            "chain preset {} applied (chain {chain_id}, from the upstream's chain id; {upstream})",
+            p.label()
+        ),
+        (None, _) => tracing::info!(
+            chain_id,
+            from = "upstream chain id",
+            "no chain preset has chain id {chain_id} (the upstream's): running as a devnet-like chain at Isthmus"
+        ),
+    }
 }
 
 /// `flashnode node`.
@@ -267,6 +356,13 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         }
         None => ChainPreset::by_chain_id(chain_id),
     };
+    log_preset(preset.as_ref(), args.chain.is_some(), chain_id, &args.upstream_rpc);
+    // The flag (`never` included) wins over the preset's cutover.
+    let native_blocks_at = match args.overlay.native_blocks_timestamp {
+        Some(flag) => flag.timestamp(),
+        None => preset.as_ref().and_then(|p| p.native_blocks_timestamp),
+    };
+    let cutover_passed = native_blocks_at.is_some_and(|at| unix_now() >= at);
     let chain = preset.map(|p| p.chain).unwrap_or_else(|| ChainConfig::devnet(chain_id));
     let (source, gossip) =
         crate::p2p::wrap_source(&args.p2p, Arc::new(source), cancel.clone(), &tasks.executor())
@@ -274,13 +370,14 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     // Without a stream a node with p2p still serves 2 s blocks from gossip and the upstream.
     let flashblocks_url = match args.flashblocks_url.clone() {
         Some(url) => Some(url),
-        None if gossip.is_some() => None,
+        None if gossip.is_some() || cutover_passed => None,
         None => anyhow::bail!(
             "no flashblock stream: set --flashblocks-url (or a --chain preset that has a public one), or join the p2p network with --p2p-sequencer-address"
         ),
     };
     let parts = start_node(
         flashblocks_url.clone(),
+        native_blocks_at,
         chain,
         source,
         &args.upstream_rpc,
@@ -294,7 +391,11 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     .await?;
     println!(
         "flashnode node\n\nFlashblock-aware RPC: http://{addr}  (ws://{addr})\nFlashblock fan-out:   ws://{fanout}/ws\nFlashblock stream:    {}\nUpstream RPC:         {}\n",
-        flashblocks_url.as_deref().unwrap_or("none (sealed blocks from p2p gossip only)"),
+        match (&flashblocks_url, cutover_passed) {
+            (_, true) => "none: native blocks since the cutover (no stream by design)",
+            (Some(url), false) => url.as_str(),
+            (None, false) => "none (sealed blocks from p2p gossip only)",
+        },
         args.upstream_rpc,
         addr = parts.rpc_addr,
         fanout = parts.fanout_addr

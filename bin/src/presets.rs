@@ -5,7 +5,14 @@
 //! signer is `unsafeBlockSigner()` of its L1 `SystemConfig`); hardfork times from the
 //! `alloy-op-hardforks` crate; bootnodes from op-node's `p2p.DefaultBootnodes` (the Superchain's
 //! shared discv5 DHT, records filtered by the `opstack` ENR entry); flashblock URLs from Base's
-//! public flashblocks endpoints.
+//! public flashblocks endpoints; native-blocks cutovers (Base's Denim: 200 ms native blocks,
+//! flashblocks retired) from Base's Denim overview (docs.base.org `base-chain/specs/upgrades/
+//! denim/overview`: "activated on Base Sepolia on October 21, 2026 at 18:00 UTC and on Base
+//! Mainnet on November 5, 2026 at 18:00 UTC", the dates of Chainstack's Denim notes too).
+//! Base's node takes its cutover from the chain spec's Denim activation
+//! (`crates/execution/flashblocks/src/rpc/cutover.rs` latches that predicate), so its code
+//! carries no literal; the published times are minute-precise, which is enough for a node
+//! that only stops expecting a stream (`--native-blocks-timestamp` overrides them).
 
 use alloy_eips::eip1559::BaseFeeParams;
 use alloy_op_hardforks::OpChainHardforks;
@@ -50,7 +57,14 @@ pub struct ChainPreset {
     pub bootnodes: &'static [&'static str],
     /// Execution parameters, with the hardfork schedule.
     pub chain: ChainConfig,
+    /// Unix time of the switch to native short blocks (no flashblock stream after it).
+    pub native_blocks_timestamp: Option<u64>,
 }
+
+/// Base Sepolia's Denim activation: 2026-10-21 18:00:00 UTC.
+pub const BASE_SEPOLIA_DENIM_TIMESTAMP: u64 = 1_792_605_600;
+/// Base mainnet's Denim activation: 2026-11-05 18:00:00 UTC.
+pub const BASE_MAINNET_DENIM_TIMESTAMP: u64 = 1_793_901_600;
 
 /// EIP-1559 parameters after Canyon with a given elasticity (denominator 250 on every chain
 /// here; Holocene moves them into `extra_data`, which flashblocks carry).
@@ -68,6 +82,11 @@ impl ChainPreset {
             flashblocks_url: url,
             bootnodes: SUPERCHAIN_BOOTNODES,
             chain: ChainConfig::with_hardforks(chain_id, forks, params),
+            native_blocks_timestamp: match name {
+                ChainName::Base => Some(BASE_MAINNET_DENIM_TIMESTAMP),
+                ChainName::BaseSepolia => Some(BASE_SEPOLIA_DENIM_TIMESTAMP),
+                _ => None,
+            },
         };
         match name {
             ChainName::Base => public(
@@ -105,8 +124,14 @@ impl ChainPreset {
                 flashblocks_url: None,
                 bootnodes: &[],
                 chain: ChainConfig::devnet(devnet_chain_id),
+                native_blocks_timestamp: None,
             },
         }
+    }
+
+    /// The preset's name as `--chain` takes it.
+    pub fn label(&self) -> String {
+        self.name.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
     }
 
     /// The preset whose chain id this is, if any (the devnet's default id included).
@@ -130,6 +155,9 @@ impl ChainPreset {
         if !self.bootnodes.is_empty() {
             let nodes = self.bootnodes.iter().map(|n| toml::Value::String(n.to_string())).collect();
             out.push(("p2p-bootnodes", toml::Value::Array(nodes)));
+        }
+        if let Some(at) = self.native_blocks_timestamp {
+            out.push(("native-blocks-timestamp", toml::Value::Integer(at as i64)));
         }
         if self.name == ChainName::Devnet {
             out.push(("chain-id", toml::Value::Integer(self.chain_id as i64)));
@@ -159,6 +187,14 @@ mod tests {
                 assert_eq!(ChainPreset::by_chain_id(preset.chain_id).map(|p| p.name), Some(*name));
             }
         }
+        // Denim, after Jovian, in the published order (Sepolia first).
+        let base = ChainPreset::of(ChainName::Base, 901);
+        assert_eq!(base.native_blocks_timestamp, Some(BASE_MAINNET_DENIM_TIMESTAMP));
+        assert!(BASE_SEPOLIA_DENIM_TIMESTAMP < BASE_MAINNET_DENIM_TIMESTAMP);
+        assert!(BASE_MAINNET_DENIM_TIMESTAMP > alloy_op_hardforks::BASE_MAINNET_JOVIAN_TIMESTAMP);
+        assert!(base.flag_defaults().iter().any(|(k, _)| *k == "native-blocks-timestamp"));
+        assert_eq!(ChainPreset::of(ChainName::Optimism, 901).native_blocks_timestamp, None);
+        assert_eq!(base.label(), "base");
         let jovian = alloy_op_hardforks::BASE_MAINNET_JOVIAN_TIMESTAMP;
         assert_eq!(ChainPreset::of(ChainName::Base, 901).chain.spec_at(jovian), OpSpecId::JOVIAN);
         assert_eq!(

@@ -25,6 +25,9 @@ pub use sequencer::{
     Decision, FlashblockSequencer, InvalidReason, Rejection, TipView, DEFAULT_MAX_INDEX,
     DEFAULT_MAX_PENDING_DEPTH,
 };
-pub use service::{spawn, Health, Mode, Overlay, OverlayConfig, OverlayEvent, OverlayStatus};
+pub use service::{
+    spawn, Health, Mode, Overlay, OverlayConfig, OverlayEvent, OverlayStatus,
+    DEFAULT_READINESS_HYSTERESIS_BLOCKS,
+};
 pub use stream::{run_stream, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES};
 pub use upstream::{UpstreamConfig, UpstreamSource};

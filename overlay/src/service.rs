@@ -38,7 +38,20 @@ pub struct OverlayConfig {
     /// How many blocks the pending block may run ahead of the canonical tip (unverified
     /// blocks chained on streamed ones); frames further ahead are rejected as `ahead`.
     pub max_pending_depth: u64,
+    /// Unix time (seconds) from which the chain has native short blocks and no flashblock
+    /// stream by design (Base's Denim): from then on `pending` is `latest`, the mode is
+    /// [`Mode::NativeBlocks`] and readiness does not depend on the stream. None: never.
+    pub native_blocks_at: Option<u64>,
+    /// Readiness hysteresis for execution errors: `/readyz` degrades after this many
+    /// consecutive blocks with an execution error and recovers after as many clean blocks
+    /// (see [`DEFAULT_READINESS_HYSTERESIS_BLOCKS`]).
+    pub readiness_hysteresis_blocks: u64,
 }
+
+/// Consecutive blocks with an execution error before readiness degrades, and clean blocks
+/// before it recovers: one bad block (a builder's bad transaction, a transient divergence)
+/// does not flip `/readyz`, a persistent divergence degrades it within a few blocks.
+pub const DEFAULT_READINESS_HYSTERESIS_BLOCKS: u64 = 3;
 
 /// Readiness, as rollup-boost reports it (200 / 206 / 503).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -60,6 +73,10 @@ pub enum Mode {
     Flashblocks,
     /// `pending` answers as `latest`.
     Fallback,
+    /// Past the native-blocks cutover ([`OverlayConfig::native_blocks_at`]): the chain has no
+    /// flashblock stream by design and `pending` is `latest`; nothing is degraded.
+    #[serde(rename = "native_blocks")]
+    NativeBlocks,
 }
 
 /// What the overlay publishes besides snapshots.
@@ -206,6 +223,14 @@ pub struct OverlayStatus {
     pub rejected: RejectedCounts,
     /// The last frame that could not be applied.
     pub last_rejected: Option<RejectedFrame>,
+    /// The native-blocks cutover (unix seconds), when one is set: from it on the mode is
+    /// `native_blocks`.
+    pub native_blocks_timestamp: Option<u64>,
+    /// Consecutive blocks (the current one included) with an execution error.
+    pub execution_error_blocks: u64,
+    /// Whether readiness is degraded by execution errors (after
+    /// `--readiness-hysteresis-blocks` consecutive bad blocks, until as many clean ones).
+    pub execution_degraded: bool,
 }
 
 struct Shared {
@@ -225,12 +250,68 @@ struct Shared {
     /// one of them.
     anchors: Mutex<VecDeque<B256>>,
     last_rejected: Mutex<Option<(RejectedFrame, Instant)>>,
+    /// Latched once the native-blocks cutover passed (it never turns back).
+    native: AtomicBool,
+    /// When the block in progress had an execution error (None: it had none).
+    block_broken: Mutex<Option<Instant>>,
+    /// Consecutive blocks with an execution error (bad, counted at the first error) and
+    /// finished blocks without one (good).
+    bad_blocks: AtomicU64,
+    /// See `bad_blocks`.
+    good_blocks: AtomicU64,
+    /// Readiness degraded by execution errors (hysteresis state).
+    execution_degraded: AtomicBool,
+}
+
+/// Now, in unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Canonical hashes kept as anchors of readable pending state.
 const ANCHORS: usize = 16;
 
 impl Shared {
+    /// Whether the native-blocks cutover passed (latched, like Base's cutover gate).
+    fn native(&self) -> bool {
+        if self.native.load(Ordering::Acquire) {
+            return true;
+        }
+        let passed = self.config.native_blocks_at.is_some_and(|at| unix_now() >= at);
+        if passed {
+            self.native.store(true, Ordering::Release);
+            self.pending.store(None);
+            info!(
+                timestamp = self.config.native_blocks_at,
+                "native-blocks cutover passed: the chain has no flashblock stream by design; pending is latest from now on"
+            );
+        }
+        passed
+    }
+
+    /// Readiness hysteresis: block `number` had its first execution error.
+    fn block_failed(&self, number: u64) {
+        let k = self.config.readiness_hysteresis_blocks.max(1);
+        self.good_blocks.store(0, Ordering::Relaxed);
+        let streak = self.bad_blocks.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak >= k && !self.execution_degraded.swap(true, Ordering::AcqRel) {
+            warn!(block = number, blocks = streak, "execution errors in {streak} consecutive blocks: readiness degraded until {k} clean blocks");
+        }
+    }
+
+    /// Readiness hysteresis: block `number` ended without an execution error.
+    fn block_clean(&self, number: u64) {
+        let k = self.config.readiness_hysteresis_blocks.max(1);
+        self.bad_blocks.store(0, Ordering::Relaxed);
+        let streak = self.good_blocks.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak >= k && self.execution_degraded.swap(false, Ordering::AcqRel) {
+            info!(block = number, "{streak} clean blocks after execution errors: readiness restored");
+        }
+    }
+
     fn upstream_error(&self) -> Option<String> {
         self.upstream_error.lock().ok().and_then(|e| e.clone())
     }
@@ -267,6 +348,9 @@ impl Overlay {
     /// The pending block if it is fresh and ahead of the canonical tip; None means `pending`
     /// must answer as `latest`.
     pub fn pending(&self) -> Option<Arc<PendingBlock>> {
+        if self.shared.native() {
+            return None;
+        }
         let pending = self.shared.pending.load_full()?;
         if !self.shared.connected.load(Ordering::Acquire) {
             return None;
@@ -286,6 +370,9 @@ impl Overlay {
     /// momentarily not ahead of the tip (between a seal and the next block's first flashblock)
     /// is answered as `latest` by [`Self::pending`] without flipping the mode.
     pub fn mode(&self) -> Mode {
+        if self.shared.native() {
+            return Mode::NativeBlocks;
+        }
         let applying = self
             .shared
             .last_applied
@@ -313,11 +400,44 @@ impl Overlay {
             .ok()
             .and_then(|t| *t)
             .is_some_and(|t| t.elapsed() <= self.shared.config.canonical_stale_after);
+        let s = &self.shared;
         match (fresh, self.mode()) {
             (false, _) => Health::NotReady,
+            (true, Mode::NativeBlocks) => Health::Ready,
+            _ if s.execution_degraded.load(Ordering::Acquire) => Health::Degraded,
             (true, Mode::Flashblocks) => Health::Ready,
+            // Hysteresis: the block in progress failed to execute (its prefix was served,
+            // now `pending` is `latest` until the next block), but fewer than K blocks in a
+            // row did: still ready, so `/readyz` does not flip every block.
+            (true, Mode::Fallback) if self.fallback_is_this_blocks_execution_error() => {
+                Health::Ready
+            }
             (true, Mode::Fallback) => Health::Degraded,
         }
+    }
+
+    /// Whether the fallback is due only to an execution error in the block in progress (the
+    /// stream is connected, the upstream answers, nothing unreadable is pending).
+    fn fallback_is_this_blocks_execution_error(&self) -> bool {
+        let s = &self.shared;
+        // Bounded in time: a stream that sends nothing applicable after a bad block degrades
+        // readiness once the canonical tip would be stale anyway.
+        let recent = s
+            .block_broken
+            .lock()
+            .ok()
+            .and_then(|b| *b)
+            .is_some_and(|at| at.elapsed() <= s.config.canonical_stale_after);
+        let last_is_divergence = s
+            .last_rejected
+            .lock()
+            .ok()
+            .is_some_and(|l| l.as_ref().is_some_and(|(f, _)| f.class == "diverged"));
+        recent
+            && last_is_divergence
+            && s.connected.load(Ordering::Acquire)
+            && s.upstream_error().is_none()
+            && s.unreadable_pending().is_none()
     }
 
     /// Latest canonical block known.
@@ -375,6 +495,9 @@ impl Overlay {
                 diverged: c.execution_errors.load(Ordering::Relaxed),
             },
             last_rejected,
+            native_blocks_timestamp: self.shared.config.native_blocks_at,
+            execution_error_blocks: self.shared.bad_blocks.load(Ordering::Relaxed),
+            execution_degraded: self.shared.execution_degraded.load(Ordering::Relaxed),
             mode: self.mode(),
             health,
             canonical_tip: tip.as_ref().map(|t| t.header.number),
@@ -408,6 +531,13 @@ impl Overlay {
         let s = &self.shared;
         if health == Health::Ready {
             return None;
+        }
+        if health == Health::Degraded && s.execution_degraded.load(Ordering::Acquire) {
+            return Some(format!(
+                "execution errors in {} consecutive blocks (readiness recovers after {} clean blocks): the upstream's state differs from the builder's",
+                s.bad_blocks.load(Ordering::Relaxed).max(s.config.readiness_hysteresis_blocks),
+                s.config.readiness_hysteresis_blocks.max(1)
+            ));
         }
         if health == Health::NotReady {
             let since = s.tip_at.lock().ok().and_then(|t| *t).map(|t| t.elapsed().as_secs());
@@ -468,6 +598,11 @@ pub fn spawn(
         upstream_error: Mutex::new(None),
         anchors: Mutex::new(VecDeque::new()),
         last_rejected: Mutex::new(None),
+        native: AtomicBool::new(false),
+        block_broken: Mutex::new(None),
+        bad_blocks: AtomicU64::new(0),
+        good_blocks: AtomicU64::new(0),
+        execution_degraded: AtomicBool::new(false),
     });
     let overlay = Overlay { shared: shared.clone() };
     let task = Task {
@@ -486,6 +621,7 @@ pub fn spawn(
         last_probe: None,
         probing: Arc::new(AtomicBool::new(false)),
         warned: HashMap::new(),
+        current_block: None,
     };
     tasks.spawn_critical("overlay", task.run(stream, cancel));
     overlay
@@ -511,6 +647,8 @@ struct Task {
     /// Rate limit of the rejection warnings: last warning and frames suppressed since, by
     /// class.
     warned: HashMap<&'static str, (Instant, u64)>,
+    /// The block whose flashblocks are being applied (for the readiness hysteresis).
+    current_block: Option<u64>,
 }
 
 /// At most one warning per class in this window.
@@ -567,6 +705,18 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// A new block's index 0 arrived: the previous block is finished (a clean one counts for
+    /// the readiness hysteresis).
+    fn next_block(&mut self, number: u64) {
+        if let Some(previous) = self.current_block.filter(|&n| n != number) {
+            let bad = self.shared.block_broken.lock().ok().and_then(|mut b| b.take()).is_some();
+            if !bad {
+                self.shared.block_clean(previous);
+            }
+        }
+        self.current_block = Some(number);
     }
 
     fn anchor(&self, tip: &CanonicalBlock) {
@@ -675,6 +825,10 @@ impl Task {
                 self.ever_connected = true;
                 self.shared.connected.store(true, Ordering::Release);
             }
+            // Closed at the native-blocks cutover, by design: nothing to report.
+            StreamEvent::Disconnected { .. } if self.shared.native() => {
+                self.shared.connected.store(false, Ordering::Release);
+            }
             StreamEvent::Disconnected { reason } => {
                 c.disconnects.fetch_add(1, Ordering::Relaxed);
                 info!(%reason, "flashblock stream down: serving latest for pending");
@@ -689,6 +843,9 @@ impl Task {
             StreamEvent::Malformed { .. } => {
                 c.malformed.fetch_add(1, Ordering::Relaxed);
             }
+            // Past the cutover the chain has no flashblocks: whatever still arrives (the
+            // last legacy block's tail) is not served, counted or warned about.
+            StreamEvent::Flashblock(_) if self.shared.native() => {}
             StreamEvent::Flashblock(fb) => {
                 *self.shared.last_frame.lock().expect("not poisoned") = Some(Instant::now());
                 self.shared.connected.store(true, Ordering::Release);
@@ -719,6 +876,7 @@ impl Task {
             .increment(1);
         match decision {
             Decision::StartBlock => {
+                self.next_block(fb.block_number());
                 self.broken = false;
                 self.waiting.clear();
                 self.apply(fb, true).await;
@@ -851,6 +1009,14 @@ impl Task {
                 let cause = format!("re-execution failed ({err}): the upstream's state differs from the builder's (another chain, or an upstream behind or ahead); serving the prefix until the next block");
                 self.rejected("diverged", fb.block_number(), fb.index(), &cause);
                 self.broken = true;
+                let first = self.shared.block_broken.lock().is_ok_and(|mut b| {
+                    let first = b.is_none();
+                    b.get_or_insert_with(Instant::now);
+                    first
+                });
+                if first {
+                    self.shared.block_failed(fb.block_number());
+                }
             }
         }
     }

@@ -45,7 +45,13 @@ impl PendingApi {
 
     /// The pending block when `block` names `pending` and a fresh one exists.
     fn pending_at(&self, block: &Option<BlockId>) -> Option<Arc<PendingBlock>> {
-        is_pending(block).then(|| self.ctx.overlay.pending()).flatten()
+        self.pending_for(block, Tagless::Latest)
+    }
+
+    /// The pending block when `block` reads pending (with a missing block read as `tagless`
+    /// says) and a fresh, readable one exists.
+    fn pending_for(&self, block: &Option<BlockId>, tagless: Tagless) -> Option<Arc<PendingBlock>> {
+        reads_pending(block, tagless).then(|| self.ctx.overlay.pending()).flatten()
     }
 
     /// Passes `method` on with `params`; `pending` becomes `latest` since no preconfirmation
@@ -69,7 +75,9 @@ impl PendingApi {
     }
 
     /// `eth_call`, `eth_estimateGas` or `eth_createAccessList`: in the pending block on the
-    /// executor pool, or upstream.
+    /// executor pool, or upstream. Without a block parameter they read `pending` too (see
+    /// [`Tagless::Pending`]); when no pending block can be served the upstream gets the
+    /// request as the client sent it (tagless: its `latest`).
     async fn execute(
         &self,
         method: &str,
@@ -79,7 +87,7 @@ impl PendingApi {
         block_overrides: Option<Box<BlockOverrides>>,
         run: fn(PendingCall, &Budget) -> RpcResult<Value>,
     ) -> RpcResult<Value> {
-        let Some(pending) = self.pending_at(&block) else {
+        let Some(pending) = self.pending_for(&block, Tagless::Pending) else {
             let params = vec![
                 arg(&request)?,
                 block_arg(block)?,
@@ -100,8 +108,27 @@ impl PendingApi {
     }
 }
 
-fn is_pending(id: &Option<BlockId>) -> bool {
-    matches!(id, Some(BlockId::Number(BlockNumberOrTag::Pending)))
+/// What a request without a block parameter reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tagless {
+    /// `latest`, as the JSON-RPC spec and every client default (state reads, blocks).
+    Latest,
+    /// `pending` when it can be served, else `latest`: `eth_call`, `eth_estimateGas` and
+    /// `eth_createAccessList`. Wallet flows send these without a tag (viem's estimate before
+    /// `writeContract`, alloy's gas filler) and then send the transaction into the block
+    /// being built, so the estimate must see the preconfirmed state the transaction will
+    /// execute on; geth estimated on `pending` until 2023 for the same reason. geth now,
+    /// reth/op-reth and Base's node read `latest` (README, "Clients").
+    Pending,
+}
+
+/// Whether a request with `block` reads the pending block.
+fn reads_pending(block: &Option<BlockId>, tagless: Tagless) -> bool {
+    match block {
+        Some(BlockId::Number(BlockNumberOrTag::Pending)) => true,
+        None => tagless == Tagless::Pending,
+        Some(_) => false,
+    }
 }
 
 fn to_json<T: Serialize>(v: T) -> RpcResult<Value> {
@@ -518,6 +545,21 @@ mod tests {
             json!([{}, null, {"a": 1}])
         );
         assert_eq!(forward(vec![]), json!([]));
+    }
+
+    #[test]
+    fn a_missing_block_reads_pending_only_for_executions() {
+        let pending = Some(BlockId::Number(BlockNumberOrTag::Pending));
+        let latest = Some(BlockId::Number(BlockNumberOrTag::Latest));
+        let number = Some(BlockId::Number(BlockNumberOrTag::Number(7)));
+        for tagless in [Tagless::Latest, Tagless::Pending] {
+            assert!(reads_pending(&pending, tagless));
+            assert!(!reads_pending(&latest, tagless), "an explicit latest stays latest");
+            assert!(!reads_pending(&number, tagless));
+            assert!(!reads_pending(&Some(BlockId::Hash(B256::ZERO.into())), tagless));
+        }
+        assert!(reads_pending(&None, Tagless::Pending), "eth_call / estimateGas / accessList");
+        assert!(!reads_pending(&None, Tagless::Latest), "state reads and blocks");
     }
 
     #[test]

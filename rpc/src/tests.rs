@@ -46,6 +46,8 @@ async fn recording_upstream() -> (String, ServerHandle) {
     for method in [
         "eth_getBlockByNumber",
         "eth_call",
+        "eth_estimateGas",
+        "eth_createAccessList",
         "eth_getBalance",
         "eth_getStorageAt",
         "eth_getLogs",
@@ -86,6 +88,8 @@ async fn fixture(config: RpcConfig) -> Fixture {
             stale_after: Duration::from_secs(1),
             canonical_stale_after: Duration::from_secs(12),
             max_pending_depth: flashnode_overlay::DEFAULT_MAX_PENDING_DEPTH,
+            native_blocks_at: None,
+            readiness_hysteresis_blocks: flashnode_overlay::DEFAULT_READINESS_HYSTERESIS_BLOCKS,
         },
         Arc::new(NoState(broadcast::channel(1).0)),
         rx,
@@ -146,6 +150,15 @@ async fn without_a_pending_block_pending_goes_upstream_as_latest() {
         call(&f.module, "eth_getLogs", json!([{"fromBlock": "0x1", "toBlock": "pending"}])).await;
     assert_eq!(r["result"][0]["params"][0]["toBlock"], "latest", "{r}");
     assert_eq!(r["result"][0]["params"][0]["fromBlock"], "0x1", "{r}");
+    // Without a block parameter a call, an estimate or an access list reads pending; with no
+    // pending block the upstream gets the request as sent (tagless: its latest).
+    for method in ["eth_call", "eth_estimateGas", "eth_createAccessList"] {
+        let r = call(&f.module, method, json!([{"to": to}])).await;
+        assert_eq!(r["result"]["method"], method, "{r}");
+        assert_eq!(r["result"]["params"].as_array().map(Vec::len), Some(1), "{method}: {r}");
+        let r = call(&f.module, method, json!([{"to": to}, "pending"])).await;
+        assert_eq!(r["result"]["params"][1], "latest", "{method}: {r}");
+    }
     // The allowlist goes as it came.
     let r = call(&f.module, "eth_blockNumber", json!([])).await;
     assert_eq!(r["result"]["method"], "eth_blockNumber", "{r}");

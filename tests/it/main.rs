@@ -3,14 +3,17 @@
 //! One binary links the test dependencies once instead of twelve times.
 
 mod chart;
+mod clients;
 mod devnet;
 mod differential;
 mod fanout;
 mod faults;
 mod gossip;
 mod ingest;
+mod native_blocks;
 mod node;
 mod ops;
+mod readiness;
 mod rpc_limits;
 mod status_page;
 mod subscriptions;
