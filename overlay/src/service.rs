@@ -308,7 +308,10 @@ impl Shared {
         self.bad_blocks.store(0, Ordering::Relaxed);
         let streak = self.good_blocks.fetch_add(1, Ordering::Relaxed) + 1;
         if streak >= k && self.execution_degraded.swap(false, Ordering::AcqRel) {
-            info!(block = number, "{streak} clean blocks after execution errors: readiness restored");
+            info!(
+                block = number,
+                "{streak} clean blocks after execution errors: readiness restored"
+            );
         }
     }
 

@@ -20,8 +20,7 @@ const CHAIN_ID: u64 = 901;
 
 fn quantity(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| {
-        u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)
-            .unwrap_or(0)
+        u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0)
     })
 }
 
@@ -39,7 +38,9 @@ async fn at_block_start(rpc: &str) -> u64 {
     let started = eventually(Duration::from_secs(30), || async {
         let s = status(rpc).await;
         s["flashblockIndex"].as_u64().is_some_and(|i| i <= 1)
-            && s["pendingBlock"].as_u64().is_some_and(|p| Some(p) == s["canonicalTip"].as_u64().map(|t| t + 1))
+            && s["pendingBlock"]
+                .as_u64()
+                .is_some_and(|p| Some(p) == s["canonicalTip"].as_u64().map(|t| t + 1))
     })
     .await;
     let s = status(rpc).await;
@@ -66,7 +67,14 @@ async fn cast_defaults_see_preconfirmed_state() {
     let key = DEV_KEYS[3];
     let block = at_block_start(rpc).await;
     let deploy: Value = serde_json::from_str(&cast(&[
-        "send", "--json", "--rpc-url", rpc, "--private-key", key, "--create", PROBE_BIN.trim(),
+        "send",
+        "--json",
+        "--rpc-url",
+        rpc,
+        "--private-key",
+        key,
+        "--create",
+        PROBE_BIN.trim(),
     ]))
     .unwrap();
     assert_eq!(quantity(&deploy["status"]), 1, "{deploy}");
@@ -75,29 +83,65 @@ async fn cast_defaults_see_preconfirmed_state() {
     assert!(latest(rpc).await < deployed_in, "cast send's receipt is the preconfirmed one");
     let probe = deploy["contractAddress"].as_str().unwrap().to_string();
 
-    // A call with no --block reads pending: the preconfirmed contract answers.
-    let (ok, counter, err) = cast_run(&["call", "--rpc-url", rpc, &probe, "counter()(uint256)"]);
-    assert!(ok && counter == "0", "cast call sees the preconfirmed contract: {counter} {err}");
-    // The estimate without --block sees the contract (with --block latest it does not).
-    let default_gas: u64 =
-        cast(&["estimate", "--rpc-url", rpc, "--from", &address_of(key).to_string(), &probe, "ping(uint256)", "7"])
-            .parse()
-            .unwrap();
-    let latest_gas: u64 = cast(&[
-        "estimate", "--rpc-url", rpc, "--block", "latest", "--from", &address_of(key).to_string(), &probe,
-        "ping(uint256)", "7",
-    ])
-    .parse()
-    .unwrap();
-    assert!(default_gas > latest_gas + 10_000, "pending estimate {default_gas}, latest {latest_gas}");
-    let (ok, list, err) =
-        cast_run(&["access-list", "--json", "--rpc-url", rpc, "--from", &address_of(key).to_string(), &probe, "ping(uint256)", "7"]);
+    // `cast call` asks for `latest` explicitly (it checks the code there first): the contract
+    // is not canonical yet. `--block pending` reads it.
+    let (ok, _, err) = cast_run(&["call", "--rpc-url", rpc, &probe, "counter()(uint256)"]);
+    assert!(!ok && err.contains("does not have any code"), "cast call reads latest: {err}");
+    let (ok, counter, err) =
+        cast_run(&["call", "--block", "pending", "--rpc-url", rpc, &probe, "counter()(uint256)"]);
+    assert!(ok && counter == "0", "cast call --block pending sees the contract: {counter} {err}");
+    // `cast estimate` sends `latest` too; `--block pending` sees the contract.
+    let from = address_of(key).to_string();
+    let estimate = |block: Option<&str>| -> u64 {
+        let mut args = vec!["estimate", "--rpc-url", rpc, "--from", &from];
+        if let Some(b) = block {
+            args.extend(["--block", b]);
+        }
+        args.extend([probe.as_str(), "ping(uint256)", "7"]);
+        cast(&args).parse().unwrap()
+    };
+    let (default_gas, latest_gas, pending_gas) =
+        (estimate(None), estimate(Some("latest")), estimate(Some("pending")));
+    assert_eq!(default_gas, latest_gas, "cast estimate asks for latest");
+    assert!(pending_gas > latest_gas + 10_000, "pending {pending_gas}, latest {latest_gas}");
+    let (ok, list, err) = cast_run(&[
+        "access-list",
+        "--json",
+        "--block",
+        "pending",
+        "--rpc-url",
+        rpc,
+        "--from",
+        &from,
+        &probe,
+        "ping(uint256)",
+        "7",
+    ]);
     assert!(ok, "{err}");
-    assert!(list.to_lowercase().contains(&probe.to_lowercase()), "the access list touches the contract: {list}");
+    assert!(
+        list.to_lowercase().contains(&probe.to_lowercase()),
+        "the list touches the contract: {list}"
+    );
 
-    // The write with cast's defaults does not revert and is preconfirmed in the same block.
+    // `cast send` takes its nonce and gas from `latest` (it has no --block): in the block that
+    // deployed the contract, give it both from `pending`. It then waits for the receipt by
+    // polling eth_getTransactionReceipt: the preconfirmed one.
+    let nonce = cast(&["nonce", "--block", "pending", "--rpc-url", rpc, &from]);
+    let gas = pending_gas.to_string();
     let sent: Value = serde_json::from_str(&cast(&[
-        "send", "--json", "--rpc-url", rpc, "--private-key", key, &probe, "ping(uint256)", "7",
+        "send",
+        "--json",
+        "--rpc-url",
+        rpc,
+        "--private-key",
+        key,
+        "--nonce",
+        &nonce,
+        "--gas-limit",
+        &gas,
+        &probe,
+        "ping(uint256)",
+        "7",
     ]))
     .unwrap();
     assert_eq!(quantity(&sent["status"]), 1, "the write did not revert: {sent}");
@@ -106,12 +150,31 @@ async fn cast_defaults_see_preconfirmed_state() {
     assert!(latest(rpc).await < deployed_in, "still before the seal");
 
     // `cast send --async` then `cast receipt`: the preconfirmed receipt.
-    let hash = cast(&["send", "--async", "--rpc-url", rpc, "--private-key", key, &probe, "ping(uint256)", "8"]);
+    let nonce = cast(&["nonce", "--block", "pending", "--rpc-url", rpc, &from]);
+    let hash = cast(&[
+        "send",
+        "--async",
+        "--rpc-url",
+        rpc,
+        "--private-key",
+        key,
+        "--nonce",
+        &nonce,
+        "--gas-limit",
+        &gas,
+        &probe,
+        "ping(uint256)",
+        "8",
+    ]);
     let receipt: Value =
         serde_json::from_str(&cast(&["receipt", "--json", "--rpc-url", rpc, hash.trim()])).unwrap();
     assert_eq!(quantity(&receipt["status"]), 1, "{receipt}");
-    assert!(latest(rpc).await < quantity(&receipt["blockNumber"]), "cast receipt is preconfirmed: {receipt}");
-    let (_, counter, _) = cast_run(&["call", "--rpc-url", rpc, &probe, "counter()(uint256)"]);
+    assert!(
+        latest(rpc).await < quantity(&receipt["blockNumber"]),
+        "cast receipt is preconfirmed: {receipt}"
+    );
+    let (_, counter, _) =
+        cast_run(&["call", "--block", "pending", "--rpc-url", rpc, &probe, "counter()(uint256)"]);
     assert_eq!(counter, "2");
 }
 
@@ -137,9 +200,7 @@ async fn alloy_wallet_provider_defaults_see_preconfirmed_state() {
     let probe: Address = receipt.contract_address.unwrap();
 
     let counter = || {
-        TransactionRequest::default()
-            .with_to(probe)
-            .with_input(IProbe::counterCall {}.abi_encode())
+        TransactionRequest::default().with_to(probe).with_input(IProbe::counterCall {}.abi_encode())
     };
     let out = provider.call(counter()).await.unwrap();
     assert_eq!(U256::from_be_slice(&out), U256::ZERO, "the call sees the preconfirmed contract");
@@ -147,8 +208,8 @@ async fn alloy_wallet_provider_defaults_see_preconfirmed_state() {
         .with_from(from)
         .with_to(probe)
         .with_input(IProbe::pingCall { value: U256::from(7) }.abi_encode());
-    // The access list (sent without a block tag) sees the contract too.
-    let list = provider.create_access_list(&ping).await.unwrap();
+    // `create_access_list` sends `latest` unless told otherwise.
+    let list = provider.create_access_list(&ping).pending().await.unwrap();
     assert!(list.access_list.0.iter().any(|i| i.address == probe), "{list:?}");
     let sent = provider.send_transaction(ping).await.unwrap().get_receipt().await.unwrap();
     assert!(sent.status(), "the write did not revert: {sent:?}");

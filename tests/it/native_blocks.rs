@@ -48,7 +48,8 @@ async fn pending_is_latest(rpc: &str) -> bool {
     for _ in 0..10 {
         let p = raw_rpc(rpc, "eth_getBlockByNumber", json!(["pending", false])).await;
         let l = raw_rpc(rpc, "eth_getBlockByNumber", json!(["latest", false])).await;
-        if p["result"]["number"] == l["result"]["number"] && p["result"]["hash"] == l["result"]["hash"]
+        if p["result"]["number"] == l["result"]["number"]
+            && p["result"]["hash"] == l["result"]["hash"]
         {
             return true;
         }
@@ -59,7 +60,10 @@ async fn pending_is_latest(rpc: &str) -> bool {
 
 /// Log lines at WARN or above (`flashnode` logs pretty lines with the level).
 fn warnings(log: &str) -> Vec<String> {
-    log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).map(String::from).collect()
+    log.lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .map(String::from)
+        .collect()
 }
 
 /// Checks the post-cutover state for `duration`: every sample native, ready and latest.
@@ -89,7 +93,11 @@ async fn past_cutover_never_connects_the_stream() {
     stays_native(&rpc, &metrics, Duration::from_secs(3)).await;
     let s = status(&rpc).await;
     assert!(s["canonicalTip"].as_u64().is_some_and(|t| t >= 2), "blocks go on: {s}");
-    assert_eq!((s["applied"].as_u64(), s["reconnects"].as_u64(), s["disconnects"].as_u64()), (Some(0), Some(0), Some(0)), "{s}");
+    assert_eq!(
+        (s["applied"].as_u64(), s["reconnects"].as_u64(), s["disconnects"].as_u64()),
+        (Some(0), Some(0), Some(0)),
+        "{s}"
+    );
     let out = std::process::Command::new(flashnode_bin())
         .args(["status", "--rpc", &rpc, "--count", "1"])
         .output()
@@ -111,9 +119,16 @@ async fn cutover_ahead_switches_without_degrading() {
         s["mode"] == "flashblocks" && s["pendingBlock"].is_u64()
     })
     .await;
-    assert!(flashblocks || unix_now() >= at, "preconfirmations before the cutover: {}", status(&rpc).await);
+    assert!(
+        flashblocks || unix_now() >= at,
+        "preconfirmations before the cutover: {}",
+        status(&rpc).await
+    );
     // From the first ready answer to well past the cutover, /readyz never leaves 200.
-    let ready = eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await;
+    let ready = eventually(Duration::from_secs(5), || async {
+        http_get(&metrics, "/readyz").await.0 == 200
+    })
+    .await;
     assert!(ready, "{}", status(&rpc).await);
     while unix_now() < at + 1 {
         let (code, body) = http_get(&metrics, "/readyz").await;

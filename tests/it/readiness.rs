@@ -138,7 +138,10 @@ async fn readyz_has_hysteresis_for_execution_errors() {
     }
     // The third in a row degrades readiness, with the reason.
     block(true).await;
-    let degraded = eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 206 }).await;
+    let degraded = eventually(Duration::from_secs(5), || async {
+        http_get(&metrics, "/readyz").await.0 == 206
+    })
+    .await;
     let (code, body) = http_get(&metrics, "/readyz").await;
     assert!(degraded, "{code} {body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -154,7 +157,10 @@ async fn readyz_has_hysteresis_for_execution_errors() {
         seal().await;
     }
     block(false).await;
-    let recovered = eventually(Duration::from_secs(5), || async { http_get(&metrics, "/readyz").await.0 == 200 }).await;
+    let recovered = eventually(Duration::from_secs(5), || async {
+        http_get(&metrics, "/readyz").await.0 == 200
+    })
+    .await;
     assert!(recovered, "{}", http_get(&metrics, "/readyz").await.1);
     assert!(node.proc.output().contains("readiness restored"), "{}", node.proc.output());
 }
@@ -181,13 +187,21 @@ async fn print_config_names_the_chain_and_its_source() {
     assert!(text.contains("no preset has the upstream's chain id 901"), "{text}");
     let text = print(&["node", "--upstream-rpc", "http://127.0.0.1:1", "--print-config"]);
     assert!(text.contains("taken at start from the upstream's chain id"), "{text}");
-    let text = print(&["node", "--chain", "optimism", "--upstream-rpc", &base.url, "--print-config"]);
+    let text =
+        print(&["node", "--chain", "optimism", "--upstream-rpc", &base.url, "--print-config"]);
     assert!(text.contains("chain = \"optimism\"  # command line"), "{text}");
     // The Base presets carry the Denim cutover; `never` turns it off.
-    let text = print(&["node", "--chain", "base-sepolia", "--upstream-rpc", &base.url, "--print-config"]);
+    let text =
+        print(&["node", "--chain", "base-sepolia", "--upstream-rpc", &base.url, "--print-config"]);
     assert!(text.contains("native-blocks-timestamp = 1792605600  # preset base-sepolia"), "{text}");
     let text = print(&[
-        "node", "--chain", "base", "--native-blocks-timestamp", "never", "--upstream-rpc", &base.url,
+        "node",
+        "--chain",
+        "base",
+        "--native-blocks-timestamp",
+        "never",
+        "--upstream-rpc",
+        &base.url,
         "--print-config",
     ]);
     assert!(text.contains("native-blocks-timestamp = \"never\"  # command line"), "{text}");
@@ -210,7 +224,12 @@ async fn start_up_names_the_preset_applied() {
     let node = start_node(&source.url, &op.url, &["--p2p-disable"]).await;
     let found = eventually(Duration::from_secs(5), || async {
         let log = node.proc.output();
-        log.lines().filter(|l| l.contains("chain preset optimism applied (chain 10, from the upstream's chain id")).count() == 1
+        log.lines()
+            .filter(|l| {
+                l.contains("chain preset optimism applied (chain 10, from the upstream's chain id")
+            })
+            .count()
+            == 1
     })
     .await;
     assert!(found, "{}", node.proc.output());
