@@ -507,7 +507,9 @@ impl Overlay {
             canonical_hash: tip.as_ref().map(|t| t.hash),
             pending_block: pending.as_ref().map(|p| p.number()),
             flashblock_index: pending.as_ref().map(|p| p.index),
-            stream_connected: self.shared.connected.load(Ordering::Acquire),
+            // Past the cutover the stream is closed by design (no event may have said so).
+            stream_connected: self.shared.connected.load(Ordering::Acquire)
+                && !self.shared.native(),
             stream_lag_ms: lag,
             reconnects: c.reconnects.load(Ordering::Relaxed),
             disconnects: c.disconnects.load(Ordering::Relaxed),
