@@ -190,8 +190,12 @@ mod tests {
         // Denim, after Jovian, in the published order (Sepolia first).
         let base = ChainPreset::of(ChainName::Base, 901);
         assert_eq!(base.native_blocks_timestamp, Some(BASE_MAINNET_DENIM_TIMESTAMP));
-        assert!(BASE_SEPOLIA_DENIM_TIMESTAMP < BASE_MAINNET_DENIM_TIMESTAMP);
-        assert!(BASE_MAINNET_DENIM_TIMESTAMP > alloy_op_hardforks::BASE_MAINNET_JOVIAN_TIMESTAMP);
+        const {
+            assert!(BASE_SEPOLIA_DENIM_TIMESTAMP < BASE_MAINNET_DENIM_TIMESTAMP);
+            assert!(
+                BASE_MAINNET_DENIM_TIMESTAMP > alloy_op_hardforks::BASE_MAINNET_JOVIAN_TIMESTAMP
+            );
+        }
         assert!(base.flag_defaults().iter().any(|(k, _)| *k == "native-blocks-timestamp"));
         assert_eq!(ChainPreset::of(ChainName::Optimism, 901).native_blocks_timestamp, None);
         assert_eq!(base.label(), "base");
