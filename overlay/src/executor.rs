@@ -321,9 +321,10 @@ fn decode_one(index: usize, raw: &Bytes) -> Result<(OpTxEnvelope, Address), Appl
 /// Decodes and recovers `raws` and hands each transaction to `exec` in order, as soon as its
 /// signer is known. This thread goes front to back, executing each transaction and recovering
 /// it first when no helper has; helper threads (one per other core) recover from the back
-/// towards it and stop where they meet. This thread never waits for a helper: a transaction a
-/// helper has claimed but not delivered yet is recovered here too (a busy machine may not run
-/// the helper soon), so the worst case is the serial one. Execution thus overlaps recovery
+/// towards it and stop where they meet. This thread never waits for a helper, neither for a
+/// transaction a helper has claimed but not delivered yet (it is recovered here too: a busy
+/// machine may not run the helper soon) nor for the helpers to end, so the worst case is the
+/// serial one plus starting the helpers. Execution thus overlaps recovery
 /// instead of following it (recovery is most of the CPU of re-execution). The first error in
 /// order wins: a transaction that does not decode stops the flashblock where it stands, after
 /// the transactions before it were executed.
@@ -346,59 +347,50 @@ where
         return Ok(());
     }
     // `front`: the first transaction this thread has not taken yet; `back`: one past the
-    // lowest transaction a helper has claimed. Helpers stop once they pass `front`.
-    let front = AtomicUsize::new(0);
-    let back = AtomicUsize::new(n);
-    std::thread::scope(|scope| {
-        // Bounded at the flashblock's size: a helper never waits to hand a result over.
-        let (results, ready_rx) = mpsc::sync_channel::<(usize, Recovered)>(n);
-        let mut handles = Vec::with_capacity(helpers);
-        for _ in 0..helpers {
-            let (results, front, back) = (results.clone(), &front, &back);
-            let spawned =
-                std::thread::Builder::new().name("recover".into()).spawn_scoped(scope, move || {
-                    loop {
-                        let claimed = back.fetch_sub(1, Ordering::AcqRel);
-                        let Some(i) = claimed.checked_sub(1) else { return };
-                        if i < front.load(Ordering::Acquire) {
-                            return;
-                        }
-                        let Some(raw) = raws.get(i) else { return };
-                        if results.send((i, decode_one(i, raw))).is_err() {
-                            return;
-                        }
-                    }
-                });
-            // A helper that cannot start leaves its share to this thread.
-            if let Ok(h) = spawned {
-                handles.push(h);
+    // lowest transaction a helper has claimed. Helpers stop once they pass `front`. They are
+    // not joined: on a busy machine a helper may start late, and waiting for it to see that
+    // nothing is left would cost more than the flashblock (they own what they read).
+    let front = Arc::new(AtomicUsize::new(0));
+    let back = Arc::new(AtomicUsize::new(n));
+    let shared: Arc<[Bytes]> = raws.into();
+    // Bounded at the flashblock's size: a helper never waits to hand a result over.
+    let (results, ready_rx) = mpsc::sync_channel::<(usize, Recovered)>(n);
+    for _ in 0..helpers {
+        let (results, front, back, raws) =
+            (results.clone(), front.clone(), back.clone(), shared.clone());
+        // A helper that cannot start leaves its share to this thread.
+        let _ = std::thread::Builder::new().name("recover".into()).spawn(move || loop {
+            let claimed = back.fetch_sub(1, Ordering::AcqRel);
+            let Some(i) = claimed.checked_sub(1) else { return };
+            if i < front.load(Ordering::Acquire) {
+                return;
             }
-        }
-        drop(results);
-        let mut slots: Vec<Option<Recovered>> = (0..n).map(|_| None).collect();
-        let mut run = || -> Result<(), ApplyError> {
-            for (k, raw) in raws.iter().enumerate() {
-                front.store(k + 1, Ordering::Release);
-                while let Ok((i, r)) = ready_rx.try_recv() {
-                    slots[i] = Some(r);
-                }
-                let (tx, sender) = match slots[k].take() {
-                    Some(item) => item?,
-                    None => decode_one(k, raw)?,
-                };
-                exec(tx, sender, raw)?;
+            let Some(raw) = raws.get(i) else { return };
+            if results.send((i, decode_one(i, raw))).is_err() {
+                return;
             }
-            Ok(())
-        };
-        let res = run();
-        front.store(n, Ordering::Release);
-        drop(ready_rx);
-        // Joined here, so a helper's panic does not become the scope's.
-        for h in handles {
-            let _ = h.join();
+        });
+    }
+    drop(results);
+    let mut slots: Vec<Option<Recovered>> = (0..n).map(|_| None).collect();
+    let mut run = || -> Result<(), ApplyError> {
+        for (k, raw) in raws.iter().enumerate() {
+            front.store(k + 1, Ordering::Release);
+            while let Ok((i, r)) = ready_rx.try_recv() {
+                slots[i] = Some(r);
+            }
+            let (tx, sender) = match slots[k].take() {
+                Some(item) => item?,
+                None => decode_one(k, raw)?,
+            };
+            exec(tx, sender, raw)?;
         }
-        res
-    })
+        Ok(())
+    };
+    let res = run();
+    // Helpers still running stop at their next claim (or their next send).
+    front.store(n, Ordering::Release);
+    res
 }
 
 /// Decodes each transaction (EIP-2718) and recovers its signer. Signer recovery is most of a
