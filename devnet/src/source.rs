@@ -107,4 +107,8 @@ impl StateSource for DevnetSource {
     fn subscribe(&self) -> broadcast::Receiver<CanonicalNotification> {
         self.notifications.subscribe()
     }
+
+    fn reads_are_local(&self) -> bool {
+        true
+    }
 }

@@ -166,6 +166,8 @@ pub struct BlockBuilder<DB> {
     gas_used: u64,
     log_count: u64,
     bloom: Bloom,
+    /// Each receipt's bloom, kept for the receipts root (computed once, at execution).
+    blooms: Vec<Bloom>,
     l1_block_info: Option<L1BlockInfo>,
 }
 
@@ -186,6 +188,7 @@ where
             gas_used: 0,
             log_count: 0,
             bloom: Bloom::ZERO,
+            blooms: Vec::new(),
             l1_block_info: None,
         }
     }
@@ -269,9 +272,8 @@ where
         self.gas_used += gas_used;
         let first_log_index = self.log_count;
         self.log_count += logs.len() as u64;
-        for log in &logs {
-            self.bloom.accrue_log(log);
-        }
+        let receipt_bloom = alloy_primitives::logs_bloom(&logs);
+        self.bloom.accrue_bloom(&receipt_bloom);
         let inner = Receipt {
             status: Eip658Value::Eip658(success),
             cumulative_gas_used: self.gas_used,
@@ -300,6 +302,7 @@ where
         let effective_gas_price =
             if is_deposit { 0 } else { tx.effective_gas_price(Some(self.input.base_fee)) };
         let index = self.txs.len() as u64;
+        self.blooms.push(receipt_bloom);
         self.txs.push(ExecutedTx {
             hash: tx.tx_hash(),
             tx,
@@ -345,7 +348,12 @@ where
 
     /// Receipts root over the receipts so far.
     pub fn receipts_root(&self) -> B256 {
-        receipts_root(self.txs.iter().map(|t| &t.receipt))
+        use alloy_consensus::Eip2718EncodableReceipt;
+        let receipts: Vec<(&OpReceipt, &Bloom)> =
+            self.txs.iter().map(|t| &t.receipt).zip(&self.blooms).collect();
+        ordered_trie_root_with_encoder(&receipts, |(r, bloom), buf| {
+            r.eip2718_encode_with_bloom(bloom, buf)
+        })
     }
 
     /// Transactions root over the transactions so far.

@@ -204,6 +204,13 @@ pub trait StateSource: Send + Sync + std::fmt::Debug + 'static {
     }
     /// Canonical notifications from now on.
     fn subscribe(&self) -> broadcast::Receiver<CanonicalNotification>;
+    /// Whether reads are answered in process, without a round trip (the embedded devnet).
+    /// The overlay's executor then executes a flashblock's transactions while their signers
+    /// are still being recovered, instead of recovering them all first to batch the reads
+    /// with [`StateSource::prefetch`]. Remote sources keep the default, `false`.
+    fn reads_are_local(&self) -> bool {
+        false
+    }
 }
 
 /// A revm database over a [`StateSource`] pinned to one block hash. Reads block on the

@@ -156,6 +156,10 @@ impl StateSource for MergedSource {
         self.inner.prefetch(at, accounts, slots)
     }
 
+    fn reads_are_local(&self) -> bool {
+        self.inner.reads_are_local()
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<CanonicalNotification> {
         self.notifications.subscribe()
     }

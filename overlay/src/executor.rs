@@ -200,39 +200,40 @@ impl FlashblockExecutor {
             Some(cur) if cur.payload_id == fb.payload.payload_id => {}
             _ => return Err(ApplyError::NoBlock),
         }
-        self.apply_txs(fb)
+        // A flashblock that fails part-way leaves the block half applied: forget it, so the
+        // next block never builds on that state.
+        let res = self.apply_txs(fb);
+        if res.is_err() {
+            self.current = None;
+        }
+        res
     }
 
     fn apply_txs(
         &mut self,
         fb: &DecodedFlashblock,
     ) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
+        let local = self.source.reads_are_local();
         let cur = self.current.as_mut().ok_or(ApplyError::NoBlock)?;
         let first_new = cur.builder.transactions().len();
         let mut report = ApplyReport::default();
         let raws = &fb.payload.diff.transactions;
-        let decoded: Vec<(OpTxEnvelope, Address, &Bytes)> = decode_and_recover(raws)?
-            .into_iter()
-            .zip(raws)
-            .map(|((tx, sender), raw)| (tx, sender, raw))
-            .collect();
-        prefetch(cur, &decoded);
-        for (tx, sender, raw) in decoded {
-            let hash = tx.tx_hash();
-            match cur.builder.execute(tx, sender, raw.clone()) {
-                Ok(executed) => {
-                    if let Some(meta) = fb.payload.metadata.receipts.get(&hash) {
-                        if !receipts_agree(meta, &executed.receipt) {
-                            report.receipt_mismatches += 1;
-                            warn!(%hash, "metadata receipt disagrees with re-execution; the executed receipt wins");
-                        }
-                    }
-                }
-                // The block's state is unknown to the source: its parent is not there yet.
-                Err(ExecError::State(SourceError::UnknownBlock(_))) => {
-                    return Err(ApplyError::ParentUnavailable(cur.source_at));
-                }
-                Err(source) => return Err(ApplyError::Diverged { hash, source }),
+        if local {
+            // Reads cost no round trip: execute each transaction as soon as its signer is
+            // known while the other cores recover the next ones.
+            recover_pipelined(raws, |tx, sender, raw| {
+                execute_one(cur, fb, &mut report, tx, sender, raw)
+            })?;
+        } else {
+            // Recover every signer first so the block's reads go upstream in one batch.
+            let decoded: Vec<(OpTxEnvelope, Address, &Bytes)> = decode_and_recover(raws)?
+                .into_iter()
+                .zip(raws)
+                .map(|((tx, sender), raw)| (tx, sender, raw))
+                .collect();
+            prefetch(cur, &decoded);
+            for (tx, sender, raw) in decoded {
+                execute_one(cur, fb, &mut report, tx, sender, raw)?;
             }
         }
         cur.index = fb.payload.index;
@@ -261,28 +262,144 @@ impl FlashblockExecutor {
     }
 }
 
+/// Executes one decoded transaction of `fb` into the block and checks its receipt against the
+/// stream's metadata receipt.
+fn execute_one(
+    cur: &mut InProgress,
+    fb: &DecodedFlashblock,
+    report: &mut ApplyReport,
+    tx: OpTxEnvelope,
+    sender: Address,
+    raw: &Bytes,
+) -> Result<(), ApplyError> {
+    let hash = tx.tx_hash();
+    match cur.builder.execute(tx, sender, raw.clone()) {
+        Ok(executed) => {
+            if let Some(meta) = fb.payload.metadata.receipts.get(&hash) {
+                if !receipts_agree(meta, &executed.receipt) {
+                    report.receipt_mismatches += 1;
+                    warn!(%hash, "metadata receipt disagrees with re-execution; the executed receipt wins");
+                }
+            }
+            Ok(())
+        }
+        // The block's state is unknown to the source: its parent is not there yet.
+        Err(ExecError::State(SourceError::UnknownBlock(_))) => {
+            Err(ApplyError::ParentUnavailable(cur.source_at))
+        }
+        Err(source) => Err(ApplyError::Diverged { hash, source }),
+    }
+}
+
 /// Flashblocks with at least this many transactions recover their signers on every core.
 const PARALLEL_RECOVERY_MIN: usize = 16;
+
+/// Flashblocks with at least this many transactions recover signers on helper threads while
+/// executing (below it, starting a thread costs about what it saves).
+const PIPELINE_MIN: usize = 4;
+
+/// How many cores the process may use (read once: on Linux the answer comes from
+/// sched_getaffinity and cgroup files).
+fn cores() -> usize {
+    static CORES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    });
+    *CORES
+}
+
+/// Decodes one transaction (EIP-2718) and recovers its signer.
+fn decode_one(index: usize, raw: &Bytes) -> Result<(OpTxEnvelope, Address), ApplyError> {
+    let bad = |source: TxDecodeError| ApplyError::BadTransaction { index, source };
+    let tx = OpTxEnvelope::decode_2718_exact(raw).map_err(|e| bad(e.into()))?;
+    let sender = match &tx {
+        OpTxEnvelope::Deposit(d) => d.from,
+        other => other.recover_signer().map_err(|e| bad(e.into()))?,
+    };
+    Ok((tx, sender))
+}
+
+/// Decodes and recovers `raws` and hands each transaction to `exec` in order, as soon as its
+/// signer is known. This thread goes front to back, executing each transaction and recovering
+/// it first when no helper has; helper threads (one per other core) recover from the back
+/// towards it and stop where they meet. This thread never waits for a helper, neither for a
+/// transaction a helper has claimed but not delivered yet (it is recovered here too: a busy
+/// machine may not run the helper soon) nor for the helpers to end, so the worst case is the
+/// serial one plus starting the helpers. Execution thus overlaps recovery
+/// instead of following it (recovery is most of the CPU of re-execution). The first error in
+/// order wins: a transaction that does not decode stops the flashblock where it stands, after
+/// the transactions before it were executed.
+fn recover_pipelined<F>(raws: &[Bytes], mut exec: F) -> Result<(), ApplyError>
+where
+    F: FnMut(OpTxEnvelope, Address, &Bytes) -> Result<(), ApplyError>,
+{
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    };
+    type Recovered = Result<(OpTxEnvelope, Address), ApplyError>;
+    let n = raws.len();
+    let helpers = cores().saturating_sub(1).min(n / PIPELINE_MIN);
+    if helpers == 0 {
+        for (i, raw) in raws.iter().enumerate() {
+            let (tx, sender) = decode_one(i, raw)?;
+            exec(tx, sender, raw)?;
+        }
+        return Ok(());
+    }
+    // `front`: the first transaction this thread has not taken yet; `back`: one past the
+    // lowest transaction a helper has claimed. Helpers stop once they pass `front`. They are
+    // not joined: on a busy machine a helper may start late, and waiting for it to see that
+    // nothing is left would cost more than the flashblock (they own what they read).
+    let front = Arc::new(AtomicUsize::new(0));
+    let back = Arc::new(AtomicUsize::new(n));
+    let shared: Arc<[Bytes]> = raws.into();
+    // Bounded at the flashblock's size: a helper never waits to hand a result over.
+    let (results, ready_rx) = mpsc::sync_channel::<(usize, Recovered)>(n);
+    for _ in 0..helpers {
+        let (results, front, back, raws) =
+            (results.clone(), front.clone(), back.clone(), shared.clone());
+        // A helper that cannot start leaves its share to this thread.
+        let _ = std::thread::Builder::new().name("recover".into()).spawn(move || loop {
+            let claimed = back.fetch_sub(1, Ordering::AcqRel);
+            let Some(i) = claimed.checked_sub(1) else { return };
+            if i < front.load(Ordering::Acquire) {
+                return;
+            }
+            let Some(raw) = raws.get(i) else { return };
+            if results.send((i, decode_one(i, raw))).is_err() {
+                return;
+            }
+        });
+    }
+    drop(results);
+    let mut slots: Vec<Option<Recovered>> = (0..n).map(|_| None).collect();
+    let mut run = || -> Result<(), ApplyError> {
+        for (k, raw) in raws.iter().enumerate() {
+            front.store(k + 1, Ordering::Release);
+            while let Ok((i, r)) = ready_rx.try_recv() {
+                slots[i] = Some(r);
+            }
+            let (tx, sender) = match slots[k].take() {
+                Some(item) => item?,
+                None => decode_one(k, raw)?,
+            };
+            exec(tx, sender, raw)?;
+        }
+        Ok(())
+    };
+    let res = run();
+    // Helpers still running stop at their next claim (or their next send).
+    front.store(n, Ordering::Release);
+    res
+}
 
 /// Decodes each transaction (EIP-2718) and recovers its signer. Signer recovery is most of a
 /// flashblock's re-execution time (an ECDSA public-key recovery per transaction, about half of
 /// the profile at 250 transactions), and transactions are independent, so large flashblocks
 /// are split over the cores; the first failure (lowest index) is the error.
 fn decode_and_recover(raws: &[Bytes]) -> Result<Vec<(OpTxEnvelope, Address)>, ApplyError> {
-    fn one(index: usize, raw: &Bytes) -> Result<(OpTxEnvelope, Address), ApplyError> {
-        let bad = |source: TxDecodeError| ApplyError::BadTransaction { index, source };
-        let tx = OpTxEnvelope::decode_2718_exact(raw).map_err(|e| bad(e.into()))?;
-        let sender = match &tx {
-            OpTxEnvelope::Deposit(d) => d.from,
-            other => other.recover_signer().map_err(|e| bad(e.into()))?,
-        };
-        Ok((tx, sender))
-    }
-    // Read once: on Linux the answer comes from sched_getaffinity and cgroup files.
-    static CORES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    });
-    let cores = *CORES;
+    let one = decode_one;
+    let cores = cores();
     if raws.len() < PARALLEL_RECOVERY_MIN || cores < 2 {
         return raws.iter().enumerate().map(|(i, raw)| one(i, raw)).collect();
     }
@@ -420,5 +537,46 @@ mod tests {
             Err(ApplyError::BadTransaction { index, .. }) => assert_eq!(index, 33),
             other => panic!("expected a bad transaction, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn pipelined_recovery_executes_in_order_and_stops_at_the_first_bad_transaction() {
+        let signers: Vec<PrivateKeySigner> = (0..5).map(|_| PrivateKeySigner::random()).collect();
+        let raws: Vec<Bytes> = (0..60).map(|i| signed(&signers[i % 5], i as u64)).collect();
+        for len in [0, 1, PIPELINE_MIN - 1, PIPELINE_MIN, 60] {
+            let mut seen = Vec::new();
+            recover_pipelined(&raws[..len], |tx, sender, raw| {
+                assert_eq!(raw, &raws[seen.len()]);
+                seen.push((alloy_consensus::Transaction::nonce(&tx), sender));
+                Ok(())
+            })
+            .unwrap();
+            let want: Vec<_> = (0..len).map(|i| (i as u64, signers[i % 5].address())).collect();
+            assert_eq!(seen, want, "{len} transactions");
+        }
+        let mut bad = raws.clone();
+        bad[41] = Bytes::from_static(&[0x02, 0xff]);
+        bad[45] = Bytes::from_static(&[0x7f]);
+        let mut executed = 0;
+        match recover_pipelined(&bad, |_, _, _| {
+            executed += 1;
+            Ok(())
+        }) {
+            Err(ApplyError::BadTransaction { index, .. }) => assert_eq!(index, 41),
+            other => panic!("expected a bad transaction, got {other:?}"),
+        }
+        // Everything before the bad transaction was executed, nothing after it.
+        assert_eq!(executed, 41);
+        // An execution error stops the flashblock there too.
+        let mut calls = 0;
+        let res = recover_pipelined(&raws, |_, _, _| {
+            calls += 1;
+            if calls == 7 {
+                return Err(ApplyError::NoBlock);
+            }
+            Ok(())
+        });
+        assert!(matches!(res, Err(ApplyError::NoBlock)));
+        assert_eq!(calls, 7);
     }
 }

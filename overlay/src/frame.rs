@@ -116,8 +116,16 @@ pub fn decode_frame(
             .into(),
     };
 
-    let value: Value = serde_json::from_str(&text).map_err(|e| FrameError::Json(e.to_string()))?;
-    let (payload, prev_flashblock_id) = parse_payload(value)?;
+    // The typed path first; any frame it does not take goes through the tolerant one, which
+    // also words the error.
+    let (payload, prev_flashblock_id) = match fast::parse(&text) {
+        Some(parsed) => parsed,
+        None => {
+            let value: Value =
+                serde_json::from_str(&text).map_err(|e| FrameError::Json(e.to_string()))?;
+            parse_payload(value)?
+        }
+    };
 
     Ok(DecodedFlashblock { payload, prev_flashblock_id, raw_json: text, wire_len: bytes.len() })
 }
@@ -236,6 +244,362 @@ fn parse_payload(
     }
 
     Ok((payload, prev_flashblock_id))
+}
+
+/// The typed fast path of [`decode_frame`]: the payload straight from the text into its types,
+/// without a `serde_json::Value` tree and without the buffering that op-alloy's untagged
+/// receipt enum and `flatten`ed logs cost per receipt and per log (most of the decoding time
+/// of a large flashblock). It takes the shapes real streams send (receipts internally tagged
+/// with `type` first, as op-alloy serializes them, or externally tagged like Base's) and
+/// decodes them to exactly what [`parse_payload`] makes of them; anything else (duplicate
+/// keys, a `type` that is not the receipt's first key, an error of any kind) returns `None`
+/// and is left to the tolerant path.
+mod fast {
+    use super::{parse_flashblock_id, parse_quantity};
+    use alloy_consensus::{Eip658Value, Receipt};
+    use alloy_primitives::{Address, Bytes, Log, LogData, B256, U256};
+    use alloy_rpc_types_engine::PayloadId;
+    use op_alloy_consensus::{OpDepositReceipt, OpReceipt};
+    use op_alloy_rpc_types_engine::flashblock::{
+        OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta,
+        OpFlashblockPayloadMetadata,
+    };
+    use serde::{
+        de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor},
+        Deserialize, Deserializer,
+    };
+    use serde_json::Value;
+    use std::{collections::BTreeMap, fmt, marker::PhantomData};
+
+    /// The payload and its `prev_flashblock_id`, or `None` for the tolerant path.
+    pub(super) fn parse(text: &str) -> Option<(OpFlashblockPayload, Option<(u64, u64)>)> {
+        let wire: Wire = serde_json::from_str(text).ok()?;
+        let meta = wire.metadata.unwrap_or_default();
+        let block_number = match meta.block_number {
+            Some(BlockNumber(n)) => n,
+            None => wire.base.as_ref()?.block_number,
+        };
+        let prev_flashblock_id = match meta.prev_flashblock_id {
+            Some(Value::String(s)) => parse_flashblock_id(&s).filter(|id| *id != (0, 0)),
+            _ => None,
+        };
+        let payload = OpFlashblockPayload {
+            payload_id: wire.payload_id,
+            index: wire.index,
+            base: wire.base,
+            diff: wire.diff,
+            metadata: OpFlashblockPayloadMetadata {
+                block_number,
+                new_account_balances: meta.new_account_balances.map(|m| m.0).unwrap_or_default(),
+                receipts: meta
+                    .receipts
+                    .map(|m| m.0.into_iter().map(|(h, r)| (h, r.0)).collect())
+                    .unwrap_or_default(),
+            },
+        };
+        Some((payload, prev_flashblock_id))
+    }
+
+    #[derive(Deserialize)]
+    struct Wire {
+        payload_id: PayloadId,
+        index: u64,
+        base: Option<OpFlashblockPayloadBase>,
+        diff: OpFlashblockPayloadDelta,
+        metadata: Option<Metadata>,
+    }
+
+    #[derive(Deserialize, Default)]
+    struct Metadata {
+        block_number: Option<BlockNumber>,
+        new_account_balances: Option<Unique<Address, U256>>,
+        receipts: Option<Unique<B256, WireReceipt>>,
+        prev_flashblock_id: Option<Value>,
+    }
+
+    /// `metadata.block_number`: a JSON number or a quantity string.
+    struct BlockNumber(u64);
+
+    impl<'de> Deserialize<'de> for BlockNumber {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = BlockNumber;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a block number")
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<BlockNumber, E> {
+                    Ok(BlockNumber(v))
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<BlockNumber, E> {
+                    parse_quantity(s).map(BlockNumber).ok_or_else(|| E::custom("not a quantity"))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// A map that refuses duplicate keys (the tolerant path resolves those its own way).
+    struct Unique<K, V>(BTreeMap<K, V>);
+
+    impl<'de, K: DeserializeOwned + Ord, V: DeserializeOwned> Deserialize<'de> for Unique<K, V> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct M<K, V>(PhantomData<(K, V)>);
+            impl<'de, K: DeserializeOwned + Ord, V: DeserializeOwned> Visitor<'de> for M<K, V> {
+                type Value = Unique<K, V>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a map")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut out = BTreeMap::new();
+                    while let Some(k) = map.next_key::<K>()? {
+                        if out.insert(k, map.next_value::<V>()?).is_some() {
+                            return Err(de::Error::custom("duplicate key"));
+                        }
+                    }
+                    Ok(Unique(out))
+                }
+            }
+            d.deserialize_map(M(PhantomData))
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct QBool(#[serde(with = "alloy_serde::quantity")] bool);
+
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct QU64(#[serde(with = "alloy_serde::quantity")] u64);
+
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct QOptU64(#[serde(with = "alloy_serde::quantity::opt")] Option<u64>);
+
+    /// The keys a receipt object may start with or hold.
+    #[derive(Deserialize)]
+    #[serde(field_identifier)]
+    enum Key {
+        Legacy,
+        Eip2930,
+        Eip1559,
+        Eip7702,
+        Deposit,
+        #[serde(rename = "type")]
+        Type,
+        #[serde(rename = "status")]
+        Status,
+        #[serde(rename = "root")]
+        Root,
+        #[serde(rename = "cumulativeGasUsed")]
+        CumulativeGasUsed,
+        #[serde(rename = "logs")]
+        Logs,
+        #[serde(rename = "depositNonce")]
+        DepositNonce,
+        #[serde(rename = "depositReceiptVersion")]
+        DepositReceiptVersion,
+        #[serde(other)]
+        Other,
+    }
+
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Legacy,
+        Eip2930,
+        Eip1559,
+        Eip7702,
+        PostExec,
+        Deposit,
+    }
+
+    /// A metadata receipt, either `{"<Variant>": {fields}}` or `{"type": "0x..", fields}`.
+    struct WireReceipt(OpReceipt);
+
+    impl<'de> Deserialize<'de> for WireReceipt {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = WireReceipt;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a receipt")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireReceipt, A::Error> {
+                    let external = match map.next_key::<Key>()? {
+                        Some(Key::Legacy) => Kind::Legacy,
+                        Some(Key::Eip2930) => Kind::Eip2930,
+                        Some(Key::Eip1559) => Kind::Eip1559,
+                        Some(Key::Eip7702) => Kind::Eip7702,
+                        Some(Key::Deposit) => Kind::Deposit,
+                        Some(Key::Type) => {
+                            let kind = match map.next_value::<&str>()? {
+                                "0x0" | "0x00" => Kind::Legacy,
+                                "0x1" | "0x01" => Kind::Eip2930,
+                                "0x2" | "0x02" => Kind::Eip1559,
+                                "0x4" | "0x04" => Kind::Eip7702,
+                                "0x7d" | "0x7D" => Kind::PostExec,
+                                "0x7e" | "0x7E" => Kind::Deposit,
+                                _ => return Err(de::Error::custom("unknown receipt type")),
+                            };
+                            let fields = Fields::read(&mut map)?;
+                            return fields.into_receipt(kind).map(WireReceipt);
+                        }
+                        _ => return Err(de::Error::custom("unexpected receipt shape")),
+                    };
+                    let fields = map.next_value::<Fields>()?;
+                    if map.next_key::<IgnoredAny>()?.is_some() {
+                        return Err(de::Error::custom("more than one key"));
+                    }
+                    fields.into_receipt(external).map(WireReceipt)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// The fields of a receipt body (unknown keys are ignored, as the typed receipt does).
+    #[derive(Default)]
+    struct Fields {
+        status: Option<bool>,
+        root: Option<B256>,
+        cumulative_gas_used: Option<u64>,
+        logs: Option<Vec<WireLog>>,
+        deposit_nonce: Option<Option<u64>>,
+        deposit_receipt_version: Option<Option<u64>>,
+    }
+
+    fn once<T, E: de::Error>(slot: &mut Option<T>, v: T) -> Result<(), E> {
+        if slot.replace(v).is_some() {
+            return Err(E::custom("duplicate field"));
+        }
+        Ok(())
+    }
+
+    impl Fields {
+        fn read<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error> {
+            let mut f = Self::default();
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Status => once(&mut f.status, map.next_value::<QBool>()?.0)?,
+                    Key::Root => once(&mut f.root, map.next_value::<B256>()?)?,
+                    Key::CumulativeGasUsed => {
+                        once(&mut f.cumulative_gas_used, map.next_value::<QU64>()?.0)?
+                    }
+                    Key::Logs => once(&mut f.logs, map.next_value::<Vec<WireLog>>()?)?,
+                    Key::DepositNonce => {
+                        once(&mut f.deposit_nonce, map.next_value::<QOptU64>()?.0)?
+                    }
+                    Key::DepositReceiptVersion => {
+                        once(&mut f.deposit_receipt_version, map.next_value::<QOptU64>()?.0)?
+                    }
+                    // A second tag inside a body: leave such a receipt to the tolerant path.
+                    Key::Type => return Err(de::Error::custom("tag inside the body")),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(f)
+        }
+
+        fn into_receipt<E: de::Error>(self, kind: Kind) -> Result<OpReceipt, E> {
+            let status = match (self.status, self.root) {
+                (Some(s), _) => Eip658Value::Eip658(s),
+                (None, Some(root)) => Eip658Value::PostState(root),
+                (None, None) => return Err(E::custom("no status")),
+            };
+            let inner = Receipt {
+                status,
+                cumulative_gas_used: self
+                    .cumulative_gas_used
+                    .ok_or_else(|| E::custom("no cumulativeGasUsed"))?,
+                logs: self
+                    .logs
+                    .ok_or_else(|| E::custom("no logs"))?
+                    .into_iter()
+                    .map(|l| l.0)
+                    .collect(),
+            };
+            Ok(match kind {
+                Kind::Legacy => OpReceipt::Legacy(inner),
+                Kind::Eip2930 => OpReceipt::Eip2930(inner),
+                Kind::Eip1559 => OpReceipt::Eip1559(inner),
+                Kind::Eip7702 => OpReceipt::Eip7702(inner),
+                Kind::PostExec => OpReceipt::PostExec(inner),
+                Kind::Deposit => OpReceipt::Deposit(OpDepositReceipt {
+                    inner,
+                    deposit_nonce: self.deposit_nonce.flatten(),
+                    deposit_receipt_version: self.deposit_receipt_version.flatten(),
+                }),
+            })
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Fields {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Fields;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("receipt fields")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                    Fields::read(&mut map)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// A log: `address`, `topics`, `data` (other keys ignored, as the flattened log does).
+    struct WireLog(Log);
+
+    #[derive(Deserialize)]
+    #[serde(field_identifier)]
+    enum LogKey {
+        #[serde(rename = "address")]
+        Address,
+        #[serde(rename = "topics")]
+        Topics,
+        #[serde(rename = "data")]
+        Data,
+        #[serde(other)]
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for WireLog {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = WireLog;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a log")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireLog, A::Error> {
+                    let (mut address, mut topics, mut data) = (None, None, None);
+                    while let Some(key) = map.next_key::<LogKey>()? {
+                        match key {
+                            LogKey::Address => once(&mut address, map.next_value::<Address>()?)?,
+                            LogKey::Topics => once(&mut topics, map.next_value::<Vec<B256>>()?)?,
+                            LogKey::Data => once(&mut data, map.next_value::<Bytes>()?)?,
+                            LogKey::Other => {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    let missing = || de::Error::custom("incomplete log");
+                    Ok(WireLog(Log {
+                        address: address.ok_or_else(missing)?,
+                        data: LogData::new_unchecked(
+                            topics.ok_or_else(missing)?,
+                            data.ok_or_else(missing)?,
+                        ),
+                    }))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
 }
 
 /// Parses a `"<block>-<index>"` flashblock id.
@@ -623,6 +987,99 @@ mod tests {
             v.as_object_mut().unwrap().remove(key);
             assert_eq!(decode_value(&v).unwrap_err().kind(), "invalid", "{key}");
         }
+    }
+
+    /// The typed path takes the shapes streams send, and whatever it takes it decodes exactly
+    /// as the tolerant path does; what it leaves (odd shapes) the tolerant path still decodes.
+    #[test]
+    fn fast_path_takes_real_shapes_and_agrees_with_the_tolerant_path() {
+        let log = json!({
+            "address": "0x4200000000000000000000000000000000000011",
+            "topics": [hash(3), hash(4)],
+            "data": "0x0102",
+            "logIndex": "0x0"
+        });
+        // Internally tagged receipts as op-alloy serializes them, `type` first (a `json!` map
+        // would sort the keys, so this part is text, spliced in below).
+        let mut internal = String::from("{");
+        for (i, (h, receipt)) in [
+            (hash(1), r#""type":"0x2","status":"0x1","cumulativeGasUsed":"0x5208","logs":[LOG]"#),
+            (hash(2), r#""type":"0x7e","status":"0x1","cumulativeGasUsed":"0xa410","logs":[],"depositNonce":"0x7","depositReceiptVersion":"0x1""#),
+            (hash(5), r#""type":"0x0","status":"0x0","cumulativeGasUsed":"0xa411","logs":[]"#),
+            (hash(6), r#""type":"0x7E","status":"0x1","cumulativeGasUsed":"0xa412","logs":[],"depositNonce":null"#),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let sep = if i == 0 { "" } else { "," };
+            internal.push_str(&format!("{sep}\"{h}\":{{{}}}", receipt.replace("LOG", &log.to_string())));
+        }
+        internal.push('}');
+        // What the devnet sends is this shape.
+        let devnet = serde_json::to_string(&OpReceipt::Eip1559(alloy_consensus::Receipt::<
+            alloy_primitives::Log,
+        >::default()))
+        .unwrap();
+        assert!(devnet.starts_with(r#"{"type":"0x2""#), "{devnet}");
+        let external = json!({
+            hash(1): { "Eip1559": { "status": "0x1", "cumulativeGasUsed": "0x5208", "logs": [log] } },
+            hash(2): { "Deposit": { "status": "0x1", "cumulativeGasUsed": "0xa410", "logs": [],
+                                    "depositNonce": "0x7", "depositReceiptVersion": "0x1" } },
+            hash(5): { "Legacy": { "root": hash(9), "cumulativeGasUsed": "0x1", "logs": [] } }
+        });
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = flashblock(100, 0);
+            f(&mut v);
+            v
+        };
+        let taken = [
+            flashblock(100, 0),
+            flashblock(100, 3),
+            with(&|v| v["metadata"]["receipts"] = json!("INTERNAL")),
+            with(&|v| v["metadata"]["receipts"] = external.clone()),
+            with(&|v| {
+                v["metadata"]["new_account_balances"] = json!({ hash(1)[..42].to_string(): "0x10" })
+            }),
+            with(&|v| drop(v.as_object_mut().unwrap().remove("metadata"))),
+            with(&|v| v["metadata"] = Value::Null),
+            with(&|v| v["metadata"] = json!({ "block_number": "0x4d" })),
+            with(&|v| v["metadata"] = json!({ "block_number": 77, "receipts": null })),
+            with(&|v| v["metadata"]["prev_flashblock_id"] = json!("100-3")),
+            with(&|v| v["metadata"]["prev_flashblock_id"] = json!("0-0")),
+            with(&|v| v["metadata"]["prev_flashblock_id"] = json!({ "odd": 1 })),
+            with(&|v| v["extra"] = json!([1, 2])),
+        ];
+        for v in &taken {
+            let text = v.to_string().replace(r#""INTERNAL""#, &internal);
+            let tolerant = parse_payload(serde_json::from_str(&text).unwrap()).unwrap();
+            assert_eq!(fast::parse(&text), Some(tolerant), "{text}");
+        }
+        // Left to the tolerant path: the tag after the fields, a duplicate key, a status that
+        // is not a quantity but a root alongside, invalid frames.
+        let left = [
+            with(&|v| {
+                v["metadata"]["receipts"] = json!({ hash(1): {
+                    "status": "0x1", "type": "0x2", "cumulativeGasUsed": "0x5208", "logs": [] } })
+            }),
+            with(&|v| {
+                v["metadata"]["receipts"] = json!({ hash(1): {
+                    "type": "0x2", "status": "0x2", "root": hash(7), "cumulativeGasUsed": "0x1", "logs": [] } })
+            }),
+            with(&|v| v["metadata"]["receipts"] = json!({ hash(1): { "Bogus": {} } })),
+            with(&|v| v["metadata"] = json!([1, 2])),
+            with(&|v| v["metadata"] = json!({ "block_number": true })),
+        ];
+        for v in &left {
+            let text = v.to_string();
+            assert_eq!(fast::parse(&text), None, "{text}");
+            if let Ok(tolerant) = parse_payload(v.clone()) {
+                assert_eq!(decode_frame(text.as_bytes(), MAX).unwrap().payload, tolerant.0);
+            }
+        }
+        let dup = flashblock_json(100, 0).replacen("\"index\":0", "\"index\":0,\"index\":0", 1);
+        assert!(dup.contains("\"index\":0,\"index\":0"));
+        assert_eq!(fast::parse(&dup), None);
+        assert_eq!(decode_frame(dup.as_bytes(), MAX).unwrap().payload.index, 0);
     }
 
     #[test]
