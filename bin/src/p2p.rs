@@ -7,7 +7,7 @@
 use crate::cli::{MessageIdArg, P2pArgs};
 use alloy_primitives::Address;
 use anyhow::Context;
-use flashnode_devnet::Devnet;
+use flashnode_devnet::{chain::SealedBlock, Devnet};
 use flashnode_exec::StateSource;
 use flashnode_gossip::{
     codec, tcp_multiaddr, GossipConfig, GossipHandle, MessageIdMode, Multiaddr, PeerId,
@@ -101,31 +101,52 @@ pub async fn start_for_devnet(
     let key: alloy_signer_local::PrivateKeySigner =
         flashnode_gossip::DEV_UNSAFE_BLOCK_SIGNER_KEY.parse().context("dev signer key")?;
     let chain_id = devnet.shared.chain.chain_id;
+    // Subscribed before the host starts, so every block sealed from here on reaches the
+    // publisher; the ones sealed earlier are stored below.
+    let mut sealed = devnet.subscribe_sealed();
     let handle =
         flashnode_gossip::spawn(config(args, chain_id, key.address(), addr)?, cancel.clone())
             .await
             .context("starting the p2p host")?;
     println!("p2p unsafe-block signer: {}", key.address());
     announce(&handle);
-    let mut sealed = devnet.subscribe_sealed();
     let publisher = handle.clone();
+    let shared = devnet.shared.clone();
     tasks.spawn_critical(
         "p2p_publisher",
         async move {
+            let sign = |block: &SealedBlock| {
+                let txs = block.txs.iter().map(|t| t.tx.clone()).collect();
+                codec::sign_sealed(block.header.clone(), block.hash, txs, chain_id, &key)
+                    .map_err(|err| warn!(%err, number = block.header.number, "cannot sign the sealed block"))
+                    .ok()
+            };
+            // The next block number the store has not had yet: blocks before it were stored
+            // (or published), so alt-sync serves the whole chain without holes.
+            let mut next = 1;
             loop {
-                let block = tokio::select! {
+                let received = tokio::select! {
                     _ = cancel.cancelled() => return,
                     b = sealed.recv() => match b {
-                        Ok(b) => b,
-                        Err(broadcast::error::RecvError::Lagged(n)) => { warn!(missed = n, "publisher lagged behind the sequencer"); continue }
+                        Ok(b) => Some(b),
+                        Err(broadcast::error::RecvError::Lagged(n)) => { warn!(missed = n, "publisher lagged behind the sequencer; storing the blocks it missed"); None }
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                 };
-                let txs = block.txs.iter().map(|t| t.tx.clone()).collect();
-                let signed = match codec::sign_sealed(block.header.clone(), block.hash, txs, chain_id, &key) {
-                    Ok(s) => s,
-                    Err(err) => { warn!(%err, number = block.header.number, "cannot sign the sealed block"); continue }
-                };
+                // Blocks sealed before the subscription, or skipped by a lag: stored, not
+                // gossiped (they are old news to peers).
+                let upto = received.as_ref().map_or_else(|| shared.store.read().latest().header.number + 1, |b| b.header.number);
+                while next < upto {
+                    let old = shared.store.read().by_number(next).cloned();
+                    if let Some(signed) = old.as_deref().and_then(sign) {
+                        if publisher.remember(signed).await.is_err() { return }
+                    }
+                    next += 1;
+                }
+                let Some(block) = received else { continue };
+                if block.header.number < next { continue }
+                next = block.header.number + 1;
+                let Some(signed) = sign(&block) else { continue };
                 // No peers yet is normal on a fresh devnet: the block is simply not gossiped.
                 if let Err(err) = publisher.publish(signed).await {
                     debug!(%err, number = block.header.number, "block not published");

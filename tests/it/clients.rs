@@ -16,6 +16,9 @@ use std::{path::PathBuf, process::Command, time::Duration};
 
 /// Long blocks, so a whole client flow fits before the seal.
 const BLOCK_TIME: &str = "8s";
+/// cast and the alloy flow never wait for a seal, so their blocks can be longer still: a dozen
+/// cast processes on a loaded 2-core CI machine took more than 8 s.
+const LONG_BLOCK_TIME: &str = "40s";
 const CHAIN_ID: u64 = 901;
 
 fn quantity(v: &Value) -> u64 {
@@ -24,8 +27,8 @@ fn quantity(v: &Value) -> u64 {
     })
 }
 
-async fn dev() -> Running {
-    start("dev", &["--block-time", BLOCK_TIME, "--flashblock-interval", "200ms"]).await
+async fn dev(block_time: &str) -> Running {
+    start("dev", &["--block-time", block_time, "--flashblock-interval", "200ms"]).await
 }
 
 async fn latest(rpc: &str) -> u64 {
@@ -62,7 +65,7 @@ fn cast_run(args: &[&str]) -> (bool, String, String) {
 /// `cast access-list`, and `cast send --async` + `cast receipt`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cast_defaults_see_preconfirmed_state() {
-    let node = dev().await;
+    let node = dev(LONG_BLOCK_TIME).await;
     let rpc = node.rpc.as_str();
     let key = DEV_KEYS[3];
     let block = at_block_start(rpc).await;
@@ -182,7 +185,7 @@ async fn cast_defaults_see_preconfirmed_state() {
 /// deploy, call, send; `get_receipt()` polls and returns the preconfirmed receipt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alloy_wallet_provider_defaults_see_preconfirmed_state() {
-    let node = dev().await;
+    let node = dev(LONG_BLOCK_TIME).await;
     let rpc = node.rpc.as_str();
     let signer: PrivateKeySigner = DEV_KEYS[4].parse().unwrap();
     let from = signer.address();
@@ -260,7 +263,7 @@ fn viem(rpc: &str, key: &str, kind: &str) -> Value {
 /// without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viem_defaults_see_preconfirmed_state() {
-    let node = dev().await;
+    let node = dev(BLOCK_TIME).await;
     let rpc = node.rpc.as_str();
     for (kind, key) in [("preconf", DEV_KEYS[5]), ("plain", DEV_KEYS[6])] {
         at_block_start(rpc).await;

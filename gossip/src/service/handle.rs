@@ -14,6 +14,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub(super) enum Command {
     /// Publish a block; the reply says whether gossipsub took it.
     Publish(Box<SignedBlock>, oneshot::Sender<Result<(), PublishError>>),
+    /// Store a block to serve it by alt-sync, without gossiping it.
+    Remember(Box<SignedBlock>),
     /// Dial an address once.
     Dial(Multiaddr),
     /// A node discovery found on this chain.
@@ -50,6 +52,16 @@ impl GossipHandle {
             .await
             .map_err(|_| GossipError::Stopped)?;
         Ok(rx.await.map_err(|_| GossipError::Stopped)??)
+    }
+
+    /// Stores a signed block to serve it by alt-sync without gossiping it: a block sealed
+    /// before the host started, or one a lagging publisher skipped, is too old to gossip but
+    /// must not leave a hole in what alt-sync serves.
+    pub async fn remember(&self, block: SignedBlock) -> Result<(), GossipError> {
+        self.commands
+            .send(Command::Remember(Box::new(block)))
+            .await
+            .map_err(|_| GossipError::Stopped)
     }
 
     /// Verified blocks from gossip, from now on.

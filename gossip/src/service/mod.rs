@@ -264,13 +264,19 @@ impl Host {
         }
     }
 
+    /// Stores our own block to serve it, and marks it seen so it never comes back as new.
+    fn remember(&mut self, block: &SignedBlock) {
+        let number = block.envelope.payload.block_number();
+        let hash = block.envelope.payload.block_hash();
+        self.validation.mark_seen(number, hash);
+        sync::store_block(&self.store, number, block.version, hash, &block.wire);
+    }
+
     fn publish(&mut self, block: SignedBlock) -> Result<(), gossipsub::PublishError> {
         let topic = gossipsub::IdentTopic::new(block.version.topic(self.chain_id));
         let number = block.envelope.payload.block_number();
         let hash = block.envelope.payload.block_hash();
-        // Our own block must not come back as new from a peer; store it to serve it.
-        self.validation.mark_seen(number, hash);
-        sync::store_block(&self.store, number, block.version, hash, &block.wire);
+        self.remember(&block);
         match self.swarm.behaviour_mut().gossipsub.publish(topic, block.wire) {
             Ok(_) => {
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
@@ -292,6 +298,7 @@ impl Host {
             Command::Publish(block, reply) => {
                 let _ = reply.send(self.publish(*block));
             }
+            Command::Remember(block) => self.remember(&block),
             Command::Admin(a) => self.on_admin(a),
             Command::Dial(addr) => {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
