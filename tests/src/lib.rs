@@ -93,8 +93,65 @@ pub fn anvil_bin() -> PathBuf {
     tool_bin("FLASHNODE_ANVIL", "anvil")
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A TCP port on 127.0.0.1 that is free and reserved for this test process until it exits.
+///
+/// Binding port 0 and closing the listener is racy: the kernel may hand the same port to
+/// another test's `bind(0)` or to an outgoing connection's source port before our child binds
+/// it (CI once saw "Address already in use" that way). So the port comes from below the
+/// kernel's ephemeral range, which it never assigns on its own, and is reserved across
+/// concurrent test processes with an advisory lock on a file named after it, held open for
+/// the rest of this process's life (the kernel drops the lock when it exits).
 pub fn free_port() -> u16 {
+    use std::sync::{
+        atomic::{AtomicU32, Ordering},
+        Mutex,
+    };
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let Some((lo, hi)) = reservable_ports() else {
+        return kernel_port();
+    };
+    let span = u32::from(hi - lo);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    let dir = std::env::temp_dir().join("flashnode-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return kernel_port();
+    }
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = lo + offset as u16;
+        let Some(lock) = lock_port_file(&dir, port) else { continue };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(lock);
+            return port;
+        }
+    }
+    kernel_port()
+}
+
+/// Ports below the kernel's ephemeral range (`ip_local_port_range`), from 10000 up.
+fn reservable_ports() -> Option<(u16, u16)> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let ephemeral_lo: u16 = range.split_whitespace().next()?.parse().ok()?;
+    (ephemeral_lo > 12_000).then_some((10_000, ephemeral_lo))
+}
+
+/// An exclusive, non-blocking `flock` on `<dir>/<port>`: `None` if another test holds it.
+fn lock_port_file(dir: &std::path::Path, port: u16) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+        .ok()?;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    (rc == 0).then_some(file)
+}
+
+/// A port the kernel says is free now (the racy fallback).
+fn kernel_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
