@@ -4,6 +4,7 @@
 #   bash bench/run.sh ingest-latency       # one of them (extra args go to flashnode-bench)
 #   bash bench/run.sh receipt-throughput --duration-secs 5
 #   bash bench/run.sh calls                # pending eth_call vs the upstream's latest (needs anvil)
+#   bash bench/run.sh overload             # 256 concurrent gas-cap eth_calls: mode + cheap-call p99
 #   bash bench/run.sh reexec               # Mgas/s by flashblock size + bench/results/reexec-mgas.svg
 #   bash bench/run.sh rpc-ratio            # flashnode vs devnet canonical vs anvil (wrk)
 #   bash bench/run.sh soak                 # 10 min soak + bench/results/soak.svg; fails on growth

@@ -14,6 +14,7 @@ mod fanout_floor;
 mod http;
 mod ingest;
 mod node;
+mod overload;
 mod ratio;
 mod reexec;
 mod soak;
@@ -46,6 +47,8 @@ enum Command {
     FanoutFloorRelay(fanout_floor::RelayArgs),
     /// Pending eth_call latency (balanceOf, ~100k gas) vs the same call on the upstream's canonical state, cache cold and warm.
     Calls(calls::CallsArgs),
+    /// `flashnode dev` under 256 concurrent gas-cap eth_calls: the mode and a cheap call's latency, idle vs loaded.
+    Overload(overload::OverloadArgs),
     /// `flashnode dev` under steady tx load: RSS, open fds and threads must not grow past bounds.
     Soak(soak::SoakArgs),
     /// Mgas/s of flashblock re-execution by flashblock size, against pure op-revm execution.
@@ -89,6 +92,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Calls(args) => calls::run(args).await,
             Command::Soak(args) => soak::run(args).await,
+            Command::Overload(args) => overload::run(args).await,
             Command::Reexec(args) => reexec::run(args).await,
             Command::RpcRatio(args) => ratio::run(args).await,
             Command::IngestChart { files, chart } => chart::ingest_by_size(&files, &chart),
@@ -134,6 +138,13 @@ fn print_headline(v: &serde_json::Value) {
                 r["ratio_node_preconfirmed_vs_devnet_canonical"], r["ratio_node_preconfirmed_vs_devnet_canonical_each_round"]
             );
         }
+        Some("overload") => eprintln!(
+            "overload ({} callers): flashblocks in every sample: {} ({}); cheap call p50 {} → {} ms, p99 {} → {} ms (p99 x{}); heavy calls {}",
+            v["params"]["callers"], r["flashblocks_in_every_sample"], r["mode_samples_under_load"],
+            r["cheap_call_idle_ms"]["p50"], r["cheap_call_under_load_ms"]["p50"],
+            r["cheap_call_idle_ms"]["p99"], r["cheap_call_under_load_ms"]["p99"],
+            r["ratio_p99_load_vs_idle"], r["heavy_calls"]
+        ),
         Some("calls") => {
             for kind in ["balance_of", "call_100k_gas"] {
                 let k = &r[kind];

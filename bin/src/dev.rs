@@ -86,8 +86,9 @@ fn print_banner(
 pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tasks = TaskManager::new();
-    let devnet =
-        Devnet::spawn(devnet_config(&args), cancel.clone()).await.context("starting the devnet")?;
+    let devnet = Devnet::spawn(devnet_config(&args), cancel.clone(), &tasks.executor())
+        .await
+        .context("starting the devnet")?;
     print_banner(&devnet, "flashnode devnet", None);
     let _p2p =
         crate::p2p::start_for_devnet(&args.p2p, &devnet, cancel.clone(), &tasks.executor()).await?;
@@ -116,11 +117,17 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let mut config = devnet_config(&args.devnet);
     config.rpc_addr = Some(args.devnet_rpc_addr);
     config.flashblocks_addr = Some(args.devnet_flashblocks_addr);
-    let devnet = Devnet::spawn(config, cancel.clone()).await.context("starting the devnet")?;
+    let devnet = Devnet::spawn(config, cancel.clone(), &tasks.executor())
+        .await
+        .context("starting the devnet")?;
     let (Some(devnet_rpc), Some(ws)) = (devnet.rpc_addr, devnet.flashblocks_addr) else {
         anyhow::bail!("the devnet serves its RPC and websocket in dev mode");
     };
-    let source = flashnode_devnet::source::DevnetSource::new(devnet.shared.clone());
+    let source = flashnode_devnet::source::DevnetSource::new(
+        devnet.shared.clone(),
+        cancel.clone(),
+        &tasks.executor(),
+    );
     tracing::info!(
         chain = "devnet",
         chain_id = args.devnet.chain_id,

@@ -4,6 +4,7 @@
 use crate::cli::OverlayArgs;
 use flashnode_fanout::{FanoutConfig, SourceFrame};
 use flashnode_overlay::{Overlay, OverlayEvent};
+use flashnode_tasks::TaskExecutor;
 use std::net::SocketAddr;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -34,16 +35,21 @@ pub fn config(addr: SocketAddr, args: &OverlayArgs) -> FanoutConfig {
 }
 
 /// Starts the fan-out fed by every flashblock the overlay applies (its JSON as received, with
-/// the addresses and topics its transactions touched, for filters).
+/// the addresses and topics its transactions touched, for filters). The forwarder is the
+/// critical task `fanout_source` of `tasks`.
 pub async fn start(
     config: FanoutConfig,
     overlay: &Overlay,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> Result<flashnode_fanout::Fanout, flashnode_fanout::FanoutError> {
     let (tx, rx) = mpsc::channel(QUEUE);
     let events = overlay.subscribe();
-    let fanout = flashnode_fanout::serve(config, rx, cancel.clone()).await?;
-    tokio::spawn(forward(events, tx, cancel).instrument(info_span!("fanout_source")));
+    let fanout = flashnode_fanout::serve(config, rx, cancel.clone(), tasks).await?;
+    tasks.spawn_critical(
+        "fanout_source",
+        forward(events, tx, cancel).instrument(info_span!("fanout_source")),
+    );
     Ok(fanout)
 }
 

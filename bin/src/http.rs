@@ -221,7 +221,7 @@ async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<(
                 "status": operator.overlay.status(),
                 "draining": operator.draining.is_cancelled(),
                 "failure": operator.failure(),
-                "peers": operator.gossip.as_ref().map(|g| g.gossip_status().peers),
+                "peers": operator.gossip.as_ref().map(|g| g.gossip_status().counters.peers),
                 "gossip": operator.gossip.as_ref().map(|g| g.gossip_status()),
                 "recent": recent,
             });

@@ -266,11 +266,11 @@ pub async fn start_node(
         );
         crate::http::serve(addr, operator, cancel.clone(), tasks).await?;
     }
-    let fanout_addr =
-        crate::fanout::start(crate::fanout::config(fanout_addr, args), &overlay, serving.clone())
-            .await
-            .context("starting the flashblock fan-out")?
-            .addr();
+    let fanout_config = crate::fanout::config(fanout_addr, args);
+    let fanout_addr = crate::fanout::start(fanout_config, &overlay, serving.clone(), tasks)
+        .await
+        .context("starting the flashblock fan-out")?
+        .addr();
     let rpc = flashnode_rpc::serve(
         RpcContext { overlay, upstream, config, gossip },
         serving.clone(),

@@ -104,10 +104,10 @@ pub async fn start_for_devnet(
     // Subscribed before the host starts, so every block sealed from here on reaches the
     // publisher; the ones sealed earlier are stored below.
     let mut sealed = devnet.subscribe_sealed();
-    let handle =
-        flashnode_gossip::spawn(config(args, chain_id, key.address(), addr)?, cancel.clone())
-            .await
-            .context("starting the p2p host")?;
+    let config = config(args, chain_id, key.address(), addr)?;
+    let handle = flashnode_gossip::spawn(config, cancel.clone(), tasks)
+        .await
+        .context("starting the p2p host")?;
     println!("p2p unsafe-block signer: {}", key.address());
     announce(&handle);
     let publisher = handle.clone();
@@ -163,6 +163,7 @@ pub async fn start_for_node(
     args: &P2pArgs,
     chain_id: u64,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> anyhow::Result<Option<GossipHandle>> {
     if args.disable {
         return Ok(None);
@@ -175,7 +176,7 @@ pub async fn start_for_node(
         Some(a) => a,
         None => DEFAULT_P2P_ADDR.parse().context("default p2p address")?,
     };
-    let handle = flashnode_gossip::spawn(config(args, chain_id, signer, addr)?, cancel)
+    let handle = flashnode_gossip::spawn(config(args, chain_id, signer, addr)?, cancel, tasks)
         .await
         .context("starting the p2p host")?;
     announce(&handle);
@@ -183,7 +184,7 @@ pub async fn start_for_node(
 }
 
 /// The node's p2p host behind `flashnode_status` and the `opp2p_` admin API: each call goes
-/// to the host and its answer is turned into the rpc crate's op-node shapes.
+/// to the host, whose answers are already the op-node shapes the rpc crate serves.
 #[derive(Debug)]
 struct P2pStatus(GossipHandle);
 
@@ -196,60 +197,12 @@ fn peer_id(s: &str) -> Result<PeerId, P2pCallError> {
 }
 
 fn subnet(s: &str) -> Result<flashnode_gossip::Subnet, P2pCallError> {
-    s.parse().map_err(P2pCallError::InvalidParams)
-}
-
-/// The host's peer in the rpc crate's shape.
-fn peer_info(p: flashnode_gossip::PeerInfo) -> PeerInfo {
-    PeerInfo {
-        peer_id: p.peer_id,
-        node_id: None,
-        user_agent: p.user_agent,
-        protocol_version: p.protocol_version,
-        enr: None,
-        addresses: p.addresses,
-        protocols: p.protocols,
-        connectedness: match p.connectedness {
-            flashnode_gossip::Connectedness::Connected => Connectedness::Connected,
-            flashnode_gossip::Connectedness::NotConnected => Connectedness::NotConnected,
-        },
-        direction: match p.direction {
-            flashnode_gossip::Direction::Inbound => Direction::Inbound,
-            flashnode_gossip::Direction::Outbound => Direction::Outbound,
-            flashnode_gossip::Direction::Unknown => Direction::Unknown,
-        },
-        protected: p.protected,
-        chain_id: p.chain_id,
-        latency: p.latency,
-        gossip_blocks: p.gossip_blocks,
-        scores: PeerScores { gossip: Some(p.scores.gossip), app: Some(p.scores.app) },
-    }
+    s.parse().map_err(|e: flashnode_gossip::SubnetError| P2pCallError::InvalidParams(e.to_string()))
 }
 
 impl GossipStatusSource for P2pStatus {
     fn gossip_status(&self) -> GossipStatus {
-        let s = self.0.stats.snapshot();
-        GossipStatus {
-            peer_id: self.0.peer_id.to_string(),
-            peers: s.peers,
-            accepted: s.accepted,
-            ignored: s.ignored,
-            rejected: s.rejected,
-            published: s.published,
-            highest_block: s.highest_block,
-            altsync_requested: s.altsync_requested,
-            altsync_filled: s.altsync_filled,
-            altsync_missing: s.altsync_missing,
-            altsync_served: s.altsync_served,
-            altsync_rate_limited: s.altsync_rate_limited,
-            stored_low: s.stored_low,
-            stored_high: s.stored_high,
-            stored_count: s.stored_count,
-            discovered: s.discovered,
-            discovered_other_chain: s.discovered_other_chain,
-            discovery_dials: s.discovery_dials,
-            discovery_full: s.discovery_full,
-        }
+        GossipStatus { peer_id: self.0.peer_id.to_string(), counters: self.0.stats.snapshot() }
     }
 
     fn self_info(&self) -> PeerInfo {
@@ -276,26 +229,11 @@ impl GossipStatusSource for P2pStatus {
     }
 
     fn peers(&self, connected_only: bool) -> AdminFuture<'_, Vec<PeerInfo>> {
-        Box::pin(async move {
-            let peers = self.0.peers(connected_only).await.map_err(down)?;
-            Ok(peers.into_iter().map(peer_info).collect())
-        })
+        Box::pin(async move { self.0.peers(connected_only).await.map_err(down) })
     }
 
     fn peer_stats(&self) -> AdminFuture<'_, PeerStats> {
-        Box::pin(async move {
-            let s = self.0.peer_stats().await.map_err(down)?;
-            Ok(PeerStats {
-                connected: s.connected,
-                table: s.table,
-                blocks_topic: s.blocks_topic,
-                blocks_topic_v2: s.blocks_topic_v2,
-                blocks_topic_v3: s.blocks_topic_v3,
-                blocks_topic_v4: s.blocks_topic_v4,
-                banned: s.banned,
-                known: s.known,
-            })
-        })
+        Box::pin(async move { self.0.peer_stats().await.map_err(down) })
     }
 
     fn block_peer(&self, peer: String, expiry: Option<Duration>) -> AdminFuture<'_, ()> {
@@ -354,7 +292,7 @@ pub async fn wrap_source(
     cancel: CancellationToken,
     tasks: &TaskExecutor,
 ) -> anyhow::Result<(Arc<dyn StateSource>, Option<Arc<dyn GossipStatusSource>>)> {
-    match start_for_node(args, source.chain_id(), cancel.clone()).await? {
+    match start_for_node(args, source.chain_id(), cancel.clone(), tasks).await? {
         Some(handle) => {
             // Subscribed before the merge starts, so no verified block falls between.
             let verified = handle.subscribe();

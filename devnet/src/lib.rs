@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 use chain::{ChainStore, SealedBlock};
 use flashblock::PublishedFlashblock;
 use flashnode_exec::{ChainConfig, MemDb};
+use flashnode_tasks::TaskExecutor;
 use genesis::DevAccount;
 use mempool::Mempool;
 use parking_lot::{Mutex, RwLock};
@@ -135,10 +136,14 @@ pub struct Devnet {
 }
 
 impl Devnet {
-    /// Builds genesis, binds the listeners and spawns the sequencer, RPC and websocket tasks.
+    /// Builds genesis, binds the listeners and spawns the sequencer, RPC and websocket tasks
+    /// on `tasks`: the block producer (`devnet_sequencer`) and the canonical RPC
+    /// (`devnet_rpc`) are critical; the flashblock websocket's accept loop (`devnet_ws`) is
+    /// restarted with a backoff. All stop on `cancel`.
     pub async fn spawn(
         config: DevnetConfig,
         cancel: CancellationToken,
+        tasks: &TaskExecutor,
     ) -> Result<Self, DevnetError> {
         if config.flashblock_interval.is_zero() || config.block_time < config.flashblock_interval {
             return Err(DevnetError::Config(
@@ -175,14 +180,14 @@ impl Devnet {
         });
 
         let rpc_addr = match config.rpc_addr {
-            Some(addr) => Some(rpc::serve(shared.clone(), addr, cancel.clone()).await?),
+            Some(addr) => Some(rpc::serve(shared.clone(), addr, cancel.clone(), tasks).await?),
             None => None,
         };
         let flashblocks_addr = match config.flashblocks_addr {
-            Some(addr) => Some(ws::serve(shared.clone(), addr, cancel.clone()).await?),
+            Some(addr) => Some(ws::serve(shared.clone(), addr, cancel.clone(), tasks).await?),
             None => None,
         };
-        tokio::spawn(sequencer::run(shared.clone(), cancel));
+        tasks.spawn_critical("devnet_sequencer", sequencer::run(shared.clone(), cancel));
         Ok(Self { shared, rpc_addr, flashblocks_addr })
     }
 

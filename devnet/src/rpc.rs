@@ -13,6 +13,7 @@ use flashnode_exec::{
     call, dump_state, estimate_gas, rpc_block, rpc_receipt, rpc_transaction, rpc_transaction_raw,
     state_root_of_dump, BlockContext, BlockEnvInput, CallError, CallOverrides, MemDb,
 };
+use flashnode_tasks::TaskExecutor;
 use jsonrpsee::{
     server::{RpcModule, Server, ServerConfig},
     types::{ErrorObjectOwned, Params},
@@ -57,11 +58,13 @@ pub fn call_error(e: CallError) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(e.code(), e.to_string(), e.data())
 }
 
-/// Binds `addr` and serves the canonical RPC until cancelled.
+/// Binds `addr` and serves the canonical RPC until cancelled. The server is watched by the
+/// critical task `devnet_rpc` of `tasks`: the server stopping before `cancel` is a failure.
 pub async fn serve(
     shared: Arc<Shared>,
     addr: SocketAddr,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> Result<SocketAddr, DevnetError> {
     let config = ServerConfig::builder()
         .max_request_body_size(16 * 1024 * 1024)
@@ -75,9 +78,14 @@ pub async fn serve(
     let local = server.local_addr().map_err(|source| DevnetError::Bind { addr, source })?;
     let handle = server.start(module(shared));
     info!(addr = %local, "devnet canonical RPC listening on http://{local}");
-    tokio::spawn(async move {
-        cancel.cancelled().await;
-        let _ = handle.stop();
+    tasks.spawn_critical("devnet_rpc", async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = handle.stop();
+            }
+            // The server stopped by itself: the task ends, which is the failure.
+            _ = handle.clone().stopped() => {}
+        }
     });
     Ok(local)
 }

@@ -6,10 +6,12 @@ use alloy_primitives::{Address, B256, U256};
 use flashnode_exec::{
     CanonicalBlock, CanonicalNotification, MemDb, SourceAccount, SourceError, StateSource,
 };
+use flashnode_tasks::TaskExecutor;
 use futures::future::{BoxFuture, FutureExt};
 use revm::DatabaseRef;
 use std::sync::Arc;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 /// Reads the devnet's canonical chain in process.
 #[derive(Debug, Clone)]
@@ -19,14 +21,19 @@ pub struct DevnetSource {
 }
 
 impl DevnetSource {
-    /// Wraps a running devnet; spawns the task that turns sealed blocks into notifications.
-    pub fn new(shared: Arc<Shared>) -> Self {
+    /// Wraps a running devnet; spawns the critical task `devnet_source` on `tasks` that turns
+    /// sealed blocks into notifications until `cancel`.
+    pub fn new(shared: Arc<Shared>, cancel: CancellationToken, tasks: &TaskExecutor) -> Self {
         let (notifications, _) = broadcast::channel(256);
         let mut sealed = shared.sealed.subscribe();
         let tx = notifications.clone();
-        tokio::spawn(async move {
+        tasks.spawn_critical("devnet_source", async move {
             loop {
-                match sealed.recv().await {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    next = sealed.recv() => next,
+                };
+                match next {
                     Ok(block) => {
                         let _ = tx.send(CanonicalNotification::Committed {
                             new: vec![canonical(&block)],

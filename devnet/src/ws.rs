@@ -4,6 +4,7 @@
 //! such as the node of `flashnode dev` starting after the devnet, preconfirms from that block).
 
 use crate::{flashblock::PublishedFlashblock, DevnetError, Shared};
+use flashnode_tasks::{Backoff, TaskExecutor};
 use futures::{SinkExt, StreamExt};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::broadcast::error::RecvError};
@@ -18,45 +19,57 @@ use tracing::{debug, info, info_span, warn, Instrument};
 /// A subscriber whose send takes longer than this is disconnected.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Binds `addr` and serves subscribers until cancelled; returns the bound address.
+/// How the accept loop is restarted after a panic.
+fn accept_restart() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// Binds `addr` and serves subscribers until cancelled; returns the bound address. The accept
+/// loop is the restartable critical task `devnet_ws` of `tasks`: a panic in it restarts it on
+/// the same listener after a backoff.
 pub async fn serve(
     shared: Arc<Shared>,
     addr: SocketAddr,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> Result<SocketAddr, DevnetError> {
     let listener =
         TcpListener::bind(addr).await.map_err(|source| DevnetError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| DevnetError::Bind { addr, source })?;
     info!(addr = %local, "flashblock websocket listening on ws://{local}/ws");
-    tokio::spawn(
-        async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(a) => a,
-                        Err(err) => {
-                            warn!(%err, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                let shared = shared.clone();
-                let cancel = cancel.clone();
-                tokio::spawn(
-                    async move {
-                        if let Err(err) = subscriber(shared, stream, cancel).await {
-                            debug!(%err, "subscriber ended");
-                        }
-                    }
-                    .instrument(info_span!("flashblock_subscriber", %peer)),
-                );
-            }
-        }
-        .instrument(info_span!("flashblock_ws", addr = %local)),
-    );
+    let listener = Arc::new(listener);
+    tasks.spawn_critical_restartable("devnet_ws", accept_restart(), move || {
+        accept_loop(listener.clone(), shared.clone(), cancel.clone())
+            .instrument(info_span!("flashblock_ws", addr = %local))
+    });
     Ok(local)
+}
+
+/// Accepts subscribers until `cancel`; each one gets its own task.
+async fn accept_loop(listener: Arc<TcpListener>, shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(err) => {
+                    warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(
+            async move {
+                if let Err(err) = subscriber(shared, stream, cancel).await {
+                    debug!(%err, "subscriber ended");
+                }
+            }
+            .instrument(info_span!("flashblock_subscriber", %peer)),
+        );
+    }
 }
 
 #[allow(clippy::result_large_err)]

@@ -10,6 +10,7 @@ use crate::{
     shard::{writer_count, Shards},
     FanoutConfig, FanoutError,
 };
+use flashnode_tasks::TaskExecutor;
 use std::{collections::VecDeque, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     io::AsyncWriteExt,
@@ -57,16 +58,21 @@ struct Shared {
     refusals: Arc<Semaphore>,
 }
 
-/// Binds, and serves the frames from `frames` until `cancel` (or until `frames` closes, after
-/// which connected subscribers stay until they leave). Returns once listening.
+/// Binds, and serves the frames from `frames` until `cancel` (once `frames` closes nothing more
+/// is published; connected subscribers stay until they leave). Returns once listening.
 ///
 /// Frames are published in the order received; each is built once and written to every
 /// subscriber by the writer threads. If the writers fall a queue behind, the publisher waits,
 /// so `frames` fills and its sender sees the backpressure; subscribers never slow the source.
+///
+/// The publisher (`fanout_publisher`) and the accept loop (`fanout`) are critical tasks of
+/// `tasks`: a panic in either, or the accept loop ending before shutdown, is a
+/// [`flashnode_tasks::TaskFailure`].
 pub async fn serve(
     config: FanoutConfig,
     frames: mpsc::Receiver<SourceFrame>,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> Result<Fanout, FanoutError> {
     let addr = config.addr;
     let global_limit = crate::fd::connection_cap(config.global_limit, config.fd_reserve)?;
@@ -76,7 +82,8 @@ pub async fn serve(
     let (shards, queues) =
         Shards::start(writer_count(config.writers), config.buffer, config.send_timeout)
             .map_err(|source| FanoutError::Writer { source })?;
-    tokio::spawn(
+    tasks.spawn_critical(
+        "fanout_publisher",
         publish(frames, queues, cancel.clone()).instrument(info_span!("fanout_publisher")),
     );
     let shared = Arc::new(Shared {
@@ -87,13 +94,15 @@ pub async fn serve(
         config,
     });
     info!(addr = %local, global_limit, "flashblock fan-out on ws://{local}/ws");
-    tokio::spawn(
+    tasks.spawn_critical(
+        "fanout",
         accept_loop(listener, shared, cancel).instrument(info_span!("fanout", addr = %local)),
     );
     Ok(Fanout { addr: local, global_limit })
 }
 
-/// Turns source frames into wire frames, once each, for every writer.
+/// Turns source frames into wire frames, once each, for every writer. When the source closes
+/// it idles until `cancel` (the writers keep serving who is connected): only a shutdown ends it.
 async fn publish(
     mut frames: mpsc::Receiver<SourceFrame>,
     queues: Vec<mpsc::Sender<Arc<Frame>>>,
@@ -104,12 +113,18 @@ async fn publish(
             _ = cancel.cancelled() => return,
             f = frames.recv() => match f {
                 Some(f) => f,
-                None => return,
+                None => {
+                    debug!("fan-out source closed; nothing more to publish");
+                    cancel.cancelled().await;
+                    return;
+                }
             },
         };
         let frame = Arc::new(Frame::new(source));
         for queue in &queues {
             if queue.send(frame.clone()).await.is_err() {
+                // A writer thread is gone (it panicked): the fan-out cannot publish.
+                tracing::error!("a fan-out writer thread stopped");
                 return;
             }
         }
@@ -473,10 +488,9 @@ mod tests {
     async fn start(config: FanoutConfig) -> (Fanout, mpsc::Sender<SourceFrame>, CancellationToken) {
         let (tx, rx) = mpsc::channel(16);
         let cancel = CancellationToken::new();
-        let fanout =
-            serve(FanoutConfig { addr: ([127, 0, 0, 1], 0).into(), ..config }, rx, cancel.clone())
-                .await
-                .unwrap();
+        let tasks = flashnode_tasks::TaskManager::new().executor();
+        let config = FanoutConfig { addr: ([127, 0, 0, 1], 0).into(), ..config };
+        let fanout = serve(config, rx, cancel.clone(), &tasks).await.unwrap();
         (fanout, tx, cancel)
     }
 

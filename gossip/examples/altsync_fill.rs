@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::CHAIN;
+use support::{tasks, CHAIN};
 
 /// Blocks 0..=n linked by parent hash, timestamps one second apart ending now.
 fn chain(n: u64) -> Vec<(Block<OpTxEnvelope>, B256)> {
@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut c = GossipConfig::new(CHAIN, "/ip4/127.0.0.1/tcp/0".parse()?, signer.address());
         c.store_path = Some(path);
         c.store_retain = 10_000;
-        servers.push(spawn(c, cancel.clone()).await?);
+        servers.push(spawn(c, cancel.clone(), &tasks()).await?);
     }
     // The client holds block 0 only.
     let client_path = dir.join("client.redb");
@@ -73,7 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     c.store_path = Some(client_path);
     c.store_retain = 10_000;
     c.static_peers = servers.iter().map(|s| s.listen_addrs[0].clone()).collect();
-    let client = spawn(c, cancel.clone()).await?;
+    let client = spawn(c, cancel.clone(), &tasks()).await?;
     while client.stats.peers.load(Ordering::Relaxed) < 3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

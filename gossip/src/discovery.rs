@@ -63,15 +63,48 @@ pub enum DiscoveryError {
     Key,
     /// The local ENR could not be built or signed.
     #[error("cannot build the local ENR: {0}")]
-    Enr(String),
+    Enr(#[from] discv5::enr::Error),
     /// The UDP socket could not be bound or the service not started.
-    #[error("cannot start discv5 on {addr}: {reason}")]
+    #[error("cannot start discv5 on {addr}: {source}")]
     Start {
         /// UDP address.
         addr: SocketAddr,
         /// Why.
-        reason: String,
+        #[source]
+        source: StartError,
     },
+}
+
+/// Why the discv5 service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The UDP port could not be borrowed from the OS.
+    #[error("cannot bind a UDP port: {0}")]
+    Bind(#[from] std::io::Error),
+    /// discv5 refused its configuration (its reason; discv5 gives a static text).
+    #[error("discv5 refused its settings: {0}")]
+    Config(&'static str),
+    /// The discv5 service failed to start (discv5's error type is not a `std` error, so it is
+    /// carried, not chained).
+    #[error("discv5 service: {0}")]
+    Service(discv5::Error),
+}
+
+/// Why an `opstack` ENR entry does not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpStackEnrError {
+    /// The entry is not an RLP byte string.
+    #[error("opstack entry is not an RLP byte string: {0}")]
+    Rlp(#[from] alloy_rlp::Error),
+    /// A varint ends before its last byte.
+    #[error("truncated varint")]
+    Truncated,
+    /// A varint's value does not fit in 64 bits.
+    #[error("varint overflows u64")]
+    Overflow,
+    /// A varint longer than the 10 bytes a u64 needs.
+    #[error("varint longer than 10 bytes")]
+    TooLong,
 }
 
 /// The `opstack` ENR entry: the chain id and a version (0), each an unsigned LEB128 varint,
@@ -99,18 +132,18 @@ impl OpStackEnr {
     }
 
     /// Parses the entry's bytes (after RLP); trailing bytes are allowed, as op-node does.
-    pub fn from_bytes(mut bytes: &[u8]) -> Result<Self, &'static str> {
+    pub fn from_bytes(mut bytes: &[u8]) -> Result<Self, OpStackEnrError> {
         let chain_id = read_uvarint(&mut bytes)?;
         let version = read_uvarint(&mut bytes)?;
         Ok(Self { chain_id, version })
     }
 
     /// The entry of `enr`: None without one, an error when it does not parse.
-    pub fn of(enr: &Enr) -> Option<Result<Self, &'static str>> {
+    pub fn of(enr: &Enr) -> Option<Result<Self, OpStackEnrError>> {
         let mut raw = enr.get_raw_rlp(OPSTACK_KEY)?;
         Some(
             alloy_rlp::Header::decode_bytes(&mut raw, false)
-                .map_err(|_| "opstack entry is not an RLP byte string")
+                .map_err(OpStackEnrError::from)
                 .and_then(Self::from_bytes),
         )
     }
@@ -124,20 +157,20 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn read_uvarint(buf: &mut &[u8]) -> Result<u64, &'static str> {
+fn read_uvarint(buf: &mut &[u8]) -> Result<u64, OpStackEnrError> {
     let mut v: u64 = 0;
     for i in 0..10 {
-        let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
+        let (&b, rest) = buf.split_first().ok_or(OpStackEnrError::Truncated)?;
         *buf = rest;
         if i == 9 && b > 1 {
-            return Err("varint overflows u64");
+            return Err(OpStackEnrError::Overflow);
         }
         v |= u64::from(b & 0x7f) << (7 * i);
         if b < 0x80 {
             return Ok(v);
         }
     }
-    Err("varint longer than 10 bytes")
+    Err(OpStackEnrError::TooLong)
 }
 
 /// The discv5 key for a libp2p secp256k1 node key (the same key, so the ENR's `secp256k1`
@@ -177,7 +210,7 @@ pub fn local_enr(
         .map(|d| d.as_millis() as u64)
         .unwrap_or(1);
     b.seq(millis.max(1));
-    b.build(key).map_err(|e| DiscoveryError::Enr(e.to_string()))
+    Ok(b.build(key)?)
 }
 
 /// The libp2p peer id of a record's secp256k1 key.
@@ -316,20 +349,20 @@ pub(crate) async fn start(
     chain_id: u64,
     store: Arc<Store>,
 ) -> Result<Discovery, DiscoveryError> {
-    let err = |reason: String| DiscoveryError::Start { addr: config.listen, reason };
+    let err = |source: StartError| DiscoveryError::Start { addr: config.listen, source };
     let mut listen = config.listen;
     if listen.port() == 0 {
         // The ENR must carry the real port before discv5 binds: borrow one from the OS.
-        let probe = std::net::UdpSocket::bind(listen).map_err(|e| err(e.to_string()))?;
-        listen = probe.local_addr().map_err(|e| err(e.to_string()))?;
+        let probe = std::net::UdpSocket::bind(listen).map_err(|e| err(e.into()))?;
+        listen = probe.local_addr().map_err(|e| err(e.into()))?;
     }
     let ip = config.advertise_ip.or(Some(listen.ip()).filter(|ip| !ip.is_unspecified()));
     let enr = local_enr(&key, ip, tcp_port, listen.port(), chain_id)?;
     let discv5_config =
         discv5::ConfigBuilder::new(ListenConfig::from_ip(listen.ip(), listen.port())).build();
     let mut discv5 =
-        Discv5::new(enr.clone(), key, discv5_config).map_err(|e| err(e.to_string()))?;
-    discv5.start().await.map_err(|e| err(e.to_string()))?;
+        Discv5::new(enr.clone(), key, discv5_config).map_err(|e| err(StartError::Config(e)))?;
+    discv5.start().await.map_err(|e| err(StartError::Service(e)))?;
     for boot in &config.bootnodes {
         if let Err(e) = discv5.add_enr(boot.clone()) {
             warn!(enr = %boot.to_base64(), e, "bootnode not added to the discovery table");
@@ -511,14 +544,14 @@ mod tests {
         assert_eq!(OpStackEnr::new(901).to_bytes(), vec![0x85, 0x07, 0x00]);
         let big = OpStackEnr { chain_id: u64::MAX, version: 3 };
         assert_eq!(OpStackEnr::from_bytes(&big.to_bytes()), Ok(big));
-        assert!(OpStackEnr::from_bytes(&[0x80]).is_err(), "truncated");
-        assert!(OpStackEnr::from_bytes(&[0xff; 11]).is_err(), "too long");
-        assert!(
+        assert_eq!(OpStackEnr::from_bytes(&[0x80]), Err(OpStackEnrError::Truncated));
+        // The tenth byte may carry one bit only.
+        assert_eq!(OpStackEnr::from_bytes(&[0xff; 11]), Err(OpStackEnrError::Overflow));
+        assert_eq!(
             OpStackEnr::from_bytes(&[
                 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00
-            ])
-            .is_err(),
-            "overflow"
+            ]),
+            Err(OpStackEnrError::Overflow)
         );
     }
 

@@ -62,17 +62,52 @@ impl Subnet {
     }
 }
 
+/// Why a subnet does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubnetError {
+    /// No `/`.
+    #[error("`{0}` is not in CIDR form (a.b.c.d/n)")]
+    NotCidr(String),
+    /// The part before `/` is not an IP address.
+    #[error("`{input}` is not an IP address: {source}")]
+    Ip {
+        /// The address part.
+        input: String,
+        /// Why.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    /// The part after `/` is not a number.
+    #[error("`{input}` is not a prefix length: {source}")]
+    Prefix {
+        /// The prefix part.
+        input: String,
+        /// Why.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// The prefix is longer than the address.
+    #[error("prefix {prefix} is longer than {max}")]
+    TooLong {
+        /// The prefix.
+        prefix: u8,
+        /// 32 or 128.
+        max: u8,
+    },
+}
+
 impl std::str::FromStr for Subnet {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (ip, prefix) =
-            s.split_once('/').ok_or_else(|| format!("`{s}` is not in CIDR form (a.b.c.d/n)"))?;
-        let addr: IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
-        let prefix: u8 =
-            prefix.parse().map_err(|_| format!("`{prefix}` is not a prefix length"))?;
+    type Err = SubnetError;
+    fn from_str(s: &str) -> Result<Self, SubnetError> {
+        let (ip, prefix) = s.split_once('/').ok_or_else(|| SubnetError::NotCidr(s.to_string()))?;
+        let addr: IpAddr =
+            ip.parse().map_err(|source| SubnetError::Ip { input: ip.to_string(), source })?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|source| SubnetError::Prefix { input: prefix.to_string(), source })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
-            return Err(format!("prefix {prefix} is longer than {max}"));
+            return Err(SubnetError::TooLong { prefix, max });
         }
         Ok(Self { addr, prefix })
     }
@@ -361,9 +396,13 @@ mod tests {
         let v6: Subnet = "fd00::/8".parse().unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
         assert_eq!(n.to_string(), "10.1.0.0/16");
-        assert!("10.0.0.0".parse::<Subnet>().is_err());
-        assert!("10.0.0.0/33".parse::<Subnet>().is_err());
-        assert!("nonsense/8".parse::<Subnet>().is_err());
+        assert!(matches!("10.0.0.0".parse::<Subnet>(), Err(SubnetError::NotCidr(_))));
+        assert_eq!(
+            "10.0.0.0/33".parse::<Subnet>(),
+            Err(SubnetError::TooLong { prefix: 33, max: 32 })
+        );
+        assert!(matches!("nonsense/8".parse::<Subnet>(), Err(SubnetError::Ip { .. })));
+        assert!(matches!("10.0.0.0/x".parse::<Subnet>(), Err(SubnetError::Prefix { .. })));
     }
 
     #[test]

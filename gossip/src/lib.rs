@@ -14,6 +14,7 @@
 //! Modules are private but for the two wire formats ([`codec`], [`altsync`]); everything else
 //! is re-exported below.
 
+mod admin_types;
 pub mod altsync;
 pub mod codec;
 mod stats;
@@ -38,6 +39,7 @@ mod service;
 #[cfg(feature = "swarm")]
 mod store;
 
+pub use admin_types::{Connectedness, Direction, PeerInfo, PeerScores, PeerStats};
 pub use codec::{BlockVersion, MessageIdMode, SignedBlock, DEV_UNSAFE_BLOCK_SIGNER_KEY};
 pub use stats::{GossipSnapshot, GossipStats};
 pub use validate::{Outcome, Refusal, ValidationError, Validator, VerifiedBlock, VersionError};
@@ -46,13 +48,11 @@ pub use validate::{Outcome, Refusal, ValidationError, Validator, VerifiedBlock, 
 #[cfg(feature = "swarm")]
 pub use self::{
     config::{tcp_multiaddr, DiscoveryConfig, GossipConfig},
-    discovery::{enr_peer_id, DiscoveryError, Enr, OpStackEnr},
-    enr::{parse_peer_addr, AddrError},
-    gate::Subnet,
+    discovery::{enr_peer_id, DiscoveryError, Enr, OpStackEnr, OpStackEnrError, StartError},
+    enr::{parse_peer_addr, AddrError, EnrError},
+    gate::{Subnet, SubnetError},
     key::{load_or_create as load_or_create_key, KeyError},
-    service::{
-        spawn, Connectedness, Direction, GossipError, GossipHandle, PeerInfo, PeerScores, PeerStats,
-    },
+    service::{spawn, GossipError, GossipHandle},
     store::{Store, StoreError, StoredBlock},
 };
 #[cfg(feature = "swarm")]

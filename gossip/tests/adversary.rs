@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{config, now, signer, CHAIN};
+use support::{config, now, signer, tasks, CHAIN};
 
 fn block(number: u64, timestamp: u64, salt: u8) -> (Block<OpTxEnvelope>, B256) {
     support::empty_block(number, timestamp, B256::ZERO, salt)
@@ -43,7 +43,7 @@ async fn publish(h: &GossipHandle, signed: codec::SignedBlock) {
 async fn adversary(victim: &GossipHandle, cancel: &CancellationToken) -> GossipHandle {
     let mut c = config();
     c.static_peers = vec![victim.listen_addrs[0].clone()];
-    let x = spawn(c, cancel.clone()).await.unwrap();
+    let x = spawn(c, cancel.clone(), &tasks()).await.unwrap();
     let peers = |h: &GossipHandle| h.stats.peers.load(std::sync::atomic::Ordering::Relaxed);
     wait_for("adversary connects", 15, || async { peers(&x) >= 1 }).await;
     x
@@ -61,14 +61,14 @@ async fn misbehaving_peers_are_rejected_scored_down_and_banned() {
     let mut cv = config();
     cv.store_path = Some(dir.path().join("p2p.redb"));
     cv.key_path = Some(dir.path().join("key"));
-    let v = spawn(cv.clone(), v_cancel.clone()).await.unwrap();
+    let v = spawn(cv.clone(), v_cancel.clone(), &tasks()).await.unwrap();
     // The honest sequencer and an honest follower.
     let mut ca = config();
     ca.static_peers = vec![v.listen_addrs[0].clone()];
-    let a = spawn(ca, cancel.clone()).await.unwrap();
+    let a = spawn(ca, cancel.clone(), &tasks()).await.unwrap();
     let mut ch = config();
     ch.static_peers = vec![v.listen_addrs[0].clone()];
-    let h = spawn(ch, cancel.clone()).await.unwrap();
+    let h = spawn(ch, cancel.clone(), &tasks()).await.unwrap();
     let mut h_rx = h.subscribe();
     // Both honest peers connected and subscriptions exchanged before the first block.
     wait_for("a and h connect to v", 15, || async {
@@ -155,7 +155,7 @@ async fn misbehaving_peers_are_rejected_scored_down_and_banned() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut cv2 = cv;
     cv2.listen = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
-    let v2 = spawn(cv2, cancel.clone()).await.unwrap();
+    let v2 = spawn(cv2, cancel.clone(), &tasks()).await.unwrap();
     let restored = v2.blocked_peers().await.unwrap();
     for id in &ids {
         assert!(restored.contains(id), "ban of {id} lost across the restart");

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{config, now, signer, CHAIN};
+use support::{config, now, signer, tasks, CHAIN};
 
 /// Blocks 0..=n linked by parent hash; the last one is fresh enough to gossip.
 fn chain(n: u64) -> Vec<(Block<OpTxEnvelope>, B256)> {
@@ -58,7 +58,7 @@ async fn host(
     c.key_path = Some(dir.join(format!("{name}.key")));
     c.store_path = Some(path);
     c.static_peers = statics;
-    spawn(c, cancel.clone()).await.unwrap()
+    spawn(c, cancel.clone(), &tasks()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

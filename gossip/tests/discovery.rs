@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{config, CHAIN};
+use support::{config, tasks, CHAIN};
 
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -41,15 +41,16 @@ async fn connected(h: &GossipHandle) -> Vec<PeerId> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_find_each_other_from_a_bootnode_record_and_other_chains_are_not_dialled() {
     let cancel = CancellationToken::new();
-    let a = spawn(discovering(CHAIN, None), cancel.clone()).await.unwrap();
+    let a = spawn(discovering(CHAIN, None), cancel.clone(), &tasks()).await.unwrap();
     let a_enr = a.enr.clone().expect("a's record");
     let record: Enr = a_enr.parse().unwrap();
     assert_eq!(OpStackEnr::of(&record), Some(Ok(OpStackEnr::new(CHAIN))), "a advertises its chain");
     assert_eq!(enr_peer_id(&record), Some(a.peer_id), "same key as libp2p");
     // The other chain's node joins first, so every lookup afterwards can meet it.
-    let other = spawn(discovering(CHAIN + 1, Some(&a_enr)), cancel.clone()).await.unwrap();
-    let b = spawn(discovering(CHAIN, Some(&a_enr)), cancel.clone()).await.unwrap();
-    let c = spawn(discovering(CHAIN, Some(&a_enr)), cancel.clone()).await.unwrap();
+    let other =
+        spawn(discovering(CHAIN + 1, Some(&a_enr)), cancel.clone(), &tasks()).await.unwrap();
+    let b = spawn(discovering(CHAIN, Some(&a_enr)), cancel.clone(), &tasks()).await.unwrap();
+    let c = spawn(discovering(CHAIN, Some(&a_enr)), cancel.clone(), &tasks()).await.unwrap();
 
     // b and c knew only a's record: they find each other through a's table and connect.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -98,15 +99,15 @@ async fn discovery_dials_no_further_than_the_high_water_mark() {
         c.peers_hi = 0;
         c
     };
-    let a = spawn(quiet(), cancel.clone()).await.unwrap();
-    let c = spawn(quiet(), cancel.clone()).await.unwrap();
+    let a = spawn(quiet(), cancel.clone(), &tasks()).await.unwrap();
+    let c = spawn(quiet(), cancel.clone(), &tasks()).await.unwrap();
     // b wants one peer and knows both records: it meets both in its first lookup.
     let mut cb = discovering(CHAIN, None);
     cb.peers_lo = 1;
     cb.peers_hi = 1;
     cb.discovery.as_mut().unwrap().bootnodes =
         [&a, &c].iter().map(|h| h.enr.clone().unwrap().parse().unwrap()).collect();
-    let b = spawn(cb, cancel.clone()).await.unwrap();
+    let b = spawn(cb, cancel.clone(), &tasks()).await.unwrap();
     wait_for("b turns a discovered node away at its high-water mark", || {
         b.stats.discovery_full.load(Ordering::Relaxed) >= 1
     })
@@ -130,11 +131,11 @@ async fn discovery_dials_no_further_than_the_high_water_mark() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_subnet_refuses_outbound_dials_until_it_expires() {
     let cancel = CancellationToken::new();
-    let b = spawn(config(), cancel.clone()).await.unwrap();
+    let b = spawn(config(), cancel.clone(), &tasks()).await.unwrap();
     let mut ca = config();
     ca.static_peers = vec![b.listen_addrs[0].clone()];
     ca.redial_max = Duration::from_millis(500);
-    let a = spawn(ca, cancel.clone()).await.unwrap();
+    let a = spawn(ca, cancel.clone(), &tasks()).await.unwrap();
     let peers = |h: &GossipHandle| h.stats.peers.load(Ordering::Relaxed);
     wait_for("a connects to b", || peers(&a) == 1).await;
 

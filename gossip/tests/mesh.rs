@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{config, now, signer, CHAIN};
+use support::{config, now, signer, tasks, CHAIN};
 
 fn block(number: u64) -> (Block<OpTxEnvelope>, B256) {
     support::empty_block(number, now(), B256::ZERO, 0)
@@ -41,13 +41,13 @@ async fn publish_until_ok(h: &GossipHandle, signed: codec::SignedBlock) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_cross_a_three_node_mesh_and_bad_ones_are_rejected() {
     let cancel = CancellationToken::new();
-    let a = spawn(config(), cancel.clone()).await.unwrap();
+    let a = spawn(config(), cancel.clone(), &tasks()).await.unwrap();
     let mut cb = config();
     cb.static_peers = vec![a.listen_addrs[0].clone()];
-    let b = spawn(cb, cancel.clone()).await.unwrap();
+    let b = spawn(cb, cancel.clone(), &tasks()).await.unwrap();
     let mut cc = config();
     cc.bootnodes = vec![b.listen_addrs[0].clone()];
-    let c = spawn(cc, cancel.clone()).await.unwrap();
+    let c = spawn(cc, cancel.clone(), &tasks()).await.unwrap();
     let mut b_rx = b.subscribe();
     let mut c_rx = c.subscribe();
     wait_for("a line a-b-c", || {
@@ -71,7 +71,7 @@ async fn blocks_cross_a_three_node_mesh_and_bad_ones_are_rejected() {
         "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a".parse().unwrap();
     let mut cx = config();
     cx.static_peers = vec![b.listen_addrs[0].clone()];
-    let x = spawn(cx, cancel.clone()).await.unwrap();
+    let x = spawn(cx, cancel.clone(), &tasks()).await.unwrap();
     let (blk, hash) = block(2);
     publish_until_ok(&x, codec::sign_block(&blk, hash, CHAIN, &other).unwrap()).await;
     wait_for("b rejects", || b.stats.snapshot().rejected >= 1).await;
@@ -91,12 +91,12 @@ async fn static_peer_is_redialled_after_a_restart_with_the_same_key() {
     let b_cancel = CancellationToken::new();
     let mut cb = config();
     cb.key_path = Some(key.clone());
-    let b = spawn(cb.clone(), b_cancel.clone()).await.unwrap();
+    let b = spawn(cb.clone(), b_cancel.clone(), &tasks()).await.unwrap();
     let b_addr = b.listen_addrs[0].clone();
     let cancel = CancellationToken::new();
     let mut ca = config();
     ca.static_peers = vec![b_addr.clone()];
-    let a = spawn(ca, cancel.clone()).await.unwrap();
+    let a = spawn(ca, cancel.clone(), &tasks()).await.unwrap();
     let peers = |h: &GossipHandle| h.stats.peers.load(std::sync::atomic::Ordering::Relaxed);
     wait_for("a connects to b", || peers(&a) == 1).await;
     b_cancel.cancel();
@@ -108,7 +108,7 @@ async fn static_peer_is_redialled_after_a_restart_with_the_same_key() {
     let b2_cancel = CancellationToken::new();
     let mut b2 = None;
     for _ in 0..50 {
-        match spawn(cb2.clone(), b2_cancel.clone()).await {
+        match spawn(cb2.clone(), b2_cancel.clone(), &tasks()).await {
             Ok(h) => {
                 b2 = Some(h);
                 break;
@@ -126,18 +126,18 @@ async fn static_peer_is_redialled_after_a_restart_with_the_same_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_manager_prunes_to_the_low_water_mark_but_keeps_protected_peers() {
     let cancel = CancellationToken::new();
-    let protected = spawn(config(), cancel.clone()).await.unwrap();
+    let protected = spawn(config(), cancel.clone(), &tasks()).await.unwrap();
     let mut ch = config();
     ch.peers_lo = 2;
     ch.peers_hi = 2;
     ch.peers_grace = Duration::ZERO;
     ch.static_peers = vec![protected.listen_addrs[0].clone()];
-    let hub = spawn(ch, cancel.clone()).await.unwrap();
+    let hub = spawn(ch, cancel.clone(), &tasks()).await.unwrap();
     let mut others = Vec::new();
     for _ in 0..4 {
         let mut c = config();
         c.bootnodes = vec![hub.listen_addrs[0].clone()];
-        others.push(spawn(c, cancel.clone()).await.unwrap());
+        others.push(spawn(c, cancel.clone(), &tasks()).await.unwrap());
     }
     let peers = |h: &GossipHandle| h.stats.peers.load(std::sync::atomic::Ordering::Relaxed);
     // 5 peers connect; above the high water mark (2) the hub trims to its low water mark (2),

@@ -29,5 +29,7 @@ pub use service::{
     spawn, Health, Mode, Overlay, OverlayConfig, OverlayEvent, OverlayStatus,
     DEFAULT_READINESS_HYSTERESIS_BLOCKS,
 };
-pub use stream::{run_stream, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES};
+pub use stream::{
+    run_stream, DisconnectReason, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES,
+};
 pub use upstream::{UpstreamConfig, UpstreamSource};

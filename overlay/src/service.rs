@@ -834,9 +834,9 @@ impl Task {
             StreamEvent::Disconnected { .. } if self.shared.native() => {
                 self.shared.connected.store(false, Ordering::Release);
             }
-            StreamEvent::Disconnected { reason } => {
+            StreamEvent::Disconnected { reason, detail } => {
                 c.disconnects.fetch_add(1, Ordering::Relaxed);
-                info!(%reason, "flashblock stream down: serving latest for pending");
+                info!(reason = reason.label(), %detail, "flashblock stream down: serving latest for pending");
                 self.shared.connected.store(false, Ordering::Release);
                 self.shared.pending.store(None);
                 self.sequencer.reset();

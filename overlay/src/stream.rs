@@ -95,6 +95,56 @@ impl StreamConfig {
     }
 }
 
+/// Why a connection to the stream ended or an attempt failed: the `reason` label of
+/// `flashnode_stream_disconnects_total` and of the disconnect logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The server sent a Close frame (or the socket was already closed).
+    Closed,
+    /// The stream ended without a Close frame.
+    Eof,
+    /// Neither a frame nor a pong within the silence timeout (or a ping not written in it).
+    Silent,
+    /// A frame above the frame cap.
+    FrameTooLarge,
+    /// A socket error.
+    Io,
+    /// The server broke the websocket protocol.
+    Protocol,
+    /// Another read error.
+    ReadError,
+    /// A ping could not be written.
+    PingFailed,
+    /// The connection attempt failed.
+    ConnectFailed,
+    /// The handshake did not complete within the connect timeout.
+    ConnectTimeout,
+}
+
+impl DisconnectReason {
+    /// Stable, low-cardinality label for metrics and logs.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Eof => "eof",
+            Self::Silent => "silent",
+            Self::FrameTooLarge => FRAME_TOO_LARGE,
+            Self::Io => "io",
+            Self::Protocol => "protocol",
+            Self::ReadError => "read_error",
+            Self::PingFailed => "ping_failed",
+            Self::ConnectFailed => "connect_failed",
+            Self::ConnectTimeout => "connect_timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// What [`run_stream`] reports to its consumer.
 #[derive(Clone, Debug)]
 pub enum StreamEvent {
@@ -102,9 +152,10 @@ pub enum StreamEvent {
     Connected,
     /// The connection was lost; a reconnect follows. Only sent after [`Self::Connected`].
     Disconnected {
-        /// Why, starting with a stable label (`closed`, `eof`, `silent`, `frame_too_large`,
-        /// `io`, `protocol`, `read_error`, `ping_failed`) followed by `": "` and details.
-        reason: String,
+        /// Why.
+        reason: DisconnectReason,
+        /// What the socket or the server said.
+        detail: String,
     },
     /// A decoded flashblock, in arrival order.
     Flashblock(Arc<DecodedFlashblock>),
@@ -152,7 +203,7 @@ struct Stop;
 /// How a connection ended.
 enum SessionEnd {
     Stop,
-    Dropped { reason: &'static str, detail: String, delivered: u64 },
+    Dropped { reason: DisconnectReason, detail: String, delivered: u64 },
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -203,8 +254,7 @@ impl StreamTask {
                     if delivered > 0 {
                         self.backoff.reset();
                     }
-                    let reason = format!("{reason}: {detail}");
-                    if self.emit(StreamEvent::Disconnected { reason }).await.is_err() {
+                    if self.emit(StreamEvent::Disconnected { reason, detail }).await.is_err() {
                         break;
                     }
                 }
@@ -232,12 +282,12 @@ impl StreamTask {
         match result {
             Ok(Ok((ws, _response))) => Ok(Some(ws)),
             Ok(Err(e)) => {
-                self.note_disconnect("connect_failed", &e.to_string());
+                self.note_disconnect(DisconnectReason::ConnectFailed, &e.to_string());
                 Ok(None)
             }
             Err(_) => {
                 let detail = format!("no handshake within {:?}", self.config.connect_timeout);
-                self.note_disconnect("connect_timeout", &detail);
+                self.note_disconnect(DisconnectReason::ConnectTimeout, &detail);
                 Ok(None)
             }
         }
@@ -254,10 +304,8 @@ impl StreamTask {
         let mut last_seen = Instant::now();
         let mut delivered = 0u64;
 
-        let dropped = |reason: &'static str, detail: String, delivered: u64| SessionEnd::Dropped {
-            reason,
-            detail,
-            delivered,
+        let dropped = |reason: DisconnectReason, detail: String, delivered: u64| {
+            SessionEnd::Dropped { reason, detail, delivered }
         };
 
         loop {
@@ -279,11 +327,11 @@ impl StreamTask {
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                         Some(Ok(Message::Close(frame))) => {
                             let detail = frame.map_or_else(|| "no close frame".to_owned(), |f| f.to_string());
-                            return dropped("closed", detail, delivered);
+                            return dropped(DisconnectReason::Closed, detail, delivered);
                         }
                         Some(Err(e)) => {
                             let reason = error_reason(&e);
-                            if reason == FRAME_TOO_LARGE {
+                            if reason == DisconnectReason::FrameTooLarge {
                                 // The websocket layer enforces the cap before buffering the
                                 // frame, so it surfaces as a read error.
                                 if self.malformed(FRAME_TOO_LARGE, e.to_string()).await.is_err() {
@@ -292,7 +340,7 @@ impl StreamTask {
                             }
                             return dropped(reason, e.to_string(), delivered);
                         }
-                        None => return dropped("eof", "stream ended".to_owned(), delivered),
+                        None => return dropped(DisconnectReason::Eof, "stream ended".to_owned(), delivered),
                     };
                     match self.on_data(&data).await {
                         Ok(true) => delivered += 1,
@@ -305,16 +353,16 @@ impl StreamTask {
                 _ = ping.tick() => {
                     match timeout_at(deadline, sink.send(Message::Ping(Bytes::new()))).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => return dropped("ping_failed", e.to_string(), delivered),
+                        Ok(Err(e)) => return dropped(DisconnectReason::PingFailed, e.to_string(), delivered),
                         Err(_) => {
                             let detail = format!("ping not written within {silence:?}");
-                            return dropped("silent", detail, delivered);
+                            return dropped(DisconnectReason::Silent, detail, delivered);
                         }
                     }
                 }
                 _ = sleep_until(deadline) => {
                     let detail = format!("no frame or pong within {silence:?}");
-                    return dropped("silent", detail, delivered);
+                    return dropped(DisconnectReason::Silent, detail, delivered);
                 }
             }
         }
@@ -355,7 +403,8 @@ impl StreamTask {
     }
 
     /// Counts and logs (rate-limited) a lost connection or a failed attempt.
-    fn note_disconnect(&mut self, reason: &'static str, detail: &str) {
+    fn note_disconnect(&mut self, reason: DisconnectReason, detail: &str) {
+        let reason = reason.label();
         counter!(STREAM_DISCONNECTS_TOTAL, "reason" => reason).increment(1);
         match self.disconnect_log.check(reason, Instant::now()) {
             Some(suppressed) => warn!(reason, detail, suppressed, "flashblock stream disconnected"),
@@ -377,14 +426,14 @@ impl StreamTask {
 }
 
 /// Stable label for a websocket read error.
-fn error_reason(e: &tungstenite::Error) -> &'static str {
+fn error_reason(e: &tungstenite::Error) -> DisconnectReason {
     use tungstenite::Error;
     match e {
-        Error::Capacity(_) => FRAME_TOO_LARGE,
-        Error::ConnectionClosed | Error::AlreadyClosed => "closed",
-        Error::Io(_) => "io",
-        Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt => "protocol",
-        _ => "read_error",
+        Error::Capacity(_) => DisconnectReason::FrameTooLarge,
+        Error::ConnectionClosed | Error::AlreadyClosed => DisconnectReason::Closed,
+        Error::Io(_) => DisconnectReason::Io,
+        Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt => DisconnectReason::Protocol,
+        _ => DisconnectReason::ReadError,
     }
 }
 
@@ -501,9 +550,9 @@ mod tests {
             }
         }
 
-        async fn expect_disconnected(&mut self) -> String {
+        async fn expect_disconnected(&mut self) -> DisconnectReason {
             match self.next().await {
-                StreamEvent::Disconnected { reason } => reason,
+                StreamEvent::Disconnected { reason, .. } => reason,
                 other => panic!("expected Disconnected, got {other:?}"),
             }
         }
@@ -566,7 +615,7 @@ mod tests {
             client.expect_connected().await;
             assert_eq!(client.expect_flashblock().await.block_number(), block);
             let reason = client.expect_disconnected().await;
-            assert!(reason.starts_with("closed") || reason.starts_with("eof"), "{reason}");
+            assert!(matches!(reason, DisconnectReason::Closed | DisconnectReason::Eof), "{reason}");
         }
         // And once more, for a connection that stays up.
         let _server = serve(&listener, vec![Message::text(flashblock_json(3, 0))]).await;
@@ -595,7 +644,7 @@ mod tests {
         let connected_at = Instant::now();
         let reason = client.expect_disconnected().await;
         let elapsed = connected_at.elapsed();
-        assert!(reason.starts_with("silent"), "{reason}");
+        assert_eq!(reason, DisconnectReason::Silent);
         assert!(elapsed >= silence - Duration::from_millis(20), "declared dead after {elapsed:?}");
         // Generous upper bound for slow CI machines: the point is "about silence_timeout".
         assert!(
@@ -675,7 +724,7 @@ mod tests {
             other => panic!("expected Malformed, got {other:?}"),
         }
         let reason = client.expect_disconnected().await;
-        assert!(reason.starts_with(FRAME_TOO_LARGE), "{reason}");
+        assert_eq!(reason, DisconnectReason::FrameTooLarge);
 
         let _second = serve(&listener, vec![Message::text(flashblock_json(5, 0))]).await;
         client.expect_connected().await;

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod executor;
+mod invalid_id;
 pub mod limits;
 mod middleware;
 pub mod p2p;
@@ -19,6 +20,7 @@ pub use proxy::{Upstream, UpstreamError, PROXIED};
 use crate::{
     api::{EthApiServer, EthPubSubApiServer, FlashnodeApiServer, OpApiServer},
     executor::Executor,
+    invalid_id::{InvalidIds, Tapped},
     limits::PerIp,
 };
 use flashnode_overlay::Overlay;
@@ -189,14 +191,24 @@ pub async fn serve(
                 }
             };
             let known = known.clone();
+            // Requests with an id jsonrpsee cannot answer to, noted for the middleware.
+            let ids = Arc::new(InvalidIds::default());
+            let noted = ids.clone();
             let middleware = RpcServiceBuilder::new().layer_fn(move |service| {
-                let service =
-                    middleware::Connection::new(service, Some(ip), MAX_RESPONSE_BYTES as usize);
+                let service = middleware::Connection::new(
+                    service,
+                    Some(ip),
+                    MAX_RESPONSE_BYTES as usize,
+                    noted.clone(),
+                );
                 rpc_metrics::RpcMetrics::new(service, known.clone())
             });
             let service =
                 builder.clone().set_rpc_middleware(middleware).build(methods.clone(), stop.clone());
-            let service = tower::service_fn(move |req| checked(service.clone(), req));
+            let noted = ids.clone();
+            let service =
+                tower::service_fn(move |req| checked(service.clone(), noted.clone(), req));
+            let socket = Tapped::new(socket, ids);
             let stopped = stop.clone().shutdown();
             tokio::spawn(
                 async move {
@@ -290,9 +302,11 @@ async fn refuse(mut socket: TcpStream, why: String) {
 }
 
 /// A request whose `id` is not a string, an unsigned integer or null is answered -32600 here:
-/// jsonrpsee would read it as a notification and answer nothing (the literal body `null`).
+/// jsonrpsee would read it as a notification and answer nothing (the literal body `null`). In
+/// a batch such entries are noted in `ids` for the middleware to answer in their place.
 async fn checked<S>(
     mut service: S,
+    ids: Arc<InvalidIds>,
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<HttpBody>, jsonrpsee::core::BoxError>
 where
@@ -310,16 +324,13 @@ where
     }
     let (parts, body) = req.into_parts();
     let bytes = body.collect().await?.to_bytes();
-    if has_invalid_id(&bytes) {
+    if invalid_id::single_is_invalid(&bytes) {
         metrics::counter!(rpc_metrics::RPC_REQUESTS_TOTAL, "method" => "invalid", "outcome" => "error")
             .increment(1);
         let body = serde_json::json!({
             "jsonrpc": "2.0",
             "id": null,
-            "error": {
-                "code": code::INVALID_REQUEST,
-                "message": "invalid request: the id must be a string, an unsigned integer or null",
-            },
+            "error": { "code": code::INVALID_REQUEST, "message": invalid_id::MESSAGE },
         });
         let mut response = http::Response::new(HttpBody::from(body.to_string()));
         response.headers_mut().insert(
@@ -328,24 +339,13 @@ where
         );
         return Ok(response);
     }
-    service.call(http::Request::from_parts(parts, HttpBody::from(bytes.to_vec()))).await
-}
-
-/// Whether `body` is one request object whose `id` is present but not one jsonrpsee can
-/// answer to: a string, an unsigned integer or null.
-fn has_invalid_id(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Probe<'a> {
-        #[serde(borrow, default)]
-        id: Option<&'a serde_json::value::RawValue>,
-    }
-    match serde_json::from_slice::<Probe<'_>>(body) {
-        Ok(Probe { id: Some(raw) }) => {
-            let raw = raw.get();
-            !(raw.starts_with('"') || raw == "null" || raw.parse::<u64>().is_ok())
-        }
-        _ => false,
-    }
+    let batch = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let noted = if batch { invalid_id::batch_entries(&bytes) } else { Vec::new() };
+    ids.add(&noted);
+    let response =
+        service.call(http::Request::from_parts(parts, HttpBody::from(bytes.to_vec()))).await;
+    ids.forget(&noted);
+    response
 }
 
 /// Subscription ids as Ethereum clients expect them: `0x`-prefixed hex strings.

@@ -2,10 +2,13 @@
 //! per-IP subscription limit reads it) and turns jsonrpsee's own terse errors into sentences:
 //! a params error reads `"invalid params: <what was wrong>"` (jsonrpsee puts the reason in
 //! `data` under "Invalid params"), and `eth_subscribe` over HTTP says it needs a websocket
-//! (jsonrpsee answers "Internal error"). Batch entries go through the same path.
+//! (jsonrpsee answers "Internal error"). Batch entries go through the same path. A request
+//! with an id jsonrpsee cannot answer to, which it takes for a notification, is answered
+//! -32600 with a null id when the connection noted it ([`crate::invalid_id`]).
 
 use crate::{
     error::{code, RpcError},
+    invalid_id::{self, InvalidIds},
     limits::ClientIp,
 };
 use jsonrpsee::{
@@ -14,7 +17,7 @@ use jsonrpsee::{
     types::{error::INVALID_PARAMS_MSG, ErrorObjectOwned, Id, Request},
 };
 use serde::Deserialize;
-use std::{future::Future, net::IpAddr};
+use std::{future::Future, net::IpAddr, sync::Arc};
 
 /// The middleware around one connection's service.
 #[derive(Clone, Debug)]
@@ -22,12 +25,24 @@ pub struct Connection<S> {
     service: S,
     ip: Option<IpAddr>,
     max_response_bytes: usize,
+    invalid_ids: Arc<InvalidIds>,
 }
 
 impl<S> Connection<S> {
-    /// Wraps `service` of a connection from `ip`.
-    pub fn new(service: S, ip: Option<IpAddr>, max_response_bytes: usize) -> Self {
-        Self { service, ip, max_response_bytes }
+    /// Wraps `service` of a connection from `ip`, whose requests with an invalid id are noted
+    /// in `invalid_ids`.
+    pub fn new(
+        service: S,
+        ip: Option<IpAddr>,
+        max_response_bytes: usize,
+        invalid_ids: Arc<InvalidIds>,
+    ) -> Self {
+        Self { service, ip, max_response_bytes, invalid_ids }
+    }
+
+    /// Whether the notification `n` is a noted request with an invalid id (to be answered).
+    fn invalid_id(&self, n: &Notification<'_>) -> bool {
+        self.invalid_ids.take(n.method_name(), n.params.as_ref().map(|p| p.get()))
     }
 }
 
@@ -118,6 +133,9 @@ where
             for entry in batch.into_iter() {
                 let response = match entry {
                     Ok(BatchEntry::Call(req)) => this.call(req).await,
+                    Ok(BatchEntry::Notification(n)) if this.invalid_id(&n) => {
+                        MethodResponse::error(Id::Null, invalid_id::error())
+                    }
                     Ok(BatchEntry::Notification(n)) => {
                         got_notification = true;
                         this.service.notification(n).await;
@@ -144,7 +162,15 @@ where
         &self,
         n: Notification<'a>,
     ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
-        self.service.notification(n)
+        let invalid = self.invalid_id(&n);
+        let service = self.service.clone();
+        async move {
+            if invalid {
+                MethodResponse::error(Id::Null, invalid_id::error())
+            } else {
+                service.notification(n).await
+            }
+        }
     }
 }
 

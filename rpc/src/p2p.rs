@@ -7,128 +7,27 @@
 //! implements [`GossipStatusSource`] over its p2p host.
 
 use crate::{pending::invalid_params, RpcContext};
+/// The admin API's peer shapes, from their one home in the gossip crate (built there without
+/// libp2p).
+pub use flashnode_gossip::{
+    Connectedness, Direction, GossipSnapshot, PeerInfo, PeerScores, PeerStats,
+};
 use futures::future::BoxFuture;
 use jsonrpsee::{types::ErrorObjectOwned, RpcModule};
 use serde::Serialize;
 use serde_json::Value;
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
-/// Counters of the p2p host, as `flashnode_status` shows them under `gossip`.
+/// Counters of the p2p host, as `flashnode_status` shows them under `gossip`: the node's
+/// peer id and the host's counters as they are ([`GossipSnapshot`], flattened).
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct GossipStatus {
     /// This node's peer id.
     pub peer_id: String,
-    /// Connected peers.
-    pub peers: u64,
-    /// Gossip messages accepted.
-    pub accepted: u64,
-    /// Gossip messages ignored.
-    pub ignored: u64,
-    /// Gossip messages rejected.
-    pub rejected: u64,
-    /// Blocks this node published.
-    pub published: u64,
-    /// Highest block number accepted from gossip.
-    pub highest_block: u64,
-    /// Alt-sync blocks requested from peers.
-    pub altsync_requested: u64,
-    /// Alt-sync blocks received and accepted.
-    pub altsync_filled: u64,
-    /// Blocks alt-sync still has to fetch.
-    pub altsync_missing: u64,
-    /// Alt-sync requests this node served.
-    pub altsync_served: u64,
-    /// Alt-sync requests refused by the rate limits.
-    pub altsync_rate_limited: u64,
-    /// Lowest block in the durable store.
-    pub stored_low: u64,
-    /// Highest block in the durable store.
-    pub stored_high: u64,
-    /// Blocks in the durable store.
-    pub stored_count: u64,
-    /// Nodes discv5 reported.
-    pub discovered: u64,
-    /// Discovered nodes of another chain (`opstack` ENR entry), not dialled.
-    pub discovered_other_chain: u64,
-    /// Discovered nodes dialled.
-    pub discovery_dials: u64,
-    /// Discovered nodes not dialled because the node was at its high-water mark.
-    pub discovery_full: u64,
-}
-
-/// Whether a peer is connected, as op-node spells it (libp2p's `network.Connectedness`).
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum Connectedness {
-    /// No connection.
-    #[default]
-    NotConnected,
-    /// At least one open connection.
-    Connected,
-}
-
-/// Who opened the connection to a peer.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum Direction {
-    /// Not connected, or not known.
-    #[default]
-    Unknown,
-    /// The peer dialled us.
-    Inbound,
-    /// We dialled the peer.
-    Outbound,
-}
-
-/// A peer's scores; both absent for the node itself (`opp2p_self` answers `"scores": {}`).
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct PeerScores {
-    /// Total gossipsub score (with the application score).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gossip: Option<f64>,
-    /// Application score (alt-sync answers, rejected payloads, floods).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub app: Option<f64>,
-}
-
-/// One peer, or the node itself, in op-node's `PeerInfo` shape (`opp2p_self`, the values of
-/// `opp2p_peers`).
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerInfo {
-    /// Peer id.
-    #[serde(rename = "peerID")]
-    pub peer_id: String,
-    /// discv5 node id (hex); only the node itself reports one.
-    #[serde(rename = "nodeID", skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<String>,
-    /// Agent version (identify).
-    pub user_agent: String,
-    /// Protocol version (identify).
-    pub protocol_version: String,
-    /// The node's ENR (empty without discovery); only the node itself reports one.
-    #[serde(rename = "ENR", skip_serializing_if = "Option::is_none")]
-    pub enr: Option<String>,
-    /// Known addresses.
-    pub addresses: Vec<String>,
-    /// Protocols (identify).
-    pub protocols: Vec<String>,
-    /// Whether it is connected.
-    pub connectedness: Connectedness,
-    /// Who dialled.
-    pub direction: Direction,
-    /// A static (protected) peer.
-    pub protected: bool,
-    /// L2 chain id.
-    #[serde(rename = "chainID")]
-    pub chain_id: u64,
-    /// Latest ping round trip, nanoseconds.
-    pub latency: u64,
-    /// Whether it is subscribed to a blocks topic.
-    pub gossip_blocks: bool,
-    /// Scores.
-    pub scores: PeerScores,
+    /// The counters (peers, messages, alt-sync, store, discovery).
+    #[serde(flatten)]
+    pub counters: GossipSnapshot,
 }
 
 /// The `opp2p_peers` answer.
@@ -161,31 +60,6 @@ impl PeerDump {
         let peers = peers.into_iter().map(|p| (p.peer_id.clone(), p)).collect();
         Self { total_connected, peers, banned_peers, banned_ips, banned_subnets }
     }
-}
-
-/// The `opp2p_peerStats` answer.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerStats {
-    /// Connected peers.
-    pub connected: u64,
-    /// Known peers (connected, static, identified).
-    pub table: u64,
-    /// Peers on the v1 blocks topic.
-    pub blocks_topic: u64,
-    /// Peers on the v2 blocks topic.
-    #[serde(rename = "blocksTopicV2")]
-    pub blocks_topic_v2: u64,
-    /// Peers on the v3 blocks topic.
-    #[serde(rename = "blocksTopicV3")]
-    pub blocks_topic_v3: u64,
-    /// Peers on the v4 blocks topic.
-    #[serde(rename = "blocksTopicV4")]
-    pub blocks_topic_v4: u64,
-    /// Banned peers.
-    pub banned: u64,
-    /// Peers known to the host.
-    pub known: u64,
 }
 
 /// Why an admin call failed.

@@ -61,6 +61,12 @@ impl Backoff {
         self.attempt
     }
 
+    /// The delay the next attempt waits at most (without jitter: exactly what
+    /// [`Backoff::next_delay`] returns next), without advancing the attempt count.
+    pub fn current(&self) -> Duration {
+        self.cap(self.attempt)
+    }
+
     /// The delay before the next attempt; advances the attempt count.
     pub fn next_delay(&mut self) -> Duration {
         let cap = self.cap(self.attempt);
@@ -116,6 +122,26 @@ mod tests {
         assert_eq!(b.attempt(), 8);
         b.reset();
         assert_eq!(b.next_delay(), ms(500));
+    }
+
+    #[test]
+    fn current_peeks_at_the_next_delay_without_advancing() {
+        let mut b = Backoff::new(ms(100), ms(350));
+        assert_eq!((b.current(), b.current()), (ms(100), ms(100)));
+        assert_eq!(b.next_delay(), ms(100));
+        assert_eq!(b.current(), ms(200));
+        assert_eq!(b.next_delay(), ms(200));
+        assert_eq!(b.current(), ms(350));
+        b.next_delay();
+        assert_eq!(b.current(), ms(350), "capped at max");
+        b.reset();
+        assert_eq!(b.current(), ms(100));
+        // With jitter it is the cap the next draw stays under.
+        let mut j = Backoff::new(ms(100), ms(1000)).with_jitter_seed(7);
+        j.next_delay();
+        let cap = j.current();
+        assert_eq!(cap, ms(200));
+        assert!(j.next_delay() <= cap);
     }
 
     #[test]

@@ -17,3 +17,4 @@ mod readiness;
 mod rpc_limits;
 mod status_page;
 mod subscriptions;
+mod supervision;

@@ -305,3 +305,84 @@ async fn upstream_413_says_the_request_is_too_large() {
         .await
     );
 }
+
+/// The next text frame of `ws`, as JSON, within 10 s.
+async fn ws_next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time")
+            .expect("open")
+            .expect("a frame");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("json");
+        }
+    }
+}
+
+/// A request whose `id` is not a JSON-RPC id (an object, an array, a float) gets -32600 with
+/// `"id": null` over a websocket (alone and in a batch) and inside an HTTP batch, in the
+/// batch next to the answers of the valid entries; a real notification (no id) is still not
+/// answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_id_over_a_websocket_and_in_a_batch_gets_invalid_request() {
+    let node = start("dev", &[]).await;
+    let bad_ids = ["{}", "[]", "1.5"];
+    let request =
+        |id: &str| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_chainId","params":[]}}"#);
+
+    // HTTP batch: each bad entry answered in place, the valid one answered as usual.
+    for id in bad_ids {
+        let batch = format!("[{},{CHAIN_ID}]", request(id));
+        let (status, body) = post(&node.rpc, &batch).await;
+        let v: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("id {id}: a JSON answer, got {status} {body:?}: {e}"));
+        let entries = v.as_array().unwrap_or_else(|| panic!("id {id}: an array: {v}"));
+        assert_eq!(entries.len(), 2, "id {id}: one answer per entry: {v}");
+        let error = entries.iter().find(|e| e.get("error").is_some()).expect("an error entry");
+        assert_eq!(error["error"]["code"], -32600, "id {id}: {v}");
+        assert!(error["id"].is_null(), "id {id}: {v}");
+        let ok = entries.iter().find(|e| e["id"] == 1).expect("the valid entry's answer");
+        assert!(ok["result"].is_string(), "id {id}: {v}");
+    }
+    // A batch of bad entries only.
+    let only_bad = format!("[{},{}]", request("{}"), request("2.5"));
+    let (_, body) = post(&node.rpc, &only_bad).await;
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "{body}");
+    assert!(v.as_array().into_iter().flatten().all(|e| e["error"]["code"] == -32600), "{v}");
+
+    // Websocket: a single request, then a batch, each with a bad id.
+    let mut ws = ws_from("127.0.0.1", addr_of(&node.rpc)).await;
+    for id in bad_ids {
+        ws.send(Message::Text(request(id).into())).await.expect("sent");
+        let v = ws_next_json(&mut ws).await;
+        assert_eq!(v["error"]["code"], -32600, "id {id} over a websocket: {v}");
+        assert!(v["id"].is_null(), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap_or_default().contains("the id must be"),
+            "{v}"
+        );
+    }
+    ws.send(Message::Text(format!("[{},{CHAIN_ID}]", request("{}")).into())).await.expect("sent");
+    let v = ws_next_json(&mut ws).await;
+    let entries = v.as_array().unwrap_or_else(|| panic!("a batch answer: {v}"));
+    assert_eq!(entries.len(), 2, "{v}");
+    assert!(entries.iter().any(|e| e["error"]["code"] == -32600 && e["id"].is_null()), "{v}");
+    assert!(entries.iter().any(|e| e["id"] == 1 && e["result"].is_string()), "{v}");
+    // A notification gets no answer: only the request sent after it is answered.
+    let notification = r#"{"jsonrpc":"2.0","method":"eth_chainId","params":[]}"#;
+    ws.send(Message::Text(notification.into())).await.expect("sent");
+    let after = json!({"jsonrpc": "2.0", "id": 7, "method": "eth_chainId", "params": []});
+    ws.send(Message::Text(after.to_string().into())).await.expect("sent");
+    let mut frames = vec![ws_next_json(&mut ws).await];
+    if let Ok(Some(Ok(Message::Text(t)))) =
+        tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+    {
+        frames.push(serde_json::from_str(&t).unwrap_or_default());
+    }
+    assert_eq!(frames.len(), 1, "one answer, for the request: {frames:?}");
+    assert_eq!(frames[0]["id"], 7, "{frames:?}");
+    // The connection still serves.
+    assert_eq!(status(&node.rpc).await["mode"], "flashblocks");
+}

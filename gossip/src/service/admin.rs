@@ -1,126 +1,20 @@
-//! The `opp2p_` admin API: its requests, the shapes it answers with (op-node's JSON field
-//! names and strings), and their handling on the host.
+//! The `opp2p_` admin API: its requests and their handling on the host. The shapes it answers
+//! with are in [`crate::admin_types`].
 
 use super::{
     peers::{BanReason, GossipView},
     Host,
 };
 use crate::altsync::PayloadResponse;
-use crate::{codec::BlockVersion, gate::now_secs, gate::Subnet};
+use crate::{
+    admin_types::{PeerInfo, PeerStats},
+    codec::BlockVersion,
+    gate::now_secs,
+    gate::Subnet,
+};
 use libp2p::{gossipsub, request_response::OutboundFailure, PeerId};
 use std::{collections::HashSet, net::IpAddr, time::Duration, time::Instant};
 use tokio::sync::oneshot;
-
-/// Whether a peer is connected (op-node's `network.Connectedness` strings).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Connectedness {
-    /// `connected`.
-    Connected,
-    /// `notConnected`.
-    NotConnected,
-}
-
-impl Connectedness {
-    /// The string op-node shows.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Connected => "connected",
-            Self::NotConnected => "notConnected",
-        }
-    }
-}
-
-/// Who opened a peer's connection (op-node's `network.Direction` strings).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Direction {
-    /// The peer dialled us.
-    Inbound,
-    /// We dialled the peer.
-    Outbound,
-    /// Not connected.
-    Unknown,
-}
-
-impl Direction {
-    /// The string op-node shows.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Inbound => "inbound",
-            Self::Outbound => "outbound",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
-/// A peer as the `opp2p_` admin API shows it (op-node `p2p.PeerInfo`, trimmed to what this
-/// host knows).
-#[derive(Clone, Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerInfo {
-    /// Peer id.
-    #[serde(rename = "peerID")]
-    pub peer_id: String,
-    /// Agent version from identify.
-    pub user_agent: String,
-    /// Protocol version from identify.
-    pub protocol_version: String,
-    /// Known addresses.
-    pub addresses: Vec<String>,
-    /// Protocols from identify.
-    pub protocols: Vec<String>,
-    /// Connected or not.
-    pub connectedness: Connectedness,
-    /// Who dialled.
-    pub direction: Direction,
-    /// A static (protected) peer.
-    pub protected: bool,
-    /// L2 chain id.
-    #[serde(rename = "chainID")]
-    pub chain_id: u64,
-    /// Latest ping round trip, nanoseconds.
-    pub latency: u64,
-    /// Whether it is subscribed to a blocks topic.
-    pub gossip_blocks: bool,
-    /// Total gossipsub score (with the application score) and the application score.
-    pub scores: PeerScores,
-}
-
-/// Scores of a peer.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerScores {
-    /// Total gossipsub score.
-    pub gossip: f64,
-    /// Application score (alt-sync answers, rejected payloads, floods).
-    pub app: f64,
-}
-
-/// Counts like op-node's `opp2p_peerStats`.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerStats {
-    /// Connected peers.
-    pub connected: u64,
-    /// Known peers (connected, static, identified).
-    pub table: u64,
-    /// Peers on the v1 blocks topic.
-    pub blocks_topic: u64,
-    /// Peers on the v2 blocks topic.
-    #[serde(rename = "blocksTopicV2")]
-    pub blocks_topic_v2: u64,
-    /// Peers on the v3 blocks topic.
-    #[serde(rename = "blocksTopicV3")]
-    pub blocks_topic_v3: u64,
-    /// Peers on the v4 blocks topic.
-    #[serde(rename = "blocksTopicV4")]
-    pub blocks_topic_v4: u64,
-    /// Banned peers.
-    pub banned: u64,
-    /// Peers known to the host.
-    pub known: u64,
-}
 
 /// The answer to an admin `payload_by_number` request.
 pub(super) type RequestReply = oneshot::Sender<Result<PayloadResponse, OutboundFailure>>;
@@ -242,64 +136,5 @@ impl Host {
                 self.admin_requests.insert(id, reply);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_info_serialises_in_op_nodes_shape() {
-        let info = PeerInfo {
-            peer_id: "16Uiu2".into(),
-            user_agent: "flashnode/0".into(),
-            protocol_version: "optimism".into(),
-            addresses: vec!["/ip4/127.0.0.1/tcp/1".into()],
-            protocols: vec![],
-            connectedness: Connectedness::NotConnected,
-            direction: Direction::Inbound,
-            protected: true,
-            chain_id: 901,
-            latency: 5,
-            gossip_blocks: false,
-            scores: PeerScores { gossip: -1.0, app: 0.5 },
-        };
-        let json = serde_json::to_value(&info).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "peerID": "16Uiu2",
-                "userAgent": "flashnode/0",
-                "protocolVersion": "optimism",
-                "addresses": ["/ip4/127.0.0.1/tcp/1"],
-                "protocols": [],
-                "connectedness": "notConnected",
-                "direction": "inbound",
-                "protected": true,
-                "chainID": 901,
-                "latency": 5,
-                "gossipBlocks": false,
-                "scores": {"gossip": -1.0, "app": 0.5},
-            })
-        );
-        // The labels are the serialised strings.
-        for c in [Connectedness::Connected, Connectedness::NotConnected] {
-            assert_eq!(serde_json::to_value(c).unwrap(), c.label());
-        }
-        for d in [Direction::Inbound, Direction::Outbound, Direction::Unknown] {
-            assert_eq!(serde_json::to_value(d).unwrap(), d.label());
-        }
-    }
-
-    #[test]
-    fn peer_stats_serialise_with_op_nodes_topic_names() {
-        let json =
-            serde_json::to_value(PeerStats { blocks_topic_v4: 2, ..Default::default() }).unwrap();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-        for k in ["connected", "table", "blocksTopic", "blocksTopicV2", "blocksTopicV3", "banned"] {
-            assert!(keys.contains(&k), "{k} in {keys:?}");
-        }
-        assert_eq!(json["blocksTopicV4"], 2);
     }
 }

@@ -1,7 +1,8 @@
 //! The handle the rest of the node keeps, and the commands it sends to the host's loop over
 //! a bounded channel.
 
-use super::{admin::Admin, GossipError, PeerInfo, PeerStats};
+use super::{admin::Admin, GossipError};
+use crate::admin_types::{PeerInfo, PeerStats};
 use crate::{
     altsync::PayloadResponse, codec::SignedBlock, gate::Subnet, stats::GossipStats,
     validate::VerifiedBlock,

@@ -24,10 +24,10 @@ mod swarm;
 mod sync;
 mod validation;
 
-pub use admin::{Connectedness, Direction, PeerInfo, PeerScores, PeerStats};
 pub use handle::GossipHandle;
 
 use crate::{
+    admin_types::Direction,
     altsync::PayloadResponse,
     codec::SignedBlock,
     config::GossipConfig,
@@ -40,6 +40,7 @@ use crate::{
     validate::{Outcome, Refusal, VerifiedBlock},
 };
 use admin::RequestReply;
+use flashnode_tasks::TaskExecutor;
 use futures::StreamExt;
 use handle::Command;
 use libp2p::{
@@ -112,9 +113,13 @@ pub enum GossipError {
 
 /// Starts the p2p host: loads or creates the node key, binds, subscribes to the four block
 /// topics, dials static peers and bootnodes, and runs until `cancel`.
+///
+/// The host loop (`p2p`) and discovery (`discv5`) are critical tasks of `tasks`: either one
+/// panicking or ending before shutdown is a [`flashnode_tasks::TaskFailure`].
 pub async fn spawn(
     config: GossipConfig,
     cancel: CancellationToken,
+    tasks: &TaskExecutor,
 ) -> Result<GossipHandle, GossipError> {
     let keypair = match &config.key_path {
         Some(path) => key::load_or_create(path)?,
@@ -154,7 +159,8 @@ pub async fn spawn(
         enr = Some(discovery.enr.to_base64());
         node_id = Some(hex::encode(discovery.enr.node_id().raw()));
         let (tx, counts, hi) = (commands.clone(), stats.clone(), peers.high_water() as u64);
-        tokio::spawn(
+        tasks.spawn_critical(
+            "discv5",
             discovery
                 .run(
                     dc.interval,
@@ -187,7 +193,10 @@ pub async fn spawn(
     host.peers.load_blocks(now_secs());
     host.refresh_store_stats();
     info!(%peer_id, addrs = ?listen_addrs, chain_id = config.chain_id, signer = %config.unsafe_block_signer, "p2p host listening");
-    tokio::spawn(host.run(command_rx, verdicts, cancel).instrument(info_span!("p2p", %peer_id)));
+    tasks.spawn_critical(
+        "p2p",
+        host.run(command_rx, verdicts, cancel).instrument(info_span!("p2p", %peer_id)),
+    );
     Ok(GossipHandle {
         peer_id,
         listen_addrs,

@@ -4,18 +4,16 @@
 //! pruning above the high water mark. It decides; the host carries the decisions out on the
 //! swarm (dial, disconnect, set a score), so every rule here is tested without one.
 
-use super::{
-    admin::{Connectedness, Direction, PeerInfo, PeerScores},
-    swarm::peer_id_of,
-    GossipError,
-};
+use super::{swarm::peer_id_of, GossipError};
 use crate::{
+    admin_types::{Connectedness, Direction, PeerInfo, PeerScores},
     config::GossipConfig,
     gate::{ip_of, Gate, Subnet, NEVER},
     scoring::{self, AppEvent, AppScores},
     stats::GossipStats,
     store::Store,
 };
+use flashnode_tasks::Backoff;
 use libp2p::{identify, Multiaddr, PeerId};
 use parking_lot::RwLock;
 use std::{
@@ -76,7 +74,8 @@ struct StaticPeer {
     addr: Multiaddr,
     connected: bool,
     next_dial: Instant,
-    backoff: Duration,
+    /// Redial delays: `redial_min` doubling to `redial_max`, reset by a connection.
+    backoff: Backoff,
 }
 
 /// Why a peer is banned (logs).
@@ -168,7 +167,7 @@ impl PeersManager {
                 addr: addr.clone(),
                 connected: false,
                 next_dial: now,
-                backoff: settings.redial_min,
+                backoff: Backoff::new(settings.redial_min, settings.redial_max),
             };
             statics.insert(id, peer);
         }
@@ -213,7 +212,7 @@ impl PeersManager {
                 for (cidr, until) in nets {
                     match cidr.parse::<Subnet>() {
                         Ok(net) => gate.block_subnet(net, until),
-                        Err(err) => warn!(cidr, err, "unreadable blocked subnet in the store"),
+                        Err(err) => warn!(cidr, %err, "unreadable blocked subnet in the store"),
                     }
                 }
             }
@@ -247,7 +246,7 @@ impl PeersManager {
         self.connections.entry(peer).or_insert(Connection { addr: remote, direction, since: now });
         if let Some(p) = self.statics.get_mut(&peer) {
             p.connected = true;
-            p.backoff = self.settings.redial_min;
+            p.backoff.reset();
         }
         true
     }
@@ -261,7 +260,7 @@ impl PeersManager {
         self.latency.remove(peer);
         if let Some(p) = self.statics.get_mut(peer) {
             p.connected = false;
-            p.next_dial = now + p.backoff;
+            p.next_dial = now + p.backoff.current();
         }
     }
 
@@ -281,13 +280,11 @@ impl PeersManager {
     /// static peers are dialled too: the gate refuses them before any socket is opened and
     /// counts it, and an unblock resets their backoff.
     pub(super) fn due_redials(&mut self, now: Instant) -> Vec<Multiaddr> {
-        let max = self.settings.redial_max;
         self.statics
             .values_mut()
             .filter(|p| !p.connected && p.next_dial <= now)
             .map(|p| {
-                p.next_dial = now + p.backoff;
-                p.backoff = (p.backoff * 2).min(max);
+                p.next_dial = now + p.backoff.next_delay();
                 p.addr.clone()
             })
             .collect()
@@ -295,10 +292,9 @@ impl PeersManager {
 
     /// After an unblock: static peers are redialled at once.
     fn reset_redials(&mut self, now: Instant) {
-        let min = self.settings.redial_min;
         for p in self.statics.values_mut().filter(|p| !p.connected) {
             p.next_dial = now;
-            p.backoff = min;
+            p.backoff.reset();
         }
     }
 
@@ -564,7 +560,11 @@ impl PeersManager {
             chain_id,
             latency: self.latency.get(peer).map(|d| d.as_nanos() as u64).unwrap_or_default(),
             gossip_blocks: gossip.blocks,
-            scores: PeerScores { gossip: gossip.score, app: self.app_scores.score(peer) },
+            scores: PeerScores {
+                gossip: Some(gossip.score),
+                app: Some(self.app_scores.score(peer)),
+            },
+            ..Default::default()
         }
     }
 }
@@ -744,7 +744,7 @@ mod tests {
         assert_eq!(info.addresses, vec![addr(4).to_string()]);
         assert_eq!(info.latency, 3_000_000);
         assert!(info.gossip_blocks);
-        assert_eq!((info.scores.gossip, info.scores.app), (1.5, app));
+        assert_eq!((info.scores.gossip, info.scores.app), (Some(1.5), Some(app)));
         m.disconnected(&peer, 0, t0);
         assert_eq!(m.info(&peer, GossipView::default(), 901).latency, 0);
     }

@@ -13,6 +13,7 @@ use crate::{
     validate::VerifiedBlock,
 };
 use alloy_primitives::B256;
+use flashnode_tasks::Backoff;
 use libp2p::PeerId;
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -83,7 +84,8 @@ pub(super) struct SyncClient<R> {
     wanted: BTreeSet<u64>,
     in_flight: HashMap<R, (u64, PeerId)>,
     numbers_in_flight: HashSet<u64>,
-    attempts: HashMap<u64, u32>,
+    /// Each retried number's backoff (its attempt count says when to give up).
+    attempts: HashMap<u64, Backoff>,
     /// Wanted numbers that wait for their retry backoff, and the peer that last failed them
     /// (asked last when others are free; bounded like `wanted`).
     retry_at: HashMap<u64, (Instant, PeerId)>,
@@ -276,13 +278,10 @@ impl<R: Copy + Eq + Hash> SyncClient<R> {
     }
 
     fn retry(&mut self, number: u64, failed_by: PeerId, now: Instant) {
-        let attempts = self.attempts.entry(number).or_default();
-        *attempts += 1;
-        if *attempts < MAX_ATTEMPTS {
-            let delay = RETRY_MIN
-                .checked_mul(1 << (*attempts - 1).min(16))
-                .unwrap_or(RETRY_MAX)
-                .min(RETRY_MAX);
+        let backoff =
+            self.attempts.entry(number).or_insert_with(|| Backoff::new(RETRY_MIN, RETRY_MAX));
+        let delay = backoff.next_delay();
+        if backoff.attempt() < MAX_ATTEMPTS {
             self.retry_at.insert(number, (now + delay, failed_by));
             self.wanted.insert(number);
         } else {

@@ -61,3 +61,9 @@ pub fn empty_block(
     let hash = block.header.hash_slow();
     (block, hash)
 }
+
+/// A task executor for a host under test (nothing watches its failures: a test cancels its
+/// hosts without a shutdown).
+pub fn tasks() -> flashnode_tasks::TaskExecutor {
+    flashnode_tasks::TaskManager::new().executor()
+}
