@@ -31,7 +31,7 @@ async fn dev_armed(task: &str, metrics: &str, extra: &[&str]) -> Running {
         "--metrics-addr",
         metrics,
         "--shutdown-timeout",
-        "5s",
+        "20s",
     ];
     args.extend_from_slice(extra);
     let node = start_env("dev", &args, &[("FLASHNODE_FAULT_PANIC_TASK", task)]).await;
@@ -58,6 +58,24 @@ async fn a_dead_critical_task_fails_readiness_and_exits_non_zero() {
     ] {
         let metrics = format!("127.0.0.1:{}", free_port());
         let mut node = dev_armed(task, &metrics, extra).await;
+        // An in-flight call holds the drain open while /readyz is watched (without one the
+        // process may exit before a poll sees the 503): a nonce gap keeps the transaction out
+        // of every block, so the call waits for its whole 8 s timeout.
+        let gap = sign_1559(
+            DEV_KEYS[7],
+            901,
+            5,
+            alloy_primitives::TxKind::Call(address_of(DEV_KEYS[8])),
+            alloy_primitives::U256::from(1),
+            alloy_primitives::Bytes::new(),
+            21_000,
+            10_000_000_000,
+        );
+        let rpc = node.rpc.clone();
+        let in_flight = tokio::spawn(async move {
+            raw_rpc(&rpc, "eth_sendRawTransactionSync", serde_json::json!([gap, 8000])).await
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
         node.proc.signal("USR1");
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut report = None;
@@ -77,6 +95,8 @@ async fn a_dead_critical_task_fails_readiness_and_exits_non_zero() {
             reason.starts_with(&format!("critical task `{task}` panicked: fault injected")),
             "{task}: the reason names the task and the panic: {body}"
         );
+        let answer = in_flight.await.expect("the in-flight call is answered");
+        assert!(answer.get("error").is_some() || answer.get("result").is_some(), "{answer}");
         let status = node.proc.wait_exit(Duration::from_secs(30)).await.expect("the process exits");
         assert!(!status.success(), "{task}: a non-zero exit: {status:?}");
         assert!(status.code().is_some(), "{task}: an exit, not a signal: {status:?}");
