@@ -85,9 +85,9 @@ pub enum StartError {
     #[error("discv5 refused its settings: {0}")]
     Config(&'static str),
     /// The discv5 service failed to start (discv5's error type is not a `std` error, so it is
-    /// carried, not chained).
+    /// carried, not chained; boxed, as it is large).
     #[error("discv5 service: {0}")]
-    Service(discv5::Error),
+    Service(Box<discv5::Error>),
 }
 
 /// Why an `opstack` ENR entry does not parse.
@@ -362,7 +362,7 @@ pub(crate) async fn start(
         discv5::ConfigBuilder::new(ListenConfig::from_ip(listen.ip(), listen.port())).build();
     let mut discv5 =
         Discv5::new(enr.clone(), key, discv5_config).map_err(|e| err(StartError::Config(e)))?;
-    discv5.start().await.map_err(|e| err(StartError::Service(e)))?;
+    discv5.start().await.map_err(|e| err(StartError::Service(Box::new(e))))?;
     for boot in &config.bootnodes {
         if let Err(e) = discv5.add_enr(boot.clone()) {
             warn!(enr = %boot.to_base64(), e, "bootnode not added to the discovery table");
