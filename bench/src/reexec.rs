@@ -349,7 +349,7 @@ fn sweep(args: &ReexecArgs, handle: tokio::runtime::Handle) -> anyhow::Result<Va
             let fb = decode_frame(&json, usize::MAX).context("frame decodes")?;
             let t_decoded = t0.elapsed().as_secs_f64();
             let (pending, report) = executor
-                .start_block(&fb, Some(p.hash))
+                .start_block(&fb, Some((p.header.number, p.hash)))
                 .map_err(|e| anyhow::anyhow!("re-execution: {e}"))?;
             reexec.push(t0.elapsed().as_secs_f64());
             decode.push(t_decoded);

@@ -317,6 +317,14 @@ pub struct DevnetArgs {
     /// Send flashblocks as brotli-compressed Binary frames instead of Text JSON.
     #[arg(long)]
     pub flashblocks_brotli: bool,
+    /// Stream the Subblocks shape (OP Stack subblocks spec): diff.state_root, diff.block_hash
+    /// and diff.withdrawals_root zero, diff.withdrawals empty. The node never uses those four.
+    #[arg(long)]
+    pub subblocks: bool,
+    /// Add a Lagoon diff.post_exec_tx (type 0x7D, zero SDM refunds) to every flashblock after
+    /// index 0 (only streamed, not sealed). A node answers such a block's pending as latest.
+    #[arg(long)]
+    pub post_exec_tx: bool,
     /// Consensus-layer p2p flags (the devnet signs and publishes its blocks).
     #[command(flatten)]
     pub p2p: P2pArgs,

@@ -19,6 +19,8 @@ fn devnet_config(args: &DevnetArgs) -> DevnetConfig {
         rpc_addr: Some(args.rpc_addr),
         flashblocks_addr: Some(args.flashblocks_addr),
         flashblocks_brotli: args.flashblocks_brotli,
+        subblocks: args.subblocks,
+        post_exec_tx: args.post_exec_tx,
         ..Default::default()
     }
 }

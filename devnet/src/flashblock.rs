@@ -1,5 +1,6 @@
 //! A flashblock as the devnet publishes it: the typed payload and its wire encodings.
 
+use alloy_primitives::Bytes;
 use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayload;
 use std::{
     io::Write,
@@ -19,7 +20,20 @@ pub struct PublishedFlashblock {
 impl PublishedFlashblock {
     /// Serialises `payload` once.
     pub fn new(payload: OpFlashblockPayload) -> Self {
-        let json = serde_json::to_string(&payload).expect("flashblock payloads always serialise");
+        Self::with_post_exec_tx(payload, None)
+    }
+
+    /// Serialises `payload` once, with `diff.post_exec_tx` (Lagoon, raw EIP-2718 bytes of a
+    /// type `0x7D` transaction) when given: the typed payload has no field for it.
+    pub fn with_post_exec_tx(payload: OpFlashblockPayload, post_exec_tx: Option<Bytes>) -> Self {
+        let json = match post_exec_tx {
+            None => serde_json::to_string(&payload),
+            Some(raw) => serde_json::to_value(&payload).and_then(|mut v| {
+                v["diff"]["post_exec_tx"] = serde_json::to_value(raw)?;
+                serde_json::to_string(&v)
+            }),
+        }
+        .expect("flashblock payloads always serialise");
         Self { payload, json: json.into(), brotli: OnceLock::new() }
     }
 

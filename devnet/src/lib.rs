@@ -43,6 +43,13 @@ pub struct DevnetConfig {
     pub flashblocks_addr: Option<SocketAddr>,
     /// Send brotli Binary frames instead of Text JSON.
     pub flashblocks_brotli: bool,
+    /// Stream the Subblocks shape (OP Stack `specs/protocol/subblocks.md`): `diff.state_root`,
+    /// `diff.block_hash` and `diff.withdrawals_root` zero, `diff.withdrawals` empty.
+    pub subblocks: bool,
+    /// Add a Lagoon `diff.post_exec_tx` (type `0x7D`, SDM gas refunds of zero for every
+    /// transaction so far) to every flashblock after index 0. Only streamed: the sealed
+    /// block does not contain it.
+    pub post_exec_tx: bool,
     /// Mempool capacity.
     pub max_pool_txs: usize,
 }
@@ -57,6 +64,8 @@ impl Default for DevnetConfig {
             rpc_addr: Some(([127, 0, 0, 1], 8545).into()),
             flashblocks_addr: Some(([127, 0, 0, 1], 8546).into()),
             flashblocks_brotli: false,
+            subblocks: false,
+            post_exec_tx: false,
             max_pool_txs: 10_000,
         }
     }

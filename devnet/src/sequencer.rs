@@ -1,14 +1,15 @@
 //! The block loop: every block is built as flashblocks. Index 0 carries the L1-info deposit
 //! and the block's `base`; indices 1..=n each add the best pool transactions that fit in the
 //! cumulative cap `j/n` of the block gas limit; the block seals with the last flashblock's
-//! header, so the sealed hash equals the last flashblock's `block_hash`.
+//! header, so the sealed hash equals the last flashblock's `block_hash` (legacy shape; the
+//! Subblocks shape, `DevnetConfig::subblocks`, streams it as zero).
 
 use crate::{
     chain::SealedBlock, flashblock::PublishedFlashblock, mempool::PoolTx, PendingView, Shared,
 };
 use alloy_consensus::{Header, Transaction};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{keccak256, Address, B256, B64, U256};
+use alloy_primitives::{keccak256, Address, Bytes, B256, B64, U256};
 use alloy_rpc_types_engine::PayloadId;
 use flashnode_exec::{
     state_root, storage_root_of, BlockBuilder, BlockEnvInput, ExecError, L1Info, MemDb,
@@ -262,7 +263,12 @@ fn publish(
     base: Option<OpFlashblockPayloadBase>,
     first_new: usize,
 ) -> Header {
-    let (payload, header) = build_flashblock(builder, payload_id, index, base, first_new);
+    let (mut payload, header) = build_flashblock(builder, payload_id, index, base, first_new);
+    if shared.config.subblocks {
+        subblocks_shape(&mut payload);
+    }
+    let post_exec_tx = (shared.config.post_exec_tx && index > 0)
+        .then(|| post_exec_tx(header.number, builder.transactions().len()));
     debug!(
         number = header.number,
         index,
@@ -277,7 +283,7 @@ fn publish(
         tx_hashes: builder.transactions().iter().map(|t| t.hash).collect(),
     }));
     metrics::counter!("flashnode_devnet_flashblocks_total").increment(1);
-    let published = Arc::new(PublishedFlashblock::new(payload));
+    let published = Arc::new(PublishedFlashblock::with_post_exec_tx(payload, post_exec_tx));
     {
         // Under the lock, so a subscriber taking the replay sees each frame exactly once.
         let mut current = shared.current_block.lock();
@@ -288,6 +294,29 @@ fn publish(
         let _ = shared.flashblocks.send(published);
     }
     header
+}
+
+/// Turns a flashblock into the Subblocks shape: the commitments a builder cannot know before
+/// sealing are zero, and withdrawals empty.
+pub fn subblocks_shape(payload: &mut OpFlashblockPayload) {
+    payload.diff.state_root = B256::ZERO;
+    payload.diff.block_hash = B256::ZERO;
+    payload.diff.withdrawals_root = B256::ZERO;
+    payload.diff.withdrawals.clear();
+}
+
+/// The Lagoon post-exec transaction of block `number` after `txs` transactions: type `0x7D`,
+/// payload version 1 with a zero SDM gas refund for each transaction, as raw EIP-2718 bytes.
+pub fn post_exec_tx(number: u64, txs: usize) -> Bytes {
+    use op_alloy_consensus::{PostExecPayload, SDMGasEntry, TxPostExec, POST_EXEC_PAYLOAD_VERSION};
+    let payload = PostExecPayload {
+        version: POST_EXEC_PAYLOAD_VERSION,
+        block_number: number,
+        gas_refund_entries: (0..txs as u64)
+            .map(|index| SDMGasEntry { index, gas_refund: 0 })
+            .collect(),
+    };
+    TxPostExec::new(payload).encoded_2718().into()
 }
 
 /// A payload id derived from the parent and the timestamp, stable for one block.

@@ -10,8 +10,9 @@ use op_alloy_rpc_types::{L1BlockInfo, OpTransactionReceipt, Transaction};
 /// Where a transaction sits: the block it is (pre)confirmed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockContext {
-    /// Block hash (for a pending block, the hash of the block so far).
-    pub hash: B256,
+    /// Block hash: `None` for a preconfirmed (not yet sealed) block, whose hash is not known
+    /// until it seals; transactions, receipts and logs then carry `blockHash: null`.
+    pub hash: Option<B256>,
     /// Block number.
     pub number: u64,
     /// Block timestamp.
@@ -21,10 +22,10 @@ pub struct BlockContext {
 }
 
 impl BlockContext {
-    /// The context of a block header.
+    /// The context of a sealed block's header.
     pub fn of(header: &Header, hash: B256) -> Self {
         Self {
-            hash,
+            hash: Some(hash),
             number: header.number,
             timestamp: header.timestamp,
             base_fee: header.base_fee_per_gas.unwrap_or_default(),
@@ -40,7 +41,7 @@ pub fn rpc_logs(tx: &ExecutedTx, block: &BlockContext) -> Vec<Log> {
         .enumerate()
         .map(|(i, log)| Log {
             inner: log.clone(),
-            block_hash: Some(block.hash),
+            block_hash: block.hash,
             block_number: Some(block.number),
             block_timestamp: Some(block.timestamp),
             transaction_hash: Some(tx.hash),
@@ -88,7 +89,7 @@ pub fn rpc_receipt(tx: &ExecutedTx, block: &BlockContext) -> OpTransactionReceip
             inner: ReceiptWithBloom { receipt, logs_bloom: bloom },
             transaction_hash: tx.hash,
             transaction_index: Some(tx.index),
-            block_hash: Some(block.hash),
+            block_hash: block.hash,
             block_number: Some(block.number),
             gas_used: tx.gas_used,
             effective_gas_price: tx.effective_gas_price,
@@ -134,7 +135,7 @@ pub fn rpc_transaction_raw(
         inner: alloy_consensus::transaction::TransactionInfo {
             hash: Some(tx.tx_hash()),
             index: position.map(|(_, i)| i),
-            block_hash: position.map(|(b, _)| b.hash),
+            block_hash: position.and_then(|(b, _)| b.hash),
             block_number: position.map(|(b, _)| b.number),
             block_timestamp: position.map(|(b, _)| b.timestamp),
             base_fee: position.map(|(b, _)| b.base_fee),
@@ -147,16 +148,39 @@ pub fn rpc_transaction_raw(
     Transaction::from_transaction(Recovered::new_unchecked(tx, sender), info)
 }
 
-/// An RPC block from a header and its transactions (hashes only unless `full`).
+/// An RPC block from a sealed header, its hash and its transactions (hashes only unless
+/// `full`).
 pub fn rpc_block(
     header: &Header,
     hash: B256,
     txs: &[ExecutedTx],
     full: bool,
 ) -> Block<Transaction> {
-    let ctx = BlockContext::of(header, hash);
+    rpc_block_in(header, hash, &BlockContext::of(header, hash), txs, full)
+}
+
+/// An RPC block for a preconfirmed block: `hash` is the provisional hash of `header` as
+/// served (alloy's RPC header requires one), while its full transactions carry
+/// `blockHash: null` like every preconfirmed transaction.
+pub fn rpc_pending_block(
+    header: &Header,
+    hash: B256,
+    txs: &[ExecutedTx],
+    full: bool,
+) -> Block<Transaction> {
+    let ctx = BlockContext { hash: None, ..BlockContext::of(header, hash) };
+    rpc_block_in(header, hash, &ctx, txs, full)
+}
+
+fn rpc_block_in(
+    header: &Header,
+    hash: B256,
+    ctx: &BlockContext,
+    txs: &[ExecutedTx],
+    full: bool,
+) -> Block<Transaction> {
     let transactions = if full {
-        BlockTransactions::Full(txs.iter().map(|t| rpc_transaction(t, Some(&ctx))).collect())
+        BlockTransactions::Full(txs.iter().map(|t| rpc_transaction(t, Some(ctx))).collect())
     } else {
         BlockTransactions::Hashes(txs.iter().map(|t| t.hash).collect())
     };

@@ -70,13 +70,18 @@ struct InProgress {
     index: u64,
     source_at: B256,
     source_db: SourceDb,
-    last_hash_cache: Option<B256>,
+    /// The latest `diff.post_exec_tx` of the block (sticky: once a block has one, its state
+    /// is not exact).
+    post_exec_tx: Option<Bytes>,
 }
 
-/// The executor's memory of the last fully streamed block, to build its child on.
+/// The executor's memory of the last streamed block, to build its child on.
 struct Finished {
-    hash: B256,
     number: u64,
+    /// Index of its last applied flashblock.
+    index: u64,
+    /// Whether its state is exact (no post-exec tx this node cannot apply).
+    exact: bool,
     db: CacheDB<SourceDb>,
 }
 
@@ -132,33 +137,42 @@ impl FlashblockExecutor {
         self.current.as_ref().map(|c| c.builder.input().number)
     }
 
-    /// Starts block `base` from index 0 and applies it. `canonical_tip` is the latest canonical
-    /// block hash the node knows.
+    /// Starts block `base` from index 0 and applies it. `canonical_tip` is the number and hash
+    /// of the latest canonical block the node knows.
+    ///
+    /// Index 0 of N+1 is linked to the block N in progress by number, never by the stream's
+    /// `block_hash` (zero in the Subblocks shape): it builds on N's flashblock state when N is
+    /// the block streamed just before it (and, when the frame names its predecessor, N's last
+    /// applied flashblock), N's state is exact, and N is not canonical yet. Otherwise it builds
+    /// on canonical state at `base.parent_hash`, which the source refuses
+    /// ([`ApplyError::ParentUnavailable`]) until the upstream has that block.
     pub fn start_block(
         &mut self,
         fb: &DecodedFlashblock,
-        canonical_tip: Option<B256>,
+        canonical_tip: Option<(u64, B256)>,
     ) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
         let base = fb.payload.base.as_ref().ok_or(ApplyError::NoBlock)?;
         // Keep the last block's state until its child starts: it may be the parent.
         if let Some(cur) = self.current.take() {
-            let hash = cur.last_hash();
             let number = cur.builder.input().number;
-            self.previous = Some(Finished { hash, number, db: cur.builder.into_db() });
+            let (index, exact) = (cur.index, cur.post_exec_tx.is_none());
+            self.previous = Some(Finished { number, index, exact, db: cur.builder.into_db() });
         }
         let db = match &self.previous {
             Some(prev)
-                if prev.hash == base.parent_hash
+                if prev.exact
                     && prev.number + 1 == base.block_number
-                    && canonical_tip != Some(base.parent_hash) =>
+                    && canonical_tip.is_none_or(|(n, _)| n < prev.number)
+                    && fb.prev_flashblock_id.is_none_or(|id| id == (prev.number, prev.index)) =>
             {
-                // Index 0 of N+1 before N is canonical: build on N's flashblock state.
+                // Index 0 of N+1 before N is canonical: build on N's flashblock state. The
+                // base names N's hash, which BLOCKHASH(N) answers in N+1.
                 let db = prev.db.clone();
-                db.db.insert_block_hash(prev.number, prev.hash);
+                db.db.insert_block_hash(prev.number, base.parent_hash);
                 db
             }
             _ => {
-                if canonical_tip != Some(base.parent_hash) {
+                if canonical_tip.map(|(_, h)| h) != Some(base.parent_hash) {
                     // The parent may still be canonical even if our tip view lags; the source
                     // errors on the first read otherwise.
                     debug!(parent = %base.parent_hash, "starting a block whose parent is not our canonical tip");
@@ -180,7 +194,7 @@ impl FlashblockExecutor {
             index: 0,
             source_at,
             source_db,
-            last_hash_cache: None,
+            post_exec_tx: None,
         });
         match self.apply_txs(fb) {
             Ok(r) => Ok(r),
@@ -237,10 +251,14 @@ impl FlashblockExecutor {
             }
         }
         cur.index = fb.payload.index;
+        if fb.post_exec_tx.is_some() {
+            cur.post_exec_tx = fb.post_exec_tx.clone();
+        }
         report.gas_mismatch = cur.builder.gas_used() != fb.payload.diff.gas_used;
-        let header =
-            cur.builder.header(fb.payload.diff.state_root, fb.payload.diff.withdrawals_root);
-        cur.last_hash_cache = Some(fb.payload.diff.block_hash);
+        // Never the stream's state root, withdrawals root or block hash (zero in the Subblocks
+        // shape): the roots are not computed here, the hash is the served header's own.
+        let header = cur.builder.header(B256::ZERO, B256::ZERO);
+        let hash = header.hash_slow();
         let txs: Vec<_> = cur.builder.transactions().to_vec();
         let positions: HashMap<B256, usize> =
             txs.iter().enumerate().map(|(i, t)| (t.hash, i)).collect();
@@ -249,7 +267,8 @@ impl FlashblockExecutor {
             payload_id: cur.payload_id,
             index: cur.index,
             header,
-            hash: fb.payload.diff.block_hash,
+            hash,
+            post_exec_tx: cur.post_exec_tx.clone(),
             txs: Arc::new(txs),
             positions: Arc::new(positions),
             state: Arc::new(PendingState::from_db(cur.builder.db())),
@@ -465,12 +484,6 @@ fn prefetch(cur: &InProgress, txs: &[(OpTxEnvelope, Address, &Bytes)]) {
     }
     if let Err(err) = cur.source_db.prefetch_blocking(accounts, slots) {
         debug!(%err, "prefetch of flashblock state failed; reads fall back to one at a time");
-    }
-}
-
-impl InProgress {
-    fn last_hash(&self) -> B256 {
-        self.last_hash_cache.unwrap_or_default()
     }
 }
 

@@ -8,9 +8,18 @@
 //! `{block_number}`, and newer streams add `metadata.prev_flashblock_id`. The decoder
 //! normalises those shapes once, here at the edge, so everything downstream can rely on the
 //! typed payload.
+//!
+//! Subblocks-shaped streams (the OP Stack's standard successor of flashblocks) are the same
+//! JSON with `diff.state_root`, `diff.block_hash` and `diff.withdrawals_root` always zero and
+//! `diff.withdrawals` empty; the node never uses those four fields (see the README, "What the
+//! node serves"). From Lagoon a frame may carry `diff.post_exec_tx`, a type `0x7D`
+//! post-execution transaction that [`OpFlashblockPayload`] has no field for (serde drops it):
+//! the decoder keeps its raw bytes in [`DecodedFlashblock::post_exec_tx`], and the frame's
+//! JSON stays byte for byte in [`DecodedFlashblock::raw_json`] for the fan-out.
 
 use std::{io::Read, sync::Arc};
 
+use alloy_primitives::Bytes;
 use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayload;
 use serde_json::{Map, Value};
 
@@ -35,6 +44,9 @@ pub struct DecodedFlashblock {
     ///
     /// The `"0-0"` sentinel ("no predecessor", sent after a builder restart) decodes to `None`.
     pub prev_flashblock_id: Option<(u64, u64)>,
+    /// `diff.post_exec_tx` (Lagoon): the raw EIP-2718 bytes of the block's post-execution
+    /// transaction so far, when the frame carries one (`null` or absent is `None`).
+    pub post_exec_tx: Option<Bytes>,
     /// The JSON exactly as received (after decompression), so the fan-out can re-publish it
     /// byte for byte.
     pub raw_json: Arc<str>,
@@ -117,17 +129,41 @@ pub fn decode_frame(
     };
 
     // The typed path first; any frame it does not take goes through the tolerant one, which
-    // also words the error.
-    let (payload, prev_flashblock_id) = match fast::parse(&text) {
-        Some(parsed) => parsed,
+    // also words the error. A Lagoon frame (`diff.post_exec_tx`, which the typed path does
+    // not read) always takes the tolerant path.
+    let typed = if text.contains("\"post_exec_tx\"") { None } else { fast::parse(&text) };
+    let (payload, prev_flashblock_id, post_exec_tx) = match typed {
+        Some((payload, prev)) => (payload, prev, None),
         None => {
             let value: Value =
                 serde_json::from_str(&text).map_err(|e| FrameError::Json(e.to_string()))?;
-            parse_payload(value)?
+            let post_exec_tx = post_exec_tx(&value)?;
+            let (payload, prev) = parse_payload(value)?;
+            (payload, prev, post_exec_tx)
         }
     };
 
-    Ok(DecodedFlashblock { payload, prev_flashblock_id, raw_json: text, wire_len: bytes.len() })
+    Ok(DecodedFlashblock {
+        payload,
+        prev_flashblock_id,
+        post_exec_tx,
+        raw_json: text,
+        wire_len: bytes.len(),
+    })
+}
+
+/// `diff.post_exec_tx` as bytes: absent or `null` is `None`, a hex string its bytes; anything
+/// else makes the frame invalid.
+fn post_exec_tx(value: &Value) -> Result<Option<Bytes>, FrameError> {
+    match value.get("diff").and_then(|d| d.get("post_exec_tx")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::String(_)) => serde_json::from_value::<Bytes>(v.clone())
+            .map(Some)
+            .map_err(|e| FrameError::Invalid(format!("diff.post_exec_tx is not hex bytes: {e}"))),
+        Some(other) => {
+            Err(FrameError::Invalid(format!("diff.post_exec_tx has the wrong type: {other}")))
+        }
+    }
 }
 
 /// Brotli-compresses `json` with the settings of Base's websocket proxy (quality 5, window 22).
@@ -659,20 +695,21 @@ pub(crate) mod fixtures {
         })
     }
 
-    /// A full flashblock: `base` on index 0, complete metadata.
+    /// A full flashblock of the legacy shape: `base` on index 0, complete metadata, and the
+    /// builder's state root, block hash and withdrawals root of the block so far.
     pub(crate) fn flashblock(block: u64, index: u64) -> Value {
         let mut v = json!({
             "payload_id": PAYLOAD_ID,
             "index": index,
             "diff": {
-                "state_root": ZERO32,
+                "state_root": hash(0x33),
                 "receipts_root": hash(0x11),
                 "logs_bloom": format!("0x{}", "00".repeat(256)),
                 "gas_used": "0x5208",
                 "block_hash": hash(0x22),
                 "transactions": [],
                 "withdrawals": [],
-                "withdrawals_root": ZERO32
+                "withdrawals_root": hash(0x44)
             },
             "metadata": {
                 "block_number": block,
@@ -689,6 +726,23 @@ pub(crate) mod fixtures {
     /// [`flashblock`] serialized.
     pub(crate) fn flashblock_json(block: u64, index: u64) -> String {
         flashblock(block, index).to_string()
+    }
+
+    /// The same flashblock in the Subblocks shape (OP Stack `specs/protocol/subblocks.md`):
+    /// `state_root`, `block_hash` and `withdrawals_root` zero, `withdrawals` empty.
+    pub(crate) fn subblock(block: u64, index: u64) -> Value {
+        let mut v = flashblock(block, index);
+        for key in ["state_root", "block_hash", "withdrawals_root"] {
+            v["diff"][key] = json!(ZERO32);
+        }
+        v["diff"]["withdrawals"] = json!([]);
+        v
+    }
+
+    /// A Lagoon post-execution transaction: type `0x7D`, RLP `[version 1, block, []]`.
+    pub(crate) fn post_exec_tx(block: u8) -> String {
+        // 0xc3 = a 3-byte list: 0x01, the block number (< 0x80), 0xc0 (empty list).
+        format!("0x7dc301{block:02x}c0")
     }
 }
 
@@ -1080,6 +1134,53 @@ mod tests {
         assert!(dup.contains("\"index\":0,\"index\":0"));
         assert_eq!(fast::parse(&dup), None);
         assert_eq!(decode_frame(dup.as_bytes(), MAX).unwrap().payload.index, 0);
+    }
+
+    #[test]
+    fn subblocks_shape_decodes_like_the_legacy_one() {
+        let legacy = decode_value(&flashblock(100, 0)).unwrap();
+        let sub = decode_value(&subblock(100, 0)).unwrap();
+        assert_eq!(
+            legacy.payload.diff.block_hash,
+            b256!("2222222222222222222222222222222222222222222222222222222222222222")
+        );
+        assert!(sub.payload.diff.block_hash.is_zero());
+        assert!(sub.payload.diff.state_root.is_zero());
+        assert!(sub.payload.diff.withdrawals_root.is_zero());
+        assert!(sub.payload.diff.withdrawals.is_empty());
+        // Everything the node uses is the same in both shapes.
+        assert_eq!(sub.payload.base, legacy.payload.base);
+        assert_eq!(sub.payload.index, legacy.payload.index);
+        assert_eq!(sub.payload.payload_id, legacy.payload.payload_id);
+        assert_eq!(sub.payload.diff.transactions, legacy.payload.diff.transactions);
+        assert_eq!(sub.payload.diff.gas_used, legacy.payload.diff.gas_used);
+        assert_eq!(sub.payload.diff.receipts_root, legacy.payload.diff.receipts_root);
+        assert_eq!(sub.payload.metadata, legacy.payload.metadata);
+        assert_eq!(sub.post_exec_tx, None);
+        let next = decode_value(&subblock(100, 1)).unwrap();
+        assert_eq!((next.block_number(), next.index()), (100, 1));
+    }
+
+    #[test]
+    fn post_exec_tx_is_kept_raw_and_the_json_untouched() {
+        let mut v = subblock(100, 2);
+        v["diff"]["post_exec_tx"] = json!(post_exec_tx(100));
+        let json = v.to_string();
+        let fb = decode_frame(json.as_bytes(), MAX).unwrap();
+        assert_eq!(fb.post_exec_tx.as_deref(), Some(&[0x7d, 0xc3, 0x01, 0x64, 0xc0][..]));
+        // The typed payload has no field for it; the raw JSON still has it, byte for byte.
+        assert_eq!(&*fb.raw_json, json.as_str());
+        assert!(fb.raw_json.contains("\"post_exec_tx\":\"0x7dc30164c0\""));
+        // Through brotli too.
+        let fb = decode_frame(&encode_brotli(json.as_bytes()), MAX).unwrap();
+        assert_eq!(fb.post_exec_tx.as_ref().map(|b| b.len()), Some(5));
+
+        v["diff"]["post_exec_tx"] = Value::Null;
+        assert_eq!(decode_value(&v).unwrap().post_exec_tx, None);
+        for bad in [json!("zz"), json!(7), json!({"raw": "0x7d"})] {
+            v["diff"]["post_exec_tx"] = bad.clone();
+            assert_eq!(decode_value(&v).unwrap_err().kind(), "invalid", "{bad}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! applied flashblock, never half of one.
 
 use alloy_consensus::Header;
-use alloy_primitives::{Address, B256, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_rpc_types_engine::PayloadId;
 use flashnode_exec::{BlockContext, BlockEnvInput, ExecutedTx, SourceDb, SourceError};
 use revm::{
@@ -71,10 +71,20 @@ pub struct PendingBlock {
     pub payload_id: PayloadId,
     /// Index of the last applied flashblock.
     pub index: u64,
-    /// Header of the block so far (our execution's roots, the stream's state root).
+    /// Header of the block so far: the base's fields and our execution's transactions root,
+    /// receipts root, logs bloom and gas used. `state_root` and `withdrawals_root` are zero:
+    /// the node computes no state trie and never takes the stream's (zero in the Subblocks
+    /// shape).
     pub header: Header,
-    /// The stream's `block_hash` of the block so far.
+    /// Provisional hash: keccak256 of [`Self::header`] as served. It changes with every
+    /// flashblock and is never the sealed block's hash; only the pending block object carries
+    /// it (preconfirmed transactions, receipts and logs have `blockHash: null`, see
+    /// [`Self::context`]).
     pub hash: B256,
+    /// `diff.post_exec_tx` of the latest flashblock that carried one (Lagoon, type `0x7D`).
+    /// Its settlement cannot be applied here, so a block with one is never served as
+    /// `pending` (see `Overlay::pending`); subscriptions and the fan-out still carry it.
+    pub post_exec_tx: Option<Bytes>,
     /// Re-executed transactions with receipts.
     pub txs: Arc<Vec<ExecutedTx>>,
     /// Transaction hash to index in `txs`.
@@ -97,10 +107,11 @@ impl PendingBlock {
         self.env.number
     }
 
-    /// Where the block's transactions sit, for RPC shapes.
+    /// Where the block's transactions sit, for RPC shapes: number, timestamp and base fee are
+    /// the sealed block's; the hash is unknown until the seal (`None`, served as `null`).
     pub fn context(&self) -> BlockContext {
         BlockContext {
-            hash: self.hash,
+            hash: None,
             number: self.env.number,
             timestamp: self.env.timestamp,
             base_fee: self.env.base_fee,

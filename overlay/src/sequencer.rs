@@ -419,6 +419,7 @@ mod tests {
                 metadata: OpFlashblockPayloadMetadata { block_number: block, ..Default::default() },
             },
             prev_flashblock_id: None,
+            post_exec_tx: None,
             raw_json: Arc::from("{}"),
             wire_len: 2,
         }

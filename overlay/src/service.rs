@@ -133,6 +133,9 @@ pub struct Counters {
     pub unknown_parent: AtomicU64,
     /// Flashblocks of blocks that cannot extend this chain (another chain).
     pub other_chain: AtomicU64,
+    /// Blocks not served as `pending` because a flashblock carried a Lagoon post-exec tx
+    /// (type `0x7D`) whose settlement this node cannot apply.
+    pub post_exec_blocks: AtomicU64,
 }
 
 /// Frames that could not be applied, by class (`flashnode_overlay_flashblocks_total` has the
@@ -214,6 +217,9 @@ pub struct OverlayStatus {
     pub receipt_mismatches: u64,
     /// Execution errors.
     pub execution_errors: u64,
+    /// Blocks answered as `latest` because they carry a post-exec tx (type `0x7D`) this node
+    /// cannot apply.
+    pub post_exec_blocks: u64,
     /// Why the node is not `ready` (None when it is).
     pub reason: Option<String>,
     /// Whether the upstream answered its last probe (false once it stops answering while
@@ -327,6 +333,14 @@ impl Shared {
             && self.upstream_error().is_none()
     }
 
+    /// The pending block when it is ahead of the tip but carries a post-exec tx: its state is
+    /// not exact, so it is not served.
+    fn inexact_pending(&self) -> Option<Arc<PendingBlock>> {
+        let pending = self.pending.load_full()?;
+        let ahead = self.tip.load().as_ref().is_none_or(|t| pending.number() > t.header.number);
+        (ahead && pending.post_exec_tx.is_some()).then_some(pending)
+    }
+
     /// The pending block when it is ahead of the tip but cannot be served.
     fn unreadable_pending(&self) -> Option<Arc<PendingBlock>> {
         let pending = self.pending.load_full()?;
@@ -348,14 +362,15 @@ impl std::fmt::Debug for Overlay {
 }
 
 impl Overlay {
-    /// The pending block if it is fresh and ahead of the canonical tip; None means `pending`
-    /// must answer as `latest`.
+    /// The pending block if it is fresh, exact and ahead of the canonical tip; None means
+    /// `pending` must answer as `latest`. A block with a post-exec tx (Lagoon, type `0x7D`) is
+    /// never exact here: op-revm cannot apply its settlement.
     pub fn pending(&self) -> Option<Arc<PendingBlock>> {
         if self.shared.native() {
             return None;
         }
         let pending = self.shared.pending.load_full()?;
-        if !self.shared.connected.load(Ordering::Acquire) {
+        if !self.shared.connected.load(Ordering::Acquire) || pending.post_exec_tx.is_some() {
             return None;
         }
         if pending.applied_at.elapsed() > self.shared.config.stale_after {
@@ -387,6 +402,7 @@ impl Overlay {
             && self.shared.connected.load(Ordering::Acquire)
             && self.shared.upstream_error().is_none()
             && self.shared.unreadable_pending().is_none()
+            && self.shared.inexact_pending().is_none()
         {
             Mode::Flashblocks
         } else {
@@ -523,6 +539,7 @@ impl Overlay {
             reorgs: c.reorgs.load(Ordering::Relaxed),
             receipt_mismatches: c.receipt_mismatches.load(Ordering::Relaxed),
             execution_errors: c.execution_errors.load(Ordering::Relaxed),
+            post_exec_blocks: c.post_exec_blocks.load(Ordering::Relaxed),
         }
     }
 
@@ -563,6 +580,12 @@ impl Overlay {
                 p.number(),
                 p.source_at,
                 s.config.max_pending_depth
+            ));
+        }
+        if let Some(p) = s.inexact_pending() {
+            return Some(format!(
+                "block {} carries a post-exec transaction (Lagoon, type 0x7D) whose settlement this node cannot apply: pending is latest for it",
+                p.number()
             ));
         }
         if let Some(r) = last_rejected.filter(|r| r.ago_ms < 10_000) {
@@ -627,6 +650,7 @@ pub fn spawn(
         probing: Arc::new(AtomicBool::new(false)),
         warned: HashMap::new(),
         current_block: None,
+        post_exec_block: None,
     };
     tasks.spawn_critical("overlay", task.run(stream, cancel));
     overlay
@@ -654,6 +678,8 @@ struct Task {
     warned: HashMap<&'static str, (Instant, u64)>,
     /// The block whose flashblocks are being applied (for the readiness hysteresis).
     current_block: Option<u64>,
+    /// The last block counted in `post_exec_blocks`.
+    post_exec_block: Option<u64>,
 }
 
 /// At most one warning per class in this window.
@@ -805,6 +831,32 @@ impl Task {
         }
     }
 
+    /// Counts (once per block) and warns (at most once every [`WARN_EVERY`]) that `block`
+    /// carries a post-exec tx: it is answered as `latest` until it seals.
+    fn post_exec(&mut self, block: &PendingBlock) {
+        if self.post_exec_block == Some(block.number()) {
+            return;
+        }
+        self.post_exec_block = Some(block.number());
+        self.shared.counters.post_exec_blocks.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("flashnode_overlay_fallback_blocks_total", "reason" => "post_exec_tx")
+            .increment(1);
+        let entry = self.warned.entry("post_exec").or_insert((Instant::now() - WARN_EVERY * 2, 0));
+        if entry.0.elapsed() >= WARN_EVERY {
+            let suppressed = entry.1;
+            *entry = (Instant::now(), 0);
+            warn!(
+                block = block.number(),
+                index = block.index,
+                suppressed,
+                "block carries a post-exec transaction (Lagoon, type 0x7D) whose settlement this node cannot apply (op-revm has no 0x7D): pending is latest for this block; its flashblocks are still passed through"
+            );
+        } else {
+            entry.1 += 1;
+            debug!(block = block.number(), "block carries a post-exec transaction");
+        }
+    }
+
     fn touch_tip(&self) {
         if let Ok(mut t) = self.shared.tip_at.lock() {
             *t = Some(Instant::now());
@@ -898,6 +950,10 @@ impl Task {
             }
             Decision::Gap { expected, got } => {
                 c.gaps.fetch_add(1, Ordering::Relaxed);
+                // The block's state is a prefix now: never build the next block on it.
+                if let Some(ex) = self.executor.as_mut() {
+                    ex.reset_current();
+                }
                 // Once out of sync every later frame of the block is a gap: warn only once.
                 if was_synced {
                     warn!(
@@ -946,7 +1002,7 @@ impl Task {
     /// Executes one flashblock on a blocking thread and publishes the snapshot.
     async fn apply(&mut self, fb: Arc<DecodedFlashblock>, start: bool) {
         let Some(mut executor) = self.executor.take() else { return };
-        let tip = self.shared.tip.load_full().map(|t| t.hash);
+        let tip = self.shared.tip.load_full().map(|t| (t.header.number, t.hash));
         let fb2 = fb.clone();
         let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
@@ -991,6 +1047,9 @@ impl Task {
                         "cumulative gas differs from the stream's"
                     );
                 }
+                if block.post_exec_tx.is_some() {
+                    self.post_exec(&block);
+                }
                 self.shared.pending.store(Some(block.clone()));
                 match self.unsealed.back_mut() {
                     Some(last) if last.number() == block.number() => *last = block.clone(),
@@ -1014,6 +1073,10 @@ impl Task {
                 let cause = format!("re-execution failed ({err}): the upstream's state differs from the builder's (another chain, or an upstream behind or ahead); serving the prefix until the next block");
                 self.rejected("diverged", fb.block_number(), fb.index(), &cause);
                 self.broken = true;
+                // Its state is not the builder's: never build the next block on it.
+                if let Some(ex) = self.executor.as_mut() {
+                    ex.reset_current();
+                }
                 let first = self.shared.block_broken.lock().is_ok_and(|mut b| {
                     let first = b.is_none();
                     b.get_or_insert_with(Instant::now);
@@ -1064,23 +1127,28 @@ impl Task {
         while self.unsealed.front().is_some_and(|b| b.number() < tip.header.number) {
             self.unsealed.pop_front();
         }
+        let mut sealed_as_ours = true;
         if let Some(ours) =
             self.unsealed.front().filter(|b| b.number() == tip.header.number).cloned()
         {
             self.unsealed.pop_front();
-            self.reconcile(&ours, &tip);
+            sealed_as_ours = self.reconcile(&ours, &tip);
         }
         if let Some(pending) = self.shared.pending.load_full() {
+            // Built on our flashblock state of the block that just sealed (its state does not
+            // sit on the sealed block), which sealed with other transactions than we applied.
+            let chained_on_other_state = pending.source_at != tip.hash && !sealed_as_ours;
             if pending.number() <= tip.header.number {
                 self.shared.pending.store(None);
             } else if pending.number() == tip.header.number + 1
-                && pending.env.parent_hash != tip.hash
+                && (pending.env.parent_hash != tip.hash || chained_on_other_state)
             {
-                // Built on a parent that did not become canonical: everything in it is void.
+                // Built on a parent that did not become canonical, or on a state of it that
+                // is not the sealed one: everything in it is void.
                 self.shared.counters.reorgs.fetch_add(1, Ordering::Relaxed);
                 warn!(
                     number = pending.number(),
-                    "pending block built on a non-canonical parent: dropped"
+                    "pending block built on a non-canonical parent (or on state the sealed parent does not have): dropped"
                 );
                 let _ = self
                     .shared
@@ -1121,14 +1189,11 @@ impl Task {
     }
 
     /// Compares the sealed block with the preconfirmed one: promote, or drop what diverged.
-    fn reconcile(&self, pending: &Arc<PendingBlock>, sealed: &CanonicalBlock) {
+    /// Matched by its transactions and receipts, never by hash (the pending block's hash is
+    /// provisional). Returns whether the sealed block is exactly what was preconfirmed (same
+    /// transactions, no more), i.e. whether a child built on our state of it stands.
+    fn reconcile(&self, pending: &Arc<PendingBlock>, sealed: &CanonicalBlock) -> bool {
         let c = &self.shared.counters;
-        if pending.hash == sealed.hash {
-            c.promoted.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted")
-                .increment(1);
-            return;
-        }
         // Receipts, not only hashes: a tx at the same position with other logs diverged too.
         // A block announced from p2p gossip carries no receipts: compare hashes only.
         let with_receipts = sealed.receipts.len() == sealed.tx_hashes.len();
@@ -1148,11 +1213,11 @@ impl Task {
             .filter(|t| !sealed_hashes.contains(&t.hash))
             .count();
         if first_dropped == pending.txs.len() {
-            // Every preconfirmed tx landed as preconfirmed; the block just has more.
+            // Every preconfirmed tx landed as preconfirmed; the block may just have more.
             c.promoted.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted")
                 .increment(1);
-            return;
+            return sealed.tx_hashes.len() == pending.txs.len();
         }
         c.reorgs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "reorg").increment(1);
@@ -1164,5 +1229,6 @@ impl Task {
             .shared
             .events
             .send(OverlayEvent::Dropped { block: pending.clone(), first_dropped });
+        false
     }
 }

@@ -17,7 +17,7 @@ use alloy_rpc_types_eth::{
 };
 use alloy_serde::storage::JsonStorageKey;
 use flashnode_exec::{
-    call_budgeted, create_access_list_budgeted, estimate_gas_budgeted, rpc_block, rpc_logs,
+    call_budgeted, create_access_list_budgeted, estimate_gas_budgeted, rpc_logs, rpc_pending_block,
     rpc_receipt, rpc_transaction, simulate, Budget, CallOverrides,
 };
 use flashnode_overlay::{OverlayEvent, PendingBlock};
@@ -199,7 +199,7 @@ impl EthApiServer for PendingApi {
         full: Option<bool>,
     ) -> RpcResult<Value> {
         match self.pending_at(&block) {
-            Some(p) => to_json(rpc_block(&p.header, p.hash, &p.txs, full.unwrap_or(false))),
+            Some(p) => to_json(rpc_pending_block(&p.header, p.hash, &p.txs, full.unwrap_or(false))),
             None => {
                 self.upstream("eth_getBlockByNumber", vec![block_arg(block)?, arg_opt(&full)?])
                     .await

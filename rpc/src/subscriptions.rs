@@ -9,8 +9,8 @@ use crate::{
 };
 use alloy_consensus::TxReceipt;
 use alloy_rpc_types_eth::{Filter, Log};
-use flashnode_exec::{rpc_block, rpc_logs, rpc_receipt, rpc_transaction, CanonicalBlock};
-use flashnode_overlay::{OverlayEvent, PendingBlock};
+use flashnode_exec::{rpc_logs, rpc_pending_block, rpc_receipt, rpc_transaction, CanonicalBlock};
+use flashnode_overlay::{DecodedFlashblock, OverlayEvent, PendingBlock};
 use jsonrpsee::{
     core::{async_trait, SubscriptionResult},
     server::{PendingSubscriptionSink, SubscriptionMessage},
@@ -183,8 +183,8 @@ fn send(
 
 fn messages(kind: &Kind, ev: &OverlayEvent) -> Vec<Value> {
     match (kind, ev) {
-        (Kind::Flashblocks { full }, OverlayEvent::Applied { block, .. }) => {
-            vec![flashblock_message(block, *full)]
+        (Kind::Flashblocks { full }, OverlayEvent::Applied { block, flashblock }) => {
+            vec![flashblock_message(block, flashblock, *full)]
         }
         (Kind::FlashblockTransactions { full }, OverlayEvent::Applied { block, .. }) => {
             let ctx = block.context();
@@ -269,12 +269,24 @@ fn canonical_logs(block: &CanonicalBlock) -> impl Iterator<Item = Log> + '_ {
 }
 
 /// One `newFlashblocks` message: the delta (new txs and receipts plus the cumulative header
-/// fields), or with `full` the whole pending block as Base sends it.
-fn flashblock_message(block: &PendingBlock, full: bool) -> Value {
-    if full {
-        return serde_json::to_value(rpc_block(&block.header, block.hash, &block.txs, true))
-            .unwrap_or_default();
+/// fields), or with `full` the whole pending block as Base sends it. `blockHash` (`hash`) is
+/// the pending block's provisional hash; its transactions and receipts carry
+/// `blockHash: null` (README, "What the node serves"). A frame's `diff.post_exec_tx` is passed
+/// on as `postExecTx`, the bytes as received.
+fn flashblock_message(block: &PendingBlock, flashblock: &DecodedFlashblock, full: bool) -> Value {
+    let mut msg = if full {
+        serde_json::to_value(rpc_pending_block(&block.header, block.hash, &block.txs, true))
+            .unwrap_or_default()
+    } else {
+        delta_message(block)
+    };
+    if let (Some(raw), Some(obj)) = (&flashblock.post_exec_tx, msg.as_object_mut()) {
+        obj.insert("postExecTx".into(), json!(raw));
     }
+    msg
+}
+
+fn delta_message(block: &PendingBlock) -> Value {
     let ctx = block.context();
     let new = &block.txs[block.first_new..];
     json!({

@@ -16,5 +16,6 @@ mod ops;
 mod readiness;
 mod rpc_limits;
 mod status_page;
+mod subblocks;
 mod subscriptions;
 mod supervision;
