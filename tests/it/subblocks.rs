@@ -559,7 +559,14 @@ async fn post_exec_tx_block_falls_back_and_passes_through() {
     // Until the node has seen the block sealed: no receipt with blockHash null (the only ones
     // are the upstream's, once sealed), and pending never ahead of the upstream's latest.
     let mut checked = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default() < block {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "block {block} seals within 15 s: {}\n{}",
+            status(&node.rpc).await,
+            node.proc.output()
+        );
         let r =
             raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([hash])).await["result"].clone();
         assert!(
