@@ -254,7 +254,11 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
     // The fan-out passes the stream's frames through unchanged (zeros included).
     let mut from_source = std::collections::HashMap::new();
     let mut compared = 0;
-    while compared < 5 {
+    for seen in 0.. {
+        if compared == 5 {
+            break;
+        }
+        assert!(seen < 300, "5 post-exec frames on the fan-out within 300 frames ({compared})");
         while let Ok(fb) = source.try_recv() {
             from_source.insert((fb.payload.metadata.block_number, fb.payload.index), fb.json);
         }
@@ -476,7 +480,11 @@ async fn post_exec_tx_block_falls_back_and_passes_through() {
     // Fan-out: frames with post_exec_tx arrive exactly as the source sent them.
     let mut from_source = std::collections::HashMap::new();
     let mut compared = 0;
-    while compared < 5 {
+    for seen in 0.. {
+        if compared == 5 {
+            break;
+        }
+        assert!(seen < 300, "5 post-exec frames on the fan-out within 300 frames ({compared})");
         while let Ok(fb) = source.try_recv() {
             from_source.insert((fb.payload.metadata.block_number, fb.payload.index), fb.json);
         }
