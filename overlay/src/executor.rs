@@ -73,6 +73,8 @@ struct InProgress {
     /// The latest `diff.post_exec_tx` of the block (sticky: once a block has one, its state
     /// is not exact).
     post_exec_tx: Option<Bytes>,
+    /// `diff.block_hash` of the last applied flashblock (zero in the Subblocks shape).
+    stream_hash: B256,
 }
 
 /// The executor's memory of the last streamed block, to build its child on.
@@ -82,6 +84,8 @@ struct Finished {
     index: u64,
     /// Whether its state is exact (no post-exec tx this node cannot apply).
     exact: bool,
+    /// The stream's hash of it after its last applied flashblock; `None` when zero (Subblocks).
+    stream_hash: Option<B256>,
     db: CacheDB<SourceDb>,
 }
 
@@ -141,9 +145,11 @@ impl FlashblockExecutor {
     /// of the latest canonical block the node knows.
     ///
     /// Index 0 of N+1 is linked to the block N in progress by number, never by the stream's
-    /// `block_hash` (zero in the Subblocks shape): it builds on N's flashblock state when N is
-    /// the block streamed just before it (and, when the frame names its predecessor, N's last
-    /// applied flashblock), N's state is exact, and N is not canonical yet. Otherwise it builds
+    /// `block_hash` alone (zero in the Subblocks shape): it builds on N's flashblock state when
+    /// N is the block streamed just before it (and, when the frame names its predecessor, N's
+    /// last applied flashblock), N's state is exact, N is not canonical yet, and a non-zero
+    /// stream hash of N (legacy) does not contradict N+1's `parent_hash` (a child of another
+    /// N, or N's last flashblocks missed). Otherwise it builds
     /// on canonical state at `base.parent_hash`, which the source refuses
     /// ([`ApplyError::ParentUnavailable`]) until the upstream has that block.
     pub fn start_block(
@@ -156,14 +162,17 @@ impl FlashblockExecutor {
         if let Some(cur) = self.current.take() {
             let number = cur.builder.input().number;
             let (index, exact) = (cur.index, cur.post_exec_tx.is_none());
-            self.previous = Some(Finished { number, index, exact, db: cur.builder.into_db() });
+            let stream_hash = (!cur.stream_hash.is_zero()).then_some(cur.stream_hash);
+            let db = cur.builder.into_db();
+            self.previous = Some(Finished { number, index, exact, stream_hash, db });
         }
         let db = match &self.previous {
             Some(prev)
                 if prev.exact
                     && prev.number + 1 == base.block_number
                     && canonical_tip.is_none_or(|(n, _)| n < prev.number)
-                    && fb.prev_flashblock_id.is_none_or(|id| id == (prev.number, prev.index)) =>
+                    && fb.prev_flashblock_id.is_none_or(|id| id == (prev.number, prev.index))
+                    && prev.stream_hash.is_none_or(|h| h == base.parent_hash) =>
             {
                 // Index 0 of N+1 before N is canonical: build on N's flashblock state. The
                 // base names N's hash, which BLOCKHASH(N) answers in N+1.
@@ -195,6 +204,7 @@ impl FlashblockExecutor {
             source_at,
             source_db,
             post_exec_tx: None,
+            stream_hash: B256::ZERO,
         });
         match self.apply_txs(fb) {
             Ok(r) => Ok(r),
@@ -251,6 +261,7 @@ impl FlashblockExecutor {
             }
         }
         cur.index = fb.payload.index;
+        cur.stream_hash = fb.payload.diff.block_hash;
         if fb.post_exec_tx.is_some() {
             cur.post_exec_tx = fb.post_exec_tx.clone();
         }

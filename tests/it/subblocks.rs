@@ -260,7 +260,7 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
         }
         assert!(
             seen < 300,
-            "5 post-exec frames on the fan-out within 300 frames ({compared}):\n{}",
+            "5 frames compared on the fan-out within 300 frames ({compared}):\n{}",
             node.proc.output()
         );
         while let Ok(fb) = source.try_recv() {
@@ -268,12 +268,19 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
         }
         let fb = next_flashblock(&mut fanout, Duration::from_secs(5)).await;
         let key = (fb.payload.metadata.block_number, fb.payload.index);
-        if let Some(src) = from_source.get(&key) {
-            assert_eq!(&fb.json, src, "frame {key:?} passed through unchanged");
-            compared += 1;
-        } else if fb.payload.metadata.block_number > number + 3 {
-            panic!("the source never sent {key:?}");
+        if fb.payload.metadata.block_number < number {
+            continue;
         }
+        // The node may forward a frame before this test's own copy from the source arrives.
+        let src = loop {
+            if let Some(src) = from_source.get(&key) {
+                break src.clone();
+            }
+            let s = next_flashblock(&mut source, Duration::from_secs(5)).await;
+            from_source.insert((s.payload.metadata.block_number, s.payload.index), s.json);
+        };
+        assert_eq!(fb.json, src, "frame {key:?} passed through unchanged");
+        compared += 1;
     }
 
     // After the seal: the upstream's receipt, with the sealed block's hash, which resolves;
