@@ -120,12 +120,22 @@ def metric_names_in_code() -> set[str]:
 def node_flags() -> dict[str, str]:
     """Long flag name -> Rust type of `flashnode node`: the fields of NodeArgs in bin/src and
     of every struct flattened into it (`#[command(flatten)]`)."""
+    return command_flags("NodeArgs", dict(ANNOUNCED_FLAGS))
+
+
+def relay_flags() -> dict[str, str]:
+    """Long flag name -> Rust type of `flashnode relay` (RelayArgs and what it flattens)."""
+    return command_flags("RelayArgs", {})
+
+
+def command_flags(root: str, announced: dict[str, str]) -> dict[str, str]:
+    """The flags of the clap struct `root` in bin/src, with `announced` ones added."""
     structs: dict[str, str] = {}
     for path in (ROOT / "bin" / "src").rglob("*.rs"):
         for name, body in re.findall(r"pub struct (\w+) \{(.*?)\n\}", path.read_text(), re.S):
             structs[name] = body
     field = re.compile(r"((?:\s*(?:///[^\n]*|#\[[^\n]*\]))*)\s*pub (\w+): ([^,\n]+),")
-    flags = dict(ANNOUNCED_FLAGS)
+    flags = dict(announced)
 
     def walk(name: str, seen: set[str]) -> None:
         if name in seen or name not in structs:
@@ -142,9 +152,9 @@ def node_flags() -> dict[str, str]:
             explicit = re.search(r'\blong\s*=\s*"([^"]+)"', arg.group(1))
             flags[explicit.group(1) if explicit else fname.replace("_", "-")] = ty
 
-    walk("NodeArgs", set())
-    if len(flags) <= len(ANNOUNCED_FLAGS):
-        raise SystemExit("found no `flashnode node` flags in bin/src (NodeArgs moved?)")
+    walk(root, set())
+    if len(flags) <= len(announced):
+        raise SystemExit(f"found no flags of {root} in bin/src (moved?)")
     return flags
 
 
@@ -185,8 +195,89 @@ def pod_spec(obj):
     return None
 
 
+def is_relay(o) -> bool:
+    return o.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") == "relay"
+
+
+def relay_check(objs, errors: list[str]) -> None:
+    """The relay tier of a render: its Deployment runs `flashnode relay` with flags that exist
+    (and fit their types), and its Service, HPA and PDB point at its pods only."""
+    by_kind: dict[str, list] = {}
+    for o in objs:
+        by_kind.setdefault(o["kind"], []).append(o)
+    deployments = by_kind.get("Deployment", [])
+    if len(deployments) != 1:
+        errors.append(f"relay: expected one Deployment, got {len(deployments)}")
+        return
+    wl = deployments[0]
+    tpl = wl["spec"]["template"]
+    labels = tpl["metadata"].get("labels", {})
+    sel = wl["spec"]["selector"]["matchLabels"]
+    if any(labels.get(k) != v for k, v in sel.items()):
+        errors.append(f"relay Deployment selector {sel} does not match its pod labels {labels}")
+    containers = tpl["spec"]["containers"]
+    main = next((c for c in containers if c["name"] == "relay"), None)
+    if main is None:
+        errors.append("relay: no container named relay")
+        return
+    port_names = {p["name"] for p in main.get("ports", [])}
+    args = main.get("args", [])
+    if args[:1] != ["relay"]:
+        errors.append(f"relay args must start with relay, got {args}")
+    flags = relay_flags()
+    for a in args[1:]:
+        if not a.startswith("--"):
+            errors.append(f"relay arg {a!r} is not a --flag")
+            continue
+        key, _, value = a[2:].partition("=")
+        if key not in flags:
+            errors.append(f"relay arg `--{key}` is not a `flashnode relay` flag")
+        elif flags[key] == "bool" and value:
+            errors.append(f"relay arg `--{key}` is a switch and takes no value")
+        elif re.fullmatch(r"u8|u16|u32|u64|usize", flags[key]) and not value.isdigit():
+            errors.append(f"relay arg `--{key}={value}` does not fit the flag's type {flags[key]}")
+    for needed in ("flashblocks-url", "flashblocks-addr", "metrics-addr"):
+        if not any(a.startswith(f"--{needed}=") for a in args):
+            errors.append(f"relay args have no --{needed}")
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"), ("startupProbe", "/healthz")):
+        p = main.get(probe, {}).get("httpGet")
+        if not p:
+            errors.append(f"relay container has no {probe}")
+        elif p["path"] != path or p["port"] not in port_names:
+            errors.append(f"relay {probe} must be {path} on a named port of the container")
+    sc = main.get("securityContext", {})
+    if not (sc.get("runAsNonRoot") and sc.get("readOnlyRootFilesystem")):
+        errors.append("relay container must run as non-root with a read-only root filesystem")
+    for svc in by_kind.get("Service", []):
+        if any(labels.get(k) != v for k, v in svc["spec"].get("selector", {}).items()):
+            errors.append(f"Service {svc['metadata']['name']} selects no relay pod")
+        for p in svc["spec"]["ports"]:
+            if isinstance(p.get("targetPort"), str) and p["targetPort"] not in port_names:
+                errors.append(f"Service {svc['metadata']['name']} targets unknown port {p['targetPort']}")
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        ref = hpa["spec"]["scaleTargetRef"]
+        if (ref["kind"], ref["name"]) != ("Deployment", wl["metadata"]["name"]):
+            errors.append(f"relay HPA targets {ref['kind']}/{ref['name']}, not the relay Deployment")
+        if "replicas" in wl["spec"]:
+            errors.append("relay Deployment sets replicas while an HPA owns them")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        if any(labels.get(k) != v for k, v in pdb["spec"]["selector"]["matchLabels"].items()):
+            errors.append("relay PodDisruptionBudget selects no relay pod")
+
+
 def cross_check(objs, errors: list[str]) -> None:
     """References between the objects of one render: what the schemas cannot see."""
+    relay = [o for o in objs if is_relay(o)]
+    if relay:
+        relay_check(relay, errors)
+        relay_pods = [r["spec"]["template"]["metadata"]["labels"] for r in relay if r["kind"] == "Deployment"]
+        for o in objs:
+            if o["kind"] != "Service" or is_relay(o):
+                continue
+            sel = o["spec"].get("selector", {})
+            if sel and any(all(pod.get(k) == v for k, v in sel.items()) for pod in relay_pods):
+                errors.append(f"Service {o['metadata']['name']} of the nodes also selects relay pods")
+        objs = [o for o in objs if not is_relay(o)]
     by_kind: dict[str, list] = {}
     for o in objs:
         by_kind.setdefault(o["kind"], []).append(o)

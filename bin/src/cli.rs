@@ -35,6 +35,9 @@ pub enum Command {
     Node(NodeArgs),
     /// Show a node's mode, tip, flashblock index, stream lag and counters, live.
     Status(StatusArgs),
+    /// Relay another flashblock stream to many subscribers: fan-out only (no RPC, no
+    /// execution, no state), with resume, limits, filters and compression as the node's.
+    Relay(RelayArgs),
 }
 
 /// `flashnode status` flags.
@@ -113,17 +116,35 @@ pub struct OverlayArgs {
     /// methods answer a clear error past it instead of hanging.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FLASHNODE_UPSTREAM_TIMEOUT")]
     pub upstream_timeout: Duration,
-    /// Fan-out API keys (comma separated), served on /ws/{key}.
-    #[arg(long, value_delimiter = ',', env = "FLASHNODE_WS_API_KEYS")]
+    /// Raw flashblock fan-out flags.
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
+    /// On SIGINT/SIGTERM (or a critical task's failure), how long the shutdown may take:
+    /// in-flight RPC calls finish, then the tasks stop; at the deadline the process exits,
+    /// whatever still runs.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Raw flashblock fan-out flags, shared by `node`, `dev` and `relay` (Base websocket-proxy
+/// names are aliases where the proxy has the same setting).
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Fan-out API keys (comma separated), served on /ws/{key}; Base's `<app>:<key>` form is
+    /// accepted (the key is what follows the colon).
+    #[arg(long, value_delimiter = ',', env = "FLASHNODE_WS_API_KEYS", visible_alias = "api-keys")]
     pub ws_api_keys: Vec<String>,
     /// Close the public /ws path (keys only).
     #[arg(long)]
     pub ws_close_public: bool,
     /// Fan-out connections per client IP.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, visible_aliases = ["per-ip-connection-limit", "per-ip-connections-limit"])]
     pub ws_per_ip_limit: usize,
+    /// Fan-out subscribers per API key (`/ws/{key}`); 0 = no limit. Beyond it, HTTP 429.
+    #[arg(long, default_value_t = 0)]
+    pub ws_per_key_limit: usize,
     /// Fan-out connections in all.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, visible_aliases = ["instance-connection-limit", "global-connections-limit"])]
     pub ws_global_limit: usize,
     /// Take fan-out client IPs from X-Forwarded-For (only behind a trusted load balancer).
     #[arg(long)]
@@ -141,20 +162,72 @@ pub struct OverlayArgs {
     #[arg(long, default_value_t = 256)]
     pub ws_fd_reserve: usize,
     /// Send brotli Binary frames to every fan-out client.
-    #[arg(long)]
+    #[arg(long, visible_alias = "enable-compression")]
     pub ws_compression: bool,
     /// Messages a fan-out client may lag behind before it is disconnected.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, visible_alias = "message-buffer-size")]
     pub ws_buffer: usize,
     /// Fan-out writer threads (each writes every flashblock to its share of the subscribers);
     /// 0 = one per core, at most 4; at most 64.
     #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
     pub ws_writers: usize,
-    /// On SIGINT/SIGTERM (or a critical task's failure), how long the shutdown may take:
-    /// in-flight RPC calls finish, then the tasks stop; at the deadline the process exits,
-    /// whatever still runs.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Interval between the fan-out's pings to each client.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, visible_alias = "client-ping-interval-ms")]
+    pub ws_ping_interval: Duration,
+    /// A fan-out client silent (no pong, no message) for this long is dropped.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, visible_alias = "client-pong-timeout-ms")]
+    pub ws_pong_timeout: Duration,
+    /// Longest a fan-out client's socket may take no bytes before it is dropped as slow.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub ws_send_timeout: Duration,
+    /// Frames the fan-out's resume ring keeps for `/ws?from=<block>-<index>` (a few blocks).
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub ws_ring_frames: usize,
+    /// Bytes the fan-out's resume ring keeps (the newest frame is kept whatever its size).
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    pub ws_ring_bytes: usize,
+}
+
+/// `flashnode relay` flags: a fan-out tier fed by another stream.
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// Flashblock websocket to relay: a builder, rollup-boost, Base's websocket proxy, another
+    /// flashnode's `/ws` or another relay.
+    #[arg(long, visible_aliases = ["upstream-ws", "websocket-url"], env = "FLASHNODE_FLASHBLOCKS_URL")]
+    pub flashblocks_url: String,
+    /// Fan-out listen address (path /ws).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8546",
+        visible_alias = "listen-addr",
+        env = "FLASHNODE_FLASHBLOCKS_ADDR"
+    )]
+    pub flashblocks_addr: SocketAddr,
+    /// Operator endpoint: Prometheus `/metrics`, `/healthz`, `/readyz` (200 while the upstream
+    /// is connected and its last frame is fresh); off when unset.
+    #[arg(long, env = "FLASHNODE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Ping interval on the upstream stream.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, visible_alias = "subscriber-ping-interval-ms")]
+    pub stream_ping_interval: Duration,
+    /// The upstream is dead when neither a frame nor a pong arrived within this window.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, visible_alias = "subscriber-pong-timeout-ms")]
+    pub stream_silence_timeout: Duration,
+    /// Largest reconnect delay to the upstream (jittered exponential backoff from 10 ms).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, visible_alias = "subscriber-max-interval-ms")]
+    pub stream_backoff_max: Duration,
+    /// Largest accepted flashblock frame, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_frame_bytes: usize,
+    /// `/readyz` answers 503 when the upstream's last frame is older than this.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub ready_stale_after: Duration,
+    /// On SIGINT/SIGTERM, how long the shutdown may take (subscribers get a 1001 close).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Fan-out flags.
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
 }
 
 /// `flashnode node` flags.

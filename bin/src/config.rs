@@ -522,9 +522,9 @@ mod tests {
         );
         assert_eq!(n.upstream_rpc, "http://10.0.0.1:8545");
         assert_eq!(n.flashblocks_url.as_deref(), Some("ws://10.0.0.2/ws"));
-        assert_eq!(n.overlay.ws_per_ip_limit, 7);
-        assert!(n.overlay.ws_compression);
-        assert_eq!(n.overlay.ws_api_keys, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(n.overlay.fanout.ws_per_ip_limit, 7);
+        assert!(n.overlay.fanout.ws_compression);
+        assert_eq!(n.overlay.fanout.ws_api_keys, vec!["a".to_string(), "b".to_string()]);
     }
 
     #[test]

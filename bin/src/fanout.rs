@@ -1,7 +1,7 @@
 //! Wiring of the raw fan-out into the node: its settings from the flags, and the overlay's
 //! accepted flashblocks turned into the fan-out's source frames.
 
-use crate::cli::OverlayArgs;
+use crate::cli::{FanoutArgs, OverlayArgs};
 use flashnode_fanout::{FanoutConfig, SourceFrame};
 use flashnode_overlay::{Overlay, OverlayEvent};
 use flashnode_tasks::TaskExecutor;
@@ -17,11 +17,23 @@ const QUEUE: usize = 64;
 
 /// The fan-out's settings from the node's flags.
 pub fn config(addr: SocketAddr, args: &OverlayArgs) -> FanoutConfig {
+    fanout_config(addr, &args.fanout)
+}
+
+/// An API key as configured: `<key>`, or Base's `<app>:<key>` (the key is what follows the
+/// colon).
+fn api_key(entry: &str) -> String {
+    entry.split_once(':').map_or(entry, |(_, key)| key).trim().to_string()
+}
+
+/// The fan-out's settings from its flags (node, dev and relay share them).
+pub fn fanout_config(addr: SocketAddr, args: &FanoutArgs) -> FanoutConfig {
     FanoutConfig {
         addr,
-        api_keys: args.ws_api_keys.clone(),
+        api_keys: args.ws_api_keys.iter().map(|k| api_key(k)).filter(|k| !k.is_empty()).collect(),
         public: !args.ws_close_public,
         per_ip_limit: args.ws_per_ip_limit,
+        per_key_limit: args.ws_per_key_limit,
         global_limit: args.ws_global_limit,
         trust_forwarded_for: args.ws_trust_forwarded_for,
         trusted_proxy_hops: args.ws_trusted_proxy_hops,
@@ -30,6 +42,11 @@ pub fn config(addr: SocketAddr, args: &OverlayArgs) -> FanoutConfig {
         writers: args.ws_writers,
         handshake_timeout: args.ws_handshake_timeout,
         fd_reserve: args.ws_fd_reserve,
+        ping_interval: args.ws_ping_interval,
+        pong_timeout: args.ws_pong_timeout,
+        send_timeout: args.ws_send_timeout,
+        ring_frames: args.ws_ring_frames,
+        ring_bytes: args.ws_ring_bytes,
         ..Default::default()
     }
 }
@@ -90,5 +107,17 @@ async fn forward(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_key;
+
+    #[test]
+    fn api_keys_take_base_app_prefixes() {
+        assert_eq!(api_key("secret"), "secret");
+        assert_eq!(api_key("app1:secret"), "secret");
+        assert_eq!(api_key(" app : secret "), "secret");
     }
 }

@@ -11,6 +11,7 @@ mod http;
 mod node;
 mod p2p;
 mod presets;
+mod relay;
 mod status;
 
 /// How long the runtime may wait for blocking threads at exit. The shutdown already spent
@@ -31,6 +32,7 @@ fn main() -> anyhow::Result<()> {
             cli::Command::Dev(args) => dev::run_dev(args).await,
             cli::Command::Node(args) => node::run_node(args).await,
             cli::Command::Status(args) => status::run(args).await,
+            cli::Command::Relay(args) => relay::run_relay(args).await,
         }
     });
     // Dropping the runtime would wait for every blocking thread to finish.

@@ -5,7 +5,10 @@
 //! A connection is counted from the moment it is accepted, not once its handshake is done, so
 //! half-open sockets are bounded by the same limits as subscribers.
 
-use crate::filter::{FilterError, FrameFilter};
+use crate::{
+    filter::{FilterError, FrameFilter},
+    resume::{parse_from, parse_on_gap, Resume, ResumeError},
+};
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
@@ -18,6 +21,9 @@ pub(crate) enum QueryError {
     /// A filter parameter does not parse.
     #[error(transparent)]
     Filter(#[from] FilterError),
+    /// `from=` or `on_gap=` does not parse.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
     /// `compress=` names something other than brotli.
     #[error("compress must be brotli (or left out for Text frames), not {0:?}")]
     Compress(String),
@@ -70,6 +76,9 @@ pub(crate) enum Rejection {
     /// The fan-out holds all the connections it may.
     #[error("too many connections")]
     TooMany,
+    /// The API key holds its share of connections.
+    #[error("too many connections for this API key")]
+    TooManyForKey,
 }
 
 impl Rejection {
@@ -82,7 +91,7 @@ impl Rejection {
             Self::UpgradeRequired { .. } | Self::WebsocketVersion => 426,
             Self::Method => 405,
             Self::HeadTooLarge => 431,
-            Self::TooManyFromIp | Self::TooMany => 429,
+            Self::TooManyFromIp | Self::TooMany | Self::TooManyForKey => 429,
         }
     }
 
@@ -100,6 +109,7 @@ impl Rejection {
             Self::HeadTooLarge => "head_too_large",
             Self::TooManyFromIp => "per_ip_limit",
             Self::TooMany => "global_limit",
+            Self::TooManyForKey => "per_key_limit",
         }
     }
 }
@@ -111,6 +121,10 @@ pub(crate) struct Route {
     pub(crate) filter: Option<FrameFilter>,
     /// `?compress=brotli`.
     pub(crate) brotli: bool,
+    /// `?from=` (and `on_gap=`): where to resume.
+    pub(crate) resume: Option<Resume>,
+    /// The API key of `/ws/{key}`.
+    pub(crate) key: Option<String>,
 }
 
 /// Which paths are open, to whom.
@@ -126,37 +140,56 @@ impl Paths {
     /// Routes `path` with `query` (without the `?`): the subscriber's route, or why not.
     pub(crate) fn route(&self, path: &str, query: &str) -> Result<Route, Rejection> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let filtered = match segments.as_slice() {
-            ["ws"] if self.public => false,
+        let (filtered, key) = match segments.as_slice() {
+            ["ws"] if self.public => (false, None),
             ["ws"] => return Err(Rejection::KeyRequired),
             ["ws", key] | ["ws", key, "filter"] => {
                 if !self.api_keys.iter().any(|k| k == key) {
                     return Err(Rejection::UnknownKey);
                 }
-                segments.len() == 3
+                (segments.len() == 3, Some(key.to_string()))
             }
             _ => return Err(Rejection::NotFound),
         };
-        let mut route = Route { filter: filtered.then(FrameFilter::default), brotli: false };
+        let mut route =
+            Route { filter: filtered.then(FrameFilter::default), brotli: false, resume: None, key };
+        let mut on_gap = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if key == "compress" {
-                match value {
-                    "brotli" => route.brotli = true,
-                    other => return Err(QueryError::Compress(other.into()).into()),
+            match key {
+                "compress" => {
+                    match value {
+                        "brotli" => route.brotli = true,
+                        other => return Err(QueryError::Compress(other.into()).into()),
+                    }
+                    continue;
                 }
-                continue;
+                "from" => {
+                    let from = parse_from(value).map_err(QueryError::from)?;
+                    route.resume = Some(Resume { from, on_gap: Default::default() });
+                    continue;
+                }
+                "on_gap" => {
+                    on_gap = Some(parse_on_gap(value).map_err(QueryError::from)?);
+                    continue;
+                }
+                _ => {}
             }
             let known = match &mut route.filter {
                 Some(filter) => {
                     if filter.set(key, value).map_err(QueryError::from)? {
                         continue;
                     }
-                    "addresses, topics, match, compress"
+                    "addresses, topics, match, compress, from, on_gap"
                 }
-                None => "compress",
+                None => "compress, from, on_gap",
             };
             return Err(QueryError::Unknown { key: key.into(), known }.into());
+        }
+        match (&mut route.resume, on_gap) {
+            (Some(resume), Some(on_gap)) => resume.on_gap = on_gap,
+            (None, Some(_)) => return Err(QueryError::from(ResumeError::OnGapWithoutFrom).into()),
+            _ => {}
         }
         Ok(route)
     }
@@ -188,6 +221,8 @@ pub(crate) fn client_ip<'a>(
 pub(crate) struct Limits {
     per_ip: usize,
     global: usize,
+    /// Subscribers per API key; 0 is no limit.
+    per_key: usize,
     counts: Mutex<Counts>,
 }
 
@@ -195,12 +230,19 @@ pub(crate) struct Limits {
 struct Counts {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+    per_key: HashMap<String, usize>,
 }
 
 impl Limits {
     /// Limits of `per_ip` connections per client address and `global` in all.
+    #[cfg(test)]
     pub(crate) fn new(per_ip: usize, global: usize) -> Arc<Self> {
-        Arc::new(Self { per_ip, global, counts: Mutex::default() })
+        Self::with_per_key(per_ip, global, 0)
+    }
+
+    /// [`Self::new`] with at most `per_key` subscribers per API key (0: no limit).
+    pub(crate) fn with_per_key(per_ip: usize, global: usize, per_key: usize) -> Arc<Self> {
+        Arc::new(Self { per_ip, global, per_key, counts: Mutex::default() })
     }
 
     /// Counts a connection just accepted: against the global limit, and against its address's
@@ -222,7 +264,7 @@ impl Limits {
         }
         c.total += 1;
         metrics::gauge!("flashnode_fanout_connections").increment(1.0);
-        Ok(Slot { limits: self.clone(), ip })
+        Ok(Slot { limits: self.clone(), ip, key: None })
     }
 
     /// Connections held now.
@@ -237,9 +279,25 @@ impl Limits {
 pub(crate) struct Slot {
     limits: Arc<Limits>,
     ip: Option<IpAddr>,
+    key: Option<String>,
 }
 
 impl Slot {
+    /// Counts the connection against its API key's share (`--ws-per-key-limit`).
+    pub(crate) fn claim_key(&mut self, key: &str) -> Result<(), Rejection> {
+        if self.key.is_some() || self.limits.per_key == 0 {
+            return Ok(());
+        }
+        let mut c = self.limits.counts.lock().map_err(|_| Rejection::TooMany)?;
+        let n = c.per_key.get(key).copied().unwrap_or(0);
+        if n >= self.limits.per_key {
+            return Err(Rejection::TooManyForKey);
+        }
+        c.per_key.insert(key.to_string(), n + 1);
+        self.key = Some(key.to_string());
+        Ok(())
+    }
+
     /// Counts the connection against `ip`'s share once the address is known from the request
     /// (behind a trusted proxy). A slot already counted against an address keeps it.
     pub(crate) fn claim(&mut self, ip: IpAddr) -> Result<(), Rejection> {
@@ -269,6 +327,14 @@ impl Drop for Slot {
                     *n = n.saturating_sub(1);
                     if *n == 0 {
                         c.per_ip.remove(&ip);
+                    }
+                }
+            }
+            if let Some(key) = self.key.take() {
+                if let Some(n) = c.per_key.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        c.per_key.remove(&key);
                     }
                 }
             }
@@ -302,11 +368,14 @@ mod tests {
             open.route("/ws", "addresses=0x00"),
             Err(Rejection::Query(QueryError::Unknown {
                 key: "addresses".into(),
-                known: "compress"
+                known: "compress, from, on_gap"
             })),
             "filters are served on /ws/{{key}}/filter only"
         );
-        assert_eq!(open.route("/ws/k", ""), Ok(Route::default()));
+        assert_eq!(
+            open.route("/ws/k", ""),
+            Ok(Route { key: Some("k".into()), ..Route::default() })
+        );
         assert_eq!(open.route("/ws/nope", ""), Err(Rejection::UnknownKey));
         assert_eq!(open.route("/nope", ""), Err(Rejection::NotFound));
         assert_eq!(open.route("/ws/k/other", ""), Err(Rejection::NotFound));
@@ -317,9 +386,24 @@ mod tests {
             open.route("/ws/k/filter", "colour=red"),
             Err(Rejection::Query(QueryError::Unknown { .. }))
         ));
+        use crate::resume::{From, OnGap};
+        assert_eq!(
+            open.route("/ws", "from=12-3").unwrap().resume,
+            Some(Resume { from: From::After((12, 3)), on_gap: OnGap::Close })
+        );
+        assert_eq!(
+            open.route("/ws/k/filter", "on_gap=next_block&from=earliest&match=all").unwrap().resume,
+            Some(Resume { from: From::Earliest, on_gap: OnGap::NextBlock })
+        );
+        assert_eq!(open.route("/ws", "from=12").map_err(|e| e.status()), Err(400));
+        assert_eq!(
+            open.route("/ws", "on_gap=next_block"),
+            Err(Rejection::Query(QueryError::Resume(ResumeError::OnGapWithoutFrom)))
+        );
+        assert_eq!(open.route("/ws", "").unwrap().resume, None, "no resume: today's stream");
         let closed = Paths { public: false, api_keys: vec!["k".into()] };
         assert_eq!(closed.route("/ws", ""), Err(Rejection::KeyRequired));
-        assert_eq!(closed.route("/ws/k", ""), Ok(Route::default()));
+        assert_eq!(closed.route("/ws/k", "").map(|r| r.key), Ok(Some("k".into())));
     }
 
     #[test]
@@ -378,6 +462,29 @@ mod tests {
         let _d = limits.accept(Some(ip("2.2.2.2"))).unwrap();
         let _e = limits.accept(Some(ip("1.1.1.1"))).unwrap();
         assert_eq!(limits.accept(Some(ip("3.3.3.3"))).unwrap_err(), Rejection::TooMany);
+    }
+
+    #[test]
+    fn api_keys_hold_their_share() {
+        let limits = Limits::with_per_key(100, 100, 2);
+        let mut a = limits.accept(None).unwrap();
+        let mut b = limits.accept(None).unwrap();
+        let mut c = limits.accept(None).unwrap();
+        a.claim_key("k").unwrap();
+        b.claim_key("k").unwrap();
+        assert_eq!(c.claim_key("k").unwrap_err(), Rejection::TooManyForKey);
+        c.claim_key("other").unwrap();
+        drop(a);
+        let mut d = limits.accept(None).unwrap();
+        d.claim_key("k").unwrap();
+        drop((b, c, d));
+        assert!(limits.counts.lock().unwrap().per_key.is_empty());
+        // 0: no limit.
+        let open = Limits::new(100, 100);
+        let mut slots: Vec<Slot> = (0..5).map(|_| open.accept(None).unwrap()).collect();
+        for s in &mut slots {
+            s.claim_key("k").unwrap();
+        }
     }
 
     #[test]

@@ -51,12 +51,27 @@ pub struct SourceFrame {
     pub addresses: HashSet<Address>,
     /// Topics of its logs, matched by `/filter?topics=`.
     pub topics: HashSet<B256>,
+    /// The brotli encoding of `json` as the source sent it, if it came compressed: brotli
+    /// subscribers get these bytes instead of a re-encoding.
+    pub brotli: Option<Bytes>,
 }
 
 impl SourceFrame {
     /// A frame with nothing to match filters on (every address or topic filter skips it).
     pub fn new(json: Arc<str>, block_number: u64, index: u64) -> Self {
-        Self { json, block_number, index, addresses: HashSet::new(), topics: HashSet::new() }
+        Self {
+            json,
+            block_number,
+            index,
+            addresses: HashSet::new(),
+            topics: HashSet::new(),
+            brotli: None,
+        }
+    }
+
+    /// Its position in the stream: `(block_number, index)`.
+    pub fn position(&self) -> (u64, u64) {
+        (self.block_number, self.index)
     }
 }
 
@@ -66,6 +81,9 @@ impl SourceFrame {
 #[derive(Debug)]
 pub(crate) struct Frame {
     source: SourceFrame,
+    /// Its place in the fan-out's sequence (every frame published gets the next number), which
+    /// the ring, the writers and resuming subscribers agree on.
+    pub(crate) seq: u64,
     /// The Text frame's wire bytes.
     pub(crate) text: Bytes,
     /// The brotli Binary frame's wire bytes, built when the first client that wants it asks.
@@ -75,10 +93,31 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
+    /// The first frame of a sequence (tests; the ring numbers frames with [`Frame::numbered`]).
+    #[cfg(test)]
     pub(crate) fn new(source: SourceFrame) -> Self {
+        Self::numbered(source, 0)
+    }
+
+    /// Frame number `seq` of the fan-out's sequence.
+    pub(crate) fn numbered(source: SourceFrame, seq: u64) -> Self {
         let text =
             wire_frame(OpCode::Data(Data::Text), Bytes::copy_from_slice(source.json.as_bytes()));
-        Self { source, text, brotli: Default::default(), built: Instant::now() }
+        let brotli = std::sync::OnceLock::new();
+        if let Some(compressed) = &source.brotli {
+            let _ = brotli.set(wire_frame(OpCode::Data(Data::Binary), compressed.clone()));
+        }
+        Self { source, seq, text, brotli, built: Instant::now() }
+    }
+
+    /// `(block_number, index)`.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        self.source.position()
+    }
+
+    /// Bytes the frame holds (what the ring counts against its byte bound).
+    pub(crate) fn size(&self) -> usize {
+        self.text.len() + self.brotli.get().map_or(0, Bytes::len)
     }
 
     /// The brotli Binary frame, compressed on first use and shared afterwards.
@@ -126,6 +165,19 @@ pub(crate) fn control_frame(frame: WsFrame) -> Bytes {
 /// An empty ping.
 pub(crate) fn ping_frame() -> Bytes {
     control_frame(WsFrame::ping(Bytes::new()))
+}
+
+/// A Close frame with `code` and `reason` (at most 123 bytes of it are sent, as RFC 6455
+/// allows in a control frame).
+pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    control_frame(WsFrame::close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason[..end].to_string().into(),
+    })))
 }
 
 /// The Close a subscriber gets when the fan-out shuts down: 1001 (going away), so a client can

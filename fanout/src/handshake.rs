@@ -143,11 +143,13 @@ pub(crate) async fn read_head(stream: &mut TcpStream) -> Result<Head, HeadError>
     }
 }
 
-/// The 101 that completes a websocket handshake.
+/// The 101 that completes a websocket handshake; it says the fan-out serves `?from=`
+/// ([`RESUME_HEADER`](crate::RESUME_HEADER)).
 pub(crate) fn switching_protocols(key: &str) -> Vec<u8> {
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: {accept}\r\n{}: 1\r\n\r\n",
+        crate::RESUME_HEADER
     )
     .into_bytes()
 }
@@ -203,6 +205,7 @@ mod tests {
         let ok = String::from_utf8(switching_protocols(&key)).unwrap();
         assert!(ok.starts_with("HTTP/1.1 101 "));
         assert!(ok.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{ok}");
+        assert!(ok.contains("\r\nx-flashnode-resume: 1\r\n"), "resume advertised: {ok}");
         assert!(Head::parse(&UPGRADE.as_bytes()[..40]).unwrap().is_none(), "partial");
     }
 

@@ -8,6 +8,16 @@
 //! limit is kept below the process's descriptor limit. A subscriber that lags behind its buffer
 //! or whose send takes too long is disconnected and counted, never slowing the others.
 //!
+//! Every fan-out keeps a ring of its most recent frames (bounded by count and bytes): a
+//! subscriber that connects with `?from=<block_number>-<index>` (the last frame it has) gets
+//! every later frame still in the ring, then the live stream, with no duplicate and no gap
+//! (see the `resume` module; the 101 says so with [`RESUME_HEADER`]). A consumer that does not
+//! ask sees the live stream as before.
+//!
+//! [`run_upstream`] is the fan-out's own source client for a process that relays another
+//! stream (`flashnode relay`): it validates each frame's shape and order, hands it over as
+//! received, and resumes from its upstream's ring after a reconnect.
+//!
 //! The fan-out knows nothing of execution: it is fed [`SourceFrame`]s through a bounded channel
 //! (the node feeds it the flashblocks its overlay accepted), so a process without an overlay can
 //! feed it too.
@@ -18,11 +28,18 @@ mod filter;
 mod frame;
 mod handshake;
 mod outbox;
+mod resume;
+mod ring;
 mod server;
+mod shape;
 mod shard;
+mod upstream;
 
 pub use frame::{encode_brotli, SourceFrame, BROTLI_QUALITY, BROTLI_WINDOW};
+pub use resume::{RESUME_GAP_CLOSE_CODE, RESUME_HEADER};
 pub use server::{serve, Fanout};
+pub use shape::{parse_frame, ShapeError};
+pub use upstream::{run_upstream, UpstreamConfig, UpstreamState};
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -37,6 +54,8 @@ pub struct FanoutConfig {
     pub public: bool,
     /// Connections per client IP (handshakes included).
     pub per_ip_limit: usize,
+    /// Subscribers per API key (`/ws/{key}`); 0 is no limit.
+    pub per_key_limit: usize,
     /// Connections in all (handshakes and health checks included); lowered at start if the
     /// descriptor limit cannot hold it next to `fd_reserve`.
     pub global_limit: usize,
@@ -66,6 +85,10 @@ pub struct FanoutConfig {
     /// Descriptors of the process's `RLIMIT_NOFILE` the fan-out leaves to everything else (the
     /// RPC, health checks, upstream connections, files).
     pub fd_reserve: usize,
+    /// Frames the resume ring keeps (at least one).
+    pub ring_frames: usize,
+    /// Bytes the resume ring keeps (the newest frame is kept whatever its size).
+    pub ring_bytes: usize,
 }
 
 impl Default for FanoutConfig {
@@ -75,6 +98,7 @@ impl Default for FanoutConfig {
             api_keys: Vec::new(),
             public: true,
             per_ip_limit: 10,
+            per_key_limit: 0,
             global_limit: 10_000,
             trust_forwarded_for: false,
             trusted_proxy_hops: 1,
@@ -87,6 +111,8 @@ impl Default for FanoutConfig {
             socket_send_buffer: 256 * 1024,
             handshake_timeout: Duration::from_secs(5),
             fd_reserve: 256,
+            ring_frames: 64,
+            ring_bytes: 32 * 1024 * 1024,
         }
     }
 }

@@ -2,9 +2,17 @@
 //! taken yet, shared by the writer thread (flashblocks) and the subscriber's task (control
 //! frames, and the rest of a write the socket could not take at once).
 
-use crate::filter::FrameFilter;
+use crate::{
+    filter::FrameFilter,
+    frame::{close_frame, Frame},
+    resume::{gap_in_stream, Cursor, Step, RESUME_GAP_CLOSE_CODE},
+};
 use bytes::Bytes;
-use std::{collections::VecDeque, sync::Mutex, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
 use tokio::net::TcpStream;
 
 /// Why the fan-out disconnected a subscriber (the `reason` label of
@@ -23,6 +31,9 @@ pub(crate) enum DisconnectReason {
     Io,
     /// Its task ended (the client left or the fan-out shut down).
     Ended,
+    /// It resumed from a point the fan-out cannot continue without a gap (closed with
+    /// `RESUME_GAP_CLOSE_CODE` and the reason).
+    ResumeGap,
 }
 
 impl DisconnectReason {
@@ -35,6 +46,7 @@ impl DisconnectReason {
             Self::Overload => "overload",
             Self::Io => "io",
             Self::Ended => "ended",
+            Self::ResumeGap => "resume_gap",
         }
     }
 }
@@ -78,6 +90,26 @@ struct Outbox {
     closed: Option<DisconnectReason>,
     /// A Close frame is queued: nothing may follow it (RFC 6455), so flashblocks are refused.
     closing: bool,
+    /// Why the fan-out queued that Close itself (its task ends once it is written).
+    ending: Option<DisconnectReason>,
+    /// The sequence number of the next frame this subscriber takes: a frame with any other
+    /// number is not offered to it (it has it already, or is still catching up from the ring).
+    next_seq: u64,
+    /// Where it is in its stream (resuming, or live).
+    cursor: Cursor,
+}
+
+/// What offering one frame to a subscriber did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Its bytes (this many) were written or queued.
+    Sent(u64),
+    /// It was this subscriber's next frame but is not for it (its filter, or it has it).
+    Skipped,
+    /// Not its next frame (it is catching up, or has it).
+    NotNext,
+    /// The subscriber is gone (or is closing).
+    Gone,
 }
 
 /// What one delivery attempt did.
@@ -107,15 +139,88 @@ impl Subscriber {
         }
     }
 
+    /// Starts the subscriber at sequence number `seq` with `cursor` (before it is registered
+    /// with a writer).
+    pub(crate) fn start_at(&self, seq: u64, cursor: Cursor) {
+        if let Ok(mut out) = self.out.lock() {
+            out.next_seq = seq;
+            out.cursor = cursor;
+        }
+    }
+
+    /// The sequence number of the next frame it takes.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.out.lock().map_or(u64::MAX, |o| o.next_seq)
+    }
+
+    /// Offers `frame`: taken only if it is this subscriber's next frame, then sent if its
+    /// cursor and filter pass it. `limit` drops a subscriber whose queue is past its buffer
+    /// (the writers); catching up from the ring paces itself instead.
+    pub(crate) fn offer(&self, frame: &Frame, limit: bool) -> Offer {
+        let Ok(mut out) = self.out.lock() else { return Offer::Gone };
+        if out.closed.is_some() || out.closing {
+            return Offer::Gone;
+        }
+        if frame.seq != out.next_seq {
+            return Offer::NotNext;
+        }
+        out.next_seq += 1;
+        match out.cursor.step(frame.position()) {
+            Step::Deliver => {}
+            Step::Skip => return Offer::Skipped,
+            Step::Gap { after, got } => {
+                metrics::counter!("flashnode_fanout_resumes_total", "outcome" => "gap")
+                    .increment(1);
+                let bytes = close_frame(RESUME_GAP_CLOSE_CODE, &gap_in_stream(after, got));
+                out.closing = true;
+                out.ending = Some(DisconnectReason::ResumeGap);
+                self.write_locked(out, bytes, false);
+                return Offer::Gone;
+            }
+        }
+        if self.filter.as_ref().is_some_and(|f| !f.matches(frame)) {
+            return Offer::Skipped;
+        }
+        let wire = if self.brotli { frame.brotli() } else { frame.text.clone() };
+        let len = wire.len() as u64;
+        match self.write_locked(out, wire, limit) {
+            Delivery::Accepted => Offer::Sent(len),
+            Delivery::Gone => Offer::Gone,
+        }
+    }
+
+    /// Queues a Close the fan-out itself sends (`reason` says why); the task ends once it is
+    /// written.
+    pub(crate) fn close_with(&self, bytes: Bytes, reason: DisconnectReason) {
+        let Ok(mut out) = self.out.lock() else { return };
+        if out.closed.is_some() || out.closing {
+            return;
+        }
+        out.closing = true;
+        out.ending = Some(reason);
+        self.write_locked(out, bytes, false);
+    }
+
+    /// Why the fan-out closed this subscriber itself, once its Close is written.
+    pub(crate) fn finished(&self) -> Option<DisconnectReason> {
+        let out = self.out.lock().ok()?;
+        out.ending.filter(|_| out.queue.is_empty())
+    }
+
     /// Writes `bytes` now if nothing is queued and the socket takes them; else queues them for
     /// the task. Used by the writer thread for flashblocks and by the task for control frames.
     pub(crate) fn deliver(&self, bytes: Bytes, is_frame: bool) -> Delivery {
-        let Ok(mut out) = self.out.lock() else { return Delivery::Gone };
+        let Ok(out) = self.out.lock() else { return Delivery::Gone };
         if out.closed.is_some() || (is_frame && out.closing) {
             return Delivery::Gone;
         }
+        self.write_locked(out, bytes, is_frame)
+    }
+
+    /// [`Self::deliver`] under the lock; `limit` applies the lag limit.
+    fn write_locked(&self, mut out: MutexGuard<'_, Outbox>, bytes: Bytes, limit: bool) -> Delivery {
         if !out.queue.is_empty() {
-            if is_frame && out.queue.len() >= self.buffer {
+            if limit && out.queue.len() >= self.buffer {
                 out.closed = Some(DisconnectReason::Lagged);
                 drop(out);
                 self.wake.notify_one();
@@ -282,6 +387,7 @@ pub(crate) mod tests {
             DisconnectReason::Overload,
             DisconnectReason::Io,
             DisconnectReason::Ended,
+            DisconnectReason::ResumeGap,
         ];
         let labels: std::collections::HashSet<_> = reasons.iter().map(|r| r.label()).collect();
         assert_eq!(labels.len(), reasons.len());

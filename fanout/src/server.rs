@@ -4,14 +4,21 @@
 
 use crate::{
     admission::{client_ip, Limits, Paths, Rejection, Route, Slot},
-    frame::{going_away_frame, ping_frame, Frame, SourceFrame},
+    frame::{close_frame, going_away_frame, ping_frame, Frame, SourceFrame},
     handshake::{read_head, refusal, switching_protocols, HeadError, HEALTH_OK},
-    outbox::{DisconnectReason, Ended, Subscriber},
+    outbox::{DisconnectReason, Ended, Offer, Subscriber},
+    resume::{gap_before_ring, Cursor, From, OnGap, Resume, RESUME_GAP_CLOSE_CODE},
+    ring::{Evicted, Located, Ring},
     shard::{writer_count, Shards},
     FanoutConfig, FanoutError,
 };
 use flashnode_tasks::TaskExecutor;
-use std::{collections::VecDeque, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use tokio::{
     io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
@@ -56,7 +63,12 @@ struct Shared {
     limits: Arc<Limits>,
     shards: Shards,
     refusals: Arc<Semaphore>,
+    /// The recent frames, shared with the publisher.
+    ring: Arc<Mutex<Ring>>,
 }
+
+/// Frames a catching-up subscriber takes from the ring per lock.
+const CATCH_UP_BATCH: usize = 16;
 
 /// Binds, and serves the frames from `frames` until `cancel` (once `frames` closes nothing more
 /// is published; connected subscribers stay until they leave). Returns once listening.
@@ -82,13 +94,16 @@ pub async fn serve(
     let (shards, queues) =
         Shards::start(writer_count(config.writers), config.buffer, config.send_timeout)
             .map_err(|source| FanoutError::Writer { source })?;
+    let ring = Arc::new(Mutex::new(Ring::new(config.ring_frames, config.ring_bytes)));
     tasks.spawn_critical(
         "fanout_publisher",
-        publish(frames, queues, cancel.clone()).instrument(info_span!("fanout_publisher")),
+        publish(frames, queues, ring.clone(), cancel.clone())
+            .instrument(info_span!("fanout_publisher")),
     );
     let shared = Arc::new(Shared {
+        ring,
         paths: Paths { public: config.public, api_keys: config.api_keys.clone() },
-        limits: Limits::new(config.per_ip_limit, global_limit),
+        limits: Limits::with_per_key(config.per_ip_limit, global_limit, config.per_key_limit),
         shards,
         refusals: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT)),
         config,
@@ -101,11 +116,14 @@ pub async fn serve(
     Ok(Fanout { addr: local, global_limit })
 }
 
-/// Turns source frames into wire frames, once each, for every writer. When the source closes
-/// it idles until `cancel` (the writers keep serving who is connected): only a shutdown ends it.
+/// Turns source frames into wire frames, once each, keeps them in the ring (before any writer
+/// sees them, so a subscriber catching up finds every frame a writer skipped for it), and hands
+/// them to every writer. When the source closes it idles until `cancel` (the writers keep
+/// serving who is connected): only a shutdown ends it.
 async fn publish(
     mut frames: mpsc::Receiver<SourceFrame>,
     queues: Vec<mpsc::Sender<Arc<Frame>>>,
+    ring: Arc<Mutex<Ring>>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -120,7 +138,10 @@ async fn publish(
                 }
             },
         };
-        let frame = Arc::new(Frame::new(source));
+        let frame = match ring.lock() {
+            Ok(mut ring) => ring.push(source),
+            Err(_) => return,
+        };
         for queue in &queues {
             if queue.send(frame.clone()).await.is_err() {
                 // A writer thread is gone (it panicked): the fan-out cannot publish.
@@ -263,6 +284,9 @@ async fn handshake(
     } else {
         shared.paths.route(&head.path, &head.query).and_then(|route| {
             let key = head.upgrade_key()?;
+            if let Some(api_key) = &route.key {
+                slot.claim_key(api_key)?;
+            }
             if config.trust_forwarded_for {
                 let ip = client_ip(
                     peer.ip(),
@@ -332,8 +356,23 @@ async fn client(
         config.buffer,
     ));
     metrics::gauge!("flashnode_fanout_clients").increment(1.0);
+    let gap = start(&conn, route.resume, &shared.ring);
     let shard = shared.shards.add(conn.clone());
-    let result = serve_subscriber(&conn, config, cancel, rest).await;
+    let result = match gap {
+        Some(reason) => {
+            conn.close_with(
+                close_frame(RESUME_GAP_CLOSE_CODE, &reason),
+                DisconnectReason::ResumeGap,
+            );
+            conn.drain(config.send_timeout)
+                .await
+                .and(Err(Ended::Dropped(DisconnectReason::ResumeGap)))
+        }
+        None => match catch_up(&conn, &shared.ring, config.send_timeout).await {
+            Ok(()) => serve_subscriber(&conn, config, cancel, rest).await,
+            Err(e) => Err(e),
+        },
+    };
     conn.close(DisconnectReason::Ended);
     // Out of the writer's set at once, and the socket shut so the client sees the end now.
     shard.remove(&conn);
@@ -347,6 +386,83 @@ async fn client(
             Ok(())
         }
         other => other,
+    }
+}
+
+/// Places a new subscriber in the sequence: a plain one at the live edge, a resuming one after
+/// its point (or at the ring's start, or the live edge, to skip up to it); the close reason when
+/// the ring cannot continue from its point.
+fn start(conn: &Subscriber, resume: Option<Resume>, ring: &Mutex<Ring>) -> Option<String> {
+    let Ok(ring) = ring.lock() else { return Some("the fan-out's ring is unavailable".into()) };
+    let Some(Resume { from, on_gap }) = resume else {
+        conn.start_at(ring.next_seq(), Cursor::Live);
+        return None;
+    };
+    let outcome = match from {
+        From::Earliest => {
+            conn.start_at(ring.first_seq(), Cursor::Live);
+            "earliest"
+        }
+        From::After(after) => match ring.locate(after) {
+            Located::Found(seq) => {
+                conn.start_at(seq, Cursor::After { after, on_gap });
+                "replayed"
+            }
+            Located::Ahead(seq) => {
+                conn.start_at(seq, Cursor::After { after, on_gap });
+                "ahead"
+            }
+            Located::Gap { oldest } => match on_gap {
+                OnGap::Close => {
+                    metrics::counter!("flashnode_fanout_resumes_total", "outcome" => "gap")
+                        .increment(1);
+                    return Some(gap_before_ring(after, oldest));
+                }
+                OnGap::NextBlock => {
+                    conn.start_at(ring.next_seq(), Cursor::NextIndexZero);
+                    "next_block"
+                }
+            },
+        },
+    };
+    metrics::counter!("flashnode_fanout_resumes_total", "outcome" => outcome).increment(1);
+    None
+}
+
+/// Brings a subscriber from its start to the live edge with the frames in the ring, at the pace
+/// its socket takes them; from there its writer delivers. A subscriber that falls further
+/// behind than the ring reaches is dropped as lagged.
+async fn catch_up(
+    conn: &Subscriber,
+    ring: &Mutex<Ring>,
+    send_timeout: Duration,
+) -> Result<(), Ended> {
+    loop {
+        let batch = match ring.lock() {
+            Ok(ring) => ring.since(conn.next_seq(), CATCH_UP_BATCH),
+            Err(_) => Err(Evicted),
+        };
+        let frames = match batch {
+            Ok(frames) if frames.is_empty() => return Ok(()),
+            Ok(frames) => frames,
+            Err(Evicted) => {
+                conn.close(DisconnectReason::Lagged);
+                return Err(Ended::Dropped(DisconnectReason::Lagged));
+            }
+        };
+        for frame in &frames {
+            match conn.offer(frame, false) {
+                Offer::Sent(_) => {
+                    metrics::counter!("flashnode_fanout_replayed_frames_total").increment(1)
+                }
+                Offer::Skipped | Offer::NotNext => continue,
+                Offer::Gone => {}
+            }
+            conn.drain(send_timeout).await?;
+            if let Some(reason) = conn.finished() {
+                return Err(Ended::Dropped(reason));
+            }
+        }
     }
 }
 
@@ -453,7 +569,12 @@ async fn serve_subscriber(
                 let _ = tokio::time::timeout(config.send_timeout, conn.drain(config.send_timeout)).await;
                 return Ok(());
             }
-            _ = conn.wake.notified() => conn.drain(config.send_timeout).await?,
+            _ = conn.wake.notified() => {
+                conn.drain(config.send_timeout).await?;
+                if let Some(reason) = conn.finished() {
+                    return Err(Ended::Dropped(reason));
+                }
+            }
             _ = ping.tick() => {
                 if last_seen.elapsed() > config.pong_timeout {
                     return Err(Ended::Dropped(DisconnectReason::PongTimeout));
@@ -534,6 +655,149 @@ mod tests {
         match text.next().await {
             Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
             other => panic!("expected a 1001 close, got {other:?}"),
+        }
+    }
+
+    fn numbered(block: u64, index: u64) -> SourceFrame {
+        SourceFrame::new(format!("{block}-{index}").into(), block, index)
+    }
+
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// Connects to `path` and checks the 101 advertises resume.
+    async fn connect(addr: SocketAddr, path: &str) -> Client {
+        let (ws, response) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await.unwrap();
+        assert_eq!(
+            response.headers().get(crate::RESUME_HEADER).map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        ws
+    }
+
+    /// The next Text frame, or what came instead.
+    async fn next_text(ws: &mut Client) -> Result<String, Option<(u16, String)>> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return Ok(t.to_string()),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Err(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+                }
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("expected a frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits until the publisher has put `n` frames in the ring.
+    async fn published(tx: &mpsc::Sender<SourceFrame>, frames: &[(u64, u64)]) {
+        for &(b, i) in frames {
+            tx.send(numbered(b, i)).await.unwrap();
+        }
+        // The channel is empty once the publisher took them all (it rings them first).
+        while tx.capacity() < tx.max_capacity() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// `from=` replays every later frame still in the ring, then the live stream: no
+    /// duplicate, no gap; a subscriber without it gets only what is published after it joined.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resume_replays_the_ring_then_goes_live() {
+        let (fanout, tx, _cancel) = start(FanoutConfig::default()).await;
+        published(&tx, &[(7, 0), (7, 1), (7, 2), (7, 3), (7, 4)]).await;
+        let mut resumed = connect(fanout.addr(), "/ws?from=7-1").await;
+        let mut plain = connect(fanout.addr(), "/ws").await;
+        let mut earliest = connect(fanout.addr(), "/ws?from=earliest").await;
+        for want in ["7-2", "7-3", "7-4"] {
+            assert_eq!(next_text(&mut resumed).await.unwrap(), want);
+        }
+        // Registered (a ping round trip), then live.
+        for ws in [&mut plain, &mut resumed] {
+            ws.send(Message::Ping(b"x".to_vec().into())).await.unwrap();
+            assert!(matches!(ws.next().await, Some(Ok(Message::Pong(_)))));
+        }
+        published(&tx, &[(7, 5), (8, 0)]).await;
+        assert_eq!(next_text(&mut resumed).await.unwrap(), "7-5");
+        assert_eq!(next_text(&mut resumed).await.unwrap(), "8-0");
+        assert_eq!(next_text(&mut plain).await.unwrap(), "7-5", "nothing replayed unasked");
+        assert_eq!(next_text(&mut plain).await.unwrap(), "8-0");
+        for want in ["7-0", "7-1", "7-2", "7-3", "7-4", "7-5", "8-0"] {
+            assert_eq!(next_text(&mut earliest).await.unwrap(), want);
+        }
+    }
+
+    /// A point older than the ring is closed with the gap code and a reason; with
+    /// `on_gap=next_block` the subscriber gets the live stream from the next index 0. A point
+    /// ahead of the ring waits for the frame after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gaps_close_with_a_reason_or_continue_at_the_next_block() {
+        let (fanout, tx, _cancel) =
+            start(FanoutConfig { ring_frames: 3, ..Default::default() }).await;
+        published(&tx, &[(7, 0), (7, 1), (7, 2), (7, 3), (7, 4)]).await;
+        let mut old = connect(fanout.addr(), "/ws?from=7-0").await;
+        let (code, reason) = next_text(&mut old).await.unwrap_err().expect("a close frame");
+        assert_eq!(code, RESUME_GAP_CLOSE_CODE);
+        assert!(reason.contains("7-0 is older than the ring (oldest 7-2)"), "{reason}");
+        let mut next = connect(fanout.addr(), "/ws?from=7-0&on_gap=next_block").await;
+        let mut ahead = connect(fanout.addr(), "/ws?from=7-6").await;
+        for ws in [&mut next, &mut ahead] {
+            ws.send(Message::Ping(b"x".to_vec().into())).await.unwrap();
+            assert!(matches!(ws.next().await, Some(Ok(Message::Pong(_)))));
+        }
+        published(&tx, &[(7, 5), (7, 6), (7, 7), (8, 0), (8, 1)]).await;
+        assert_eq!(next_text(&mut next).await.unwrap(), "8-0");
+        assert_eq!(next_text(&mut next).await.unwrap(), "8-1");
+        assert_eq!(next_text(&mut ahead).await.unwrap(), "7-7", "skipped up to its point");
+        // A point the stream jumps over is a gap too.
+        let mut jumped = connect(fanout.addr(), "/ws?from=8-5").await;
+        jumped.send(Message::Ping(b"x".to_vec().into())).await.unwrap();
+        assert!(matches!(jumped.next().await, Some(Ok(Message::Pong(_)))));
+        published(&tx, &[(8, 2)]).await;
+        published(&tx, &[(8, 7)]).await;
+        let (code, reason) = next_text(&mut jumped).await.unwrap_err().expect("a close frame");
+        assert_eq!(code, RESUME_GAP_CLOSE_CODE);
+        assert!(reason.contains("8-5 is followed by 8-7"), "{reason}");
+    }
+
+    /// Subscribers that join (plain or resuming) while frames stream get a contiguous sequence:
+    /// the hand-over from the ring to the writer loses and repeats nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn joining_mid_stream_never_loses_or_repeats_a_frame() {
+        let (fanout, tx, _cancel) =
+            start(FanoutConfig { ring_frames: 1_000, per_ip_limit: 100, ..Default::default() })
+                .await;
+        let addr = fanout.addr();
+        let publisher = tokio::spawn(async move {
+            for i in 0..400u64 {
+                tx.send(numbered(1, i)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tx
+        });
+        let mut joined = Vec::new();
+        for k in 0..16u64 {
+            let path = if k % 2 == 0 { "/ws".to_string() } else { format!("/ws?from=1-{}", k * 5) };
+            joined.push((path.clone(), connect(addr, &path).await));
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        let _tx = publisher.await.unwrap();
+        for (path, mut ws) in joined {
+            let mut prev: Option<u64> = path.split_once("from=1-").map(|(_, i)| i.parse().unwrap());
+            loop {
+                let text = next_text(&mut ws).await.unwrap();
+                let i: u64 = text.trim_start_matches("1-").parse().unwrap();
+                if let Some(p) = prev {
+                    assert_eq!(i, p + 1, "{path}: {p} then {i}");
+                }
+                prev = Some(i);
+                if i == 399 {
+                    break;
+                }
+            }
         }
     }
 

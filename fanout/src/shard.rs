@@ -3,7 +3,7 @@
 
 use crate::{
     frame::Frame,
-    outbox::{Delivery, DisconnectReason, Subscriber},
+    outbox::{DisconnectReason, Offer, Subscriber},
 };
 use std::{
     sync::{
@@ -139,14 +139,11 @@ fn writer(mut frames: mpsc::Receiver<Arc<Frame>>, registry: Registry, max_delay:
         let subscribers = registry.snapshot();
         let (mut bytes, mut gone) = (0u64, 0usize);
         for s in &subscribers {
-            if s.filter.as_ref().is_some_and(|f| !f.matches(&frame)) {
-                continue;
-            }
-            let wire = if s.brotli { frame.brotli() } else { frame.text.clone() };
-            let len = wire.len() as u64;
-            match s.deliver(wire, true) {
-                Delivery::Accepted => bytes += len,
-                Delivery::Gone => gone += 1,
+            // A subscriber still catching up from the ring takes this frame from there.
+            match s.offer(&frame, true) {
+                Offer::Sent(len) => bytes += len,
+                Offer::Skipped | Offer::NotNext => {}
+                Offer::Gone => gone += 1,
             }
         }
         metrics::counter!("flashnode_fanout_bytes_total").increment(bytes);
@@ -162,8 +159,8 @@ mod tests {
     use crate::{frame::SourceFrame, outbox::tests::pair};
     use tokio::io::AsyncReadExt;
 
-    fn frame(json: &str) -> Frame {
-        Frame::new(SourceFrame::new(json.into(), 1, 0))
+    fn frame(json: &str, seq: u64) -> Frame {
+        Frame::numbered(SourceFrame::new(json.into(), 1, seq), seq)
     }
 
     /// An overloaded writer drops the newest tenth of its subscribers once per backlog, and the
@@ -179,11 +176,11 @@ mod tests {
             clients.push(client);
             subs.push(sub);
         }
-        let mut first = frame("{\"index\":0}");
+        let mut first = frame("{\"index\":0}", 0);
         first.built -= Duration::from_secs(5);
         // A second frame that was already waiting when the first one was shed for: late too, but
         // it must not shed again (the backlog it sat in is what the first shed addressed).
-        let mut queued = frame("{\"index\":1}");
+        let mut queued = frame("{\"index\":1}", 1);
         queued.built -= Duration::from_secs(5);
         let expected = [first.text.clone(), queued.text.clone()].concat();
         let (tx, rx) = mpsc::channel(2);
@@ -231,7 +228,7 @@ mod tests {
         }
         assert_eq!(held[0].0.len(), 2, "round-robin over two shards");
         let frames: Vec<Arc<Frame>> =
-            (0..3).map(|i| Arc::new(frame(&format!("{{\"index\":{i}}}")))).collect();
+            (0..3).map(|i| Arc::new(frame(&format!("{{\"index\":{i}}}"), i))).collect();
         let expected: Vec<u8> = frames.iter().flat_map(|f| f.text.to_vec()).collect();
         for f in &frames {
             for q in &queues {

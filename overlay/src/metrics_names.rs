@@ -16,6 +16,9 @@ pub const STREAM_DISCONNECTS_TOTAL: &str = "flashnode_stream_disconnects_total";
 /// Counter, label `kind`: frames that could not be decoded into a flashblock.
 pub const STREAM_MALFORMED_TOTAL: &str = "flashnode_stream_malformed_total";
 
+/// Counter: reconnections that resumed right after the last flashblock (`?from=`).
+pub const STREAM_RESUMES_TOTAL: &str = "flashnode_stream_resumes_total";
+
 /// Gauge: 1 while connected to the flashblock stream, else 0.
 pub const STREAM_CONNECTED: &str = "flashnode_stream_connected";
 
@@ -47,6 +50,11 @@ pub fn describe() {
         STREAM_MALFORMED_TOTAL,
         Unit::Count,
         "Undecodable flashblock frames, by kind"
+    );
+    describe_counter!(
+        STREAM_RESUMES_TOTAL,
+        Unit::Count,
+        "Reconnections to the flashblock stream that resumed after the last flashblock"
     );
     describe_gauge!(STREAM_CONNECTED, "1 while connected to the flashblock stream");
 }

@@ -644,6 +644,7 @@ pub fn spawn(
         broken: false,
         waiting: Vec::new(),
         ever_connected: false,
+        reset_on_connect: false,
         unsealed: Default::default(),
         ahead_since: None,
         last_probe: None,
@@ -665,6 +666,9 @@ struct Task {
     /// Flashblocks of a block whose parent is not available yet, replayed when it is.
     waiting: Vec<Arc<DecodedFlashblock>>,
     ever_connected: bool,
+    /// The stream went down: the block in progress is forgotten when it comes back, unless it
+    /// comes back resumed (right after the last flashblock, [`StreamEvent::Resumed`]).
+    reset_on_connect: bool,
     /// The last snapshot of recent blocks that are not canonical yet: the sealed block is
     /// reconciled against them even after the next block's flashblocks started.
     unsealed: std::collections::VecDeque<Arc<PendingBlock>>,
@@ -880,6 +884,26 @@ impl Task {
                     c.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 self.ever_connected = true;
+                if std::mem::take(&mut self.reset_on_connect) {
+                    // A fresh stream: the block in progress waits for the next index 0.
+                    self.sequencer.reset();
+                    if let Some(ex) = self.executor.as_mut() {
+                        ex.reset_current();
+                    }
+                    self.waiting.clear();
+                }
+                self.shared.connected.store(true, Ordering::Release);
+            }
+            StreamEvent::Resumed { after } => {
+                c.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.ever_connected = true;
+                // The upstream continues right after `after`: the block in progress goes on.
+                self.reset_on_connect = false;
+                info!(
+                    block = after.0,
+                    index = after.1,
+                    "flashblock stream resumed after the last flashblock"
+                );
                 self.shared.connected.store(true, Ordering::Release);
             }
             // Closed at the native-blocks cutover, by design: nothing to report.
@@ -891,11 +915,9 @@ impl Task {
                 info!(reason = reason.label(), %detail, "flashblock stream down: serving latest for pending");
                 self.shared.connected.store(false, Ordering::Release);
                 self.shared.pending.store(None);
-                self.sequencer.reset();
-                if let Some(ex) = self.executor.as_mut() {
-                    ex.reset_current();
-                }
-                self.waiting.clear();
+                // The block state is kept until the stream is back: a resumed stream carries
+                // on with it, a fresh one forgets it then.
+                self.reset_on_connect = true;
             }
             StreamEvent::Malformed { .. } => {
                 c.malformed.fetch_add(1, Ordering::Relaxed);

@@ -4,6 +4,11 @@
 //! silence timeout, because a half-open socket otherwise freezes `pending` forever), decodes
 //! frames with [`decode_frame`] and reconnects with jittered exponential backoff. Liveness and
 //! backoff live here and nowhere else; the consumer only sees [`StreamEvent`]s.
+//!
+//! When the upstream advertises resume (a flashnode fan-out or relay answers its 101 with
+//! `x-flashnode-resume`), a reconnect asks for `?from=<last flashblock>&on_gap=next_block`: the
+//! upstream replays what was missed from its ring, so a blip mid-block no longer costs the rest
+//! of the block ([`StreamEvent::Resumed`]).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -27,7 +32,7 @@ use crate::{
     frame::{decode_frame, DecodedFlashblock, DEFAULT_MAX_DECOMPRESSED_BYTES},
     metrics_names::{
         STREAM_BYTES_TOTAL, STREAM_CONNECTED, STREAM_DISCONNECTS_TOTAL, STREAM_FRAMES_TOTAL,
-        STREAM_MALFORMED_TOTAL, STREAM_RECONNECTS_TOTAL,
+        STREAM_MALFORMED_TOTAL, STREAM_RECONNECTS_TOTAL, STREAM_RESUMES_TOTAL,
     },
 };
 
@@ -39,6 +44,9 @@ const WARN_PERIOD: Duration = Duration::from_secs(5);
 
 /// How long a goodbye Close frame may take when cancelled.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
+
+/// The response header of a fan-out that serves `?from=` (flashnode's `RESUME_HEADER`).
+const RESUME_HEADER: &str = "x-flashnode-resume";
 
 /// Malformed-frame kind for frames above [`StreamConfig::max_frame_bytes`].
 const FRAME_TOO_LARGE: &str = "frame_too_large";
@@ -148,9 +156,17 @@ impl std::fmt::Display for DisconnectReason {
 /// What [`run_stream`] reports to its consumer.
 #[derive(Clone, Debug)]
 pub enum StreamEvent {
-    /// A connection was established.
+    /// A connection was established (a fresh stream: the block in progress is not continued).
     Connected,
-    /// The connection was lost; a reconnect follows. Only sent after [`Self::Connected`].
+    /// A connection was re-established right after the last flashblock delivered: the
+    /// upstream replays every flashblock after it (or continues at the next index 0 when it no
+    /// longer has them), so the block in progress goes on.
+    Resumed {
+        /// The last flashblock delivered before, `(block_number, index)`.
+        after: (u64, u64),
+    },
+    /// The connection was lost; a reconnect follows. Only sent after [`Self::Connected`] or
+    /// [`Self::Resumed`].
     Disconnected {
         /// Why.
         reason: DisconnectReason,
@@ -190,6 +206,9 @@ pub async fn run_stream(
         backoff,
         malformed_log: WarnLimiter::new(WARN_PERIOD),
         disconnect_log: WarnLimiter::new(WARN_PERIOD),
+        last: None,
+        resumable: false,
+        resume_refused: false,
     }
     .run()
     .instrument(span)
@@ -215,6 +234,22 @@ struct StreamTask {
     backoff: Backoff,
     malformed_log: WarnLimiter,
     disconnect_log: WarnLimiter,
+    /// The last flashblock delivered, `(block_number, index)`.
+    last: Option<(u64, u64)>,
+    /// Whether the last handshake advertised resume.
+    resumable: bool,
+    /// The upstream answered 400 to the resume parameters: never ask again.
+    resume_refused: bool,
+}
+
+/// `url` with `extra` appended to its query.
+fn with_query(url: &str, extra: &str) -> String {
+    let (base, fragment) = url.split_once('#').map_or((url, None), |(b, f)| (b, Some(f)));
+    let sep = if base.contains('?') { '&' } else { '?' };
+    match fragment {
+        Some(f) => format!("{base}{sep}{extra}#{f}"),
+        None => format!("{base}{sep}{extra}"),
+    }
 }
 
 impl StreamTask {
@@ -233,15 +268,29 @@ impl StreamTask {
             }
             first_attempt = false;
 
-            let ws = match self.connect().await {
+            let (ws, resumed) = match self.connect().await {
                 Ok(Some(ws)) => ws,
                 Ok(None) => continue,
                 Err(Stop) => break,
             };
 
-            info!("connected");
+            let event = match resumed {
+                Some(after) => {
+                    info!(
+                        block = after.0,
+                        index = after.1,
+                        "connected, resumed after the last flashblock"
+                    );
+                    counter!(STREAM_RESUMES_TOTAL).increment(1);
+                    StreamEvent::Resumed { after }
+                }
+                None => {
+                    info!("connected");
+                    StreamEvent::Connected
+                }
+            };
             gauge!(STREAM_CONNECTED).set(1.0);
-            let end = match self.emit(StreamEvent::Connected).await {
+            let end = match self.emit(event).await {
                 Ok(()) => self.session(ws).await,
                 Err(Stop) => SessionEnd::Stop,
             };
@@ -263,12 +312,20 @@ impl StreamTask {
         debug!("flashblock stream stopped");
     }
 
-    /// One connection attempt. `Ok(None)` when it failed and a retry should follow.
-    async fn connect(&mut self) -> Result<Option<Ws>, Stop> {
+    /// One connection attempt: the socket and, when it resumed, the flashblock it resumed
+    /// after. `Ok(None)` when it failed and a retry should follow.
+    async fn connect(&mut self) -> Result<Option<(Ws, Option<(u64, u64)>)>, Stop> {
+        let resume = self.last.filter(|_| self.resumable && !self.resume_refused);
+        let url = match resume {
+            Some((block, index)) => {
+                with_query(&self.config.url, &format!("from={block}-{index}&on_gap=next_block"))
+            }
+            None => self.config.url.clone(),
+        };
         let attempt = timeout(
             self.config.connect_timeout,
             connect_async_with_config(
-                self.config.url.as_str(),
+                url.as_str(),
                 Some(self.config.websocket_config()),
                 // Pings and small frames must not wait for Nagle.
                 true,
@@ -280,7 +337,17 @@ impl StreamTask {
             r = attempt => r,
         };
         match result {
-            Ok(Ok((ws, _response))) => Ok(Some(ws)),
+            Ok(Ok((ws, response))) => {
+                self.resumable = response.headers().contains_key(RESUME_HEADER);
+                Ok(Some((ws, resume.filter(|_| self.resumable))))
+            }
+            Ok(Err(tungstenite::Error::Http(response)))
+                if resume.is_some() && response.status().as_u16() == 400 =>
+            {
+                info!("the upstream refuses the resume parameters; reconnecting without them");
+                self.resume_refused = true;
+                Ok(None)
+            }
             Ok(Err(e)) => {
                 self.note_disconnect(DisconnectReason::ConnectFailed, &e.to_string());
                 Ok(None)
@@ -380,7 +447,9 @@ impl StreamTask {
         }
         match decode_frame(data, self.config.max_decompressed_bytes) {
             Ok(fb) => {
+                let position = (fb.block_number(), fb.index());
                 self.emit(StreamEvent::Flashblock(Arc::new(fb))).await?;
+                self.last = Some(position);
                 Ok(true)
             }
             Err(e) => {
@@ -621,6 +690,67 @@ mod tests {
         let _server = serve(&listener, vec![Message::text(flashblock_json(3, 0))]).await;
         client.expect_connected().await;
         assert_eq!(client.expect_flashblock().await.block_number(), 3);
+        client.shutdown().await;
+    }
+
+    /// Accepts one connection advertising resume (or not); returns it and the request URI.
+    async fn accept_resumable(listener: &TcpListener, advertise: bool) -> (Ws2, String) {
+        use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+        let (tcp, _) = listener.accept().await.unwrap();
+        let uri = Arc::new(std::sync::Mutex::new(String::new()));
+        let seen = uri.clone();
+        let ws =
+            tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, mut resp: Response| {
+                *seen.lock().unwrap() = req.uri().to_string();
+                if advertise {
+                    resp.headers_mut().insert(RESUME_HEADER, "1".parse().unwrap());
+                }
+                Ok(resp)
+            })
+            .await
+            .unwrap();
+        let uri = uri.lock().unwrap().clone();
+        (ws, uri)
+    }
+
+    type Ws2 = WebSocketStream<TcpStream>;
+
+    /// After a reconnect to an upstream that advertises resume, the client asks for the
+    /// flashblocks after the last one it delivered and says so with `Resumed`; an upstream
+    /// that does not advertise it gets a plain reconnect and `Connected`.
+    #[tokio::test]
+    async fn resumes_after_the_last_flashblock_when_the_upstream_offers_it() {
+        let (listener, url) = listen().await;
+        let mut client = Client::spawn(config(&url));
+        let (mut ws, uri) = accept_resumable(&listener, true).await;
+        assert!(!uri.contains("from="), "the first connection is live: {uri}");
+        for index in 0..2 {
+            ws.send(Message::text(flashblock_json(7, index))).await.unwrap();
+        }
+        ws.close(None).await.unwrap();
+        client.expect_connected().await;
+        client.expect_flashblock().await;
+        client.expect_flashblock().await;
+        client.expect_disconnected().await;
+        let (mut ws, uri) = accept_resumable(&listener, true).await;
+        assert!(uri.ends_with("?from=7-1&on_gap=next_block"), "{uri}");
+        match client.next().await {
+            StreamEvent::Resumed { after } => assert_eq!(after, (7, 1)),
+            other => panic!("expected Resumed, got {other:?}"),
+        }
+        ws.send(Message::text(flashblock_json(7, 2))).await.unwrap();
+        assert_eq!(client.expect_flashblock().await.index(), 2);
+        ws.close(None).await.unwrap();
+        client.expect_disconnected().await;
+        // This one asks for resume (the last handshake offered it) but gets none: Connected.
+        let (ws, uri) = accept_resumable(&listener, false).await;
+        assert!(uri.ends_with("?from=7-2&on_gap=next_block"), "{uri}");
+        client.expect_connected().await;
+        drop(ws);
+        client.expect_disconnected().await;
+        let (_ws, uri) = accept_resumable(&listener, false).await;
+        assert!(!uri.contains("from="), "no resume after an upstream without it: {uri}");
+        client.expect_connected().await;
         client.shutdown().await;
     }
 

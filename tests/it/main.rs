@@ -14,6 +14,7 @@ mod native_blocks;
 mod node;
 mod ops;
 mod readiness;
+mod relay;
 mod rpc_limits;
 mod status_page;
 mod subblocks;

@@ -111,3 +111,26 @@ data directory, the sidecar's upstream) set from the other values. Keys the char
 {{ $k }} = {{ include "flashnode.tomlValue" (get $cfg $k) }}
 {{- end }}
 {{- end }}
+
+{{/* Relay pods: their own name label, so the nodes' Services never select them. */}}
+{{- define "flashnode.relaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "flashnode.name" . }}-relay
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "flashnode.relayLabels" -}}
+helm.sh/chart: {{ include "flashnode.chart" . }}
+{{ include "flashnode.relaySelectorLabels" . }}
+app.kubernetes.io/component: relay
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The relay tier's upstream: relay.upstreamUrl, else the nodes' fan-out Service. */}}
+{{- define "flashnode.relayUpstream" -}}
+{{- if .Values.relay.upstreamUrl }}
+{{- .Values.relay.upstreamUrl }}
+{{- else }}
+{{- printf "ws://%s.%s.svc:%d/ws" (include "flashnode.fullname" .) .Release.Namespace (int .Values.ports.ws) }}
+{{- end }}
+{{- end }}
