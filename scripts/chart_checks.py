@@ -134,7 +134,10 @@ def command_flags(root: str, announced: dict[str, str]) -> dict[str, str]:
     for path in (ROOT / "bin" / "src").rglob("*.rs"):
         for name, body in re.findall(r"pub struct (\w+) \{(.*?)\n\}", path.read_text(), re.S):
             structs[name] = body
-    field = re.compile(r"((?:\s*(?:///[^\n]*|#\[[^\n]*\]))*)\s*pub (\w+): ([^,\n]+),")
+    # Attributes may span lines (rustfmt wraps a long `#[arg(...)]`) and hold `[...]` lists.
+    field = re.compile(
+        r"((?:\s*(?:///[^\n]*|#\[(?:[^\[\]]|\[[^\]]*\])*\]))*)\s*pub (\w+): ([^,\n]+),"
+    )
     flags = dict(announced)
 
     def walk(name: str, seen: set[str]) -> None:
@@ -146,7 +149,7 @@ def command_flags(root: str, announced: dict[str, str]) -> dict[str, str]:
             if "flatten" in attrs:
                 walk(ty, seen)
                 continue
-            arg = re.search(r"#\[arg\((.*)\)\]", attrs)
+            arg = re.search(r"#\[arg\((.*?)\)\]", attrs, re.S)
             if not arg or not re.search(r"\blong\b", arg.group(1)):
                 continue
             explicit = re.search(r'\blong\s*=\s*"([^"]+)"', arg.group(1))

@@ -169,11 +169,19 @@ impl Order {
 
 /// `url` with `extra` appended to its query.
 fn with_query(url: &str, extra: &str) -> String {
-    let (base, fragment) = url.split_once('#').map_or((url, None), |(b, f)| (b, Some(f)));
-    let sep = if base.contains('?') { '&' } else { '?' };
-    match fragment {
-        Some(f) => format!("{base}{sep}{extra}#{f}"),
-        None => format!("{base}{sep}{extra}"),
+    // Parsed, so a URL without a path gets `/` (`ws://host:port?q` would send the request
+    // target `?q`, which servers refuse) and a fragment stays last.
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let query = match parsed.query() {
+                Some(q) if !q.is_empty() => format!("{q}&{extra}"),
+                _ => extra.to_string(),
+            };
+            parsed.set_query(Some(&query));
+            parsed.into()
+        }
+        // Not a URL: the connection attempt reports it.
+        Err(_) => format!("{url}?{extra}"),
     }
 }
 
@@ -408,6 +416,8 @@ mod tests {
             "ws://h:1/ws?compress=brotli&from=1-2"
         );
         assert_eq!(with_query("ws://h/ws#x", "a=b"), "ws://h/ws?a=b#x");
+        // No path: the request target must still start with `/`.
+        assert_eq!(with_query("ws://h:1", "from=earliest"), "ws://h:1/?from=earliest");
         assert_eq!(redact("ws://user:pw@host:1/ws/0123456789abcdef0123?k=v"), "ws://host:1/ws/***");
     }
 }

@@ -244,11 +244,19 @@ struct StreamTask {
 
 /// `url` with `extra` appended to its query.
 fn with_query(url: &str, extra: &str) -> String {
-    let (base, fragment) = url.split_once('#').map_or((url, None), |(b, f)| (b, Some(f)));
-    let sep = if base.contains('?') { '&' } else { '?' };
-    match fragment {
-        Some(f) => format!("{base}{sep}{extra}#{f}"),
-        None => format!("{base}{sep}{extra}"),
+    // Parsed, so a URL without a path gets `/` (`ws://host:port?q` would send the request
+    // target `?q`, which servers refuse) and a fragment stays last.
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let query = match parsed.query() {
+                Some(q) if !q.is_empty() => format!("{q}&{extra}"),
+                _ => extra.to_string(),
+            };
+            parsed.set_query(Some(&query));
+            parsed.into()
+        }
+        // Not a URL: the connection attempt reports it.
+        Err(_) => format!("{url}?{extra}"),
     }
 }
 
@@ -920,6 +928,12 @@ mod tests {
         assert_eq!(limiter.check("json", t0 + Duration::from_secs(6)), None);
         // A clock that goes backwards does not panic.
         assert_eq!(limiter.check("json", t0), None);
+    }
+
+    #[test]
+    fn resume_queries_keep_the_url_valid() {
+        assert_eq!(with_query("ws://h:1", "from=1-2"), "ws://h:1/?from=1-2");
+        assert_eq!(with_query("wss://h/ws?k=v#f", "from=1-2"), "wss://h/ws?k=v&from=1-2#f");
     }
 
     #[test]
