@@ -231,8 +231,8 @@ fn count_rejection(rejection: &Rejection) {
 enum Handshake {
     /// Answered (health check or refusal); the connection is done.
     Answered,
-    /// A subscriber: its route and the bytes it sent after its request.
-    Subscribe(Route, Vec<u8>, Slot),
+    /// A subscriber: its route (boxed: it is large) and the bytes it sent after its request.
+    Subscribe(Box<Route>, Vec<u8>, Slot),
 }
 
 /// Why a handshake failed without an answer.
@@ -301,7 +301,7 @@ async fn handshake(
     let answer = match decided {
         Ok(Some((route, key))) => {
             stream.write_all(&switching_protocols(&key)).await?;
-            return Ok(Handshake::Subscribe(route, head.rest, slot));
+            return Ok(Handshake::Subscribe(Box::new(route), head.rest, slot));
         }
         Ok(None) => HEALTH_OK.to_vec(),
         Err(rejection) => {
@@ -338,7 +338,7 @@ async fn client(
     };
     let (route, rest, slot) = match outcome {
         Ok(Handshake::Answered) => return Ok(()),
-        Ok(Handshake::Subscribe(route, rest, slot)) => (route, rest, slot),
+        Ok(Handshake::Subscribe(route, rest, slot)) => (*route, rest, slot),
         Err(err) => {
             metrics::counter!("flashnode_fanout_handshake_failures_total", "reason" => err.label())
                 .increment(1);

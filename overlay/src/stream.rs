@@ -702,6 +702,8 @@ mod tests {
     }
 
     /// Accepts one connection advertising resume (or not); returns it and the request URI.
+    // The callback's error type (an HTTP response) is tungstenite's, not ours.
+    #[allow(clippy::result_large_err)]
     async fn accept_resumable(listener: &TcpListener, advertise: bool) -> (Ws2, String) {
         use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
         let (tcp, _) = listener.accept().await.unwrap();
