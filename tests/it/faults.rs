@@ -321,21 +321,7 @@ async fn a_critical_task_panic_fails_readiness_and_exits_non_zero() {
     );
     // An in-flight call holds the drain open while /readyz is watched: a nonce gap keeps the
     // transaction out of every block, so the call waits for its whole 8 s timeout.
-    let gap = sign_1559(
-        DEV_KEYS[7],
-        901,
-        5,
-        alloy_primitives::TxKind::Call(address_of(DEV_KEYS[8])),
-        alloy_primitives::U256::from(1),
-        alloy_primitives::Bytes::new(),
-        21_000,
-        10_000_000_000,
-    );
-    let rpc = node.rpc.clone();
-    let in_flight = tokio::spawn(async move {
-        raw_rpc(&rpc, "eth_sendRawTransactionSync", json!([gap, 8000])).await
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let in_flight = call_held_in_flight(&node.rpc).await;
     node.proc.signal("USR1");
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut report = None;

@@ -353,28 +353,8 @@ async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
         }
     }
     raw_rpc(&devnet.rpc, "devnet_injectTailReorg", json!([])).await;
-    let sender = tokio::spawn({
-        let rpc = node.rpc.clone();
-        async move {
-            // Keep every flashblock of the next ~1.5 s busy, so the last one has txs.
-            for round in 0..30u64 {
-                for key in DEV_KEYS {
-                    let raw = sign_1559(
-                        key,
-                        901,
-                        round,
-                        TxKind::Call(Address::repeat_byte(9)),
-                        U256::from(1),
-                        Bytes::new(),
-                        21_000,
-                        10_000_000_000,
-                    );
-                    raw_rpc(&rpc, "eth_sendRawTransaction", json!([raw])).await;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
+    // Keep every flashblock of the next ~1.5 s busy, so the last one has txs.
+    let sender = keep_flashblocks_busy(node.rpc.clone(), 30);
     // The reorged block: its last flashblock's txs are preconfirmed, then not sealed.
     let mut dropped: Vec<B256> = Vec::new();
     let mut preconfirmed = false;

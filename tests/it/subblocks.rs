@@ -91,6 +91,50 @@ fn assert_preconfirmed_receipt(r: &Value) {
     }
 }
 
+/// Reads the node's fan-out until `count` frames of block `from_block` on that pass `wanted`,
+/// asserting that each such frame is the source's frame byte for byte (within 300 frames).
+async fn assert_passed_through(
+    node: &Running,
+    source: &mut tokio::sync::mpsc::Receiver<Received>,
+    fanout: &mut tokio::sync::mpsc::Receiver<Received>,
+    from_block: u64,
+    count: usize,
+    wanted: impl Fn(&Received) -> bool,
+) {
+    let mut from_source = std::collections::HashMap::new();
+    let mut compared = 0;
+    for seen in 0.. {
+        if compared == count {
+            return;
+        }
+        assert!(
+            seen < 300,
+            "{count} frames compared on the fan-out within 300 frames ({compared}):\n{}",
+            node.proc.output()
+        );
+        while let Ok(fb) = source.try_recv() {
+            from_source.insert((fb.payload.metadata.block_number, fb.payload.index), fb.json);
+        }
+        let fb = next_flashblock(fanout, Duration::from_secs(5)).await;
+        let key = (fb.payload.metadata.block_number, fb.payload.index);
+        if key.0 < from_block {
+            continue;
+        }
+        // The node may forward a frame before this test's own copy from the source arrives.
+        let src = loop {
+            if let Some(src) = from_source.get(&key) {
+                break src.clone();
+            }
+            let s = next_flashblock(source, Duration::from_secs(5)).await;
+            from_source.insert((s.payload.metadata.block_number, s.payload.index), s.json);
+        };
+        assert_eq!(fb.json, src, "frame {key:?} passed through unchanged");
+        if wanted(&fb) {
+            compared += 1;
+        }
+    }
+}
+
 /// Preconfirmation, the pending block, subscriptions and the fan-out on one shape: every
 /// client shape follows the block-hash rule, cast and alloy read them unmodified, the fan-out
 /// passes the stream's frames through unchanged, and after the seal the receipt carries the
@@ -252,36 +296,7 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
     }
 
     // The fan-out passes the stream's frames through unchanged (zeros included).
-    let mut from_source = std::collections::HashMap::new();
-    let mut compared = 0;
-    for seen in 0.. {
-        if compared == 5 {
-            break;
-        }
-        assert!(
-            seen < 300,
-            "5 frames compared on the fan-out within 300 frames ({compared}):\n{}",
-            node.proc.output()
-        );
-        while let Ok(fb) = source.try_recv() {
-            from_source.insert((fb.payload.metadata.block_number, fb.payload.index), fb.json);
-        }
-        let fb = next_flashblock(&mut fanout, Duration::from_secs(5)).await;
-        let key = (fb.payload.metadata.block_number, fb.payload.index);
-        if fb.payload.metadata.block_number < number {
-            continue;
-        }
-        // The node may forward a frame before this test's own copy from the source arrives.
-        let src = loop {
-            if let Some(src) = from_source.get(&key) {
-                break src.clone();
-            }
-            let s = next_flashblock(&mut source, Duration::from_secs(5)).await;
-            from_source.insert((s.payload.metadata.block_number, s.payload.index), s.json);
-        };
-        assert_eq!(fb.json, src, "frame {key:?} passed through unchanged");
-        compared += 1;
-    }
+    assert_passed_through(&node, &mut source, &mut fanout, number, 5, |_| true).await;
 
     // After the seal: the upstream's receipt, with the sealed block's hash, which resolves;
     // everything the preconfirmation said stays true.
@@ -332,27 +347,8 @@ async fn tail_reorg_is_reconciled(shape: Shape) {
         }
     }
     raw_rpc(&devnet.rpc, "devnet_injectTailReorg", json!([])).await;
-    let sender = tokio::spawn({
-        let rpc = node.rpc.clone();
-        async move {
-            for round in 0..30u64 {
-                for key in DEV_KEYS {
-                    let raw = sign_1559(
-                        key,
-                        901,
-                        round,
-                        TxKind::Call(Address::repeat_byte(9)),
-                        U256::from(1),
-                        Bytes::new(),
-                        21_000,
-                        10_000_000_000,
-                    );
-                    raw_rpc(&rpc, "eth_sendRawTransaction", json!([raw])).await;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
+    // Keep every flashblock of the next ~1.5 s busy, so the last one has txs.
+    let sender = keep_flashblocks_busy(node.rpc.clone(), 30);
     let mut dropped: Vec<B256> = Vec::new();
     let mut preconfirmed = false;
     for _ in 0..60 {
@@ -489,37 +485,11 @@ async fn post_exec_tx_block_falls_back_and_passes_through() {
     let delta_sub = ws.subscribe(json!(["newFlashblocks"])).await;
 
     // Fan-out: frames with post_exec_tx arrive exactly as the source sent them.
-    let mut from_source = std::collections::HashMap::new();
-    let mut compared = 0;
-    for seen in 0.. {
-        if compared == 5 {
-            break;
-        }
-        assert!(
-            seen < 300,
-            "5 post-exec frames on the fan-out within 300 frames ({compared}):\n{}",
-            node.proc.output()
-        );
-        while let Ok(fb) = source.try_recv() {
-            from_source.insert((fb.payload.metadata.block_number, fb.payload.index), fb.json);
-        }
-        let fb = next_flashblock(&mut fanout, Duration::from_secs(5)).await;
-        let key = (fb.payload.metadata.block_number, fb.payload.index);
-        // The node may forward a frame before this test's own copy from the source arrives.
-        let src = loop {
-            if let Some(src) = from_source.get(&key) {
-                break src.clone();
-            }
-            let s = next_flashblock(&mut source, Duration::from_secs(5)).await;
-            from_source.insert((s.payload.metadata.block_number, s.payload.index), s.json);
-        };
-        assert_eq!(fb.json, src, "frame {key:?} passed through unchanged");
-        if fb.payload.index > 0 {
-            let raw = fb.json["diff"]["post_exec_tx"].as_str().expect("a post_exec_tx");
-            assert!(raw.starts_with("0x7d"), "type 0x7D: {raw}");
-            compared += 1;
-        }
-    }
+    assert_passed_through(&node, &mut source, &mut fanout, 0, 5, |fb| {
+        fb.payload.index > 0
+            && fb.json["diff"]["post_exec_tx"].as_str().is_some_and(|raw| raw.starts_with("0x7d"))
+    })
+    .await;
     // newFlashblocks carries it as received.
     let msg = loop {
         let (sub, msg) = ws.notification(Duration::from_secs(5)).await.expect("notifications");

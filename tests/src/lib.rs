@@ -491,6 +491,51 @@ pub fn sign_1559(
     let sig = signer.sign_transaction_sync(&mut tx).expect("signing works");
     TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into()
 }
+/// Keeps every flashblock of the next `rounds` × 50 ms busy: each round sends a transfer from
+/// every dev key (nonce `round`) through `rpc`.
+pub fn keep_flashblocks_busy(rpc: String, rounds: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for round in 0..rounds {
+            for key in DEV_KEYS {
+                let raw = sign_1559(
+                    key,
+                    901,
+                    round,
+                    TxKind::Call(Address::repeat_byte(9)),
+                    U256::from(1),
+                    Bytes::new(),
+                    21_000,
+                    10_000_000_000,
+                );
+                raw_rpc(&rpc, "eth_sendRawTransaction", serde_json::json!([raw])).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// A call that stays in flight for 8 s (an `eth_sendRawTransactionSync` whose nonce gap keeps
+/// the transaction out of every block), so a graceful shutdown's drain is held open while a
+/// test watches it. Its answer (result or error) comes out of the handle.
+pub async fn call_held_in_flight(rpc: &str) -> tokio::task::JoinHandle<serde_json::Value> {
+    let gap = sign_1559(
+        DEV_KEYS[7],
+        901,
+        5,
+        TxKind::Call(address_of(DEV_KEYS[8])),
+        U256::from(1),
+        Bytes::new(),
+        21_000,
+        10_000_000_000,
+    );
+    let rpc = rpc.to_string();
+    let call = tokio::spawn(async move {
+        raw_rpc(&rpc, "eth_sendRawTransactionSync", serde_json::json!([gap, 8000])).await
+    });
+    // Long enough for the request to reach the node.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    call
+}
 
 /// The address of a dev key.
 pub fn address_of(key: &str) -> Address {
