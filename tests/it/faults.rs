@@ -276,19 +276,6 @@ async fn upstream_502_answers_clear_errors_then_recovers() {
     assert_eq!(mode(&node.rpc).await, "flashblocks");
 }
 
-/// A GET that answers None once the endpoint is gone (the process is exiting).
-async fn try_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut out)).await.ok()?.ok()?;
-    let text = String::from_utf8_lossy(&out).to_string();
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
-}
-
 /// A critical task panics (the overlay, through the debug-build fault hook
 /// `FLASHNODE_FAULT_PANIC_TASK=overlay` and SIGUSR1): /readyz answers 503 naming the task and
 /// the panic, an error naming the task is logged, in-flight calls are drained, and the process

@@ -822,16 +822,22 @@ impl FlashblockSource {
     }
 }
 
-/// A plain HTTP GET on loopback: (status code, body).
+/// A plain HTTP GET on loopback: (status code, body). Panics when the endpoint does not
+/// answer; [`try_get`] for one that may be gone.
 pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    try_get(addr, path).await.unwrap_or_else(|| panic!("GET {path} on {addr} answered"))
+}
+
+/// A plain HTTP GET on loopback: `None` once the endpoint is gone (the process is exiting) or
+/// does not answer within 2 s.
+pub async fn try_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("reachable");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.expect("request written");
+    stream.write_all(req.as_bytes()).await.ok()?;
     let mut out = Vec::new();
-    stream.read_to_end(&mut out).await.expect("response read");
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut out)).await.ok()?.ok()?;
     let text = String::from_utf8_lossy(&out).to_string();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (code, body)
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
 }
