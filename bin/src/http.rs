@@ -156,6 +156,23 @@ pub async fn serve(
     let local = listener.local_addr()?;
     info!(addr = %local, "status page on http://{local}/, metrics on /metrics, health on /healthz and /readyz");
     tasks.spawn("status_page", track_recent(operator.clone(), cancel.clone()));
+    serve_gets(listener, cancel, tasks, move |path| route(&operator, path));
+    Ok(local)
+}
+
+/// An answer to a GET: status line, content type, body.
+pub type Answer = (&'static str, &'static str, String);
+
+/// Answers tiny GETs on `listener` until `cancel`, each from `route` given the request path;
+/// the accept loop is a critical task of `tasks` (`operator_http`), each request a task.
+pub fn serve_gets<R>(
+    listener: TcpListener,
+    cancel: CancellationToken,
+    tasks: &TaskExecutor,
+    route: R,
+) where
+    R: Fn(&str) -> Answer + Clone + Send + Sync + 'static,
+{
     let requests = tasks.clone();
     tasks.spawn_critical("operator_http", async move {
         loop {
@@ -163,18 +180,17 @@ pub async fn serve(
                 _ = cancel.cancelled() => return,
                 a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
             };
-            let operator = operator.clone();
+            let route = route.clone();
             requests.spawn("operator_request", async move {
-                if let Err(err) = answer(stream, &operator).await {
-                    debug!(%err, "metrics request failed");
+                if let Err(err) = answer(stream, route).await {
+                    debug!(%err, "operator request failed");
                 }
             });
         }
     });
-    Ok(local)
 }
 
-async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, route: impl Fn(&str) -> Answer) -> std::io::Result<()> {
     // Requests are tiny GETs; read the head with a bound and a deadline.
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
@@ -186,8 +202,18 @@ async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<(
         }
     }
     let head = String::from_utf8_lossy(&buf[..len]);
-    let path = head.split_whitespace().nth(1).unwrap_or("/");
-    let (status, content_type, body) = match path {
+    let (status, content_type, body) = route(head.split_whitespace().nth(1).unwrap_or("/"));
+    let resp = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(resp.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The node's operator routes.
+fn route(operator: &Operator, path: &str) -> Answer {
+    match path {
         "/metrics" => {
             // Time since the last flashblock frame, sampled at scrape time (a gauge set only
             // on frames would freeze at its last value exactly when the stream stops).
@@ -228,11 +254,5 @@ async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<(
             ("200 OK", "application/json", body.to_string())
         }
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-    };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(resp.as_bytes()).await?;
-    stream.shutdown().await
+    }
 }

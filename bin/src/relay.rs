@@ -8,13 +8,9 @@ use flashnode_fanout::{run_upstream, UpstreamConfig, UpstreamState};
 use flashnode_tasks::{Backoff, TaskExecutor, TaskManager};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    sync::mpsc,
-};
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::info;
 
 /// Frames queued between the upstream client and the fan-out's publisher; when the writers
 /// fall this far behind the client stops reading and the upstream socket absorbs it.
@@ -124,21 +120,7 @@ async fn serve_operator(
         .with_context(|| format!("binding the metrics endpoint {addr}"))?;
     let local = listener.local_addr()?;
     info!(addr = %local, "relay metrics on http://{local}/metrics, health on /healthz and /readyz");
-    let requests = tasks.clone();
-    tasks.spawn_critical("operator_http", async move {
-        loop {
-            let stream = tokio::select! {
-                _ = cancel.cancelled() => return,
-                a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
-            };
-            let operator = operator.clone();
-            requests.spawn("operator_request", async move {
-                if let Err(err) = answer(stream, &operator).await {
-                    debug!(%err, "relay operator request failed");
-                }
-            });
-        }
-    });
+    crate::http::serve_gets(listener, cancel, tasks, move |path| route(&operator, path));
     Ok(local)
 }
 
@@ -164,19 +146,9 @@ fn readiness(operator: &Operator) -> (bool, serde_json::Value) {
     (ready, body)
 }
 
-async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") && len < buf.len() {
-        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf[len..])).await {
-            Ok(Ok(0)) | Err(_) => break,
-            Ok(Ok(n)) => len += n,
-            Ok(Err(e)) => return Err(e),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let path = head.split_whitespace().nth(1).unwrap_or("/");
-    let (status, content_type, body) = match path {
+/// The relay's operator routes.
+fn route(operator: &Operator, path: &str) -> crate::http::Answer {
+    match path {
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", operator.metrics.render()),
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
         "/readyz" => {
@@ -185,11 +157,5 @@ async fn answer(mut stream: TcpStream, operator: &Operator) -> std::io::Result<(
             (status, "application/json", body.to_string())
         }
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-    };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(resp.as_bytes()).await?;
-    stream.shutdown().await
+    }
 }
