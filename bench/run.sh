@@ -13,6 +13,9 @@
 #   bash bench/run.sh fanout-floor       # the same subscribers on a minimal relay (the floor)
 #   bash bench/run.sh fanout-brotli      # subscribers ask for brotli Binary frames
 #   bash bench/run.sh fanout-floor-brotli
+#   bash bench/run.sh fanout-relay       # the same subscribers on a `flashnode relay` of the node
+#   bash bench/run.sh fanout-tree        # ... on the second of two chained relays
+#   bash bench/run.sh resume             # kill -9 of a middle relay: the leaf's subscribers catch up
 # Builds the release `flashnode` and `flashnode-bench`, installs wrk and anvil if missing, runs
 # the scenario(s) against the release binary and writes bench/results/<scenario>.json.
 set -euo pipefail
@@ -54,6 +57,12 @@ elif [ "${1:-}" = fanout-brotli ]; then
 elif [ "${1:-}" = fanout-floor-brotli ]; then
   shift
   fanout_variant fanout-floor-brotli --floor --brotli "$@"
+elif [ "${1:-}" = fanout-relay ]; then
+  shift
+  fanout_variant fanout-relay --relays 1 "$@"
+elif [ "${1:-}" = fanout-tree ]; then
+  shift
+  fanout_variant fanout-tree --relays 2 "$@"
 elif [ $# -gt 0 ]; then
   run "$@"
 else

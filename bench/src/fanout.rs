@@ -25,7 +25,7 @@
 
 use crate::{
     http::KeepAlive,
-    node::{log_findings, ModeMonitor},
+    node::{findings_in, log_findings, ModeMonitor},
     stats::{loadavg, r3, Machine, Summary},
 };
 use anyhow::Context;
@@ -89,6 +89,11 @@ pub struct FanoutArgs {
     /// without subscribers.
     #[arg(long)]
     pub floor: bool,
+    /// Subscribers connect through this many `flashnode relay` processes chained after the
+    /// node's fan-out (1: node → relay, 2: node → relay → relay, a two-level tree); CPU and
+    /// memory are the last relay's, latency is still from the devnet's source stream.
+    #[arg(long, default_value_t = 0, conflicts_with = "floor")]
+    pub relays: usize,
     /// Subscribers ask for brotli Binary frames (`/ws?compress=brotli`, as consumers of Base's
     /// compressed stream do); in a floor run the relay compresses each frame once.
     #[arg(long)]
@@ -161,11 +166,13 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         runs.push(r);
     }
     Ok(json!({
-        "scenario": match (args.floor, args.brotli) {
-            (false, false) => "fanout",
-            (true, false) => "fanout-floor",
-            (false, true) => "fanout-brotli",
-            (true, true) => "fanout-floor-brotli",
+        "scenario": match (args.floor, args.relays, args.brotli) {
+            (true, _, false) => "fanout-floor",
+            (true, _, true) => "fanout-floor-brotli",
+            (false, 0, false) => "fanout",
+            (false, 0, true) => "fanout-brotli",
+            (false, 1, _) => "fanout-relay",
+            (false, _, _) => "fanout-tree",
         },
         "started_unix": started_unix,
         "machine": machine,
@@ -182,6 +189,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
             "measure_secs": args.measure_secs,
             "grace_ms": args.grace_ms,
             "ws_buffer": args.ws_buffer,
+            "relays": args.relays,
             "frames": if args.brotli { "brotli Binary (subscribers connect to /ws?compress=brotli; quality 5, window 22, as Base's proxy)" } else { "Text JSON, as received" },
             "t0": "the instant a reference websocket client (own thread, own current-thread runtime) reads the frame from the devnet's source websocket, the loopback stream the node ingests",
             "per_delivery": "the instant a subscriber reads the last byte of the message from the node's fan-out (/ws), minus t0",
@@ -202,11 +210,7 @@ async fn run_one(
 ) -> anyhow::Result<Value> {
     let source_port = free_port();
     let limit = (n + 1000).max(10_000);
-    let extra: Vec<String> = vec![
-        "--block-time".into(),
-        format!("{}ms", args.block_time_ms),
-        "--flashblock-interval".into(),
-        format!("{}ms", args.flashblock_interval_ms),
+    let fanout_flags: Vec<String> = vec![
         "--ws-per-ip-limit".into(),
         limit.to_string(),
         "--ws-global-limit".into(),
@@ -214,6 +218,13 @@ async fn run_one(
         "--ws-buffer".into(),
         args.ws_buffer.to_string(),
     ];
+    let mut extra: Vec<String> = vec![
+        "--block-time".into(),
+        format!("{}ms", args.block_time_ms),
+        "--flashblock-interval".into(),
+        format!("{}ms", args.flashblock_interval_ms),
+    ];
+    extra.extend(fanout_flags.iter().cloned());
     let dev =
         start_node(source_port, &extra, Duration::from_millis(args.block_time_ms * 2 + 10_000))
             .await?;
@@ -228,10 +239,12 @@ async fn run_one(
     } else {
         None
     };
-    // In a floor run the subscribers and the CPU/RSS sampling go to the relay instead.
-    let (fanout_addr, pid) = match &floor {
-        Some(relay) => (relay.addr.clone(), relay.pid()),
-        None => (fanout_addr, node_pid),
+    let relays = RelayChain::start(&fanout_url, args.relays, &fanout_flags).await?;
+    // In a floor or relay run the subscribers and the CPU/RSS sampling go to the (last) relay.
+    let (fanout_addr, pid) = match (&floor, relays.last()) {
+        (Some(relay), _) => (relay.addr.clone(), relay.pid()),
+        (None, Some((addr, pid))) => (addr, pid),
+        (None, None) => (fanout_addr, node_pid),
     };
     eprintln!("fanout[{n}]: node pid {node_pid}, measured pid {pid}, fan-out {fanout_addr}, devnet source ws://127.0.0.1:{source_port}/ws (log {})", dev.running.proc.log.display());
 
@@ -384,7 +397,9 @@ async fn run_one(
     let status = modes.final_status.clone();
     let dev_args = dev.args.clone();
     let ref_all = std::mem::take(&mut *ref_frames.lock().unwrap());
+    let relay_findings = relays.log_findings();
     drop(floor);
+    drop(relays);
     drop(dev);
 
     // Frames whose t0 falls in the measuring window.
@@ -508,7 +523,13 @@ async fn run_one(
 
     let sent_n = sent.load(Ordering::Relaxed);
     Ok(json!({
-        "target": if args.floor { "floor relay (one raw write per subscriber, no execution)" } else { "node fan-out" },
+        "target": match (args.floor, args.relays) {
+            (true, _) => "floor relay (one raw write per subscriber, no execution)".to_string(),
+            (false, 0) => "node fan-out".to_string(),
+            (false, 1) => "flashnode relay of the node's fan-out".to_string(),
+            (false, n) => format!("the last of {n} chained flashnode relays (node → relay → … → subscribers)"),
+        },
+        "relay_log_findings": relay_findings,
         "subscribers": n,
         "flashnode_args": dev_args,
         "connected": connected,
@@ -575,6 +596,55 @@ async fn run_one(
         "reference_frames_total": ref_all.len(),
         "frames": per_frame,
     }))
+}
+
+/// `flashnode relay` processes chained after the node's fan-out (`--relays`), killed on drop.
+struct RelayChain {
+    /// Each relay with its fan-out's host:port, upstream first.
+    relays: Vec<(Proc, String)>,
+}
+
+impl RelayChain {
+    /// Starts `levels` relays, the first fed by `upstream`, each next one by the one before;
+    /// `fanout_flags` go to every relay. Returns once each listens.
+    async fn start(upstream: &str, levels: usize, fanout_flags: &[String]) -> anyhow::Result<Self> {
+        let mut chain = Self { relays: Vec::with_capacity(levels) };
+        let mut upstream = upstream.to_string();
+        for level in 0..levels {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let mut args: Vec<String> = vec![
+                "relay".into(),
+                "--flashblocks-url".into(),
+                upstream.clone(),
+                "--flashblocks-addr".into(),
+                addr.clone(),
+            ];
+            args.extend(fanout_flags.iter().cloned());
+            let proc = Proc::flashnode(&args);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(&addr).await.is_err() {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "relay {level} did not listen on {addr}:\n{}",
+                    proc.output()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            upstream = format!("ws://{addr}/ws");
+            chain.relays.push((proc, addr));
+        }
+        Ok(chain)
+    }
+
+    /// The last relay's fan-out address and pid.
+    fn last(&self) -> Option<(String, u32)> {
+        self.relays.last().map(|(proc, addr)| (addr.clone(), proc.id()))
+    }
+
+    /// Warnings and errors in the relays' logs.
+    fn log_findings(&self) -> Vec<String> {
+        self.relays.iter().flat_map(|(proc, _)| findings_in(&proc.output())).collect()
+    }
 }
 
 /// A `flashnode dev` started by this scenario.

@@ -11,7 +11,7 @@
 
 use crate::{
     http::{quantity, rpc_body, KeepAlive},
-    node::{apply_histogram, log_findings, publish_times, start_dev, ModeMonitor},
+    node::{applied_times, apply_histogram, log_findings, publish_times, start_dev, ModeMonitor},
     stats::{histogram, loadavg, r3, Machine, Summary},
 };
 use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
@@ -90,6 +90,17 @@ pub struct Sample {
     pub t0_after_publish_ms: Option<f64>,
     /// t(first non-null receipt) − the devnet's publish log timestamp, ms.
     pub latency_from_publish_ms: Option<f64>,
+    /// From the node's `flashblock applied` debug line: t(execution started) − t0, ms (the
+    /// node's websocket read, decoding, ordering and the hand-off to the executor thread; the
+    /// node and the bench read the same frame from the same source at about the same instant).
+    pub node_before_apply_ms: Option<f64>,
+    /// The node's execution of the flashblock, ms.
+    pub node_apply_ms: Option<f64>,
+    /// The node's snapshot publish after execution, ms.
+    pub node_publish_ms: Option<f64>,
+    /// t(first non-null receipt) − t(the node logged the flashblock applied), ms: the RPC side
+    /// (the poll that finds it, the lookup, the response), plus the log line's own delay.
+    pub receipt_after_applied_ms: Option<f64>,
     /// t(first poll sent) − t0, ms: the bench's own frame parsing and task hand-off.
     pub first_poll_after_ms: f64,
     /// Polls sent until the receipt appeared.
@@ -306,6 +317,18 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
             s.latency_from_publish_ms = s.latency_ms.map(|l| r3(l + after));
         }
     }
+    // The node's own account of each flashblock: when it started and finished executing it.
+    let applied = applied_times(&dev.running);
+    for s in samples.iter_mut() {
+        if let Some(&(logged, apply_us, publish_us)) = applied.get(&(s.block, s.index)) {
+            let logged_after_t0 = (logged as f64 - s.t0_unix_us as f64) / 1e3;
+            s.node_before_apply_ms =
+                Some(r3(logged_after_t0 - (apply_us + publish_us) as f64 / 1e3));
+            s.node_apply_ms = Some(r3(apply_us as f64 / 1e3));
+            s.node_publish_ms = Some(r3(publish_us as f64 / 1e3));
+            s.receipt_after_applied_ms = s.latency_ms.map(|l| r3(l - logged_after_t0));
+        }
+    }
     // t0 of each sample, to line up with the fan-out's arrival times.
     {
         let seen = fanout_seen.lock().expect("not poisoned");
@@ -373,6 +396,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<Value> {
             "t0_after_publish_ms": Summary::of(&samples.iter().filter_map(|s| s.t0_after_publish_ms).collect::<Vec<_>>()).rounded(),
             "latency_from_publish_ms": Summary::of(&samples.iter().filter_map(|s| s.latency_from_publish_ms).collect::<Vec<_>>()).rounded(),
             "fanout_after_ms": Summary::of(&samples.iter().filter_map(|s| s.fanout_after_ms).collect::<Vec<_>>()).rounded(),
+            "preconfirmed_breakdown_ms": breakdown(&samples),
             "first_poll_after_ms": Summary::of(&samples.iter().map(|s| s.first_poll_after_ms).collect::<Vec<_>>()).rounded(),
             "polls_per_sample": Summary::of(&samples.iter().map(|s| s.polls as f64).collect::<Vec<_>>()),
             "hit_on_first_poll": samples.iter().filter(|s| s.polls == 1 && s.latency_ms.is_some()).count(),
@@ -470,6 +494,10 @@ async fn probe(
         fanout_after_ms: None,
         t0_after_publish_ms: None,
         latency_from_publish_ms: None,
+        node_before_apply_ms: None,
+        node_apply_ms: None,
+        node_publish_ms: None,
+        receipt_after_applied_ms: None,
         latency_ms: latency_ms.map(|(l, _)| r3(l)),
         first_poll_after_ms: r3(first_poll_after_ms),
         polls,
@@ -556,4 +584,25 @@ fn unix_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
+}
+
+/// Where a preconfirmed receipt's latency goes, over the samples served preconfirmed that the
+/// node logged: before execution, execution, publish, RPC; and latency / execution per sample.
+fn breakdown(samples: &[Sample]) -> Value {
+    let served: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.preconfirmed == Some(true) && s.node_apply_ms.is_some())
+        .collect();
+    let of = |f: &dyn Fn(&Sample) -> Option<f64>| {
+        Summary::of(&served.iter().filter_map(|s| f(s)).collect::<Vec<_>>()).rounded()
+    };
+    json!({
+        "samples": served.len(),
+        "before_apply": of(&|s| s.node_before_apply_ms),
+        "apply": of(&|s| s.node_apply_ms),
+        "publish": of(&|s| s.node_publish_ms),
+        "receipt_after_applied": of(&|s| s.receipt_after_applied_ms),
+        "latency": of(&|s| s.latency_ms),
+        "latency_over_apply": of(&|s| Some(s.latency_ms? / s.node_apply_ms?.max(0.001))),
+    })
 }

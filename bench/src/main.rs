@@ -17,6 +17,7 @@ mod node;
 mod overload;
 mod ratio;
 mod reexec;
+mod resume;
 mod soak;
 mod stats;
 mod throughput;
@@ -51,6 +52,8 @@ enum Command {
     Overload(overload::OverloadArgs),
     /// `flashnode dev` under steady tx load: RSS, open fds and threads must not grow past bounds.
     Soak(soak::SoakArgs),
+    /// kill -9 of a middle relay in node → relay → relay → subscribers: time until the leaf's subscribers are caught up, gaps, and what a consumer without resume loses.
+    Resume(resume::ResumeArgs),
     /// Mgas/s of flashblock re-execution by flashblock size, against pure op-revm execution.
     Reexec(reexec::ReexecArgs),
     /// Receipt, pending balance and pending call throughput: flashnode vs devnet canonical vs anvil.
@@ -70,10 +73,14 @@ fn main() -> anyhow::Result<()> {
     // The node's log goes to a file that is scanned afterwards: no colour codes. Set before any
     // thread starts.
     std::env::set_var("NO_COLOR", "1");
-    // The devnet's sequencer logs each flashblock as it publishes it (debug level): the
-    // ingest scenario lines its t0 up with those timestamps.
+    // The devnet's sequencer logs each flashblock as it publishes it, and the node's overlay
+    // each flashblock it applied (debug level): the ingest scenario lines its t0 up with those
+    // timestamps.
     if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "info,flashnode_devnet::sequencer=debug");
+        std::env::set_var(
+            "RUST_LOG",
+            "info,flashnode_devnet::sequencer=debug,flashnode_overlay::service=debug",
+        );
     }
     if std::env::var_os("FLASHNODE_BIN").is_none() {
         eprintln!(
@@ -94,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             Command::Soak(args) => soak::run(args).await,
             Command::Overload(args) => overload::run(args).await,
             Command::Reexec(args) => reexec::run(args).await,
+            Command::Resume(args) => resume::run(args).await,
             Command::RpcRatio(args) => ratio::run(args).await,
             Command::IngestChart { files, chart } => chart::ingest_by_size(&files, &chart),
         }

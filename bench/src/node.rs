@@ -243,7 +243,12 @@ impl ModeMonitor {
 
 /// Lines of the node's log that deserve a look: warnings, errors, stream loss and fallback.
 pub fn log_findings(running: &Running) -> Vec<String> {
-    let out = running.proc.output();
+    findings_in(&running.proc.output())
+}
+
+/// The lines of a flashnode log worth a look (warnings, errors, panics, stream and mode
+/// changes), at most 60 of them.
+pub fn findings_in(out: &str) -> Vec<String> {
     let mut lines: Vec<String> = out
         .lines()
         .map(strip_ansi)
@@ -288,22 +293,45 @@ fn strip_ansi(s: &str) -> String {
 /// When the devnet's sequencer published each flashblock, from its debug log lines
 /// (`<RFC 3339 UTC> DEBUG …: flashblock number=N index=I …`): (block, index) → µs since the epoch.
 pub fn publish_times(running: &Running) -> HashMap<(u64, u64), u64> {
-    let mut out = HashMap::new();
-    for line in running.proc.output().lines().map(strip_ansi) {
-        if !line.contains("DEBUG") || !line.contains(" flashblock number=") {
-            continue;
-        }
-        let Some(ts) = line.split_whitespace().next().and_then(parse_rfc3339_us) else { continue };
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        if let (Some(n), Some(i)) = (field("number="), field("index=")) {
-            out.insert((n, i), ts);
-        }
-    }
-    out
+    debug_events(running, " flashblock number=")
+        .into_iter()
+        .filter_map(|(ts, f)| Some(((*f.get("number")?, *f.get("index")?), ts)))
+        .collect()
+}
+
+/// What the node's overlay logged once it applied a flashblock (`flashblock applied`, debug):
+/// (block, index) → (µs since the epoch when it was logged, execution µs, publish µs).
+pub fn applied_times(running: &Running) -> HashMap<(u64, u64), (u64, u64, u64)> {
+    debug_events(running, " flashblock applied ")
+        .into_iter()
+        .filter_map(|(ts, f)| {
+            Some((
+                (*f.get("block")?, *f.get("index")?),
+                (ts, *f.get("apply_us")?, *f.get("publish_us")?),
+            ))
+        })
+        .collect()
+}
+
+/// The debug lines of the log that contain `needle`: their timestamp (µs since the epoch) and
+/// their numeric `name=value` fields.
+fn debug_events(running: &Running, needle: &str) -> Vec<(u64, HashMap<String, u64>)> {
+    running
+        .proc
+        .output()
+        .lines()
+        .map(strip_ansi)
+        .filter(|line| line.contains("DEBUG") && line.contains(needle))
+        .filter_map(|line| {
+            let ts = line.split_whitespace().next().and_then(parse_rfc3339_us)?;
+            let fields = line
+                .split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .filter_map(|(k, v)| Some((k.to_string(), v.parse::<u64>().ok()?)))
+                .collect();
+            Some((ts, fields))
+        })
+        .collect()
 }
 
 /// `2026-11-21T20:35:40.123456Z` → µs since the Unix epoch.

@@ -9,7 +9,7 @@
 //! 0 of a later block), and from then on every frame is delivered.
 
 /// The response header a fan-out that serves `?from=` sends with its 101.
-pub const RESUME_HEADER: &str = "x-flashnode-resume";
+pub use flashnode_wsclient::RESUME_HEADER;
 
 /// The close code a resuming subscriber gets when frames after its point are gone (a private
 /// code, RFC 6455 §7.4.2); the reason text names the point and the oldest frame still held.

@@ -15,6 +15,7 @@ use crate::{
     shape::{parse, Parsed},
 };
 use flashnode_tasks::Backoff;
+use flashnode_wsclient::{redact, with_query, StreamClientConfig};
 use futures::{SinkExt, StreamExt};
 use std::{
     sync::{
@@ -27,45 +28,12 @@ use tokio::{
     sync::mpsc,
     time::{sleep, sleep_until, timeout, Instant, MissedTickBehavior},
 };
-use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig, Bytes, Message};
+use tokio_tungstenite::tungstenite::{self, Bytes, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-/// Settings of [`run_upstream`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamConfig {
-    /// The upstream's websocket URL (`ws://`).
-    pub url: String,
-    /// Interval between pings to the upstream.
-    pub ping_interval: Duration,
-    /// The connection is dead when neither a frame nor a pong arrived for this long.
-    pub silence_timeout: Duration,
-    /// Longest TCP + websocket handshake.
-    pub connect_timeout: Duration,
-    /// Largest websocket message accepted.
-    pub max_frame_bytes: usize,
-    /// Largest flashblock once decompressed.
-    pub max_decompressed_bytes: usize,
-    /// Smallest reconnect delay.
-    pub backoff_min: Duration,
-    /// Largest reconnect delay.
-    pub backoff_max: Duration,
-}
-
-impl Default for UpstreamConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            ping_interval: Duration::from_millis(500),
-            silence_timeout: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(5),
-            max_frame_bytes: 16 * 1024 * 1024,
-            max_decompressed_bytes: 32 * 1024 * 1024,
-            backoff_min: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(2),
-        }
-    }
-}
+/// Settings of [`run_upstream`] (the settings every flashblock stream client shares).
+pub type UpstreamConfig = StreamClientConfig;
 
 /// What the upstream client knows, for health and status (shared with the caller).
 #[derive(Debug, Default)]
@@ -167,35 +135,6 @@ impl Order {
     }
 }
 
-/// `url` with `extra` appended to its query.
-fn with_query(url: &str, extra: &str) -> String {
-    // Parsed, so a URL without a path gets `/` (`ws://host:port?q` would send the request
-    // target `?q`, which servers refuse) and a fragment stays last.
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            let query = match parsed.query() {
-                Some(q) if !q.is_empty() => format!("{q}&{extra}"),
-                _ => extra.to_string(),
-            };
-            parsed.set_query(Some(&query));
-            parsed.into()
-        }
-        // Not a URL: the connection attempt reports it.
-        Err(_) => format!("{url}?{extra}"),
-    }
-}
-
-/// Strips credentials (user info, query, long path segments such as API keys) from a URL
-/// before it is logged.
-fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let path: Vec<&str> = path.split('/').map(|s| if s.len() > 16 { "***" } else { s }).collect();
-    format!("{scheme}://{host}/{}", path.join("/"))
-}
-
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -239,12 +178,13 @@ pub async fn run_upstream(
                 (true, None) => with_query(&config.url, "from=earliest"),
                 (true, Some((b, i))) => with_query(&config.url, &format!("from={b}-{i}&on_gap=next_block")),
             };
-            let ws_config = WebSocketConfig::default()
-                .max_message_size(Some(config.max_frame_bytes))
-                .max_frame_size(Some(config.max_frame_bytes));
             let attempt = timeout(
                 config.connect_timeout,
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true),
+                tokio_tungstenite::connect_async_with_config(
+                    url.as_str(),
+                    Some(config.websocket_config()),
+                    true,
+                ),
             );
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -406,18 +346,5 @@ mod tests {
         assert_eq!(o.check((12, 1), "c"), Accept);
         assert_eq!(o.check((12, 0), "d"), Accept, "a rebuilt block under another payload id");
         assert_eq!(o.check((12, 1), "e"), Gap, "another payload id mid-block");
-    }
-
-    #[test]
-    fn queries_are_appended_and_urls_redacted() {
-        assert_eq!(with_query("ws://h:1/ws", "from=earliest"), "ws://h:1/ws?from=earliest");
-        assert_eq!(
-            with_query("ws://h:1/ws?compress=brotli", "from=1-2"),
-            "ws://h:1/ws?compress=brotli&from=1-2"
-        );
-        assert_eq!(with_query("ws://h/ws#x", "a=b"), "ws://h/ws?a=b#x");
-        // No path: the request target must still start with `/`.
-        assert_eq!(with_query("ws://h:1", "from=earliest"), "ws://h:1/?from=earliest");
-        assert_eq!(redact("ws://user:pw@host:1/ws/0123456789abcdef0123?k=v"), "ws://host:1/ws/***");
     }
 }

@@ -23,8 +23,7 @@ use alloy_primitives::Bytes;
 use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayload;
 use serde_json::{Map, Value};
 
-/// Default cap on the decompressed size of one frame (32 MiB).
-pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 32 * 1024 * 1024;
+pub use flashnode_wsclient::DEFAULT_MAX_DECOMPRESSED_BYTES;
 
 /// Brotli quality used by Base's websocket proxy.
 pub const BROTLI_QUALITY: u32 = 5;

@@ -1048,8 +1048,8 @@ impl Task {
             }
         };
         self.executor = Some(executor);
-        metrics::histogram!("flashnode_overlay_apply_seconds")
-            .record(started.elapsed().as_secs_f64());
+        let executed = started.elapsed();
+        metrics::histogram!("flashnode_overlay_apply_seconds").record(executed.as_secs_f64());
         let c = &self.shared.counters;
         match res {
             Ok((block, report)) => {
@@ -1082,7 +1082,16 @@ impl Task {
                         }
                     }
                 }
+                let (number, index) = (block.number(), block.index);
                 let _ = self.shared.events.send(OverlayEvent::Applied { block, flashblock: fb });
+                // Where a frame's time goes once it is in order (the ingest bench reads these).
+                debug!(
+                    block = number,
+                    index,
+                    apply_us = executed.as_micros() as u64,
+                    publish_us = started.elapsed().saturating_sub(executed).as_micros() as u64,
+                    "flashblock applied"
+                );
             }
             Err(ApplyError::ParentUnavailable(parent)) if start => {
                 debug!(%parent, "parent not available yet; waiting for it");

@@ -13,6 +13,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use flashnode_tasks::Backoff;
+use flashnode_wsclient::{redact, with_query, StreamClientConfig, RESUME_HEADER};
 use futures::{SinkExt, StreamExt};
 use metrics::{counter, gauge};
 use tokio::{
@@ -22,22 +23,21 @@ use tokio::{
 };
 use tokio_tungstenite::{
     connect_async_with_config,
-    tungstenite::{self, protocol::WebSocketConfig, Bytes, Message},
+    tungstenite::{self, Bytes, Message},
     MaybeTlsStream, WebSocketStream,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::{
-    frame::{decode_frame, DecodedFlashblock, DEFAULT_MAX_DECOMPRESSED_BYTES},
+    frame::{decode_frame, DecodedFlashblock},
     metrics_names::{
         STREAM_BYTES_TOTAL, STREAM_CONNECTED, STREAM_DISCONNECTS_TOTAL, STREAM_FRAMES_TOTAL,
         STREAM_MALFORMED_TOTAL, STREAM_RECONNECTS_TOTAL, STREAM_RESUMES_TOTAL,
     },
 };
 
-/// Default cap on one websocket frame / message (16 MiB).
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+pub use flashnode_wsclient::DEFAULT_MAX_FRAME_BYTES;
 
 /// At most one warn line per kind of problem per this period; the rest go to debug.
 const WARN_PERIOD: Duration = Duration::from_secs(5);
@@ -45,63 +45,11 @@ const WARN_PERIOD: Duration = Duration::from_secs(5);
 /// How long a goodbye Close frame may take when cancelled.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
-/// The response header of a fan-out that serves `?from=` (flashnode's `RESUME_HEADER`).
-const RESUME_HEADER: &str = "x-flashnode-resume";
-
 /// Malformed-frame kind for frames above [`StreamConfig::max_frame_bytes`].
 const FRAME_TOO_LARGE: &str = "frame_too_large";
 
-/// Configuration of [`run_stream`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StreamConfig {
-    /// Websocket URL of the flashblock stream (`ws://` or `wss://`).
-    pub url: String,
-    /// Interval between our Pings. Keep it well below `silence_timeout`.
-    pub ping_interval: Duration,
-    /// The connection is dead when neither a frame nor a pong arrived within this long.
-    pub silence_timeout: Duration,
-    /// Upper bound on the TCP + TLS + websocket handshake.
-    pub connect_timeout: Duration,
-    /// Frames and messages above this size are dropped with an error (and, since the
-    /// websocket layer enforces the same cap, the connection is re-established).
-    pub max_frame_bytes: usize,
-    /// Cap on the decompressed size of one flashblock.
-    pub max_decompressed_bytes: usize,
-    /// Smallest reconnect delay.
-    pub backoff_min: Duration,
-    /// Largest reconnect delay.
-    pub backoff_max: Duration,
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            ping_interval: Duration::from_millis(500),
-            silence_timeout: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(5),
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
-            backoff_min: Duration::from_millis(10),
-            // A 200 ms stream loses ~10 flashblocks per second of backoff: retry at least every 2 s.
-            backoff_max: Duration::from_secs(2),
-        }
-    }
-}
-
-impl StreamConfig {
-    /// The default configuration for `url`.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), ..Default::default() }
-    }
-
-    /// The websocket-layer limits matching this configuration.
-    fn websocket_config(&self) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .max_message_size(Some(self.max_frame_bytes))
-            .max_frame_size(Some(self.max_frame_bytes))
-    }
-}
+/// Configuration of [`run_stream`] (the settings every flashblock stream client shares).
+pub type StreamConfig = StreamClientConfig;
 
 /// Why a connection to the stream ended or an attempt failed: the `reason` label of
 /// `flashnode_stream_disconnects_total` and of the disconnect logs.
@@ -197,7 +145,7 @@ pub async fn run_stream(
     tx: mpsc::Sender<StreamEvent>,
     cancel: CancellationToken,
 ) {
-    let span = info_span!("flashblock_stream", url = %redact_url(&config.url));
+    let span = info_span!("flashblock_stream", url = %redact(&config.url));
     let backoff = Backoff::new(config.backoff_min, config.backoff_max).with_jitter();
     StreamTask {
         config,
@@ -240,24 +188,6 @@ struct StreamTask {
     resumable: bool,
     /// The upstream answered 400 to the resume parameters: never ask again.
     resume_refused: bool,
-}
-
-/// `url` with `extra` appended to its query.
-fn with_query(url: &str, extra: &str) -> String {
-    // Parsed, so a URL without a path gets `/` (`ws://host:port?q` would send the request
-    // target `?q`, which servers refuse) and a fragment stays last.
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            let query = match parsed.query() {
-                Some(q) if !q.is_empty() => format!("{q}&{extra}"),
-                _ => extra.to_string(),
-            };
-            parsed.set_query(Some(&query));
-            parsed.into()
-        }
-        // Not a URL: the connection attempt reports it.
-        Err(_) => format!("{url}?{extra}"),
-    }
 }
 
 impl StreamTask {
@@ -511,24 +441,6 @@ fn error_reason(e: &tungstenite::Error) -> DisconnectReason {
         Error::Io(_) => DisconnectReason::Io,
         Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt => DisconnectReason::Protocol,
         _ => DisconnectReason::ReadError,
-    }
-}
-
-/// Strips what may carry credentials from a URL before it is logged: user info, the query,
-/// and long path segments (API keys often sit in the path, e.g. `/ws/<key>`).
-fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let path: Vec<&str> =
-        path.split('/').map(|segment| if segment.len() > 16 { "***" } else { segment }).collect();
-    let path = path.join("/");
-    let prefix = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
-    if path.is_empty() {
-        format!("{prefix}{host}")
-    } else {
-        format!("{prefix}{host}/{path}")
     }
 }
 
@@ -930,41 +842,5 @@ mod tests {
         assert_eq!(limiter.check("json", t0 + Duration::from_secs(6)), None);
         // A clock that goes backwards does not panic.
         assert_eq!(limiter.check("json", t0), None);
-    }
-
-    #[test]
-    fn resume_queries_keep_the_url_valid() {
-        assert_eq!(with_query("ws://h:1", "from=1-2"), "ws://h:1/?from=1-2");
-        assert_eq!(with_query("wss://h/ws?k=v#f", "from=1-2"), "wss://h/ws?k=v&from=1-2#f");
-    }
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("wss://mainnet.flashblocks.base.org/ws"),
-            "wss://mainnet.flashblocks.base.org/ws"
-        );
-        assert_eq!(
-            redact_url("wss://user:pass@host:443/ws/0123456789abcdef0123?token=x"),
-            "wss://host:443/ws/***"
-        );
-        assert_eq!(redact_url("ws://127.0.0.1:8080"), "ws://127.0.0.1:8080");
-        assert_eq!(redact_url(""), "");
-        assert_eq!(redact_url("not a url"), "not a url");
-    }
-
-    #[test]
-    fn default_config() {
-        let cfg = StreamConfig::new("ws://x");
-        assert_eq!(cfg.url, "ws://x");
-        assert_eq!(cfg.ping_interval, Duration::from_millis(500));
-        assert_eq!(cfg.silence_timeout, Duration::from_secs(1));
-        assert_eq!(cfg.max_frame_bytes, 16 * 1024 * 1024);
-        assert_eq!(cfg.max_decompressed_bytes, 32 * 1024 * 1024);
-        assert_eq!(cfg.backoff_min, Duration::from_millis(10));
-        assert_eq!(cfg.backoff_max, Duration::from_secs(2));
-        let ws = cfg.websocket_config();
-        assert_eq!(ws.max_message_size, Some(cfg.max_frame_bytes));
-        assert_eq!(ws.max_frame_size, Some(cfg.max_frame_bytes));
     }
 }

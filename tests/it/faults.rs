@@ -40,10 +40,16 @@ async fn stream_flapping_never_serves_a_stale_pending() {
             .await
     );
 
+    let rpc = node.rpc.clone();
     let flapping = tokio::spawn(async move {
         for _ in 0..5 {
             relay.inject(Fault::Kill(Duration::from_millis(400))).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
+            // Each kill must cut a live session: on a loaded machine the reconnect backoff can
+            // outlast a 600 ms window, and a kill while the node is between attempts tests
+            // nothing.
+            eventually(Duration::from_secs(5), || async { mode(&rpc).await == "flashblocks" })
+                .await;
         }
         relay
     });
