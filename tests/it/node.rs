@@ -346,52 +346,16 @@ async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
         })
         .await
     );
-    // Wait for the start of a block, then arm the fault and fill every flashblock with txs.
-    loop {
-        if next_flashblock(&mut fbs, Duration::from_secs(5)).await.payload.index == 0 {
-            break;
-        }
-    }
-    raw_rpc(&devnet.rpc, "devnet_injectTailReorg", json!([])).await;
-    // Keep every flashblock of the next ~1.5 s busy, so the last one has txs.
-    let sender = keep_flashblocks_busy(node.rpc.clone(), 30);
     // The reorged block: its last flashblock's txs are preconfirmed, then not sealed.
-    let mut dropped: Vec<B256> = Vec::new();
-    let mut preconfirmed = false;
-    let mut reorged_block = 0;
-    for _ in 0..60 {
-        let fb = next_flashblock(&mut fbs, Duration::from_secs(5)).await;
-        if fb.payload.index != 10 || fb.payload.metadata.receipts.is_empty() {
-            continue;
-        }
-        let number = fb.payload.metadata.block_number;
-        let last_txs: Vec<B256> = fb.payload.metadata.receipts.keys().copied().collect();
-        // During the sealing delay the node serves the last flashblock's receipts.
-        let probe = last_txs[0];
-        preconfirmed |= eventually(Duration::from_millis(250), || async {
-            let r = raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([probe])).await;
-            !r["result"].is_null() && quantity(&r["result"]["blockNumber"]) == number
-        })
-        .await;
-        assert!(
-            eventually(Duration::from_secs(3), || async {
-                block_number(&node.rpc).await >= number
-            })
-            .await
-        );
-        let sealed =
-            raw_rpc(&node.rpc, "eth_getBlockByNumber", json!([format!("0x{number:x}"), false]))
-                .await["result"]
-                .clone();
-        let sealed_txs: Vec<B256> = serde_json::from_value(sealed["transactions"].clone()).unwrap();
-        let missing: Vec<B256> = last_txs.into_iter().filter(|h| !sealed_txs.contains(h)).collect();
-        if !missing.is_empty() {
-            dropped = missing;
-            reorged_block = number;
-            break;
-        }
-    }
-    sender.await.unwrap();
+    let TailReorg { block: reorged_block, dropped, preconfirmed } = tail_reorg(
+        &devnet.rpc,
+        &node.rpc,
+        &mut fbs,
+        |_| {},
+        |receipt, number| quantity(&receipt["blockNumber"]) == number,
+        async |number| block_number(&node.rpc).await >= number,
+    )
+    .await;
     assert!(!dropped.is_empty(), "the injected tail reorg dropped the last flashblock's txs");
     assert!(preconfirmed, "the node preconfirmed the last flashblock before the seal");
     for hash in &dropped {

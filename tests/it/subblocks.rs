@@ -339,49 +339,17 @@ async fn tail_reorg_is_reconciled(shape: Shape) {
     let (devnet, node) = chain(shape, &[], &[]).await;
     wait_serving(&node).await;
     let mut fbs = collect_flashblocks(&devnet.ws).await;
-    loop {
-        let fb = next_flashblock(&mut fbs, Duration::from_secs(5)).await;
-        assert_frame_shape(shape, &fb);
-        if fb.payload.index == 0 {
-            break;
-        }
-    }
-    raw_rpc(&devnet.rpc, "devnet_injectTailReorg", json!([])).await;
-    // Keep every flashblock of the next ~1.5 s busy, so the last one has txs.
-    let sender = keep_flashblocks_busy(node.rpc.clone(), 30);
-    let mut dropped: Vec<B256> = Vec::new();
-    let mut preconfirmed = false;
-    for _ in 0..60 {
-        let fb = next_flashblock(&mut fbs, Duration::from_secs(5)).await;
-        if fb.payload.index != 10 || fb.payload.metadata.receipts.is_empty() {
-            continue;
-        }
-        let number = fb.payload.metadata.block_number;
-        let last_txs: Vec<B256> = fb.payload.metadata.receipts.keys().copied().collect();
-        let probe = last_txs[0];
-        preconfirmed |= eventually(Duration::from_millis(250), || async {
-            let r = raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([probe])).await;
-            !r["result"].is_null() && r["result"]["blockHash"].is_null()
-        })
-        .await;
-        assert!(
-            eventually(Duration::from_secs(3), || async {
-                status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default() >= number
-            })
-            .await
-        );
-        let sealed =
-            raw_rpc(&node.rpc, "eth_getBlockByNumber", json!([format!("0x{number:x}"), false]))
-                .await["result"]
-                .clone();
-        let sealed_txs: Vec<B256> = serde_json::from_value(sealed["transactions"].clone()).unwrap();
-        let missing: Vec<B256> = last_txs.into_iter().filter(|h| !sealed_txs.contains(h)).collect();
-        if !missing.is_empty() {
-            dropped = missing;
-            break;
-        }
-    }
-    sender.await.unwrap();
+    let TailReorg { dropped, preconfirmed, .. } = tail_reorg(
+        &devnet.rpc,
+        &node.rpc,
+        &mut fbs,
+        |fb| assert_frame_shape(shape, fb),
+        |receipt, _| receipt["blockHash"].is_null(),
+        async |number| {
+            status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default() >= number
+        },
+    )
+    .await;
     assert!(!dropped.is_empty(), "the injected tail reorg dropped the last flashblock's txs");
     assert!(preconfirmed, "the node preconfirmed the last flashblock before the seal");
     for hash in &dropped {

@@ -514,6 +514,81 @@ pub fn keep_flashblocks_busy(rpc: String, rounds: u64) -> tokio::task::JoinHandl
     })
 }
 
+/// What [`tail_reorg`] saw.
+pub struct TailReorg {
+    /// The block that sealed without its last flashblock's transactions.
+    pub block: u64,
+    /// Those transactions.
+    pub dropped: Vec<alloy_primitives::B256>,
+    /// Whether the node served one of them before the seal.
+    pub preconfirmed: bool,
+}
+
+/// Waits for the start of a block on `fbs` (the devnet's stream; `each` sees those frames),
+/// arms the devnet's tail-reorg fault, keeps every flashblock busy and follows the stream until
+/// a block seals without its last flashblock's (index 10) transactions. For each block, one of
+/// those receipts is polled on the node for 250 ms (`served(receipt, block)`: it is the
+/// preconfirmed one), then `sealed(block)` must hold within 3 s before the sealed block is
+/// compared with the flashblock.
+pub async fn tail_reorg(
+    devnet_rpc: &str,
+    node_rpc: &str,
+    fbs: &mut mpsc::Receiver<Received>,
+    each: impl Fn(&Received),
+    served: impl Fn(&serde_json::Value, u64) -> bool,
+    sealed: impl AsyncFn(u64) -> bool,
+) -> TailReorg {
+    use alloy_primitives::B256;
+    loop {
+        let fb = next_flashblock(fbs, Duration::from_secs(5)).await;
+        each(&fb);
+        if fb.payload.index == 0 {
+            break;
+        }
+    }
+    raw_rpc(devnet_rpc, "devnet_injectTailReorg", serde_json::json!([])).await;
+    // Keep every flashblock of the next ~1.5 s busy, so the last one has txs.
+    let sender = keep_flashblocks_busy(node_rpc.to_string(), 30);
+    let mut seen = TailReorg { block: 0, dropped: Vec::new(), preconfirmed: false };
+    for _ in 0..60 {
+        let fb = next_flashblock(fbs, Duration::from_secs(5)).await;
+        if fb.payload.index != 10 || fb.payload.metadata.receipts.is_empty() {
+            continue;
+        }
+        let number = fb.payload.metadata.block_number;
+        let last_txs: Vec<B256> = fb.payload.metadata.receipts.keys().copied().collect();
+        // During the sealing delay the node serves the last flashblock's receipts.
+        let probe = last_txs[0];
+        seen.preconfirmed |= eventually(Duration::from_millis(250), || async {
+            let r =
+                raw_rpc(node_rpc, "eth_getTransactionReceipt", serde_json::json!([probe])).await;
+            !r["result"].is_null() && served(&r["result"], number)
+        })
+        .await;
+        assert!(
+            eventually(Duration::from_secs(3), || sealed(number)).await,
+            "the node has block {number}"
+        );
+        let block = raw_rpc(
+            node_rpc,
+            "eth_getBlockByNumber",
+            serde_json::json!([format!("0x{number:x}"), false]),
+        )
+        .await["result"]
+            .clone();
+        let sealed_txs: Vec<B256> =
+            serde_json::from_value(block["transactions"].clone()).expect("the sealed block's txs");
+        let missing: Vec<B256> = last_txs.into_iter().filter(|h| !sealed_txs.contains(h)).collect();
+        if !missing.is_empty() {
+            seen.dropped = missing;
+            seen.block = number;
+            break;
+        }
+    }
+    sender.await.expect("the tx sender");
+    seen
+}
+
 /// A call that stays in flight for 8 s (an `eth_sendRawTransactionSync` whose nonce gap keeps
 /// the transaction out of every block), so a graceful shutdown's drain is held open while a
 /// test watches it. Its answer (result or error) comes out of the handle.
