@@ -5,6 +5,7 @@
 #   bash bench/run.sh receipt-throughput --duration-secs 5
 #   bash bench/run.sh calls                # pending eth_call vs the upstream's latest (needs anvil)
 #   bash bench/run.sh overload             # 256 concurrent gas-cap eth_calls: mode + cheap-call p99
+#   bash bench/run.sh overload --floor     # the same 256 callers sending eth_chainId (the floor)
 #   bash bench/run.sh reexec               # Mgas/s by flashblock size + bench/results/reexec-mgas.svg
 #   bash bench/run.sh rpc-ratio            # flashnode vs devnet canonical vs anvil (wrk)
 #   bash bench/run.sh soak                 # 10 min soak + bench/results/soak.svg; fails on growth
@@ -37,8 +38,13 @@ mkdir -p bench/results
 run() {
   local scenario="$1"
   shift
+  # The result goes to bench/results/<scenario>.json unless the arguments name a file.
+  local out=(--out "bench/results/$scenario.json")
+  for arg in "$@"; do
+    case "$arg" in --out | --out=*) out=() ;; esac
+  done
   echo "== $scenario (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-  "$BENCH" "$scenario" --out "bench/results/$scenario.json" "$@"
+  "$BENCH" "$scenario" "${out[@]}" "$@"
 }
 
 fanout_variant() {

@@ -10,6 +10,12 @@
 //!
 //! Goal: the mode is `flashblocks` in every sample and the cheap call's p99 under load stays
 //! within 5x of its idle p99.
+//!
+//! The probe and the mode monitor run on a thread and runtime of their own, so their figures
+//! are the node's and not the bench's: the callers' answers (thousands a second) are parsed on
+//! the bench's main runtime. `--floor` has the callers send `eth_chainId` instead, the same
+//! flood of requests with no execution behind it: what 256 tight-loop callers cost the cheap
+//! call on this machine whatever the node does with their calls.
 
 use crate::{
     http::KeepAlive,
@@ -54,6 +60,9 @@ pub struct OverloadArgs {
     /// Gas of each heavy call (the node's `--rpc-gas-cap` default).
     #[arg(long, default_value_t = 50_000_000)]
     gas: u64,
+    /// The floor: the callers send `eth_chainId` (no execution) instead of the heavy call.
+    #[arg(long)]
+    floor: bool,
     /// Extra flags for `flashnode dev` (e.g. `--rpc-max-concurrent-executions=4`).
     #[arg(long, allow_hyphen_values = true)]
     node_arg: Vec<String>,
@@ -93,7 +102,7 @@ struct Outcomes {
 }
 
 /// One caller: the heavy call again and again until `stop`.
-async fn caller(rpc: String, gas: u64, stop: Arc<AtomicBool>) -> Outcomes {
+async fn caller(rpc: String, gas: Option<u64>, stop: Arc<AtomicBool>) -> Outcomes {
     let mut out = Outcomes::default();
     let Ok(mut conn) = KeepAlive::connect(&rpc).await else {
         out.by_outcome.insert("connect_failed".into(), 1);
@@ -101,7 +110,11 @@ async fn caller(rpc: String, gas: u64, stop: Arc<AtomicBool>) -> Outcomes {
     };
     while !stop.load(Ordering::Acquire) {
         let t = Instant::now();
-        let outcome = match conn.call("eth_call", heavy_call(gas)).await {
+        let call = match gas {
+            Some(gas) => conn.call("eth_call", heavy_call(gas)).await,
+            None => conn.call("eth_chainId", json!([])).await,
+        };
+        let outcome = match call {
             Ok(r) => match r["error"]["code"].as_i64() {
                 None => "result".to_string(),
                 Some(-32005) => "refused_busy".to_string(),
@@ -133,11 +146,16 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<Value> {
     let dev = start_dev(&extra, Duration::from_secs(60)).await?;
     let rpc = dev.running.rpc.clone();
     let probe_period = Duration::from_millis(args.probe_ms);
+    let (measure, measure_stop, measure_thread) = measuring_runtime()?;
+    let monitor = |rpc: String| {
+        let _in_measure = measure.enter();
+        ModeMonitor::spawn(rpc, Duration::from_millis(args.sample_ms))
+    };
 
     // Idle.
     let stop = Arc::new(AtomicBool::new(false));
-    let idle_modes = ModeMonitor::spawn(rpc.clone(), Duration::from_millis(args.sample_ms));
-    let idle_probe = tokio::spawn(probe(rpc.clone(), probe_period, stop.clone()));
+    let idle_modes = monitor(rpc.clone());
+    let idle_probe = measure.spawn(probe(rpc.clone(), probe_period, stop.clone()));
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     stop.store(true, Ordering::Release);
     let idle = idle_probe.await.context("idle probe")??;
@@ -145,14 +163,14 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<Value> {
 
     // Under load.
     let stop = Arc::new(AtomicBool::new(false));
-    let callers: Vec<_> = (0..args.callers)
-        .map(|_| tokio::spawn(caller(rpc.clone(), args.gas, stop.clone())))
-        .collect();
+    let gas = (!args.floor).then_some(args.gas);
+    let callers: Vec<_> =
+        (0..args.callers).map(|_| tokio::spawn(caller(rpc.clone(), gas, stop.clone()))).collect();
     // Let every caller connect and the pool fill before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let modes = ModeMonitor::spawn(rpc.clone(), Duration::from_millis(args.sample_ms));
+    let modes = monitor(rpc.clone());
     let probe_stop = Arc::new(AtomicBool::new(false));
-    let load_probe = tokio::spawn(probe(rpc.clone(), probe_period, probe_stop.clone()));
+    let load_probe = measure.spawn(probe(rpc.clone(), probe_period, probe_stop.clone()));
     tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
     probe_stop.store(true, Ordering::Release);
     let loaded = load_probe.await.context("load probe")??;
@@ -171,6 +189,8 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<Value> {
             _ => *outcomes.by_outcome.entry("caller_stuck".into()).or_insert(0) += 1,
         }
     }
+    let _ = measure_stop.send(());
+    let _ = measure_thread.join();
     let page = flashnode_tests::scrape(&dev.metrics).await;
     let metric = |name: &str| flashnode_tests::metric(&page, name, &[]);
 
@@ -180,7 +200,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<Value> {
     let p50_ratio = r3(load_s.p50 / idle_s.p50);
     let p99_ratio = r3(load_s.p99 / idle_s.p99);
     Ok(json!({
-        "scenario": "overload",
+        "scenario": if args.floor { "overload-floor" } else { "overload" },
         "machine": machine,
         "loadavg_at_end": loadavg(),
         "params": {
@@ -189,7 +209,8 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<Value> {
             "idle_secs": args.idle_secs,
             "probe_ms": args.probe_ms,
             "sample_ms": args.sample_ms,
-            "heavy_call": {"code": LOOP_CODE, "gas": args.gas, "block": "pending"},
+            "heavy_call": if args.floor { json!("eth_chainId (the floor: no execution)") } else { json!({"code": LOOP_CODE, "gas": args.gas, "block": "pending"}) },
+            "measuring": "the probe and the mode monitor on their own thread and current-thread runtime",
             "cheap_call": format!("eth_getBalance({DEV_ACCOUNT}, pending)"),
             "node_args": dev.args,
         },
@@ -214,4 +235,24 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<Value> {
             "log_findings": log_findings(&dev.running),
         },
     }))
+}
+
+/// A thread with a current-thread runtime for the probe and the mode monitor: its handle, the
+/// sender that stops it and the thread.
+fn measuring_runtime() -> anyhow::Result<(
+    tokio::runtime::Handle,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+)> {
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new().name("overload-probe".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        let _ = handle_tx.send(rt.handle().clone());
+        let _ = rt.block_on(stop_rx);
+    })?;
+    let handle = handle_rx.recv().context("the probe runtime did not start")?;
+    Ok((handle, stop_tx, thread))
 }

@@ -59,6 +59,10 @@ pub struct ResumeArgs {
     /// `--ws-ring-frames` of the node and the relays.
     #[arg(long, default_value_t = 64)]
     pub ring_frames: usize,
+    /// `--stream-backoff-max` of the leaf relay (its reconnect delays to the mid relay grow
+    /// from 10 ms up to this); the relay's default when unset.
+    #[arg(long)]
+    pub leaf_backoff_max: Option<String>,
 }
 
 /// (block number, index) of a frame.
@@ -175,18 +179,17 @@ pub async fn run(args: ResumeArgs) -> anyhow::Result<Value> {
         (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let mid_args = relay_args(&dev.running.ws, &mid_addr, &mid_metrics, args.ring_frames, 2);
     let (mut mid, _) = start_relay(&mid_args, &mid_addr).await.context("the middle relay")?;
-    let (leaf, _) = start_relay(
-        &relay_args(
-            &format!("ws://{mid_addr}/ws"),
-            &leaf_addr,
-            &leaf_metrics,
-            args.ring_frames,
-            args.subscribers,
-        ),
+    let mut leaf_args = relay_args(
+        &format!("ws://{mid_addr}/ws"),
         &leaf_addr,
-    )
-    .await
-    .context("the leaf relay")?;
+        &leaf_metrics,
+        args.ring_frames,
+        args.subscribers,
+    );
+    if let Some(max) = &args.leaf_backoff_max {
+        leaf_args.extend(["--stream-backoff-max".to_string(), max.clone()]);
+    }
+    let (leaf, _) = start_relay(&leaf_args, &leaf_addr).await.context("the leaf relay")?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let reference: Log = Arc::default();
@@ -318,6 +321,7 @@ pub async fn run(args: ResumeArgs) -> anyhow::Result<Value> {
             "block_time_ms": args.block_time_ms,
             "flashblock_interval_ms": args.flashblock_interval_ms,
             "ring_frames": args.ring_frames,
+            "leaf_backoff_max": args.leaf_backoff_max.as_deref().unwrap_or("the relay's default (2s)"),
             "tree": "flashnode dev → mid relay (killed with SIGKILL, restarted on the same port) → leaf relay → subscribers",
             "caught_up_after_restart": "from the restarted mid accepting TCP to the subscriber having the first frame the node published after that instant (every outage frame replayed before it)",
             "plain_consumer": "a websocket client of the mid relay without a resume point, reconnecting every 20 ms",

@@ -119,9 +119,14 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let mut config = devnet_config(&args.devnet);
     config.rpc_addr = Some(args.devnet_rpc_addr);
     config.flashblocks_addr = Some(args.devnet_flashblocks_addr);
+    // The devnet stands for the remote sequencer: it gets its own thread, so load on the node's
+    // RPC (on the main runtime) cannot starve the stream the node ingests.
+    let devnet_runtime = crate::runtime::DedicatedRuntime::new("flashnode-devnet")?;
+    let in_devnet = devnet_runtime.enter();
     let devnet = Devnet::spawn(config, cancel.clone(), &tasks.executor())
         .await
         .context("starting the devnet")?;
+    drop(in_devnet);
     let (Some(devnet_rpc), Some(ws)) = (devnet.rpc_addr, devnet.flashblocks_addr) else {
         anyhow::bail!("the devnet serves its RPC and websocket in dev mode");
     };
@@ -156,5 +161,6 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         crate::p2p::start_for_devnet(&args.devnet.p2p, &devnet, cancel.clone(), &tasks.executor())
             .await?;
     crate::node::serve_until_stopped(parts, &tasks, cancel, args.overlay.shutdown_timeout).await?;
+    drop(devnet_runtime);
     Ok(())
 }

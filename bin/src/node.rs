@@ -3,6 +3,7 @@
 use crate::{
     cli::{NodeArgs, OverlayArgs},
     presets::ChainPreset,
+    runtime::DedicatedRuntime,
 };
 use anyhow::Context;
 use flashnode_exec::{ChainConfig, StateSource};
@@ -23,35 +24,7 @@ pub struct NodeParts {
     /// Stops the serving side (RPC and fan-out) before the rest.
     serving: CancellationToken,
     /// The ingest runtime (stopped last, when the parts are dropped).
-    _ingest: IngestRuntime,
-}
-
-/// The runtime ingest runs on; shut down in the background when dropped (a runtime cannot be
-/// dropped in place from async code).
-struct IngestRuntime(Option<tokio::runtime::Runtime>);
-
-impl IngestRuntime {
-    fn new() -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("flashnode-ingest")
-            .enable_all()
-            .build()
-            .context("starting the ingest runtime")?;
-        Ok(Self(Some(runtime)))
-    }
-
-    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
-        self.0.as_ref().map(|rt| rt.enter())
-    }
-}
-
-impl Drop for IngestRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
+    _ingest: DedicatedRuntime,
 }
 
 /// The share of `--shutdown-timeout` kept for the tasks to stop after the RPC drain (fan-out
@@ -188,7 +161,7 @@ pub async fn start_node(
     // Ingest (stream reader, sequencing, re-execution) gets its own thread and runtime, so the
     // kernel shares the CPU between ingest and serving instead of thousands of fan-out tasks
     // queueing ahead of ingest on one runtime (at 10,000 subscribers that made frames stale).
-    let ingest = IngestRuntime::new()?;
+    let ingest = DedicatedRuntime::new("flashnode-ingest")?;
     let in_ingest = ingest.enter();
     let cutover_passed = native_blocks_at.is_some_and(|at| unix_now() >= at);
     if let (true, Some(at)) = (cutover_passed, native_blocks_at) {

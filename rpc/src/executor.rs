@@ -5,6 +5,11 @@
 //! [`RpcError::Overloaded`] at once instead of a queue that grows without end. Each execution
 //! gets a [`Budget`] of the EVM timeout, cancelled when its caller's future is dropped (the
 //! client went away).
+//!
+//! Executions run on the blocking threads of their own runtime, started at a lower CPU
+//! priority (nice +[`EXECUTION_NICE`]; Linux keeps the nice value per thread), so when the
+//! machine is saturated the kernel runs flashblock ingest and the RPC's own threads first and a
+//! flood of `eth_call`s slows only the calls.
 
 use crate::error::{RpcError, RpcResult};
 use flashnode_exec::Budget;
@@ -21,6 +26,9 @@ pub const RPC_EXECUTION_TIMEOUTS_TOTAL: &str = "flashnode_rpc_execution_timeouts
 /// Executions stopped because their client went away.
 pub const RPC_EXECUTIONS_CANCELLED_TOTAL: &str = "flashnode_rpc_executions_cancelled_total";
 
+/// How much lower than the rest of the process the executions' threads run (nice value).
+pub const EXECUTION_NICE: i32 = 10;
+
 /// The pool.
 #[derive(Clone, Debug)]
 pub struct Executor {
@@ -28,6 +36,61 @@ pub struct Executor {
     admitted: Arc<Semaphore>,
     max: usize,
     timeout: Duration,
+    threads: Arc<ExecutionThreads>,
+}
+
+/// The runtime whose blocking threads run the executions (its one worker stays idle).
+#[derive(Debug)]
+struct ExecutionThreads(Option<tokio::runtime::Runtime>);
+
+impl ExecutionThreads {
+    fn new(max: usize) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(max)
+            .thread_name("flashnode-rpc-exec")
+            .on_thread_start(lower_this_threads_priority)
+            .build();
+        match runtime {
+            Ok(runtime) => Self(Some(runtime)),
+            Err(err) => {
+                // Executions then share the caller's blocking pool at the normal priority.
+                tracing::warn!(%err, "no separate execution threads; RPC executions run beside ingest at its priority");
+                Self(None)
+            }
+        }
+    }
+
+    fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        match &self.0 {
+            Some(runtime) => runtime.spawn_blocking(f),
+            None => tokio::task::spawn_blocking(f),
+        }
+    }
+}
+
+impl Drop for ExecutionThreads {
+    fn drop(&mut self) {
+        // Dropping a runtime in place would wait for (and, in async code, panic on) a running
+        // execution; each one stops on its own budget.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Raises the calling thread's nice value by [`EXECUTION_NICE`] (no privilege needed to lower
+/// one's own priority). A failure leaves the thread at the normal priority.
+fn lower_this_threads_priority() {
+    // SAFETY: getpriority/setpriority on the calling thread's id take no pointers.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, current.saturating_add(EXECUTION_NICE));
+    }
 }
 
 /// Cancels the execution's budget when the caller's future is dropped before the answer.
@@ -51,6 +114,7 @@ impl Executor {
             admitted: Arc::new(Semaphore::new(max + max * QUEUE_PER_EXECUTOR)),
             max,
             timeout,
+            threads: Arc::new(ExecutionThreads::new(max)),
         }
     }
 
@@ -75,11 +139,13 @@ impl Executor {
             .map_err(|_| overloaded())?;
         let budget = Budget::new(self.timeout);
         let mut guard = CancelOnDrop(Some(budget.clone()));
-        let res = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f(&budget)
-        })
-        .await;
+        let res = self
+            .threads
+            .spawn(move || {
+                let _permit = permit;
+                f(&budget)
+            })
+            .await;
         guard.0 = None;
         let res = res?;
         if let Err(RpcError::Call(flashnode_exec::CallError::Timeout(_))) = &res {
@@ -155,6 +221,21 @@ mod tests {
         call.abort();
         let why = tokio::time::timeout(Duration::from_secs(10), seen_rx).await.unwrap().unwrap();
         assert!(matches!(why, Err(CallError::Cancelled)), "{why:?}");
+    }
+
+    #[tokio::test]
+    async fn executions_run_at_a_lower_priority() {
+        let pool = Executor::new(1, Duration::from_secs(5));
+        // SAFETY: as in `lower_this_threads_priority`.
+        let nice =
+            || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let here = nice();
+        let there = pool.run(move |_| Ok(nice())).await.unwrap();
+        assert_eq!(
+            there,
+            (here + EXECUTION_NICE).min(19),
+            "execution thread nice {there}, caller {here}"
+        );
     }
 
     #[tokio::test]
