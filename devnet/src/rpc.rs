@@ -274,7 +274,9 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         Ok(B256::from(value))
     })
     .expect("unique");
-    m.register_method("eth_call", |p, s, _| -> RpcResult<Bytes> {
+    // Executions run on blocking threads: a gas-cap call takes seconds, and inline it would
+    // hold the runtime the sequencer and the flashblock websocket run on.
+    m.register_blocking_method("eth_call", |p, s, _| -> RpcResult<Bytes> {
         let mut seq = p.sequence();
         let req: TransactionRequest = seq.next().map_err(bad_params)?;
         let id: Option<BlockId> = seq.optional_next().map_err(bad_params)?;
@@ -282,17 +284,17 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
             state: seq.optional_next().map_err(bad_params)?,
             block: seq.optional_next().map_err(bad_params)?,
         };
-        let at = resolve_state(s, id)?;
+        let at = resolve_state(&s, id)?;
         let env = overrides.env(&BlockEnvInput::from_header(&at.block.header));
         let db = overrides.database(&*at.state).map_err(call_error)?;
         call(db, &s.chain, &env, &req, RPC_GAS_CAP).map(|o| o.output).map_err(call_error)
     })
     .expect("unique");
-    m.register_method("eth_estimateGas", |p, s, _| -> RpcResult<U64> {
+    m.register_blocking_method("eth_estimateGas", |p, s, _| -> RpcResult<U64> {
         let mut seq = p.sequence();
         let req: TransactionRequest = seq.next().map_err(bad_params)?;
         let id: Option<BlockId> = seq.optional_next().map_err(bad_params)?;
-        let at = resolve_state(s, id)?;
+        let at = resolve_state(&s, id)?;
         let env = BlockEnvInput::from_header(&at.block.header);
         let balance = account(&at.state, req.from.unwrap_or_default()).balance;
         estimate_gas(|| CacheDB::new(&*at.state), &s.chain, &env, &req, RPC_GAS_CAP, balance)
