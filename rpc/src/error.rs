@@ -60,6 +60,16 @@ pub enum RpcError {
         /// Executions the node runs at once.
         max: usize,
     },
+    /// Executions the node forwards to its upstream (no pending block to run them on, or an
+    /// explicit canonical block) are at their limit.
+    #[error(
+        "too many executions forwarded to the upstream at once: all {max} slots are busy; \
+         retry later"
+    )]
+    ForwardOverloaded {
+        /// Executions the node forwards at once.
+        max: usize,
+    },
     /// This client IP holds its most live subscriptions.
     #[error(
         "too many subscriptions from this IP: at most {limit} at once \
@@ -99,7 +109,9 @@ impl RpcError {
             Self::Simulate(e) => e.code,
             Self::Upstream(e) => e.code(),
             Self::State(_) | Self::Serialize(_) | Self::Task(_) => code::INTERNAL,
-            Self::Overloaded { .. } | Self::TooManySubscriptions { .. } => code::LIMIT_EXCEEDED,
+            Self::Overloaded { .. }
+            | Self::ForwardOverloaded { .. }
+            | Self::TooManySubscriptions { .. } => code::LIMIT_EXCEEDED,
             Self::SubscriptionNeedsWebsocket => code::METHOD_NOT_FOUND,
             Self::TxSyncTimeout { .. } => code::TX_SYNC_TIMEOUT,
         }
@@ -176,6 +188,7 @@ mod tests {
                 "execution reverted: no",
             ),
             (RpcError::Overloaded { max: 2 }, -32005, "too many concurrent executions: all 2 executors are busy; retry later or raise --rpc-max-concurrent-executions"),
+            (RpcError::ForwardOverloaded { max: 64 }, -32005, "too many executions forwarded to the upstream at once: all 64 slots are busy; retry later"),
             (
                 RpcError::SubscriptionNeedsWebsocket,
                 -32601,

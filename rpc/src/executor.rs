@@ -19,6 +19,15 @@ use tokio::sync::Semaphore;
 /// Callers that may wait for a free executor, per executor.
 pub const QUEUE_PER_EXECUTOR: usize = 16;
 
+/// Executions that may be forwarded to the upstream at once, per executor. A forwarded call
+/// costs the node only a socket, but the upstream runs it: without a bound, a flood of
+/// gas-cap calls while the node has no pending block (fallback) would all land on the
+/// execution client at once.
+pub const FORWARDED_PER_EXECUTOR: usize = 64;
+
+/// Forwarded executions refused because every forwarding slot was taken.
+pub const RPC_FORWARDS_REFUSED_TOTAL: &str = "flashnode_rpc_forwarded_executions_refused_total";
+
 /// Executions refused because the pool and its queue were full.
 pub const RPC_EXECUTIONS_REFUSED_TOTAL: &str = "flashnode_rpc_executions_refused_total";
 /// Executions stopped by the EVM timeout.
@@ -37,6 +46,7 @@ pub struct Executor {
     max: usize,
     timeout: Duration,
     threads: Arc<ExecutionThreads>,
+    forwarding: Arc<Semaphore>,
 }
 
 /// The runtime whose blocking threads run the executions (its one worker stays idle).
@@ -115,7 +125,21 @@ impl Executor {
             max,
             timeout,
             threads: Arc::new(ExecutionThreads::new(max)),
+            forwarding: Arc::new(Semaphore::new(max * FORWARDED_PER_EXECUTOR)),
         }
+    }
+
+    /// Awaits `forward` (an execution passed to the upstream) in one of the forwarding slots,
+    /// or answers [`RpcError::ForwardOverloaded`] at once when all are taken.
+    pub async fn forward<T>(
+        &self,
+        forward: impl std::future::Future<Output = RpcResult<T>>,
+    ) -> RpcResult<T> {
+        let Ok(_slot) = self.forwarding.try_acquire() else {
+            metrics::counter!(RPC_FORWARDS_REFUSED_TOTAL).increment(1);
+            return Err(RpcError::ForwardOverloaded { max: self.max * FORWARDED_PER_EXECUTOR });
+        };
+        forward.await
     }
 
     /// The default size: every core but one (one at least), so ingest keeps a core.
@@ -221,6 +245,35 @@ mod tests {
         call.abort();
         let why = tokio::time::timeout(Duration::from_secs(10), seen_rx).await.unwrap().unwrap();
         assert!(matches!(why, Err(CallError::Cancelled)), "{why:?}");
+    }
+
+    #[tokio::test]
+    async fn forwarded_executions_are_bounded() {
+        let pool = Executor::new(1, Duration::from_secs(5));
+        let (release, hold) = tokio::sync::watch::channel(false);
+        let held: Vec<_> = (0..FORWARDED_PER_EXECUTOR)
+            .map(|_| {
+                let (pool, mut hold) = (pool.clone(), hold.clone());
+                tokio::spawn(async move {
+                    pool.forward(async move {
+                        let _ = hold.wait_for(|go| *go).await;
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = pool.forward(async { Ok(()) }).await;
+        assert!(
+            matches!(refused, Err(RpcError::ForwardOverloaded { max: FORWARDED_PER_EXECUTOR })),
+            "{refused:?}"
+        );
+        release.send(true).unwrap();
+        for h in held {
+            h.await.unwrap().unwrap();
+        }
+        assert!(pool.forward(async { Ok(()) }).await.is_ok(), "free again");
     }
 
     #[tokio::test]

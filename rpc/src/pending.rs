@@ -94,7 +94,7 @@ impl PendingApi {
                 arg_opt(&state)?,
                 arg_opt(&block_overrides)?,
             ];
-            return self.upstream(method, params).await;
+            return self.executor.forward(self.upstream(method, params)).await;
         };
         let call = PendingCall {
             pending,
@@ -318,7 +318,8 @@ impl EthApiServer for PendingApi {
         block: Option<BlockId>,
     ) -> RpcResult<Value> {
         let Some(pending) = self.pending_at(&block) else {
-            return self.upstream("eth_simulateV1", vec![arg(&payload)?, block_arg(block)?]).await;
+            let params = vec![arg(&payload)?, block_arg(block)?];
+            return self.executor.forward(self.upstream("eth_simulateV1", params)).await;
         };
         let (chain, gas_cap) = (self.ctx.overlay.chain().clone(), self.ctx.config.gas_cap);
         self.executor

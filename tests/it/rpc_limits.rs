@@ -386,3 +386,52 @@ async fn a_bad_id_over_a_websocket_and_in_a_batch_gets_invalid_request() {
     // The connection still serves.
     assert_eq!(status(&node.rpc).await["mode"], "flashblocks");
 }
+
+/// Executions the node forwards to its upstream (here the stream is unreachable, so there is
+/// no pending block and every `eth_call` goes upstream) are bounded like the ones it runs: with
+/// one executor, 64 may be in flight at the upstream; the rest answer -32005 at once instead of
+/// all landing on the execution client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_executions_are_bounded() {
+    use flashnode_tests::upstream::{UpstreamMode, UpstreamProxy};
+    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
+    let proxy = UpstreamProxy::start(&devnet.rpc).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let no_stream = format!("ws://127.0.0.1:{}/ws", free_port());
+    let node = start_node(
+        &no_stream,
+        &proxy.url,
+        &[
+            "--rpc-max-concurrent-executions",
+            "1",
+            "--rpc-per-ip-connections",
+            "200",
+            "--upstream-timeout",
+            "10s",
+            "--metrics-addr",
+            &metrics,
+        ],
+    )
+    .await;
+    // Every forwarded call now stays in flight for 3 s.
+    proxy.set(UpstreamMode::Slow(Duration::from_secs(3)));
+    let call = json!([{"to": "0x7777777777777777777777777777777777777777"}, "latest"]);
+    let answers =
+        futures::future::join_all((0..80).map(|_| raw_rpc(&node.rpc, "eth_call", call.clone())))
+            .await;
+    let refused: Vec<&Value> = answers.iter().filter(|a| a["error"]["code"] == -32005).collect();
+    assert!(refused.len() >= 16, "80 calls, 64 slots: {} refused; {answers:?}", refused.len());
+    for a in &refused {
+        assert_eq!(
+            a["error"]["message"],
+            "too many executions forwarded to the upstream at once: all 64 slots are busy; retry later"
+        );
+    }
+    let served = answers.iter().filter(|a| a["result"].is_string()).count();
+    assert!(served >= 1, "the forwarded calls are answered once the upstream is: {answers:?}");
+    let page = scrape(&metrics).await;
+    assert!(
+        metric(&page, "flashnode_rpc_forwarded_executions_refused_total", &[])
+            >= refused.len() as f64
+    );
+}
