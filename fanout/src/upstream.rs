@@ -15,7 +15,7 @@ use crate::{
     shape::{parse, Parsed},
 };
 use flashnode_tasks::Backoff;
-use flashnode_wsclient::{redact, with_query, StreamClientConfig};
+use flashnode_wsclient::{redact, with_query, StreamClientConfig, WarnLimiter, WARN_PERIOD};
 use futures::{SinkExt, StreamExt};
 use std::{
     sync::{
@@ -157,6 +157,8 @@ pub async fn run_upstream(
     let span = info_span!("relay_upstream", url = %redact(&config.url));
     async move {
         let mut backoff = Backoff::new(config.backoff_min, config.backoff_max).with_jitter();
+        // An upstream that is down fails every reconnect the same way: one warn per period.
+        let mut log = WarnLimiter::new(WARN_PERIOD);
         let mut order = Order::default();
         // Until a handshake says otherwise, ask for resume (upstreams that do not know the
         // parameters ignore them); a flashnode too old to know them answers 400.
@@ -201,11 +203,11 @@ pub async fn run_upstream(
                     continue;
                 }
                 Ok(Err(err)) => {
-                    note_disconnect("connect_failed", &err.to_string());
+                    note_disconnect(&mut log, "connect_failed", &err.to_string());
                     continue;
                 }
                 Err(_) => {
-                    note_disconnect("connect_timeout", &format!("no handshake within {:?}", config.connect_timeout));
+                    note_disconnect(&mut log, "connect_timeout", &format!("no handshake within {:?}", config.connect_timeout));
                     continue;
                 }
             };
@@ -228,7 +230,7 @@ pub async fn run_upstream(
             match end {
                 End::Stop => return,
                 End::Dropped { reason, detail, relayed } => {
-                    note_disconnect(reason, &detail);
+                    note_disconnect(&mut log, reason, &detail);
                     if relayed > 0 {
                         backoff.reset();
                     }
@@ -240,10 +242,15 @@ pub async fn run_upstream(
     .await
 }
 
-fn note_disconnect(reason: &'static str, detail: &str) {
+fn note_disconnect(log: &mut WarnLimiter, reason: &'static str, detail: &str) {
     metrics::counter!("flashnode_relay_upstream_disconnects_total", "reason" => reason)
         .increment(1);
-    warn!(reason, detail, "upstream flashblock stream disconnected");
+    match log.check(reason, std::time::Instant::now()) {
+        Some(suppressed) => {
+            warn!(reason, detail, suppressed, "upstream flashblock stream disconnected")
+        }
+        None => debug!(reason, detail, "upstream flashblock stream disconnected"),
+    }
 }
 
 /// Reads one connection until it dies or the client stops.

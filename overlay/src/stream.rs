@@ -10,10 +10,12 @@
 //! upstream replays what was missed from its ring, so a blip mid-block no longer costs the rest
 //! of the block ([`StreamEvent::Resumed`]).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use flashnode_tasks::Backoff;
-use flashnode_wsclient::{redact, with_query, StreamClientConfig, RESUME_HEADER};
+use flashnode_wsclient::{
+    redact, with_query, StreamClientConfig, WarnLimiter, RESUME_HEADER, WARN_PERIOD,
+};
 use futures::{SinkExt, StreamExt};
 use metrics::{counter, gauge};
 use tokio::{
@@ -38,9 +40,6 @@ use crate::{
 };
 
 pub use flashnode_wsclient::DEFAULT_MAX_FRAME_BYTES;
-
-/// At most one warn line per kind of problem per this period; the rest go to debug.
-const WARN_PERIOD: Duration = Duration::from_secs(5);
 
 /// How long a goodbye Close frame may take when cancelled.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
@@ -400,7 +399,7 @@ impl StreamTask {
     /// Counts, logs (rate-limited) and reports a frame that could not be used.
     async fn malformed(&mut self, kind: &'static str, error: String) -> Result<(), Stop> {
         counter!(STREAM_MALFORMED_TOTAL, "kind" => kind).increment(1);
-        match self.malformed_log.check(kind, Instant::now()) {
+        match self.malformed_log.check(kind, std::time::Instant::now()) {
             Some(suppressed) => {
                 warn!(kind, %error, suppressed, "dropping malformed flashblock frame")
             }
@@ -413,7 +412,7 @@ impl StreamTask {
     fn note_disconnect(&mut self, reason: DisconnectReason, detail: &str) {
         let reason = reason.label();
         counter!(STREAM_DISCONNECTS_TOTAL, "reason" => reason).increment(1);
-        match self.disconnect_log.check(reason, Instant::now()) {
+        match self.disconnect_log.check(reason, std::time::Instant::now()) {
             Some(suppressed) => warn!(reason, detail, suppressed, "flashblock stream disconnected"),
             None => debug!(reason, detail, "flashblock stream disconnected"),
         }
@@ -441,37 +440,6 @@ fn error_reason(e: &tungstenite::Error) -> DisconnectReason {
         Error::Io(_) => DisconnectReason::Io,
         Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt => DisconnectReason::Protocol,
         _ => DisconnectReason::ReadError,
-    }
-}
-
-/// Lets one warn line per key through per period and counts the ones it held back.
-#[derive(Debug)]
-struct WarnLimiter {
-    period: Duration,
-    seen: HashMap<&'static str, (Instant, u64)>,
-}
-
-impl WarnLimiter {
-    fn new(period: Duration) -> Self {
-        Self { period, seen: HashMap::new() }
-    }
-
-    /// `Some(suppressed since the last warn)` when a warn is due for `key`, else `None`.
-    fn check(&mut self, key: &'static str, now: Instant) -> Option<u64> {
-        match self.seen.get_mut(key) {
-            Some((last, suppressed)) if now.saturating_duration_since(*last) < self.period => {
-                *suppressed += 1;
-                None
-            }
-            Some((last, suppressed)) => {
-                *last = now;
-                Some(std::mem::take(suppressed))
-            }
-            None => {
-                self.seen.insert(key, (now, 0));
-                Some(0)
-            }
-        }
     }
 }
 
@@ -827,20 +795,5 @@ mod tests {
         let client = Client::spawn(cfg);
         sleep(Duration::from_millis(50)).await;
         client.shutdown().await;
-    }
-
-    #[test]
-    fn warn_limiter_lets_one_through_per_period() {
-        let mut limiter = WarnLimiter::new(Duration::from_secs(5));
-        let t0 = Instant::now();
-        assert_eq!(limiter.check("json", t0), Some(0));
-        assert_eq!(limiter.check("json", t0 + Duration::from_secs(1)), None);
-        assert_eq!(limiter.check("json", t0 + Duration::from_secs(4)), None);
-        // Other kinds have their own budget.
-        assert_eq!(limiter.check("brotli", t0 + Duration::from_secs(4)), Some(0));
-        assert_eq!(limiter.check("json", t0 + Duration::from_secs(5)), Some(2));
-        assert_eq!(limiter.check("json", t0 + Duration::from_secs(6)), None);
-        // A clock that goes backwards does not panic.
-        assert_eq!(limiter.check("json", t0), None);
     }
 }

@@ -5,7 +5,10 @@
 //! A flashnode fan-out that serves `?from=` says so with [`RESUME_HEADER`] on its 101; a client
 //! that saw it asks for the frames after its last one with [`with_query`] on reconnect.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// The response header of a flashnode fan-out that serves `/ws?from=<block>-<index>`.
@@ -105,6 +108,43 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// At most one warn line per kind of problem per this period; the rest go to debug.
+pub const WARN_PERIOD: Duration = Duration::from_secs(5);
+
+/// Lets one warn line per key through per period and counts the ones it held back, so a
+/// stream that fails the same way again and again (an upstream down, refusing every
+/// reconnect) logs it once per period with the number suppressed.
+#[derive(Debug)]
+pub struct WarnLimiter {
+    period: Duration,
+    seen: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl WarnLimiter {
+    /// A limiter letting one line per key through every `period`.
+    pub fn new(period: Duration) -> Self {
+        Self { period, seen: HashMap::new() }
+    }
+
+    /// `Some(suppressed since the last warn)` when a warn is due for `key`, else `None`.
+    pub fn check(&mut self, key: &'static str, now: Instant) -> Option<u64> {
+        match self.seen.get_mut(key) {
+            Some((last, suppressed)) if now.saturating_duration_since(*last) < self.period => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                *last = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                self.seen.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +176,21 @@ mod tests {
         assert_eq!(redact("ws://127.0.0.1:8080"), "ws://127.0.0.1:8080");
         assert_eq!(redact(""), "");
         assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn warn_limiter_lets_one_through_per_period() {
+        let mut limiter = WarnLimiter::new(Duration::from_secs(5));
+        let t0 = Instant::now();
+        assert_eq!(limiter.check("json", t0), Some(0));
+        assert_eq!(limiter.check("json", t0 + Duration::from_secs(1)), None);
+        assert_eq!(limiter.check("json", t0 + Duration::from_secs(4)), None);
+        // Other kinds have their own budget.
+        assert_eq!(limiter.check("brotli", t0 + Duration::from_secs(4)), Some(0));
+        assert_eq!(limiter.check("json", t0 + Duration::from_secs(5)), Some(2));
+        assert_eq!(limiter.check("json", t0 + Duration::from_secs(6)), None);
+        // A clock that goes backwards does not panic.
+        assert_eq!(limiter.check("json", t0), None);
     }
 
     #[test]
