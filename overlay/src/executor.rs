@@ -75,6 +75,8 @@ struct InProgress {
     post_exec_tx: Option<Bytes>,
     /// `diff.block_hash` of the last applied flashblock (zero in the Subblocks shape).
     stream_hash: B256,
+    /// Blocks between it and the canonical block at `source_at` (0: built on canonical state).
+    chained: u64,
 }
 
 /// The executor's memory of the last streamed block, to build its child on.
@@ -86,8 +88,17 @@ struct Finished {
     exact: bool,
     /// The stream's hash of it after its last applied flashblock; `None` when zero (Subblocks).
     stream_hash: Option<B256>,
+    /// Blocks between it and the canonical block its state reads fall back to.
+    chained: u64,
     db: CacheDB<SourceDb>,
 }
+
+/// Most blocks built one on another's flashblock state before one waits for its canonical
+/// parent. Every chained block keeps the first one's canonical anchor for its reads, and a
+/// pending block is served only while that anchor is a recent canonical block (the overlay
+/// keeps 16): a node whose tip view lags every seal would otherwise chain forever, its anchor
+/// would age out, and `pending` would turn into `latest` for good.
+pub const MAX_CHAINED_BLOCKS: u64 = 8;
 
 /// Applies flashblocks one at a time; owned by the overlay task, run on blocking threads.
 pub struct FlashblockExecutor {
@@ -163,12 +174,15 @@ impl FlashblockExecutor {
             let number = cur.builder.input().number;
             let (index, exact) = (cur.index, cur.post_exec_tx.is_none());
             let stream_hash = (!cur.stream_hash.is_zero()).then_some(cur.stream_hash);
+            let chained = cur.chained;
             let db = cur.builder.into_db();
-            self.previous = Some(Finished { number, index, exact, stream_hash, db });
+            self.previous = Some(Finished { number, index, exact, stream_hash, chained, db });
         }
+        let mut chained = 0;
         let db = match &self.previous {
             Some(prev)
                 if prev.exact
+                    && prev.chained < MAX_CHAINED_BLOCKS
                     && prev.number + 1 == base.block_number
                     && canonical_tip.is_none_or(|(n, _)| n < prev.number)
                     && fb.prev_flashblock_id.is_none_or(|id| id == (prev.number, prev.index))
@@ -178,6 +192,7 @@ impl FlashblockExecutor {
                 // base names N's hash, which BLOCKHASH(N) answers in N+1.
                 let db = prev.db.clone();
                 db.db.insert_block_hash(prev.number, base.parent_hash);
+                chained = prev.chained + 1;
                 db
             }
             _ => {
@@ -205,6 +220,7 @@ impl FlashblockExecutor {
             source_db,
             post_exec_tx: None,
             stream_hash: B256::ZERO,
+            chained,
         });
         match self.apply_txs(fb) {
             Ok(r) => Ok(r),

@@ -262,7 +262,14 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
 
     // Subscriptions, by the same rule.
     let (mut got_delta, mut got_full, mut got_tx, mut got_log) = (false, false, false, false);
+    // Notifications keep coming whether or not ours is among them: bound the wait as a whole.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !(got_delta && got_full && got_tx && got_log) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every subscription notified tx {hash} within 20 s (delta {got_delta}, full {got_full}, tx {got_tx}, log {got_log}): {}",
+            status(&node.rpc).await
+        );
         let (sub, msg) = ws.notification(Duration::from_secs(5)).await.expect("notifications");
         if sub == delta_sub {
             let mine = msg["receipts"]
