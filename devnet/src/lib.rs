@@ -4,6 +4,7 @@
 //! format, and a canonical JSON-RPC good enough for `cast` and alloy providers.
 
 pub mod chain;
+pub mod filters;
 pub mod flashblock;
 pub mod genesis;
 pub mod mempool;
@@ -131,6 +132,8 @@ pub struct Shared {
     pub sealed: broadcast::Sender<Arc<SealedBlock>>,
     /// Fault injection for tests: seal the next block without its last flashblock.
     pub inject_tail_reorg: std::sync::atomic::AtomicBool,
+    /// Polling filters of the canonical RPC.
+    pub filters: Mutex<filters::Filters>,
 }
 
 /// A running devnet.
@@ -186,6 +189,7 @@ impl Devnet {
             current_block: Mutex::new(Vec::new()),
             sealed,
             inject_tail_reorg: Default::default(),
+            filters: Default::default(),
         });
 
         let rpc_addr = match config.rpc_addr {

@@ -3,6 +3,7 @@
 
 use crate::{
     chain::SealedBlock,
+    filters::{block_hashes, FilterError, FilterKind},
     mempool::{decode_raw, AccountView, PoolRules},
     DevnetError, Shared,
 };
@@ -320,6 +321,52 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         get_logs(s, &filter)
     })
     .expect("unique");
+    m.register_method("eth_newFilter", |p, s, _| -> RpcResult<U256> {
+        let filter: alloy_rpc_types_eth::Filter = p.one().map_err(bad_params)?;
+        let latest = s.store.read().latest().header.number;
+        s.filters.lock().install(FilterKind::Logs(Box::new(filter)), latest).map_err(filter_err)
+    })
+    .expect("unique");
+    m.register_method("eth_newBlockFilter", |_, s, _| -> RpcResult<U256> {
+        let latest = s.store.read().latest().header.number;
+        s.filters.lock().install(FilterKind::Blocks, latest).map_err(filter_err)
+    })
+    .expect("unique");
+    m.register_method("eth_getFilterChanges", |p, s, _| -> RpcResult<serde_json::Value> {
+        let id: U256 = p.one().map_err(bad_params)?;
+        let latest = s.store.read().latest().header.number;
+        let poll = s.filters.lock().poll(id, latest).map_err(filter_err)?;
+        let answer = match poll.kind {
+            FilterKind::Blocks => {
+                let store = s.store.read();
+                serde_json::to_value(block_hashes(poll.from, poll.to, |n| {
+                    store.by_number(n).map(|b| b.hash)
+                }))
+            }
+            FilterKind::Logs(_) if poll.from > poll.to => Ok(json!([])),
+            FilterKind::Logs(filter) => {
+                let range = filter.from_block(poll.from).to_block(poll.to);
+                serde_json::to_value(get_logs(s, &range)?)
+            }
+        };
+        answer.map_err(|e| err(-32603, e.to_string()))
+    })
+    .expect("unique");
+    m.register_method("eth_getFilterLogs", |p, s, _| -> RpcResult<serde_json::Value> {
+        let id: U256 = p.one().map_err(bad_params)?;
+        match s.filters.lock().get(id).map_err(filter_err)? {
+            FilterKind::Logs(filter) => {
+                serde_json::to_value(get_logs(s, &filter)?).map_err(|e| err(-32603, e.to_string()))
+            }
+            FilterKind::Blocks => Err(err(-32000, "filter not found")),
+        }
+    })
+    .expect("unique");
+    m.register_method("eth_uninstallFilter", |p, s, _| -> RpcResult<bool> {
+        let id: U256 = p.one().map_err(bad_params)?;
+        Ok(s.filters.lock().uninstall(id))
+    })
+    .expect("unique");
     m.register_method("devnet_injectTailReorg", |_, s, _| -> RpcResult<bool> {
         // Test fault injection: the next block is sealed without its last flashblock.
         s.inject_tail_reorg.store(true, std::sync::atomic::Ordering::Release);
@@ -338,6 +385,11 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     })
     .expect("unique");
     m
+}
+
+/// geth's answer to a filter call it cannot serve (-32000, "filter not found").
+fn filter_err(e: FilterError) -> ErrorObjectOwned {
+    err(-32000, e.to_string())
 }
 
 /// Most blocks one `eth_getLogs` may span, as public endpoints limit it.

@@ -267,6 +267,16 @@ where
             ExecutionResult::Success { logs, .. } => logs,
             _ => Vec::new(),
         };
+        // The L1 fee parameters before the commit: a user transaction cannot change them (only
+        // the depositor writes L1Block), and nothing fallible may follow the commit, so a
+        // failed read leaves the block untouched.
+        let l1 = if is_deposit {
+            // The L1-info deposit changes the fee parameters: read them afresh after it.
+            self.l1_block_info = None;
+            None
+        } else {
+            Some(self.l1_fee_info(&encoded)?)
+        };
         self.db.commit(state);
 
         self.gas_used += gas_used;
@@ -292,13 +302,6 @@ where
             }),
         };
 
-        let l1 = if is_deposit {
-            // The L1-info deposit changes the fee parameters: read them afresh after it.
-            self.l1_block_info = None;
-            None
-        } else {
-            Some(self.l1_fee_info(&encoded)?)
-        };
         let effective_gas_price =
             if is_deposit { 0 } else { tx.effective_gas_price(Some(self.input.base_fee)) };
         let index = self.txs.len() as u64;

@@ -10,8 +10,9 @@ use op_alloy_rpc_types::{L1BlockInfo, OpTransactionReceipt, Transaction};
 /// Where a transaction sits: the block it is (pre)confirmed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockContext {
-    /// Block hash: `None` for a preconfirmed (not yet sealed) block, whose hash is not known
-    /// until it seals; transactions, receipts and logs then carry `blockHash: null`.
+    /// Block hash: the sealed block's, or a preconfirmed block's provisional hash (the hash of
+    /// its header as served). `None` serves `blockHash: null`, which strict clients (ethers v6,
+    /// the execution-apis schemas) refuse: only for a transaction outside any block.
     pub hash: Option<B256>,
     /// Block number.
     pub number: u64,
@@ -148,39 +149,17 @@ pub fn rpc_transaction_raw(
     Transaction::from_transaction(Recovered::new_unchecked(tx, sender), info)
 }
 
-/// An RPC block from a sealed header, its hash and its transactions (hashes only unless
-/// `full`).
+/// An RPC block from a header, its hash (a preconfirmed block's provisional hash) and its
+/// transactions (hashes only unless `full`), which carry the same `blockHash`.
 pub fn rpc_block(
     header: &Header,
     hash: B256,
     txs: &[ExecutedTx],
     full: bool,
 ) -> Block<Transaction> {
-    rpc_block_in(header, hash, &BlockContext::of(header, hash), txs, full)
-}
-
-/// An RPC block for a preconfirmed block: `hash` is the provisional hash of `header` as
-/// served (alloy's RPC header requires one), while its full transactions carry
-/// `blockHash: null` like every preconfirmed transaction.
-pub fn rpc_pending_block(
-    header: &Header,
-    hash: B256,
-    txs: &[ExecutedTx],
-    full: bool,
-) -> Block<Transaction> {
-    let ctx = BlockContext { hash: None, ..BlockContext::of(header, hash) };
-    rpc_block_in(header, hash, &ctx, txs, full)
-}
-
-fn rpc_block_in(
-    header: &Header,
-    hash: B256,
-    ctx: &BlockContext,
-    txs: &[ExecutedTx],
-    full: bool,
-) -> Block<Transaction> {
+    let ctx = BlockContext::of(header, hash);
     let transactions = if full {
-        BlockTransactions::Full(txs.iter().map(|t| rpc_transaction(t, Some(ctx))).collect())
+        BlockTransactions::Full(txs.iter().map(|t| rpc_transaction(t, Some(&ctx))).collect())
     } else {
         BlockTransactions::Hashes(txs.iter().map(|t| t.hash).collect())
     };

@@ -30,8 +30,7 @@ pub use call::{
 };
 pub use chain::{ChainConfig, L2_TO_L1_MESSAGE_PASSER, SEQUENCER_FEE_VAULT};
 pub use convert::{
-    rpc_block, rpc_logs, rpc_pending_block, rpc_receipt, rpc_transaction, rpc_transaction_raw,
-    BlockContext,
+    rpc_block, rpc_logs, rpc_receipt, rpc_transaction, rpc_transaction_raw, BlockContext,
 };
 pub use error::{ExecError, Rejection, StateError};
 pub use l1info::{

@@ -66,6 +66,11 @@ pub enum SourceError {
     /// The upstream's answer lacks something it must have (a parent block, a batch entry).
     #[error("invalid upstream answer: {0}")]
     Missing(&'static str),
+    /// A read the source does not hold, asked of a [`SourceDb`] told not to wait
+    /// ([`SourceDb::set_waits`]): the executor then discovers the flashblock's reads and
+    /// fetches them in one batch before it tries again. Never answered to a client.
+    #[error("{0} is not cached (a read that would wait was refused)")]
+    NotCached(&'static str),
     /// Code asked for by hash that no account read loaded first.
     #[error("invalid upstream answer: code {0} was never loaded")]
     CodeNotLoaded(B256),
@@ -202,6 +207,20 @@ pub trait StateSource: Send + Sync + std::fmt::Debug + 'static {
         let _ = (at, accounts, slots);
         Box::pin(async { Ok(()) })
     }
+    /// The account at `at` when the source holds it without a round trip (its cache), `None`
+    /// when reading it would go to the upstream. Read-discovery asks this to learn what a
+    /// flashblock will read without waiting for any of it. Local sources answer every read
+    /// through [`StateSource::account`] and keep the default.
+    fn cached_account(&self, at: B256, address: Address) -> Option<SourceAccount> {
+        let _ = (at, address);
+        None
+    }
+    /// A storage slot at `at` when the source holds it without a round trip (see
+    /// [`StateSource::cached_account`]).
+    fn cached_storage(&self, at: B256, address: Address, slot: U256) -> Option<U256> {
+        let _ = (at, address, slot);
+        None
+    }
     /// Canonical notifications from now on.
     fn subscribe(&self) -> broadcast::Receiver<CanonicalNotification>;
     /// Whether reads are answered in process, without a round trip (the embedded devnet).
@@ -222,6 +241,10 @@ pub struct SourceDb {
     handle: tokio::runtime::Handle,
     codes: Arc<Mutex<HashMap<B256, Bytecode>>>,
     block_hashes: Arc<Mutex<HashMap<u64, B256>>>,
+    /// Whether an account or slot the source does not hold is read (waiting for the round
+    /// trip) or refused with [`SourceError::NotCached`]. Per copy, never shared: the
+    /// executor's copy refuses while it executes, the pending block's copy always waits.
+    waits: bool,
 }
 
 impl std::fmt::Debug for SourceDb {
@@ -233,7 +256,20 @@ impl std::fmt::Debug for SourceDb {
 impl SourceDb {
     /// A database reading `source` at block `at`, blocking on `handle`.
     pub fn new(source: Arc<dyn StateSource>, at: B256, handle: tokio::runtime::Handle) -> Self {
-        Self { source, at, handle, codes: Default::default(), block_hashes: Default::default() }
+        Self {
+            source,
+            at,
+            handle,
+            codes: Default::default(),
+            block_hashes: Default::default(),
+            waits: true,
+        }
+    }
+
+    /// Whether reads the source does not hold wait for the upstream (the default) or fail at
+    /// once with [`SourceError::NotCached`].
+    pub fn set_waits(&mut self, waits: bool) {
+        self.waits = waits;
     }
 
     /// The block the reads are pinned to.
@@ -266,6 +302,45 @@ impl SourceDb {
         self.block_on(self.source.prefetch(self.at, accounts, slots))
     }
 
+    /// The account at this database's block if the source holds it without a round trip, in
+    /// the form [`DatabaseRef::basic_ref`] answers (`Some(None)`: known not to exist).
+    pub fn cached_basic(&self, address: Address) -> Option<Option<AccountInfo>> {
+        self.source.cached_account(self.at, address).map(|acc| self.account_info(acc))
+    }
+
+    /// A slot at this database's block if the source holds it without a round trip.
+    pub fn cached_storage(&self, address: Address, slot: U256) -> Option<U256> {
+        self.source.cached_storage(self.at, address, slot)
+    }
+
+    /// A block hash this database was taught ([`Self::insert_block_hash`]).
+    pub fn known_block_hash(&self, number: u64) -> Option<B256> {
+        self.block_hashes.lock().ok().and_then(|m| m.get(&number).copied())
+    }
+
+    /// The same database pinned to block `at` instead, sharing the code it loaded.
+    pub fn pinned_to(&self, at: B256) -> Self {
+        Self { at, block_hashes: Default::default(), ..self.clone() }
+    }
+
+    fn account_info(&self, acc: SourceAccount) -> Option<AccountInfo> {
+        if acc == SourceAccount::default() {
+            return None;
+        }
+        let code = Bytecode::new_raw(acc.code);
+        let code_hash = code.hash_slow();
+        if let Ok(mut codes) = self.codes.lock() {
+            codes.entry(code_hash).or_insert_with(|| code.clone());
+        }
+        Some(AccountInfo {
+            balance: acc.balance,
+            nonce: acc.nonce,
+            code_hash,
+            code: Some(code),
+            ..Default::default()
+        })
+    }
+
     /// Runs a source read to completion. Callers are blocking threads, never async workers
     /// (where `Handle::block_on` would panic).
     fn block_on<T>(&self, fut: BoxFuture<'_, Result<T, SourceError>>) -> Result<T, SourceError> {
@@ -277,22 +352,11 @@ impl DatabaseRef for SourceDb {
     type Error = SourceError;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, SourceError> {
+        if !self.waits {
+            return self.cached_basic(address).ok_or(SourceError::NotCached("account"));
+        }
         let acc = self.block_on(self.source.account(self.at, address))?;
-        if acc == SourceAccount::default() {
-            return Ok(None);
-        }
-        let code = Bytecode::new_raw(acc.code);
-        let code_hash = code.hash_slow();
-        if let Ok(mut codes) = self.codes.lock() {
-            codes.entry(code_hash).or_insert_with(|| code.clone());
-        }
-        Ok(Some(AccountInfo {
-            balance: acc.balance,
-            nonce: acc.nonce,
-            code_hash,
-            code: Some(code),
-            ..Default::default()
-        }))
+        Ok(self.account_info(acc))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, SourceError> {
@@ -304,11 +368,14 @@ impl DatabaseRef for SourceDb {
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, SourceError> {
+        if !self.waits {
+            return self.cached_storage(address, index).ok_or(SourceError::NotCached("slot"));
+        }
         self.block_on(self.source.storage(self.at, address, index))
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, SourceError> {
-        if let Some(hash) = self.block_hashes.lock().ok().and_then(|m| m.get(&number).copied()) {
+        if let Some(hash) = self.known_block_hash(number) {
             return Ok(hash);
         }
         let block = self.block_on(self.source.block_by_number(number))?;

@@ -4,6 +4,7 @@
 
 use crate::{
     frame::DecodedFlashblock,
+    metrics_names::{DISCOVERED_READS_TOTAL, DISCOVERY_ROUNDS_TOTAL},
     pending::{PendingBlock, PendingState},
 };
 use alloy_consensus::{transaction::SignerRecoverable, TxReceipt};
@@ -11,7 +12,8 @@ use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_rpc_types_engine::PayloadId;
 use flashnode_exec::{
-    BlockBuilder, BlockEnvInput, ChainConfig, ExecError, SourceDb, SourceError, StateSource,
+    BlockBuilder, BlockEnvInput, ChainConfig, ExecError, ExecutedTx, SourceDb, SourceError,
+    StateSource,
 };
 use op_alloy_consensus::{OpReceipt, OpTxEnvelope};
 use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayloadBase;
@@ -77,6 +79,8 @@ struct InProgress {
     stream_hash: B256,
     /// Blocks between it and the canonical block at `source_at` (0: built on canonical state).
     chained: u64,
+    /// The provisional hashes served for this block so far, one per applied flashblock.
+    provisional_hashes: Vec<B256>,
 }
 
 /// The executor's memory of the last streamed block, to build its child on.
@@ -221,6 +225,7 @@ impl FlashblockExecutor {
             post_exec_tx: None,
             stream_hash: B256::ZERO,
             chained,
+            provisional_hashes: Vec::new(),
         });
         match self.apply_txs(fb) {
             Ok(r) => Ok(r),
@@ -272,9 +277,7 @@ impl FlashblockExecutor {
                 .map(|((tx, sender), raw)| (tx, sender, raw))
                 .collect();
             prefetch(cur, &decoded);
-            for (tx, sender, raw) in decoded {
-                execute_one(cur, fb, &mut report, tx, sender, raw)?;
-            }
+            execute_discovering(cur, fb, &mut report, &decoded)?;
         }
         cur.index = fb.payload.index;
         cur.stream_hash = fb.payload.diff.block_hash;
@@ -286,6 +289,7 @@ impl FlashblockExecutor {
         // shape): the roots are not computed here, the hash is the served header's own.
         let header = cur.builder.header(B256::ZERO, B256::ZERO);
         let hash = header.hash_slow();
+        cur.provisional_hashes.push(hash);
         let txs: Vec<_> = cur.builder.transactions().to_vec();
         let positions: HashMap<B256, usize> =
             txs.iter().enumerate().map(|(i, t)| (t.hash, i)).collect();
@@ -295,6 +299,7 @@ impl FlashblockExecutor {
             index: cur.index,
             header,
             hash,
+            provisional_hashes: cur.provisional_hashes.clone().into(),
             post_exec_tx: cur.post_exec_tx.clone(),
             txs: Arc::new(txs),
             positions: Arc::new(positions),
@@ -308,6 +313,57 @@ impl FlashblockExecutor {
     }
 }
 
+/// Most read-discovery rounds per flashblock; past them the rest of its reads wait one by one
+/// (a bound on the speculative work a flashblock of pathological transactions can cause).
+const MAX_DISCOVERY_ROUNDS: usize = 8;
+
+/// Executes `txs` with reads that never wait: a transaction that reads state the node does not
+/// hold stops untouched, read-discovery ([`crate::discover`]) finds what it and the ones after
+/// it read and fetches that in one batch, and the transaction runs again. Hot state costs no
+/// discovery at all.
+fn execute_discovering(
+    cur: &mut InProgress,
+    fb: &DecodedFlashblock,
+    report: &mut ApplyReport,
+    txs: &[(OpTxEnvelope, Address, &Bytes)],
+) -> Result<(), ApplyError> {
+    let mut rounds = 0;
+    let mut run = |cur: &mut InProgress| -> Result<(), ApplyError> {
+        for (i, (tx, sender, raw)) in txs.iter().enumerate() {
+            loop {
+                let waits = rounds >= MAX_DISCOVERY_ROUNDS;
+                cur.builder.db_mut().db.set_waits(waits);
+                let (hash, source_at) = (tx.tx_hash(), cur.source_at);
+                match cur.builder.execute(tx.clone(), *sender, (*raw).clone()) {
+                    Err(ExecError::State(SourceError::NotCached(_))) if !waits => {
+                        rounds += 1;
+                        let misses = crate::discover::discover(&cur.builder, &txs[i..]);
+                        metrics::counter!(DISCOVERY_ROUNDS_TOTAL).increment(1);
+                        metrics::counter!(DISCOVERED_READS_TOTAL).increment(misses.len() as u64);
+                        if misses.is_empty() {
+                            // The guess found nothing new: read what is missing one by one.
+                            rounds = MAX_DISCOVERY_ROUNDS;
+                        } else if let Err(err) = crate::discover::fetch(&cur.source_db, misses) {
+                            debug!(%err, "read-discovery fetch failed; reads wait one by one");
+                            rounds = MAX_DISCOVERY_ROUNDS;
+                        }
+                    }
+                    res => {
+                        check_executed(source_at, fb, report, hash, res)?;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    let res = run(cur);
+    // The block's state is read by the next block and by nothing else with this copy; reads
+    // through it wait again.
+    cur.builder.db_mut().db.set_waits(true);
+    res
+}
+
 /// Executes one decoded transaction of `fb` into the block and checks its receipt against the
 /// stream's metadata receipt.
 fn execute_one(
@@ -318,8 +374,21 @@ fn execute_one(
     sender: Address,
     raw: &Bytes,
 ) -> Result<(), ApplyError> {
-    let hash = tx.tx_hash();
-    match cur.builder.execute(tx, sender, raw.clone()) {
+    let (hash, source_at) = (tx.tx_hash(), cur.source_at);
+    let res = cur.builder.execute(tx, sender, raw.clone());
+    check_executed(source_at, fb, report, hash, res)
+}
+
+/// Checks an executed transaction's receipt against the stream's metadata receipt, or types
+/// why it did not execute.
+fn check_executed(
+    source_at: B256,
+    fb: &DecodedFlashblock,
+    report: &mut ApplyReport,
+    hash: B256,
+    res: Result<&ExecutedTx, ExecError<SourceError>>,
+) -> Result<(), ApplyError> {
+    match res {
         Ok(executed) => {
             if let Some(meta) = fb.payload.metadata.receipts.get(&hash) {
                 if !receipts_agree(meta, &executed.receipt) {
@@ -331,7 +400,7 @@ fn execute_one(
         }
         // The block's state is unknown to the source: its parent is not there yet.
         Err(ExecError::State(SourceError::UnknownBlock(_))) => {
-            Err(ApplyError::ParentUnavailable(cur.source_at))
+            Err(ApplyError::ParentUnavailable(source_at))
         }
         Err(source) => Err(ApplyError::Diverged { hash, source }),
     }

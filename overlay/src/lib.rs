@@ -5,6 +5,7 @@
 //! of libp2p: readers take snapshots from [`Overlay`].
 
 mod canonical;
+mod discover;
 mod executor;
 mod frame;
 pub mod metrics_names;

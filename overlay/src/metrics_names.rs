@@ -22,10 +22,27 @@ pub const STREAM_RESUMES_TOTAL: &str = "flashnode_stream_resumes_total";
 /// Gauge: 1 while connected to the flashblock stream, else 0.
 pub const STREAM_CONNECTED: &str = "flashnode_stream_connected";
 
+/// Counter: read-discovery rounds (a speculative run of a flashblock's remaining
+/// transactions and one upstream batch of what they read) run before executing for real.
+pub const DISCOVERY_ROUNDS_TOTAL: &str = "flashnode_overlay_discovery_rounds_total";
+
+/// Counter: accounts and slots read-discovery fetched in batches ahead of execution.
+pub const DISCOVERED_READS_TOTAL: &str = "flashnode_overlay_discovered_reads_total";
+
 /// Registers units and descriptions of the metrics above with the installed recorder.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, Unit};
 
+    describe_counter!(
+        DISCOVERY_ROUNDS_TOTAL,
+        Unit::Count,
+        "Read-discovery rounds (speculative run + one upstream batch) before executing"
+    );
+    describe_counter!(
+        DISCOVERED_READS_TOTAL,
+        Unit::Count,
+        "Accounts and slots fetched in batches by read-discovery ahead of execution"
+    );
     describe_counter!(
         STREAM_FRAMES_TOTAL,
         Unit::Count,

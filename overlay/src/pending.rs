@@ -4,7 +4,9 @@
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_rpc_types_engine::PayloadId;
-use flashnode_exec::{BlockContext, BlockEnvInput, ExecutedTx, SourceDb, SourceError};
+use alloy_rpc_types_eth::Block;
+use flashnode_exec::{rpc_block, BlockContext, BlockEnvInput, ExecutedTx, SourceDb, SourceError};
+use op_alloy_rpc_types::Transaction;
 use revm::{
     bytecode::Bytecode,
     database::{AccountState, CacheDB, DbAccount},
@@ -77,10 +79,15 @@ pub struct PendingBlock {
     /// shape).
     pub header: Header,
     /// Provisional hash: keccak256 of [`Self::header`] as served. It changes with every
-    /// flashblock and is never the sealed block's hash; only the pending block object carries
-    /// it (preconfirmed transactions, receipts and logs have `blockHash: null`, see
-    /// [`Self::context`]).
+    /// flashblock and is never the sealed block's hash (the node computes no state root). The
+    /// pending block object, its preconfirmed transactions, receipts and logs all carry it
+    /// (see [`Self::context`]): strict clients (ethers v6, execution-apis) require a non-null
+    /// `blockHash`, and the Subblocks spec makes block fields provisional until the seal.
     pub hash: B256,
+    /// Every provisional hash this block was served under, one per applied flashblock, the
+    /// last being [`Self::hash`]: a client that read a receipt at flashblock 2 and asks for
+    /// its block at flashblock 5 gets this (append-only) block, not `null`.
+    pub provisional_hashes: Arc<[B256]>,
     /// `diff.post_exec_tx` of the latest flashblock that carried one (Lagoon, type `0x7D`).
     /// Its settlement cannot be applied here, so a block with one is never served as
     /// `pending` (see `Overlay::pending`); subscriptions and the fan-out still carry it.
@@ -108,14 +115,24 @@ impl PendingBlock {
     }
 
     /// Where the block's transactions sit, for RPC shapes: number, timestamp and base fee are
-    /// the sealed block's; the hash is unknown until the seal (`None`, served as `null`).
+    /// the sealed block's; the hash is the provisional [`Self::hash`] until the seal.
     pub fn context(&self) -> BlockContext {
         BlockContext {
-            hash: None,
+            hash: Some(self.hash),
             number: self.env.number,
             timestamp: self.env.timestamp,
             base_fee: self.env.base_fee,
         }
+    }
+
+    /// Whether `hash` is one of the provisional hashes this block was served under.
+    pub fn answers_to(&self, hash: &B256) -> bool {
+        self.provisional_hashes.contains(hash)
+    }
+
+    /// The block as `eth_getBlockByNumber("pending")` and `eth_getBlockByHash` serve it.
+    pub fn rpc_block(&self, full: bool) -> Block<Transaction> {
+        rpc_block(&self.header, self.hash, &self.txs, full)
     }
 
     /// A preconfirmed transaction by hash.

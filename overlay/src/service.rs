@@ -384,6 +384,13 @@ impl Overlay {
         Some(pending)
     }
 
+    /// The pending block when `hash` is one of its provisional hashes and it can be served
+    /// ([`Self::pending`]); `None` for any other hash, so a provisional hash of a block that
+    /// has sealed reads as a block that left the chain.
+    pub fn pending_by_hash(&self, hash: &B256) -> Option<Arc<PendingBlock>> {
+        self.pending().filter(|p| p.answers_to(hash))
+    }
+
     /// Current serving mode: whether the stream is alive and applying. A pending block that is
     /// momentarily not ahead of the tip (between a seal and the next block's first flashblock)
     /// is answered as `latest` by [`Self::pending`] without flipping the mode.

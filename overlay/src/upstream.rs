@@ -51,8 +51,9 @@ pub struct UpstreamSource {
     provider: RootProvider,
     chain_id: u64,
     timeout: Duration,
-    accounts: moka::future::Cache<(B256, Address), SourceAccount>,
-    slots: moka::future::Cache<(B256, Address, U256), U256>,
+    // Synchronous caches: read-discovery peeks at them from the executor's thread.
+    accounts: moka::sync::Cache<(B256, Address), SourceAccount>,
+    slots: moka::sync::Cache<(B256, Address, U256), U256>,
     blocks: moka::future::Cache<u64, Arc<CanonicalBlock>>,
     notifications: broadcast::Sender<CanonicalNotification>,
 }
@@ -86,13 +87,11 @@ impl UpstreamSource {
             provider,
             chain_id,
             timeout: config.request_timeout,
-            accounts: moka::future::Cache::builder()
+            accounts: moka::sync::Cache::builder()
                 .max_capacity(config.cache_bytes / 2)
                 .weigher(weigh_account)
                 .build(),
-            slots: moka::future::Cache::builder()
-                .max_capacity(config.cache_bytes / 2 / 128)
-                .build(),
+            slots: moka::sync::Cache::builder().max_capacity(config.cache_bytes / 2 / 128).build(),
             blocks: moka::future::Cache::builder().max_capacity(1024).build(),
             notifications,
         };
@@ -179,10 +178,10 @@ impl UpstreamSource {
             .await
             .map_err(|_| SourceError::Timeout { request: "state batch".into() })??;
         for (address, acc) in accounts.iter().zip(&out_accounts) {
-            self.accounts.insert((at, *address), acc.clone()).await;
+            self.accounts.insert((at, *address), acc.clone());
         }
         for ((address, slot), value) in slots.iter().zip(&out_slots) {
-            self.slots.insert((at, *address, *slot), *value).await;
+            self.slots.insert((at, *address, *slot), *value);
         }
         Ok((out_accounts, out_slots))
     }
@@ -343,7 +342,7 @@ impl StateSource for UpstreamSource {
         address: Address,
     ) -> BoxFuture<'_, Result<SourceAccount, SourceError>> {
         async move {
-            if let Some(hit) = self.accounts.get(&(at, address)).await {
+            if let Some(hit) = self.accounts.get(&(at, address)) {
                 metrics::counter!("flashnode_upstream_cache_total", "kind" => "account", "outcome" => "hit").increment(1);
                 return Ok(hit);
             }
@@ -353,6 +352,14 @@ impl StateSource for UpstreamSource {
             accounts.pop().ok_or(SourceError::Missing("account in the batch answer"))
         }
         .boxed()
+    }
+
+    fn cached_account(&self, at: B256, address: Address) -> Option<SourceAccount> {
+        self.accounts.get(&(at, address))
+    }
+
+    fn cached_storage(&self, at: B256, address: Address, slot: U256) -> Option<U256> {
+        self.slots.get(&(at, address, slot))
     }
 
     fn prefetch(
@@ -402,7 +409,7 @@ impl StateSource for UpstreamSource {
         slot: U256,
     ) -> BoxFuture<'_, Result<U256, SourceError>> {
         async move {
-            if let Some(hit) = self.slots.get(&(at, address, slot)).await {
+            if let Some(hit) = self.slots.get(&(at, address, slot)) {
                 metrics::counter!("flashnode_upstream_cache_total", "kind" => "slot", "outcome" => "hit").increment(1);
                 return Ok(hit);
             }
@@ -412,7 +419,7 @@ impl StateSource for UpstreamSource {
                 self.request("eth_getStorageAt", json!([address, slot, block]), Some(at)).await?;
             let value: B256 = parse("slot", raw)?;
             let value = U256::from_be_bytes(value.0);
-            self.slots.insert((at, address, slot), value).await;
+            self.slots.insert((at, address, slot), value);
             Ok(value)
         }
         .boxed()

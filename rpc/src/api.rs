@@ -3,10 +3,11 @@
 //! serves the allowlist of methods passed on unchanged).
 
 use crate::error::RpcResult;
-use alloy_eips::BlockId;
+use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, Bytes, B256, U64};
 use alloy_rpc_types_eth::{
-    simulate::SimulatePayload, state::StateOverride, BlockOverrides, Filter, TransactionRequest,
+    simulate::SimulatePayload, state::StateOverride, BlockOverrides, Filter, Index,
+    TransactionRequest,
 };
 use alloy_serde::storage::JsonStorageKey;
 use jsonrpsee::{core::SubscriptionResult, proc_macros::rpc};
@@ -31,6 +32,30 @@ pub trait EthApi {
     #[method(name = "getBlockByNumber")]
     async fn block_by_number(&self, block: Option<BlockId>, full: Option<bool>)
         -> RpcResult<Value>;
+
+    /// `eth_getBlockByHash`; a provisional hash of the pending block is that block.
+    #[method(name = "getBlockByHash")]
+    async fn block_by_hash(&self, hash: B256, full: Option<bool>) -> RpcResult<Value>;
+
+    /// `eth_getBlockTransactionCountByHash`.
+    #[method(name = "getBlockTransactionCountByHash")]
+    async fn block_transaction_count_by_hash(&self, hash: B256) -> RpcResult<Value>;
+
+    /// `eth_getTransactionByBlockHashAndIndex`.
+    #[method(name = "getTransactionByBlockHashAndIndex")]
+    async fn transaction_by_block_hash_and_index(
+        &self,
+        hash: B256,
+        index: Index,
+    ) -> RpcResult<Value>;
+
+    /// `eth_getTransactionByBlockNumberAndIndex`; `pending` is the flashblock block.
+    #[method(name = "getTransactionByBlockNumberAndIndex")]
+    async fn transaction_by_block_number_and_index(
+        &self,
+        block: BlockNumberOrTag,
+        index: Index,
+    ) -> RpcResult<Value>;
 
     /// `eth_getBlockTransactionCountByNumber`.
     #[method(name = "getBlockTransactionCountByNumber")]

@@ -33,6 +33,15 @@ pub enum RpcError {
     /// The params are malformed or out of range: "invalid params: " and what was wrong.
     #[error("invalid params: {0}")]
     InvalidParams(String),
+    /// An `eth_getLogs` range whose start is after its end, once `pending` and `latest` are
+    /// read as block numbers (geth's and reth's message).
+    #[error("invalid block range params: fromBlock {from} is after toBlock {to}")]
+    InvalidBlockRange {
+        /// The range's first block.
+        from: u64,
+        /// The range's last block.
+        to: u64,
+    },
     /// A call, estimate or access list failed in execution.
     #[error(transparent)]
     Call(#[from] CallError),
@@ -104,7 +113,7 @@ impl RpcError {
     /// The JSON-RPC code.
     pub fn code(&self) -> i32 {
         match self {
-            Self::InvalidParams(_) => code::INVALID_PARAMS,
+            Self::InvalidParams(_) | Self::InvalidBlockRange { .. } => code::INVALID_PARAMS,
             Self::Call(e) => e.code(),
             Self::Simulate(e) => e.code,
             Self::Upstream(e) => e.code(),

@@ -13,12 +13,12 @@ use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256, U64};
 use alloy_rpc_types_eth::{
     simulate::SimulatePayload, state::StateOverride, BlockOverrides, Filter, FilterBlockOption,
-    TransactionRequest,
+    Index, Log, TransactionRequest,
 };
 use alloy_serde::storage::JsonStorageKey;
 use flashnode_exec::{
-    call_budgeted, create_access_list_budgeted, estimate_gas_budgeted, rpc_logs, rpc_pending_block,
-    rpc_receipt, rpc_transaction, simulate, Budget, CallOverrides,
+    call_budgeted, create_access_list_budgeted, estimate_gas_budgeted, rpc_logs, rpc_receipt,
+    rpc_transaction, simulate, Budget, CallOverrides,
 };
 use flashnode_overlay::{OverlayEvent, PendingBlock};
 use jsonrpsee::core::async_trait;
@@ -51,6 +51,10 @@ impl PendingApi {
     /// The pending block when `block` reads pending (with a missing block read as `tagless`
     /// says) and a fresh, readable one exists.
     fn pending_for(&self, block: &Option<BlockId>, tagless: Tagless) -> Option<Arc<PendingBlock>> {
+        if let Some(BlockId::Hash(h)) = block {
+            // EIP-1898 by a provisional hash: the pending block while it is one.
+            return self.ctx.overlay.pending_by_hash(&h.block_hash);
+        }
         reads_pending(block, tagless).then(|| self.ctx.overlay.pending()).flatten()
     }
 
@@ -199,10 +203,52 @@ impl EthApiServer for PendingApi {
         full: Option<bool>,
     ) -> RpcResult<Value> {
         match self.pending_at(&block) {
-            Some(p) => to_json(rpc_pending_block(&p.header, p.hash, &p.txs, full.unwrap_or(false))),
+            Some(p) => to_json(p.rpc_block(full.unwrap_or(false))),
             None => {
                 self.upstream("eth_getBlockByNumber", vec![block_arg(block)?, arg_opt(&full)?])
                     .await
+            }
+        }
+    }
+
+    async fn block_by_hash(&self, hash: B256, full: Option<bool>) -> RpcResult<Value> {
+        match self.ctx.overlay.pending_by_hash(&hash) {
+            Some(p) => to_json(p.rpc_block(full.unwrap_or(false))),
+            None => self.upstream("eth_getBlockByHash", vec![arg(&hash)?, arg_opt(&full)?]).await,
+        }
+    }
+
+    async fn block_transaction_count_by_hash(&self, hash: B256) -> RpcResult<Value> {
+        match self.ctx.overlay.pending_by_hash(&hash) {
+            Some(pending) => to_json(U64::from(pending.txs.len())),
+            None => self.upstream("eth_getBlockTransactionCountByHash", vec![arg(&hash)?]).await,
+        }
+    }
+
+    async fn transaction_by_block_hash_and_index(
+        &self,
+        hash: B256,
+        index: Index,
+    ) -> RpcResult<Value> {
+        match self.ctx.overlay.pending_by_hash(&hash) {
+            Some(pending) => to_json(transaction_at(&pending, index)),
+            None => {
+                let params = vec![arg(&hash)?, arg(&index)?];
+                self.upstream("eth_getTransactionByBlockHashAndIndex", params).await
+            }
+        }
+    }
+
+    async fn transaction_by_block_number_and_index(
+        &self,
+        block: BlockNumberOrTag,
+        index: Index,
+    ) -> RpcResult<Value> {
+        match self.pending_at(&Some(BlockId::Number(block))) {
+            Some(pending) => to_json(transaction_at(&pending, index)),
+            None => {
+                let params = vec![block_arg(Some(BlockId::Number(block)))?, arg(&index)?];
+                self.upstream("eth_getTransactionByBlockNumberAndIndex", params).await
             }
         }
     }
@@ -431,6 +477,12 @@ impl PendingCall {
     }
 }
 
+/// The preconfirmed transaction at `index` of the pending block, `None` past its end.
+fn transaction_at(pending: &PendingBlock, index: Index) -> Option<op_alloy_rpc_types::Transaction> {
+    let tx = pending.txs.get(usize::from(index))?;
+    Some(rpc_transaction(tx, Some(&pending.context())))
+}
+
 fn basic(pending: &PendingBlock, address: Address) -> RpcResult<revm::state::AccountInfo> {
     Ok(pending.database().basic_ref(address)?.unwrap_or_default())
 }
@@ -448,37 +500,108 @@ fn code_of(pending: &PendingBlock, address: Address) -> RpcResult<Value> {
     to_json(code)
 }
 
-/// `eth_getLogs`: a range ending at `pending` is the upstream's logs up to `latest` plus the
-/// preconfirmed logs that match; a range starting at `pending` is the preconfirmed logs only.
+/// `eth_getLogs`. A range that names `pending` reads it as the pending block's number and
+/// `latest` as the canonical tip's: the preconfirmed logs are included only when the pending
+/// block is inside the range, the canonical part goes to the upstream, and a range whose start
+/// is after its end is refused (geth's and reth's error). A provisional `blockHash` is the
+/// pending block's logs. Ranges without `pending` go to the upstream unchanged. With no pending
+/// block served, `pending` is `latest`.
 async fn get_logs(ctx: &RpcContext, filter: Filter) -> RpcResult<Value> {
     let (from, to) = match filter.block_option {
         FilterBlockOption::Range { from_block, to_block } => (from_block, to_block),
-        FilterBlockOption::AtBlockHash(_) => {
-            return Ok(ctx.upstream.call("eth_getLogs", Some(forward(vec![arg(&filter)?]))).await?)
+        FilterBlockOption::AtBlockHash(hash) => {
+            if let Some(pending) = ctx.overlay.pending_by_hash(&hash) {
+                return to_json(pending_logs(&pending, &filter));
+            }
+            return upstream_logs(ctx, &filter).await;
         }
     };
-    let to_pending = to == Some(BlockNumberOrTag::Pending);
-    let from_pending = from == Some(BlockNumberOrTag::Pending);
-    if !to_pending && !from_pending {
-        return Ok(ctx.upstream.call("eth_getLogs", Some(forward(vec![arg(&filter)?]))).await?);
+    let names_pending = |b: Option<BlockNumberOrTag>| b == Some(BlockNumberOrTag::Pending);
+    if !names_pending(from) && !names_pending(to) {
+        return upstream_logs(ctx, &filter).await;
     }
+    let Some(pending) = ctx.overlay.pending() else {
+        let latest = |b: Option<BlockNumberOrTag>| {
+            if names_pending(b) {
+                Some(BlockNumberOrTag::Latest)
+            } else {
+                b
+            }
+        };
+        let canonical = filter.clone().from_block(latest(from).unwrap_or_default());
+        return upstream_logs(ctx, &canonical.to_block(latest(to).unwrap_or_default())).await;
+    };
+    let number = pending.number();
+    let tip = ctx.overlay.tip().map_or(number.saturating_sub(1), |t| t.header.number);
+    let plan = LogRange::resolve(from, to, number, tip)?;
     let mut logs: Vec<Value> = Vec::new();
-    if !from_pending {
-        let canonical = filter.clone().to_block(BlockNumberOrTag::Latest);
-        let got = ctx.upstream.call("eth_getLogs", Some(json!([canonical]))).await?;
+    if let Some((from, to)) = plan.canonical {
+        let canonical = filter.clone().from_block(from).to_block(to);
+        let got = upstream_logs(ctx, &canonical).await?;
         logs = serde_json::from_value(got)?;
     }
-    if let Some(pending) = ctx.overlay.pending() {
-        let block = pending.context();
-        for tx in pending.txs.iter() {
-            for log in rpc_logs(tx, &block) {
-                if filter.matches(&log.inner) {
-                    logs.push(to_json(log)?);
-                }
-            }
+    if plan.pending {
+        for log in pending_logs(&pending, &filter) {
+            logs.push(to_json(log)?);
         }
     }
     Ok(Value::Array(logs))
+}
+
+async fn upstream_logs(ctx: &RpcContext, filter: &Filter) -> RpcResult<Value> {
+    Ok(ctx.upstream.call("eth_getLogs", Some(forward(vec![arg(filter)?]))).await?)
+}
+
+/// The pending block's logs that `filter` matches (its addresses and topics).
+fn pending_logs(pending: &PendingBlock, filter: &Filter) -> Vec<Log> {
+    let block = pending.context();
+    pending
+        .txs
+        .iter()
+        .flat_map(|tx| rpc_logs(tx, &block))
+        .filter(|log| filter.matches(&log.inner))
+        .collect()
+}
+
+/// Which parts of the chain an `eth_getLogs` range that names `pending` covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LogRange {
+    /// The sealed blocks to ask the upstream for, as block parameters.
+    canonical: Option<(BlockNumberOrTag, BlockNumberOrTag)>,
+    /// Whether the pending block is inside the range.
+    pending: bool,
+}
+
+impl LogRange {
+    /// Resolves `from..=to` (absent: `latest`, as the JSON-RPC spec says) with the pending block
+    /// at `pending` and the canonical tip at `tip`. `safe` and `finalized` read as the tip: they
+    /// are never after it, which is all the pending block's inclusion needs.
+    fn resolve(
+        from: Option<BlockNumberOrTag>,
+        to: Option<BlockNumberOrTag>,
+        pending: u64,
+        tip: u64,
+    ) -> RpcResult<Self> {
+        let number = |b: Option<BlockNumberOrTag>| match b.unwrap_or_default() {
+            BlockNumberOrTag::Number(n) => n,
+            BlockNumberOrTag::Pending => pending,
+            BlockNumberOrTag::Earliest => 0,
+            BlockNumberOrTag::Latest | BlockNumberOrTag::Safe | BlockNumberOrTag::Finalized => tip,
+        };
+        let (from_n, to_n) = (number(from), number(to));
+        if from_n > to_n {
+            return Err(RpcError::InvalidBlockRange { from: from_n, to: to_n });
+        }
+        let canonical = (from_n <= tip).then(|| {
+            let from = match from.unwrap_or_default() {
+                BlockNumberOrTag::Pending => BlockNumberOrTag::Latest,
+                other => other,
+            };
+            let to = if to_n > tip { BlockNumberOrTag::Latest } else { to.unwrap_or_default() };
+            (from, to)
+        });
+        Ok(Self { canonical, pending: from_n <= pending && pending <= to_n })
+    }
 }
 
 /// EIP-7966: send, then answer with the receipt as soon as a flashblock (or a sealed block)
@@ -561,6 +684,46 @@ mod tests {
         }
         assert!(reads_pending(&None, Tagless::Pending), "eth_call / estimateGas / accessList");
         assert!(!reads_pending(&None, Tagless::Latest), "state reads and blocks");
+    }
+
+    #[test]
+    fn pending_logs_only_inside_the_range() {
+        use BlockNumberOrTag::{Latest, Number, Pending};
+        let (pending, tip) = (214, 213);
+        let resolve = |from, to| LogRange::resolve(from, to, pending, tip);
+        // Starting after the pending block: inverted.
+        for from in [219, 100_000] {
+            let err = resolve(Some(Number(from)), Some(Pending)).unwrap_err();
+            assert!(matches!(err, RpcError::InvalidBlockRange { to: 214, .. }), "{err}");
+        }
+        // Pending to a block before it: inverted.
+        let err = resolve(Some(Pending), Some(Number(211))).unwrap_err();
+        assert!(matches!(err, RpcError::InvalidBlockRange { from: 214, to: 211 }), "{err}");
+        // Pending alone: the preconfirmed logs only.
+        assert_eq!(
+            resolve(Some(Pending), Some(Pending)).unwrap(),
+            LogRange { canonical: None, pending: true }
+        );
+        // From a sealed block to pending: both parts.
+        assert_eq!(
+            resolve(Some(Number(200)), Some(Pending)).unwrap(),
+            LogRange { canonical: Some((Number(200), Latest)), pending: true }
+        );
+        // From the pending block's own number.
+        assert_eq!(
+            resolve(Some(Number(214)), Some(Pending)).unwrap(),
+            LogRange { canonical: None, pending: true }
+        );
+        // Pending to a later number: the pending block, no canonical part.
+        assert_eq!(
+            resolve(Some(Pending), Some(Number(300))).unwrap(),
+            LogRange { canonical: None, pending: true }
+        );
+        // From `latest` (the default) to pending.
+        assert_eq!(
+            resolve(None, Some(Pending)).unwrap(),
+            LogRange { canonical: Some((Latest, Latest)), pending: true }
+        );
     }
 
     #[test]

@@ -14,10 +14,6 @@ use std::{sync::Arc, time::Duration};
 /// Methods answered by the upstream as they are.
 pub const PROXIED: &[&str] = &[
     "eth_blockNumber",
-    "eth_getBlockByHash",
-    "eth_getBlockTransactionCountByHash",
-    "eth_getTransactionByBlockHashAndIndex",
-    "eth_getTransactionByBlockNumberAndIndex",
     "eth_getRawTransactionByHash",
     "eth_getUncleCountByBlockHash",
     "eth_getUncleCountByBlockNumber",

@@ -9,7 +9,7 @@ use crate::{
 };
 use alloy_consensus::TxReceipt;
 use alloy_rpc_types_eth::{Filter, Log};
-use flashnode_exec::{rpc_logs, rpc_pending_block, rpc_receipt, rpc_transaction, CanonicalBlock};
+use flashnode_exec::{rpc_logs, rpc_receipt, rpc_transaction, CanonicalBlock};
 use flashnode_overlay::{DecodedFlashblock, OverlayEvent, PendingBlock};
 use jsonrpsee::{
     core::{async_trait, SubscriptionResult},
@@ -270,13 +270,12 @@ fn canonical_logs(block: &CanonicalBlock) -> impl Iterator<Item = Log> + '_ {
 
 /// One `newFlashblocks` message: the delta (new txs and receipts plus the cumulative header
 /// fields), or with `full` the whole pending block as Base sends it. `blockHash` (`hash`) is
-/// the pending block's provisional hash; its transactions and receipts carry
-/// `blockHash: null` (README, "What the node serves"). A frame's `diff.post_exec_tx` is passed
+/// the pending block's provisional hash, and its transactions, receipts and logs carry the
+/// same (README, "What the node serves"). A frame's `diff.post_exec_tx` is passed
 /// on as `postExecTx`, the bytes as received.
 fn flashblock_message(block: &PendingBlock, flashblock: &DecodedFlashblock, full: bool) -> Value {
     let mut msg = if full {
-        serde_json::to_value(rpc_pending_block(&block.header, block.hash, &block.txs, true))
-            .unwrap_or_default()
+        serde_json::to_value(block.rpc_block(true)).unwrap_or_default()
     } else {
         delta_message(block)
     };

@@ -296,3 +296,108 @@ async fn viem_defaults_see_preconfirmed_state() {
         }
     }
 }
+
+/// Runs a client script (`program script args…`) and parses the one JSON object it prints.
+fn client_script(program: &str, script: &str, args: &[&str], envs: &[(&str, PathBuf)]) -> Value {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new(program);
+    cmd.arg(dir.join(script)).args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A receipt the script saw before its block sealed: a non-null hash, the block the test
+/// started in, and the canonical tip still before it.
+fn assert_preconfirmed(what: &str, v: &Value, block: u64) {
+    let hash = v["blockHash"].as_str().unwrap_or_else(|| panic!("{what}: blockHash: {v}"));
+    assert_eq!(hash.len(), 66, "{what}: {v}");
+    assert_eq!(v["blockNumber"].as_u64(), Some(block), "{what}: in the block started: {v}");
+    assert!(v["latestAfter"].as_u64().unwrap() < block, "{what}: preconfirmed: {v}");
+    assert_eq!(v["status"].as_u64(), Some(1), "{what}: {v}");
+}
+
+/// ethers 6.17's defaults (#28): ethers refuses `blockHash: null`, so every preconfirmed
+/// object must carry the provisional hash. Deploy + call in one block, `wait()` on a
+/// preconfirmed transaction, `receipt.getBlock()` (eth_getBlockByHash of the provisional hash),
+/// `getTransaction`, the pending block, pending logs decoded with the ABI, and an event filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ethers_defaults_accept_preconfirmations() {
+    let node = dev(BLOCK_TIME).await;
+    let rpc = node.rpc.as_str();
+    let block = at_block_start(rpc).await;
+    let code = format!("0x{}", PROBE_BIN.trim().trim_start_matches("0x"));
+    let node_path = node_modules();
+    assert!(node_path.join("ethers/package.json").exists(), "run scripts/install-test-tools.sh");
+    let node_bin = std::env::var("FLASHNODE_NODE").unwrap_or_else(|_| "node".into());
+    let v = client_script(
+        &node_bin,
+        "js/ethers.cjs",
+        &[rpc, &CHAIN_ID.to_string(), DEV_KEYS[7], &code],
+        &[("NODE_PATH", node_path)],
+    );
+    assert_preconfirmed("deploy", &v["deploy"], block);
+    assert_preconfirmed("wait() after the preconfirmation", &v["waitAfterPreconf"], block);
+    assert!(v["waitAfterPreconf"]["gasUsed"].as_u64().unwrap() > 40_000, "{v}");
+    // The block a preconfirmed receipt names resolves to the pending block.
+    assert_eq!(v["receiptBlock"]["number"].as_u64(), Some(block), "{v}");
+    assert!(v["receiptBlock"]["txs"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["transaction"]["blockNumber"].as_u64(), Some(block), "{v}");
+    assert!(v["transaction"]["blockHash"].is_string(), "{v}");
+    assert_eq!(v["pendingBlock"]["number"].as_u64(), Some(block), "{v}");
+    let logs = v["pendingLogs"].as_array().expect("pending logs");
+    assert!(logs.iter().any(|l| l["seq"] == 1), "the ping's event, decoded: {v}");
+    assert!(logs.iter().all(|l| l["blockHash"].is_string()), "{v}");
+    assert_eq!(v["counterPending"], 1, "a call at pending sees the write: {v}");
+    // send + wait() resolves, whether at the preconfirmation or at the seal.
+    assert_eq!(v["sendWait"]["status"], 1, "{v}");
+    let event = &v["event"];
+    assert!(event["value"] == 7 || event["value"] == 11, "the event filter fired: {v}");
+}
+
+/// Where scripts/install-test-tools.sh put web3.py's python: `$FLASHNODE_PYTHON`, else
+/// `tools/py/bin/python` of the workspace.
+fn web3_python() -> PathBuf {
+    let py = std::env::var("FLASHNODE_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/py/bin/python")
+    });
+    assert!(
+        py.exists(),
+        "no web3.py python at {} (run scripts/install-test-tools.sh)",
+        py.display()
+    );
+    py
+}
+
+/// web3.py 8's defaults (#28): `wait_for_transaction_receipt` resolves at the
+/// preconfirmation, a contract deployed and called in one block, the preconfirmed transaction,
+/// the pending block and the block a receipt names, pending logs, and an event filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web3py_defaults_accept_preconfirmations() {
+    let node = dev(BLOCK_TIME).await;
+    let rpc = node.rpc.as_str();
+    let block = at_block_start(rpc).await;
+    let code = format!("0x{}", PROBE_BIN.trim().trim_start_matches("0x"));
+    let py = web3_python();
+    let v =
+        client_script(py.to_str().unwrap(), "py/web3_flows.py", &[rpc, DEV_KEYS[8], &code], &[]);
+    assert_preconfirmed("deploy", &v["deploy"], block);
+    assert_preconfirmed("ping", &v["ping"], block);
+    assert_eq!(v["pingEvent"], 7, "{v}");
+    assert_eq!(v["transaction"]["blockNumber"].as_u64(), Some(block), "{v}");
+    assert_eq!(v["pendingBlock"]["number"].as_u64(), Some(block), "{v}");
+    assert_eq!(v["receiptBlock"]["number"].as_u64(), Some(block), "{v}");
+    let logs = v["pendingLogs"].as_array().expect("pending logs");
+    assert!(!logs.is_empty() && logs.iter().all(|l| l["blockNumber"] == block), "{v}");
+    assert_eq!(v["counterPending"], 1, "{v}");
+    let events = v["filterEvents"].as_array().expect("filter events");
+    assert!(events.iter().any(|e| e["value"] == 7 && e["blockNumber"] == block), "{v}");
+}

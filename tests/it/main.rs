@@ -13,6 +13,7 @@ mod ingest;
 mod native_blocks;
 mod node;
 mod ops;
+mod provisional;
 mod readiness;
 mod relay;
 mod rpc_limits;

@@ -3,9 +3,10 @@
 //! shape (`flashnode devnet --subblocks`: those three zero, withdrawals empty), plus Lagoon's
 //! `diff.post_exec_tx` (`--post-exec-tx`).
 //!
-//! On both shapes: preconfirmed receipts, transactions and logs carry `blockHash: null` (never
-//! 0x00…00, never a hash that stops resolving), the pending block's `hash` is its served
-//! header's own hash, subscriptions and the fan-out follow the same rule, a tail reorg is
+//! On both shapes: preconfirmed receipts, transactions and logs carry the pending block's
+//! provisional `blockHash` (#28: never null, never 0x00…00, never the stream's), which is the
+//! pending block's `hash`, its served header's own hash, and resolves while the block is
+//! pending; subscriptions follow the same rule, the fan-out passes frames through, a tail reorg is
 //! reconciled, and index 0 of N+1 builds on N's flashblock state before N is canonical. A
 //! block with a post-exec tx is answered as `latest`, counted, and passed through unchanged.
 
@@ -80,15 +81,20 @@ fn assert_frame_shape(shape: Shape, fb: &Received) {
     }
 }
 
-/// The rule for a preconfirmed receipt: block number known, block hash null, its logs too.
+/// The rule for a preconfirmed receipt: block number known, a provisional block hash (not
+/// null, not zero), the same in its logs, and the execution-apis shape.
 fn assert_preconfirmed_receipt(r: &Value) {
-    assert!(r["blockHash"].is_null(), "a preconfirmed receipt has blockHash null: {r}");
+    assert!(
+        r["blockHash"].is_string() && !is_zero_hash(&r["blockHash"]),
+        "a preconfirmed receipt has a provisional blockHash: {r}"
+    );
     assert!(r["blockNumber"].is_string(), "{r}");
     assert!(r["transactionIndex"].is_string(), "{r}");
     for log in r["logs"].as_array().into_iter().flatten() {
-        assert!(log["blockHash"].is_null(), "a preconfirmed log has blockHash null: {log}");
+        assert_eq!(log["blockHash"], r["blockHash"], "a log carries its receipt's blockHash");
         assert_eq!(log["blockNumber"], r["blockNumber"]);
     }
+    schema::check_receipt(r).unwrap();
 }
 
 /// Reads the node's fan-out until `count` frames of block `from_block` on that pass `wanted`,
@@ -142,7 +148,7 @@ async fn assert_passed_through(
 async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
     let (devnet, node) = chain(shape, &[], &[]).await;
     wait_serving(&node).await;
-    // cast waits for a receipt: it takes the preconfirmed one (blockHash null) as is.
+    // cast waits for a receipt: it takes the preconfirmed one as is.
     let out: Value = serde_json::from_str(&cast(&[
         "send",
         "--json",
@@ -208,17 +214,18 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
     assert_preconfirmed_receipt(&pre);
     assert_eq!(pre["logs"].as_array().map(Vec::len), Some(1), "{pre}");
     let tx = raw_rpc(&node.rpc, "eth_getTransactionByHash", json!([hash])).await["result"].clone();
-    assert!(tx["blockHash"].is_null(), "{tx}");
+    assert!(tx["blockHash"].is_string(), "{tx}");
     assert_eq!(tx["blockNumber"], pre["blockNumber"]);
-    // alloy's provider reads both unmodified (receipt blockHash is optional in alloy).
+    schema::check_transaction(&tx).unwrap();
+    // alloy's provider reads both unmodified.
     let provider = node.provider();
     let receipt = provider.get_transaction_receipt(hash).await.expect("alloy reads the receipt");
     let receipt = receipt.expect("preconfirmed");
-    assert_eq!(receipt.block_hash, None);
+    assert!(receipt.block_hash.is_some_and(|h| !h.is_zero()));
     assert_eq!(receipt.block_number, Some(number));
 
     // The pending block: its hash is its header's own (alloy needs one), not zero, and the
-    // transactions in it carry blockHash null like every preconfirmed one.
+    // transactions in it carry that hash.
     let block = provider
         .get_block_by_number(BlockNumberOrTag::Pending)
         .await
@@ -234,16 +241,19 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
     assert!(full["hash"].is_string() && !is_zero_hash(&full["hash"]), "{full}");
     assert!(is_zero_hash(&full["stateRoot"]), "the state root is not computed: {full}");
     for t in full["transactions"].as_array().expect("full txs") {
-        assert!(t["blockHash"].is_null(), "{t}");
+        assert_eq!(t["blockHash"], full["hash"], "{t}");
     }
+    schema::check_block(&full).unwrap();
     // cast reads the pending block too.
     let cast_block: Value =
         serde_json::from_str(&cast(&["block", "pending", "--json", "--rpc-url", &node.rpc]))
             .unwrap();
     assert!(cast_block["hash"].is_string(), "{cast_block}");
-    // The provisional hash is no block of the chain.
+    // The provisional hash resolves to the pending block while it is pending (or to nothing
+    // once it sealed: never to another block).
     let by_hash = raw_rpc(&node.rpc, "eth_getBlockByHash", json!([pending_hash, false])).await;
-    assert!(by_hash["result"].is_null(), "{by_hash}");
+    let by_hash = &by_hash["result"];
+    assert!(by_hash.is_null() || quantity(&by_hash["number"]) == number, "{by_hash}");
     // Receipts of the pending block, and pending logs by eth_getLogs.
     let receipts =
         raw_rpc(&node.rpc, "eth_getBlockReceipts", json!(["pending"])).await["result"].clone();
@@ -258,7 +268,10 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
     .await["result"]
         .clone();
     let logs = logs.as_array().expect("pending logs");
-    assert!(!logs.is_empty() && logs.iter().all(|l| l["blockHash"].is_null()), "{logs:?}");
+    assert!(!logs.is_empty() && logs.iter().all(|l| l["blockHash"].is_string()), "{logs:?}");
+    for log in logs {
+        schema::check_log(log).unwrap();
+    }
 
     // Subscriptions, by the same rule.
     let (mut got_delta, mut got_full, mut got_tx, mut got_log) = (false, false, false, false);
@@ -280,24 +293,26 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
             if let Some(r) = mine {
                 assert_preconfirmed_receipt(r);
                 assert!(msg["blockHash"].is_string() && !is_zero_hash(&msg["blockHash"]), "{msg}");
+                assert_eq!(r["blockHash"], msg["blockHash"], "{msg}");
                 for t in msg["transactions"].as_array().into_iter().flatten() {
-                    assert!(t["blockHash"].is_null(), "{t}");
+                    assert_eq!(t["blockHash"], msg["blockHash"], "{t}");
+                    schema::check_transaction(t).unwrap();
                 }
                 got_delta = true;
             }
         } else if sub == full_sub && quantity(&msg["number"]) == number {
             assert!(msg["hash"].is_string() && !is_zero_hash(&msg["hash"]), "{msg}");
-            for t in msg["transactions"].as_array().into_iter().flatten() {
-                assert!(t["blockHash"].is_null(), "{t}");
-            }
+            schema::check_block(&msg).unwrap();
             got_full = true;
         } else if sub == txs_sub && msg["hash"] == json!(hash) {
-            assert!(msg["blockHash"].is_null(), "{msg}");
-            assert!(msg["logs"][0]["blockHash"].is_null(), "{msg}");
+            assert!(msg["blockHash"].is_string(), "{msg}");
+            assert_eq!(msg["logs"][0]["blockHash"], msg["blockHash"], "{msg}");
+            schema::check_transaction(&msg).unwrap();
             got_tx = true;
         } else if sub == logs_sub && msg["transactionHash"] == json!(hash) {
-            assert!(msg["blockHash"].is_null(), "{msg}");
+            assert!(msg["blockHash"].is_string(), "{msg}");
             assert_eq!(quantity(&msg["blockNumber"]), number);
+            schema::check_log(&msg).unwrap();
             got_log = true;
         }
     }
@@ -351,7 +366,7 @@ async fn tail_reorg_is_reconciled(shape: Shape) {
         &node.rpc,
         &mut fbs,
         |fb| assert_frame_shape(shape, fb),
-        |receipt, _| receipt["blockHash"].is_null(),
+        |receipt, number| quantity(&receipt["blockNumber"]) == number,
         async |number| {
             status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default() >= number
         },
@@ -531,8 +546,9 @@ async fn post_exec_tx_block_falls_back_and_passes_through() {
             break fb.payload.metadata.block_number;
         }
     };
-    // Until the node has seen the block sealed: no receipt with blockHash null (the only ones
-    // are the upstream's, once sealed), and pending never ahead of the upstream's latest.
+    // Until the node has seen the block sealed: no preconfirmed receipt (a receipt is the
+    // upstream's, of the sealed block, whose hash the upstream knows), and pending never ahead
+    // of the upstream's latest.
     let mut checked = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default() < block {
@@ -544,10 +560,14 @@ async fn post_exec_tx_block_falls_back_and_passes_through() {
         );
         let r =
             raw_rpc(&node.rpc, "eth_getTransactionReceipt", json!([hash])).await["result"].clone();
-        assert!(
-            r.is_null() || r["blockHash"].is_string(),
-            "no preconfirmed receipt from a post-exec block: {r}"
-        );
+        if !r.is_null() {
+            let sealed =
+                raw_rpc(&devnet.rpc, "eth_getBlockByHash", json!([r["blockHash"], false])).await;
+            assert!(
+                sealed["result"]["hash"] == r["blockHash"],
+                "no preconfirmed receipt from a post-exec block: {r}"
+            );
+        }
         let pending = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await;
         let latest = raw_rpc(&devnet.rpc, "eth_getBlockByNumber", json!(["latest", false])).await;
         let (p, l) =

@@ -24,6 +24,8 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod schema;
+
 /// The dev keys of the `test … junk` mnemonic, as anvil prints them.
 pub const DEV_KEYS: [&str; 10] = [
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
