@@ -348,8 +348,14 @@ fn sweep(args: &ReexecArgs, handle: tokio::runtime::Handle) -> anyhow::Result<Va
             let t0 = Instant::now();
             let fb = decode_frame(&json, usize::MAX).context("frame decodes")?;
             let t_decoded = t0.elapsed().as_secs_f64();
+            let parent = flashnode_exec::CanonicalBlock {
+                header: p.header.clone(),
+                hash: p.hash,
+                tx_hashes: Vec::new(),
+                receipts: Vec::new(),
+            };
             let (pending, report) = executor
-                .start_block(&fb, Some((p.header.number, p.hash)))
+                .start_block(&fb, Some(&parent))
                 .map_err(|e| anyhow::anyhow!("re-execution: {e}"))?;
             reexec.push(t0.elapsed().as_secs_f64());
             decode.push(t_decoded);

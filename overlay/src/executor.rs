@@ -4,7 +4,7 @@
 
 use crate::{
     frame::DecodedFlashblock,
-    metrics_names::{DISCOVERED_READS_TOTAL, DISCOVERY_ROUNDS_TOTAL},
+    metrics_names::{CARRIED_BLOCKS_TOTAL, DISCOVERED_READS_TOTAL, DISCOVERY_ROUNDS_TOTAL},
     pending::{PendingBlock, PendingState},
 };
 use alloy_consensus::{transaction::SignerRecoverable, TxReceipt};
@@ -12,8 +12,8 @@ use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_rpc_types_engine::PayloadId;
 use flashnode_exec::{
-    BlockBuilder, BlockEnvInput, ChainConfig, ExecError, ExecutedTx, SourceDb, SourceError,
-    StateSource,
+    BlockBuilder, BlockEnvInput, CanonicalBlock, ChainConfig, ExecError, ExecutedTx, SourceDb,
+    SourceError, StateSource,
 };
 use op_alloy_consensus::{OpReceipt, OpTxEnvelope};
 use op_alloy_rpc_types_engine::flashblock::OpFlashblockPayloadBase;
@@ -94,7 +94,28 @@ struct Finished {
     stream_hash: Option<B256>,
     /// Blocks between it and the canonical block its state reads fall back to.
     chained: u64,
+    /// Its transactions and receipts as executed, to recognise it when it seals.
+    executed: Vec<(B256, OpReceipt)>,
     db: CacheDB<SourceDb>,
+}
+
+/// Most accounts and slots a block's state may hold to be carried over as its child's base
+/// (every snapshot copies the block's state, so an unbounded carry would cost every
+/// flashblock more as the chain goes on).
+pub const MAX_CARRIED_ENTRIES: usize = 50_000;
+
+impl Finished {
+    /// Whether `canonical` is this block as executed here: same transactions in the same
+    /// order, receipts agreeing, and all of it (a block that sealed with more transactions
+    /// than the node saw is not).
+    fn sealed_as_executed(&self, canonical: &CanonicalBlock) -> bool {
+        sealed_as_executed(self.number, &self.executed, canonical)
+    }
+
+    /// Entries of its state (accounts and slots).
+    fn entries(&self) -> usize {
+        self.db.cache.accounts.values().map(|a| 1 + a.storage.len()).sum()
+    }
 }
 
 /// Most blocks built one on another's flashblock state before one waits for its canonical
@@ -167,10 +188,15 @@ impl FlashblockExecutor {
     /// N, or N's last flashblocks missed). Otherwise it builds
     /// on canonical state at `base.parent_hash`, which the source refuses
     /// ([`ApplyError::ParentUnavailable`]) until the upstream has that block.
+    ///
+    /// When N is canonical already, was built on canonical state and sealed exactly as the
+    /// node executed it ([`Finished::sealed_as_executed`]), N's state as executed here is N's
+    /// canonical post-state: N+1 starts from it, reads of what N never touched now pinned to
+    /// N, instead of reading everything again (state that survives blocks, #24).
     pub fn start_block(
         &mut self,
         fb: &DecodedFlashblock,
-        canonical_tip: Option<(u64, B256)>,
+        canonical_tip: Option<&CanonicalBlock>,
     ) -> Result<(Arc<PendingBlock>, ApplyReport), ApplyError> {
         let base = fb.payload.base.as_ref().ok_or(ApplyError::NoBlock)?;
         // Keep the last block's state until its child starts: it may be the parent.
@@ -179,10 +205,15 @@ impl FlashblockExecutor {
             let (index, exact) = (cur.index, cur.post_exec_tx.is_none());
             let stream_hash = (!cur.stream_hash.is_zero()).then_some(cur.stream_hash);
             let chained = cur.chained;
+            let executed =
+                cur.builder.transactions().iter().map(|t| (t.hash, t.receipt.clone())).collect();
             let db = cur.builder.into_db();
-            self.previous = Some(Finished { number, index, exact, stream_hash, chained, db });
+            self.previous =
+                Some(Finished { number, index, exact, stream_hash, chained, executed, db });
         }
         let mut chained = 0;
+        let tip = canonical_tip;
+        let canonical_tip = tip.map(|t| (t.header.number, t.hash));
         let db = match &self.previous {
             Some(prev)
                 if prev.exact
@@ -197,6 +228,24 @@ impl FlashblockExecutor {
                 let db = prev.db.clone();
                 db.db.insert_block_hash(prev.number, base.parent_hash);
                 chained = prev.chained + 1;
+                db
+            }
+            // A chained N qualifies too: each block of its chain that sealed otherwise than
+            // executed here reset this executor when it sealed (the overlay's reconcile), so
+            // what N's state holds is what those blocks wrote.
+            Some(prev)
+                if prev.exact
+                    && prev.number + 1 == base.block_number
+                    && tip.is_some_and(|t| {
+                        t.hash == base.parent_hash && prev.sealed_as_executed(t)
+                    })
+                    && prev.entries() <= MAX_CARRIED_ENTRIES =>
+            {
+                // N sealed as executed here, on canonical state: its state is N's canonical
+                // post-state. What N never touched is read at N from now on.
+                let mut db = prev.db.clone();
+                db.db = db.db.pinned_to(base.parent_hash);
+                metrics::counter!(CARRIED_BLOCKS_TOTAL).increment(1);
                 db
             }
             _ => {
@@ -583,6 +632,22 @@ fn prefetch(cur: &InProgress, txs: &[(OpTxEnvelope, Address, &Bytes)]) {
     }
 }
 
+/// Whether `canonical` is block `number` with exactly the transactions `executed` (hash and
+/// receipt, in order) and no other.
+fn sealed_as_executed(
+    number: u64,
+    executed: &[(B256, OpReceipt)],
+    canonical: &CanonicalBlock,
+) -> bool {
+    canonical.header.number == number
+        && canonical.tx_hashes.len() == executed.len()
+        && canonical.receipts.len() == executed.len()
+        && executed
+            .iter()
+            .zip(canonical.tx_hashes.iter().zip(&canonical.receipts))
+            .all(|((hash, ours), (h, theirs))| hash == h && receipts_agree(theirs, ours))
+}
+
 /// Whether a metadata receipt says what our execution says.
 fn receipts_agree(meta: &OpReceipt, ours: &OpReceipt) -> bool {
     meta.status() == ours.status()
@@ -625,6 +690,41 @@ mod tests {
         };
         let sig = signer.sign_transaction_sync(&mut tx).unwrap();
         TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into()
+    }
+
+    #[test]
+    fn a_block_is_carried_only_when_it_sealed_exactly_as_executed() {
+        use alloy_consensus::{Eip658Value, Receipt};
+        let receipt = |gas: u64, ok: bool| {
+            OpReceipt::Eip1559(Receipt {
+                status: Eip658Value::Eip658(ok),
+                cumulative_gas_used: gas,
+                logs: Vec::new(),
+            })
+        };
+        let (a, b) = (B256::repeat_byte(1), B256::repeat_byte(2));
+        let executed = vec![(a, receipt(21_000, true)), (b, receipt(42_000, true))];
+        let canonical = |hashes: Vec<B256>, receipts: Vec<OpReceipt>| CanonicalBlock {
+            header: alloy_consensus::Header { number: 7, ..Default::default() },
+            hash: B256::repeat_byte(9),
+            tx_hashes: hashes,
+            receipts,
+        };
+        let same = canonical(vec![a, b], executed.iter().map(|(_, r)| r.clone()).collect());
+        assert!(sealed_as_executed(7, &executed, &same));
+        assert!(!sealed_as_executed(8, &executed, &same), "another block");
+        // A tail the node never saw, a dropped tail, another order, another outcome.
+        let longer = canonical(
+            vec![a, b, B256::repeat_byte(3)],
+            vec![receipt(21_000, true), receipt(42_000, true), receipt(63_000, true)],
+        );
+        assert!(!sealed_as_executed(7, &executed, &longer));
+        let shorter = canonical(vec![a], vec![receipt(21_000, true)]);
+        assert!(!sealed_as_executed(7, &executed, &shorter));
+        let swapped = canonical(vec![b, a], vec![receipt(21_000, true), receipt(42_000, true)]);
+        assert!(!sealed_as_executed(7, &executed, &swapped));
+        let failed = canonical(vec![a, b], vec![receipt(21_000, true), receipt(42_000, false)]);
+        assert!(!sealed_as_executed(7, &executed, &failed));
     }
 
     #[test]

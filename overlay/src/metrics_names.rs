@@ -29,10 +29,19 @@ pub const DISCOVERY_ROUNDS_TOTAL: &str = "flashnode_overlay_discovery_rounds_tot
 /// Counter: accounts and slots read-discovery fetched in batches ahead of execution.
 pub const DISCOVERED_READS_TOTAL: &str = "flashnode_overlay_discovered_reads_total";
 
+/// Counter: blocks started on their parent's state as this node executed it, because the
+/// parent sealed exactly as executed (no refetch of what the parent read or wrote).
+pub const CARRIED_BLOCKS_TOTAL: &str = "flashnode_overlay_carried_blocks_total";
+
 /// Registers units and descriptions of the metrics above with the installed recorder.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, Unit};
 
+    describe_counter!(
+        CARRIED_BLOCKS_TOTAL,
+        Unit::Count,
+        "Blocks started on their parent's state as executed here (the parent sealed as executed)"
+    );
     describe_counter!(
         DISCOVERY_ROUNDS_TOTAL,
         Unit::Count,

@@ -1031,12 +1031,15 @@ impl Task {
     /// Executes one flashblock on a blocking thread and publishes the snapshot.
     async fn apply(&mut self, fb: Arc<DecodedFlashblock>, start: bool) {
         let Some(mut executor) = self.executor.take() else { return };
-        let tip = self.shared.tip.load_full().map(|t| (t.header.number, t.hash));
+        let tip = self.shared.tip.load_full();
         let fb2 = fb.clone();
         let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
-            let res =
-                if start { executor.start_block(&fb2, tip) } else { executor.apply_next(&fb2) };
+            let res = if start {
+                executor.start_block(&fb2, tip.as_deref())
+            } else {
+                executor.apply_next(&fb2)
+            };
             (executor, res)
         })
         .await;

@@ -17,6 +17,7 @@ mod provisional;
 mod readiness;
 mod relay;
 mod rpc_limits;
+mod state;
 mod status_page;
 mod subblocks;
 mod subscriptions;

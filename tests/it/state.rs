@@ -1,0 +1,117 @@
+//! #24 through the real binaries: `flashnode devnet` as the execution client and `flashnode
+//! node` as its sidecar, reading canonical state over JSON-RPC. A transaction that reads 200
+//! storage slots nobody read before is preconfirmed with the receipt the chain seals, and its
+//! reads reach the upstream in discovery batches, not one round trip per `SLOAD`.
+
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use flashnode_tests::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Runtime code: reads `count` slots from `start` (calldata words 0 and 1), sums them into
+/// slot 0. Every slot it reads is cold for a node that never saw the contract used.
+const COLD_READER_RUNTIME: &str =
+    "60003560203560005b8115601f5782540191600101919060019003906008565b60005500";
+
+/// Creation code returning [`COLD_READER_RUNTIME`] (36 bytes).
+fn cold_reader_initcode() -> Bytes {
+    format!("0x6024600c60003960246000f3{COLD_READER_RUNTIME}").parse().expect("hex")
+}
+
+fn read_slots(start: u64, count: u64) -> Bytes {
+    let mut data = U256::from(start).to_be_bytes::<32>().to_vec();
+    data.extend_from_slice(&U256::from(count).to_be_bytes::<32>());
+    data.into()
+}
+
+fn quantity(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0)
+}
+
+async fn receipt_of(rpc: &str, hash: &Value) -> Option<Value> {
+    let r = raw_rpc(rpc, "eth_getTransactionReceipt", json!([hash])).await["result"].clone();
+    (!r.is_null()).then_some(r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_storage_reads_arrive_in_discovery_batches() {
+    let devnet = start("devnet", &["--block-time", "2s", "--flashblock-interval", "200ms"]).await;
+    // The contract is deployed and sealed before the node starts: its storage is canonical
+    // state the node has never read (a contract the node saw created has known-empty storage).
+    let key = DEV_KEYS[4];
+    let deploy = sign_1559(
+        key,
+        901,
+        0,
+        TxKind::Create,
+        U256::ZERO,
+        cold_reader_initcode(),
+        200_000,
+        10_000_000_000,
+    );
+    let reader: Address = address_of(key).create(0);
+    let sent = raw_rpc(&devnet.rpc, "eth_sendRawTransaction", json!([deploy])).await;
+    let deploy_hash = sent["result"].clone();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            receipt_of(&devnet.rpc, &deploy_hash).await.is_some()
+        })
+        .await,
+        "the deploy seals"
+    );
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let node = start_node(&devnet.ws, &devnet.rpc, &["--metrics-addr", &metrics_addr]).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status(&node.rpc).await["mode"] == "flashblocks"
+        })
+        .await
+    );
+    let before = scrape(&metrics_addr).await;
+    let call = sign_1559(
+        key,
+        901,
+        1,
+        TxKind::Call(reader),
+        U256::ZERO,
+        read_slots(1_000, 200),
+        2_000_000,
+        10_000_000_000,
+    );
+    let sent = raw_rpc(&node.rpc, "eth_sendRawTransaction", json!([call])).await;
+    let hash = sent["result"].clone();
+    assert!(hash.is_string(), "{sent}");
+    let mut preconfirmed = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while preconfirmed.is_none() && std::time::Instant::now() < deadline {
+        if let Some(r) = receipt_of(&node.rpc, &hash).await {
+            preconfirmed = Some(r);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let preconfirmed = preconfirmed.expect("a receipt from the node");
+    assert_eq!(preconfirmed["status"], "0x1", "{preconfirmed}");
+    // 200 cold SLOADs at 2,100 gas each.
+    assert!(quantity(&preconfirmed["gasUsed"]) > 200 * 2_100, "{preconfirmed}");
+    let after = scrape(&metrics_addr).await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        metric(&after, name, labels) - metric(&before, name, labels)
+    };
+    let discovered = delta("flashnode_overlay_discovered_reads_total", &[]);
+    let rounds = delta("flashnode_overlay_discovery_rounds_total", &[]);
+    let demand = delta("flashnode_upstream_cache_total", &[("kind", "slot"), ("outcome", "miss")]);
+    assert!(discovered >= 200.0, "the 200 slots were discovered ahead of execution: {discovered}");
+    assert!((1.0..=12.0).contains(&rounds), "a few rounds, not one per slot: {rounds}");
+    assert!(demand < 20.0, "slot reads did not go one by one: {demand} demand misses");
+    // The sealed receipt is the one preconfirmed.
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            receipt_of(&devnet.rpc, &hash).await.is_some()
+        })
+        .await
+    );
+    let sealed = receipt_of(&devnet.rpc, &hash).await.unwrap();
+    for field in ["status", "gasUsed", "cumulativeGasUsed", "blockNumber", "transactionIndex"] {
+        assert_eq!(preconfirmed[field], sealed[field], "{field}: {preconfirmed} vs {sealed}");
+    }
+}
