@@ -56,8 +56,15 @@ if [ ! -f "$py_stamp" ] || ! "$dir/venv/bin/python" -c 'import kubernetes_valida
     "yamllint==$YAMLLINT_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2
   touch "$py_stamp"
 fi
-ln -sf "$dir/venv/bin/yamllint" "$dir/bin/yamllint"
+[ "$(readlink "$dir/bin/yamllint" 2>/dev/null)" = "$dir/venv/bin/yamllint" ] || ln -sf "$dir/venv/bin/yamllint" "$dir/bin/yamllint"
 # A symlink to the venv's python would lose the venv (it is found next to the executable).
-printf '#!/bin/sh\nexec "%s/venv/bin/python" "$@"\n' "$dir" >"$dir/bin/python"
-chmod +x "$dir/bin/python"
+# Written only when it differs, and by rename: tests run this script concurrently, and a
+# wrapper truncated while another test executes it runs as an empty script (exit 0, no
+# output), which once made a chart check pass without checking anything.
+wrapper="$(printf '#!/bin/sh\nexec "%s/venv/bin/python" "$@"' "$dir")"
+if [ "$(cat "$dir/bin/python" 2>/dev/null)" != "$wrapper" ]; then
+  printf '%s\n' "$wrapper" >"$dir/bin/python.tmp"
+  chmod +x "$dir/bin/python.tmp"
+  mv -f "$dir/bin/python.tmp" "$dir/bin/python"
+fi
 echo "$dir/bin"

@@ -156,6 +156,14 @@ impl StateSource for MergedSource {
         self.inner.prefetch(at, accounts, slots)
     }
 
+    fn cached_account(&self, at: B256, address: Address) -> Option<SourceAccount> {
+        self.inner.cached_account(at, address)
+    }
+
+    fn cached_storage(&self, at: B256, address: Address, slot: U256) -> Option<U256> {
+        self.inner.cached_storage(at, address, slot)
+    }
+
     fn reads_are_local(&self) -> bool {
         self.inner.reads_are_local()
     }

@@ -46,6 +46,16 @@ pub enum ApplyError {
         #[source]
         source: ExecError<SourceError>,
     },
+    /// The upstream could not be read (transport failure or timeout after the retries, or a
+    /// JSON-RPC error): not a divergence from the builder.
+    #[error("transaction {hash}: upstream read failed: {source}")]
+    Upstream {
+        /// Transaction hash.
+        hash: B256,
+        /// What failed.
+        #[source]
+        source: SourceError,
+    },
     /// A flashblock for another block than the one in progress.
     #[error("no block in progress for this flashblock")]
     NoBlock,
@@ -451,6 +461,11 @@ fn check_executed(
         Err(ExecError::State(SourceError::UnknownBlock(_))) => {
             Err(ApplyError::ParentUnavailable(source_at))
         }
+        Err(ExecError::State(
+            source @ (SourceError::Transport { .. }
+            | SourceError::Timeout { .. }
+            | SourceError::Rpc { .. }),
+        )) => Err(ApplyError::Upstream { hash, source }),
         Err(source) => Err(ApplyError::Diverged { hash, source }),
     }
 }

@@ -8,6 +8,7 @@ use crate::{
     pending::PendingBlock,
     sequencer::{Decision, FlashblockSequencer, Rejection, TipView},
     stream::StreamEvent,
+    upstream::TRANSPORT_RETRIES,
 };
 use alloy_primitives::B256;
 use arc_swap::ArcSwapOption;
@@ -1109,10 +1110,19 @@ impl Task {
             }
             Err(err) => {
                 metrics::counter!("flashnode_overlay_execution_errors_total").increment(1);
-                metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => "diverged")
+                let (class, cause) = match &err {
+                    ApplyError::Upstream { .. } => (
+                        "upstream",
+                        format!("re-execution could not read the upstream ({err}; transport failures are retried {TRANSPORT_RETRIES} times): not a divergence; serving the prefix until the next block"),
+                    ),
+                    _ => (
+                        "diverged",
+                        format!("re-execution failed ({err}): the upstream's state differs from the builder's (another chain, or an upstream behind or ahead); serving the prefix until the next block"),
+                    ),
+                };
+                metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => class)
                     .increment(1);
-                let cause = format!("re-execution failed ({err}): the upstream's state differs from the builder's (another chain, or an upstream behind or ahead); serving the prefix until the next block");
-                self.rejected("diverged", fb.block_number(), fb.index(), &cause);
+                self.rejected(class, fb.block_number(), fb.index(), &cause);
                 self.broken = true;
                 // Its state is not the builder's: never build the next block on it.
                 if let Some(ex) = self.executor.as_mut() {

@@ -113,17 +113,30 @@ impl UpstreamSource {
         params: Value,
         at: Option<B256>,
     ) -> Result<Value, SourceError> {
-        let fut = self.provider.raw_request::<_, Value>(method.into(), params);
-        let res = tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| SourceError::Timeout { request: method.into() })?;
-        metrics::counter!("flashnode_upstream_requests_total", "method" => method).increment(1);
-        res.map_err(|e| classify(method, at, e))
+        retrying_transport(|| async {
+            let fut = self.provider.raw_request::<_, Value>(method.into(), params.clone());
+            let res = tokio::time::timeout(self.timeout, fut)
+                .await
+                .map_err(|_| SourceError::Timeout { request: method.into() })?;
+            metrics::counter!("flashnode_upstream_requests_total", "method" => method).increment(1);
+            res.map_err(|e| classify(method, at, e))
+        })
+        .await
     }
 
     /// Reads `accounts` (balance, nonce, code) and `slots` at `at` in one JSON-RPC batch (one
     /// HTTP round trip), caches them, and returns them in order.
     async fn fetch_batch(
+        &self,
+        at: B256,
+        accounts: &[Address],
+        slots: &[(Address, U256)],
+    ) -> Result<(Vec<SourceAccount>, Vec<U256>), SourceError> {
+        retrying_transport(|| self.fetch_batch_once(at, accounts, slots)).await
+    }
+
+    /// [`Self::fetch_batch`], one attempt.
+    async fn fetch_batch_once(
         &self,
         at: B256,
         accounts: &[Address],
@@ -273,6 +286,31 @@ impl UpstreamSource {
         }
         // The new chain does not build on our tip: report our tip as reorged away.
         Ok(CanonicalNotification::Reorged { old: vec![prev.clone()], new })
+    }
+}
+
+/// Attempts after the first for a read that failed in transport (a keep-alive connection the
+/// upstream closed mid-request, a reset): reads are idempotent, and a blip must not cost the
+/// rest of the block (#25.4). Timeouts and JSON-RPC errors are not retried.
+pub const TRANSPORT_RETRIES: u32 = 2;
+
+/// Runs `attempt`, again after 10 ms and 50 ms when it fails in transport.
+async fn retrying_transport<T, F, Fut>(mut attempt: F) -> Result<T, SourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SourceError>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Err(SourceError::Transport { .. }) if retries < TRANSPORT_RETRIES => {
+                retries += 1;
+                metrics::counter!("flashnode_upstream_retries_total").increment(1);
+                let pause = if retries == 1 { 10 } else { 50 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            res => return res,
+        }
     }
 }
 

@@ -240,21 +240,18 @@ fn node_modules() -> PathBuf {
 /// Runs tests/js/clients.cjs (viem) against `rpc` for a chain defined as `kind` ("preconf":
 /// with `experimental_preconfirmationTime`, like viem's `basePreconf`; "plain": without).
 fn viem(rpc: &str, key: &str, kind: &str) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js/clients.cjs");
     let code = format!("0x{}", PROBE_BIN.trim().trim_start_matches("0x"));
-    let out = Command::new(std::env::var("FLASHNODE_NODE").unwrap_or_else(|_| "node".into()))
-        .arg(script)
-        .args([rpc, &CHAIN_ID.to_string(), key, &code, kind])
-        .env("NODE_PATH", node_modules())
-        .output()
-        .expect("node runs (it comes with npm, which installs the test tools)");
-    assert!(
-        out.status.success(),
-        "viem {kind} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    client_script(
+        &node_bin(),
+        "js/clients.cjs",
+        &[rpc, &CHAIN_ID.to_string(), key, &code, kind],
+        &[("NODE_PATH", node_modules())],
+    )
+}
+
+/// node (it comes with npm, which installs the test tools): `$FLASHNODE_NODE` or `node`.
+fn node_bin() -> String {
+    std::env::var("FLASHNODE_NODE").unwrap_or_else(|_| "node".into())
 }
 
 /// viem 2.57's defaults: deployContract, readContract, writeContract + polling
@@ -337,9 +334,8 @@ async fn ethers_defaults_accept_preconfirmations() {
     let code = format!("0x{}", PROBE_BIN.trim().trim_start_matches("0x"));
     let node_path = node_modules();
     assert!(node_path.join("ethers/package.json").exists(), "run scripts/install-test-tools.sh");
-    let node_bin = std::env::var("FLASHNODE_NODE").unwrap_or_else(|_| "node".into());
     let v = client_script(
-        &node_bin,
+        &node_bin(),
         "js/ethers.cjs",
         &[rpc, &CHAIN_ID.to_string(), DEV_KEYS[7], &code],
         &[("NODE_PATH", node_path)],

@@ -69,19 +69,23 @@ async fn tip(rpc: &str) -> u64 {
     quantity(&raw_rpc(rpc, "eth_blockNumber", json!([])).await["result"])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_provisional_hash_is_served_everywhere_and_resolves_while_pending() {
+/// `flashnode dev` serving flashblocks, right after the seal of a block at least `min_tip`
+/// (so the whole block time is left).
+async fn dev_after_a_seal(min_tip: u64) -> Running {
     let node = start("dev", &["--block-time", BLOCK_TIME, "--flashblock-interval", "200ms"]).await;
     let rpc = node.rpc.as_str();
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            status(rpc).await["mode"] == "flashblocks"
-        })
-        .await
-    );
-    // Right after a seal, so the whole block time is left.
+    let serving = || async { status(rpc).await["mode"] == "flashblocks" };
+    assert!(eventually(Duration::from_secs(30), serving).await);
+    assert!(eventually(Duration::from_secs(60), || async { tip(rpc).await >= min_tip }).await);
     let start = tip(rpc).await;
     assert!(eventually(Duration::from_secs(15), || async { tip(rpc).await > start }).await);
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provisional_hash_is_served_everywhere_and_resolves_while_pending() {
+    let node = dev_after_a_seal(1).await;
+    let rpc = node.rpc.as_str();
     let (probe, hash) = deploy_and_ping(rpc, DEV_KEYS[9], 901).await;
     let r = receipt(rpc, &hash).await;
     let number = quantity(&r["blockNumber"]);
@@ -154,18 +158,9 @@ async fn the_provisional_hash_is_served_everywhere_and_resolves_while_pending() 
 /// back only when the block is inside the range.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_logs_only_inside_the_range_as_anvil_for_sealed_blocks() {
-    let node = start("dev", &["--block-time", BLOCK_TIME, "--flashblock-interval", "200ms"]).await;
+    // Past block 4, so that P - 3 is a block.
+    let node = dev_after_a_seal(4).await;
     let rpc = node.rpc.as_str();
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            status(rpc).await["mode"] == "flashblocks"
-        })
-        .await
-    );
-    // Past block 4, so that P - 3 is a block; then right after a seal.
-    assert!(eventually(Duration::from_secs(60), || async { tip(rpc).await >= 4 }).await);
-    let start_tip = tip(rpc).await;
-    assert!(eventually(Duration::from_secs(15), || async { tip(rpc).await > start_tip }).await);
     let (probe, hash) = deploy_and_ping(rpc, DEV_KEYS[2], 901).await;
     let p = quantity(&receipt(rpc, &hash).await["blockNumber"]);
     assert!(tip(rpc).await < p, "preconfirmed");

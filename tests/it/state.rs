@@ -4,7 +4,7 @@
 //! reads reach the upstream in discovery batches, not one round trip per `SLOAD`.
 
 use alloy_primitives::{Address, Bytes, TxKind, U256};
-use flashnode_tests::*;
+use flashnode_tests::{upstream::*, *};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -33,12 +33,11 @@ async fn receipt_of(rpc: &str, hash: &Value) -> Option<Value> {
     (!r.is_null()).then_some(r)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cold_storage_reads_arrive_in_discovery_batches() {
+/// A devnet with the cold reader deployed by `key` (nonce 0) and sealed, before any node
+/// starts: its storage is canonical state no node has read (a contract the node saw created
+/// has known-empty storage). Returns the devnet and the reader's address.
+async fn devnet_with_cold_reader(key: &str) -> (Running, Address) {
     let devnet = start("devnet", &["--block-time", "2s", "--flashblock-interval", "200ms"]).await;
-    // The contract is deployed and sealed before the node starts: its storage is canonical
-    // state the node has never read (a contract the node saw created has known-empty storage).
-    let key = DEV_KEYS[4];
     let deploy = sign_1559(
         key,
         901,
@@ -49,7 +48,6 @@ async fn cold_storage_reads_arrive_in_discovery_batches() {
         200_000,
         10_000_000_000,
     );
-    let reader: Address = address_of(key).create(0);
     let sent = raw_rpc(&devnet.rpc, "eth_sendRawTransaction", json!([deploy])).await;
     let deploy_hash = sent["result"].clone();
     assert!(
@@ -59,6 +57,58 @@ async fn cold_storage_reads_arrive_in_discovery_batches() {
         .await,
         "the deploy seals"
     );
+    (devnet, address_of(key).create(0))
+}
+
+/// Sends `reader` a read of `count` slots from `start` (nonce 1 of `key`) to `send_to` and polls
+/// `node` for the receipt.
+async fn read_through(
+    send_to: &str,
+    node: &str,
+    key: &str,
+    reader: Address,
+    start: u64,
+    count: u64,
+) -> (Value, Value) {
+    let call = sign_1559(
+        key,
+        901,
+        1,
+        TxKind::Call(reader),
+        U256::ZERO,
+        read_slots(start, count),
+        2_000_000,
+        10_000_000_000,
+    );
+    let sent = raw_rpc(send_to, "eth_sendRawTransaction", json!([call])).await;
+    let hash = sent["result"].clone();
+    assert!(hash.is_string(), "{sent}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if let Some(r) = receipt_of(node, &hash).await {
+            return (hash, r);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no receipt from the node for {hash}");
+}
+
+/// Waits for the devnet to seal `hash` and checks the node's receipt is the sealed one.
+async fn assert_sealed_as_preconfirmed(devnet: &str, hash: &Value, preconfirmed: &Value) {
+    assert!(
+        eventually(Duration::from_secs(15), || async { receipt_of(devnet, hash).await.is_some() })
+            .await
+    );
+    let sealed = receipt_of(devnet, hash).await.unwrap();
+    for field in ["status", "gasUsed", "cumulativeGasUsed", "blockNumber", "transactionIndex"] {
+        assert_eq!(preconfirmed[field], sealed[field], "{field}: {preconfirmed} vs {sealed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_storage_reads_arrive_in_discovery_batches() {
+    let key = DEV_KEYS[4];
+    let (devnet, reader) = devnet_with_cold_reader(key).await;
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let node = start_node(&devnet.ws, &devnet.rpc, &["--metrics-addr", &metrics_addr]).await;
     assert!(
@@ -68,28 +118,7 @@ async fn cold_storage_reads_arrive_in_discovery_batches() {
         .await
     );
     let before = scrape(&metrics_addr).await;
-    let call = sign_1559(
-        key,
-        901,
-        1,
-        TxKind::Call(reader),
-        U256::ZERO,
-        read_slots(1_000, 200),
-        2_000_000,
-        10_000_000_000,
-    );
-    let sent = raw_rpc(&node.rpc, "eth_sendRawTransaction", json!([call])).await;
-    let hash = sent["result"].clone();
-    assert!(hash.is_string(), "{sent}");
-    let mut preconfirmed = None;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while preconfirmed.is_none() && std::time::Instant::now() < deadline {
-        if let Some(r) = receipt_of(&node.rpc, &hash).await {
-            preconfirmed = Some(r);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let preconfirmed = preconfirmed.expect("a receipt from the node");
+    let (hash, preconfirmed) = read_through(&node.rpc, &node.rpc, key, reader, 1_000, 200).await;
     assert_eq!(preconfirmed["status"], "0x1", "{preconfirmed}");
     // 200 cold SLOADs at 2,100 gas each.
     assert!(quantity(&preconfirmed["gasUsed"]) > 200 * 2_100, "{preconfirmed}");
@@ -104,14 +133,34 @@ async fn cold_storage_reads_arrive_in_discovery_batches() {
     assert!((1.0..=12.0).contains(&rounds), "a few rounds, not one per slot: {rounds}");
     assert!(demand < 20.0, "slot reads did not go one by one: {demand} demand misses");
     // The sealed receipt is the one preconfirmed.
+    assert_sealed_as_preconfirmed(&devnet.rpc, &hash, &preconfirmed).await;
+}
+
+/// #25.4: an upstream that closes one request's connection in four (mid-request, as a
+/// keep-alive connection dropped by the upstream) costs retries, not the block: the read is
+/// preconfirmed with the sealed receipt, and no flashblock is marked diverged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_blip_is_retried_not_a_divergence() {
+    let key = DEV_KEYS[5];
+    let (devnet, reader) = devnet_with_cold_reader(key).await;
+    let proxy = UpstreamProxy::start(&devnet.rpc).await;
+    proxy.set(UpstreamMode::Blip { every: 4 });
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let node = start_node(&devnet.ws, &proxy.url, &["--metrics-addr", &metrics_addr]).await;
     assert!(
         eventually(Duration::from_secs(15), || async {
-            receipt_of(&devnet.rpc, &hash).await.is_some()
+            status(&node.rpc).await["mode"] == "flashblocks"
         })
-        .await
+        .await,
+        "{}",
+        status(&node.rpc).await
     );
-    let sealed = receipt_of(&devnet.rpc, &hash).await.unwrap();
-    for field in ["status", "gasUsed", "cumulativeGasUsed", "blockNumber", "transactionIndex"] {
-        assert_eq!(preconfirmed[field], sealed[field], "{field}: {preconfirmed} vs {sealed}");
-    }
+    // Sent to the devnet itself: the blips are for the node's reads, not its forwarding.
+    let (hash, preconfirmed) = read_through(&devnet.rpc, &node.rpc, key, reader, 5_000, 100).await;
+    assert_eq!(preconfirmed["status"], "0x1", "{preconfirmed}");
+    assert_sealed_as_preconfirmed(&devnet.rpc, &hash, &preconfirmed).await;
+    let page = scrape(&metrics_addr).await;
+    assert!(metric(&page, "flashnode_upstream_retries_total", &[]) > 0.0, "blips were retried");
+    let diverged = metric(&page, "flashnode_overlay_flashblocks_total", &[("outcome", "diverged")]);
+    assert_eq!(diverged, 0.0, "a transport blip is not a divergence: {}", status(&node.rpc).await);
 }

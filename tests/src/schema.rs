@@ -103,13 +103,21 @@ const TX_CONTEXT: Fields = &[
     ("transactionIndex", Ty::Uint, true),
 ];
 
-const TX_LEGACY: Fields = &[
+/// The fields every transaction type has (`to` of 7702 is checked again, as required).
+const TX_COMMON: Fields = &[
     ("type", Ty::Byte, true),
     ("nonce", Ty::Uint, true),
     ("to", Ty::AddressOrNull, false),
     ("gas", Ty::Uint, true),
     ("value", Ty::Uint, true),
     ("input", Ty::Bytes, true),
+];
+
+/// The signature of a typed (2930, 1559, 7702) transaction.
+const TX_TYPED_SIGNATURE: Fields =
+    &[("yParity", Ty::Byte, true), ("r", Ty::Uint, true), ("s", Ty::Uint, true)];
+
+const TX_LEGACY: Fields = &[
     ("gasPrice", Ty::Uint, true),
     ("chainId", Ty::Uint, false),
     ("v", Ty::Uint, true),
@@ -117,66 +125,29 @@ const TX_LEGACY: Fields = &[
     ("s", Ty::Uint, true),
 ];
 
-const TX_2930: Fields = &[
-    ("type", Ty::Byte, true),
-    ("nonce", Ty::Uint, true),
-    ("to", Ty::AddressOrNull, false),
-    ("gas", Ty::Uint, true),
-    ("value", Ty::Uint, true),
-    ("input", Ty::Bytes, true),
-    ("gasPrice", Ty::Uint, true),
-    ("chainId", Ty::Uint, true),
-    ("accessList", Ty::Array, true),
-    ("yParity", Ty::Byte, true),
-    ("r", Ty::Uint, true),
-    ("s", Ty::Uint, true),
-];
+const TX_2930: Fields =
+    &[("gasPrice", Ty::Uint, true), ("chainId", Ty::Uint, true), ("accessList", Ty::Array, true)];
 
 const TX_1559: Fields = &[
-    ("type", Ty::Byte, true),
-    ("nonce", Ty::Uint, true),
-    ("to", Ty::AddressOrNull, false),
-    ("gas", Ty::Uint, true),
-    ("value", Ty::Uint, true),
-    ("input", Ty::Bytes, true),
     ("maxFeePerGas", Ty::Uint, true),
     ("maxPriorityFeePerGas", Ty::Uint, true),
     ("gasPrice", Ty::Uint, true),
     ("chainId", Ty::Uint, true),
     ("accessList", Ty::Array, true),
-    ("yParity", Ty::Byte, true),
-    ("r", Ty::Uint, true),
-    ("s", Ty::Uint, true),
 ];
 
 const TX_7702: Fields = &[
-    ("type", Ty::Byte, true),
-    ("nonce", Ty::Uint, true),
     ("to", Ty::Address, true),
-    ("gas", Ty::Uint, true),
-    ("value", Ty::Uint, true),
-    ("input", Ty::Bytes, true),
     ("maxFeePerGas", Ty::Uint, true),
     ("maxPriorityFeePerGas", Ty::Uint, true),
     ("chainId", Ty::Uint, true),
     ("accessList", Ty::Array, true),
     ("authorizationList", Ty::Array, true),
-    ("yParity", Ty::Byte, true),
-    ("r", Ty::Uint, true),
-    ("s", Ty::Uint, true),
 ];
 
 /// OP deposit transactions (type `0x7e`) are not in execution-apis: the fields every client
-/// reads of them (op-alloy's `TxDeposit` shape).
-const TX_DEPOSIT: Fields = &[
-    ("type", Ty::Byte, true),
-    ("sourceHash", Ty::Hash32, true),
-    ("to", Ty::AddressOrNull, false),
-    ("gas", Ty::Uint, true),
-    ("value", Ty::Uint, true),
-    ("input", Ty::Bytes, true),
-    ("mint", Ty::Uint, false),
-];
+/// reads of them (op-alloy's `TxDeposit` shape) besides [`TX_COMMON`].
+const TX_DEPOSIT: Fields = &[("sourceHash", Ty::Hash32, true), ("mint", Ty::Uint, false)];
 
 const BLOCK: Fields = &[
     ("hash", Ty::Hash32, true),
@@ -249,14 +220,18 @@ pub fn check_receipt(v: &Value) -> Result<(), String> {
 /// fields of its type.
 pub fn check_transaction(v: &Value) -> Result<(), String> {
     check_fields("transaction", v, TX_CONTEXT)?;
-    let fields = match v["type"].as_str() {
-        Some("0x0") => TX_LEGACY,
-        Some("0x1") => TX_2930,
-        Some("0x2") => TX_1559,
-        Some("0x4") => TX_7702,
-        Some("0x7e") => TX_DEPOSIT,
+    check_fields("transaction", v, TX_COMMON)?;
+    let (fields, typed) = match v["type"].as_str() {
+        Some("0x0") => (TX_LEGACY, false),
+        Some("0x1") => (TX_2930, true),
+        Some("0x2") => (TX_1559, true),
+        Some("0x4") => (TX_7702, true),
+        Some("0x7e") => (TX_DEPOSIT, false),
         other => return Err(format!("transaction: type {other:?} not checked: {v}")),
     };
+    if typed {
+        check_fields("transaction", v, TX_TYPED_SIGNATURE)?;
+    }
     check_fields("transaction", v, fields)
 }
 

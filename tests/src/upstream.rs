@@ -25,7 +25,17 @@ pub enum UpstreamMode {
     /// Answer every request with `413 Payload Too Large`, as an upstream with a smaller body
     /// limit than the node's does.
     PayloadTooLarge,
+    /// Forward, but close the connection instead of forwarding every `every`-th request (counted
+    /// over all connections): the node meets "connection closed before message completed", as
+    /// from an upstream that drops a keep-alive connection mid-request.
+    Blip {
+        /// One request in this many is dropped.
+        every: u64,
+    },
 }
+
+/// Requests a proxy forwarded or dropped, over all its connections ([`UpstreamMode::Blip`]).
+type RequestCount = std::sync::Arc<std::sync::atomic::AtomicU64>;
 
 /// A running proxy.
 pub struct UpstreamProxy {
@@ -42,9 +52,10 @@ impl UpstreamProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (mode, rx) = watch::channel(UpstreamMode::Pass);
+        let requests = RequestCount::default();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                tokio::spawn(serve(client, target.clone(), rx.clone()));
+                tokio::spawn(serve(client, target.clone(), rx.clone(), requests.clone()));
             }
         });
         UpstreamProxy { url: format!("http://{addr}"), mode }
@@ -56,18 +67,23 @@ impl UpstreamProxy {
     }
 }
 
-async fn serve(mut client: TcpStream, target: String, mut mode: watch::Receiver<UpstreamMode>) {
+async fn serve(
+    mut client: TcpStream,
+    target: String,
+    mut mode: watch::Receiver<UpstreamMode>,
+    requests: RequestCount,
+) {
     let current = *mode.borrow_and_update();
     let _ = tokio::time::timeout(Duration::from_secs(120), async {
         tokio::select! {
             _ = mode.changed() => {}
-            _ = handle(&mut client, &target, current) => {}
+            _ = handle(&mut client, &target, current, &requests) => {}
         }
     })
     .await;
 }
 
-async fn handle(client: &mut TcpStream, target: &str, mode: UpstreamMode) {
+async fn handle(client: &mut TcpStream, target: &str, mode: UpstreamMode, requests: &RequestCount) {
     let mut buf = vec![0u8; 64 * 1024];
     match mode {
         UpstreamMode::Down => {}
@@ -91,10 +107,14 @@ async fn handle(client: &mut TcpStream, target: &str, mode: UpstreamMode) {
                 }
             }
         }
-        UpstreamMode::Pass | UpstreamMode::Slow(_) => {
+        UpstreamMode::Pass | UpstreamMode::Slow(_) | UpstreamMode::Blip { .. } => {
             let delay = match mode {
                 UpstreamMode::Slow(d) => d,
                 _ => Duration::ZERO,
+            };
+            let blip_every = match mode {
+                UpstreamMode::Blip { every } => every.max(1),
+                _ => 0,
             };
             let Ok(mut upstream) = TcpStream::connect(target).await else { return };
             let (mut cr, mut cw) = client.split();
@@ -106,6 +126,11 @@ async fn handle(client: &mut TcpStream, target: &str, mode: UpstreamMode) {
                         break;
                     }
                     tokio::time::sleep(delay).await;
+                    // One read is one request for the JSON-RPC bodies the node sends.
+                    let seen = requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if blip_every > 0 && seen % blip_every == blip_every - 1 {
+                        break;
+                    }
                     if uw.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
