@@ -7,6 +7,8 @@
 #   bash bench/run.sh overload             # 256 concurrent gas-cap eth_calls: mode + cheap-call p99
 #   bash bench/run.sh overload --floor     # the same 256 callers sending eth_chainId (the floor)
 #   bash bench/run.sh reexec               # Mgas/s by flashblock size + bench/results/reexec-mgas.svg
+#   bash bench/run.sh cold-state           # #24: cold storage reads, dev vs devnet + node, and the floor
+#   bash bench/run.sh cold-state --rate 400 --slots 40 --workloads fresh --out bench/results/cold-state-400x40.json
 #   bash bench/run.sh rpc-ratio            # flashnode vs devnet canonical vs anvil (wrk)
 #   bash bench/run.sh soak                 # 10 min soak + bench/results/soak.svg; fails on growth
 #   bash bench/run.sh soak --duration-secs 120 --warmup-secs 20   # a shorter soak

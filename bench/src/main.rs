@@ -9,6 +9,7 @@
 
 mod calls;
 mod chart;
+mod cold_state;
 mod fanout;
 mod fanout_floor;
 mod http;
@@ -54,6 +55,9 @@ enum Command {
     Soak(soak::SoakArgs),
     /// kill -9 of a middle relay in node → relay → relay → subscribers: time until the leaf's subscribers are caught up, gaps, and what a consumer without resume loses.
     Resume(resume::ResumeArgs),
+    /// #24: flashblocks reading cold storage, applied in process (`dev`) and by a sidecar
+    /// (`devnet` + `node --upstream-rpc`), with the floor (in-process apply + one batch fetch).
+    ColdState(cold_state::ColdStateArgs),
     /// Mgas/s of flashblock re-execution by flashblock size, against pure op-revm execution.
     Reexec(reexec::ReexecArgs),
     /// Receipt, pending balance and pending call throughput: flashnode vs devnet canonical vs anvil.
@@ -101,6 +105,7 @@ fn main() -> anyhow::Result<()> {
             Command::Soak(args) => soak::run(args).await,
             Command::Overload(args) => overload::run(args).await,
             Command::Reexec(args) => reexec::run(args).await,
+            Command::ColdState(args) => cold_state::run(args).await,
             Command::Resume(args) => resume::run(args).await,
             Command::RpcRatio(args) => ratio::run(args).await,
             Command::IngestChart { files, chart } => chart::ingest_by_size(&files, &chart),

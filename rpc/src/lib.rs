@@ -33,10 +33,10 @@ use std::{
     collections::HashSet,
     net::{IpAddr, SocketAddr},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::Semaphore,
 };
@@ -163,6 +163,7 @@ pub async fn serve(
     let (stop, handle) = stop_channel();
     let stopper = handle.clone();
     let accept = async move {
+        let (mut accept_failures, mut last_warned) = (0u64, None);
         loop {
             let (socket, remote) = tokio::select! {
                 _ = cancel.cancelled() => {
@@ -172,8 +173,16 @@ pub async fn serve(
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        // Out of fds or similar: back off instead of spinning.
-                        warn!(err = %e, "RPC accept failed");
+                        // Out of fds or similar: back off instead of spinning, and say so once
+                        // per 5 s with what was suppressed (a descriptor flood would otherwise
+                        // write thousands of lines).
+                        metrics::counter!(limits::RPC_ACCEPT_ERRORS_TOTAL).increment(1);
+                        accept_failures += 1;
+                        if last_warned.is_none_or(|t: Instant| t.elapsed() >= ACCEPT_WARN_EVERY) {
+                            warn!(err = %e, failures = accept_failures, "RPC accept failed");
+                            last_warned = Some(Instant::now());
+                            accept_failures = 0;
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -208,11 +217,12 @@ pub async fn serve(
             let noted = ids.clone();
             let service =
                 tower::service_fn(move |req| checked(service.clone(), noted.clone(), req));
-            let socket = Tapped::new(socket, ids);
+            // The permits live as long as the socket, not the HTTP connection: an upgraded
+            // websocket outlives the HTTP connection future and owns the socket until it closes.
+            let socket = Tapped::new(Permitted { io: socket, _permits: permits }, ids);
             let stopped = stop.clone().shutdown();
             tokio::spawn(
                 async move {
-                    let _permits = permits;
                     if let Err(e) = serve_with_graceful_shutdown(socket, service, stopped).await {
                         debug!(err = %e, "RPC connection ended");
                     }
@@ -270,6 +280,62 @@ impl Refusal {
 struct ConnectionPermits {
     _total: tokio::sync::OwnedSemaphorePermit,
     _per_ip: limits::IpPermit,
+}
+
+/// How often a failing accept is logged at most.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// A socket with the connection permits it holds: they are released when the socket is
+/// dropped, whichever of HTTP or an upgraded websocket owns it last.
+struct Permitted<IO> {
+    io: IO,
+    _permits: ConnectionPermits,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Permitted<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Permitted<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 impl Limits {

@@ -10,6 +10,9 @@ use std::{
 /// Connections and subscriptions refused by a per-IP limit, by `what`.
 pub const RPC_LIMITED_TOTAL: &str = "flashnode_rpc_limited_total";
 
+/// Accepts of the RPC port that failed (out of descriptors, or similar).
+pub const RPC_ACCEPT_ERRORS_TOTAL: &str = "flashnode_rpc_accept_errors_total";
+
 /// The client IP of a connection, in every request's extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);

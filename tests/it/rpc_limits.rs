@@ -141,6 +141,49 @@ async fn per_ip_limits_on_the_rpc_port() {
     assert_eq!(status(&node.rpc).await["mode"], "flashblocks");
 }
 
+/// #25.1: a websocket counts against its IP's connections until it closes, not only until
+/// its HTTP upgrade (opened one after another, every one was admitted before): beyond the
+/// limit the handshake gets HTTP 429 naming the flag, and a closed websocket frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_count_against_the_per_ip_limit_until_they_close() {
+    let node = start("dev", &["--rpc-per-ip-connections", "5"]).await;
+    let addr = addr_of(&node.rpc);
+    let mut open = Vec::new();
+    for id in 0..5 {
+        let mut ws = ws_from("127.0.0.6", addr).await;
+        let r = ws_request(&mut ws, id, "eth_chainId", json!([])).await;
+        assert!(r["result"].is_string(), "{r}");
+        open.push(ws);
+    }
+    // One after another, each after the last one's upgrade: the sixth is refused.
+    let stream = connect_from("127.0.0.6", addr).await;
+    let refused = tokio_tungstenite::client_async(format!("ws://{addr}"), stream).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+            let body =
+                String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).to_string();
+            assert!(body.contains("--rpc-per-ip-connections"), "{body}");
+        }
+        other => panic!("the sixth websocket from one IP is refused with 429: {other:?}"),
+    }
+    // Another IP is served, and a closed websocket frees its place.
+    let mut other = ws_from("127.0.0.7", addr).await;
+    assert!(ws_request(&mut other, 9, "eth_chainId", json!([])).await["result"].is_string());
+    let mut first = open.remove(0);
+    first.close(None).await.expect("closed");
+    drop(first);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let stream = connect_from("127.0.0.6", addr).await;
+            tokio_tungstenite::client_async(format!("ws://{addr}"), stream).await.is_ok()
+        })
+        .await,
+        "a closed websocket frees its place"
+    );
+    assert_eq!(status(&node.rpc).await["mode"], "flashblocks");
+}
+
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 async fn ws_from(from: &str, to: SocketAddr) -> Ws {

@@ -3,26 +3,10 @@
 //! storage slots nobody read before is preconfirmed with the receipt the chain seals, and its
 //! reads reach the upstream in discovery batches, not one round trip per `SLOAD`.
 
-use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_primitives::{Address, TxKind, U256};
 use flashnode_tests::{upstream::*, *};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// Runtime code: reads `count` slots from `start` (calldata words 0 and 1), sums them into
-/// slot 0. Every slot it reads is cold for a node that never saw the contract used.
-const COLD_READER_RUNTIME: &str =
-    "60003560203560005b8115601f5782540191600101919060019003906008565b60005500";
-
-/// Creation code returning [`COLD_READER_RUNTIME`] (36 bytes).
-fn cold_reader_initcode() -> Bytes {
-    format!("0x6024600c60003960246000f3{COLD_READER_RUNTIME}").parse().expect("hex")
-}
-
-fn read_slots(start: u64, count: u64) -> Bytes {
-    let mut data = U256::from(start).to_be_bytes::<32>().to_vec();
-    data.extend_from_slice(&U256::from(count).to_be_bytes::<32>());
-    data.into()
-}
 
 fn quantity(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0)

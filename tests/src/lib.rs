@@ -26,6 +26,26 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub mod schema;
 
+/// Runtime code of the cold reader: reads `count` storage slots from slot `start` (calldata
+/// words 0 and 1) and stores their sum in slot 0. Hand-assembled: PUSH1 0 CALLDATALOAD, PUSH1
+/// 0x20 CALLDATALOAD, PUSH1 0, then a loop (JUMPDEST at 0x08) of DUP3 SLOAD ADD while the count
+/// is not zero, and SSTORE at 0x1f. Every slot it reads is cold for a node that never saw the
+/// contract used: the storage-heavy load of #24's tests and `bench/run.sh cold-state`.
+pub const COLD_READER_RUNTIME: &str =
+    "60003560203560005b8115601f5782540191600101919060019003906008565b60005500";
+
+/// Creation code returning [`COLD_READER_RUNTIME`] (36 bytes).
+pub fn cold_reader_initcode() -> Bytes {
+    format!("0x6024600c60003960246000f3{COLD_READER_RUNTIME}").parse().expect("hex")
+}
+
+/// Calldata for the cold reader: read `count` slots from `start`.
+pub fn read_slots(start: u64, count: u64) -> Bytes {
+    let mut data = U256::from(start).to_be_bytes::<32>().to_vec();
+    data.extend_from_slice(&U256::from(count).to_be_bytes::<32>());
+    data.into()
+}
+
 /// The dev keys of the `test … junk` mnemonic, as anvil prints them.
 pub const DEV_KEYS: [&str; 10] = [
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
