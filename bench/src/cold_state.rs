@@ -206,7 +206,7 @@ fn presign(
                     let hot = match workload {
                         Workload::Fresh => false,
                         Workload::Hot => true,
-                        Workload::Mixed => i % 2 == 0,
+                        Workload::Mixed => i.is_multiple_of(2),
                     };
                     let start = if hot {
                         10_000 + (i as u64 * 7919 % 100) * slots
