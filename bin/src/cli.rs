@@ -112,6 +112,14 @@ pub struct OverlayArgs {
     /// eth_subscribe answers -32005.
     #[arg(long, default_value_t = 1_000)]
     pub rpc_per_ip_subscriptions: usize,
+    /// Most calls in one JSON-RPC batch (geth's BatchRequestLimit; 0 = no limit); a larger
+    /// batch answers -32010 naming this flag.
+    #[arg(long, default_value_t = flashnode_rpc::DEFAULT_BATCH_REQUEST_LIMIT)]
+    pub rpc_batch_request_limit: usize,
+    /// Most bytes of one batch's answer (geth's BatchResponseMaxSize); past it the batch
+    /// answers -32011 naming this flag.
+    #[arg(long, default_value_t = flashnode_rpc::DEFAULT_BATCH_RESPONSE_MAX_BYTES)]
+    pub rpc_batch_response_max_bytes: usize,
     /// Timeout of each request to the upstream RPC: canonical state reads and proxied
     /// methods answer a clear error past it instead of hanging.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FLASHNODE_UPSTREAM_TIMEOUT")]

@@ -225,6 +225,8 @@ pub async fn start_node(
         max_concurrent_executions: args.rpc_max_concurrent_executions,
         per_ip_connections: args.rpc_per_ip_connections,
         per_ip_subscriptions: args.rpc_per_ip_subscriptions,
+        batch_request_limit: args.rpc_batch_request_limit,
+        batch_response_max_bytes: args.rpc_batch_response_max_bytes,
         ..Default::default()
     };
     // Serving stops first on shutdown (and with everything else if `cancel` fires alone).

@@ -21,6 +21,10 @@ pub mod code {
     pub const SERVER: i32 = -32000;
     /// The node is at its limit of concurrent executions (EIP-1474 "limit exceeded").
     pub const LIMIT_EXCEEDED: i32 = -32005;
+    /// A batch with more calls than allowed (jsonrpsee's and reth's code for it).
+    pub const BATCH_TOO_LARGE: i32 = -32010;
+    /// A batch whose answer is larger than allowed (jsonrpsee's and reth's code for it).
+    pub const BATCH_RESPONSE_TOO_LARGE: i32 = -32011;
     /// The call reverted; the revert data is the error's `data` (geth, EIP-1474 style).
     pub const EXECUTION_REVERTED: i32 = 3;
     /// `eth_sendRawTransactionSync` gave up waiting for the receipt (EIP-7966).
@@ -88,6 +92,35 @@ pub enum RpcError {
         /// Subscriptions one IP may hold.
         limit: usize,
     },
+    /// A JSON-RPC batch with more calls than `--rpc-batch-request-limit`.
+    #[error(
+        "batch of {calls} calls is over the limit of {limit} (--rpc-batch-request-limit); split it"
+    )]
+    BatchTooLarge {
+        /// Calls in the batch.
+        calls: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A batch's answer grew past `--rpc-batch-response-max-bytes`.
+    #[error(
+        "the batch's answer is over {limit} bytes (--rpc-batch-response-max-bytes); ask for less \
+         per batch"
+    )]
+    BatchResponseTooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// The batch's executions have run for the budget of one request already.
+    #[error(
+        "execution aborted: this batch's executions used its budget of {}s (--rpc-evm-timeout \
+         covers a whole batch); send the rest in another request",
+        budget.as_secs_f64()
+    )]
+    BatchBudgetSpent {
+        /// The budget.
+        budget: Duration,
+    },
     /// `eth_subscribe` arrived over HTTP.
     #[error("subscriptions need a websocket: connect with ws:// to this port")]
     SubscriptionNeedsWebsocket,
@@ -114,6 +147,9 @@ impl RpcError {
     pub fn code(&self) -> i32 {
         match self {
             Self::InvalidParams(_) | Self::InvalidBlockRange { .. } => code::INVALID_PARAMS,
+            Self::BatchTooLarge { .. } => code::BATCH_TOO_LARGE,
+            Self::BatchResponseTooLarge { .. } => code::BATCH_RESPONSE_TOO_LARGE,
+            Self::BatchBudgetSpent { .. } => code::SERVER,
             Self::Call(e) => e.code(),
             Self::Simulate(e) => e.code,
             Self::Upstream(e) => e.code(),

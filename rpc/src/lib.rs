@@ -47,6 +47,12 @@ use tracing::{debug, info, warn, Instrument};
 const MAX_REQUEST_BYTES: u32 = 16 * 1024 * 1024;
 /// Largest response body.
 const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
+
+/// Default of [`RpcConfig::batch_request_limit`] (geth's `BatchRequestLimit`).
+pub const DEFAULT_BATCH_REQUEST_LIMIT: usize = 1_000;
+
+/// Default of [`RpcConfig::batch_response_max_bytes`] (geth's `BatchResponseMaxSize`).
+pub const DEFAULT_BATCH_RESPONSE_MAX_BYTES: usize = 25_000_000;
 /// Request bodies up to this size are checked for an `id` that is not a JSON-RPC id (bigger
 /// ones go to jsonrpsee as they are).
 const ID_CHECK_MAX_BYTES: u64 = 64 * 1024;
@@ -71,6 +77,10 @@ pub struct RpcConfig {
     pub evm_timeout: Duration,
     /// Executions run at once (0: every core but one).
     pub max_concurrent_executions: usize,
+    /// Most calls in one JSON-RPC batch (geth's `BatchRequestLimit`, 1,000; 0: no limit).
+    pub batch_request_limit: usize,
+    /// Most bytes of one batch's answer (geth's `BatchResponseMaxSize`, 25 MB).
+    pub batch_response_max_bytes: usize,
 }
 
 impl Default for RpcConfig {
@@ -84,6 +94,8 @@ impl Default for RpcConfig {
             per_ip_subscriptions: 1_000,
             evm_timeout: Duration::from_secs(5),
             max_concurrent_executions: 0,
+            batch_request_limit: DEFAULT_BATCH_REQUEST_LIMIT,
+            batch_response_max_bytes: DEFAULT_BATCH_RESPONSE_MAX_BYTES,
         }
     }
 }
@@ -155,6 +167,11 @@ pub async fn serve(
         max_total: ctx.config.max_connections as usize,
         per_ip: PerIp::new(ctx.config.per_ip_connections),
     };
+    let batches = middleware::BatchLimits {
+        max_calls: ctx.config.batch_request_limit,
+        max_response_bytes: ctx.config.batch_response_max_bytes.min(MAX_RESPONSE_BYTES as usize),
+        execution_budget: ctx.config.evm_timeout,
+    };
     let module = module(ctx);
     let known: Arc<HashSet<&'static str>> = Arc::new(module.method_names().collect());
     rpc_metrics::describe();
@@ -204,12 +221,8 @@ pub async fn serve(
             let ids = Arc::new(InvalidIds::default());
             let noted = ids.clone();
             let middleware = RpcServiceBuilder::new().layer_fn(move |service| {
-                let service = middleware::Connection::new(
-                    service,
-                    Some(ip),
-                    MAX_RESPONSE_BYTES as usize,
-                    noted.clone(),
-                );
+                let service =
+                    middleware::Connection::new(service, Some(ip), batches, noted.clone());
                 rpc_metrics::RpcMetrics::new(service, known.clone())
             });
             let service =

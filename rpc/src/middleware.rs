@@ -17,27 +17,48 @@ use jsonrpsee::{
     types::{error::INVALID_PARAMS_MSG, ErrorObjectOwned, Id, Request},
 };
 use serde::Deserialize;
-use std::{future::Future, net::IpAddr, sync::Arc};
+use std::{
+    future::Future,
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// The bounds of one JSON-RPC batch (#25.2).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    /// Most calls (0: no limit).
+    pub max_calls: usize,
+    /// Most bytes of the answer.
+    pub max_response_bytes: usize,
+    /// Wall-clock time the batch's executions may take in all, as one request's execution
+    /// may: past it the batch's remaining executions are refused.
+    pub execution_budget: Duration,
+}
+
+/// The methods that execute the EVM, which share a batch's execution budget.
+const EXECUTIONS: [&str; 4] =
+    ["eth_call", "eth_estimateGas", "eth_createAccessList", "eth_simulateV1"];
 
 /// The middleware around one connection's service.
 #[derive(Clone, Debug)]
 pub struct Connection<S> {
     service: S,
     ip: Option<IpAddr>,
-    max_response_bytes: usize,
+    batches: BatchLimits,
     invalid_ids: Arc<InvalidIds>,
 }
 
 impl<S> Connection<S> {
-    /// Wraps `service` of a connection from `ip`, whose requests with an invalid id are noted
-    /// in `invalid_ids`.
+    /// Wraps `service` of a connection from `ip`, with `batches` bounding its batches, whose
+    /// requests with an invalid id are noted in `invalid_ids`.
     pub fn new(
         service: S,
         ip: Option<IpAddr>,
-        max_response_bytes: usize,
+        batches: BatchLimits,
         invalid_ids: Arc<InvalidIds>,
     ) -> Self {
-        Self { service, ip, max_response_bytes, invalid_ids }
+        Self { service, ip, batches, invalid_ids }
     }
 
     /// Whether the notification `n` is a noted request with an invalid id (to be answered).
@@ -128,10 +149,27 @@ where
         // As jsonrpsee's own batch loop, but each call through `call` above.
         let this = self.clone();
         async move {
-            let mut out = BatchResponseBuilder::new_with_limit(this.max_response_bytes);
+            let limits = this.batches;
+            if limits.max_calls != 0 && batch.len() > limits.max_calls {
+                metrics::counter!(crate::limits::RPC_LIMITED_TOTAL, "what" => "batch_calls")
+                    .increment(1);
+                let e = RpcError::BatchTooLarge { calls: batch.len(), limit: limits.max_calls };
+                return MethodResponse::error(Id::Null, ErrorObjectOwned::from(e));
+            }
+            let started = Instant::now();
+            let mut out = BatchResponseBuilder::new_with_limit(limits.max_response_bytes);
             let mut got_notification = false;
             for entry in batch.into_iter() {
                 let response = match entry {
+                    Ok(BatchEntry::Call(req))
+                        if EXECUTIONS.contains(&req.method_name())
+                            && started.elapsed() >= limits.execution_budget =>
+                    {
+                        metrics::counter!(crate::limits::RPC_LIMITED_TOTAL, "what" => "batch_budget")
+                            .increment(1);
+                        let e = RpcError::BatchBudgetSpent { budget: limits.execution_budget };
+                        MethodResponse::error(req.id().into_owned(), ErrorObjectOwned::from(e))
+                    }
                     Ok(BatchEntry::Call(req)) => this.call(req).await,
                     Ok(BatchEntry::Notification(n)) if this.invalid_id(&n) => {
                         MethodResponse::error(Id::Null, invalid_id::error())
@@ -146,8 +184,11 @@ where
                         MethodResponse::error(id, err)
                     }
                 };
-                if let Err(too_big) = out.append(response) {
-                    return too_big;
+                if out.append(response).is_err() {
+                    metrics::counter!(crate::limits::RPC_LIMITED_TOTAL, "what" => "batch_response")
+                        .increment(1);
+                    let e = RpcError::BatchResponseTooLarge { limit: limits.max_response_bytes };
+                    return MethodResponse::error(Id::Null, ErrorObjectOwned::from(e));
                 }
             }
             if out.is_empty() && got_notification {

@@ -478,3 +478,51 @@ async fn forwarded_executions_are_bounded() {
             >= refused.len() as f64
     );
 }
+
+/// #25.2: a JSON-RPC batch is bounded in calls (`--rpc-batch-request-limit`, geth's 1,000) and
+/// in answer size (`--rpc-batch-response-max-bytes`), each refusal naming its flag, and its
+/// executions share one `--rpc-evm-timeout`: a batch of gas-cap loops is cut once the budget is
+/// spent instead of holding an executor for the sum of their timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_bounded_in_calls_size_and_execution_time() {
+    let node =
+        start("dev", &["--rpc-evm-timeout", "1s", "--rpc-batch-response-max-bytes", "20000"]).await;
+    let batch = |n: usize, method: &str| {
+        let calls: Vec<Value> = (0..n)
+            .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": method, "params": []}))
+            .collect();
+        Value::Array(calls).to_string()
+    };
+    // A batch within both limits is answered; 1,001 calls are refused whole.
+    let (_, body) = post(&node.rpc, &batch(200, "eth_chainId")).await;
+    let answers: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(answers.as_array().map(Vec::len), Some(200), "{body}");
+    let (_, body) = post(&node.rpc, &batch(1_001, "eth_chainId")).await;
+    let refused: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(refused["error"]["code"], -32010, "{body}");
+    let msg = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("1001") && msg.contains("--rpc-batch-request-limit"), "{msg}");
+    // 1,000 calls of ~40 bytes each: over the 20,000-byte answer limit.
+    let (_, body) = post(&node.rpc, &batch(1_000, "eth_chainId")).await;
+    let too_big: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(too_big["error"]["code"], -32011, "{body}");
+    assert!(body.contains("--rpc-batch-response-max-bytes"), "{body}");
+    // Twenty gas-cap loops: the batch's executions stop at its 1 s budget.
+    let calls: Vec<Value> = (0..20)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "eth_call", "params": loop_call(50_000_000)}))
+        .collect();
+    let started = std::time::Instant::now();
+    let (_, body) = post(&node.rpc, &Value::Array(calls).to_string()).await;
+    let took = started.elapsed();
+    let answers: Value = serde_json::from_str(&body).expect("json");
+    let answers = answers.as_array().expect("a batch answer");
+    assert_eq!(answers.len(), 20);
+    let spent = answers
+        .iter()
+        .filter(|a| a["error"]["message"].as_str().is_some_and(|m| m.contains("used its budget")))
+        .count();
+    assert!(spent > 0, "later executions are refused once the budget is spent: {body}");
+    assert!(answers[0]["error"]["message"].as_str().is_none_or(|m| !m.contains("budget")));
+    assert!(took < Duration::from_secs(10), "the batch ended near its budget: {took:?}");
+    assert_eq!(status(&node.rpc).await["mode"], "flashblocks");
+}
