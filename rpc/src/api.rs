@@ -129,6 +129,12 @@ pub trait EthApi {
     #[method(name = "getLogs")]
     async fn logs(&self, filter: Filter) -> RpcResult<Value>;
 
+    /// `eth_flashblocksEnabled` (X Layer's name): whether preconfirmations are served right
+    /// now (`flashnode_status` mode `flashblocks`), so a client can choose between `pending`
+    /// and polling without parsing a status page.
+    #[method(name = "flashblocksEnabled")]
+    fn flashblocks_enabled(&self) -> RpcResult<bool>;
+
     /// `eth_sendRawTransactionSync` (EIP-7966): send, then answer with the receipt.
     #[method(name = "sendRawTransactionSync")]
     async fn send_raw_transaction_sync(

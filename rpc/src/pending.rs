@@ -380,6 +380,10 @@ impl EthApiServer for PendingApi {
         get_logs(&self.ctx, filter).await
     }
 
+    fn flashblocks_enabled(&self) -> RpcResult<bool> {
+        Ok(self.ctx.overlay.mode() == flashnode_overlay::Mode::Flashblocks)
+    }
+
     async fn send_raw_transaction_sync(
         &self,
         raw: Bytes,

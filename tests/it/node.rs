@@ -228,6 +228,9 @@ async fn sidecar_falls_back_and_recovers_when_the_stream_dies() {
         "fell back: {}",
         status(&node.rpc).await
     );
+    // #27.5: a client asks whether preconfirmations are served without parsing the status.
+    let enabled = raw_rpc(&node.rpc, "eth_flashblocksEnabled", json!([])).await;
+    assert_eq!(enabled["result"], false, "{enabled}");
     // In fallback `pending` answers exactly as `latest`.
     let consistent = eventually(Duration::from_secs(2), || async {
         let p = raw_rpc(&node.rpc, "eth_getBlockByNumber", json!(["pending", false])).await
@@ -250,6 +253,8 @@ async fn sidecar_falls_back_and_recovers_when_the_stream_dies() {
         "recovered: {}",
         status(&node.rpc).await
     );
+    let enabled = raw_rpc(&node.rpc, "eth_flashblocksEnabled", json!([])).await;
+    assert_eq!(enabled["result"], true, "{enabled}");
     let s = status(&node.rpc).await;
     assert!(s["disconnects"].as_u64().unwrap() >= 1, "{s}");
     assert!(s["reconnects"].as_u64().unwrap() >= 1, "{s}");
