@@ -389,9 +389,14 @@ pub struct DevnetArgs {
     /// Block time, e.g. `2s` or `500ms`.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub block_time: Duration,
-    /// Time between flashblocks, e.g. `200ms`.
+    /// Time between flashblocks, e.g. `200ms` (`250ms` with `--block-time 2s` is OP Mainnet's
+    /// 8 Subblocks per block, `200ms` with `--block-time 1s` Unichain's 5).
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub flashblock_interval: Duration,
+    /// Publish each flashblock but a block's last up to this much before or after its slot
+    /// (the Subblocks interval is a target, not a guarantee); at most half the interval.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub flashblock_jitter: Duration,
     /// Block gas limit.
     #[arg(long, default_value_t = 30_000_000)]
     pub gas_limit: u64,

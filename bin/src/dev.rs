@@ -15,6 +15,7 @@ fn devnet_config(args: &DevnetArgs) -> DevnetConfig {
         chain_id: args.chain_id,
         block_time: args.block_time,
         flashblock_interval: args.flashblock_interval,
+        flashblock_jitter: args.flashblock_jitter,
         gas_limit: args.gas_limit,
         rpc_addr: Some(args.rpc_addr),
         flashblocks_addr: Some(args.flashblocks_addr),

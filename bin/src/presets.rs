@@ -15,7 +15,7 @@
 //! that only stops expecting a stream (`--native-blocks-timestamp` overrides them).
 
 use alloy_eips::eip1559::BaseFeeParams;
-use alloy_op_hardforks::OpChainHardforks;
+use alloy_op_hardforks::{ForkCondition, OpChainHardforks, OpHardfork};
 use alloy_primitives::{address, Address};
 use clap::ValueEnum;
 use flashnode_exec::ChainConfig;
@@ -31,6 +31,12 @@ pub enum ChainName {
     Optimism,
     /// OP Sepolia (11155420).
     OpSepolia,
+    /// Unichain mainnet (130): 1 s blocks, flashblocks every 200 ms. No public stream is
+    /// published that this preset could confirm: give --flashblocks-url.
+    Unichain,
+    /// Unichain Sepolia (1301): 1 s blocks, flashblocks every 200 ms, public stream
+    /// wss://sepolia-flashblocks.unichain.org/ws.
+    UnichainSepolia,
     /// The embedded devnet (901 unless `--chain-id` says otherwise).
     Devnet,
 }
@@ -65,6 +71,42 @@ pub struct ChainPreset {
 pub const BASE_SEPOLIA_DENIM_TIMESTAMP: u64 = 1_792_605_600;
 /// Base mainnet's Denim activation: 2026-11-05 18:00:00 UTC.
 pub const BASE_MAINNET_DENIM_TIMESTAMP: u64 = 1_793_901_600;
+
+/// Karst (the fork after Jovian) on the Superchain's mainnets and on Sepolia, from the
+/// superchain registry (`superchain/configs/{mainnet,sepolia}/*.toml`, `karst_time`, registry
+/// commit 8336d2a of 2026-08-04): `alloy-op-hardforks` 0.5 has the fork but no times for it.
+pub const SUPERCHAIN_MAINNET_KARST_TIMESTAMP: u64 = 1_783_526_401;
+/// Karst on Sepolia (OP Sepolia, Unichain Sepolia).
+pub const SUPERCHAIN_SEPOLIA_KARST_TIMESTAMP: u64 = 1_781_712_001;
+
+/// A schedule from `alloy-op-hardforks` with Karst added at `karst`.
+fn with_karst(
+    forks: impl IntoIterator<Item = (OpHardfork, ForkCondition)>,
+    karst: u64,
+) -> OpChainHardforks {
+    OpChainHardforks::new(
+        forks.into_iter().chain([(OpHardfork::Karst, ForkCondition::Timestamp(karst))]),
+    )
+}
+
+/// Unichain's schedule (superchain registry `superchain/configs/{mainnet,sepolia}/unichain.toml`,
+/// commit 3d97455 of 2026-07-21): every fork up to Granite at genesis, then the given times.
+fn unichain(holocene: u64, isthmus: u64, jovian: u64, karst: u64) -> OpChainHardforks {
+    use OpHardfork::*;
+    let at = ForkCondition::Timestamp;
+    OpChainHardforks::new([
+        (Bedrock, ForkCondition::Block(0)),
+        (Regolith, at(0)),
+        (Canyon, at(0)),
+        (Ecotone, at(0)),
+        (Fjord, at(0)),
+        (Granite, at(0)),
+        (Holocene, at(holocene)),
+        (Isthmus, at(isthmus)),
+        (Jovian, at(jovian)),
+        (Karst, at(karst)),
+    ])
+}
 
 /// EIP-1559 parameters after Canyon with a given elasticity (denominator 250 on every chain
 /// here; Holocene moves them into `extra_data`, which flashblocks carry).
@@ -107,14 +149,41 @@ impl ChainPreset {
                 10,
                 address!("0xAAAA45d9549EDA09E70937013520214382Ffc4A2"),
                 None,
-                OpChainHardforks::op_mainnet(),
+                with_karst(OpHardfork::op_mainnet(), SUPERCHAIN_MAINNET_KARST_TIMESTAMP),
                 canyon(6),
             ),
             ChainName::OpSepolia => public(
                 11155420,
                 address!("0x57CACBB0d30b01eb2462e5dC940c161aff3230D3"),
                 None,
-                OpChainHardforks::op_sepolia(),
+                with_karst(OpHardfork::op_sepolia(), SUPERCHAIN_SEPOLIA_KARST_TIMESTAMP),
+                canyon(6),
+            ),
+            // Signers: the registry's `superchain/extra/addresses/addresses.json`,
+            // `UnsafeBlockSigner` of "130" and "1301". EIP-1559: denominator 250 after Canyon,
+            // elasticity 6 (`[optimism]` of unichain.toml).
+            ChainName::Unichain => public(
+                130,
+                address!("0x833C6f278474A78658af91aE8edC926FE33a230e"),
+                None,
+                unichain(
+                    1_736_445_601,
+                    1_746_806_401,
+                    1_764_691_201,
+                    SUPERCHAIN_MAINNET_KARST_TIMESTAMP,
+                ),
+                canyon(6),
+            ),
+            ChainName::UnichainSepolia => public(
+                1301,
+                address!("0x565B71025Ab4de80AcA33c62E51439af56301493"),
+                Some("wss://sepolia-flashblocks.unichain.org/ws"),
+                unichain(
+                    1_734_559_200,
+                    1_744_905_600,
+                    1_763_568_001,
+                    SUPERCHAIN_SEPOLIA_KARST_TIMESTAMP,
+                ),
                 canyon(6),
             ),
             ChainName::Devnet => Self {
@@ -136,10 +205,17 @@ impl ChainPreset {
 
     /// The preset whose chain id this is, if any (the devnet's default id included).
     pub fn by_chain_id(chain_id: u64) -> Option<Self> {
-        [ChainName::Base, ChainName::BaseSepolia, ChainName::Optimism, ChainName::OpSepolia]
-            .into_iter()
-            .map(|n| Self::of(n, 901))
-            .find(|p| p.chain_id == chain_id)
+        [
+            ChainName::Base,
+            ChainName::BaseSepolia,
+            ChainName::Optimism,
+            ChainName::OpSepolia,
+            ChainName::Unichain,
+            ChainName::UnichainSepolia,
+        ]
+        .into_iter()
+        .map(|n| Self::of(n, 901))
+        .find(|p| p.chain_id == chain_id)
     }
 
     /// The flag defaults this preset sets, by long flag name. Flags a subcommand does not have
@@ -197,6 +273,26 @@ mod tests {
             );
         }
         assert!(base.flag_defaults().iter().any(|(k, _)| *k == "native-blocks-timestamp"));
+        // Karst, from the registry, on the OP Stack chains that stream (Jovian before it).
+        for (name, karst) in [
+            (ChainName::Optimism, SUPERCHAIN_MAINNET_KARST_TIMESTAMP),
+            (ChainName::Unichain, SUPERCHAIN_MAINNET_KARST_TIMESTAMP),
+            (ChainName::OpSepolia, SUPERCHAIN_SEPOLIA_KARST_TIMESTAMP),
+            (ChainName::UnichainSepolia, SUPERCHAIN_SEPOLIA_KARST_TIMESTAMP),
+        ] {
+            let chain = ChainPreset::of(name, 901).chain;
+            assert_eq!(chain.spec_at(karst), OpSpecId::KARST, "{name:?}");
+            assert_eq!(chain.spec_at(karst - 1), OpSpecId::JOVIAN, "{name:?}");
+        }
+        // Unichain: every fork to Granite at genesis; its own Holocene and Isthmus.
+        let uni = ChainPreset::of(ChainName::Unichain, 901);
+        assert_eq!(uni.chain.spec_at(1_730_748_359), OpSpecId::GRANITE, "at genesis");
+        assert_eq!(uni.chain.spec_at(1_736_445_601), OpSpecId::HOLOCENE);
+        assert_eq!(uni.chain.spec_at(1_746_806_401), OpSpecId::ISTHMUS);
+        assert_eq!(
+            ChainPreset::by_chain_id(1301).map(|p| p.flashblocks_url),
+            Some(Some("wss://sepolia-flashblocks.unichain.org/ws"))
+        );
         assert_eq!(ChainPreset::of(ChainName::Optimism, 901).native_blocks_timestamp, None);
         assert_eq!(base.label(), "base");
         let jovian = alloy_op_hardforks::BASE_MAINNET_JOVIAN_TIMESTAMP;

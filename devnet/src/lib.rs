@@ -36,6 +36,10 @@ pub struct DevnetConfig {
     pub block_time: Duration,
     /// Time between flashblocks; `block_time / flashblock_interval` flashblocks carry txs.
     pub flashblock_interval: Duration,
+    /// Each flashblock but a block's last is published up to this much earlier or later than
+    /// its slot (the Subblocks spec makes the interval a target, not a guarantee); zero keeps
+    /// the cadence exact.
+    pub flashblock_jitter: Duration,
     /// Block gas limit.
     pub gas_limit: u64,
     /// Canonical JSON-RPC address (HTTP and WS); None to not serve it.
@@ -61,6 +65,7 @@ impl Default for DevnetConfig {
             chain_id: 901,
             block_time: Duration::from_secs(2),
             flashblock_interval: Duration::from_millis(200),
+            flashblock_jitter: Duration::ZERO,
             gas_limit: 30_000_000,
             rpc_addr: Some(([127, 0, 0, 1], 8545).into()),
             flashblocks_addr: Some(([127, 0, 0, 1], 8546).into()),
@@ -157,6 +162,11 @@ impl Devnet {
         cancel: CancellationToken,
         tasks: &TaskExecutor,
     ) -> Result<Self, DevnetError> {
+        if config.flashblock_jitter * 2 > config.flashblock_interval {
+            return Err(DevnetError::Config(
+                "flashblock jitter must be at most half the flashblock interval (flashblocks stay in order)".into(),
+            ));
+        }
         if config.flashblock_interval.is_zero() || config.block_time < config.flashblock_interval {
             return Err(DevnetError::Config(
                 "flashblock interval must be non-zero and at most the block time".into(),

@@ -54,6 +54,22 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     .await
 }
 
+/// `slot` moved by up to ±`jitter`, the same for a given block and index on every run
+/// (keccak of both picks the offset: no random generator to seed).
+fn jittered(slot: Instant, jitter: Duration, number: u64, index: u64) -> Instant {
+    if jitter.is_zero() {
+        return slot;
+    }
+    let seed = alloy_primitives::keccak256([number.to_be_bytes(), index.to_be_bytes()].concat());
+    let unit = u16::from_be_bytes([seed[0], seed[1]]) as f64 / u16::MAX as f64;
+    let offset = jitter.mul_f64((unit * 2.0 - 1.0).abs());
+    if unit < 0.5 {
+        slot.checked_sub(offset).unwrap_or(slot)
+    } else {
+        slot + offset
+    }
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -98,10 +114,14 @@ async fn build_block(
     let mut header = publish(shared, &builder, payload_id, 0, Some(base), 0);
     let mut before_tail = None;
 
+    let jitter = shared.config.flashblock_jitter;
     for j in 1..=n {
+        let slot = start + interval * j as u32;
+        // The last flashblock keeps the block's end; the others move within ±jitter.
+        let at = if j == n { slot } else { jittered(slot, jitter, input.number, j) };
         tokio::select! {
             _ = cancel.cancelled() => return None,
-            _ = tokio::time::sleep_until(start + interval * j as u32) => {}
+            _ = tokio::time::sleep_until(at) => {}
         }
         let before = builder.transactions().len();
         if j == n && shared.inject_tail_reorg.swap(false, std::sync::atomic::Ordering::AcqRel) {

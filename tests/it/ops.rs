@@ -165,6 +165,8 @@ fn presets_and_config_layers() {
         ("base-sepolia", Some("wss://sepolia.flashblocks.base.org/ws")),
         ("optimism", None),
         ("op-sepolia", None),
+        ("unichain", None),
+        ("unichain-sepolia", Some("wss://sepolia-flashblocks.unichain.org/ws")),
         ("devnet", None),
     ] {
         let out = run(
