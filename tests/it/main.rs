@@ -2,6 +2,7 @@
 //! (and anvil, cast, chromium, a libp2p peer where it needs them) through its public surface.
 //! One binary links the test dependencies once instead of twelve times.
 
+mod cadence;
 mod chart;
 mod clients;
 mod devnet;
