@@ -9,7 +9,7 @@ use jsonrpsee::{
 };
 use std::{collections::HashSet, future::Future, sync::Arc, time::Instant};
 
-/// Calls by method and outcome (`ok` / `error`).
+/// Calls by method and outcome (`ok` / `error` / `cancelled`: the client went away first).
 pub const RPC_REQUESTS_TOTAL: &str = "flashnode_rpc_requests_total";
 /// Call latency by method, seconds.
 pub const RPC_REQUEST_DURATION_SECONDS: &str = "flashnode_rpc_request_duration_seconds";
@@ -22,7 +22,7 @@ pub const RPC_IN_FLIGHT: &str = "flashnode_rpc_in_flight";
 pub fn describe() {
     metrics::describe_counter!(
         RPC_REQUESTS_TOTAL,
-        "JSON-RPC calls by method and outcome (ok, error)"
+        "JSON-RPC calls by method and outcome (ok, error, cancelled)"
     );
     metrics::describe_histogram!(
         RPC_REQUEST_DURATION_SECONDS,
@@ -67,6 +67,25 @@ impl Drop for InFlight {
     }
 }
 
+/// Counts a call whose future is dropped before it answers (its client went away, which
+/// cancels the execution) as `outcome="cancelled"`, with its duration until then.
+struct Unanswered {
+    method: &'static str,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.answered {
+            metrics::counter!(RPC_REQUESTS_TOTAL, "method" => self.method, "outcome" => "cancelled")
+                .increment(1);
+            metrics::histogram!(RPC_REQUEST_DURATION_SECONDS, "method" => self.method)
+                .record(self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
 impl<S> RpcServiceT for RpcMetrics<S>
 where
     S: RpcServiceT<MethodResponse = MethodResponse> + Send + Sync + Clone + 'static,
@@ -84,7 +103,9 @@ where
         async move {
             let _in_flight = InFlight::enter();
             let started = Instant::now();
+            let mut unanswered = Unanswered { method, started, answered: false };
             let response = service.call(request).await;
+            unanswered.answered = true;
             let outcome = if response.is_error() { "error" } else { "ok" };
             metrics::counter!(RPC_REQUESTS_TOTAL, "method" => method, "outcome" => outcome)
                 .increment(1);

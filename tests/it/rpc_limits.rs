@@ -526,3 +526,38 @@ async fn batches_are_bounded_in_calls_size_and_execution_time() {
     assert!(took < Duration::from_secs(10), "the batch ended near its budget: {took:?}");
     assert_eq!(status(&node.rpc).await["mode"], "flashblocks");
 }
+
+/// #25.5: a call whose client disconnects before the answer is counted, as
+/// `flashnode_rpc_requests_total{outcome="cancelled"}` with its duration, not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cancelled_by_its_client_is_counted() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let node = start("dev", &["--metrics-addr", &metrics]).await;
+    let addr = addr_of(&node.rpc);
+    let cancelled = |page: &str| {
+        metric(
+            page,
+            "flashnode_rpc_requests_total",
+            &[("method", "eth_call"), ("outcome", "cancelled")],
+        )
+    };
+    let before = cancelled(&scrape(&metrics).await);
+    for _ in 0..3 {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": loop_call(50_000_000)});
+        let mut stream = connect_from("127.0.0.8", addr).await;
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.to_string().len()
+        );
+        stream.write_all(req.as_bytes()).await.expect("sent");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        drop(stream);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            cancelled(&scrape(&metrics).await) > before
+        })
+        .await,
+        "a call whose client went away is counted as cancelled"
+    );
+}
