@@ -367,6 +367,49 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         Ok(s.filters.lock().uninstall(id))
     })
     .expect("unique");
+    // `eth_subscribe("newHeads")` over the websocket, as an execution client serves it: a
+    // sidecar whose upstream URL is ws:// is told of each sealed block at once. Other kinds
+    // are refused; a subscriber that falls behind is dropped.
+    m.register_subscription(
+        "eth_subscribe",
+        "eth_subscription",
+        "eth_unsubscribe",
+        |params, pending, s, _| async move {
+            let kind: String = match params.one() {
+                Ok(k) => k,
+                Err(e) => {
+                    pending.reject(bad_params(e)).await;
+                    return Ok(());
+                }
+            };
+            if kind != "newHeads" {
+                pending.reject(invalid_params(format!("unsupported subscription {kind}"))).await;
+                return Ok(());
+            }
+            let mut sealed = s.sealed.subscribe();
+            let mut sink = pending.accept().await?;
+            loop {
+                let block = tokio::select! {
+                    _ = sink.closed() => return Ok(()),
+                    b = sealed.recv() => match b {
+                        Ok(b) => b,
+                        Err(_) => return Ok(()),
+                    },
+                };
+                let header = alloy_rpc_types_eth::Header {
+                    hash: block.hash,
+                    inner: block.header.clone(),
+                    total_difficulty: None,
+                    size: None,
+                };
+                let msg = serde_json::value::to_raw_value(&header)?;
+                if sink.try_send(msg).is_err() {
+                    return Ok(());
+                }
+            }
+        },
+    )
+    .expect("unique");
     m.register_method("devnet_injectTailReorg", |_, s, _| -> RpcResult<bool> {
         // Test fault injection: the next block is sealed without its last flashblock.
         s.inject_tail_reorg.store(true, std::sync::atomic::Ordering::Release);

@@ -222,15 +222,56 @@ impl UpstreamSource {
         Ok(Some(block))
     }
 
+    /// A stream of the upstream's new heads where it speaks pub/sub (a ws:// URL):
+    /// `eth_subscribe("newHeads")`. `None` over HTTP, or when the upstream refuses.
+    async fn pushed_heads(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
+        use futures::StreamExt;
+        let sub = tokio::time::timeout(self.timeout, self.provider.subscribe_blocks()).await;
+        match sub {
+            Ok(Ok(sub)) => Some(sub.into_stream().map(|_| ()).boxed()),
+            Ok(Err(err)) => {
+                debug!(%err, "the upstream pushes no heads; polling");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Follows the upstream's head: polled every `interval`, and at once on each pushed head
+    /// where the upstream pushes them (a lost subscription is asked for again every 5 s,
+    /// polling going on meanwhile).
     async fn poll_heads(self, interval: Duration, cancel: CancellationToken) {
+        use futures::StreamExt;
         let mut tip: Option<Arc<CanonicalBlock>> = None;
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
+        let pubsub = self.provider.client().pubsub_frontend().is_some();
+        let mut pushed = if pubsub { self.pushed_heads().await } else { None };
+        let mut resubscribe_at = tokio::time::Instant::now() + PUSH_RESUBSCRIBE;
         loop {
+            let head_pushed = async {
+                match pushed.as_mut() {
+                    Some(s) => s.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = ticker.tick() => {}
+                head = head_pushed => match head {
+                    Some(()) => {
+                        metrics::counter!("flashnode_upstream_heads_pushed_total").increment(1);
+                    }
+                    None => {
+                        debug!("the upstream's head subscription ended; polling");
+                        pushed = None;
+                    }
+                },
+            }
+            if pubsub && pushed.is_none() && tokio::time::Instant::now() >= resubscribe_at {
+                resubscribe_at = tokio::time::Instant::now() + PUSH_RESUBSCRIBE;
+                pushed = self.pushed_heads().await;
             }
             let latest = match self.fetch_block(json!("latest")).await {
                 Ok(Some(b)) => b,
@@ -288,6 +329,9 @@ impl UpstreamSource {
         Ok(CanonicalNotification::Reorged { old: vec![prev.clone()], new })
     }
 }
+
+/// How often a lost head subscription is asked for again.
+const PUSH_RESUBSCRIBE: Duration = Duration::from_secs(5);
 
 /// Attempts after the first for a read that failed in transport (a keep-alive connection the
 /// upstream closed mid-request, a reset): reads are idempotent, and a blip must not cost the

@@ -148,3 +148,33 @@ async fn an_upstream_blip_is_retried_not_a_divergence() {
     let diverged = metric(&page, "flashnode_overlay_flashblocks_total", &[("outcome", "diverged")]);
     assert_eq!(diverged, 0.0, "a transport blip is not a divergence: {}", status(&node.rpc).await);
 }
+
+/// #24.4: with a ws:// upstream the node subscribes to `newHeads` and follows each sealed block
+/// as it is pushed (polling stays as the fallback); the devnet serves the subscription as an
+/// execution client does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_are_pushed_by_a_websocket_upstream() {
+    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "200ms"]).await;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let upstream = devnet.rpc.replace("http://", "ws://");
+    let node = start_node(&devnet.ws, &upstream, &["--metrics-addr", &metrics_addr]).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status(&node.rpc).await["mode"] == "flashblocks"
+        })
+        .await,
+        "{}",
+        status(&node.rpc).await
+    );
+    let first = status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let page = scrape(&metrics_addr).await;
+            metric(&page, "flashnode_upstream_heads_pushed_total", &[]) >= 2.0
+                && status(&node.rpc).await["canonicalTip"].as_u64().unwrap_or_default() >= first + 2
+        })
+        .await,
+        "heads pushed and followed: {}",
+        scrape(&metrics_addr).await
+    );
+}
