@@ -243,9 +243,16 @@ pub struct RelayArgs {
 pub struct NodeArgs {
     /// Chain preset: chain id check, hardfork schedule, unsafe-block signer, bootnodes and the
     /// public flashblock stream where there is one. Without it the chain is recognised by the
-    /// upstream's chain id (a devnet-like chain at Isthmus when unknown).
+    /// upstream's chain id; an id with no preset needs --chain-config (the devnet's 901 runs at
+    /// Isthmus).
     #[arg(long, value_enum, env = "FLASHNODE_CHAIN")]
     pub chain: Option<ChainName>,
+    /// Any OP Stack chain from its superchain-registry config
+    /// (`superchain/configs/<network>/<chain>.toml`: `chain_id`, `[hardforks]` `*_time`,
+    /// `[optimism]` EIP-1559 parameters); give --p2p-sequencer-address for gossip and
+    /// --flashblocks-url for its stream.
+    #[arg(long, value_name = "FILE", conflicts_with = "chain")]
+    pub chain_config: Option<std::path::PathBuf>,
     /// Flashblock websocket to consume (builder, rollup-boost or Base's websocket proxy);
     /// `--chain base` and `base-sepolia` supply Base's public stream. Optional with p2p
     /// (`--p2p-sequencer-address`): the node then follows sealed blocks from gossip.
@@ -384,7 +391,7 @@ pub struct DevnetArgs {
     #[arg(long, default_value = "127.0.0.1:8546", env = "FLASHNODE_FLASHBLOCKS_ADDR")]
     pub flashblocks_addr: SocketAddr,
     /// Chain id.
-    #[arg(long, default_value_t = 901, env = "FLASHNODE_CHAIN_ID")]
+    #[arg(long, default_value_t = flashnode_devnet::DEFAULT_CHAIN_ID, env = "FLASHNODE_CHAIN_ID")]
     pub chain_id: u64,
     /// Block time, e.g. `2s` or `500ms`.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]

@@ -318,6 +318,21 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         }
     };
     let chain_id = source.chain_id();
+    let from_file = match &args.chain_config {
+        Some(path) => {
+            let chain = ChainPreset::from_registry_file(path)?;
+            anyhow::ensure!(
+                chain.chain_id == chain_id,
+                "--chain-config {}: the upstream {} is chain {chain_id}, the file is chain {}",
+                path.display(),
+                args.upstream_rpc,
+                chain.chain_id
+            );
+            tracing::info!(chain_id, file = %path.display(), "chain config applied");
+            Some(chain)
+        }
+        None => None,
+    };
     let preset = match args.chain {
         Some(name) => {
             let preset = ChainPreset::of(name, chain_id);
@@ -331,7 +346,20 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         }
         None => ChainPreset::by_chain_id(chain_id),
     };
-    log_preset(preset.as_ref(), args.chain.is_some(), chain_id, &args.upstream_rpc);
+    if from_file.is_none() {
+        log_preset(preset.as_ref(), args.chain.is_some(), chain_id, &args.upstream_rpc);
+    }
+    // Never a guessed schedule: a chain id with neither a preset nor a config is refused (the
+    // devnet's, which runs at Isthmus, excepted).
+    anyhow::ensure!(
+        from_file.is_some() || preset.is_some() || chain_id == flashnode_devnet::DEFAULT_CHAIN_ID,
+        "the upstream {} is chain {chain_id}, which has no preset: give its superchain-registry \
+         config with --chain-config <superchain/configs/<network>/<chain>.toml> (its hardfork \
+         times and EIP-1559 parameters; re-executing with guessed rules would serve wrong \
+         receipts), or --chain for one of the presets",
+        args.upstream_rpc
+    );
+    let preset = from_file.or(preset);
     // The flag (`never` included) wins over the preset's cutover.
     let native_blocks_at = match args.overlay.native_blocks_timestamp {
         Some(flag) => flag.timestamp(),

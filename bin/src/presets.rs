@@ -108,6 +108,62 @@ fn unichain(holocene: u64, isthmus: u64, jovian: u64, karst: u64) -> OpChainHard
     ])
 }
 
+/// A chain's config in the superchain registry's format
+/// (`superchain/configs/<network>/<chain>.toml`, `ops/internal/config/chain.go`): the keys this
+/// node executes by. Unknown keys are ignored.
+#[derive(Debug, serde::Deserialize)]
+struct RegistryChain {
+    chain_id: u64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    hardforks: RegistryForks,
+    optimism: RegistryOptimism,
+}
+
+/// `[hardforks]`: activation times (Unix seconds) of the forks that change execution.
+#[derive(Debug, Default, serde::Deserialize)]
+struct RegistryForks {
+    regolith_time: Option<u64>,
+    canyon_time: Option<u64>,
+    ecotone_time: Option<u64>,
+    fjord_time: Option<u64>,
+    granite_time: Option<u64>,
+    holocene_time: Option<u64>,
+    isthmus_time: Option<u64>,
+    jovian_time: Option<u64>,
+    karst_time: Option<u64>,
+    interop_time: Option<u64>,
+}
+
+/// `[optimism]`: the EIP-1559 parameters.
+#[derive(Debug, serde::Deserialize)]
+struct RegistryOptimism {
+    eip1559_elasticity: u64,
+    eip1559_denominator_canyon: u64,
+}
+
+/// Why a chain config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a registry chain config.
+    #[error("{path} is not a superchain-registry chain config: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        source: toml::de::Error,
+    },
+}
+
 /// EIP-1559 parameters after Canyon with a given elasticity (denominator 250 on every chain
 /// here; Holocene moves them into `extra_data`, which flashblocks carry).
 fn canyon(elasticity: u64) -> BaseFeeParams {
@@ -198,6 +254,48 @@ impl ChainPreset {
         }
     }
 
+    /// A chain from its superchain-registry config file (`--chain-config`): its id, schedule
+    /// (forks the file leaves out never activate; a chain's own file lists every fork it
+    /// inherits since registry v2) and EIP-1559 parameters; the Superchain's bootnodes. The
+    /// signer and the stream are not in the file: --p2p-sequencer-address and
+    /// --flashblocks-url give them.
+    pub fn from_registry_file(path: &std::path::Path) -> Result<Self, ChainConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ChainConfigError::Read { path: shown.clone(), source })?;
+        let chain: RegistryChain = toml::from_str(&text)
+            .map_err(|source| ChainConfigError::Parse { path: shown, source })?;
+        let f = &chain.hardforks;
+        let at = |t: Option<u64>| t.map_or(ForkCondition::Never, ForkCondition::Timestamp);
+        let forks = OpChainHardforks::new([
+            (OpHardfork::Bedrock, ForkCondition::Block(0)),
+            (OpHardfork::Regolith, at(f.regolith_time.or(Some(0)))),
+            (OpHardfork::Canyon, at(f.canyon_time)),
+            (OpHardfork::Ecotone, at(f.ecotone_time)),
+            (OpHardfork::Fjord, at(f.fjord_time)),
+            (OpHardfork::Granite, at(f.granite_time)),
+            (OpHardfork::Holocene, at(f.holocene_time)),
+            (OpHardfork::Isthmus, at(f.isthmus_time)),
+            (OpHardfork::Jovian, at(f.jovian_time)),
+            (OpHardfork::Karst, at(f.karst_time)),
+            (OpHardfork::Interop, at(f.interop_time)),
+        ]);
+        let params = BaseFeeParams::new(
+            chain.optimism.eip1559_denominator_canyon as u128,
+            chain.optimism.eip1559_elasticity as u128,
+        );
+        tracing::debug!(name = ?chain.name, chain_id = chain.chain_id, "chain config loaded");
+        Ok(Self {
+            name: ChainName::Devnet,
+            chain_id: chain.chain_id,
+            unsafe_block_signer: None,
+            flashblocks_url: None,
+            bootnodes: SUPERCHAIN_BOOTNODES,
+            chain: ChainConfig::with_hardforks(chain.chain_id, forks, params),
+            native_blocks_timestamp: None,
+        })
+    }
+
     /// The preset's name as `--chain` takes it.
     pub fn label(&self) -> String {
         self.name.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
@@ -246,6 +344,35 @@ impl ChainPreset {
 mod tests {
     use super::*;
     use op_revm::OpSpecId;
+
+    /// Unichain Sepolia's registry file (`superchain/configs/sepolia/unichain.toml`, the keys
+    /// this node reads) gives the schedule and fee parameters of the preset.
+    #[test]
+    fn a_registry_chain_config_gives_the_same_rules_as_the_preset() {
+        let dir = std::env::temp_dir().join(format!("flashnode-chain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("unichain.toml");
+        std::fs::write(
+            &path,
+            "name = \"Unichain Sepolia Testnet\"\nchain_id = 1301\nblock_time = 1\n\
+             superchain_time = 1734559200\n\n[hardforks]\ncanyon_time = 0\ndelta_time = 0\n\
+             ecotone_time = 0\nfjord_time = 0\ngranite_time = 0\nholocene_time = 1734559200\n\
+             pectra_blob_schedule_time = 1742486400\nisthmus_time = 1744905600\n\
+             jovian_time = 1763568001\nkarst_time = 1781712001\n\n[optimism]\n\
+             eip1559_elasticity = 6\neip1559_denominator = 50\neip1559_denominator_canyon = 250\n",
+        )
+        .unwrap();
+        let loaded = ChainPreset::from_registry_file(&path).unwrap();
+        let preset = ChainPreset::of(ChainName::UnichainSepolia, 901);
+        assert_eq!(loaded.chain_id, 1301);
+        assert_eq!(loaded.chain.base_fee_params, preset.chain.base_fee_params);
+        for t in [0, 1_734_559_199, 1_734_559_200, 1_744_905_600, 1_763_568_001, 1_781_712_001] {
+            assert_eq!(loaded.chain.spec_at(t), preset.chain.spec_at(t), "at {t}");
+        }
+        std::fs::write(&path, "chain_id = \"x\"").unwrap();
+        let err = ChainPreset::from_registry_file(&path).unwrap_err().to_string();
+        assert!(err.contains("not a superchain-registry chain config"), "{err}");
+    }
 
     #[test]
     fn every_preset_loads_with_its_schedule() {

@@ -59,10 +59,13 @@ pub struct DevnetConfig {
     pub max_pool_txs: usize,
 }
 
+/// The devnet's chain id unless told otherwise (OP devnets' customary 901).
+pub const DEFAULT_CHAIN_ID: u64 = 901;
+
 impl Default for DevnetConfig {
     fn default() -> Self {
         Self {
-            chain_id: 901,
+            chain_id: DEFAULT_CHAIN_ID,
             block_time: Duration::from_secs(2),
             flashblock_interval: Duration::from_millis(200),
             flashblock_jitter: Duration::ZERO,

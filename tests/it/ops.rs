@@ -445,3 +445,68 @@ async fn metrics_parse_with_a_prometheus_parser() {
     }
     assert!(scrape.docs.contains_key("flashnode_rpc_requests_total"), "families carry HELP text");
 }
+
+/// #27.2: an OP Stack chain without a preset is never run on a guessed schedule: against an
+/// upstream of chain 777 the node refuses to start, naming `--chain-config`; given the chain's
+/// superchain-registry config it starts and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_chain_needs_its_registry_config() {
+    let anvil = Anvil::start(777).await;
+    let rpc_port = free_port();
+    let base = |extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "node",
+            "--upstream-rpc",
+            anvil.url.as_str(),
+            "--flashblocks-url",
+            "ws://127.0.0.1:1/ws",
+            "--rpc-addr",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("127.0.0.1:{rpc_port}"));
+        args.push("--flashblocks-addr".into());
+        args.push(format!("127.0.0.1:{}", free_port()));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let refused = std::process::Command::new(flashnode_bin())
+        .args(base(&[]))
+        .output()
+        .expect("flashnode runs");
+    assert!(!refused.status.success(), "an unknown chain is refused");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("chain 777") && err.contains("--chain-config"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("flashnode-chain-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("chain777.toml");
+    std::fs::write(
+        &file,
+        "name = \"Test chain\"\nchain_id = 777\nblock_time = 2\n\n[hardforks]\ncanyon_time = 0\n\
+         ecotone_time = 0\nfjord_time = 0\ngranite_time = 0\nholocene_time = 0\nisthmus_time = 0\n\n\
+         [optimism]\neip1559_elasticity = 6\neip1559_denominator = 50\neip1559_denominator_canyon = 250\n",
+    )
+    .unwrap();
+    let node = Proc::flashnode(&base(&["--chain-config", file.to_str().unwrap()]));
+    let rpc = format!("http://127.0.0.1:{rpc_port}");
+    assert!(
+        eventually(Duration::from_secs(15), || async { raw_rpc_ok(&rpc).await }).await,
+        "the node starts with the chain's config:\n{}",
+        node.output()
+    );
+    assert!(node.output().contains("chain config applied"), "{}", node.output());
+}
+
+async fn raw_rpc_ok(rpc: &str) -> bool {
+    let Ok(Ok(_)) = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::net::TcpStream::connect(rpc.trim_start_matches("http://")),
+    )
+    .await
+    else {
+        return false;
+    };
+    raw_rpc(rpc, "eth_chainId", serde_json::json!([])).await["result"] == "0x309"
+}
