@@ -19,8 +19,7 @@ use alloy_primitives::{TxKind, U256};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use flashnode_tests::{
-    address_of, cold_reader_initcode, free_port, metric, read_slots, scrape, sign_1559, Proc,
-    Running, DEV_KEYS,
+    deploy_cold_reader, free_port, metric, read_slots, scrape, sign_1559, Proc, Running, DEV_KEYS,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -158,34 +157,6 @@ async fn start_node(flashblocks: &str, upstream: &str) -> anyhow::Result<(Runnin
     anyhow::bail!("flashnode node did not serve flashblocks:\n{}", node.proc.output())
 }
 
-/// Deploys the cold reader with the last dev key (nonce 0) and waits for its seal.
-async fn deploy_reader(devnet_rpc: &str) -> anyhow::Result<alloy_primitives::Address> {
-    let key = DEV_KEYS[9];
-    let raw = sign_1559(
-        key,
-        901,
-        0,
-        TxKind::Create,
-        U256::ZERO,
-        cold_reader_initcode(),
-        200_000,
-        100_000_000_000,
-    );
-    let mut c = KeepAlive::connect(devnet_rpc).await?;
-    let sent = c.call("eth_sendRawTransaction", json!([raw])).await?;
-    let hash = sent["result"].clone();
-    anyhow::ensure!(hash.is_string(), "deploy refused: {sent}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let r = c.call("eth_getTransactionReceipt", json!([hash])).await?;
-        if !r["result"].is_null() {
-            return Ok(address_of(key).create(0));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the cold reader did not seal")
-}
-
 /// Pre-signed calls of the reader from the first nine dev keys (nonce 0 up), `count` each.
 fn presign(
     reader: alloy_primitives::Address,
@@ -277,8 +248,8 @@ async fn measure(
     devnet_rpc: &str,
     metrics: &str,
     run: u64,
+    reader: alloy_primitives::Address,
 ) -> anyhow::Result<RunResult> {
-    let reader = deploy_reader(devnet_rpc).await?;
     let per_key = (args.rate * args.secs).div_ceil(9) as usize;
     let bodies = presign(reader, workload, args.slots, per_key, run);
     // Let the node settle on the deploy's block before counting.
@@ -335,17 +306,31 @@ pub async fn run(args: ColdStateArgs) -> anyhow::Result<Value> {
     let mut floors = Vec::new();
     for (i, workload) in args.workloads.iter().copied().enumerate() {
         let extra: Vec<String> = vec!["--gas-limit".into(), args.gas_limit.to_string()];
+        // The last dev key deploys the reader (the load uses the first nine).
         let dev = start_dev(&extra, Duration::from_secs(30)).await?;
+        let reader = deploy_cold_reader(&dev.devnet_rpc, DEV_KEYS[9]).await;
         eprintln!("cold-state: {workload:?} in dev ({})", loadavg());
         let in_process =
-            measure(&args, workload, "dev", &dev.devnet_rpc, &dev.metrics, 2 * i as u64).await?;
+            measure(&args, workload, "dev", &dev.devnet_rpc, &dev.metrics, 2 * i as u64, reader)
+                .await?;
         drop(dev);
+        // The sidecar starts once the reader is sealed: its storage is canonical state the node
+        // never read, as a DEX deployed long ago is (a contract the node saw created has
+        // known-empty storage and would cost no reads at all).
         let (devnet, devnet_rpc, devnet_ws) = start_sidecar(&args).await?;
+        let reader = deploy_cold_reader(&devnet_rpc, DEV_KEYS[9]).await;
         let (node, metrics) = start_node(&devnet_ws, &devnet_rpc).await?;
         eprintln!("cold-state: {workload:?} in devnet + node ({})", loadavg());
-        let sidecar =
-            measure(&args, workload, "devnet+node", &devnet_rpc, &metrics, 2 * i as u64 + 1)
-                .await?;
+        let sidecar = measure(
+            &args,
+            workload,
+            "devnet+node",
+            &devnet_rpc,
+            &metrics,
+            2 * i as u64 + 1,
+            reader,
+        )
+        .await?;
         // The floor: in-process apply plus one batch of the flashblock's cold reads.
         let txs_per_fb = args.rate as f64 * 0.2;
         let reads = match workload {

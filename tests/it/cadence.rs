@@ -45,12 +45,7 @@ async fn preconfirms_at(block_time: &str, interval: &str, jitter: &str, per_bloc
     )
     .await;
     let rpc = node.rpc.as_str();
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            status(rpc).await["mode"] == "flashblocks"
-        })
-        .await
-    );
+    assert!(mode_becomes(rpc, "flashblocks", Duration::from_secs(20)).await);
     // Every complete block carries index 0 (the base) and `per_block` flashblocks after it, on
     // the node's fan-out (frames as received).
     let counts = indices_per_block(&node.ws, 2).await;
@@ -122,12 +117,7 @@ async fn one_second_blocks_do_not_flap_and_fall_back_when_the_stream_dies() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "200ms"]).await;
     let relay = Relay::start(&devnet.ws).await;
     let node = start_node(&relay.url, &devnet.rpc, &[]).await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            status(&node.rpc).await["mode"] == "flashblocks"
-        })
-        .await
-    );
+    assert!(mode_becomes(&node.rpc, "flashblocks", Duration::from_secs(10)).await);
     let mut modes = BTreeMap::<String, u32>::new();
     for _ in 0..80 {
         let m = status(&node.rpc).await["mode"].as_str().unwrap_or_default().to_string();
@@ -137,18 +127,12 @@ async fn one_second_blocks_do_not_flap_and_fall_back_when_the_stream_dies() {
     assert_eq!(modes.get("flashblocks"), Some(&80), "no flapping on 1 s blocks: {modes:?}");
     relay.inject(Fault::Kill(Duration::from_secs(3))).await;
     assert!(
-        eventually(Duration::from_secs(3), || async {
-            status(&node.rpc).await["mode"] == "fallback"
-        })
-        .await,
+        mode_becomes(&node.rpc, "fallback", Duration::from_secs(3)).await,
         "fell back: {}",
         status(&node.rpc).await
     );
     assert!(
-        eventually(Duration::from_secs(8), || async {
-            status(&node.rpc).await["mode"] == "flashblocks"
-        })
-        .await,
+        mode_becomes(&node.rpc, "flashblocks", Duration::from_secs(8)).await,
         "recovered: {}",
         status(&node.rpc).await
     );

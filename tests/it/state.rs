@@ -22,26 +22,8 @@ async fn receipt_of(rpc: &str, hash: &Value) -> Option<Value> {
 /// has known-empty storage). Returns the devnet and the reader's address.
 async fn devnet_with_cold_reader(key: &str) -> (Running, Address) {
     let devnet = start("devnet", &["--block-time", "2s", "--flashblock-interval", "200ms"]).await;
-    let deploy = sign_1559(
-        key,
-        901,
-        0,
-        TxKind::Create,
-        U256::ZERO,
-        cold_reader_initcode(),
-        200_000,
-        10_000_000_000,
-    );
-    let sent = raw_rpc(&devnet.rpc, "eth_sendRawTransaction", json!([deploy])).await;
-    let deploy_hash = sent["result"].clone();
-    assert!(
-        eventually(Duration::from_secs(15), || async {
-            receipt_of(&devnet.rpc, &deploy_hash).await.is_some()
-        })
-        .await,
-        "the deploy seals"
-    );
-    (devnet, address_of(key).create(0))
+    let reader = deploy_cold_reader(&devnet.rpc, key).await;
+    (devnet, reader)
 }
 
 /// Sends `reader` a read of `count` slots from `start` (nonce 1 of `key`) to `send_to` and polls
@@ -95,12 +77,7 @@ async fn cold_storage_reads_arrive_in_discovery_batches() {
     let (devnet, reader) = devnet_with_cold_reader(key).await;
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let node = start_node(&devnet.ws, &devnet.rpc, &["--metrics-addr", &metrics_addr]).await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            status(&node.rpc).await["mode"] == "flashblocks"
-        })
-        .await
-    );
+    assert!(mode_becomes(&node.rpc, "flashblocks", Duration::from_secs(10)).await);
     let before = scrape(&metrics_addr).await;
     let (hash, preconfirmed) = read_through(&node.rpc, &node.rpc, key, reader, 1_000, 200).await;
     assert_eq!(preconfirmed["status"], "0x1", "{preconfirmed}");
@@ -132,10 +109,7 @@ async fn an_upstream_blip_is_retried_not_a_divergence() {
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let node = start_node(&devnet.ws, &proxy.url, &["--metrics-addr", &metrics_addr]).await;
     assert!(
-        eventually(Duration::from_secs(15), || async {
-            status(&node.rpc).await["mode"] == "flashblocks"
-        })
-        .await,
+        mode_becomes(&node.rpc, "flashblocks", Duration::from_secs(15)).await,
         "{}",
         status(&node.rpc).await
     );
@@ -159,10 +133,7 @@ async fn heads_are_pushed_by_a_websocket_upstream() {
     let upstream = devnet.rpc.replace("http://", "ws://");
     let node = start_node(&devnet.ws, &upstream, &["--metrics-addr", &metrics_addr]).await;
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            status(&node.rpc).await["mode"] == "flashblocks"
-        })
-        .await,
+        mode_becomes(&node.rpc, "flashblocks", Duration::from_secs(10)).await,
         "{}",
         status(&node.rpc).await
     );

@@ -39,6 +39,36 @@ pub fn cold_reader_initcode() -> Bytes {
     format!("0x6024600c60003960246000f3{COLD_READER_RUNTIME}").parse().expect("hex")
 }
 
+/// Deploys the cold reader with `key` at nonce 0 through `rpc` and waits (up to 20 s) for its
+/// receipt there; returns its address.
+pub async fn deploy_cold_reader(rpc: &str, key: &str) -> Address {
+    let raw = sign_1559(
+        key,
+        901,
+        0,
+        TxKind::Create,
+        U256::ZERO,
+        cold_reader_initcode(),
+        200_000,
+        100_000_000_000,
+    );
+    let sent = raw_rpc(rpc, "eth_sendRawTransaction", serde_json::json!([raw])).await;
+    let hash = sent["result"].clone();
+    assert!(hash.is_string(), "the cold reader's deploy was refused: {sent}");
+    let sealed = eventually(Duration::from_secs(20), || async {
+        !raw_rpc(rpc, "eth_getTransactionReceipt", serde_json::json!([hash])).await["result"]
+            .is_null()
+    })
+    .await;
+    assert!(sealed, "the cold reader's deploy has a receipt");
+    address_of(key).create(0)
+}
+
+/// Whether the node at `rpc` reports `mode` (`flashblocks`, `fallback`) within `within`.
+pub async fn mode_becomes(rpc: &str, mode: &str, within: Duration) -> bool {
+    eventually(within, || async { status(rpc).await["mode"] == mode }).await
+}
+
 /// Calldata for the cold reader: read `count` slots from `start`.
 pub fn read_slots(start: u64, count: u64) -> Bytes {
     let mut data = U256::from(start).to_be_bytes::<32>().to_vec();
