@@ -199,10 +199,11 @@ impl FlashblockExecutor {
     /// on canonical state at `base.parent_hash`, which the source refuses
     /// ([`ApplyError::ParentUnavailable`]) until the upstream has that block.
     ///
-    /// When N is canonical already, was built on canonical state and sealed exactly as the
-    /// node executed it ([`Finished::sealed_as_executed`]), N's state as executed here is N's
-    /// canonical post-state: N+1 starts from it, reads of what N never touched now pinned to
-    /// N, instead of reading everything again (state that survives blocks, #24).
+    /// When N is canonical already and sealed exactly as the node executed it (same
+    /// transactions, receipts agreeing, none missing; the blocks it was chained on were
+    /// reconciled as they sealed), N's state as executed here is N's canonical post-state: N+1
+    /// starts from it, reads of what N never touched now pinned to N, instead of reading
+    /// everything again (state that survives blocks, #24).
     pub fn start_block(
         &mut self,
         fb: &DecodedFlashblock,
@@ -222,14 +223,13 @@ impl FlashblockExecutor {
                 Some(Finished { number, index, exact, stream_hash, chained, executed, db });
         }
         let mut chained = 0;
-        let tip = canonical_tip;
-        let canonical_tip = tip.map(|t| (t.header.number, t.hash));
+        let tip = canonical_tip.map(|t| (t.header.number, t.hash));
         let db = match &self.previous {
             Some(prev)
                 if prev.exact
                     && prev.chained < MAX_CHAINED_BLOCKS
                     && prev.number + 1 == base.block_number
-                    && canonical_tip.is_none_or(|(n, _)| n < prev.number)
+                    && tip.is_none_or(|(n, _)| n < prev.number)
                     && fb.prev_flashblock_id.is_none_or(|id| id == (prev.number, prev.index))
                     && prev.stream_hash.is_none_or(|h| h == base.parent_hash) =>
             {
@@ -246,7 +246,7 @@ impl FlashblockExecutor {
             Some(prev)
                 if prev.exact
                     && prev.number + 1 == base.block_number
-                    && tip.is_some_and(|t| {
+                    && canonical_tip.is_some_and(|t| {
                         t.hash == base.parent_hash && prev.sealed_as_executed(t)
                     })
                     && prev.entries() <= MAX_CARRIED_ENTRIES =>
@@ -259,7 +259,7 @@ impl FlashblockExecutor {
                 db
             }
             _ => {
-                if canonical_tip.map(|(_, h)| h) != Some(base.parent_hash) {
+                if tip.map(|(_, h)| h) != Some(base.parent_hash) {
                     // The parent may still be canonical even if our tip view lags; the source
                     // errors on the first read otherwise.
                     debug!(parent = %base.parent_hash, "starting a block whose parent is not our canonical tip");

@@ -11,7 +11,7 @@ use alloy_provider::{
 use flashnode_exec::{
     CanonicalBlock, CanonicalNotification, SourceAccount, SourceError, StateSource,
 };
-use flashnode_tasks::TaskExecutor;
+use flashnode_tasks::{Backoff, TaskExecutor};
 use futures::future::{BoxFuture, FutureExt};
 use op_alloy_consensus::{OpReceipt, OpReceiptEnvelope};
 use op_alloy_rpc_types::OpTransactionReceipt;
@@ -344,14 +344,15 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, SourceError>>,
 {
+    let mut backoff =
+        Backoff::new(Duration::from_millis(10), Duration::from_millis(50)).with_factor(5.0);
     let mut retries = 0;
     loop {
         match attempt().await {
             Err(SourceError::Transport { .. }) if retries < TRANSPORT_RETRIES => {
                 retries += 1;
                 metrics::counter!("flashnode_upstream_retries_total").increment(1);
-                let pause = if retries == 1 { 10 } else { 50 };
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             res => return res,
         }

@@ -150,10 +150,18 @@ fn arg_opt<T: Serialize>(v: &Option<T>) -> RpcResult<Option<Value>> {
 /// The block parameter to pass on: `pending` reads as `latest` upstream.
 fn block_arg(block: Option<BlockId>) -> RpcResult<Option<Value>> {
     let block = block.map(|b| match b {
-        BlockId::Number(BlockNumberOrTag::Pending) => BlockId::Number(BlockNumberOrTag::Latest),
+        BlockId::Number(tag) => BlockId::Number(pending_as_latest(tag)),
         other => other,
     });
     arg_opt(&block)
+}
+
+/// `pending` read as `latest` (what the upstream is asked for), any other tag as it is.
+fn pending_as_latest(tag: BlockNumberOrTag) -> BlockNumberOrTag {
+    match tag {
+        BlockNumberOrTag::Pending => BlockNumberOrTag::Latest,
+        other => other,
+    }
 }
 
 /// Params in order as a JSON array; absent ones are `null`, trailing absent ones left out (so
@@ -525,15 +533,11 @@ async fn get_logs(ctx: &RpcContext, filter: Filter) -> RpcResult<Value> {
         return upstream_logs(ctx, &filter).await;
     }
     let Some(pending) = ctx.overlay.pending() else {
-        let latest = |b: Option<BlockNumberOrTag>| {
-            if names_pending(b) {
-                Some(BlockNumberOrTag::Latest)
-            } else {
-                b
-            }
-        };
-        let canonical = filter.clone().from_block(latest(from).unwrap_or_default());
-        return upstream_logs(ctx, &canonical.to_block(latest(to).unwrap_or_default())).await;
+        let canonical = filter
+            .clone()
+            .from_block(pending_as_latest(from.unwrap_or_default()))
+            .to_block(pending_as_latest(to.unwrap_or_default()));
+        return upstream_logs(ctx, &canonical).await;
     };
     let number = pending.number();
     let tip = ctx.overlay.tip().map_or(number.saturating_sub(1), |t| t.header.number);
@@ -597,12 +601,8 @@ impl LogRange {
             return Err(RpcError::InvalidBlockRange { from: from_n, to: to_n });
         }
         let canonical = (from_n <= tip).then(|| {
-            let from = match from.unwrap_or_default() {
-                BlockNumberOrTag::Pending => BlockNumberOrTag::Latest,
-                other => other,
-            };
             let to = if to_n > tip { BlockNumberOrTag::Latest } else { to.unwrap_or_default() };
-            (from, to)
+            (pending_as_latest(from.unwrap_or_default()), to)
         });
         Ok(Self { canonical, pending: from_n <= pending && pending <= to_n })
     }
