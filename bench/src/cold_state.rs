@@ -19,7 +19,8 @@ use alloy_primitives::{TxKind, U256};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use flashnode_tests::{
-    deploy_cold_reader, free_port, metric, read_slots, scrape, sign_1559, Proc, Running, DEV_KEYS,
+    deploy_cold_reader, free_port, metric, mode_becomes, read_slots, scrape, sign_1559, start,
+    start_node, Running, DEV_KEYS,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -95,66 +96,17 @@ struct RunResult {
     send_errors: u64,
 }
 
-/// Starts `flashnode devnet` and `flashnode node` reading it over JSON-RPC.
-async fn start_sidecar(args: &ColdStateArgs) -> anyhow::Result<(Running, String, String)> {
-    let (devnet_rpc, devnet_ws) = (free_port(), free_port());
-    let devnet_args: Vec<String> = vec![
-        "devnet".into(),
-        "--rpc-addr".into(),
-        format!("127.0.0.1:{devnet_rpc}"),
-        "--flashblocks-addr".into(),
-        format!("127.0.0.1:{devnet_ws}"),
-        "--gas-limit".into(),
-        args.gas_limit.to_string(),
-    ];
-    let devnet = Running {
-        proc: Proc::flashnode(&devnet_args),
-        rpc: format!("http://127.0.0.1:{devnet_rpc}"),
-        ws: format!("ws://127.0.0.1:{devnet_ws}/ws"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(mut c) = KeepAlive::connect(&devnet.rpc).await {
-            if c.call("eth_chainId", json!([])).await.is_ok_and(|v| !v["result"].is_null()) {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok((devnet, format!("http://127.0.0.1:{devnet_rpc}"), format!("ws://127.0.0.1:{devnet_ws}/ws")))
-}
-
-async fn start_node(flashblocks: &str, upstream: &str) -> anyhow::Result<(Running, String)> {
-    let (rpc, ws, metrics) = (free_port(), free_port(), free_port());
-    let node_args: Vec<String> = vec![
-        "node".into(),
-        "--flashblocks-url".into(),
-        flashblocks.into(),
-        "--upstream-rpc".into(),
-        upstream.into(),
-        "--rpc-addr".into(),
-        format!("127.0.0.1:{rpc}"),
-        "--flashblocks-addr".into(),
-        format!("127.0.0.1:{ws}"),
-        "--metrics-addr".into(),
-        format!("127.0.0.1:{metrics}"),
-    ];
-    let node = Running {
-        proc: Proc::flashnode(&node_args),
-        rpc: format!("http://127.0.0.1:{rpc}"),
-        ws: format!("ws://127.0.0.1:{ws}/ws"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut c) = KeepAlive::connect(&node.rpc).await {
-            let s = c.call("flashnode_status", json!([])).await.ok();
-            if s.is_some_and(|v| v["result"]["mode"] == "flashblocks") {
-                return Ok((node, format!("127.0.0.1:{metrics}")));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("flashnode node did not serve flashblocks:\n{}", node.proc.output())
+/// `flashnode node` reading `devnet` over JSON-RPC, with its metrics at the returned address,
+/// once it serves flashblocks.
+async fn start_sidecar_node(devnet: &Running) -> anyhow::Result<(Running, String)> {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let node = start_node(&devnet.ws, &devnet.rpc, &["--metrics-addr", &metrics]).await;
+    anyhow::ensure!(
+        mode_becomes(&node.rpc, "flashblocks", Duration::from_secs(30)).await,
+        "flashnode node did not serve flashblocks:\n{}",
+        node.proc.output()
+    );
+    Ok((node, metrics))
 }
 
 /// Pre-signed calls of the reader from the first nine dev keys (nonce 0 up), `count` each.
@@ -317,9 +269,10 @@ pub async fn run(args: ColdStateArgs) -> anyhow::Result<Value> {
         // The sidecar starts once the reader is sealed: its storage is canonical state the node
         // never read, as a DEX deployed long ago is (a contract the node saw created has
         // known-empty storage and would cost no reads at all).
-        let (devnet, devnet_rpc, devnet_ws) = start_sidecar(&args).await?;
+        let devnet = start("devnet", &["--gas-limit", &args.gas_limit.to_string()]).await;
+        let devnet_rpc = devnet.rpc.clone();
         let reader = deploy_cold_reader(&devnet_rpc, DEV_KEYS[9]).await;
-        let (node, metrics) = start_node(&devnet_ws, &devnet_rpc).await?;
+        let (node, metrics) = start_sidecar_node(&devnet).await?;
         eprintln!("cold-state: {workload:?} in devnet + node ({})", loadavg());
         let sidecar = measure(
             &args,
