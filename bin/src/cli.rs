@@ -104,6 +104,11 @@ pub struct OverlayArgs {
     /// ingest keeps a core); 16 more per executor may wait, beyond that calls answer -32005.
     #[arg(long, default_value_t = 0)]
     pub rpc_max_concurrent_executions: usize,
+    /// Open connections to the RPC port in all, HTTP and websocket; beyond it a connection gets
+    /// HTTP 429. Lowered at start, with a warning, when RLIMIT_NOFILE minus --fd-reserve cannot
+    /// hold it beside the fan-out's --ws-global-limit.
+    #[arg(long, default_value_t = flashnode_rpc::DEFAULT_MAX_CONNECTIONS)]
+    pub rpc_max_connections: u32,
     /// Open connections to the RPC port per client IP (0 = no limit); beyond it a connection
     /// gets HTTP 429.
     #[arg(long, default_value_t = 100)]
@@ -165,10 +170,11 @@ pub struct FanoutArgs {
     /// Longest a fan-out connection may take from accept to a complete websocket handshake.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub ws_handshake_timeout: Duration,
-    /// File descriptors the fan-out leaves to the RPC, health checks and the rest of the node:
-    /// --ws-global-limit is lowered at start (with a warning) to RLIMIT_NOFILE minus this.
-    #[arg(long, default_value_t = 256)]
-    pub ws_fd_reserve: usize,
+    /// File descriptors kept for health checks, the upstream, gossip and the node's files:
+    /// client connections (--ws-global-limit, and the node's --rpc-max-connections) are lowered
+    /// at start, with a warning, to share RLIMIT_NOFILE minus this.
+    #[arg(long, default_value_t = flashnode_fd::DEFAULT_RESERVE, visible_alias = "ws-fd-reserve")]
+    pub fd_reserve: usize,
     /// Send brotli Binary frames to every fan-out client.
     #[arg(long, visible_alias = "enable-compression")]
     pub ws_compression: bool,

@@ -41,7 +41,7 @@ pub fn fanout_config(addr: SocketAddr, args: &FanoutArgs) -> FanoutConfig {
         buffer: args.ws_buffer,
         writers: args.ws_writers,
         handshake_timeout: args.ws_handshake_timeout,
-        fd_reserve: args.ws_fd_reserve,
+        fd_reserve: args.fd_reserve,
         ping_interval: args.ws_ping_interval,
         pong_timeout: args.ws_pong_timeout,
         send_timeout: args.ws_send_timeout,

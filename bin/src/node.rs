@@ -217,8 +217,15 @@ pub async fn start_node(
     let upstream = Upstream::connect(upstream_url, args.upstream_timeout)
         .await
         .with_context(|| format!("connecting to the upstream RPC {upstream_url}"))?;
+    let (rpc_connections, fanout_connections) = connection_budget(
+        args.rpc_max_connections,
+        args.fanout.ws_global_limit,
+        args.fanout.fd_reserve,
+        flashnode_fd::nofile_limit(),
+    )?;
     let config = RpcConfig {
         addr: rpc_addr,
+        max_connections: rpc_connections,
         send_raw_sync_max: args.send_raw_sync_max,
         gas_cap: args.rpc_gas_cap,
         evm_timeout: args.rpc_evm_timeout,
@@ -241,7 +248,8 @@ pub async fn start_node(
         );
         crate::http::serve(addr, operator, cancel.clone(), tasks).await?;
     }
-    let fanout_config = crate::fanout::config(fanout_addr, args);
+    let mut fanout_config = crate::fanout::config(fanout_addr, args);
+    fanout_config.global_limit = fanout_connections;
     let fanout_addr = crate::fanout::start(fanout_config, &overlay, serving.clone(), tasks)
         .await
         .context("starting the flashblock fan-out")?
@@ -254,6 +262,43 @@ pub async fn start_node(
     .await
     .context("starting the RPC server")?;
     Ok(NodeParts { rpc_addr: rpc.addr, fanout_addr, rpc, serving, _ingest: ingest })
+}
+
+/// The connection limits of the RPC port and the fan-out in force: as configured when
+/// `nofile` minus `reserve` holds both, else that room shared between them (max-min fair, see
+/// [`flashnode_fd::share`]) with a warning for each one lowered. A listener out of descriptors
+/// fails every accept and answers no one; one at its limit answers 429 and stays up.
+fn connection_budget(
+    rpc: u32,
+    fanout: usize,
+    reserve: usize,
+    nofile: Option<u64>,
+) -> anyhow::Result<(u32, usize)> {
+    let room = flashnode_fd::room(reserve, nofile).map_err(|e| {
+        anyhow::anyhow!("{e} (--fd-reserve); raise it (ulimit -n) or lower --fd-reserve")
+    })?;
+    let wanted = [rpc as usize, fanout];
+    let shares = flashnode_fd::share(&wanted, room);
+    let (nofile, rpc_share, fanout_share) = (nofile.unwrap_or_default(), shares[0], shares[1]);
+    if rpc_share < wanted[0] {
+        tracing::warn!(
+            configured = rpc,
+            cap = rpc_share,
+            nofile,
+            reserve,
+            "RPC connection limit lowered to {rpc_share}: RLIMIT_NOFILE is {nofile}, {reserve} descriptors are kept for health checks and the node (--fd-reserve) and the fan-out's connections share the rest; raise the limit (ulimit -n) to serve --rpc-max-connections {rpc}"
+        );
+    }
+    if fanout_share < wanted[1] {
+        tracing::warn!(
+            configured = fanout,
+            cap = fanout_share,
+            nofile,
+            reserve,
+            "fan-out connection limit lowered to {fanout_share}: RLIMIT_NOFILE is {nofile}, {reserve} descriptors are kept for health checks and the node (--fd-reserve) and the RPC's connections share the rest; raise the limit (ulimit -n) to serve --ws-global-limit {fanout}"
+        );
+    }
+    Ok((u32::try_from(rpc_share).unwrap_or(rpc), fanout_share))
 }
 
 /// Logs the one line that names the chain preset applied and where it came from.
@@ -405,4 +450,19 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     );
     serve_until_stopped(parts, &tasks, cancel, args.overlay.shutdown_timeout).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_budget;
+
+    #[test]
+    fn the_rpc_and_the_fan_out_share_the_descriptors_left_after_the_reserve() {
+        assert_eq!(connection_budget(10_000, 10_000, 256, None).unwrap(), (10_000, 10_000));
+        assert_eq!(connection_budget(100, 50, 256, Some(1024)).unwrap(), (100, 50));
+        assert_eq!(connection_budget(10_000, 10_000, 200, Some(400)).unwrap(), (100, 100));
+        assert_eq!(connection_budget(50, 10_000, 200, Some(400)).unwrap(), (50, 150));
+        let err = connection_budget(10, 10, 256, Some(200)).unwrap_err().to_string();
+        assert!(err.contains("--fd-reserve") && err.contains("RLIMIT_NOFILE is 200"), "{err}");
+    }
 }

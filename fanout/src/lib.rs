@@ -110,7 +110,7 @@ impl Default for FanoutConfig {
             pong_timeout: Duration::from_secs(30),
             socket_send_buffer: 256 * 1024,
             handshake_timeout: Duration::from_secs(5),
-            fd_reserve: 256,
+            fd_reserve: flashnode_fd::DEFAULT_RESERVE,
             ring_frames: 64,
             ring_bytes: 32 * 1024 * 1024,
         }
@@ -137,7 +137,7 @@ pub enum FanoutError {
         source: std::io::Error,
     },
     /// The descriptor limit leaves no room for connections after the reserve.
-    #[error("RLIMIT_NOFILE is {nofile}, which leaves no descriptors for fan-out connections after the {reserve} kept for the rest of the node (--ws-fd-reserve); raise it (ulimit -n)")]
+    #[error("RLIMIT_NOFILE is {nofile}, which leaves no descriptors for fan-out connections after the {reserve} kept for the rest of the node (--fd-reserve); raise it (ulimit -n)")]
     Descriptors {
         /// The soft descriptor limit.
         nofile: u64,

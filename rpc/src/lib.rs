@@ -53,6 +53,9 @@ pub const DEFAULT_BATCH_REQUEST_LIMIT: usize = 1_000;
 
 /// Default of [`RpcConfig::batch_response_max_bytes`] (geth's `BatchResponseMaxSize`).
 pub const DEFAULT_BATCH_RESPONSE_MAX_BYTES: usize = 25_000_000;
+/// Connections the RPC port holds at once, unless configured otherwise (geth has no such cap;
+/// jsonrpsee's default is 100, too few for a public endpoint's keep-alive pools).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 /// Request bodies up to this size are checked for an `id` that is not a JSON-RPC id (bigger
 /// ones go to jsonrpsee as they are).
 const ID_CHECK_MAX_BYTES: u64 = 64 * 1024;
@@ -89,7 +92,7 @@ impl Default for RpcConfig {
             addr: ([127, 0, 0, 1], 8545).into(),
             send_raw_sync_max: Duration::from_millis(6_000),
             gas_cap: 50_000_000,
-            max_connections: 10_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             per_ip_connections: 100,
             per_ip_subscriptions: 1_000,
             evm_timeout: Duration::from_secs(5),
@@ -282,7 +285,7 @@ impl Refusal {
                 limits.per_ip.limit()
             ),
             Self::Total => format!(
-                "the server is at its limit of {} connections; retry later",
+                "the server is at its limit of {} connections (--rpc-max-connections); retry later",
                 limits.max_total
             ),
         }

@@ -407,36 +407,8 @@ async fn half_open_sockets_are_bounded_per_address_and_time_out() {
     );
 }
 
-/// Spawns `flashnode` with `args` under a soft and hard `RLIMIT_NOFILE` of `nofile`.
-fn spawn_with_nofile(args: &[String], nofile: u64) -> (std::process::Child, std::path::PathBuf) {
-    use std::os::unix::process::CommandExt;
-    let log = std::env::temp_dir().join(format!(
-        "flashnode-test-nofile-{}-{}.log",
-        std::process::id(),
-        free_port()
-    ));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = std::process::Command::new(flashnode_bin());
-    cmd.args(args)
-        .env("RUST_LOG", "info")
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .stdin(std::process::Stdio::null());
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let limit = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    (cmd.spawn().expect("flashnode starts"), log)
-}
-
-/// With a 400-descriptor process limit, the fan-out's connection cap is lowered at start with a
-/// log line, and 500 half-open sockets do not take the descriptors the RPC and /healthz need;
+/// With a 400-descriptor process limit and 200 kept back, the fan-out's connection cap is
+/// lowered at start to its share of the rest (100, beside the RPC's 100) with a log line, and 500 half-open sockets do not take the descriptors the RPC and /healthz need;
 /// they are refused or closed at the handshake deadline. (Before, they exhausted the process's
 /// descriptors and the RPC stopped answering.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,18 +432,7 @@ async fn descriptor_exhaustion_keeps_the_rpc_and_health_answering() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (mut child, log) = spawn_with_nofile(&args, 400);
-    struct Kill<'a>(&'a mut std::process::Child, &'a std::path::Path);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-            if std::thread::panicking() {
-                eprintln!("{}", std::fs::read_to_string(self.1).unwrap_or_default());
-            }
-        }
-    }
-    let _kill = Kill(&mut child, &log);
+    let node = NofileProc::spawn(&args, 400);
     let host = format!("127.0.0.1:{rpc}");
     let chain_id = || {
         let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]})
@@ -485,9 +446,9 @@ async fn descriptor_exhaustion_keeps_the_rpc_and_health_answering() {
         eventually(Duration::from_secs(30), || async { chain_id().await.is_some() }).await,
         "the node starts"
     );
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = node.log_text();
     assert!(
-        text.contains("fan-out connection limit lowered to 200: RLIMIT_NOFILE is 400"),
+        text.contains("fan-out connection limit lowered to 100: RLIMIT_NOFILE is 400"),
         "the clamp is logged: {text}"
     );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{fanout}").parse().unwrap();

@@ -561,3 +561,82 @@ async fn a_call_cancelled_by_its_client_is_counted() {
         "a call whose client went away is counted as cancelled"
     );
 }
+
+/// Under a 400-descriptor process limit with 200 kept back, the RPC port's connection limit is
+/// lowered at start to its share (100, beside the fan-out's 100) with a log line. 450
+/// websockets held open from one address (per-IP limit lifted) are admitted up to it and
+/// answered 429 naming `--rpc-max-connections` past it; meanwhile `/healthz` and the fan-out
+/// answer, a held websocket still serves calls, accept never fails, and once they close the
+/// port serves new clients. (Before: the websockets took every descriptor, accept failed in a
+/// loop with a log line each time, and nothing on the port answered.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_connections_stay_inside_the_descriptor_budget() {
+    let (rpc, fanout, metrics) = (free_port(), free_port(), free_port());
+    let args: Vec<String> = [
+        "dev",
+        "--rpc-addr",
+        &format!("127.0.0.1:{rpc}"),
+        "--flashblocks-addr",
+        &format!("127.0.0.1:{fanout}"),
+        "--metrics-addr",
+        &format!("127.0.0.1:{metrics}"),
+        "--rpc-per-ip-connections",
+        "0",
+        "--fd-reserve",
+        "200",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let node = NofileProc::spawn(&args, 400);
+    let url = format!("http://127.0.0.1:{rpc}");
+    let answers = || async {
+        let Ok(stream) = TcpStream::connect(addr_of(&url)).await else { return false };
+        tokio::time::timeout(Duration::from_secs(5), post_on(stream, CHAIN_ID))
+            .await
+            .is_ok_and(|(code, body)| code == 200 && body.contains("\"result\""))
+    };
+    assert!(eventually(Duration::from_secs(30), answers).await, "the node starts");
+    let log = node.log_text();
+    assert!(log.contains("RPC connection limit lowered to 100: RLIMIT_NOFILE is 400"), "{log}");
+
+    let ws_url = format!("ws://127.0.0.1:{rpc}");
+    let (mut held, mut refused, mut other) = (Vec::new(), 0, Vec::new());
+    let to = addr_of(&url);
+    for _ in 0..450 {
+        let stream = TcpStream::connect(to).await.expect("the kernel accepts");
+        match tokio_tungstenite::client_async(ws_url.as_str(), stream).await {
+            Ok((ws, _)) => held.push(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let body =
+                    String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).to_string();
+                assert_eq!(resp.status().as_u16(), 429, "{body}");
+                assert!(body.contains("--rpc-max-connections"), "{body}");
+                refused += 1;
+            }
+            Err(e) => other.push(e.to_string()),
+        }
+    }
+    // The polls above may still hold a slot or two while their sockets close.
+    assert!((95..=100).contains(&held.len()), "{} admitted, {refused} refused", held.len());
+    assert_eq!(held.len() + refused, 450, "other failures: {other:?}");
+    let (code, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        http_get(&format!("127.0.0.1:{metrics}"), "/healthz"),
+    )
+    .await
+    .expect("/healthz answers while the RPC port is full");
+    assert_eq!(code, 200);
+    let fanout_ws = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{fanout}/ws")),
+    )
+    .await;
+    assert!(matches!(fanout_ws, Ok(Ok(_))), "the fan-out admits a subscriber: {fanout_ws:?}");
+    let first = held.first_mut().expect("one admitted");
+    let answer = ws_request(first, 1, "eth_chainId", json!([])).await;
+    assert!(answer["result"].is_string(), "{answer}");
+    assert!(!node.log_text().contains("RPC accept failed"), "accept never ran out");
+    drop(held);
+    assert!(eventually(Duration::from_secs(10), answers).await, "the port serves again");
+}

@@ -210,6 +210,58 @@ fn kernel_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// `flashnode` run under a soft and hard `RLIMIT_NOFILE`, killed on drop; its log is printed
+/// when the test failed.
+pub struct NofileProc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl NofileProc {
+    /// Spawns `flashnode` with `args` under an `RLIMIT_NOFILE` of `nofile`.
+    pub fn spawn(args: &[String], nofile: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        let log = std::env::temp_dir().join(format!(
+            "flashnode-test-nofile-{}-{}.log",
+            std::process::id(),
+            free_port()
+        ));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(flashnode_bin());
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .stdin(Stdio::null());
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self { child: cmd.spawn().expect("flashnode starts"), log }
+    }
+
+    /// What the process has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NofileProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_text());
+        }
+    }
+}
+
 /// A child process killed on drop, whose output goes to a log file shown on failure.
 pub struct Proc {
     child: Child,
