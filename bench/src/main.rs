@@ -7,6 +7,7 @@
 //! The binary under test is `$FLASHNODE_BIN` (use the release build:
 //! `FLASHNODE_BIN=target/release/flashnode`). See docs/benchmarks.md.
 
+mod batch;
 mod calls;
 mod chart;
 mod cold_state;
@@ -51,6 +52,8 @@ enum Command {
     Calls(calls::CallsArgs),
     /// `flashnode dev` under 256 concurrent gas-cap eth_calls: the mode and a cheap call's latency, idle vs loaded.
     Overload(overload::OverloadArgs),
+    /// One client's 1,000-call batches of gas-cap eth_calls vs the same calls one at a time: another client's cheap eth_call p99.
+    BatchFairness(batch::BatchArgs),
     /// `flashnode dev` under steady tx load: RSS, open fds and threads must not grow past bounds.
     Soak(soak::SoakArgs),
     /// kill -9 of a middle relay in node → relay → relay → subscribers: time until the leaf's subscribers are caught up, gaps, and what a consumer without resume loses.
@@ -104,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             Command::Calls(args) => calls::run(args).await,
             Command::Soak(args) => soak::run(args).await,
             Command::Overload(args) => overload::run(args).await,
+            Command::BatchFairness(args) => batch::run(args).await,
             Command::Reexec(args) => reexec::run(args).await,
             Command::ColdState(args) => cold_state::run(args).await,
             Command::Resume(args) => resume::run(args).await,
@@ -157,6 +161,11 @@ fn print_headline(v: &serde_json::Value) {
             r["cheap_call_idle_ms"]["p50"], r["cheap_call_under_load_ms"]["p50"],
             r["cheap_call_idle_ms"]["p99"], r["cheap_call_under_load_ms"]["p99"],
             r["ratio_p99_load_vs_idle"], r["heavy_calls"]
+        ),
+        Some("batch-fairness") => eprintln!(
+            "batch-fairness ({} calls a batch): cheap call p99 idle {} ms, beside single calls {} ms, beside batches {} ms (x{} of singles); errors {}",
+            v["params"]["batch"], r["cheap_call_idle_ms"]["p99"], r["cheap_call_beside_singles_ms"]["p99"],
+            r["cheap_call_beside_batches_ms"]["p99"], r["ratio_p99_batches_vs_singles"], r["cheap_call_errors"]
         ),
         Some("calls") => {
             for kind in ["balance_of", "call_100k_gas"] {

@@ -35,7 +35,7 @@ use std::{
 };
 
 /// Code that loops until its gas runs out: JUMPDEST PUSH1 0 JUMP.
-const LOOP_CODE: &str = "0x5b600056";
+pub(crate) const LOOP_CODE: &str = "0x5b600056";
 /// The first dev account (the cheap call reads its pending balance).
 const DEV_ACCOUNT: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 
@@ -68,7 +68,7 @@ pub struct OverloadArgs {
     node_arg: Vec<String>,
 }
 
-fn heavy_call(gas: u64) -> Value {
+pub(crate) fn heavy_call(gas: u64) -> Value {
     let to = "0x7777777777777777777777777777777777777777";
     json!([
         {"to": to, "gas": format!("0x{gas:x}")},
@@ -252,7 +252,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<Value> {
 
 /// A thread with a current-thread runtime for the probe and the mode monitor: its handle, the
 /// sender that stops it and the thread.
-fn measuring_runtime() -> anyhow::Result<(
+pub(crate) fn measuring_runtime() -> anyhow::Result<(
     tokio::runtime::Handle,
     tokio::sync::oneshot::Sender<()>,
     std::thread::JoinHandle<()>,

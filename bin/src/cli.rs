@@ -61,6 +61,7 @@ pub struct OverlayArgs {
     #[arg(long, env = "FLASHNODE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// A stream with no frame and no pong within this window is dead (fallback to latest).
+    /// Unset, at least 4 flashblock intervals of the chain; 2 or less refuses to start.
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "FLASHNODE_STREAM_SILENCE_TIMEOUT")]
     pub stream_silence_timeout: Duration,
     /// Ping interval on the flashblock stream.
@@ -69,14 +70,16 @@ pub struct OverlayArgs {
     /// Largest accepted flashblock frame, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_frame_bytes: usize,
-    /// A pending block with no new flashblock for this long is not served.
+    /// A pending block with no new flashblock for this long is not served. Unset, at least 4
+    /// flashblock intervals of the chain; 2 or less refuses to start.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub pending_stale_after: Duration,
     /// How many blocks `pending` may run ahead of the upstream's tip: tip+1 always, further
     /// only chained on blocks streamed before it; frames beyond are rejected (`ahead`).
     #[arg(long, default_value_t = flashnode_overlay::DEFAULT_MAX_PENDING_DEPTH, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=64))]
     pub max_pending_depth: u64,
-    /// A canonical tip not advanced for this long makes /readyz answer 503.
+    /// A canonical tip not advanced for this long makes /readyz answer 503. Unset, at least 3
+    /// blocks of the chain; under 3 blocks refuses to start.
     #[arg(long, default_value = "12s", value_parser = parse_duration)]
     pub canonical_stale_after: Duration,
     /// Consecutive blocks with an execution error before /readyz degrades (206), and clean

@@ -348,6 +348,27 @@ pub fn effective(m: &ArgMatches, origins: &[(String, String)]) -> String {
     out
 }
 
+/// The flags of the subcommand the operator set (command line, environment or config file),
+/// once [`parse`] ran: defaults that derive from the chain's cadence leave these alone.
+static EXPLICIT: std::sync::OnceLock<std::collections::HashSet<String>> =
+    std::sync::OnceLock::new();
+
+/// Whether the operator set the flag whose clap id (its field name) is `id`.
+pub fn explicitly_set(id: &str) -> bool {
+    EXPLICIT.get().is_some_and(|set| set.contains(id))
+}
+
+/// The ids of the subcommand's flags set on the command line (config-file values are passed
+/// as flags) or in the environment.
+fn explicit_ids(m: &ArgMatches) -> std::collections::HashSet<String> {
+    let Some((_, sub_m)) = m.subcommand() else { return Default::default() };
+    sub_m
+        .ids()
+        .filter(|id| explicit(sub_m, id.as_str()))
+        .map(|id| id.as_str().to_string())
+        .collect()
+}
+
 /// Where `flashnode node`'s `--chain` came from, once [`parse`] ran (None: not set, the
 /// preset is then looked up by the upstream's chain id).
 static CHAIN_ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -418,6 +439,7 @@ pub fn parse() -> Cli {
             if let Some(origin) = origin_of_chain(&m, &origins) {
                 let _ = CHAIN_ORIGIN.set(origin);
             }
+            let _ = EXPLICIT.set(explicit_ids(&m));
             if cli.print_config {
                 let mut text = effective(&m, &origins);
                 if let crate::cli::Command::Node(node) = &cli.command {

@@ -114,7 +114,12 @@ pub async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
 
 /// `flashnode dev`: devnet plus node in one process. The node's RPC takes `--rpc-addr`; the
 /// devnet's own canonical RPC (the node's upstream) goes to `--devnet-rpc-addr`.
-pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+pub async fn run_dev(mut args: DevArgs) -> anyhow::Result<()> {
+    let cadence = crate::cadence::Cadence {
+        block_time: args.devnet.block_time,
+        flashblock_interval: Some(args.devnet.flashblock_interval),
+    };
+    crate::cadence::enforce(Some(cadence), &mut args.overlay)?;
     let cancel = CancellationToken::new();
     let tasks = TaskManager::new();
     let mut config = devnet_config(&args.devnet);

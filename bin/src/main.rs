@@ -3,6 +3,7 @@
 // The CLI's doc comments are clap's help text, written for a terminal (`<peer id>`), not HTML.
 #![allow(rustdoc::invalid_html_tags)]
 
+mod cadence;
 mod cli;
 mod config;
 mod dev;

@@ -330,7 +330,7 @@ fn log_preset(preset: Option<&ChainPreset>, named: bool, chain_id: u64, upstream
 }
 
 /// `flashnode node`.
-pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+pub async fn run_node(mut args: NodeArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tasks = TaskManager::new();
     // First, so what the upstream client and the p2p host record while starting (first
@@ -405,6 +405,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         args.upstream_rpc
     );
     let preset = from_file.or(preset);
+    crate::cadence::enforce(preset.as_ref().and_then(|p| p.cadence), &mut args.overlay)?;
     // The flag (`never` included) wins over the preset's cutover.
     let native_blocks_at = match args.overlay.native_blocks_timestamp {
         Some(flag) => flag.timestamp(),

@@ -14,6 +14,7 @@
 //! carries no literal; the published times are minute-precise, which is enough for a node
 //! that only stops expecting a stream (`--native-blocks-timestamp` overrides them).
 
+use crate::cadence::Cadence;
 use alloy_eips::eip1559::BaseFeeParams;
 use alloy_op_hardforks::{ForkCondition, OpChainHardforks, OpHardfork};
 use alloy_primitives::{address, Address};
@@ -65,6 +66,9 @@ pub struct ChainPreset {
     pub chain: ChainConfig,
     /// Unix time of the switch to native short blocks (no flashblock stream after it).
     pub native_blocks_timestamp: Option<u64>,
+    /// Block time and flashblock interval, where known: the timing flags are checked
+    /// against them at start.
+    pub cadence: Option<Cadence>,
 }
 
 /// Base Sepolia's Denim activation: 2026-10-21 18:00:00 UTC.
@@ -116,6 +120,9 @@ struct RegistryChain {
     chain_id: u64,
     #[serde(default)]
     name: Option<String>,
+    /// Seconds between blocks.
+    #[serde(default)]
+    block_time: Option<u64>,
     #[serde(default)]
     hardforks: RegistryForks,
     optimism: RegistryOptimism,
@@ -164,6 +171,14 @@ pub enum ChainConfigError {
     },
 }
 
+/// A cadence of `block_ms` blocks and `interval_ms` flashblocks (`None`: not published).
+fn cadence(block_ms: u64, interval_ms: Option<u64>) -> Cadence {
+    Cadence {
+        block_time: std::time::Duration::from_millis(block_ms),
+        flashblock_interval: interval_ms.map(std::time::Duration::from_millis),
+    }
+}
+
 /// EIP-1559 parameters after Canyon with a given elasticity (denominator 250 on every chain
 /// here; Holocene moves them into `extra_data`, which flashblocks carry).
 fn canyon(elasticity: u64) -> BaseFeeParams {
@@ -185,6 +200,15 @@ impl ChainPreset {
                 ChainName::BaseSepolia => Some(BASE_SEPOLIA_DENIM_TIMESTAMP),
                 _ => None,
             },
+            // Base: 2 s blocks, 10 flashblocks each (until Denim); OP Mainnet: 2 s, Subblocks
+            // every 250 ms (8 a block); Unichain: 1 s, every 200 ms (5 a block). OP Sepolia's
+            // Subblocks interval is not published: its 2 s blocks alone are checked.
+            cadence: Some(match name {
+                ChainName::Unichain | ChainName::UnichainSepolia => cadence(1_000, Some(200)),
+                ChainName::Optimism => cadence(2_000, Some(250)),
+                ChainName::OpSepolia => cadence(2_000, None),
+                _ => cadence(2_000, Some(200)),
+            }),
         };
         match name {
             ChainName::Base => public(
@@ -250,6 +274,8 @@ impl ChainPreset {
                 bootnodes: &[],
                 chain: ChainConfig::devnet(devnet_chain_id),
                 native_blocks_timestamp: None,
+                // The devnet's cadence is its own flags'; `dev` checks against them.
+                cadence: None,
             },
         }
     }
@@ -293,6 +319,11 @@ impl ChainPreset {
             bootnodes: SUPERCHAIN_BOOTNODES,
             chain: ChainConfig::with_hardforks(chain.chain_id, forks, params),
             native_blocks_timestamp: None,
+            // The registry gives the block time; the flashblock interval is the stream's own.
+            cadence: chain.block_time.map(|secs| Cadence {
+                block_time: std::time::Duration::from_secs(secs),
+                flashblock_interval: None,
+            }),
         })
     }
 

@@ -137,3 +137,64 @@ async fn one_second_blocks_do_not_flap_and_fall_back_when_the_stream_dies() {
         status(&node.rpc).await
     );
 }
+
+/// #27.3: the timing flags against the chain's cadence. A value that would flap refuses to
+/// start, naming the flag and what fits; a default too short for a slow chain derives from its
+/// cadence. With 20 s blocks the canonical tip stands still 20 s at a time, past the 12 s
+/// default of `--canonical-stale-after`: it becomes 60 s (3 blocks, logged) and `/readyz` stays
+/// 200 through the block (before: 503 from 12 s into every block).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timing_flags_fit_the_chains_cadence() {
+    let mut refused = std::process::Command::new(flashnode_bin())
+        .args([
+            "dev",
+            "--rpc-addr",
+            "127.0.0.1:0",
+            "--flashblocks-addr",
+            "127.0.0.1:0",
+            "--flashblock-interval",
+            "500ms",
+            "--pending-stale-after",
+            "800ms",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flashnode runs");
+    let exited = eventually(Duration::from_secs(20), || {
+        let done = matches!(refused.try_wait(), Ok(Some(_)));
+        async move { done }
+    })
+    .await;
+    if !exited {
+        let _ = refused.kill();
+    }
+    let out = refused.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(exited && !out.status.success(), "a flapping stale window is refused: {err}");
+    assert!(
+        err.contains("--pending-stale-after 800ms is at most 2 flashblock intervals")
+            && err.contains("500ms"),
+        "{err}"
+    );
+
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let node = start(
+        "dev",
+        &["--block-time", "20s", "--flashblock-interval", "200ms", "--metrics-addr", &metrics],
+    )
+    .await;
+    assert!(mode_becomes(&node.rpc, "flashblocks", Duration::from_secs(20)).await);
+    let log = node.proc.output();
+    assert!(log.contains("--canonical-stale-after 60s: derived from the chain's cadence"), "{log}");
+    let first = status(&node.rpc).await["canonicalTip"].clone();
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(14) {
+        let (code, body) = http_get(&metrics, "/readyz").await;
+        assert_eq!(code, 200, "{:?} into a 20 s block: {body}", started.elapsed());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The block really stood still that long (else the check proved nothing).
+    let tip = status(&node.rpc).await["canonicalTip"].clone();
+    assert!(first == tip || tip.is_null(), "the tip moved: {first} -> {tip}");
+}
