@@ -21,6 +21,7 @@ use std::{
     sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -33,12 +34,21 @@ use crate::{
     store::{Store, StoredNode},
 };
 
+/// `now + after`, or `now` on the (theoretical) overflow: no unchecked `Instant` arithmetic.
+fn later(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or(now)
+}
+
 /// The ENR key of the OP-stack entry.
 pub const OPSTACK_KEY: &str = "opstack";
 /// Longest discv5 lookup before it is abandoned.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A discovered node is handed to the swarm at most this often.
 const REDIAL_AFTER: Duration = Duration::from_secs(30);
+/// After a failed dial, a node may be dialled again this soon, doubling with each failure up
+/// to [`REDIAL_AFTER`]: a dial lost to a transient failure (two nodes dialling each other in
+/// the same instant) is retried at the next sighting instead of 30 s later.
+const FAILED_REDIAL_AFTER: Duration = Duration::from_secs(1);
 /// Nodes remembered as recently handed to the swarm (bounded memory).
 const RECENT: usize = 1024;
 /// Discovered nodes are written to the store at most this often.
@@ -415,6 +425,7 @@ impl Discovery {
         stats: Arc<GossipStats>,
         below_high_water: impl Fn() -> bool,
         dial: impl Fn(PeerId, Multiaddr) -> bool,
+        mut dial_failed: mpsc::Receiver<PeerId>,
         cancel: CancellationToken,
     ) {
         let mut events = match self.discv5.event_stream().await {
@@ -427,55 +438,56 @@ impl Discovery {
         let local = self.enr.node_id();
         let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When each node handed to the swarm may be handed again, and its failed dials in a row.
         let mut recent: HashMap<PeerId, Instant> = HashMap::new();
+        let mut failures: HashMap<PeerId, u32> = HashMap::new();
         let mut query: Option<futures::future::BoxFuture<'static, Vec<Enr>>> = None;
         let mut lookups = 0u64;
         let mut book = NodeBook::default();
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // `book`: the node answered a handshake, so its record is kept for the next start.
-        let consider = |enr: Enr,
-                        recent: &mut HashMap<PeerId, Instant>,
-                        book: Option<&mut NodeBook>| {
-            stats.discovered.fetch_add(1, Ordering::Relaxed);
-            let outcome = match judge(&enr, chain_id) {
-                Verdict::OtherChain => {
-                    stats.discovered_other_chain.fetch_add(1, Ordering::Relaxed);
-                    debug!(enr = %enr.to_base64(), "discovered a node of another chain");
-                    "other_chain"
-                }
-                Verdict::NotDialable => "not_dialable",
-                Verdict::Dial(peer, addr) => {
-                    if let Some(book) = book {
-                        book.seen(&enr, now_secs());
+        let consider =
+            |enr: Enr, recent: &mut HashMap<PeerId, Instant>, book: Option<&mut NodeBook>| {
+                stats.discovered.fetch_add(1, Ordering::Relaxed);
+                let outcome = match judge(&enr, chain_id) {
+                    Verdict::OtherChain => {
+                        stats.discovered_other_chain.fetch_add(1, Ordering::Relaxed);
+                        debug!(enr = %enr.to_base64(), "discovered a node of another chain");
+                        "other_chain"
                     }
-                    let now = Instant::now();
-                    if recent.get(&peer).is_some_and(|t| now.duration_since(*t) < REDIAL_AFTER) {
-                        "recent"
-                    } else {
-                        if recent.len() >= RECENT {
-                            recent.retain(|_, t| now.duration_since(*t) < REDIAL_AFTER);
+                    Verdict::NotDialable => "not_dialable",
+                    Verdict::Dial(peer, addr) => {
+                        if let Some(book) = book {
+                            book.seen(&enr, now_secs());
+                        }
+                        let now = Instant::now();
+                        if recent.get(&peer).is_some_and(|next| now < *next) {
+                            "recent"
+                        } else {
                             if recent.len() >= RECENT {
-                                recent.clear();
+                                recent.retain(|_, next| now < *next);
+                                if recent.len() >= RECENT {
+                                    recent.clear();
+                                }
+                            }
+                            recent.insert(peer, later(now, REDIAL_AFTER));
+                            if dial(peer, addr) {
+                                "dial"
+                            } else {
+                                "queue_full"
                             }
                         }
-                        recent.insert(peer, now);
-                        if dial(peer, addr) {
-                            "dial"
-                        } else {
-                            "queue_full"
-                        }
                     }
-                }
+                };
+                metrics::counter!("flashnode_gossip_discovered_total", "outcome" => outcome)
+                    .increment(1);
             };
-            metrics::counter!("flashnode_gossip_discovered_total", "outcome" => outcome)
-                .increment(1);
-        };
         // The last network first: dial the most recently seen of the nodes known before the
         // restart (the rest are in the routing table for lookups). They are stored again only
         // once a session with them is established.
         for (peer, addr) in std::mem::take(&mut self.restored).into_iter().take(RESTORED_DIALS) {
-            recent.insert(peer, Instant::now());
+            recent.insert(peer, later(Instant::now(), REDIAL_AFTER));
             let outcome = if dial(peer, addr) { "dial" } else { "queue_full" };
             metrics::counter!("flashnode_gossip_restored_dials_total", "outcome" => outcome)
                 .increment(1);
@@ -503,6 +515,22 @@ impl Discovery {
                     query = None;
                     for enr in found {
                         consider(enr, &mut recent, None);
+                    }
+                }
+                Some(peer) = dial_failed.recv() => {
+                    // Only a node this loop handed over is retried sooner; its next sighting
+                    // dials it again once the backoff passed.
+                    if let Some(next) = recent.get_mut(&peer) {
+                        if failures.len() >= RECENT {
+                            failures.clear();
+                        }
+                        let n = failures.entry(peer).or_default();
+                        *n = n.saturating_add(1);
+                        let backoff = FAILED_REDIAL_AFTER
+                            .saturating_mul(1 << (*n - 1).min(5))
+                            .min(REDIAL_AFTER);
+                        *next = later(Instant::now(), backoff);
+                        debug!(%peer, failures = *n, ?backoff, "discovered node's dial failed: retried sooner");
                     }
                 }
                 ev = events.recv() => match ev {

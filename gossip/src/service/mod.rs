@@ -48,7 +48,10 @@ use libp2p::{
     identity::Keypair,
     ping,
     request_response::{self, OutboundRequestId},
-    swarm::SwarmEvent,
+    swarm::{
+        dial_opts::{DialOpts, PeerCondition},
+        SwarmEvent,
+    },
     Multiaddr, PeerId, Swarm,
 };
 use peers::{BanReason, DialOutcome, PeerSettings, PeersManager};
@@ -67,6 +70,8 @@ use validation::{Validation, Verdict};
 
 /// Commands queued to the swarm task.
 const COMMAND_BUFFER: usize = 256;
+/// Failed dials of discovered nodes queued for discovery (beyond it they are dropped).
+const DIAL_FAILED_BUFFER: usize = 256;
 /// How often static peers are redialled, alt-sync scheduled, bans enforced and peers pruned.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -153,6 +158,9 @@ pub async fn spawn(
     }
     let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
     let (mut enr, mut node_id) = (None, None);
+    // Failed dials of discovered nodes go back to discovery, which retries them sooner.
+    let (dial_failed, dial_failed_rx) = mpsc::channel(DIAL_FAILED_BUFFER);
+    let mut dial_failed = Some(dial_failed);
     if let (Some(dc), Some(key)) = (&config.discovery, discovery_key) {
         let tcp_port = swarm::tcp_port(&listen_addrs);
         let discovery = discovery::start(dc, key, tcp_port, config.chain_id, store.clone()).await?;
@@ -169,6 +177,7 @@ pub async fn spawn(
                     move || counts.peers.load(Ordering::Relaxed) < hi,
                     // Bounded: a full command queue drops the node (found again later).
                     move |peer, addr| tx.try_send(Command::Discovered(peer, addr)).is_ok(),
+                    dial_failed_rx,
                     cancel.clone(),
                 )
                 .instrument(info_span!("discv5", %peer_id)),
@@ -178,7 +187,11 @@ pub async fn spawn(
     let (validation, verdicts) = Validation::new(config.chain_id, config.unsafe_block_signer);
     let sync =
         SyncClient::new(store.clone(), stats.clone(), config.max_gap, config.altsync_per_peer);
+    if config.discovery.is_none() {
+        dial_failed = None;
+    }
     let mut host = Host {
+        dial_failed,
         chain_id: config.chain_id,
         swarm,
         stats: stats.clone(),
@@ -212,6 +225,8 @@ pub async fn spawn(
 /// The swarm loop: owns the swarm and the components, routes events to them and carries out
 /// their decisions.
 struct Host {
+    /// Where failed dials of discovered nodes are reported (None without discovery).
+    dial_failed: Option<mpsc::Sender<PeerId>>,
     chain_id: u64,
     swarm: Swarm<Behaviour>,
     stats: Arc<GossipStats>,
@@ -324,7 +339,14 @@ impl Host {
                 let outcome =
                     match self.peers.judge_discovered(&peer, &addr, known, busy, now_secs()) {
                         Some(outcome) => outcome,
-                        None => match self.swarm.dial(addr.clone()) {
+                        // By peer id, so a failure names the peer discovery should retry,
+                        // and never a second dial to a peer already being dialled.
+                        None => match self.swarm.dial(
+                            DialOpts::peer_id(peer)
+                                .addresses(vec![addr.clone()])
+                                .condition(PeerCondition::DisconnectedAndNotDialing)
+                                .build(),
+                        ) {
                             Err(e) => {
                                 debug!(%addr, %e, "dial of a discovered node failed");
                                 DialOutcome::Failed
@@ -361,6 +383,10 @@ impl Host {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(?peer_id, %error, "outgoing connection failed");
+                if let (Some(peer), Some(tx)) = (peer_id, &self.dial_failed) {
+                    // Full: discovery is behind; the node is retried at the usual pace.
+                    let _ = tx.try_send(peer);
+                }
             }
             SwarmEvent::Behaviour(B::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
