@@ -6,6 +6,7 @@
 #   bash bench/run.sh calls                # pending eth_call vs the upstream's latest (needs anvil)
 #   bash bench/run.sh overload             # 256 concurrent gas-cap eth_calls: mode + cheap-call p99
 #   bash bench/run.sh overload --floor     # the same 256 callers sending eth_chainId (the floor)
+#   bash bench/run.sh batch-fairness       # 1,000-call batches vs the same calls one at a time: a cheap eth_call p99
 #   bash bench/run.sh reexec               # Mgas/s by flashblock size + bench/results/reexec-mgas.svg
 #   bash bench/run.sh cold-state           # #24: cold storage reads, dev vs devnet + node, and the floor
 #   bash bench/run.sh cold-state --rate 400 --slots 40 --workloads fresh --out bench/results/cold-state-400x40.json
