@@ -141,7 +141,7 @@ pub fn derive(
 }
 
 /// Fits the timing flags to `cadence` (when known): derives the ones left at their defaults
-/// (see [`derive`]), then checks them all ([`check`]), logging warnings or failing with the
+/// (see [`derive()`]), then checks them all ([`check`]), logging warnings or failing with the
 /// reason.
 pub fn enforce(cadence: Option<Cadence>, args: &mut OverlayArgs) -> anyhow::Result<()> {
     let Some(cadence) = cadence else {

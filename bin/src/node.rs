@@ -234,7 +234,6 @@ pub async fn start_node(
         per_ip_subscriptions: args.rpc_per_ip_subscriptions,
         batch_request_limit: args.rpc_batch_request_limit,
         batch_response_max_bytes: args.rpc_batch_response_max_bytes,
-        ..Default::default()
     };
     // Serving stops first on shutdown (and with everything else if `cancel` fires alone).
     let serving = cancel.child_token();

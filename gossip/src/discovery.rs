@@ -34,6 +34,17 @@ use crate::{
     store::{Store, StoredNode},
 };
 
+/// How discovery and the host talk: whether the host wants more peers, the dial of a
+/// discovered node (false: the host's queue was full), and the failed dials it reports back.
+pub(crate) struct HostLink<W, D> {
+    /// Whether the host is below its high-water mark.
+    pub(crate) below_high_water: W,
+    /// Hands a node to the host to dial.
+    pub(crate) dial: D,
+    /// Peers whose dial failed.
+    pub(crate) failed: mpsc::Receiver<PeerId>,
+}
+
 /// `now + after`, or `now` on the (theoretical) overflow: no unchecked `Instant` arithmetic.
 fn later(now: Instant, after: Duration) -> Instant {
     now.checked_add(after).unwrap_or(now)
@@ -423,11 +434,10 @@ impl Discovery {
         interval: Duration,
         chain_id: u64,
         stats: Arc<GossipStats>,
-        below_high_water: impl Fn() -> bool,
-        dial: impl Fn(PeerId, Multiaddr) -> bool,
-        mut dial_failed: mpsc::Receiver<PeerId>,
+        host: HostLink<impl Fn() -> bool, impl Fn(PeerId, Multiaddr) -> bool>,
         cancel: CancellationToken,
     ) {
+        let HostLink { below_high_water, dial, failed: mut dial_failed } = host;
         let mut events = match self.discv5.event_stream().await {
             Ok(e) => e,
             Err(e) => {

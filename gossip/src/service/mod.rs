@@ -174,10 +174,14 @@ pub async fn spawn(
                     dc.interval,
                     config.chain_id,
                     stats.clone(),
-                    move || counts.peers.load(Ordering::Relaxed) < hi,
-                    // Bounded: a full command queue drops the node (found again later).
-                    move |peer, addr| tx.try_send(Command::Discovered(peer, addr)).is_ok(),
-                    dial_failed_rx,
+                    discovery::HostLink {
+                        below_high_water: move || counts.peers.load(Ordering::Relaxed) < hi,
+                        // Bounded: a full command queue drops the node (found again later).
+                        dial: move |peer, addr| {
+                            tx.try_send(Command::Discovered(peer, addr)).is_ok()
+                        },
+                        failed: dial_failed_rx,
+                    },
                     cancel.clone(),
                 )
                 .instrument(info_span!("discv5", %peer_id)),
