@@ -262,6 +262,11 @@ pub struct NodeArgs {
     /// --flashblocks-url for its stream.
     #[arg(long, value_name = "FILE", conflicts_with = "chain")]
     pub chain_config: Option<std::path::PathBuf>,
+    /// The op-node beside the execution client (its RPC URL): the chain's fork schedule,
+    /// EIP-1559 parameters and block time come from its optimism_rollupConfig, as for
+    /// --chain-config.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["chain", "chain_config"])]
+    pub rollup_config_rpc: Option<String>,
     /// Flashblock websocket to consume (builder, rollup-boost or Base's websocket proxy);
     /// `--chain base` and `base-sepolia` supply Base's public stream. Optional with p2p
     /// (`--p2p-sequencer-address`): the node then follows sealed blocks from gossip.

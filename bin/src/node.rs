@@ -300,6 +300,32 @@ fn connection_budget(
     Ok((u32::try_from(rpc_share).unwrap_or(rpc), fanout_share))
 }
 
+/// The chain from the op-node at `url` (`optimism_rollupConfig`), refused when it is another
+/// chain than the upstream's `chain_id`.
+async fn rollup_config(url: &str, timeout: Duration, chain_id: u64) -> anyhow::Result<ChainPreset> {
+    let op_node = Upstream::connect(url, timeout)
+        .await
+        .with_context(|| format!("--rollup-config-rpc: connecting to the op-node {url}"))?;
+    let config = op_node
+        .call("optimism_rollupConfig", None)
+        .await
+        .with_context(|| format!("--rollup-config-rpc: optimism_rollupConfig of {url}"))?;
+    let chain = ChainPreset::from_rollup_config(config).with_context(|| {
+        format!("--rollup-config-rpc: {url} answered optimism_rollupConfig with no rollup config")
+    })?;
+    anyhow::ensure!(
+        chain.chain_id == chain_id,
+        "--rollup-config-rpc {url}: the op-node's rollup is chain {}, the upstream is chain {chain_id}",
+        chain.chain_id
+    );
+    tracing::info!(
+        chain_id,
+        op_node = url,
+        "chain config applied from the op-node's optimism_rollupConfig"
+    );
+    Ok(chain)
+}
+
 /// Logs the one line that names the chain preset applied and where it came from.
 fn log_preset(preset: Option<&ChainPreset>, named: bool, chain_id: u64, upstream: &str) {
     match (preset, named) {
@@ -375,7 +401,10 @@ pub async fn run_node(mut args: NodeArgs) -> anyhow::Result<()> {
             tracing::info!(chain_id, file = %path.display(), "chain config applied");
             Some(chain)
         }
-        None => None,
+        None => match &args.rollup_config_rpc {
+            Some(url) => Some(rollup_config(url, args.overlay.upstream_timeout, chain_id).await?),
+            None => None,
+        },
     };
     let preset = match args.chain {
         Some(name) => {
@@ -400,7 +429,8 @@ pub async fn run_node(mut args: NodeArgs) -> anyhow::Result<()> {
         "the upstream {} is chain {chain_id}, which has no preset: give its superchain-registry \
          config with --chain-config <superchain/configs/<network>/<chain>.toml> (its hardfork \
          times and EIP-1559 parameters; re-executing with guessed rules would serve wrong \
-         receipts), or --chain for one of the presets",
+         receipts), the op-node beside it with --rollup-config-rpc <url>, or --chain for one of \
+         the presets",
         args.upstream_rpc
     );
     let preset = from_file.or(preset);

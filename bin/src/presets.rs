@@ -143,6 +143,28 @@ struct RegistryForks {
     interop_time: Option<u64>,
 }
 
+/// op-node's rollup config as `optimism_rollupConfig` answers it (`op-node/rollup/types.go`
+/// `Config`): the keys this node executes by. Unknown keys are ignored.
+#[derive(Debug, serde::Deserialize)]
+struct RollupConfig {
+    l2_chain_id: u64,
+    block_time: u64,
+    #[serde(flatten)]
+    forks: RegistryForks,
+    chain_op_config: RollupOpConfig,
+}
+
+/// `chain_op_config`: the execution layer's `OptimismConfig` (EIP-1559 parameters).
+#[derive(Debug, serde::Deserialize)]
+struct RollupOpConfig {
+    #[serde(rename = "eip1559Elasticity")]
+    eip1559_elasticity: u64,
+    #[serde(rename = "eip1559Denominator")]
+    eip1559_denominator: u64,
+    #[serde(rename = "eip1559DenominatorCanyon", default)]
+    eip1559_denominator_canyon: Option<u64>,
+}
+
 /// `[optimism]`: the EIP-1559 parameters.
 #[derive(Debug, serde::Deserialize)]
 struct RegistryOptimism {
@@ -291,7 +313,36 @@ impl ChainPreset {
             .map_err(|source| ChainConfigError::Read { path: shown.clone(), source })?;
         let chain: RegistryChain = toml::from_str(&text)
             .map_err(|source| ChainConfigError::Parse { path: shown, source })?;
-        let f = &chain.hardforks;
+        let params = BaseFeeParams::new(
+            chain.optimism.eip1559_denominator_canyon as u128,
+            chain.optimism.eip1559_elasticity as u128,
+        );
+        tracing::debug!(name = ?chain.name, chain_id = chain.chain_id, "chain config loaded");
+        Ok(Self::from_schedule(chain.chain_id, &chain.hardforks, params, chain.block_time))
+    }
+
+    /// A chain from its op-node's rollup config (`optimism_rollupConfig`, op-node's
+    /// `rollup.Config` as JSON): `l2_chain_id`, the `*_time` fork activations, `block_time`,
+    /// and the EIP-1559 parameters of `chain_op_config`. As with a registry file the signer and
+    /// the stream are not in it.
+    pub fn from_rollup_config(config: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let rollup: RollupConfig = serde_json::from_value(config)?;
+        let op = &rollup.chain_op_config;
+        let params = BaseFeeParams::new(
+            op.eip1559_denominator_canyon.unwrap_or(op.eip1559_denominator) as u128,
+            op.eip1559_elasticity as u128,
+        );
+        Ok(Self::from_schedule(rollup.l2_chain_id, &rollup.forks, params, Some(rollup.block_time)))
+    }
+
+    /// A chain with this id, fork schedule (a fork left out never activates), EIP-1559
+    /// parameters and block time; the Superchain's bootnodes.
+    fn from_schedule(
+        chain_id: u64,
+        f: &RegistryForks,
+        params: BaseFeeParams,
+        block_time: Option<u64>,
+    ) -> Self {
         let at = |t: Option<u64>| t.map_or(ForkCondition::Never, ForkCondition::Timestamp);
         let forks = OpChainHardforks::new([
             (OpHardfork::Bedrock, ForkCondition::Block(0)),
@@ -306,25 +357,20 @@ impl ChainPreset {
             (OpHardfork::Karst, at(f.karst_time)),
             (OpHardfork::Interop, at(f.interop_time)),
         ]);
-        let params = BaseFeeParams::new(
-            chain.optimism.eip1559_denominator_canyon as u128,
-            chain.optimism.eip1559_elasticity as u128,
-        );
-        tracing::debug!(name = ?chain.name, chain_id = chain.chain_id, "chain config loaded");
-        Ok(Self {
+        Self {
             name: ChainName::Devnet,
-            chain_id: chain.chain_id,
+            chain_id,
             unsafe_block_signer: None,
             flashblocks_url: None,
             bootnodes: SUPERCHAIN_BOOTNODES,
-            chain: ChainConfig::with_hardforks(chain.chain_id, forks, params),
+            chain: ChainConfig::with_hardforks(chain_id, forks, params),
             native_blocks_timestamp: None,
-            // The registry gives the block time; the flashblock interval is the stream's own.
-            cadence: chain.block_time.map(|secs| Cadence {
+            // The config gives the block time; the flashblock interval is the stream's own.
+            cadence: block_time.map(|secs| Cadence {
                 block_time: std::time::Duration::from_secs(secs),
                 flashblock_interval: None,
             }),
-        })
+        }
     }
 
     /// The preset's name as `--chain` takes it.

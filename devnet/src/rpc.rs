@@ -151,6 +151,36 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     })
     .expect("unique");
     m.register_method("net_listening", |_, _, _| -> RpcResult<bool> { Ok(true) }).expect("unique");
+    // What an op-node beside this chain would answer (op-node's `rollup.Config`): every fork
+    // through Isthmus at genesis, Canyon's EIP-1559 parameters, the block time in whole
+    // seconds (op-node has no shorter one).
+    m.register_method("optimism_rollupConfig", |_, s, _| -> RpcResult<serde_json::Value> {
+        let store = s.store.read();
+        let genesis = store.by_number(0).ok_or_else(|| err(-32000, "no genesis"))?;
+        let params = &s.chain.base_fee_params;
+        Ok(serde_json::json!({
+            "genesis": {
+                "l2": { "hash": genesis.hash, "number": 0 },
+                "l2_time": genesis.header.timestamp,
+            },
+            "block_time": s.config.block_time.as_secs().max(1),
+            "l2_chain_id": s.chain.chain_id,
+            "regolith_time": 0,
+            "canyon_time": 0,
+            "delta_time": 0,
+            "ecotone_time": 0,
+            "fjord_time": 0,
+            "granite_time": 0,
+            "holocene_time": 0,
+            "isthmus_time": 0,
+            "chain_op_config": {
+                "eip1559Elasticity": params.elasticity_multiplier as u64,
+                "eip1559Denominator": 50,
+                "eip1559DenominatorCanyon": params.max_change_denominator as u64,
+            },
+        }))
+    })
+    .expect("unique");
     m.register_method("web3_clientVersion", |_, _, _| -> RpcResult<String> {
         Ok(format!("flashnode-devnet/v{}", env!("CARGO_PKG_VERSION")))
     })

@@ -510,3 +510,63 @@ async fn raw_rpc_ok(rpc: &str) -> bool {
     };
     raw_rpc(rpc, "eth_chainId", serde_json::json!([])).await["result"] == "0x309"
 }
+
+/// #27.2: where an op-node runs beside the execution client, the chain comes from its
+/// `optimism_rollupConfig` (the devnet answers it as an op-node would). A devnet of chain 777,
+/// which has no preset, is the upstream: `--rollup-config-rpc` naming it starts the node, with
+/// the block time it gives checked (`--canonical-stale-after 3s` is under 3 of its 2 s blocks:
+/// refused); an op-node of another chain is refused, naming both ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_chain_can_take_its_op_nodes_rollup_config() {
+    let upstream = start("devnet", &["--chain-id", "777", "--block-time", "2s"]).await;
+    let other = start("devnet", &["--chain-id", "778"]).await;
+    let rpc_port = free_port();
+    let args = |op_node: &str, extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "node".into(),
+            "--upstream-rpc".into(),
+            upstream.rpc.clone(),
+            "--flashblocks-url".into(),
+            upstream.ws.clone(),
+            "--rpc-addr".into(),
+            format!("127.0.0.1:{rpc_port}"),
+            "--flashblocks-addr".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--rollup-config-rpc".into(),
+            op_node.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run_to_exit = |args: Vec<String>| {
+        let out = std::process::Command::new(flashnode_bin())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("flashnode runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, err) = run_to_exit(args(&other.rpc, &[]));
+    assert!(!ok, "an op-node of another chain is refused");
+    assert!(err.contains("rollup is chain 778, the upstream is chain 777"), "{err}");
+    let (ok, err) = run_to_exit(args(&upstream.rpc, &["--canonical-stale-after", "3s"]));
+    assert!(!ok && err.contains("--canonical-stale-after 3s"), "the block time is checked: {err}");
+
+    let node = Proc::flashnode(&args(&upstream.rpc, &[]));
+    let rpc = format!("http://127.0.0.1:{rpc_port}");
+    let listening = eventually(Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", rpc_port)).await.is_ok()
+    })
+    .await;
+    assert!(listening, "the node starts:\n{}", node.output());
+    assert!(
+        mode_becomes(&rpc, "flashblocks", Duration::from_secs(20)).await,
+        "the node preconfirms on the op-node's config:\n{}",
+        node.output()
+    );
+    assert!(
+        node.output().contains("chain config applied from the op-node's optimism_rollupConfig"),
+        "{}",
+        node.output()
+    );
+}
