@@ -451,6 +451,34 @@ mod tests {
         assert!(err.contains("not a superchain-registry chain config"), "{err}");
     }
 
+    /// The same chain as its op-node's `optimism_rollupConfig` answers it (op-node's
+    /// `rollup.Config` JSON, with keys this node ignores) gives the same rules.
+    #[test]
+    fn an_op_node_rollup_config_gives_the_same_rules_as_the_preset() {
+        let config = serde_json::json!({
+            "genesis": {"l1": {"hash": "0x01", "number": 7}, "l2": {"hash": "0x02", "number": 0},
+                        "l2_time": 1730748359, "system_config": {"gasLimit": 30000000}},
+            "block_time": 1, "max_sequencer_drift": 600, "seq_window_size": 3600,
+            "channel_timeout": 300, "l1_chain_id": 11155111, "l2_chain_id": 1301,
+            "regolith_time": 0, "canyon_time": 0, "delta_time": 0, "ecotone_time": 0,
+            "fjord_time": 0, "granite_time": 0, "holocene_time": 1734559200,
+            "pectra_blob_schedule_time": 1742486400, "isthmus_time": 1744905600,
+            "jovian_time": 1763568001, "karst_time": 1781712001,
+            "batch_inbox_address": "0xff00000000000000000000000000000000001301",
+            "chain_op_config": {"eip1559Elasticity": 6, "eip1559Denominator": 50,
+                                "eip1559DenominatorCanyon": 250},
+        });
+        let loaded = ChainPreset::from_rollup_config(config).unwrap();
+        let preset = ChainPreset::of(ChainName::UnichainSepolia, 901);
+        assert_eq!(loaded.chain_id, 1301);
+        assert_eq!(loaded.chain.base_fee_params, preset.chain.base_fee_params);
+        assert_eq!(loaded.cadence.map(|c| c.block_time), Some(std::time::Duration::from_secs(1)));
+        for t in [0, 1_734_559_199, 1_734_559_200, 1_744_905_600, 1_763_568_001, 1_781_712_001] {
+            assert_eq!(loaded.chain.spec_at(t), preset.chain.spec_at(t), "at {t}");
+        }
+        assert!(ChainPreset::from_rollup_config(serde_json::json!({"block_time": 2})).is_err());
+    }
+
     #[test]
     fn every_preset_loads_with_its_schedule() {
         for name in ChainName::value_variants() {
