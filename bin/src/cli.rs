@@ -284,6 +284,12 @@ pub struct NodeArgs {
     /// How often the upstream is polled for new heads.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub upstream_poll_interval: Duration,
+    /// Ask the upstream for each new block's state diff (debug_traceBlockByHash with the
+    /// prestate tracer in diff mode, served by op-reth and op-geth), so state read at one
+    /// block is reused at later blocks that did not touch it; `false` reads state afresh at
+    /// every block (an upstream without the debug namespace is detected and not asked again).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub upstream_state_diffs: bool,
     /// Node flags.
     #[command(flatten)]
     pub overlay: OverlayArgs,

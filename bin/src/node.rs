@@ -367,6 +367,7 @@ pub async fn run_node(mut args: NodeArgs) -> anyhow::Result<()> {
         url: args.upstream_rpc.clone(),
         poll_interval: args.upstream_poll_interval,
         request_timeout: args.overlay.upstream_timeout,
+        state_diffs: args.upstream_state_diffs,
         ..Default::default()
     };
     // The execution client may start after us (a sidecar in the same pod, a restart): wait for

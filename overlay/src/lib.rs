@@ -5,6 +5,7 @@
 //! of libp2p: readers take snapshots from [`Overlay`].
 
 mod canonical;
+mod carry;
 mod discover;
 mod executor;
 mod frame;
@@ -16,6 +17,7 @@ mod stream;
 mod upstream;
 
 pub use canonical::{MergedSource, UnsafeBlock, UNSAFE_BLOCK_QUEUE, UNSAFE_STATE_WAIT};
+pub use carry::{CARRIED_TOTAL, CARRY_WINDOW};
 pub use executor::{env_of, ApplyError, ApplyReport, FlashblockExecutor, TxDecodeError};
 pub use frame::{
     decode_frame, encode_brotli, DecodedFlashblock, FrameError, BROTLI_QUALITY, BROTLI_WINDOW,
@@ -33,4 +35,4 @@ pub use service::{
 pub use stream::{
     run_stream, DisconnectReason, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES,
 };
-pub use upstream::{UpstreamConfig, UpstreamSource};
+pub use upstream::{UpstreamConfig, UpstreamSource, DIFFS_TOTAL};

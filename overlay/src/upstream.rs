@@ -2,6 +2,7 @@
 //! pinned to a block hash (EIP-1898), cached in moka with a memory bound, and new heads by
 //! polling with reorg detection.
 
+use crate::carry::{touches_of_prestate_diff, BlockTouches, CarriedState, CARRIED_TOTAL};
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256, U64};
 use alloy_provider::{
@@ -16,7 +17,13 @@ use futures::future::{BoxFuture, FutureExt};
 use op_alloy_consensus::{OpReceipt, OpReceiptEnvelope};
 use op_alloy_rpc_types::OpTransactionReceipt;
 use serde_json::{json, Value};
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, RwLock,
+    },
+    time::Duration,
+};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
@@ -32,6 +39,10 @@ pub struct UpstreamConfig {
     pub request_timeout: Duration,
     /// Cache bound in bytes.
     pub cache_bytes: u64,
+    /// Ask the upstream for each new block's state diff (`debug_traceBlockByHash`, prestate
+    /// tracer in diff mode), so state read at one block is carried to the next ones it did
+    /// not touch; off, every block reads state afresh.
+    pub state_diffs: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -41,6 +52,7 @@ impl Default for UpstreamConfig {
             poll_interval: Duration::from_millis(100),
             request_timeout: Duration::from_secs(5),
             cache_bytes: 256 * 1024 * 1024,
+            state_diffs: true,
         }
     }
 }
@@ -56,6 +68,10 @@ pub struct UpstreamSource {
     slots: moka::sync::Cache<(B256, Address, U256), U256>,
     blocks: moka::future::Cache<u64, Arc<CanonicalBlock>>,
     notifications: broadcast::Sender<CanonicalNotification>,
+    /// Reads carried across canonical blocks by their state diffs (#24.1).
+    carried: Arc<RwLock<CarriedState>>,
+    /// Whether to ask the upstream for each block's state diff (off when it said it cannot).
+    state_diffs: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for UpstreamSource {
@@ -94,6 +110,8 @@ impl UpstreamSource {
             slots: moka::sync::Cache::builder().max_capacity(config.cache_bytes / 2 / 128).build(),
             blocks: moka::future::Cache::builder().max_capacity(1024).build(),
             notifications,
+            carried: Arc::new(RwLock::new(CarriedState::default())),
+            state_diffs: Arc::new(AtomicBool::new(config.state_diffs)),
         };
         let poller = source.clone();
         tasks.spawn_critical(
@@ -196,6 +214,14 @@ impl UpstreamSource {
         for ((address, slot), value) in slots.iter().zip(&out_slots) {
             self.slots.insert((at, *address, *slot), *value);
         }
+        let mut carried = write(&self.carried);
+        for (address, acc) in accounts.iter().zip(&out_accounts) {
+            carried.record_account(&at, *address, acc.clone());
+        }
+        for ((address, slot), value) in slots.iter().zip(&out_slots) {
+            carried.record_storage(&at, *address, *slot, *value);
+        }
+        drop(carried);
         Ok((out_accounts, out_slots))
     }
 
@@ -287,6 +313,8 @@ impl UpstreamSource {
             };
             failures = 0;
             let Some(prev) = tip.clone() else {
+                // Nothing is known of what came before: values read from here on are carried.
+                write(&self.carried).commit(latest.header.number, latest.hash, None);
                 tip = Some(latest);
                 continue;
             };
@@ -295,12 +323,75 @@ impl UpstreamSource {
             }
             match self.advance(&prev, latest.clone()).await {
                 Ok(n) => {
+                    self.carry_to(&n).await;
                     let _ = self.notifications.send(n);
                     tip = Some(latest);
                 }
                 Err(err) => debug!(%err, "could not walk to the new head; retrying"),
             }
         }
+    }
+
+    /// Brings the carried state along `n`'s new blocks: each block's touches from its state
+    /// diff, or a barrier where the diff is not to be had; a reorg starts it over.
+    async fn carry_to(&self, n: &CanonicalNotification) {
+        let new = match n {
+            CanonicalNotification::Committed { new } => new,
+            CanonicalNotification::Reorged { new, .. } => {
+                if let Some(first) = new.first() {
+                    write(&self.carried).reset(first.header.number);
+                }
+                new
+            }
+            CanonicalNotification::Reverted { old } => {
+                if let Some(first) = old.first() {
+                    write(&self.carried).reset(first.header.number);
+                }
+                return;
+            }
+        };
+        for block in new {
+            let touches = self.block_touches(block.hash).await;
+            write(&self.carried).commit(block.header.number, block.hash, touches.as_ref());
+        }
+        let (accounts, slots) = read(&self.carried).len();
+        metrics::gauge!("flashnode_upstream_carried_keys", "kind" => "account")
+            .set(accounts as f64);
+        metrics::gauge!("flashnode_upstream_carried_keys", "kind" => "slot").set(slots as f64);
+    }
+
+    /// What block `hash` touched, from the upstream's prestate-tracer diff; `None` when it is
+    /// off, the upstream cannot give it (then it is not asked again) or it failed.
+    async fn block_touches(&self, hash: B256) -> Option<BlockTouches> {
+        if !self.state_diffs.load(Ordering::Relaxed) {
+            return None;
+        }
+        let params =
+            json!([hash, {"tracer": "prestateTracer", "tracerConfig": {"diffMode": true}}]);
+        let fut = self.provider.raw_request::<_, Value>("debug_traceBlockByHash".into(), params);
+        metrics::counter!("flashnode_upstream_requests_total", "method" => "debug_traceBlockByHash")
+            .increment(1);
+        let outcome = match tokio::time::timeout(DIFF_TIMEOUT.min(self.timeout), fut).await {
+            Ok(Ok(answer)) => match touches_of_prestate_diff(&answer) {
+                Some(t) => {
+                    metrics::counter!(DIFFS_TOTAL, "outcome" => "ok").increment(1);
+                    return Some(t);
+                }
+                None => "malformed",
+            },
+            Ok(Err(RpcError::ErrorResp(p))) if DIFF_UNSUPPORTED.contains(&p.code) => {
+                self.state_diffs.store(false, Ordering::Relaxed);
+                warn!(code = p.code, message = %p.message, "the upstream gives no block state diffs (debug_traceBlockByHash, prestate tracer): state is read afresh at each block");
+                "unsupported"
+            }
+            Ok(Err(err)) => {
+                debug!(%err, block = %hash, "block state diff failed");
+                "failed"
+            }
+            Err(_) => "timeout",
+        };
+        metrics::counter!(DIFFS_TOTAL, "outcome" => outcome).increment(1);
+        None
     }
 
     /// The notification that takes the chain from `prev` to `latest`.
@@ -328,6 +419,28 @@ impl UpstreamSource {
         // The new chain does not build on our tip: report our tip as reorged away.
         Ok(CanonicalNotification::Reorged { old: vec![prev.clone()], new })
     }
+}
+
+/// Longest wait for a block's state diff: past it the block is a barrier for carried state
+/// (the canonical notification waits for the diff, so it must not wait long).
+const DIFF_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// JSON-RPC codes of an upstream that cannot give state diffs: method not found (no `debug`
+/// namespace), invalid params (no prestate tracer or no diff mode).
+const DIFF_UNSUPPORTED: [i64; 2] = [-32601, -32602];
+
+/// Metric: block state diffs asked of the upstream, by `outcome`.
+pub const DIFFS_TOTAL: &str = "flashnode_upstream_state_diffs_total";
+
+/// The carried state for reading (a poisoned lock still holds consistent maps: every update is
+/// a plain insert or clear).
+fn read(c: &RwLock<CarriedState>) -> std::sync::RwLockReadGuard<'_, CarriedState> {
+    c.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The carried state for updating.
+fn write(c: &RwLock<CarriedState>) -> std::sync::RwLockWriteGuard<'_, CarriedState> {
+    c.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How often a lost head subscription is asked for again.
@@ -429,6 +542,10 @@ impl StateSource for UpstreamSource {
                 metrics::counter!("flashnode_upstream_cache_total", "kind" => "account", "outcome" => "hit").increment(1);
                 return Ok(hit);
             }
+            if let Some(hit) = read(&self.carried).account(&at, &address) {
+                metrics::counter!(CARRIED_TOTAL, "kind" => "account").increment(1);
+                return Ok(hit);
+            }
             metrics::counter!("flashnode_upstream_cache_total", "kind" => "account", "outcome" => "miss").increment(1);
             // Balance, nonce and code in one JSON-RPC batch: one round trip per account.
             let (mut accounts, _) = self.fetch_batch(at, &[address], &[]).await?;
@@ -438,11 +555,13 @@ impl StateSource for UpstreamSource {
     }
 
     fn cached_account(&self, at: B256, address: Address) -> Option<SourceAccount> {
-        self.accounts.get(&(at, address))
+        self.accounts.get(&(at, address)).or_else(|| read(&self.carried).account(&at, &address))
     }
 
     fn cached_storage(&self, at: B256, address: Address, slot: U256) -> Option<U256> {
-        self.slots.get(&(at, address, slot))
+        self.slots
+            .get(&(at, address, slot))
+            .or_else(|| read(&self.carried).storage(&at, &address, &slot))
     }
 
     fn prefetch(
@@ -452,16 +571,28 @@ impl StateSource for UpstreamSource {
         slots: Vec<(Address, U256)>,
     ) -> BoxFuture<'_, Result<(), SourceError>> {
         async move {
-            let mut seen = std::collections::HashSet::new();
-            let accounts: Vec<Address> = accounts
-                .into_iter()
-                .filter(|a| seen.insert(*a) && !self.accounts.contains_key(&(at, *a)))
-                .collect();
-            let mut seen = std::collections::HashSet::new();
-            let slots: Vec<(Address, U256)> = slots
-                .into_iter()
-                .filter(|(a, k)| seen.insert((*a, *k)) && !self.slots.contains_key(&(at, *a, *k)))
-                .collect();
+            let (accounts, slots) = {
+                let mut seen = std::collections::HashSet::new();
+                let carried = read(&self.carried);
+                let accounts: Vec<Address> = accounts
+                    .into_iter()
+                    .filter(|a| {
+                        seen.insert(*a)
+                            && !self.accounts.contains_key(&(at, *a))
+                            && carried.account(&at, a).is_none()
+                    })
+                    .collect();
+                let mut seen = std::collections::HashSet::new();
+                let slots: Vec<(Address, U256)> = slots
+                    .into_iter()
+                    .filter(|(a, k)| {
+                        seen.insert((*a, *k))
+                            && !self.slots.contains_key(&(at, *a, *k))
+                            && carried.storage(&at, a, k).is_none()
+                    })
+                    .collect();
+                (accounts, slots)
+            };
             if accounts.is_empty() && slots.is_empty() {
                 return Ok(());
             }
@@ -496,6 +627,10 @@ impl StateSource for UpstreamSource {
                 metrics::counter!("flashnode_upstream_cache_total", "kind" => "slot", "outcome" => "hit").increment(1);
                 return Ok(hit);
             }
+            if let Some(hit) = read(&self.carried).storage(&at, &address, &slot) {
+                metrics::counter!(CARRIED_TOTAL, "kind" => "slot").increment(1);
+                return Ok(hit);
+            }
             metrics::counter!("flashnode_upstream_cache_total", "kind" => "slot", "outcome" => "miss").increment(1);
             let block = json!({ "blockHash": at, "requireCanonical": false });
             let raw =
@@ -503,6 +638,7 @@ impl StateSource for UpstreamSource {
             let value: B256 = parse("slot", raw)?;
             let value = U256::from_be_bytes(value.0);
             self.slots.insert((at, address, slot), value);
+            write(&self.carried).record_storage(&at, address, slot, value);
             Ok(value)
         }
         .boxed()
@@ -654,6 +790,7 @@ mod tests {
             poll_interval: Duration::from_secs(3600),
             request_timeout: Duration::from_millis(500),
             cache_bytes: 1 << 20,
+            state_diffs: true,
         };
         match UpstreamSource::connect(
             config,

@@ -149,3 +149,146 @@ async fn heads_are_pushed_by_a_websocket_upstream() {
         scrape(&metrics_addr).await
     );
 }
+
+/// Runtime of a writer: stores calldata word 1 at the slot of word 0 (PUSH1 0x20 CALLDATALOAD
+/// PUSH1 0 CALLDATALOAD SSTORE STOP).
+const WRITER_RUNTIME: &str = "6020356000355500";
+
+/// Sends `raw` to the devnet and waits for its receipt there.
+async fn sealed_on(devnet: &str, raw: alloy_primitives::Bytes) -> Value {
+    let sent = raw_rpc(devnet, "eth_sendRawTransaction", json!([raw])).await;
+    let hash = sent["result"].clone();
+    assert!(hash.is_string(), "{sent}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Some(r) = receipt_of(devnet, &hash).await {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{hash} not sealed");
+}
+
+/// #24.1: state read at one canonical block is carried to later blocks that did not touch it,
+/// by each block's state diff (`debug_traceBlockByHash`, prestate tracer in diff mode, which
+/// the devnet serves as op-reth and op-geth do). The node reads two slots at block N; block
+/// N+k, which the node never saw (its stream is the test's, silent meanwhile; the blocks
+/// between are deposit-only), writes one of them. Reading both again on top of N+k fetches only
+/// the written one, and both values are the canonical ones. With `--upstream-state-diffs false`
+/// both are read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_blocks_that_did_not_touch_it() {
+    let devnet = start("devnet", &["--block-time", "2s"]).await;
+    let key = DEV_KEYS[4];
+    let deploy = sign_1559(
+        key,
+        901,
+        0,
+        TxKind::Create,
+        U256::ZERO,
+        format!("0x6008600c60003960086000f3{WRITER_RUNTIME}").parse().expect("hex"),
+        200_000,
+        10_000_000_000,
+    );
+    sealed_on(&devnet.rpc, deploy).await;
+    let writer = address_of(key).create(0);
+    let write = |nonce: u64, slot: u64, value: u64| {
+        let mut data = U256::from(slot).to_be_bytes::<32>().to_vec();
+        data.extend_from_slice(&U256::from(value).to_be_bytes::<32>());
+        sign_1559(
+            key,
+            901,
+            nonce,
+            TxKind::Call(writer),
+            U256::ZERO,
+            data.into(),
+            100_000,
+            10_000_000_000,
+        )
+    };
+    sealed_on(&devnet.rpc, write(1, 1, 11)).await;
+    sealed_on(&devnet.rpc, write(2, 2, 22)).await;
+
+    for diffs in [true, false] {
+        let proxy = flashnode_tests::counting::CountingProxy::start(&devnet.rpc).await;
+        let source = FlashblockSource::start().await;
+        let flag = if diffs { "true" } else { "false" };
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let node = start_node(
+            &source.url,
+            &proxy.url,
+            &[
+                "--pending-stale-after",
+                "60s",
+                "--upstream-poll-interval",
+                "50ms",
+                "--upstream-state-diffs",
+                flag,
+                "--metrics-addr",
+                &metrics,
+            ],
+        )
+        .await;
+        // Pending over the devnet's latest block: an empty index 0 of the next, streamed as
+        // soon as the node follows that block (before the devnet seals the next).
+        let pend = || async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let latest = loop {
+                let l = raw_rpc(&devnet.rpc, "eth_getBlockByNumber", json!(["latest", false]))
+                    .await["result"]
+                    .clone();
+                if status(&node.rpc).await["canonicalTip"].as_u64() == Some(quantity(&l["number"]))
+                {
+                    break l;
+                }
+                assert!(std::time::Instant::now() < deadline, "the node follows the devnet");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let env = flashnode_tests::anvil_chain::next_env(&latest, Address::repeat_byte(0xcb));
+            for frame in
+                flashnode_tests::anvil_chain::build_frames(&devnet.rpc, 901, &env, vec![vec![]])
+                    .await
+            {
+                source.send(frame);
+            }
+            let number = env.number;
+            assert!(
+                eventually(Duration::from_secs(5), || async {
+                    status(&node.rpc).await["pendingBlock"].as_u64() == Some(number)
+                })
+                .await,
+                "pending is block {number}"
+            );
+        };
+        let slot = |n: u64| {
+            let rpc = node.rpc.clone();
+            async move {
+                let v =
+                    raw_rpc(&rpc, "eth_getStorageAt", json!([writer, U256::from(n), "pending"]))
+                        .await;
+                quantity(&v["result"])
+            }
+        };
+        pend().await;
+        let before_write = if diffs { 22 } else { 102 };
+        assert_eq!((slot(1).await, slot(2).await), (11, before_write), "read at N");
+        // Block N+k, never streamed to the node, writes slot 2.
+        let nonce = if diffs { 3 } else { 4 };
+        sealed_on(&devnet.rpc, write(nonce, 2, 99 + nonce)).await;
+        pend().await;
+        let before = proxy.state().1;
+        let values = (slot(1).await, slot(2).await);
+        let reads = proxy.state().1 - before;
+        assert_eq!(values, (11, 99 + nonce), "the canonical values on top of N+k");
+        if diffs {
+            assert_eq!(reads, 1, "only the slot N+k wrote is read again");
+            let page = scrape(&metrics).await;
+            assert!(
+                metric(&page, "flashnode_upstream_state_diffs_total", &[("outcome", "ok")]) >= 1.0
+            );
+            assert!(metric(&page, "flashnode_upstream_carried_total", &[("kind", "slot")]) >= 1.0);
+        } else {
+            assert_eq!(reads, 2, "without diffs both slots are read again");
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Canonical state that survives blocks (#24.1): an account or slot read from the upstream at
+//! block M is still its value at a later canonical block N when no block in (M, N] touched
+//! it. Which keys a block touched comes from the block's state diff (the upstream's
+//! `debug_traceBlockByHash` with the prestate tracer in diff mode); a block whose diff is not
+//! known is a barrier: nothing read before it is carried past it. A reorg clears everything.
+//!
+//! The check is lazy: each key keeps the block it was read at and the last block that touched
+//! it, so a new block costs the size of its diff, never a walk over the cache.
+
+use alloy_primitives::{Address, B256, U256};
+use flashnode_exec::SourceAccount;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Blocks a carried value may be behind the tip before it is read again (bounds the touch log
+/// as well as the values' age).
+pub const CARRY_WINDOW: u64 = 256;
+
+/// Accounts and slots (each) carried at most; beyond it the carried state starts over.
+pub const MAX_CARRIED_KEYS: usize = 500_000;
+
+/// Metric: carried lookups, by `kind` (`account`, `slot`) and `outcome` (`hit`, `stale`).
+pub const CARRIED_TOTAL: &str = "flashnode_upstream_carried_total";
+
+/// What a block changed: every account whose balance, nonce, code or storage it changed, and
+/// every slot it wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BlockTouches {
+    /// Accounts touched in any way.
+    pub accounts: HashSet<Address>,
+    /// Storage slots written.
+    pub slots: HashSet<(Address, U256)>,
+}
+
+/// The carried state of the canonical chain (one per upstream).
+#[derive(Debug, Default)]
+pub struct CarriedState {
+    /// The canonical blocks the carried values are checked against: number to hash.
+    chain: BTreeMap<u64, B256>,
+    by_hash: HashMap<B256, u64>,
+    /// Values read before this block are not carried to it or later.
+    barrier: u64,
+    /// The last block that touched each key (since the barrier).
+    touched_accounts: HashMap<Address, u64>,
+    touched_slots: HashMap<(Address, U256), u64>,
+    /// Each key's value and the block it was read at.
+    accounts: HashMap<Address, (u64, SourceAccount)>,
+    slots: HashMap<(Address, U256), (u64, U256)>,
+}
+
+impl CarriedState {
+    /// The canonical block `hash`'s number, if it is one this state follows.
+    fn number_of(&self, hash: &B256) -> Option<u64> {
+        self.by_hash.get(hash).copied()
+    }
+
+    /// Whether a value read at `read_at`, last touched at `touched`, is its value at `n`.
+    fn valid(&self, read_at: u64, touched: Option<u64>, n: u64) -> bool {
+        read_at <= n && read_at >= self.barrier && touched.is_none_or(|t| t <= read_at)
+    }
+
+    /// The account at canonical block `at`, if carried there.
+    pub fn account(&self, at: &B256, address: &Address) -> Option<SourceAccount> {
+        let n = self.number_of(at)?;
+        let (read_at, value) = self.accounts.get(address)?;
+        self.valid(*read_at, self.touched_accounts.get(address).copied(), n).then(|| value.clone())
+    }
+
+    /// The slot at canonical block `at`, if carried there.
+    pub fn storage(&self, at: &B256, address: &Address, slot: &U256) -> Option<U256> {
+        let n = self.number_of(at)?;
+        let key = (*address, *slot);
+        let (read_at, value) = self.slots.get(&key)?;
+        self.valid(*read_at, self.touched_slots.get(&key).copied(), n).then_some(*value)
+    }
+
+    /// Records an account read at `at` (kept only when `at` is a canonical block followed here
+    /// and the value is newer than the one kept).
+    pub fn record_account(&mut self, at: &B256, address: Address, value: SourceAccount) {
+        let Some(n) = self.number_of(at) else { return };
+        if self.accounts.get(&address).is_some_and(|(m, _)| *m >= n) {
+            return;
+        }
+        if self.accounts.len() >= MAX_CARRIED_KEYS {
+            self.accounts.clear();
+        }
+        self.accounts.insert(address, (n, value));
+    }
+
+    /// Records a slot read at `at` (as [`Self::record_account`]).
+    pub fn record_storage(&mut self, at: &B256, address: Address, slot: U256, value: U256) {
+        let Some(n) = self.number_of(at) else { return };
+        let key = (address, slot);
+        if self.slots.get(&key).is_some_and(|(m, _)| *m >= n) {
+            return;
+        }
+        if self.slots.len() >= MAX_CARRIED_KEYS {
+            self.slots.clear();
+        }
+        self.slots.insert(key, (n, value));
+    }
+
+    /// Canonical block `number` (`hash`) was committed on top of the chain followed here, with
+    /// what it touched (`None`: not known, so nothing read before it is carried past it).
+    pub fn commit(&mut self, number: u64, hash: B256, touches: Option<&BlockTouches>) {
+        if let Some((&tip, _)) = self.chain.last_key_value() {
+            if number <= tip {
+                // Out of order or a replacement: start over from here.
+                self.reset(number);
+            } else if number > tip + 1 {
+                // Blocks missed: their changes are unknown.
+                self.barrier = self.barrier.max(number);
+            }
+        }
+        match touches {
+            Some(t) => {
+                for a in &t.accounts {
+                    self.touched_accounts.insert(*a, number);
+                }
+                for s in &t.slots {
+                    self.touched_slots.insert(*s, number);
+                }
+            }
+            None => self.barrier = self.barrier.max(number),
+        }
+        self.chain.insert(number, hash);
+        self.by_hash.insert(hash, number);
+        // The window: older blocks are no longer read at, older values no longer carried.
+        let floor = number.saturating_sub(CARRY_WINDOW);
+        self.barrier = self.barrier.max(floor);
+        while let Some((&n, &h)) = self.chain.first_key_value() {
+            if n >= floor {
+                break;
+            }
+            self.chain.remove(&n);
+            self.by_hash.remove(&h);
+        }
+        // Touches at or before the barrier cannot make a carried value stale any more.
+        if self.touched_slots.len() > MAX_CARRIED_KEYS
+            || self.touched_accounts.len() > MAX_CARRIED_KEYS
+        {
+            let barrier = self.barrier;
+            self.touched_slots.retain(|_, t| *t > barrier);
+            self.touched_accounts.retain(|_, t| *t > barrier);
+            self.slots.retain(|_, (m, _)| *m >= barrier);
+            self.accounts.retain(|_, (m, _)| *m >= barrier);
+        }
+    }
+
+    /// A reorg (or blocks that replace ones followed here): nothing carried survives, and
+    /// blocks from `from` on are followed anew.
+    pub fn reset(&mut self, from: u64) {
+        *self = Self { barrier: from, ..Self::default() };
+    }
+
+    /// Keys carried (accounts, slots).
+    pub fn len(&self) -> (usize, usize) {
+        (self.accounts.len(), self.slots.len())
+    }
+}
+
+/// What a block touched, from `debug_traceBlockByHash`'s prestate-tracer diff (one `{pre,
+/// post}` per transaction, or one for the whole block): every account in either side, and
+/// every slot in either side's `storage` (a slot cleared to zero is absent from `post` but
+/// present in `pre`). `None` when the answer is not such a diff.
+pub fn touches_of_prestate_diff(answer: &serde_json::Value) -> Option<BlockTouches> {
+    let mut touches = BlockTouches::default();
+    for item in answer.as_array()? {
+        let result = item.get("result")?;
+        for side in ["pre", "post"] {
+            let Some(accounts) = result.get(side) else { continue };
+            for (address, account) in accounts.as_object()? {
+                let address: Address = address.parse().ok()?;
+                touches.accounts.insert(address);
+                if let Some(storage) = account.get("storage").and_then(|s| s.as_object()) {
+                    for slot in storage.keys() {
+                        let slot: B256 = slot.parse().ok()?;
+                        touches.slots.insert((address, U256::from_be_bytes(slot.0)));
+                    }
+                }
+            }
+        }
+    }
+    Some(touches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::Bytes;
+
+    const A: Address = Address::repeat_byte(0xa);
+    const B: Address = Address::repeat_byte(0xb);
+
+    fn h(n: u64) -> B256 {
+        B256::from(U256::from(n))
+    }
+
+    fn acc(balance: u64) -> SourceAccount {
+        SourceAccount { balance: U256::from(balance), nonce: 0, code: Bytes::new() }
+    }
+
+    fn touching(accounts: &[Address], slots: &[(Address, u64)]) -> BlockTouches {
+        BlockTouches {
+            accounts: accounts.iter().copied().collect(),
+            slots: slots.iter().map(|(a, s)| (*a, U256::from(*s))).collect(),
+        }
+    }
+
+    /// Blocks 10 and 11 committed with nothing touched.
+    fn following() -> CarriedState {
+        let mut c = CarriedState::default();
+        c.commit(10, h(10), Some(&BlockTouches::default()));
+        c
+    }
+
+    #[test]
+    fn an_untouched_value_is_carried_and_a_touched_one_is_read_again() {
+        let mut c = following();
+        c.record_storage(&h(10), A, U256::from(1), U256::from(7));
+        c.record_storage(&h(10), A, U256::from(2), U256::from(8));
+        c.record_account(&h(10), A, acc(5));
+        c.record_account(&h(10), B, acc(6));
+        c.commit(11, h(11), Some(&touching(&[B], &[(A, 2)])));
+        assert_eq!(c.storage(&h(11), &A, &U256::from(1)), Some(U256::from(7)), "untouched");
+        assert_eq!(c.storage(&h(11), &A, &U256::from(2)), None, "written in 11");
+        assert_eq!(c.account(&h(11), &A), Some(acc(5)));
+        assert_eq!(c.account(&h(11), &B), None, "B's balance changed in 11");
+        // Only the last touch is kept, so a value touched since is not answered even at the
+        // block it was read at (the upstream's per-block cache answers there).
+        assert_eq!(c.storage(&h(10), &A, &U256::from(2)), None);
+        assert_eq!(c.storage(&h(10), &A, &U256::from(1)), Some(U256::from(7)));
+        // Read again at 11: carried from there.
+        c.record_storage(&h(11), A, U256::from(2), U256::from(9));
+        c.commit(12, h(12), Some(&BlockTouches::default()));
+        assert_eq!(c.storage(&h(12), &A, &U256::from(2)), Some(U256::from(9)));
+        // An unknown block hash (not canonical here) carries nothing.
+        assert_eq!(c.storage(&B256::repeat_byte(0xee), &A, &U256::from(1)), None);
+    }
+
+    #[test]
+    fn a_block_whose_diff_is_unknown_is_a_barrier() {
+        let mut c = following();
+        c.record_storage(&h(10), A, U256::from(1), U256::from(7));
+        c.commit(11, h(11), None);
+        assert_eq!(c.storage(&h(11), &A, &U256::from(1)), None);
+        c.record_storage(&h(11), A, U256::from(1), U256::from(7));
+        c.commit(12, h(12), Some(&BlockTouches::default()));
+        assert_eq!(c.storage(&h(12), &A, &U256::from(1)), Some(U256::from(7)));
+        // A gap (13 never committed) is a barrier too.
+        c.commit(14, h(14), Some(&BlockTouches::default()));
+        assert_eq!(c.storage(&h(14), &A, &U256::from(1)), None);
+    }
+
+    #[test]
+    fn a_reorg_or_a_replaced_block_carries_nothing() {
+        let mut c = following();
+        c.commit(11, h(11), Some(&BlockTouches::default()));
+        c.record_storage(&h(11), A, U256::from(1), U256::from(7));
+        // 11 replaced by 11' (another hash at the same height).
+        c.commit(11, B256::repeat_byte(0x77), Some(&BlockTouches::default()));
+        assert_eq!(c.storage(&B256::repeat_byte(0x77), &A, &U256::from(1)), None);
+        assert_eq!(c.storage(&h(11), &A, &U256::from(1)), None, "11 is no longer followed");
+        c.reset(20);
+        c.commit(20, h(20), Some(&BlockTouches::default()));
+        c.record_account(&h(20), A, acc(1));
+        assert_eq!(c.account(&h(20), &A), Some(acc(1)));
+    }
+
+    #[test]
+    fn a_value_read_late_never_replaces_a_newer_one_and_old_values_age_out() {
+        let mut c = following();
+        c.commit(11, h(11), Some(&BlockTouches::default()));
+        c.record_storage(&h(11), A, U256::from(1), U256::from(9));
+        c.record_storage(&h(10), A, U256::from(1), U256::from(7));
+        assert_eq!(c.storage(&h(11), &A, &U256::from(1)), Some(U256::from(9)));
+        for n in 12..=11 + CARRY_WINDOW {
+            c.commit(n, h(n), Some(&BlockTouches::default()));
+        }
+        let tip = 11 + CARRY_WINDOW;
+        assert_eq!(c.storage(&h(tip), &A, &U256::from(1)), Some(U256::from(9)), "in the window");
+        c.commit(tip + 1, h(tip + 1), Some(&BlockTouches::default()));
+        assert_eq!(c.storage(&h(tip + 1), &A, &U256::from(1)), None, "older than the window");
+    }
+
+    #[test]
+    fn touches_come_from_a_prestate_diff() {
+        let answer = serde_json::json!([
+            {"txHash": "0x01", "result": {
+                "pre": {
+                    "0x0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a": {"balance": "0x1",
+                        "storage": {"0x0000000000000000000000000000000000000000000000000000000000000002": "0x05"}}
+                },
+                "post": {
+                    "0x0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b": {"nonce": 1,
+                        "storage": {"0x0000000000000000000000000000000000000000000000000000000000000003": "0x01"}}
+                }
+            }}
+        ]);
+        let t = touches_of_prestate_diff(&answer).unwrap();
+        assert_eq!(t, touching(&[A, B], &[(A, 2), (B, 3)]));
+        assert_eq!(touches_of_prestate_diff(&serde_json::json!({"pre": {}})), None);
+        assert_eq!(touches_of_prestate_diff(&serde_json::json!([{"result": {"pre": 1}}])), None);
+    }
+}
