@@ -21,6 +21,13 @@ pub const MAX_CARRIED_KEYS: usize = 500_000;
 /// Metric: carried lookups, by `kind` (`account`, `slot`) and `outcome` (`hit`, `stale`).
 pub const CARRIED_TOTAL: &str = "flashnode_upstream_carried_total";
 
+/// Contracts every block writes before its transactions (EIP-4788's beacon roots, EIP-2935's
+/// block hashes), in storage a transaction trace does not show: never carried past a block.
+pub const SYSTEM_WRITES: [Address; 2] = [
+    alloy_primitives::address!("0x000F3df6D732807Ef1319fB7B8bB8522d0Beac02"),
+    alloy_primitives::address!("0x0000F90827F1C53a10cb7A02335B175320002935"),
+];
+
 /// What a block changed: every account whose balance, nonce, code or storage it changed, and
 /// every slot it wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -42,6 +49,8 @@ pub struct CarriedState {
     /// The last block that touched each key (since the barrier).
     touched_accounts: HashMap<Address, u64>,
     touched_slots: HashMap<(Address, U256), u64>,
+    /// Contracts all of whose storage a block may have written (system contracts).
+    touched_contracts: HashMap<Address, u64>,
     /// Each key's value and the block it was read at.
     accounts: HashMap<Address, (u64, SourceAccount)>,
     slots: HashMap<(Address, U256), (u64, U256)>,
@@ -70,7 +79,9 @@ impl CarriedState {
         let n = self.number_of(at)?;
         let key = (*address, *slot);
         let (read_at, value) = self.slots.get(&key)?;
-        self.valid(*read_at, self.touched_slots.get(&key).copied(), n).then_some(*value)
+        let touched =
+            self.touched_slots.get(&key).copied().max(self.touched_contracts.get(address).copied());
+        self.valid(*read_at, touched, n).then_some(*value)
     }
 
     /// Records an account read at `at` (kept only when `at` is a canonical block followed here
@@ -113,6 +124,11 @@ impl CarriedState {
         }
         match touches {
             Some(t) => {
+                // Written by the block's system calls, which a transaction trace leaves out.
+                for a in SYSTEM_WRITES {
+                    self.touched_accounts.insert(a, number);
+                    self.touched_contracts.insert(a, number);
+                }
                 for a in &t.accounts {
                     self.touched_accounts.insert(*a, number);
                 }
@@ -280,6 +296,18 @@ mod tests {
         assert_eq!(c.storage(&h(tip), &A, &U256::from(1)), Some(U256::from(9)), "in the window");
         c.commit(tip + 1, h(tip + 1), Some(&BlockTouches::default()));
         assert_eq!(c.storage(&h(tip + 1), &A, &U256::from(1)), None, "older than the window");
+    }
+
+    #[test]
+    fn system_contracts_are_never_carried_past_a_block() {
+        let mut c = following();
+        for a in SYSTEM_WRITES {
+            c.record_storage(&h(10), a, U256::from(1), U256::from(7));
+        }
+        c.commit(11, h(11), Some(&BlockTouches::default()));
+        for a in SYSTEM_WRITES {
+            assert_eq!(c.storage(&h(11), &a, &U256::from(1)), None);
+        }
     }
 
     #[test]
