@@ -517,6 +517,19 @@ mod tests {
         assert!(parse_duration("abc").is_err());
     }
 
+    /// Duration flags whose default the owning crate defines: the flag's text says the same.
+    #[test]
+    fn duration_defaults_agree_with_their_crates() {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let node = cmd.find_subcommand("node").expect("node");
+        let default_of = |id: &str| {
+            let arg = node.get_arguments().find(|a| a.get_id() == id).expect("flag");
+            let text = arg.get_default_values()[0].to_str().expect("utf-8").to_string();
+            parse_duration(&text).expect("a duration")
+        };
+        assert_eq!(default_of("upstream_timeout"), flashnode_overlay::DEFAULT_REQUEST_TIMEOUT);
+    }
+
     #[test]
     fn parses_native_block_times() {
         assert_eq!(parse_native_blocks("1793901600"), Ok(NativeBlocksAt::At(1_793_901_600)));

@@ -35,4 +35,4 @@ pub use service::{
 pub use stream::{
     run_stream, DisconnectReason, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES,
 };
-pub use upstream::{UpstreamConfig, UpstreamSource, DIFFS_TOTAL};
+pub use upstream::{UpstreamConfig, UpstreamSource, DEFAULT_REQUEST_TIMEOUT, DIFFS_TOTAL};

@@ -687,7 +687,7 @@ struct Task {
     probing: Arc<AtomicBool>,
     /// Rate limit of the rejection warnings: last warning and frames suppressed since, by
     /// class.
-    warned: HashMap<&'static str, (Instant, u64)>,
+    warned: HashMap<&'static str, (Option<Instant>, u64)>,
     /// The block whose flashblocks are being applied (for the readiness hysteresis).
     current_block: Option<u64>,
     /// The last block counted in `post_exec_blocks`.
@@ -831,14 +831,10 @@ impl Task {
         if let Ok(mut l) = self.shared.last_rejected.lock() {
             *l = Some((frame, Instant::now()));
         }
-        let entry = self.warned.entry(class).or_insert((Instant::now() - WARN_EVERY * 2, 0));
-        if entry.0.elapsed() >= WARN_EVERY {
-            let suppressed = entry.1;
-            *entry = (Instant::now(), 0);
+        if let Some(suppressed) = warn_due(self.warned.entry(class).or_default()) {
             let tip = upstream_tip.map_or("unknown".into(), |t| t.to_string());
             warn!(class, block, index, upstream_tip = %tip, suppressed, "flashblock not applied: {cause}");
         } else {
-            entry.1 += 1;
             debug!(class, block, index, "flashblock not applied");
         }
     }
@@ -853,10 +849,7 @@ impl Task {
         self.shared.counters.post_exec_blocks.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("flashnode_overlay_fallback_blocks_total", "reason" => "post_exec_tx")
             .increment(1);
-        let entry = self.warned.entry("post_exec").or_insert((Instant::now() - WARN_EVERY * 2, 0));
-        if entry.0.elapsed() >= WARN_EVERY {
-            let suppressed = entry.1;
-            *entry = (Instant::now(), 0);
+        if let Some(suppressed) = warn_due(self.warned.entry("post_exec").or_default()) {
             warn!(
                 block = block.number(),
                 index = block.index,
@@ -864,7 +857,6 @@ impl Task {
                 "block carries a post-exec transaction (Lagoon, type 0x7D) whose settlement this node cannot apply (op-revm has no 0x7D): pending is latest for this block; its flashblocks are still passed through"
             );
         } else {
-            entry.1 += 1;
             debug!(block = block.number(), "block carries a post-exec transaction");
         }
     }
@@ -1281,5 +1273,37 @@ impl Task {
             .events
             .send(OverlayEvent::Dropped { block: pending.clone(), first_dropped });
         false
+    }
+}
+
+/// Whether a warning limited to one every [`WARN_EVERY`] is due for `entry` (when it was last
+/// given, and how many were suppressed since): the suppressed count to report, the entry reset;
+/// or `None`, one more suppressed. No `Instant` arithmetic, so a young monotonic clock (a VM
+/// booted seconds ago) cannot underflow.
+fn warn_due(entry: &mut (Option<Instant>, u64)) -> Option<u64> {
+    if entry.0.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+        let suppressed = entry.1;
+        *entry = (Some(Instant::now()), 0);
+        Some(suppressed)
+    } else {
+        entry.1 += 1;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limited_warning_is_due_first_then_counts_what_it_suppressed() {
+        let mut entry = Default::default();
+        assert_eq!(warn_due(&mut entry), Some(0), "the first is due, on any clock");
+        assert_eq!(warn_due(&mut entry), None);
+        assert_eq!(warn_due(&mut entry), None);
+        assert_eq!(entry.1, 2, "two suppressed");
+        entry.0 = Instant::now().checked_sub(WARN_EVERY);
+        assert_eq!(warn_due(&mut entry), Some(2), "due again after the period, with the count");
+        assert_eq!(entry.1, 0);
     }
 }

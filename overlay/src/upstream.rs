@@ -28,6 +28,10 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
+/// Timeout of each request to the upstream unless configured otherwise (`--upstream-timeout`):
+/// long enough for a busy execution client's batch of a few thousand reads.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Upstream settings.
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
@@ -50,7 +54,7 @@ impl Default for UpstreamConfig {
         Self {
             url: "http://127.0.0.1:8545".into(),
             poll_interval: Duration::from_millis(100),
-            request_timeout: Duration::from_secs(5),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             cache_bytes: 256 * 1024 * 1024,
             state_diffs: true,
         }
