@@ -6,6 +6,7 @@
 
 mod canonical;
 mod carry;
+mod coalesce;
 mod discover;
 mod executor;
 mod frame;
@@ -18,6 +19,7 @@ mod upstream;
 
 pub use canonical::{MergedSource, UnsafeBlock, UNSAFE_BLOCK_QUEUE, UNSAFE_STATE_WAIT};
 pub use carry::{CARRIED_TOTAL, CARRY_WINDOW};
+pub use coalesce::COALESCED_TOTAL;
 pub use executor::{env_of, ApplyError, ApplyReport, FlashblockExecutor, TxDecodeError};
 pub use frame::{
     decode_frame, encode_brotli, DecodedFlashblock, FrameError, BROTLI_QUALITY, BROTLI_WINDOW,

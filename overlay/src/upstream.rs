@@ -2,7 +2,10 @@
 //! pinned to a block hash (EIP-1898), cached in moka with a memory bound, and new heads by
 //! polling with reorg detection.
 
-use crate::carry::{touches_of_prestate_diff, BlockTouches, CarriedState, CARRIED_TOTAL};
+use crate::{
+    carry::{touches_of_prestate_diff, BlockTouches, CarriedState, CARRIED_TOTAL},
+    coalesce::{BatchFetch, Coalescer},
+};
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256, U64};
 use alloy_provider::{
@@ -76,6 +79,8 @@ pub struct UpstreamSource {
     carried: Arc<RwLock<CarriedState>>,
     /// Whether to ask the upstream for each block's state diff (off when it said it cannot).
     state_diffs: Arc<AtomicBool>,
+    /// Demand misses, coalesced into shared batches (#24.2).
+    coalescer: Coalescer,
 }
 
 impl std::fmt::Debug for UpstreamSource {
@@ -116,6 +121,7 @@ impl UpstreamSource {
             notifications,
             carried: Arc::new(RwLock::new(CarriedState::default())),
             state_diffs: Arc::new(AtomicBool::new(config.state_diffs)),
+            coalescer: Coalescer::default(),
         };
         let poller = source.clone();
         tasks.spawn_critical(
@@ -425,6 +431,31 @@ impl UpstreamSource {
     }
 }
 
+impl BatchFetch for UpstreamSource {
+    /// One batch, or (past what upstreams take in one) several in flight at once.
+    async fn fetch(
+        &self,
+        at: B256,
+        accounts: Vec<Address>,
+        slots: Vec<(Address, U256)>,
+    ) -> Result<(Vec<SourceAccount>, Vec<U256>), SourceError> {
+        if accounts.len() * 3 + slots.len() <= MAX_BATCH_CALLS {
+            return self.fetch_batch(at, &accounts, &slots).await;
+        }
+        let jobs = accounts
+            .chunks(MAX_BATCH_CALLS / 3)
+            .map(|c| (c, &[][..]))
+            .chain(slots.chunks(MAX_BATCH_CALLS).map(|c| (&[][..], c)))
+            .map(|(a, s)| self.fetch_batch(at, a, s));
+        let mut out = (Vec::with_capacity(accounts.len()), Vec::with_capacity(slots.len()));
+        for (a, s) in futures::future::try_join_all(jobs).await? {
+            out.0.extend(a);
+            out.1.extend(s);
+        }
+        Ok(out)
+    }
+}
+
 /// Longest wait for a block's state diff: past it the block is a barrier for carried state
 /// (the canonical notification waits for the diff, so it must not wait long).
 const DIFF_TIMEOUT: Duration = Duration::from_secs(1);
@@ -551,9 +582,8 @@ impl StateSource for UpstreamSource {
                 return Ok(hit);
             }
             metrics::counter!("flashnode_upstream_cache_total", "kind" => "account", "outcome" => "miss").increment(1);
-            // Balance, nonce and code in one JSON-RPC batch: one round trip per account.
-            let (mut accounts, _) = self.fetch_batch(at, &[address], &[]).await?;
-            accounts.pop().ok_or(SourceError::Missing("account in the batch answer"))
+            // Balance, nonce and code in the batch of whatever else misses meanwhile.
+            self.coalescer.account(self, at, address).await
         }
         .boxed()
     }
@@ -636,14 +666,7 @@ impl StateSource for UpstreamSource {
                 return Ok(hit);
             }
             metrics::counter!("flashnode_upstream_cache_total", "kind" => "slot", "outcome" => "miss").increment(1);
-            let block = json!({ "blockHash": at, "requireCanonical": false });
-            let raw =
-                self.request("eth_getStorageAt", json!([address, slot, block]), Some(at)).await?;
-            let value: B256 = parse("slot", raw)?;
-            let value = U256::from_be_bytes(value.0);
-            self.slots.insert((at, address, slot), value);
-            write(&self.carried).record_storage(&at, address, slot, value);
-            Ok(value)
+            self.coalescer.storage(self, at, address, slot).await
         }
         .boxed()
     }
