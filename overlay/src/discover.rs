@@ -20,7 +20,10 @@ use revm::{
     database_interface::DatabaseRef,
     state::AccountInfo,
 };
-use std::{cell::RefCell, collections::BTreeSet};
+use std::{
+    cell::RefCell,
+    collections::{BTreeSet, HashMap},
+};
 
 /// Reads a speculative run found that neither the block nor the source holds.
 #[derive(Debug, Default)]
@@ -48,12 +51,25 @@ impl Misses {
 pub(crate) struct DiscoveryDb<'a> {
     block: &'a CacheDB<SourceDb>,
     misses: RefCell<Misses>,
+    /// Nonces to give senders whose earlier transactions run in another lane.
+    nonces: HashMap<Address, u64>,
 }
 
 impl<'a> DiscoveryDb<'a> {
-    /// Over the state of the block in progress.
-    pub(crate) fn new(block: &'a CacheDB<SourceDb>) -> Self {
-        Self { block, misses: RefCell::default() }
+    /// Over the state of the block in progress, with these senders' nonces as given.
+    fn with_nonces(block: &'a CacheDB<SourceDb>, nonces: HashMap<Address, u64>) -> Self {
+        Self { block, misses: RefCell::default(), nonces }
+    }
+
+    /// `info` with the nonce given for `address`, if any.
+    fn nonced(&self, address: Address, info: Option<AccountInfo>) -> Option<AccountInfo> {
+        match (info, self.nonces.get(&address)) {
+            (Some(mut info), Some(nonce)) => {
+                info.nonce = *nonce;
+                Some(info)
+            }
+            (info, _) => info,
+        }
     }
 
     /// What the runs over it found missing.
@@ -67,10 +83,10 @@ impl DatabaseRef for DiscoveryDb<'_> {
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, SourceError> {
         if let Some(acc) = self.block.cache.accounts.get(&address) {
-            return Ok(acc.info());
+            return Ok(self.nonced(address, acc.info()));
         }
         if let Some(info) = self.block.db.cached_basic(address) {
-            return Ok(info);
+            return Ok(self.nonced(address, info));
         }
         self.misses.borrow_mut().accounts.insert(address);
         Ok(None)
@@ -110,11 +126,60 @@ impl DatabaseRef for DiscoveryDb<'_> {
 /// Runs `txs` speculatively on top of `builder`'s block so far and returns what they would
 /// read that nobody holds. Transactions that fail (a guessed value made them invalid) are
 /// skipped; the block itself is never touched.
+///
+/// With [`DISCOVERY_LANES`] cores or more and enough transactions, the run is split into lanes
+/// of consecutive transactions run at once, each over the block so far (a lane does not see
+/// the writes of the lanes before it: what those reveal, the next round finds). A sender whose
+/// earlier transactions are in another lane starts at its first nonce in this one.
 pub(crate) fn discover(
     builder: &BlockBuilder<CacheDB<SourceDb>>,
     txs: &[(OpTxEnvelope, Address, &Bytes)],
 ) -> Misses {
-    let db = CacheDB::new(DiscoveryDb::new(builder.db()));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lanes = cores.min(DISCOVERY_LANES).min(txs.len() / MIN_LANE_TXS).max(1);
+    if lanes == 1 {
+        return run_lane(builder, txs, HashMap::new());
+    }
+    let per_lane = txs.len().div_ceil(lanes);
+    let mut chunks = txs.chunks(per_lane);
+    let first = chunks.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = chunks
+            .map(|chunk| {
+                let mut nonces = HashMap::new();
+                for (tx, sender, _) in chunk {
+                    nonces
+                        .entry(*sender)
+                        .or_insert_with(|| alloy_consensus::Transaction::nonce(tx));
+                }
+                scope.spawn(move || run_lane(builder, chunk, nonces))
+            })
+            .collect();
+        let mut misses = run_lane(builder, first, HashMap::new());
+        for lane in others {
+            // A lane that panicked found nothing: the real run reads what it would have.
+            if let Ok(found) = lane.join() {
+                misses.accounts.extend(found.accounts);
+                misses.slots.extend(found.slots);
+            }
+        }
+        misses
+    })
+}
+
+/// Most lanes one discovery round runs at once.
+pub(crate) const DISCOVERY_LANES: usize = 4;
+
+/// Fewest transactions worth a lane of their own (a thread costs tens of microseconds).
+const MIN_LANE_TXS: usize = 8;
+
+/// Runs `txs` in order over the block so far, senders in `nonces` at those nonces.
+fn run_lane(
+    builder: &BlockBuilder<CacheDB<SourceDb>>,
+    txs: &[(OpTxEnvelope, Address, &Bytes)],
+    nonces: HashMap<Address, u64>,
+) -> Misses {
+    let db = CacheDB::new(DiscoveryDb::with_nonces(builder.db(), nonces));
     let mut spec = BlockBuilder::new(builder.chain().clone(), builder.input().clone(), db);
     for (tx, sender, raw) in txs {
         let _ = spec.execute(tx.clone(), *sender, (*raw).clone());
@@ -270,5 +335,81 @@ mod tests {
         fetch_blocking(third).unwrap();
         assert!(discover(&builder, &txs).is_empty(), "everything is known now");
         assert_eq!(*remote.batches.lock().unwrap(), 3);
+    }
+
+    /// 24 transactions of one sender (nonces 0-23), each reading the slot its calldata names:
+    /// however many lanes run them, one round finds all 24 slots (a lane whose sender's earlier
+    /// transactions run elsewhere starts at its own first nonce).
+    #[test]
+    fn lanes_find_what_one_run_finds() {
+        use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+        use alloy_network::TxSignerSync;
+        use alloy_signer_local::PrivateKeySigner;
+        let contract = Address::repeat_byte(0xc1);
+        let signer = PrivateKeySigner::random();
+        let mut remote = Remote::default();
+        // PUSH1 0 CALLDATALOAD SLOAD STOP
+        let code = Bytes::from_static(&[0x60, 0x00, 0x35, 0x54, 0x00]);
+        remote.accounts.insert(contract, SourceAccount { code, ..Default::default() });
+        remote.accounts.insert(
+            signer.address(),
+            SourceAccount { balance: U256::from(10u128.pow(21)), ..Default::default() },
+        );
+        let remote = Arc::new(remote);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let source = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                fetch(
+                    &source,
+                    Misses {
+                        accounts: remote.accounts.keys().copied().collect(),
+                        slots: BTreeSet::new(),
+                    },
+                )
+            })
+            .join()
+            .unwrap()
+        })
+        .unwrap();
+        let input = flashnode_exec::BlockEnvInput {
+            number: 1,
+            timestamp: 1_700_000_000,
+            coinbase: Address::ZERO,
+            base_fee: 1,
+            gas_limit: 30_000_000,
+            prev_randao: B256::ZERO,
+            parent_hash: B256::ZERO,
+            parent_beacon_block_root: B256::ZERO,
+            extra_data: Bytes::new(),
+        };
+        let chain = flashnode_exec::ChainConfig::devnet(901);
+        let builder = BlockBuilder::new(chain, input, CacheDB::new(source));
+        let signed: Vec<(OpTxEnvelope, Bytes)> = (0..24u64)
+            .map(|nonce| {
+                let mut tx = TxEip1559 {
+                    chain_id: 901,
+                    nonce,
+                    gas_limit: 100_000,
+                    max_fee_per_gas: 1_000_000_000,
+                    to: alloy_primitives::TxKind::Call(contract),
+                    input: U256::from(1000 + nonce).to_be_bytes::<32>().to_vec().into(),
+                    ..Default::default()
+                };
+                let sig = signer.sign_transaction_sync(&mut tx).unwrap();
+                let raw: Bytes = alloy_eips::eip2718::Encodable2718::encoded_2718(
+                    &TxEnvelope::from(tx.into_signed(sig)),
+                )
+                .into();
+                let op =
+                    alloy_eips::eip2718::Decodable2718::decode_2718(&mut raw.as_ref()).unwrap();
+                (op, raw)
+            })
+            .collect();
+        let txs: Vec<_> =
+            signed.iter().map(|(tx, raw)| (tx.clone(), signer.address(), raw)).collect();
+        let found = discover(&builder, &txs);
+        let expected: BTreeSet<_> = (0..24u64).map(|n| (contract, U256::from(1000 + n))).collect();
+        assert_eq!(found.slots, expected);
     }
 }
