@@ -83,9 +83,10 @@ impl Coalescer {
         address: Address,
     ) -> Result<SourceAccount, SourceError> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(fetch, at, Key::Account(address), |reads| {
+        let start = self.enqueue(at, Key::Account(address), |reads| {
             reads.accounts.entry(address).or_default().push(tx)
         });
+        self.start(start, fetch, at).await;
         rx.await.unwrap_or(Err(SourceError::Missing("account: the batch was dropped")))
     }
 
@@ -98,15 +99,29 @@ impl Coalescer {
         slot: U256,
     ) -> Result<U256, SourceError> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(fetch, at, Key::Slot(address, slot), |reads| {
+        let start = self.enqueue(at, Key::Slot(address, slot), |reads| {
             reads.slots.entry((address, slot)).or_default().push(tx)
         });
+        self.start(start, fetch, at).await;
         rx.await.unwrap_or(Err(SourceError::Missing("slot: the batch was dropped")))
     }
 
+    /// Starts the block's sender when `start`: a task of its own, or (outside a runtime) here,
+    /// until the queue is empty.
+    async fn start<F: BatchFetch>(&self, start: bool, fetch: &F, at: B256) {
+        if !start {
+            return;
+        }
+        let sender = send_batches(self.clone(), fetch.clone(), at);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(sender)),
+            Err(_) => sender.await,
+        }
+    }
+
     /// Adds a waiter for `key`: to the batch in flight when it asks for the key already, else
-    /// to the next batch; starts the block's sender when none runs.
-    fn enqueue<F: BatchFetch>(&self, fetch: &F, at: B256, key: Key, add: impl FnOnce(&mut Reads)) {
+    /// to the next batch. True when the block has no sender running (the caller starts one).
+    fn enqueue(&self, at: B256, key: Key, add: impl FnOnce(&mut Reads)) -> bool {
         let mut lanes = self.lanes();
         let lane = lanes.entry(at).or_default();
         let (in_flight, queued) = match key {
@@ -123,10 +138,7 @@ impl Coalescer {
             metrics::counter!(COALESCED_TOTAL, "kind" => kind).increment(1);
         }
         add(if in_flight { &mut lane.in_flight } else { &mut lane.queued });
-        if !lane.sending {
-            lane.sending = true;
-            tokio::spawn(send_batches(self.clone(), fetch.clone(), at));
-        }
+        !std::mem::replace(&mut lane.sending, true)
     }
 }
 
@@ -213,6 +225,7 @@ mod tests {
         batches: Arc<AtomicUsize>,
         keys: Arc<Mutex<Vec<usize>>>,
         fail: bool,
+        delay_ms: u64,
     }
 
     impl BatchFetch for Counting {
@@ -224,7 +237,9 @@ mod tests {
         ) -> Result<(Vec<SourceAccount>, Vec<U256>), SourceError> {
             self.batches.fetch_add(1, Ordering::SeqCst);
             self.keys.lock().unwrap().push(accounts.len() + slots.len());
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if self.delay_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(self.delay_ms)).await;
+            }
             if self.fail {
                 return Err(SourceError::Missing("test failure"));
             }
@@ -243,7 +258,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_share_batches_and_the_same_key_is_asked_once() {
         let c = Coalescer::default();
-        let f = Counting::default();
+        let f = Counting { delay_ms: 20, ..Default::default() };
         let at = B256::repeat_byte(1);
         let a = Address::repeat_byte(7);
         // The first miss goes out alone; the 20 that arrive while it is in flight (ten of them
@@ -271,10 +286,20 @@ mod tests {
         assert!(c.lanes().is_empty(), "nothing left behind");
     }
 
+    #[test]
+    fn outside_a_runtime_the_reader_sends_the_batch_itself() {
+        let c = Coalescer::default();
+        let f = Counting::default();
+        let v =
+            futures::executor::block_on(c.storage(&f, B256::ZERO, Address::ZERO, U256::from(4)));
+        assert_eq!(v.unwrap(), U256::from(8));
+        assert!(c.lanes().is_empty());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_batch_answers_every_waiter_with_its_error() {
         let c = Coalescer::default();
-        let f = Counting { fail: true, ..Default::default() };
+        let f = Counting { fail: true, delay_ms: 20, ..Default::default() };
         let at = B256::repeat_byte(2);
         let a = Address::repeat_byte(7);
         let (x, y) =

@@ -127,7 +127,7 @@ impl DatabaseRef for DiscoveryDb<'_> {
 /// read that nobody holds. Transactions that fail (a guessed value made them invalid) are
 /// skipped; the block itself is never touched.
 ///
-/// With [`DISCOVERY_LANES`] cores or more and enough transactions, the run is split into lanes
+/// With 4 cores or more and enough transactions, the run is split into lanes
 /// of consecutive transactions run at once, each over the block so far (a lane does not see
 /// the writes of the lanes before it: what those reveal, the next round finds). A sender whose
 /// earlier transactions are in another lane starts at its first nonce in this one.
@@ -135,8 +135,20 @@ pub(crate) fn discover(
     builder: &BlockBuilder<CacheDB<SourceDb>>,
     txs: &[(OpTxEnvelope, Address, &Bytes)],
 ) -> Misses {
+    // Half the cores: the rest serve the RPC and, beside a local execution client, the
+    // client itself. On 2 cores two lanes were slower than one (16.3 vs 13.8 ms a
+    // flashblock of 1,000 cold reads, `bench/run.sh cold-state`): one lane there.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let lanes = cores.min(DISCOVERY_LANES).min(txs.len() / MIN_LANE_TXS).max(1);
+    discover_in(builder, txs, cores / 2)
+}
+
+/// [`discover`] in at most `lanes` lanes.
+fn discover_in(
+    builder: &BlockBuilder<CacheDB<SourceDb>>,
+    txs: &[(OpTxEnvelope, Address, &Bytes)],
+    lanes: usize,
+) -> Misses {
+    let lanes = lanes.min(DISCOVERY_LANES).min(txs.len() / MIN_LANE_TXS).max(1);
     if lanes == 1 {
         return run_lane(builder, txs, HashMap::new());
     }
@@ -408,7 +420,8 @@ mod tests {
             .collect();
         let txs: Vec<_> =
             signed.iter().map(|(tx, raw)| (tx.clone(), signer.address(), raw)).collect();
-        let found = discover(&builder, &txs);
+        let found = discover_in(&builder, &txs, 3);
+        assert_eq!(found.slots, discover_in(&builder, &txs, 1).slots, "as one lane finds");
         let expected: BTreeSet<_> = (0..24u64).map(|n| (contract, U256::from(1000 + n))).collect();
         assert_eq!(found.slots, expected);
     }
