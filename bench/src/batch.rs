@@ -16,7 +16,7 @@
 use crate::{
     http::KeepAlive,
     node::{log_findings, start_dev},
-    overload::{heavy_call, measuring_runtime},
+    overload::{heavy_call, measuring_runtime, probe},
     stats::{loadavg, r3, Machine, Summary},
 };
 use anyhow::Context;
@@ -57,33 +57,6 @@ pub struct BatchArgs {
 
 fn cheap_call() -> Value {
     json!([{"to": CHEAP_TO, "data": "0x"}, "pending", {CHEAP_TO: {"code": CHEAP_CODE}}])
-}
-
-/// The probe's latencies (ms) and its errors.
-#[derive(Default)]
-struct Probed {
-    answered_ms: Vec<f64>,
-    errors: BTreeMap<String, u64>,
-}
-
-async fn probe(rpc: String, period: Duration, stop: Arc<AtomicBool>) -> anyhow::Result<Probed> {
-    let mut conn = KeepAlive::connect(&rpc).await?;
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut out = Probed::default();
-    while !stop.load(Ordering::Acquire) {
-        tick.tick().await;
-        let t = Instant::now();
-        let r = conn.call("eth_call", cheap_call()).await?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        if r["result"].is_string() {
-            out.answered_ms.push(ms);
-        } else {
-            let error = r["error"]["message"].as_str().unwrap_or("no result").to_string();
-            *out.errors.entry(error).or_insert(0) += 1;
-        }
-    }
-    Ok(out)
 }
 
 /// What the heavy client sent and how long each request (a call or a whole batch) took.
@@ -177,7 +150,8 @@ pub async fn run(args: BatchArgs) -> anyhow::Result<Value> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let probe_stop = Arc::new(AtomicBool::new(false));
-        let probed = measure.spawn(probe(rpc.clone(), period, probe_stop.clone()));
+        let probed =
+            measure.spawn(probe(rpc.clone(), period, probe_stop.clone(), "eth_call", cheap_call()));
         tokio::time::sleep(phase).await;
         probe_stop.store(true, Ordering::Release);
         phases.push(probed.await.context("probe")??);

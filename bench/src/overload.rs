@@ -38,6 +38,12 @@ use std::{
 pub(crate) const LOOP_CODE: &str = "0x5b600056";
 /// The first dev account (the cheap call reads its pending balance).
 const DEV_ACCOUNT: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+/// The cheap call: the pending balance of [`DEV_ACCOUNT`].
+const CHEAP: &str = "eth_getBalance";
+
+fn cheap() -> Value {
+    json!([DEV_ACCOUNT, "pending"])
+}
 
 /// Options of the `overload` scenario.
 #[derive(Debug, Args)]
@@ -79,13 +85,19 @@ pub(crate) fn heavy_call(gas: u64) -> Value {
 
 /// What the probe saw: the latency of each answered cheap call (ms) and the errors answered.
 #[derive(Default)]
-struct Probed {
-    answered_ms: Vec<f64>,
-    errors: BTreeMap<String, u64>,
+pub(crate) struct Probed {
+    pub(crate) answered_ms: Vec<f64>,
+    pub(crate) errors: BTreeMap<String, u64>,
 }
 
-/// Sends the cheap call every `period` until `stop`.
-async fn probe(rpc: String, period: Duration, stop: Arc<AtomicBool>) -> anyhow::Result<Probed> {
+/// Sends the cheap call `method(params)` every `period` until `stop`.
+pub(crate) async fn probe(
+    rpc: String,
+    period: Duration,
+    stop: Arc<AtomicBool>,
+    method: &'static str,
+    params: Value,
+) -> anyhow::Result<Probed> {
     let mut conn = KeepAlive::connect(&rpc).await?;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -93,7 +105,7 @@ async fn probe(rpc: String, period: Duration, stop: Arc<AtomicBool>) -> anyhow::
     while !stop.load(Ordering::Acquire) {
         tick.tick().await;
         let t = Instant::now();
-        let r = conn.call("eth_getBalance", json!([DEV_ACCOUNT, "pending"])).await?;
+        let r = conn.call(method, params.clone()).await?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         if r["result"].is_string() {
             out.answered_ms.push(ms);
@@ -166,7 +178,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<Value> {
     // Idle.
     let stop = Arc::new(AtomicBool::new(false));
     let idle_modes = monitor(rpc.clone());
-    let idle_probe = measure.spawn(probe(rpc.clone(), probe_period, stop.clone()));
+    let idle_probe = measure.spawn(probe(rpc.clone(), probe_period, stop.clone(), CHEAP, cheap()));
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     stop.store(true, Ordering::Release);
     let idle = idle_probe.await.context("idle probe")??;
@@ -181,7 +193,8 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<Value> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let modes = monitor(rpc.clone());
     let probe_stop = Arc::new(AtomicBool::new(false));
-    let load_probe = measure.spawn(probe(rpc.clone(), probe_period, probe_stop.clone()));
+    let load_probe =
+        measure.spawn(probe(rpc.clone(), probe_period, probe_stop.clone(), CHEAP, cheap()));
     tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
     probe_stop.store(true, Ordering::Release);
     let loaded = load_probe.await.context("load probe")??;

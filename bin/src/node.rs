@@ -278,26 +278,21 @@ fn connection_budget(
     })?;
     let wanted = [rpc as usize, fanout];
     let shares = flashnode_fd::share(&wanted, room);
-    let (nofile, rpc_share, fanout_share) = (nofile.unwrap_or_default(), shares[0], shares[1]);
-    if rpc_share < wanted[0] {
-        tracing::warn!(
-            configured = rpc,
-            cap = rpc_share,
-            nofile,
-            reserve,
-            "RPC connection limit lowered to {rpc_share}: RLIMIT_NOFILE is {nofile}, {reserve} descriptors are kept for health checks and the node (--fd-reserve) and the fan-out's connections share the rest; raise the limit (ulimit -n) to serve --rpc-max-connections {rpc}"
-        );
+    let nofile = nofile.unwrap_or_default();
+    let named =
+        [("RPC", "fan-out", "--rpc-max-connections"), ("fan-out", "RPC", "--ws-global-limit")];
+    for ((what, other, flag), (share, configured)) in named.iter().zip(shares.iter().zip(wanted)) {
+        if *share < configured {
+            tracing::warn!(
+                configured,
+                cap = share,
+                nofile,
+                reserve,
+                "{what} connection limit lowered to {share}: RLIMIT_NOFILE is {nofile}, {reserve} descriptors are kept for health checks and the node (--fd-reserve) and the {other}'s connections share the rest; raise the limit (ulimit -n) to serve {flag} {configured}"
+            );
+        }
     }
-    if fanout_share < wanted[1] {
-        tracing::warn!(
-            configured = fanout,
-            cap = fanout_share,
-            nofile,
-            reserve,
-            "fan-out connection limit lowered to {fanout_share}: RLIMIT_NOFILE is {nofile}, {reserve} descriptors are kept for health checks and the node (--fd-reserve) and the RPC's connections share the rest; raise the limit (ulimit -n) to serve --ws-global-limit {fanout}"
-        );
-    }
-    Ok((u32::try_from(rpc_share).unwrap_or(rpc), fanout_share))
+    Ok((u32::try_from(shares[0]).unwrap_or(rpc), shares[1]))
 }
 
 /// The chain from the op-node at `url` (`optimism_rollupConfig`), refused when it is another

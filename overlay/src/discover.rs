@@ -291,6 +291,21 @@ mod tests {
 
     /// Runtime code that SLOADs slot 1, then the slot whose index is the value of slot 1,
     /// and stores the sum in slot 0: the second read is known only once the first is.
+    /// Block 1's environment.
+    fn block_one() -> flashnode_exec::BlockEnvInput {
+        flashnode_exec::BlockEnvInput {
+            number: 1,
+            timestamp: 1_700_000_000,
+            coinbase: Address::ZERO,
+            base_fee: 1,
+            gas_limit: 30_000_000,
+            prev_randao: B256::ZERO,
+            parent_hash: B256::ZERO,
+            parent_beacon_block_root: B256::ZERO,
+            extra_data: Bytes::new(),
+        }
+    }
+
     fn chained_reader() -> Bytes {
         // PUSH1 1 SLOAD DUP1 SLOAD ADD PUSH1 0 SSTORE STOP
         Bytes::from_static(&[0x60, 0x01, 0x54, 0x80, 0x54, 0x01, 0x60, 0x00, 0x55, 0x00])
@@ -308,17 +323,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
         let source = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
         let chain = flashnode_exec::ChainConfig::devnet(901);
-        let input = flashnode_exec::BlockEnvInput {
-            number: 1,
-            timestamp: 1_700_000_000,
-            coinbase: Address::ZERO,
-            base_fee: 1,
-            gas_limit: 30_000_000,
-            prev_randao: B256::ZERO,
-            parent_hash: B256::ZERO,
-            parent_beacon_block_root: B256::ZERO,
-            extra_data: Bytes::new(),
-        };
+        let input = block_one();
         let builder = BlockBuilder::new(chain, input, CacheDB::new(source.clone()));
         // A deposit calling the contract: no signature, no fee, no L1 info needed.
         let deposit = op_alloy_consensus::TxDeposit {
@@ -384,17 +389,7 @@ mod tests {
             .unwrap()
         })
         .unwrap();
-        let input = flashnode_exec::BlockEnvInput {
-            number: 1,
-            timestamp: 1_700_000_000,
-            coinbase: Address::ZERO,
-            base_fee: 1,
-            gas_limit: 30_000_000,
-            prev_randao: B256::ZERO,
-            parent_hash: B256::ZERO,
-            parent_beacon_block_root: B256::ZERO,
-            extra_data: Bytes::new(),
-        };
+        let input = block_one();
         let chain = flashnode_exec::ChainConfig::devnet(901);
         let builder = BlockBuilder::new(chain, input, CacheDB::new(source));
         let signed: Vec<(OpTxEnvelope, Bytes)> = (0..24u64)

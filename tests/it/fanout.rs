@@ -408,31 +408,18 @@ async fn half_open_sockets_are_bounded_per_address_and_time_out() {
 }
 
 /// With a 400-descriptor process limit and 200 kept back, the fan-out's connection cap is
-/// lowered at start to its share of the rest (100, beside the RPC's 100) with a log line, and 500 half-open sockets do not take the descriptors the RPC and /healthz need;
-/// they are refused or closed at the handshake deadline. (Before, they exhausted the process's
+/// lowered at start to its share of the rest (100, beside the RPC's 100) with a log line, and
+/// 500 half-open sockets do not take the descriptors the RPC and /healthz need; they are
+/// refused or closed at the handshake deadline. (Before, they exhausted the process's
 /// descriptors and the RPC stopped answering.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn descriptor_exhaustion_keeps_the_rpc_and_health_answering() {
     let (rpc, fanout, metrics) = (free_port(), free_port(), free_port());
-    let args: Vec<String> = [
-        "dev",
-        "--rpc-addr",
-        &format!("127.0.0.1:{rpc}"),
-        "--flashblocks-addr",
-        &format!("127.0.0.1:{fanout}"),
-        "--metrics-addr",
-        &format!("127.0.0.1:{metrics}"),
-        "--ws-per-ip-limit",
-        "10000",
-        "--ws-fd-reserve",
-        "200",
-        "--ws-handshake-timeout",
-        "2s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let node = NofileProc::spawn(&args, 400);
+    let node = NofileProc::dev(
+        (rpc, fanout, metrics),
+        &["--ws-per-ip-limit", "10000", "--ws-fd-reserve", "200", "--ws-handshake-timeout", "2s"],
+        400,
+    );
     let host = format!("127.0.0.1:{rpc}");
     let chain_id = || {
         let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]})

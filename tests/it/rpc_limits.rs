@@ -572,23 +572,11 @@ async fn a_call_cancelled_by_its_client_is_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_connections_stay_inside_the_descriptor_budget() {
     let (rpc, fanout, metrics) = (free_port(), free_port(), free_port());
-    let args: Vec<String> = [
-        "dev",
-        "--rpc-addr",
-        &format!("127.0.0.1:{rpc}"),
-        "--flashblocks-addr",
-        &format!("127.0.0.1:{fanout}"),
-        "--metrics-addr",
-        &format!("127.0.0.1:{metrics}"),
-        "--rpc-per-ip-connections",
-        "0",
-        "--fd-reserve",
-        "200",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let node = NofileProc::spawn(&args, 400);
+    let node = NofileProc::dev(
+        (rpc, fanout, metrics),
+        &["--rpc-per-ip-connections", "0", "--fd-reserve", "200"],
+        400,
+    );
     let url = format!("http://127.0.0.1:{rpc}");
     let answers = || async {
         let Ok(stream) = TcpStream::connect(addr_of(&url)).await else { return false };

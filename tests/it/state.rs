@@ -46,17 +46,27 @@ async fn read_through(
         2_000_000,
         10_000_000_000,
     );
-    let sent = raw_rpc(send_to, "eth_sendRawTransaction", json!([call])).await;
+    send_and_wait(send_to, node, call, Duration::from_secs(15)).await
+}
+
+/// Sends `raw` to `send_to` and polls `receipts_from` for its receipt for up to `within`.
+async fn send_and_wait(
+    send_to: &str,
+    receipts_from: &str,
+    raw: alloy_primitives::Bytes,
+    within: Duration,
+) -> (Value, Value) {
+    let sent = raw_rpc(send_to, "eth_sendRawTransaction", json!([raw])).await;
     let hash = sent["result"].clone();
     assert!(hash.is_string(), "{sent}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + within;
     while std::time::Instant::now() < deadline {
-        if let Some(r) = receipt_of(node, &hash).await {
+        if let Some(r) = receipt_of(receipts_from, &hash).await {
             return (hash, r);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("no receipt from the node for {hash}");
+    panic!("no receipt from {receipts_from} for {hash}");
 }
 
 /// Waits for the devnet to seal `hash` and checks the node's receipt is the sealed one.
@@ -156,17 +166,7 @@ const WRITER_RUNTIME: &str = "6020356000355500";
 
 /// Sends `raw` to the devnet and waits for its receipt there.
 async fn sealed_on(devnet: &str, raw: alloy_primitives::Bytes) -> Value {
-    let sent = raw_rpc(devnet, "eth_sendRawTransaction", json!([raw])).await;
-    let hash = sent["result"].clone();
-    assert!(hash.is_string(), "{sent}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if let Some(r) = receipt_of(devnet, &hash).await {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{hash} not sealed");
+    send_and_wait(devnet, devnet, raw, Duration::from_secs(20)).await.1
 }
 
 /// #24.1: state read at one canonical block is carried to later blocks that did not touch it,

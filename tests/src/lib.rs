@@ -246,6 +246,23 @@ impl NofileProc {
         Self { child: cmd.spawn().expect("flashnode starts"), log }
     }
 
+    /// `flashnode dev` with its RPC, fan-out and operator endpoint on the given loopback ports,
+    /// then `extra`, under an `RLIMIT_NOFILE` of `nofile`.
+    pub fn dev(ports: (u16, u16, u16), extra: &[&str], nofile: u64) -> Self {
+        let (rpc, fanout, metrics) = ports;
+        let mut args: Vec<String> = vec![
+            "dev".into(),
+            "--rpc-addr".into(),
+            format!("127.0.0.1:{rpc}"),
+            "--flashblocks-addr".into(),
+            format!("127.0.0.1:{fanout}"),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{metrics}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(&args, nofile)
+    }
+
     /// What the process has logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
