@@ -34,7 +34,7 @@ pub fn check(cadence: &Cadence, args: &OverlayArgs) -> Result<Vec<String>, Strin
     let mut warnings = Vec::new();
     let block = cadence.block_time;
     if let Some(interval) = cadence.flashblock_interval.filter(|i| !i.is_zero()) {
-        let floor = interval * STALE_INTERVALS;
+        let floor = interval.checked_mul(STALE_INTERVALS).unwrap_or(Duration::MAX);
         for (flag, value) in [
             ("--pending-stale-after", args.pending_stale_after),
             ("--stream-silence-timeout", args.stream_silence_timeout),
@@ -57,8 +57,8 @@ pub fn check(cadence: &Cadence, args: &OverlayArgs) -> Result<Vec<String>, Strin
                 shown(floor),
             ));
         }
-        let per_block = (block.as_millis() / interval.as_millis().max(1)).max(1) as usize;
-        let wanted = per_block * RING_BLOCKS as usize;
+        let per_block = flashblocks_per_block(block, interval);
+        let wanted = per_block.saturating_mul(RING_BLOCKS as usize);
         if args.fanout.ws_ring_frames < wanted {
             warnings.push(format!(
                 "--ws-ring-frames {} holds less than {RING_BLOCKS} blocks of this chain's flashblocks ({per_block} a block): a subscriber resuming with /ws?from= may find its position gone; give {wanted} or more",
@@ -67,7 +67,7 @@ pub fn check(cadence: &Cadence, args: &OverlayArgs) -> Result<Vec<String>, Strin
         }
     }
     if !block.is_zero() {
-        let floor = block * CANONICAL_STALE_BLOCKS;
+        let floor = block.checked_mul(CANONICAL_STALE_BLOCKS).unwrap_or(Duration::MAX);
         if args.canonical_stale_after < floor {
             return Err(format!(
                 "--canonical-stale-after {} is less than {CANONICAL_STALE_BLOCKS} blocks of this chain ({} each): one late block would fail readiness; give {} or more",
@@ -78,6 +78,12 @@ pub fn check(cadence: &Cadence, args: &OverlayArgs) -> Result<Vec<String>, Strin
         }
     }
     Ok(warnings)
+}
+
+/// Flashblocks a block of `block` holds at one every `interval` (one at least).
+fn flashblocks_per_block(block: Duration, interval: Duration) -> usize {
+    let n = block.as_micros() / interval.as_micros().max(1);
+    usize::try_from(n).unwrap_or(usize::MAX).max(1)
 }
 
 /// A duration as the flags take it: `2s`, `250ms`.
@@ -108,7 +114,7 @@ pub fn derive(
         }
     };
     if let Some(interval) = cadence.flashblock_interval {
-        let window = interval * DERIVED_STALE_INTERVALS;
+        let window = interval.checked_mul(DERIVED_STALE_INTERVALS).unwrap_or(Duration::MAX);
         raise(
             "pending_stale_after",
             "--pending-stale-after",
@@ -122,7 +128,7 @@ pub fn derive(
             window,
         );
     }
-    let canonical = cadence.block_time * CANONICAL_STALE_BLOCKS;
+    let canonical = cadence.block_time.checked_mul(CANONICAL_STALE_BLOCKS).unwrap_or(Duration::MAX);
     raise(
         "canonical_stale_after",
         "--canonical-stale-after",
@@ -130,8 +136,8 @@ pub fn derive(
         canonical,
     );
     if let Some(interval) = cadence.flashblock_interval.filter(|i| !i.is_zero()) {
-        let per_block = (cadence.block_time.as_millis() / interval.as_millis()).max(1) as usize;
-        let frames = per_block * RING_BLOCKS as usize;
+        let per_block = flashblocks_per_block(cadence.block_time, interval);
+        let frames = per_block.saturating_mul(RING_BLOCKS as usize);
         if !explicit("ws_ring_frames") && frames > args.fanout.ws_ring_frames {
             args.fanout.ws_ring_frames = frames;
             derived.push(("--ws-ring-frames", frames.to_string()));
@@ -231,6 +237,23 @@ mod tests {
         derive(&cadence(40_000, 500), &mut a, |id| id == "canonical_stale_after");
         assert_eq!(a.canonical_stale_after, Duration::from_secs(20));
         assert!(check(&cadence(40_000, 500), &a).unwrap_err().contains("give 120s or more"));
+    }
+
+    #[test]
+    fn extreme_cadences_never_panic() {
+        let tiny = Cadence {
+            block_time: Duration::from_secs(1),
+            flashblock_interval: Some(Duration::from_micros(500)),
+        };
+        let mut a = args(&[]);
+        derive(&tiny, &mut a, |_| false);
+        assert_eq!(a.fanout.ws_ring_frames, 4000, "2,000 a block, two blocks");
+        let huge = Cadence { block_time: Duration::MAX, flashblock_interval: Some(Duration::MAX) };
+        let mut a = args(&[]);
+        derive(&huge, &mut a, |_| false);
+        assert_eq!(a.canonical_stale_after, Duration::MAX);
+        // Absurd, but answered (the stale window cannot exceed the interval): no panic.
+        assert!(check(&huge, &a).is_err());
     }
 
     #[test]

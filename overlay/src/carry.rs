@@ -9,7 +9,7 @@
 
 use alloy_primitives::{Address, B256, U256};
 use flashnode_exec::SourceAccount;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Blocks a carried value may be behind the tip before it is read again (bounds the touch log
 /// as well as the values' age).
@@ -17,6 +17,10 @@ pub const CARRY_WINDOW: u64 = 256;
 
 /// Accounts and slots (each) carried at most; beyond it the carried state starts over.
 pub const MAX_CARRIED_KEYS: usize = 500_000;
+
+/// Code bytes the carried accounts may hold (a contract's code is up to 24 KiB); beyond it the
+/// carried accounts start over.
+pub const MAX_CARRIED_CODE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Metric: carried lookups, by `kind` (`account`, `slot`) and `outcome` (`hit`, `stale`).
 pub const CARRIED_TOTAL: &str = "flashnode_upstream_carried_total";
@@ -28,6 +32,17 @@ pub const SYSTEM_WRITES: [Address; 2] = [
     alloy_primitives::address!("0x0000F90827F1C53a10cb7A02335B175320002935"),
 ];
 
+/// Accounts whose balance every block with a transaction changes, in the handler's fee
+/// payments: the sequencer, base-fee, L1-fee and operator-fee vaults. Not every tracer looks
+/// them up (op-geth's prestate tracer reports only the accounts it loads), so they are never
+/// carried past a block.
+pub const FEE_VAULTS: [Address; 4] = [
+    alloy_primitives::address!("0x4200000000000000000000000000000000000011"),
+    alloy_primitives::address!("0x4200000000000000000000000000000000000019"),
+    alloy_primitives::address!("0x420000000000000000000000000000000000001A"),
+    alloy_primitives::address!("0x420000000000000000000000000000000000001B"),
+];
+
 /// What a block changed: every account whose balance, nonce, code or storage it changed, and
 /// every slot it wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -36,6 +51,8 @@ pub struct BlockTouches {
     pub accounts: HashSet<Address>,
     /// Storage slots written.
     pub slots: HashSet<(Address, U256)>,
+    /// Accounts all of whose storage may have changed (removed by the block).
+    pub contracts: HashSet<Address>,
 }
 
 /// The carried state of the canonical chain (one per upstream).
@@ -49,8 +66,13 @@ pub struct CarriedState {
     /// The last block that touched each key (since the barrier).
     touched_accounts: HashMap<Address, u64>,
     touched_slots: HashMap<(Address, U256), u64>,
-    /// Contracts all of whose storage a block may have written (system contracts).
+    /// Contracts all of whose storage a block may have written (system contracts, removed
+    /// accounts).
     touched_contracts: HashMap<Address, u64>,
+    /// Each followed block's touches, oldest first, to expire them in the size of the diff.
+    touch_log: VecDeque<(u64, BlockTouches)>,
+    /// Code bytes the carried accounts hold.
+    code_bytes: usize,
     /// Each key's value and the block it was read at.
     accounts: HashMap<Address, (u64, SourceAccount)>,
     slots: HashMap<(Address, U256), (u64, U256)>,
@@ -91,10 +113,16 @@ impl CarriedState {
         if self.accounts.get(&address).is_some_and(|(m, _)| *m >= n) {
             return;
         }
-        if self.accounts.len() >= MAX_CARRIED_KEYS {
+        if self.accounts.len() >= MAX_CARRIED_KEYS
+            || self.code_bytes + value.code.len() > MAX_CARRIED_CODE_BYTES
+        {
             self.accounts.clear();
+            self.code_bytes = 0;
         }
-        self.accounts.insert(address, (n, value));
+        self.code_bytes += value.code.len();
+        if let Some((_, old)) = self.accounts.insert(address, (n, value)) {
+            self.code_bytes = self.code_bytes.saturating_sub(old.code.len());
+        }
     }
 
     /// Records a slot read at `at` (as [`Self::record_account`]).
@@ -124,17 +152,21 @@ impl CarriedState {
         }
         match touches {
             Some(t) => {
-                // Written by the block's system calls, which a transaction trace leaves out.
-                for a in SYSTEM_WRITES {
-                    self.touched_accounts.insert(a, number);
-                    self.touched_contracts.insert(a, number);
-                }
+                let mut t = t.clone();
+                // Written by the block's system calls and fee payments, which a transaction
+                // trace may leave out.
+                t.accounts.extend(SYSTEM_WRITES.iter().chain(&FEE_VAULTS));
+                t.contracts.extend(SYSTEM_WRITES);
                 for a in &t.accounts {
                     self.touched_accounts.insert(*a, number);
                 }
                 for s in &t.slots {
                     self.touched_slots.insert(*s, number);
                 }
+                for c in &t.contracts {
+                    self.touched_contracts.insert(*c, number);
+                }
+                self.touch_log.push_back((number, t));
             }
             None => self.barrier = self.barrier.max(number),
         }
@@ -150,15 +182,25 @@ impl CarriedState {
             self.chain.remove(&n);
             self.by_hash.remove(&h);
         }
-        // Touches at or before the barrier cannot make a carried value stale any more.
-        if self.touched_slots.len() > MAX_CARRIED_KEYS
-            || self.touched_accounts.len() > MAX_CARRIED_KEYS
-        {
-            let barrier = self.barrier;
-            self.touched_slots.retain(|_, t| *t > barrier);
-            self.touched_accounts.retain(|_, t| *t > barrier);
-            self.slots.retain(|_, (m, _)| *m >= barrier);
-            self.accounts.retain(|_, (m, _)| *m >= barrier);
+        // Touches at or before the barrier cannot make a carried value stale any more: expire
+        // them block by block (the cost of a diff, never a pass over the maps).
+        while self.touch_log.front().is_some_and(|(n, _)| *n <= self.barrier) {
+            let Some((n, t)) = self.touch_log.pop_front() else { break };
+            for a in &t.accounts {
+                if self.touched_accounts.get(a) == Some(&n) {
+                    self.touched_accounts.remove(a);
+                }
+            }
+            for k in &t.slots {
+                if self.touched_slots.get(k) == Some(&n) {
+                    self.touched_slots.remove(k);
+                }
+            }
+            for c in &t.contracts {
+                if self.touched_contracts.get(c) == Some(&n) {
+                    self.touched_contracts.remove(c);
+                }
+            }
         }
     }
 
@@ -182,9 +224,16 @@ pub fn touches_of_prestate_diff(answer: &serde_json::Value) -> Option<BlockTouch
     let mut touches = BlockTouches::default();
     for item in answer.as_array()? {
         let result = item.get("result")?;
-        for side in ["pre", "post"] {
-            let Some(accounts) = result.get(side) else { continue };
-            for (address, account) in accounts.as_object()? {
+        // Both sides, or it is not a diff (a tracer that ignored diffMode answers the plain
+        // prestate, which says nothing of what changed).
+        let (pre, post) = (result.get("pre")?.as_object()?, result.get("post")?.as_object()?);
+        // In `pre` and not in `post`: the account is gone, and with it every slot (the tracer
+        // lists only those it looked up).
+        for address in pre.keys().filter(|a| !post.contains_key(*a)) {
+            touches.contracts.insert(address.parse().ok()?);
+        }
+        for accounts in [pre, post] {
+            for (address, account) in accounts {
                 let address: Address = address.parse().ok()?;
                 touches.accounts.insert(address);
                 if let Some(storage) = account.get("storage").and_then(|s| s.as_object()) {
@@ -219,6 +268,7 @@ mod tests {
         BlockTouches {
             accounts: accounts.iter().copied().collect(),
             slots: slots.iter().map(|(a, s)| (*a, U256::from(*s))).collect(),
+            contracts: HashSet::new(),
         }
     }
 
@@ -311,6 +361,34 @@ mod tests {
     }
 
     #[test]
+    fn fee_vaults_and_removed_contracts_are_never_carried_past_a_block() {
+        let mut c = following();
+        for v in FEE_VAULTS {
+            c.record_account(&h(10), v, acc(1));
+        }
+        c.record_storage(&h(10), A, U256::from(9), U256::from(1));
+        let mut removed = BlockTouches::default();
+        removed.contracts.insert(A);
+        c.commit(11, h(11), Some(&removed));
+        for v in FEE_VAULTS {
+            assert_eq!(c.account(&h(11), &v), None);
+        }
+        assert_eq!(c.storage(&h(11), &A, &U256::from(9)), None, "every slot of a removed one");
+    }
+
+    #[test]
+    fn touches_expire_with_the_window_in_the_size_of_each_diff() {
+        let mut c = following();
+        c.commit(11, h(11), Some(&touching(&[A], &[(A, 1)])));
+        assert!(c.touched_slots.contains_key(&(A, U256::from(1))));
+        for n in 12..=11 + CARRY_WINDOW + 1 {
+            c.commit(n, h(n), Some(&BlockTouches::default()));
+        }
+        assert!(!c.touched_slots.contains_key(&(A, U256::from(1))), "expired with block 11");
+        assert!(c.touch_log.len() <= CARRY_WINDOW as usize + 1, "{}", c.touch_log.len());
+    }
+
+    #[test]
     fn touches_come_from_a_prestate_diff() {
         let answer = serde_json::json!([
             {"txHash": "0x01", "result": {
@@ -325,7 +403,14 @@ mod tests {
             }}
         ]);
         let t = touches_of_prestate_diff(&answer).unwrap();
-        assert_eq!(t, touching(&[A, B], &[(A, 2), (B, 3)]));
+        let mut expected = touching(&[A, B], &[(A, 2), (B, 3)]);
+        expected.contracts.insert(A);
+        assert_eq!(t, expected, "A is in pre only: removed, all its storage with it");
+        // The plain prestate (a tracer that ignored diffMode) is no diff.
+        let plain = serde_json::json!([{"txHash": "0x01", "result": {
+            "0x0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a": {"balance": "0x1"}
+        }}]);
+        assert_eq!(touches_of_prestate_diff(&plain), None);
         assert_eq!(touches_of_prestate_diff(&serde_json::json!({"pre": {}})), None);
         assert_eq!(touches_of_prestate_diff(&serde_json::json!([{"result": {"pre": 1}}])), None);
     }

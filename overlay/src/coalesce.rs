@@ -145,12 +145,20 @@ impl Coalescer {
 /// Sends the block's queued reads as one batch, again while more were queued meanwhile, then
 /// ends (the next miss starts it again).
 async fn send_batches<F: BatchFetch>(coalescer: Coalescer, fetch: F, at: B256) {
+    // A sender that stops early (a panic in the fetch, its future dropped at shutdown) takes
+    // its lane with it, so the waiters hear "dropped" instead of waiting forever and the next
+    // miss starts a new sender.
+    let mut guard = LaneGuard { coalescer: coalescer.clone(), at, armed: true };
     loop {
         let (accounts, slots) = {
             let mut lanes = coalescer.lanes();
-            let Some(lane) = lanes.get_mut(&at) else { return };
+            let Some(lane) = lanes.get_mut(&at) else {
+                guard.armed = false;
+                return;
+            };
             if lane.queued.is_empty() {
                 lanes.remove(&at);
+                guard.armed = false;
                 return;
             }
             lane.in_flight = std::mem::take(&mut lane.queued);
@@ -167,10 +175,29 @@ async fn send_batches<F: BatchFetch>(coalescer: Coalescer, fetch: F, at: B256) {
             let mut lanes = coalescer.lanes();
             match lanes.get_mut(&at) {
                 Some(lane) => std::mem::take(&mut lane.in_flight),
-                None => return,
+                None => {
+                    guard.armed = false;
+                    return;
+                }
             }
         };
         deliver(done, &accounts, &slots, answer);
+    }
+}
+
+/// Removes a sender's lane unless the sender ended normally.
+struct LaneGuard {
+    coalescer: Coalescer,
+    at: B256,
+    armed: bool,
+}
+
+impl Drop for LaneGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            // The lane is this sender's: no other sender starts while it exists.
+            self.coalescer.lanes().remove(&self.at);
+        }
     }
 }
 
@@ -284,6 +311,35 @@ mod tests {
         assert_eq!(f.batches.load(Ordering::SeqCst), 2, "{:?}", f.keys.lock().unwrap());
         assert_eq!(*f.keys.lock().unwrap(), vec![1, 12], "slot 100 asked once, with the account");
         assert!(c.lanes().is_empty(), "nothing left behind");
+    }
+
+    /// A fetch that panics: its waiters hear the batch was dropped, and the next read works.
+    #[derive(Clone)]
+    struct Panicking(Arc<AtomicUsize>);
+
+    impl BatchFetch for Panicking {
+        async fn fetch(
+            &self,
+            _at: B256,
+            _accounts: Vec<Address>,
+            slots: Vec<(Address, U256)>,
+        ) -> Result<(Vec<SourceAccount>, Vec<U256>), SourceError> {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("the first fetch fails");
+            }
+            Ok((Vec::new(), slots.iter().map(|_| U256::from(1)).collect()))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sender_that_dies_answers_its_waiters_and_the_lane_starts_over() {
+        let c = Coalescer::default();
+        let f = Panicking(Arc::default());
+        let dropped = c.storage(&f, B256::ZERO, Address::ZERO, U256::from(1)).await;
+        assert!(matches!(dropped, Err(SourceError::Missing(_))), "{dropped:?}");
+        let again = c.storage(&f, B256::ZERO, Address::ZERO, U256::from(1)).await;
+        assert_eq!(again.unwrap(), U256::from(1));
+        assert!(c.lanes().is_empty());
     }
 
     #[test]

@@ -333,8 +333,10 @@ impl UpstreamSource {
             }
             match self.advance(&prev, latest.clone()).await {
                 Ok(n) => {
+                    // Announced first: carrying waits for the diffs, and a block not committed
+                    // to the carried state yet is never served from it nor recorded in it.
+                    let _ = self.notifications.send(n.clone());
                     self.carry_to(&n).await;
-                    let _ = self.notifications.send(n);
                     tip = Some(latest);
                 }
                 Err(err) => debug!(%err, "could not walk to the new head; retrying"),
@@ -418,6 +420,10 @@ impl UpstreamSource {
                 .fetch_block(json!(U64::from(cursor.header.number - 1)))
                 .await?
                 .ok_or(SourceError::Missing("parent block"))?;
+            // The upstream reorged while we walked: try again from its new head.
+            if parent.hash != cursor.header.parent_hash {
+                return Err(SourceError::Missing("a parent that links (the upstream reorged)"));
+            }
             new.push(parent.clone());
             cursor = parent;
         }
