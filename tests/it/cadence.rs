@@ -140,8 +140,8 @@ async fn one_second_blocks_do_not_flap_and_fall_back_when_the_stream_dies() {
 
 /// #27.3: the timing flags against the chain's cadence. A value that would flap refuses to
 /// start, naming the flag and what fits; a default too short for a slow chain derives from its
-/// cadence. With 20 s blocks the canonical tip stands still 20 s at a time, past the 12 s
-/// default of `--canonical-stale-after`: it becomes 60 s (3 blocks, logged) and `/readyz` stays
+/// cadence. With 30 s blocks the canonical tip stands still 30 s at a time, past the 12 s
+/// default of `--canonical-stale-after`: it becomes 90 s (3 blocks, logged) and `/readyz` stays
 /// 200 through the block (before: 503 from 12 s into every block).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timing_flags_fit_the_chains_cadence() {
@@ -181,17 +181,17 @@ async fn timing_flags_fit_the_chains_cadence() {
     let metrics = format!("127.0.0.1:{}", free_port());
     let node = start(
         "dev",
-        &["--block-time", "20s", "--flashblock-interval", "200ms", "--metrics-addr", &metrics],
+        &["--block-time", "30s", "--flashblock-interval", "200ms", "--metrics-addr", &metrics],
     )
     .await;
     assert!(mode_becomes(&node.rpc, "flashblocks", Duration::from_secs(20)).await);
     let log = node.proc.output();
-    assert!(log.contains("--canonical-stale-after 60s: derived from the chain's cadence"), "{log}");
+    assert!(log.contains("--canonical-stale-after 90s: derived from the chain's cadence"), "{log}");
     let first = status(&node.rpc).await["canonicalTip"].clone();
     let started = tokio::time::Instant::now();
     while started.elapsed() < Duration::from_secs(14) {
         let (code, body) = http_get(&metrics, "/readyz").await;
-        assert_eq!(code, 200, "{:?} into a 20 s block: {body}", started.elapsed());
+        assert_eq!(code, 200, "{:?} into a 30 s block: {body}", started.elapsed());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The block really stood still that long (else the check proved nothing).
