@@ -16,7 +16,7 @@
 use crate::{
     http::KeepAlive,
     node::{log_findings, start_dev},
-    overload::{heavy_call, measuring_runtime, probe},
+    overload::{heavy_call, measuring_runtime, outcome_of, probe},
     stats::{loadavg, r3, Machine, Summary},
 };
 use anyhow::Context;
@@ -68,23 +68,6 @@ struct Heavy {
     outcomes: BTreeMap<String, u64>,
 }
 
-fn outcome(item: &Value) -> String {
-    match item["error"]["code"].as_i64() {
-        None => "result".into(),
-        Some(-32000) => {
-            let msg = item["error"]["message"].as_str().unwrap_or_default();
-            if msg.contains("budget") {
-                "batch_budget_spent".into()
-            } else if msg.contains("timeout") {
-                "evm_timeout".into()
-            } else {
-                "execution_error".into()
-            }
-        }
-        Some(code) => format!("error_{code}"),
-    }
-}
-
 /// Sends heavy calls until `stop`: one per request (`batch` None) or `batch` per request.
 async fn heavy(rpc: String, gas: u64, batch: Option<usize>, stop: Arc<AtomicBool>) -> Heavy {
     let mut out = Heavy::default();
@@ -117,7 +100,7 @@ async fn heavy(rpc: String, gas: u64, batch: Option<usize>, stop: Arc<AtomicBool
         };
         for item in &items {
             out.calls += 1;
-            *out.outcomes.entry(outcome(item)).or_insert(0) += 1;
+            *out.outcomes.entry(outcome_of(item)).or_insert(0) += 1;
         }
     }
     out

@@ -124,6 +124,26 @@ struct Outcomes {
     answered_ms: Vec<f64>,
 }
 
+/// How a heavy call was answered: `result`, `refused_busy` (-32005), `batch_budget_spent`,
+/// `evm_timeout` or `execution_error` (-32000), or `error_<code>`.
+pub(crate) fn outcome_of(answer: &Value) -> String {
+    match answer["error"]["code"].as_i64() {
+        None => "result".into(),
+        Some(-32005) => "refused_busy".into(),
+        Some(-32000) => {
+            let msg = answer["error"]["message"].as_str().unwrap_or_default();
+            if msg.contains("budget") {
+                "batch_budget_spent".into()
+            } else if msg.contains("timeout") {
+                "evm_timeout".into()
+            } else {
+                "execution_error".into()
+            }
+        }
+        Some(code) => format!("error_{code}"),
+    }
+}
+
 /// One caller: the heavy call again and again until `stop`.
 async fn caller(rpc: String, gas: Option<u64>, stop: Arc<AtomicBool>) -> Outcomes {
     let mut out = Outcomes::default();
@@ -138,19 +158,7 @@ async fn caller(rpc: String, gas: Option<u64>, stop: Arc<AtomicBool>) -> Outcome
             None => conn.call("eth_chainId", json!([])).await,
         };
         let outcome = match call {
-            Ok(r) => match r["error"]["code"].as_i64() {
-                None => "result".to_string(),
-                Some(-32005) => "refused_busy".to_string(),
-                Some(-32000) => {
-                    let msg = r["error"]["message"].as_str().unwrap_or_default();
-                    if msg.contains("timeout") {
-                        "evm_timeout".to_string()
-                    } else {
-                        "execution_error".to_string()
-                    }
-                }
-                Some(code) => format!("error_{code}"),
-            },
+            Ok(r) => outcome_of(&r),
             Err(_) => "transport_error".to_string(),
         };
         out.answered_ms.push(t.elapsed().as_secs_f64() * 1e3);

@@ -34,7 +34,7 @@ pub fn check(cadence: &Cadence, args: &OverlayArgs) -> Result<Vec<String>, Strin
     let mut warnings = Vec::new();
     let block = cadence.block_time;
     if let Some(interval) = cadence.flashblock_interval.filter(|i| !i.is_zero()) {
-        let floor = interval.checked_mul(STALE_INTERVALS).unwrap_or(Duration::MAX);
+        let floor = times(interval, STALE_INTERVALS);
         for (flag, value) in [
             ("--pending-stale-after", args.pending_stale_after),
             ("--stream-silence-timeout", args.stream_silence_timeout),
@@ -57,8 +57,7 @@ pub fn check(cadence: &Cadence, args: &OverlayArgs) -> Result<Vec<String>, Strin
                 shown(floor),
             ));
         }
-        let per_block = flashblocks_per_block(block, interval);
-        let wanted = per_block.saturating_mul(RING_BLOCKS as usize);
+        let (per_block, wanted) = ring_frames(block, interval);
         if args.fanout.ws_ring_frames < wanted {
             warnings.push(format!(
                 "--ws-ring-frames {} holds less than {RING_BLOCKS} blocks of this chain's flashblocks ({per_block} a block): a subscriber resuming with /ws?from= may find its position gone; give {wanted} or more",
@@ -67,7 +66,7 @@ pub fn check(cadence: &Cadence, args: &OverlayArgs) -> Result<Vec<String>, Strin
         }
     }
     if !block.is_zero() {
-        let floor = block.checked_mul(CANONICAL_STALE_BLOCKS).unwrap_or(Duration::MAX);
+        let floor = times(block, CANONICAL_STALE_BLOCKS);
         if args.canonical_stale_after < floor {
             return Err(format!(
                 "--canonical-stale-after {} is less than {CANONICAL_STALE_BLOCKS} blocks of this chain ({} each): one late block would fail readiness; give {} or more",
@@ -80,10 +79,17 @@ pub fn check(cadence: &Cadence, args: &OverlayArgs) -> Result<Vec<String>, Strin
     Ok(warnings)
 }
 
-/// Flashblocks a block of `block` holds at one every `interval` (one at least).
-fn flashblocks_per_block(block: Duration, interval: Duration) -> usize {
+/// The flashblocks a block of `block` holds at one every `interval` (one at least), and the
+/// frames [`RING_BLOCKS`] blocks of them make.
+fn ring_frames(block: Duration, interval: Duration) -> (usize, usize) {
     let n = block.as_micros() / interval.as_micros().max(1);
-    usize::try_from(n).unwrap_or(usize::MAX).max(1)
+    let per_block = usize::try_from(n).unwrap_or(usize::MAX).max(1);
+    (per_block, per_block.saturating_mul(RING_BLOCKS as usize))
+}
+
+/// `d` times `n`, saturating (a block time from a config can be anything).
+fn times(d: Duration, n: u32) -> Duration {
+    d.checked_mul(n).unwrap_or(Duration::MAX)
 }
 
 /// A duration as the flags take it: `2s`, `250ms`.
@@ -114,7 +120,7 @@ pub fn derive(
         }
     };
     if let Some(interval) = cadence.flashblock_interval {
-        let window = interval.checked_mul(DERIVED_STALE_INTERVALS).unwrap_or(Duration::MAX);
+        let window = times(interval, DERIVED_STALE_INTERVALS);
         raise(
             "pending_stale_after",
             "--pending-stale-after",
@@ -128,7 +134,7 @@ pub fn derive(
             window,
         );
     }
-    let canonical = cadence.block_time.checked_mul(CANONICAL_STALE_BLOCKS).unwrap_or(Duration::MAX);
+    let canonical = times(cadence.block_time, CANONICAL_STALE_BLOCKS);
     raise(
         "canonical_stale_after",
         "--canonical-stale-after",
@@ -136,8 +142,7 @@ pub fn derive(
         canonical,
     );
     if let Some(interval) = cadence.flashblock_interval.filter(|i| !i.is_zero()) {
-        let per_block = flashblocks_per_block(cadence.block_time, interval);
-        let frames = per_block.saturating_mul(RING_BLOCKS as usize);
+        let (_, frames) = ring_frames(cadence.block_time, interval);
         if !explicit("ws_ring_frames") && frames > args.fanout.ws_ring_frames {
             args.fanout.ws_ring_frames = frames;
             derived.push(("--ws-ring-frames", frames.to_string()));

@@ -14,6 +14,7 @@ use discv5::{
     enr::{CombinedKey, EnrPublicKey, NodeId},
     Discv5, Event, ListenConfig,
 };
+use flashnode_tasks::Backoff;
 use libp2p::{identity, multiaddr::Protocol, Multiaddr, PeerId};
 use std::{
     collections::HashMap,
@@ -448,9 +449,10 @@ impl Discovery {
         let local = self.enr.node_id();
         let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // When each node handed to the swarm may be handed again, and its failed dials in a row.
+        // When each node handed to the swarm may be handed again, and the backoff of its
+        // failed dials.
         let mut recent: HashMap<PeerId, Instant> = HashMap::new();
-        let mut failures: HashMap<PeerId, u32> = HashMap::new();
+        let mut failures: HashMap<PeerId, Backoff> = HashMap::new();
         let mut query: Option<futures::future::BoxFuture<'static, Vec<Enr>>> = None;
         let mut lookups = 0u64;
         let mut book = NodeBook::default();
@@ -534,13 +536,12 @@ impl Discovery {
                         if failures.len() >= RECENT {
                             failures.clear();
                         }
-                        let n = failures.entry(peer).or_default();
-                        *n = n.saturating_add(1);
-                        let backoff = FAILED_REDIAL_AFTER
-                            .saturating_mul(1 << (*n - 1).min(5))
-                            .min(REDIAL_AFTER);
-                        *next = later(Instant::now(), backoff);
-                        debug!(%peer, failures = *n, ?backoff, "discovered node's dial failed: retried sooner");
+                        let backoff = failures
+                            .entry(peer)
+                            .or_insert_with(|| Backoff::new(FAILED_REDIAL_AFTER, REDIAL_AFTER));
+                        let delay = backoff.next_delay();
+                        *next = later(Instant::now(), delay);
+                        debug!(%peer, failures = backoff.attempt(), ?delay, "discovered node's dial failed: retried sooner");
                     }
                 }
                 ev = events.recv() => match ev {

@@ -22,7 +22,7 @@ pub const MAX_CARRIED_KEYS: usize = 500_000;
 /// carried accounts start over.
 pub const MAX_CARRIED_CODE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Metric: carried lookups, by `kind` (`account`, `slot`) and `outcome` (`hit`, `stale`).
+/// Metric: reads answered from the carried state, by `kind` (`account`, `slot`).
 pub const CARRIED_TOTAL: &str = "flashnode_upstream_carried_total";
 
 /// Contracts every block writes before its transactions (EIP-4788's beacon roots, EIP-2935's
@@ -140,7 +140,7 @@ impl CarriedState {
 
     /// Canonical block `number` (`hash`) was committed on top of the chain followed here, with
     /// what it touched (`None`: not known, so nothing read before it is carried past it).
-    pub fn commit(&mut self, number: u64, hash: B256, touches: Option<&BlockTouches>) {
+    pub fn commit(&mut self, number: u64, hash: B256, touches: Option<BlockTouches>) {
         if let Some((&tip, _)) = self.chain.last_key_value() {
             if number <= tip {
                 // Out of order or a replacement: start over from here.
@@ -151,21 +151,14 @@ impl CarriedState {
             }
         }
         match touches {
-            Some(t) => {
-                let mut t = t.clone();
+            Some(mut t) => {
                 // Written by the block's system calls and fee payments, which a transaction
                 // trace may leave out.
                 t.accounts.extend(SYSTEM_WRITES.iter().chain(&FEE_VAULTS));
                 t.contracts.extend(SYSTEM_WRITES);
-                for a in &t.accounts {
-                    self.touched_accounts.insert(*a, number);
-                }
-                for s in &t.slots {
-                    self.touched_slots.insert(*s, number);
-                }
-                for c in &t.contracts {
-                    self.touched_contracts.insert(*c, number);
-                }
+                mark(&mut self.touched_accounts, &t.accounts, number);
+                mark(&mut self.touched_slots, &t.slots, number);
+                mark(&mut self.touched_contracts, &t.contracts, number);
                 self.touch_log.push_back((number, t));
             }
             None => self.barrier = self.barrier.max(number),
@@ -186,21 +179,9 @@ impl CarriedState {
         // them block by block (the cost of a diff, never a pass over the maps).
         while self.touch_log.front().is_some_and(|(n, _)| *n <= self.barrier) {
             let Some((n, t)) = self.touch_log.pop_front() else { break };
-            for a in &t.accounts {
-                if self.touched_accounts.get(a) == Some(&n) {
-                    self.touched_accounts.remove(a);
-                }
-            }
-            for k in &t.slots {
-                if self.touched_slots.get(k) == Some(&n) {
-                    self.touched_slots.remove(k);
-                }
-            }
-            for c in &t.contracts {
-                if self.touched_contracts.get(c) == Some(&n) {
-                    self.touched_contracts.remove(c);
-                }
-            }
+            expire(&mut self.touched_accounts, &t.accounts, n);
+            expire(&mut self.touched_slots, &t.slots, n);
+            expire(&mut self.touched_contracts, &t.contracts, n);
         }
     }
 
@@ -213,6 +194,22 @@ impl CarriedState {
     /// Keys carried (accounts, slots).
     pub fn len(&self) -> (usize, usize) {
         (self.accounts.len(), self.slots.len())
+    }
+}
+
+/// Notes block `n` as the last to touch each of `keys`.
+fn mark<K: Copy + Eq + std::hash::Hash>(touched: &mut HashMap<K, u64>, keys: &HashSet<K>, n: u64) {
+    for k in keys {
+        touched.insert(*k, n);
+    }
+}
+
+/// Forgets block `n`'s touches of `keys`, where no later block touched them since.
+fn expire<K: Eq + std::hash::Hash>(touched: &mut HashMap<K, u64>, keys: &HashSet<K>, n: u64) {
+    for k in keys {
+        if touched.get(k) == Some(&n) {
+            touched.remove(k);
+        }
     }
 }
 
@@ -275,7 +272,7 @@ mod tests {
     /// Blocks 10 and 11 committed with nothing touched.
     fn following() -> CarriedState {
         let mut c = CarriedState::default();
-        c.commit(10, h(10), Some(&BlockTouches::default()));
+        c.commit(10, h(10), Some(BlockTouches::default()));
         c
     }
 
@@ -286,7 +283,7 @@ mod tests {
         c.record_storage(&h(10), A, U256::from(2), U256::from(8));
         c.record_account(&h(10), A, acc(5));
         c.record_account(&h(10), B, acc(6));
-        c.commit(11, h(11), Some(&touching(&[B], &[(A, 2)])));
+        c.commit(11, h(11), Some(touching(&[B], &[(A, 2)])));
         assert_eq!(c.storage(&h(11), &A, &U256::from(1)), Some(U256::from(7)), "untouched");
         assert_eq!(c.storage(&h(11), &A, &U256::from(2)), None, "written in 11");
         assert_eq!(c.account(&h(11), &A), Some(acc(5)));
@@ -297,7 +294,7 @@ mod tests {
         assert_eq!(c.storage(&h(10), &A, &U256::from(1)), Some(U256::from(7)));
         // Read again at 11: carried from there.
         c.record_storage(&h(11), A, U256::from(2), U256::from(9));
-        c.commit(12, h(12), Some(&BlockTouches::default()));
+        c.commit(12, h(12), Some(BlockTouches::default()));
         assert_eq!(c.storage(&h(12), &A, &U256::from(2)), Some(U256::from(9)));
         // An unknown block hash (not canonical here) carries nothing.
         assert_eq!(c.storage(&B256::repeat_byte(0xee), &A, &U256::from(1)), None);
@@ -310,24 +307,24 @@ mod tests {
         c.commit(11, h(11), None);
         assert_eq!(c.storage(&h(11), &A, &U256::from(1)), None);
         c.record_storage(&h(11), A, U256::from(1), U256::from(7));
-        c.commit(12, h(12), Some(&BlockTouches::default()));
+        c.commit(12, h(12), Some(BlockTouches::default()));
         assert_eq!(c.storage(&h(12), &A, &U256::from(1)), Some(U256::from(7)));
         // A gap (13 never committed) is a barrier too.
-        c.commit(14, h(14), Some(&BlockTouches::default()));
+        c.commit(14, h(14), Some(BlockTouches::default()));
         assert_eq!(c.storage(&h(14), &A, &U256::from(1)), None);
     }
 
     #[test]
     fn a_reorg_or_a_replaced_block_carries_nothing() {
         let mut c = following();
-        c.commit(11, h(11), Some(&BlockTouches::default()));
+        c.commit(11, h(11), Some(BlockTouches::default()));
         c.record_storage(&h(11), A, U256::from(1), U256::from(7));
         // 11 replaced by 11' (another hash at the same height).
-        c.commit(11, B256::repeat_byte(0x77), Some(&BlockTouches::default()));
+        c.commit(11, B256::repeat_byte(0x77), Some(BlockTouches::default()));
         assert_eq!(c.storage(&B256::repeat_byte(0x77), &A, &U256::from(1)), None);
         assert_eq!(c.storage(&h(11), &A, &U256::from(1)), None, "11 is no longer followed");
         c.reset(20);
-        c.commit(20, h(20), Some(&BlockTouches::default()));
+        c.commit(20, h(20), Some(BlockTouches::default()));
         c.record_account(&h(20), A, acc(1));
         assert_eq!(c.account(&h(20), &A), Some(acc(1)));
     }
@@ -335,16 +332,16 @@ mod tests {
     #[test]
     fn a_value_read_late_never_replaces_a_newer_one_and_old_values_age_out() {
         let mut c = following();
-        c.commit(11, h(11), Some(&BlockTouches::default()));
+        c.commit(11, h(11), Some(BlockTouches::default()));
         c.record_storage(&h(11), A, U256::from(1), U256::from(9));
         c.record_storage(&h(10), A, U256::from(1), U256::from(7));
         assert_eq!(c.storage(&h(11), &A, &U256::from(1)), Some(U256::from(9)));
         for n in 12..=11 + CARRY_WINDOW {
-            c.commit(n, h(n), Some(&BlockTouches::default()));
+            c.commit(n, h(n), Some(BlockTouches::default()));
         }
         let tip = 11 + CARRY_WINDOW;
         assert_eq!(c.storage(&h(tip), &A, &U256::from(1)), Some(U256::from(9)), "in the window");
-        c.commit(tip + 1, h(tip + 1), Some(&BlockTouches::default()));
+        c.commit(tip + 1, h(tip + 1), Some(BlockTouches::default()));
         assert_eq!(c.storage(&h(tip + 1), &A, &U256::from(1)), None, "older than the window");
     }
 
@@ -354,7 +351,7 @@ mod tests {
         for a in SYSTEM_WRITES {
             c.record_storage(&h(10), a, U256::from(1), U256::from(7));
         }
-        c.commit(11, h(11), Some(&BlockTouches::default()));
+        c.commit(11, h(11), Some(BlockTouches::default()));
         for a in SYSTEM_WRITES {
             assert_eq!(c.storage(&h(11), &a, &U256::from(1)), None);
         }
@@ -369,7 +366,7 @@ mod tests {
         c.record_storage(&h(10), A, U256::from(9), U256::from(1));
         let mut removed = BlockTouches::default();
         removed.contracts.insert(A);
-        c.commit(11, h(11), Some(&removed));
+        c.commit(11, h(11), Some(removed));
         for v in FEE_VAULTS {
             assert_eq!(c.account(&h(11), &v), None);
         }
@@ -379,10 +376,10 @@ mod tests {
     #[test]
     fn touches_expire_with_the_window_in_the_size_of_each_diff() {
         let mut c = following();
-        c.commit(11, h(11), Some(&touching(&[A], &[(A, 1)])));
+        c.commit(11, h(11), Some(touching(&[A], &[(A, 1)])));
         assert!(c.touched_slots.contains_key(&(A, U256::from(1))));
         for n in 12..=11 + CARRY_WINDOW + 1 {
-            c.commit(n, h(n), Some(&BlockTouches::default()));
+            c.commit(n, h(n), Some(BlockTouches::default()));
         }
         assert!(!c.touched_slots.contains_key(&(A, U256::from(1))), "expired with block 11");
         assert!(c.touch_log.len() <= CARRY_WINDOW as usize + 1, "{}", c.touch_log.len());

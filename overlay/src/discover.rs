@@ -180,7 +180,7 @@ fn discover_in(
 }
 
 /// Most lanes one discovery round runs at once.
-pub(crate) const DISCOVERY_LANES: usize = 4;
+const DISCOVERY_LANES: usize = 4;
 
 /// Fewest transactions worth a lane of their own (a thread costs tens of microseconds).
 const MIN_LANE_TXS: usize = 8;
@@ -289,8 +289,6 @@ mod tests {
         }
     }
 
-    /// Runtime code that SLOADs slot 1, then the slot whose index is the value of slot 1,
-    /// and stores the sum in slot 0: the second read is known only once the first is.
     /// Block 1's environment.
     fn block_one() -> flashnode_exec::BlockEnvInput {
         flashnode_exec::BlockEnvInput {
@@ -306,6 +304,8 @@ mod tests {
         }
     }
 
+    /// Runtime code that SLOADs slot 1, then the slot whose index is the value of slot 1,
+    /// and stores the sum in slot 0: the second read is known only once the first is.
     fn chained_reader() -> Bytes {
         // PUSH1 1 SLOAD DUP1 SLOAD ADD PUSH1 0 SSTORE STOP
         Bytes::from_static(&[0x60, 0x01, 0x54, 0x80, 0x54, 0x01, 0x60, 0x00, 0x55, 0x00])

@@ -14,9 +14,10 @@ use alloy_primitives::B256;
 use arc_swap::ArcSwapOption;
 use flashnode_exec::{CanonicalBlock, CanonicalNotification, ChainConfig, StateSource};
 use flashnode_tasks::{Backoff, TaskExecutor};
+use flashnode_wsclient::WarnLimiter;
 use serde::Serialize;
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashSet, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
@@ -657,7 +658,7 @@ pub fn spawn(
         ahead_since: None,
         last_probe: None,
         probing: Arc::new(AtomicBool::new(false)),
-        warned: HashMap::new(),
+        warned: WarnLimiter::new(WARN_EVERY),
         current_block: None,
         post_exec_block: None,
     };
@@ -687,7 +688,7 @@ struct Task {
     probing: Arc<AtomicBool>,
     /// Rate limit of the rejection warnings: last warning and frames suppressed since, by
     /// class.
-    warned: HashMap<&'static str, (Option<Instant>, u64)>,
+    warned: WarnLimiter,
     /// The block whose flashblocks are being applied (for the readiness hysteresis).
     current_block: Option<u64>,
     /// The last block counted in `post_exec_blocks`.
@@ -831,7 +832,7 @@ impl Task {
         if let Ok(mut l) = self.shared.last_rejected.lock() {
             *l = Some((frame, Instant::now()));
         }
-        if let Some(suppressed) = warn_due(self.warned.entry(class).or_default()) {
+        if let Some(suppressed) = self.warned.check(class, Instant::now()) {
             let tip = upstream_tip.map_or("unknown".into(), |t| t.to_string());
             warn!(class, block, index, upstream_tip = %tip, suppressed, "flashblock not applied: {cause}");
         } else {
@@ -849,7 +850,7 @@ impl Task {
         self.shared.counters.post_exec_blocks.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("flashnode_overlay_fallback_blocks_total", "reason" => "post_exec_tx")
             .increment(1);
-        if let Some(suppressed) = warn_due(self.warned.entry("post_exec").or_default()) {
+        if let Some(suppressed) = self.warned.check("post_exec", Instant::now()) {
             warn!(
                 block = block.number(),
                 index = block.index,
@@ -1273,37 +1274,5 @@ impl Task {
             .events
             .send(OverlayEvent::Dropped { block: pending.clone(), first_dropped });
         false
-    }
-}
-
-/// Whether a warning limited to one every [`WARN_EVERY`] is due for `entry` (when it was last
-/// given, and how many were suppressed since): the suppressed count to report, the entry reset;
-/// or `None`, one more suppressed. No `Instant` arithmetic, so a young monotonic clock (a VM
-/// booted seconds ago) cannot underflow.
-fn warn_due(entry: &mut (Option<Instant>, u64)) -> Option<u64> {
-    if entry.0.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-        let suppressed = entry.1;
-        *entry = (Some(Instant::now()), 0);
-        Some(suppressed)
-    } else {
-        entry.1 += 1;
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_limited_warning_is_due_first_then_counts_what_it_suppressed() {
-        let mut entry = Default::default();
-        assert_eq!(warn_due(&mut entry), Some(0), "the first is due, on any clock");
-        assert_eq!(warn_due(&mut entry), None);
-        assert_eq!(warn_due(&mut entry), None);
-        assert_eq!(entry.1, 2, "two suppressed");
-        entry.0 = Instant::now().checked_sub(WARN_EVERY);
-        assert_eq!(warn_due(&mut entry), Some(2), "due again after the period, with the count");
-        assert_eq!(entry.1, 0);
     }
 }

@@ -163,6 +163,28 @@ impl UpstreamSource {
         retrying_transport(|| self.fetch_batch_once(at, accounts, slots)).await
     }
 
+    /// Reads `accounts` and `slots` at `at` in batches within what upstreams accept (geth: 1000
+    /// calls a batch): accounts in batches of their own, slots in others, all in flight at once;
+    /// the values in order.
+    async fn fetch_chunked(
+        &self,
+        at: B256,
+        accounts: &[Address],
+        slots: &[(Address, U256)],
+    ) -> Result<(Vec<SourceAccount>, Vec<U256>), SourceError> {
+        let jobs = accounts
+            .chunks(MAX_BATCH_CALLS / 3)
+            .map(|c| (c, &[][..]))
+            .chain(slots.chunks(MAX_BATCH_CALLS).map(|c| (&[][..], c)))
+            .map(|(a, s)| self.fetch_batch(at, a, s));
+        let mut out = (Vec::with_capacity(accounts.len()), Vec::with_capacity(slots.len()));
+        for (a, s) in futures::future::try_join_all(jobs).await? {
+            out.0.extend(a);
+            out.1.extend(s);
+        }
+        Ok(out)
+    }
+
     /// [`Self::fetch_batch`], one attempt.
     async fn fetch_batch_once(
         &self,
@@ -364,7 +386,7 @@ impl UpstreamSource {
         };
         for block in new {
             let touches = self.block_touches(block.hash).await;
-            write(&self.carried).commit(block.header.number, block.hash, touches.as_ref());
+            write(&self.carried).commit(block.header.number, block.hash, touches);
         }
         let (accounts, slots) = read(&self.carried).len();
         metrics::gauge!("flashnode_upstream_carried_keys", "kind" => "account")
@@ -448,17 +470,7 @@ impl BatchFetch for UpstreamSource {
         if accounts.len() * 3 + slots.len() <= MAX_BATCH_CALLS {
             return self.fetch_batch(at, &accounts, &slots).await;
         }
-        let jobs = accounts
-            .chunks(MAX_BATCH_CALLS / 3)
-            .map(|c| (c, &[][..]))
-            .chain(slots.chunks(MAX_BATCH_CALLS).map(|c| (&[][..], c)))
-            .map(|(a, s)| self.fetch_batch(at, a, s));
-        let mut out = (Vec::with_capacity(accounts.len()), Vec::with_capacity(slots.len()));
-        for (a, s) in futures::future::try_join_all(jobs).await? {
-            out.0.extend(a);
-            out.1.extend(s);
-        }
-        Ok(out)
+        self.fetch_chunked(at, &accounts, &slots).await
     }
 }
 
@@ -641,16 +653,7 @@ impl StateSource for UpstreamSource {
                 .increment(accounts.len() as u64);
             metrics::counter!("flashnode_upstream_prefetch_total", "kind" => "slot")
                 .increment(slots.len() as u64);
-            // Chunks keep each batch within what upstreams accept (geth: 1000 calls a batch).
-            let per_chunk = MAX_BATCH_CALLS / 3;
-            let account_chunks: Vec<&[Address]> = accounts.chunks(per_chunk).collect();
-            let slot_chunks: Vec<&[(Address, U256)]> = slots.chunks(MAX_BATCH_CALLS).collect();
-            let jobs = account_chunks
-                .into_iter()
-                .map(|c| (c, &[][..]))
-                .chain(slot_chunks.into_iter().map(|c| (&[][..], c)))
-                .map(|(a, s)| self.fetch_batch(at, a, s));
-            futures::future::try_join_all(jobs).await?;
+            self.fetch_chunked(at, &accounts, &slots).await?;
             Ok(())
         }
         .boxed()
