@@ -14,10 +14,11 @@ use alloy_evm::{Evm, EvmEnv, EvmFactory, FromTxWithEncoded};
 use alloy_op_evm::{OpEvmFactory, OpTx};
 use alloy_primitives::{Address, Bloom, Bytes, B256, U256};
 use op_alloy_consensus::{OpDepositReceipt, OpReceipt, OpTxEnvelope};
-use op_revm::{L1BlockInfo, OpSpecId};
+use op_revm::{L1BlockInfo, OpHaltReason, OpSpecId};
 use revm::{
     context::{BlockEnv, CfgEnv},
     context_interface::{block::BlobExcessGasAndPrice, result::ExecutionResult},
+    state::EvmState,
     Database, DatabaseCommit,
 };
 
@@ -155,6 +156,25 @@ pub struct ExecutedTx {
     pub l1: Option<L1FeeInfo>,
 }
 
+/// A transaction executed over a block's state but not committed ([`BlockBuilder::transact`]).
+#[derive(Clone, Debug)]
+pub struct TxOutcome {
+    tx: OpTxEnvelope,
+    sender: Address,
+    encoded: Bytes,
+    depositor_nonce: Option<u64>,
+    result: ExecutionResult<OpHaltReason>,
+    state: EvmState,
+    l1: Option<L1FeeInfo>,
+}
+
+impl TxOutcome {
+    /// The transaction's hash.
+    pub fn hash(&self) -> B256 {
+        self.tx.tx_hash()
+    }
+}
+
 /// Builds one block incrementally over a database `DB`.
 #[derive(Debug, Clone)]
 pub struct BlockBuilder<DB> {
@@ -241,6 +261,19 @@ where
         sender: Address,
         encoded: Bytes,
     ) -> Result<&ExecutedTx, ExecError<DB::Error>> {
+        let outcome = self.transact(tx, sender, encoded)?;
+        Ok(self.commit(outcome))
+    }
+
+    /// Executes `tx` on top of the block so far without committing it: the block is untouched
+    /// until [`Self::commit`]. An outcome committed into another builder whose state answers
+    /// every read the same way gives that builder exactly what [`Self::execute`] would.
+    pub fn transact(
+        &mut self,
+        tx: OpTxEnvelope,
+        sender: Address,
+        encoded: Bytes,
+    ) -> Result<TxOutcome, ExecError<DB::Error>> {
         let is_deposit = tx.is_deposit();
         let op_tx = OpTx::from_encoded_tx(&tx, sender, encoded.clone());
         let depositor_nonce = if is_deposit {
@@ -258,24 +291,34 @@ where
             OpEvmFactory::<OpTx>::default().create_evm(&mut self.db, self.evm_env.clone());
         let result = evm.transact(op_tx).map_err(ExecError::from)?;
         drop(evm);
-        let state = result.state;
-        let result = result.result;
+        // The L1 fee parameters before the commit: a user transaction cannot change them (only
+        // the depositor writes L1Block).
+        let l1 = if is_deposit { None } else { Some(self.l1_fee_info(&encoded)?) };
+        Ok(TxOutcome {
+            tx,
+            sender,
+            encoded,
+            depositor_nonce,
+            result: result.result,
+            state: result.state,
+            l1,
+        })
+    }
+
+    /// Commits an outcome of [`Self::transact`] into the block: its state changes, receipt,
+    /// gas and logs. Infallible, so a block is never left half committed.
+    pub fn commit(&mut self, outcome: TxOutcome) -> &ExecutedTx {
+        let TxOutcome { tx, sender, encoded, depositor_nonce, result, state, l1 } = outcome;
+        if tx.is_deposit() {
+            // The L1-info deposit changes the fee parameters: read them afresh after it.
+            self.l1_block_info = None;
+        }
         let gas_used = result.tx_gas_used();
         let contract_address = result.created_address();
         let success = result.is_success();
         let logs = match result {
             ExecutionResult::Success { logs, .. } => logs,
             _ => Vec::new(),
-        };
-        // The L1 fee parameters before the commit: a user transaction cannot change them (only
-        // the depositor writes L1Block), and nothing fallible may follow the commit, so a
-        // failed read leaves the block untouched.
-        let l1 = if is_deposit {
-            // The L1-info deposit changes the fee parameters: read them afresh after it.
-            self.l1_block_info = None;
-            None
-        } else {
-            Some(self.l1_fee_info(&encoded)?)
         };
         self.db.commit(state);
 
@@ -303,7 +346,7 @@ where
         };
 
         let effective_gas_price =
-            if is_deposit { 0 } else { tx.effective_gas_price(Some(self.input.base_fee)) };
+            if tx.is_deposit() { 0 } else { tx.effective_gas_price(Some(self.input.base_fee)) };
         let index = self.txs.len() as u64;
         self.blooms.push(receipt_bloom);
         self.txs.push(ExecutedTx {
@@ -319,7 +362,7 @@ where
             first_log_index,
             l1,
         });
-        Ok(self.txs.last().expect("just pushed"))
+        self.txs.last().expect("just pushed")
     }
 
     fn l1_fee_info(&mut self, encoded: &[u8]) -> Result<L1FeeInfo, ExecError<DB::Error>> {

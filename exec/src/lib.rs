@@ -22,7 +22,7 @@ mod state;
 #[cfg(test)]
 mod testing;
 
-pub use builder::{receipts_root, BlockBuilder, BlockEnvInput, ExecutedTx, L1FeeInfo};
+pub use builder::{receipts_root, BlockBuilder, BlockEnvInput, ExecutedTx, L1FeeInfo, TxOutcome};
 pub use call::{
     call, call_budgeted, create_access_list, create_access_list_budgeted, estimate_gas,
     estimate_gas_budgeted, tx_env, AccessListOutcome, Budget, BudgetInspector, CallError,

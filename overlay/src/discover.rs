@@ -12,7 +12,7 @@
 //! speculative run. This is what reth's prewarming does for its own database.
 
 use alloy_primitives::{Address, Bytes, B256, U256};
-use flashnode_exec::{BlockBuilder, SourceDb, SourceError};
+use flashnode_exec::{BlockBuilder, SourceDb, SourceError, TxOutcome};
 use op_alloy_consensus::OpTxEnvelope;
 use revm::{
     bytecode::Bytecode,
@@ -21,15 +21,16 @@ use revm::{
     state::AccountInfo,
 };
 use std::{
-    cell::RefCell,
-    collections::{BTreeSet, HashMap},
+    cell::{Cell, RefCell},
+    collections::{BTreeMap, HashMap},
 };
 
-/// Reads a speculative run found that neither the block nor the source holds.
+/// Reads a speculative run found that neither the block nor the source holds, each with the
+/// index (in the run) of the first transaction that read it.
 #[derive(Debug, Default)]
 pub(crate) struct Misses {
-    accounts: BTreeSet<Address>,
-    slots: BTreeSet<(Address, U256)>,
+    accounts: BTreeMap<Address, usize>,
+    slots: BTreeMap<(Address, U256), usize>,
 }
 
 impl Misses {
@@ -42,15 +43,68 @@ impl Misses {
     pub(crate) fn len(&self) -> usize {
         self.accounts.len() + self.slots.len()
     }
+
+    fn merge(&mut self, other: Self) {
+        for (k, i) in other.accounts {
+            self.accounts.entry(k).or_insert(i);
+        }
+        for (k, i) in other.slots {
+            self.slots.entry(k).or_insert(i);
+        }
+    }
+}
+
+/// What a speculative run found: the reads to fetch, and the outcomes of its leading
+/// transactions, which are the real ones if every value it guessed was right.
+#[derive(Debug, Default)]
+pub(crate) struct Speculation {
+    misses: Misses,
+    /// The first lane's outcomes, in order, up to its first transaction that failed.
+    outcomes: Vec<TxOutcome>,
+    /// The first transaction that read something whose guess cannot be checked (a block hash
+    /// nobody taught the block).
+    unverifiable_from: Option<usize>,
+}
+
+impl Speculation {
+    /// The reads that were missing.
+    pub(crate) fn misses(&self) -> &Misses {
+        &self.misses
+    }
+
+    /// The leading outcomes that are exactly what executing for real gives, now that `source`
+    /// holds the fetched values: a transaction's outcome stands when every guess read by it or
+    /// by a transaction before it (an absent account, a zero slot) is what `source` holds.
+    /// A guess that was wrong ends the run there; what follows executes for real.
+    pub(crate) fn into_confirmed(self, source: &SourceDb) -> Vec<TxOutcome> {
+        let mut keep = self.outcomes.len().min(self.unverifiable_from.unwrap_or(usize::MAX));
+        for (address, first) in &self.misses.accounts {
+            if *first < keep && !matches!(source.cached_basic(*address), Some(None)) {
+                keep = *first;
+            }
+        }
+        for ((address, slot), first) in &self.misses.slots {
+            if *first < keep && source.cached_storage(*address, *slot) != Some(U256::ZERO) {
+                keep = *first;
+            }
+        }
+        let mut outcomes = self.outcomes;
+        outcomes.truncate(keep);
+        outcomes
+    }
 }
 
 /// The block's state so far as a database that never waits: a read the block has not loaded
 /// and the source does not hold is recorded and answered as absent (an account) or zero (a
-/// slot). Execution over it is only a guess of the real one, good for finding reads.
+/// slot). Execution over it is a guess of the real one: good for finding reads, and the real
+/// one itself when every guess turns out right.
 #[derive(Debug)]
 pub(crate) struct DiscoveryDb<'a> {
     block: &'a CacheDB<SourceDb>,
     misses: RefCell<Misses>,
+    /// The index of the transaction running, for [`Misses`].
+    current: Cell<usize>,
+    unverifiable_from: Cell<Option<usize>>,
     /// Nonces to give senders whose earlier transactions run in another lane.
     nonces: HashMap<Address, u64>,
 }
@@ -58,7 +112,13 @@ pub(crate) struct DiscoveryDb<'a> {
 impl<'a> DiscoveryDb<'a> {
     /// Over the state of the block in progress, with these senders' nonces as given.
     fn with_nonces(block: &'a CacheDB<SourceDb>, nonces: HashMap<Address, u64>) -> Self {
-        Self { block, misses: RefCell::default(), nonces }
+        Self {
+            block,
+            misses: RefCell::default(),
+            current: Cell::new(0),
+            unverifiable_from: Cell::new(None),
+            nonces,
+        }
     }
 
     /// `info` with the nonce given for `address`, if any.
@@ -70,11 +130,6 @@ impl<'a> DiscoveryDb<'a> {
             }
             (info, _) => info,
         }
-    }
-
-    /// What the runs over it found missing.
-    pub(crate) fn into_misses(self) -> Misses {
-        self.misses.into_inner()
     }
 }
 
@@ -88,7 +143,7 @@ impl DatabaseRef for DiscoveryDb<'_> {
         if let Some(info) = self.block.db.cached_basic(address) {
             return Ok(self.nonced(address, info));
         }
-        self.misses.borrow_mut().accounts.insert(address);
+        self.misses.borrow_mut().accounts.entry(address).or_insert(self.current.get());
         Ok(None)
     }
 
@@ -112,29 +167,38 @@ impl DatabaseRef for DiscoveryDb<'_> {
         if let Some(v) = self.block.db.cached_storage(address, index) {
             return Ok(v);
         }
-        self.misses.borrow_mut().slots.insert((address, index));
+        self.misses.borrow_mut().slots.entry((address, index)).or_insert(self.current.get());
         Ok(U256::ZERO)
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, SourceError> {
-        // A guess is enough here: the real run reads it (rarely needed, and cached).
+        // A guess is enough to find reads (the real run reads it: rarely needed, and cached),
+        // but not to keep the outcome.
         let known = self.block.cache.block_hashes.get(&U256::from(number)).copied();
-        Ok(known.or_else(|| self.block.db.known_block_hash(number)).unwrap_or_default())
+        match known.or_else(|| self.block.db.known_block_hash(number)) {
+            Some(hash) => Ok(hash),
+            None => {
+                let first = self.unverifiable_from.get().unwrap_or(self.current.get());
+                self.unverifiable_from.set(Some(first));
+                Ok(B256::ZERO)
+            }
+        }
     }
 }
 
-/// Runs `txs` speculatively on top of `builder`'s block so far and returns what they would
-/// read that nobody holds. Transactions that fail (a guessed value made them invalid) are
-/// skipped; the block itself is never touched.
+/// Runs `txs` speculatively on top of `builder`'s block so far: what they would read that
+/// nobody holds, and their outcomes. Transactions that fail (a guessed value made them
+/// invalid) are skipped; the block itself is never touched.
 ///
 /// With 4 cores or more and enough transactions, the run is split into lanes
 /// of consecutive transactions run at once, each over the block so far (a lane does not see
 /// the writes of the lanes before it: what those reveal, the next round finds). A sender whose
-/// earlier transactions are in another lane starts at its first nonce in this one.
+/// earlier transactions are in another lane starts at its first nonce in this one. Only the
+/// first lane's outcomes are kept: the others start from a state that is not the real one.
 pub(crate) fn discover(
     builder: &BlockBuilder<CacheDB<SourceDb>>,
     txs: &[(OpTxEnvelope, Address, &Bytes)],
-) -> Misses {
+) -> Speculation {
     // Half the cores: the rest serve the RPC and, beside a local execution client, the
     // client itself. On 2 cores two lanes were slower than one (16.3 vs 13.8 ms a
     // flashblock of 1,000 cold reads, `bench/run.sh cold-state`): one lane there.
@@ -147,7 +211,7 @@ fn discover_in(
     builder: &BlockBuilder<CacheDB<SourceDb>>,
     txs: &[(OpTxEnvelope, Address, &Bytes)],
     lanes: usize,
-) -> Misses {
+) -> Speculation {
     let lanes = lanes.min(DISCOVERY_LANES).min(txs.len() / MIN_LANE_TXS).max(1);
     if lanes == 1 {
         return run_lane(builder, txs, HashMap::new());
@@ -157,25 +221,31 @@ fn discover_in(
     let first = chunks.next().unwrap_or_default();
     std::thread::scope(|scope| {
         let others: Vec<_> = chunks
-            .map(|chunk| {
+            .enumerate()
+            .map(|(lane, chunk)| {
                 let mut nonces = HashMap::new();
                 for (tx, sender, _) in chunk {
                     nonces
                         .entry(*sender)
                         .or_insert_with(|| alloy_consensus::Transaction::nonce(tx));
                 }
-                scope.spawn(move || run_lane(builder, chunk, nonces))
+                let offset = (lane + 1) * per_lane;
+                scope.spawn(move || (offset, run_lane(builder, chunk, nonces)))
             })
             .collect();
-        let mut misses = run_lane(builder, first, HashMap::new());
+        let mut found = run_lane(builder, first, HashMap::new());
         for lane in others {
             // A lane that panicked found nothing: the real run reads what it would have.
-            if let Ok(found) = lane.join() {
-                misses.accounts.extend(found.accounts);
-                misses.slots.extend(found.slots);
+            if let Ok((offset, other)) = lane.join() {
+                let mut misses = other.misses;
+                // Indices of the whole run: a later lane's first readers come after the first
+                // lane's, so they never shorten its kept outcomes wrongly.
+                misses.accounts.values_mut().for_each(|i| *i += offset);
+                misses.slots.values_mut().for_each(|i| *i += offset);
+                found.misses.merge(misses);
             }
         }
-        misses
+        found
     })
 }
 
@@ -185,26 +255,44 @@ const DISCOVERY_LANES: usize = 4;
 /// Fewest transactions worth a lane of their own (a thread costs tens of microseconds).
 const MIN_LANE_TXS: usize = 8;
 
-/// Runs `txs` in order over the block so far, senders in `nonces` at those nonces.
+/// Runs `txs` in order over the block so far, senders in `nonces` at those nonces; keeps the
+/// outcomes when no nonce is overridden.
 fn run_lane(
     builder: &BlockBuilder<CacheDB<SourceDb>>,
     txs: &[(OpTxEnvelope, Address, &Bytes)],
     nonces: HashMap<Address, u64>,
-) -> Misses {
+) -> Speculation {
+    let keep = nonces.is_empty();
     let db = CacheDB::new(DiscoveryDb::with_nonces(builder.db(), nonces));
     let mut spec = BlockBuilder::new(builder.chain().clone(), builder.input().clone(), db);
-    for (tx, sender, raw) in txs {
-        let _ = spec.execute(tx.clone(), *sender, (*raw).clone());
+    let mut outcomes = Vec::new();
+    let mut failed = false;
+    for (i, (tx, sender, raw)) in txs.iter().enumerate() {
+        spec.db().db.current.set(i);
+        match spec.transact(tx.clone(), *sender, (*raw).clone()) {
+            Ok(outcome) => {
+                if keep && !failed {
+                    outcomes.push(outcome.clone());
+                }
+                spec.commit(outcome);
+            }
+            Err(_) => failed = true,
+        }
     }
-    spec.into_db().db.into_misses()
+    let db = spec.into_db().db;
+    Speculation {
+        misses: db.misses.into_inner(),
+        outcomes,
+        unverifiable_from: db.unverifiable_from.get(),
+    }
 }
 
 /// Fetches `misses` at the block's canonical anchor in one batch (split at the upstream's
 /// batch limit). An error only costs the round trips the batch would have saved.
-pub(crate) fn fetch(source: &SourceDb, misses: Misses) -> Result<(), SourceError> {
+pub(crate) fn fetch(source: &SourceDb, misses: &Misses) -> Result<(), SourceError> {
     source.prefetch_blocking(
-        misses.accounts.into_iter().collect(),
-        misses.slots.into_iter().collect(),
+        misses.accounts.keys().copied().collect(),
+        misses.slots.keys().copied().collect(),
     )
 }
 
@@ -214,13 +302,18 @@ mod tests {
     use flashnode_exec::{CanonicalBlock, CanonicalNotification, SourceAccount, StateSource};
     use futures::future::BoxFuture;
     use std::{
-        collections::HashMap,
+        collections::{BTreeSet, HashMap},
         sync::{Arc, Mutex},
     };
     use tokio::sync::broadcast;
 
     /// Accounts and slots fetched so far.
     type Fetched = (BTreeSet<Address>, BTreeSet<(Address, U256)>);
+
+    /// The slots a speculative run found missing.
+    fn slots(s: &Speculation) -> BTreeSet<(Address, U256)> {
+        s.misses().slots.keys().copied().collect()
+    }
 
     /// A source that holds only what was fetched, and counts reads and batches.
     #[derive(Debug, Default)]
@@ -337,20 +430,21 @@ mod tests {
         let txs = [(tx, Address::repeat_byte(1), &raw)];
         // Round 1: the sender and the contract are unknown.
         let first = discover(&builder, &txs);
-        assert!(first.accounts.contains(&contract), "{first:?}");
-        let fetch_blocking =
-            |m| std::thread::scope(|s| s.spawn(|| fetch(&source, m)).join().unwrap());
-        fetch_blocking(first).unwrap();
+        assert!(first.misses().accounts.contains_key(&contract), "{first:?}");
+        let fetch_blocking = |m: &Speculation| {
+            std::thread::scope(|s| s.spawn(|| fetch(&source, m.misses())).join().unwrap())
+        };
+        fetch_blocking(&first).unwrap();
         // Round 2: with the code known, slot 1 is read (and slot 0, which SSTORE prices).
         let second = discover(&builder, &txs);
         let expected = BTreeSet::from([(contract, U256::ZERO), (contract, U256::from(1))]);
-        assert_eq!(second.slots, expected, "{second:?}");
-        fetch_blocking(second).unwrap();
+        assert_eq!(slots(&second), expected, "{second:?}");
+        fetch_blocking(&second).unwrap();
         // Round 3: slot 1's value (42) names the next slot.
         let third = discover(&builder, &txs);
-        assert_eq!(third.slots, BTreeSet::from([(contract, U256::from(42))]), "{third:?}");
-        fetch_blocking(third).unwrap();
-        assert!(discover(&builder, &txs).is_empty(), "everything is known now");
+        assert_eq!(slots(&third), BTreeSet::from([(contract, U256::from(42))]), "{third:?}");
+        fetch_blocking(&third).unwrap();
+        assert!(discover(&builder, &txs).misses().is_empty(), "everything is known now");
         assert_eq!(*remote.batches.lock().unwrap(), 3);
     }
 
@@ -379,9 +473,9 @@ mod tests {
             s.spawn(|| {
                 fetch(
                     &source,
-                    Misses {
-                        accounts: remote.accounts.keys().copied().collect(),
-                        slots: BTreeSet::new(),
+                    &Misses {
+                        accounts: remote.accounts.keys().map(|a| (*a, 0)).collect(),
+                        slots: BTreeMap::new(),
                     },
                 )
             })
@@ -416,8 +510,133 @@ mod tests {
         let txs: Vec<_> =
             signed.iter().map(|(tx, raw)| (tx.clone(), signer.address(), raw)).collect();
         let found = discover_in(&builder, &txs, 3);
-        assert_eq!(found.slots, discover_in(&builder, &txs, 1).slots, "as one lane finds");
+        assert_eq!(slots(&found), slots(&discover_in(&builder, &txs, 1)), "as one lane finds");
         let expected: BTreeSet<_> = (0..24u64).map(|n| (contract, U256::from(1000 + n))).collect();
-        assert_eq!(found.slots, expected);
+        assert_eq!(slots(&found), expected);
+    }
+
+    /// Signs `count` EIP-1559 calls of `to` from `signer` (nonces 0..count), the calldata of
+    /// the n-th being the word `word(n)`.
+    fn calls(
+        signer: &alloy_signer_local::PrivateKeySigner,
+        to: Address,
+        count: u64,
+        word: impl Fn(u64) -> u64,
+    ) -> Vec<(OpTxEnvelope, Bytes)> {
+        use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+        use alloy_network::TxSignerSync;
+        (0..count)
+            .map(|nonce| {
+                let mut tx = TxEip1559 {
+                    chain_id: 901,
+                    nonce,
+                    gas_limit: 100_000,
+                    max_fee_per_gas: 1_000_000_000,
+                    to: alloy_primitives::TxKind::Call(to),
+                    input: U256::from(word(nonce)).to_be_bytes::<32>().to_vec().into(),
+                    ..Default::default()
+                };
+                let sig = signer.sign_transaction_sync(&mut tx).unwrap();
+                let raw: Bytes = alloy_eips::eip2718::Encodable2718::encoded_2718(
+                    &TxEnvelope::from(tx.into_signed(sig)),
+                )
+                .into();
+                let op =
+                    alloy_eips::eip2718::Decodable2718::decode_2718(&mut raw.as_ref()).unwrap();
+                (op, raw)
+            })
+            .collect()
+    }
+
+    /// Three calls copy the slot their calldata names (10, 20, 30) into slot 1, whose price
+    /// depends on the value. Slots 10 and 30 are unwritten, slot 20 holds 7: the speculative
+    /// run guessed zero for all three, so the first outcome is kept, and the second (a wrong
+    /// guess) and third run again. The block ends exactly as executing with waiting reads.
+    #[test]
+    fn speculative_outcomes_are_kept_up_to_the_first_wrong_guess() {
+        let contract = Address::repeat_byte(0xc2);
+        let signer = alloy_signer_local::PrivateKeySigner::random();
+        let mut remote = Remote::default();
+        // PUSH1 0 CALLDATALOAD SLOAD PUSH1 1 SSTORE STOP
+        let code = Bytes::from_static(&[0x60, 0x00, 0x35, 0x54, 0x60, 0x01, 0x55, 0x00]);
+        remote.accounts.insert(contract, SourceAccount { code, ..Default::default() });
+        remote.accounts.insert(
+            signer.address(),
+            SourceAccount { balance: U256::from(10u128.pow(21)), ..Default::default() },
+        );
+        remote.slots.insert((contract, U256::from(20)), U256::from(7));
+        let remote = Arc::new(remote);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let source = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
+        let known = Misses {
+            accounts: remote.accounts.keys().map(|a| (*a, 0)).collect(),
+            slots: BTreeMap::new(),
+        };
+        std::thread::scope(|s| s.spawn(|| fetch(&source, &known)).join().unwrap()).unwrap();
+        let signed = calls(&signer, contract, 3, |n| 10 * (n + 1));
+        let txs: Vec<_> =
+            signed.iter().map(|(tx, raw)| (tx.clone(), signer.address(), raw)).collect();
+        let chain = flashnode_exec::ChainConfig::devnet(901);
+
+        let mut kept = BlockBuilder::new(chain.clone(), block_one(), CacheDB::new(source.clone()));
+        let spec = discover_in(&kept, &txs, 1);
+        assert_eq!(spec.outcomes.len(), 3, "every call ran speculatively");
+        std::thread::scope(|s| s.spawn(|| fetch(&source, spec.misses())).join().unwrap()).unwrap();
+        let confirmed = spec.into_confirmed(&source);
+        assert_eq!(confirmed.len(), 1, "kept up to the call that read slot 20");
+        for outcome in confirmed {
+            kept.commit(outcome);
+        }
+        for (tx, sender, raw) in &txs[1..] {
+            kept.execute(tx.clone(), *sender, (*raw).clone()).unwrap();
+        }
+
+        let fresh = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
+        let mut real = BlockBuilder::new(chain, block_one(), CacheDB::new(fresh));
+        for (tx, sender, raw) in &txs {
+            real.execute(tx.clone(), *sender, (*raw).clone()).unwrap();
+        }
+        assert_eq!(kept.transactions(), real.transactions());
+        assert_eq!(kept.gas_used(), real.gas_used());
+        let slot_one = |b: &BlockBuilder<CacheDB<SourceDb>>| {
+            b.db().cache.accounts[&contract].storage[&U256::from(1)]
+        };
+        assert_eq!(slot_one(&kept), U256::ZERO, "the third call copied unwritten slot 30");
+        assert_eq!(slot_one(&kept), slot_one(&real));
+    }
+
+    /// A speculative run that read a block hash nobody taught the block keeps no outcome from
+    /// that transaction on: a guessed hash cannot be checked.
+    #[test]
+    fn a_guessed_block_hash_keeps_no_outcome() {
+        let contract = Address::repeat_byte(0xc3);
+        let signer = alloy_signer_local::PrivateKeySigner::random();
+        let mut remote = Remote::default();
+        // PUSH1 0 CALLDATALOAD BLOCKHASH PUSH1 1 SSTORE STOP
+        let code = Bytes::from_static(&[0x60, 0x00, 0x35, 0x40, 0x60, 0x01, 0x55, 0x00]);
+        remote.accounts.insert(contract, SourceAccount { code, ..Default::default() });
+        remote.accounts.insert(
+            signer.address(),
+            SourceAccount { balance: U256::from(10u128.pow(21)), ..Default::default() },
+        );
+        let remote = Arc::new(remote);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let source = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
+        let known = Misses {
+            accounts: remote.accounts.keys().map(|a| (*a, 0)).collect(),
+            slots: BTreeMap::new(),
+        };
+        std::thread::scope(|s| s.spawn(|| fetch(&source, &known)).join().unwrap()).unwrap();
+        // Block 1 asks for block 0's hash.
+        let signed = calls(&signer, contract, 2, |_| 0);
+        let txs: Vec<_> =
+            signed.iter().map(|(tx, raw)| (tx.clone(), signer.address(), raw)).collect();
+        let chain = flashnode_exec::ChainConfig::devnet(901);
+        let builder = BlockBuilder::new(chain, block_one(), CacheDB::new(source.clone()));
+        let spec = discover_in(&builder, &txs, 1);
+        assert_eq!(spec.outcomes.len(), 2);
+        assert_eq!(spec.unverifiable_from, Some(0));
+        std::thread::scope(|s| s.spawn(|| fetch(&source, spec.misses())).join().unwrap()).unwrap();
+        assert!(spec.into_confirmed(&source).is_empty());
     }
 }

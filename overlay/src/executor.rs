@@ -4,7 +4,10 @@
 
 use crate::{
     frame::DecodedFlashblock,
-    metrics_names::{CARRIED_BLOCKS_TOTAL, DISCOVERED_READS_TOTAL, DISCOVERY_ROUNDS_TOTAL},
+    metrics_names::{
+        CARRIED_BLOCKS_TOTAL, DISCOVERED_READS_TOTAL, DISCOVERY_ROUNDS_TOTAL,
+        SPECULATED_TXS_KEPT_TOTAL,
+    },
     pending::{PendingBlock, PendingState},
 };
 use alloy_consensus::{transaction::SignerRecoverable, TxReceipt};
@@ -377,9 +380,11 @@ impl FlashblockExecutor {
 const MAX_DISCOVERY_ROUNDS: usize = 8;
 
 /// Executes `txs` with reads that never wait: a transaction that reads state the node does not
-/// hold stops untouched, read-discovery ([`crate::discover`]) finds what it and the ones after
-/// it read and fetches that in one batch, and the transaction runs again. Hot state costs no
-/// discovery at all.
+/// hold stops untouched, read-discovery ([`crate::discover`]) runs it and the ones after it
+/// speculatively and fetches what they read in one batch. Where every value the speculative run
+/// guessed (an absent account, a zero slot) turns out right, its outcomes are the real ones and
+/// are committed as they are; from the first wrong guess on, the transactions run again. Hot
+/// state costs no discovery at all.
 fn execute_discovering(
     cur: &mut InProgress,
     fb: &DecodedFlashblock,
@@ -388,29 +393,39 @@ fn execute_discovering(
 ) -> Result<(), ApplyError> {
     let mut rounds = 0;
     let mut run = |cur: &mut InProgress| -> Result<(), ApplyError> {
-        for (i, (tx, sender, raw)) in txs.iter().enumerate() {
-            loop {
-                let waits = rounds >= MAX_DISCOVERY_ROUNDS;
-                cur.builder.db_mut().db.set_waits(waits);
-                let (hash, source_at) = (tx.tx_hash(), cur.source_at);
-                match cur.builder.execute(tx.clone(), *sender, (*raw).clone()) {
-                    Err(ExecError::State(SourceError::NotCached(_))) if !waits => {
-                        rounds += 1;
-                        let misses = crate::discover::discover(&cur.builder, &txs[i..]);
-                        metrics::counter!(DISCOVERY_ROUNDS_TOTAL).increment(1);
-                        metrics::counter!(DISCOVERED_READS_TOTAL).increment(misses.len() as u64);
-                        if misses.is_empty() {
-                            // The guess found nothing new: read what is missing one by one.
-                            rounds = MAX_DISCOVERY_ROUNDS;
-                        } else if let Err(err) = crate::discover::fetch(&cur.source_db, misses) {
-                            debug!(%err, "read-discovery fetch failed; reads wait one by one");
-                            rounds = MAX_DISCOVERY_ROUNDS;
+        let source_at = cur.source_at;
+        let mut i = 0;
+        while let Some((tx, sender, raw)) = txs.get(i) {
+            let waits = rounds >= MAX_DISCOVERY_ROUNDS;
+            cur.builder.db_mut().db.set_waits(waits);
+            let hash = tx.tx_hash();
+            match cur.builder.execute(tx.clone(), *sender, (*raw).clone()) {
+                Err(ExecError::State(SourceError::NotCached(_))) if !waits => {
+                    rounds += 1;
+                    let spec = crate::discover::discover(&cur.builder, &txs[i..]);
+                    metrics::counter!(DISCOVERY_ROUNDS_TOTAL).increment(1);
+                    metrics::counter!(DISCOVERED_READS_TOTAL).increment(spec.misses().len() as u64);
+                    if spec.misses().is_empty() {
+                        // The guess found nothing new: read what is missing one by one.
+                        rounds = MAX_DISCOVERY_ROUNDS;
+                    } else if let Err(err) = crate::discover::fetch(&cur.source_db, spec.misses()) {
+                        debug!(%err, "read-discovery fetch failed; reads wait one by one");
+                        rounds = MAX_DISCOVERY_ROUNDS;
+                    } else {
+                        let confirmed = spec.into_confirmed(&cur.source_db);
+                        metrics::counter!(SPECULATED_TXS_KEPT_TOTAL)
+                            .increment(confirmed.len() as u64);
+                        for outcome in confirmed {
+                            let hash = outcome.hash();
+                            let executed = cur.builder.commit(outcome);
+                            check_executed(source_at, fb, report, hash, Ok(executed))?;
+                            i += 1;
                         }
                     }
-                    res => {
-                        check_executed(source_at, fb, report, hash, res)?;
-                        break;
-                    }
+                }
+                res => {
+                    check_executed(source_at, fb, report, hash, res)?;
+                    i += 1;
                 }
             }
         }

@@ -29,6 +29,10 @@ pub const DISCOVERY_ROUNDS_TOTAL: &str = "flashnode_overlay_discovery_rounds_tot
 /// Counter: accounts and slots read-discovery fetched in batches ahead of execution.
 pub const DISCOVERED_READS_TOTAL: &str = "flashnode_overlay_discovered_reads_total";
 
+/// Counter: transactions whose speculative outcome was committed as it was (every value the
+/// speculative run guessed turned out right), saving their second execution.
+pub const SPECULATED_TXS_KEPT_TOTAL: &str = "flashnode_overlay_speculated_txs_kept_total";
+
 /// Counter: blocks started on their parent's state as this node executed it, because the
 /// parent sealed exactly as executed (no refetch of what the parent read or wrote).
 pub const CARRIED_BLOCKS_TOTAL: &str = "flashnode_overlay_carried_blocks_total";
@@ -51,6 +55,11 @@ pub fn describe() {
         DISCOVERED_READS_TOTAL,
         Unit::Count,
         "Accounts and slots fetched in batches by read-discovery ahead of execution"
+    );
+    describe_counter!(
+        SPECULATED_TXS_KEPT_TOTAL,
+        Unit::Count,
+        "Transactions whose speculative outcome was committed as it was (every guess right)"
     );
     describe_counter!(
         STREAM_FRAMES_TOTAL,
