@@ -641,6 +641,13 @@ fn prefetch(cur: &InProgress, txs: &[(OpTxEnvelope, Address, &Bytes)]) {
     let loaded = &cur.builder.db().cache.accounts;
     let mut accounts = Vec::new();
     let mut slots = Vec::new();
+    // Every fee-paying transaction credits the block's beneficiary and the fee vaults: unread,
+    // a speculative run would guess them absent, and that wrong guess would cost the whole
+    // run its outcomes.
+    if txs.iter().any(|(tx, _, _)| !tx.is_deposit()) {
+        accounts.push(cur.builder.input().coinbase);
+        accounts.extend(crate::carry::FEE_VAULTS);
+    }
     for (tx, sender, _) in txs {
         accounts.push(*sender);
         if let Some(to) = tx.to() {

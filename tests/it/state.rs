@@ -103,7 +103,38 @@ async fn cold_storage_reads_arrive_in_discovery_batches() {
     assert!(discovered >= 200.0, "the 200 slots were discovered ahead of execution: {discovered}");
     assert!((1.0..=12.0).contains(&rounds), "a few rounds, not one per slot: {rounds}");
     assert!(demand < 20.0, "slot reads did not go one by one: {demand} demand misses");
+    // The 200 slots were never written: every zero the speculative run guessed was right, so
+    // its outcome was committed as it was instead of executing again.
+    let kept = delta("flashnode_overlay_speculated_txs_kept_total", &[]);
+    assert!(kept >= 1.0, "the read's speculative outcome was kept: {kept}");
     // The sealed receipt is the one preconfirmed.
+    assert_sealed_as_preconfirmed(&devnet.rpc, &hash, &preconfirmed).await;
+}
+
+/// #24.2: a speculative run guesses zero for a slot nobody holds. When slots were written, the
+/// guess is wrong and the outcome is not kept: the read executes again over the fetched values,
+/// and the receipt and the stored sum are the real ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_speculative_guess_is_executed_again() {
+    let key = DEV_KEYS[6];
+    let devnet = start("devnet", &["--block-time", "2s", "--flashblock-interval", "200ms"]).await;
+    // Slots 3000, 3010, ..., 3090 hold 1..=10: a read of 3000..3100 sums to 55.
+    let written: Vec<(u16, u8)> = (0..10u8).map(|i| (3000 + 10 * u16::from(i), i + 1)).collect();
+    let reader = deploy_cold_reader_with(&devnet.rpc, key, &written).await;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let node = start_node(&devnet.ws, &devnet.rpc, &["--metrics-addr", &metrics_addr]).await;
+    assert!(mode_becomes(&node.rpc, "flashblocks", Duration::from_secs(10)).await);
+    let before = scrape(&metrics_addr).await;
+    let (hash, preconfirmed) = read_through(&node.rpc, &node.rpc, key, reader, 3_000, 100).await;
+    assert_eq!(preconfirmed["status"], "0x1", "{preconfirmed}");
+    let after = scrape(&metrics_addr).await;
+    let name = "flashnode_overlay_speculated_txs_kept_total";
+    let rounds = metric(&after, "flashnode_overlay_discovery_rounds_total", &[])
+        - metric(&before, "flashnode_overlay_discovery_rounds_total", &[]);
+    assert!(rounds >= 1.0, "the read was discovered: {rounds}");
+    assert_eq!(metric(&after, name, &[]), metric(&before, name, &[]), "nothing guessed was kept");
+    let sum = raw_rpc(&node.rpc, "eth_getStorageAt", json!([reader, "0x0", "pending"])).await;
+    assert_eq!(quantity(&sum["result"]), 55, "the pending sum is the real one: {sum}");
     assert_sealed_as_preconfirmed(&devnet.rpc, &hash, &preconfirmed).await;
 }
 

@@ -36,20 +36,40 @@ pub const COLD_READER_RUNTIME: &str =
 
 /// Creation code returning [`COLD_READER_RUNTIME`] (36 bytes).
 pub fn cold_reader_initcode() -> Bytes {
-    format!("0x6024600c60003960246000f3{COLD_READER_RUNTIME}").parse().expect("hex")
+    cold_reader_initcode_with(&[])
+}
+
+/// Creation code that first writes `value` into each `slot` of `written` (PUSH1 value PUSH2
+/// slot SSTORE, 6 bytes each), then returns [`COLD_READER_RUNTIME`] (CODECOPY from just after
+/// the writes).
+pub fn cold_reader_initcode_with(written: &[(u16, u8)]) -> Bytes {
+    let mut code = String::from("0x");
+    for (slot, value) in written {
+        code.push_str(&format!("60{value:02x}61{slot:04x}55"));
+    }
+    let offset = 12 + 6 * written.len();
+    assert!(offset <= 0xff, "at most 40 written slots");
+    code.push_str(&format!("602460{offset:02x}60003960246000f3{COLD_READER_RUNTIME}"));
+    code.parse().expect("hex")
 }
 
 /// Deploys the cold reader with `key` at nonce 0 through `rpc` and waits (up to 20 s) for its
 /// receipt there; returns its address.
 pub async fn deploy_cold_reader(rpc: &str, key: &str) -> Address {
+    deploy_cold_reader_with(rpc, key, &[]).await
+}
+
+/// [`deploy_cold_reader`] with the slots of `written` holding their values
+/// ([`cold_reader_initcode_with`]).
+pub async fn deploy_cold_reader_with(rpc: &str, key: &str, written: &[(u16, u8)]) -> Address {
     let raw = sign_1559(
         key,
         901,
         0,
         TxKind::Create,
         U256::ZERO,
-        cold_reader_initcode(),
-        200_000,
+        cold_reader_initcode_with(written),
+        200_000 + 23_000 * written.len() as u64,
         100_000_000_000,
     );
     let sent = raw_rpc(rpc, "eth_sendRawTransaction", serde_json::json!([raw])).await;
