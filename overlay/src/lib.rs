@@ -12,6 +12,9 @@ mod executor;
 mod frame;
 pub mod metrics_names;
 mod pending;
+mod readiness;
+mod reconcile;
+mod rejections;
 mod sequencer;
 mod service;
 mod stream;
@@ -26,13 +29,14 @@ pub use frame::{
     DEFAULT_MAX_DECOMPRESSED_BYTES,
 };
 pub use pending::{PendingBlock, PendingDb, PendingState};
+pub use readiness::{Health, Mode};
+pub use rejections::RejectClass;
 pub use sequencer::{
     Decision, FlashblockSequencer, InvalidReason, Rejection, TipView, DEFAULT_MAX_INDEX,
     DEFAULT_MAX_PENDING_DEPTH,
 };
 pub use service::{
-    spawn, Health, Mode, Overlay, OverlayConfig, OverlayEvent, OverlayStatus,
-    DEFAULT_READINESS_HYSTERESIS_BLOCKS,
+    spawn, Overlay, OverlayConfig, OverlayEvent, OverlayStatus, DEFAULT_READINESS_HYSTERESIS_BLOCKS,
 };
 pub use stream::{
     run_stream, DisconnectReason, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES,

@@ -6,6 +6,12 @@ use crate::{
     executor::{ApplyError, FlashblockExecutor},
     frame::DecodedFlashblock,
     pending::PendingBlock,
+    readiness::{Cutover, Health, Limits, Mode, PendingIssue, Readiness, Transition},
+    reconcile::{
+        compare, pending_fate, waiting_fate, Anchors, PendingFate, PendingLink, Sealed, Unsealed,
+        WaitingFate,
+    },
+    rejections::{millis, RejectClass, RejectedCounts, RejectedFrame, Rejections},
     sequencer::{Decision, FlashblockSequencer, Rejection, TipView},
     stream::StreamEvent,
     upstream::TRANSPORT_RETRIES,
@@ -17,10 +23,9 @@ use flashnode_tasks::{Backoff, TaskExecutor};
 use flashnode_wsclient::WarnLimiter;
 use serde::Serialize;
 use std::{
-    collections::{HashSet, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, MutexGuard, PoisonError,
     },
     time::{Duration, Instant},
 };
@@ -55,32 +60,6 @@ pub struct OverlayConfig {
 /// does not flip `/readyz`, a persistent divergence degrades it within a few blocks.
 pub const DEFAULT_READINESS_HYSTERESIS_BLOCKS: u64 = 3;
 
-/// Readiness, as rollup-boost reports it (200 / 206 / 503).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// Canonical tip fresh and preconfirmations served.
-    Ready,
-    /// Canonical tip fresh, but the flashblock stream is down: `pending` is `latest`.
-    Degraded,
-    /// No fresh canonical tip.
-    NotReady,
-}
-
-/// Whether `pending` is served from flashblocks or falls back to `latest`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Preconfirmations are served.
-    Flashblocks,
-    /// `pending` answers as `latest`.
-    Fallback,
-    /// Past the native-blocks cutover ([`OverlayConfig::native_blocks_at`]): the chain has no
-    /// flashblock stream by design and `pending` is `latest`; nothing is degraded.
-    #[serde(rename = "native_blocks")]
-    NativeBlocks,
-}
-
 /// What the overlay publishes besides snapshots.
 #[derive(Clone, Debug)]
 pub enum OverlayEvent {
@@ -102,7 +81,8 @@ pub enum OverlayEvent {
     Canonical(Arc<CanonicalBlock>),
 }
 
-/// Counters behind `flashnode_status`.
+/// Counters behind `flashnode_status` (frames rejected by class are counted by the
+/// rejection bookkeeping: [`OverlayStatus::rejected`]).
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Stream connections after the first.
@@ -115,8 +95,6 @@ pub struct Counters {
     pub gaps: AtomicU64,
     /// Duplicate flashblocks.
     pub duplicates: AtomicU64,
-    /// Flashblocks of old blocks.
-    pub stale: AtomicU64,
     /// Protocol violations.
     pub invalid: AtomicU64,
     /// Applied flashblocks.
@@ -127,52 +105,9 @@ pub struct Counters {
     pub reorgs: AtomicU64,
     /// Metadata receipts that disagreed with re-execution.
     pub receipt_mismatches: AtomicU64,
-    /// Flashblocks that could not be executed.
-    pub execution_errors: AtomicU64,
-    /// Flashblocks of blocks too far ahead of the upstream's tip.
-    pub ahead: AtomicU64,
-    /// Flashblocks of blocks whose parent the upstream does not have.
-    pub unknown_parent: AtomicU64,
-    /// Flashblocks of blocks that cannot extend this chain (another chain).
-    pub other_chain: AtomicU64,
     /// Blocks not served as `pending` because a flashblock carried a Lagoon post-exec tx
     /// (type `0x7D`) whose settlement this node cannot apply.
     pub post_exec_blocks: AtomicU64,
-}
-
-/// Frames that could not be applied, by class (`flashnode_overlay_flashblocks_total` has the
-/// same labels as `outcome`).
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RejectedCounts {
-    /// Behind the upstream's tip.
-    pub stale: u64,
-    /// Too far ahead of the upstream's tip.
-    pub ahead: u64,
-    /// Parent not known to the upstream.
-    pub unknown_parent: u64,
-    /// Cannot extend this chain.
-    pub other_chain: u64,
-    /// Re-execution failed (our state diverges from the builder's).
-    pub diverged: u64,
-}
-
-/// The last frame that could not be applied.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RejectedFrame {
-    /// Class: `stale`, `ahead`, `unknown_parent`, `other_chain` or `diverged`.
-    pub class: &'static str,
-    /// Its block number.
-    pub block: u64,
-    /// Its flashblock index.
-    pub index: u64,
-    /// The upstream's tip then.
-    pub upstream_tip: Option<u64>,
-    /// The likely cause.
-    pub cause: String,
-    /// Milliseconds since.
-    pub ago_ms: u64,
 }
 
 /// The `flashnode_status` answer.
@@ -241,6 +176,24 @@ pub struct OverlayStatus {
     pub execution_degraded: bool,
 }
 
+/// What the task records and the handle reads, behind one lock (plain data: a panic while it
+/// was held leaves nothing half-updated that matters, so a poisoned lock is used as is).
+#[derive(Debug)]
+struct State {
+    readiness: Readiness,
+    rejections: Rejections,
+    anchors: Anchors,
+}
+
+impl State {
+    /// Whether `pending` (ahead of `tip`) can be served: its state sits on a recent canonical
+    /// block, within the depth bound, with the upstream answering.
+    fn readable(&self, pending: &PendingBlock, tip: &CanonicalBlock) -> bool {
+        let anchored = self.anchors.contains(&pending.source_at);
+        self.readiness.readable(pending.number(), anchored, tip.header.number)
+    }
+}
+
 struct Shared {
     config: OverlayConfig,
     source: Arc<dyn StateSource>,
@@ -248,27 +201,7 @@ struct Shared {
     tip: ArcSwapOption<CanonicalBlock>,
     events: broadcast::Sender<OverlayEvent>,
     counters: Counters,
-    connected: AtomicBool,
-    last_frame: Mutex<Option<Instant>>,
-    last_applied: Mutex<Option<Instant>>,
-    tip_at: Mutex<Option<Instant>>,
-    /// Set when the upstream failed a probe; cleared by any canonical block or good probe.
-    upstream_error: Mutex<Option<String>>,
-    /// Hashes of recent canonical blocks: a pending block is readable when its state sits on
-    /// one of them.
-    anchors: Mutex<VecDeque<B256>>,
-    last_rejected: Mutex<Option<(RejectedFrame, Instant)>>,
-    /// Latched once the native-blocks cutover passed (it never turns back).
-    native: AtomicBool,
-    /// When the block in progress had an execution error (None: it had none).
-    block_broken: Mutex<Option<Instant>>,
-    /// Consecutive blocks with an execution error (bad, counted at the first error) and
-    /// finished blocks without one (good).
-    bad_blocks: AtomicU64,
-    /// See `bad_blocks`.
-    good_blocks: AtomicU64,
-    /// Readiness degraded by execution errors (hysteresis state).
-    execution_degraded: AtomicBool,
+    state: Mutex<State>,
 }
 
 /// Now, in unix seconds.
@@ -279,75 +212,40 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Canonical hashes kept as anchors of readable pending state.
-const ANCHORS: usize = 16;
-
 impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether the native-blocks cutover passed (latched, like Base's cutover gate).
     fn native(&self) -> bool {
-        if self.native.load(Ordering::Acquire) {
-            return true;
-        }
-        let passed = self.config.native_blocks_at.is_some_and(|at| unix_now() >= at);
-        if passed {
-            self.native.store(true, Ordering::Release);
+        let cutover = self.state().readiness.cutover(unix_now());
+        if cutover == Cutover::JustPassed {
             self.pending.store(None);
             info!(
                 timestamp = self.config.native_blocks_at,
                 "native-blocks cutover passed: the chain has no flashblock stream by design; pending is latest from now on"
             );
         }
-        passed
+        cutover.passed()
     }
 
-    /// Readiness hysteresis: block `number` had its first execution error.
-    fn block_failed(&self, number: u64) {
-        let k = self.config.readiness_hysteresis_blocks.max(1);
-        self.good_blocks.store(0, Ordering::Relaxed);
-        let streak = self.bad_blocks.fetch_add(1, Ordering::Relaxed) + 1;
-        if streak >= k && !self.execution_degraded.swap(true, Ordering::AcqRel) {
-            warn!(block = number, blocks = streak, "execution errors in {streak} consecutive blocks: readiness degraded until {k} clean blocks");
-        }
-    }
-
-    /// Readiness hysteresis: block `number` ended without an execution error.
-    fn block_clean(&self, number: u64) {
-        let k = self.config.readiness_hysteresis_blocks.max(1);
-        self.bad_blocks.store(0, Ordering::Relaxed);
-        let streak = self.good_blocks.fetch_add(1, Ordering::Relaxed) + 1;
-        if streak >= k && self.execution_degraded.swap(false, Ordering::AcqRel) {
-            info!(
-                block = number,
-                "{streak} clean blocks after execution errors: readiness restored"
-            );
-        }
-    }
-
-    fn upstream_error(&self) -> Option<String> {
-        self.upstream_error.lock().ok().and_then(|e| e.clone())
-    }
-
-    /// Whether `pending` (ahead of `tip`) can be served: its state sits on a recent canonical
-    /// block, within the depth bound, with the upstream answering.
-    fn readable(&self, pending: &PendingBlock, tip: &CanonicalBlock) -> bool {
-        pending.number() <= tip.header.number + self.config.max_pending_depth.max(1)
-            && self.anchors.lock().is_ok_and(|a| a.contains(&pending.source_at))
-            && self.upstream_error().is_none()
-    }
-
-    /// The pending block when it is ahead of the tip but carries a post-exec tx: its state is
-    /// not exact, so it is not served.
-    fn inexact_pending(&self) -> Option<Arc<PendingBlock>> {
+    /// Why the pending block ahead of the tip cannot be served, if it cannot: its state is
+    /// not readable, or it carries a post-exec tx (its state is not exact).
+    fn pending_issue(&self, st: &State) -> Option<PendingIssue> {
         let pending = self.pending.load_full()?;
-        let ahead = self.tip.load().as_ref().is_none_or(|t| pending.number() > t.header.number);
-        (ahead && pending.post_exec_tx.is_some()).then_some(pending)
-    }
-
-    /// The pending block when it is ahead of the tip but cannot be served.
-    fn unreadable_pending(&self) -> Option<Arc<PendingBlock>> {
-        let pending = self.pending.load_full()?;
-        let tip = self.tip.load_full()?;
-        (pending.number() > tip.header.number && !self.readable(&pending, &tip)).then_some(pending)
+        let tip = self.tip.load_full();
+        if let Some(tip) = &tip {
+            if pending.number() > tip.header.number && !st.readable(&pending, tip) {
+                return Some(PendingIssue::Unreadable {
+                    number: pending.number(),
+                    source_at: pending.source_at,
+                });
+            }
+        }
+        let ahead = tip.as_ref().is_none_or(|t| pending.number() > t.header.number);
+        (ahead && pending.post_exec_tx.is_some())
+            .then(|| PendingIssue::Inexact { number: pending.number() })
     }
 }
 
@@ -372,14 +270,15 @@ impl Overlay {
             return None;
         }
         let pending = self.shared.pending.load_full()?;
-        if !self.shared.connected.load(Ordering::Acquire) || pending.post_exec_tx.is_some() {
-            return None;
-        }
-        if pending.applied_at.elapsed() > self.shared.config.stale_after {
+        let st = self.shared.state();
+        if !st.readiness.connected()
+            || pending.post_exec_tx.is_some()
+            || st.readiness.is_stale(pending.applied_at, Instant::now())
+        {
             return None;
         }
         if let Some(tip) = self.shared.tip.load_full() {
-            if pending.number() <= tip.header.number || !self.shared.readable(&pending, &tip) {
+            if pending.number() <= tip.header.number || !st.readable(&pending, &tip) {
                 return None;
             }
         }
@@ -397,75 +296,18 @@ impl Overlay {
     /// momentarily not ahead of the tip (between a seal and the next block's first flashblock)
     /// is answered as `latest` by [`Self::pending`] without flipping the mode.
     pub fn mode(&self) -> Mode {
-        if self.shared.native() {
-            return Mode::NativeBlocks;
-        }
-        let applying = self
-            .shared
-            .last_applied
-            .lock()
-            .ok()
-            .and_then(|t| *t)
-            .is_some_and(|t| t.elapsed() <= self.shared.config.stale_after);
-        if applying
-            && self.shared.connected.load(Ordering::Acquire)
-            && self.shared.upstream_error().is_none()
-            && self.shared.unreadable_pending().is_none()
-            && self.shared.inexact_pending().is_none()
-        {
-            Mode::Flashblocks
-        } else {
-            Mode::Fallback
-        }
+        self.shared.native();
+        let st = self.shared.state();
+        st.readiness.mode(Instant::now(), self.shared.pending_issue(&st).as_ref())
     }
 
     /// Readiness: the canonical tip must be fresh; preconfirmations make it fully ready.
     pub fn health(&self) -> Health {
-        let fresh = self
-            .shared
-            .tip_at
-            .lock()
-            .ok()
-            .and_then(|t| *t)
-            .is_some_and(|t| t.elapsed() <= self.shared.config.canonical_stale_after);
-        let s = &self.shared;
-        match (fresh, self.mode()) {
-            (false, _) => Health::NotReady,
-            (true, Mode::NativeBlocks) => Health::Ready,
-            _ if s.execution_degraded.load(Ordering::Acquire) => Health::Degraded,
-            (true, Mode::Flashblocks) => Health::Ready,
-            // Hysteresis: the block in progress failed to execute (its prefix was served,
-            // now `pending` is `latest` until the next block), but fewer than K blocks in a
-            // row did: still ready, so `/readyz` does not flip every block.
-            (true, Mode::Fallback) if self.fallback_is_this_blocks_execution_error() => {
-                Health::Ready
-            }
-            (true, Mode::Fallback) => Health::Degraded,
-        }
-    }
-
-    /// Whether the fallback is due only to an execution error in the block in progress (the
-    /// stream is connected, the upstream answers, nothing unreadable is pending).
-    fn fallback_is_this_blocks_execution_error(&self) -> bool {
-        let s = &self.shared;
-        // Bounded in time: a stream that sends nothing applicable after a bad block degrades
-        // readiness once the canonical tip would be stale anyway.
-        let recent = s
-            .block_broken
-            .lock()
-            .ok()
-            .and_then(|b| *b)
-            .is_some_and(|at| at.elapsed() <= s.config.canonical_stale_after);
-        let last_is_divergence = s
-            .last_rejected
-            .lock()
-            .ok()
-            .is_some_and(|l| l.as_ref().is_some_and(|(f, _)| f.class == "diverged"));
-        recent
-            && last_is_divergence
-            && s.connected.load(Ordering::Acquire)
-            && s.upstream_error().is_none()
-            && s.unreadable_pending().is_none()
+        self.shared.native();
+        let st = self.shared.state();
+        let issue = self.shared.pending_issue(&st);
+        let diverged = st.rejections.last_is(RejectClass::Diverged);
+        st.readiness.health(Instant::now(), issue.as_ref(), diverged)
     }
 
     /// Latest canonical block known.
@@ -498,115 +340,45 @@ impl Overlay {
         let c = &self.shared.counters;
         let pending = self.pending();
         let tip = self.tip();
-        let lag = self
-            .shared
-            .last_frame
-            .lock()
-            .ok()
-            .and_then(|l| l.map(|t| t.elapsed().as_millis() as u64));
-        let health = self.health();
-        let last_rejected = self.shared.last_rejected.lock().ok().and_then(|l| {
-            l.as_ref().map(|(f, at)| RejectedFrame {
-                ago_ms: at.elapsed().as_millis() as u64,
-                ..f.clone()
-            })
-        });
-        let upstream_error = self.shared.upstream_error();
+        let native = self.shared.native();
+        let now = Instant::now();
+        let st = self.shared.state();
+        let r = &st.readiness;
+        let issue = self.shared.pending_issue(&st);
+        let health = r.health(now, issue.as_ref(), st.rejections.last_is(RejectClass::Diverged));
+        let last_rejected = st.rejections.last(now);
+        let rejected = st.rejections.counts();
         OverlayStatus {
-            reason: self.reason(health, upstream_error.as_deref(), last_rejected.as_ref()),
-            upstream_reachable: upstream_error.is_none(),
-            rejected: RejectedCounts {
-                stale: c.stale.load(Ordering::Relaxed),
-                ahead: c.ahead.load(Ordering::Relaxed),
-                unknown_parent: c.unknown_parent.load(Ordering::Relaxed),
-                other_chain: c.other_chain.load(Ordering::Relaxed),
-                diverged: c.execution_errors.load(Ordering::Relaxed),
-            },
+            reason: r.reason(now, health, issue.as_ref(), last_rejected.as_ref()),
+            upstream_reachable: r.upstream_error().is_none(),
+            rejected,
             last_rejected,
             native_blocks_timestamp: self.shared.config.native_blocks_at,
-            execution_error_blocks: self.shared.bad_blocks.load(Ordering::Relaxed),
-            execution_degraded: self.shared.execution_degraded.load(Ordering::Relaxed),
-            mode: self.mode(),
+            execution_error_blocks: r.execution_error_blocks(),
+            execution_degraded: r.execution_degraded(),
+            mode: r.mode(now, issue.as_ref()),
             health,
             canonical_tip: tip.as_ref().map(|t| t.header.number),
             canonical_hash: tip.as_ref().map(|t| t.hash),
             pending_block: pending.as_ref().map(|p| p.number()),
             flashblock_index: pending.as_ref().map(|p| p.index),
             // Past the cutover the stream is closed by design (no event may have said so).
-            stream_connected: self.shared.connected.load(Ordering::Acquire)
-                && !self.shared.native(),
-            stream_lag_ms: lag,
+            stream_connected: r.connected() && !native,
+            stream_lag_ms: r.stream_lag(now).map(millis),
             reconnects: c.reconnects.load(Ordering::Relaxed),
             disconnects: c.disconnects.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
             gaps: c.gaps.load(Ordering::Relaxed),
             duplicates: c.duplicates.load(Ordering::Relaxed),
-            stale: c.stale.load(Ordering::Relaxed),
+            stale: rejected.stale,
             invalid: c.invalid.load(Ordering::Relaxed),
             applied: c.applied.load(Ordering::Relaxed),
             promoted: c.promoted.load(Ordering::Relaxed),
             reorgs: c.reorgs.load(Ordering::Relaxed),
             receipt_mismatches: c.receipt_mismatches.load(Ordering::Relaxed),
-            execution_errors: c.execution_errors.load(Ordering::Relaxed),
+            execution_errors: rejected.diverged,
             post_exec_blocks: c.post_exec_blocks.load(Ordering::Relaxed),
         }
-    }
-
-    /// Why the node is not ready, in a sentence (None when ready).
-    fn reason(
-        &self,
-        health: Health,
-        upstream_error: Option<&str>,
-        last_rejected: Option<&RejectedFrame>,
-    ) -> Option<String> {
-        let s = &self.shared;
-        if health == Health::Ready {
-            return None;
-        }
-        if health == Health::Degraded && s.execution_degraded.load(Ordering::Acquire) {
-            return Some(format!(
-                "execution errors in {} consecutive blocks (readiness recovers after {} clean blocks): the upstream's state differs from the builder's",
-                s.bad_blocks.load(Ordering::Relaxed).max(s.config.readiness_hysteresis_blocks),
-                s.config.readiness_hysteresis_blocks.max(1)
-            ));
-        }
-        if health == Health::NotReady {
-            let since = s.tip_at.lock().ok().and_then(|t| *t).map(|t| t.elapsed().as_secs());
-            return Some(match since {
-                Some(secs) => format!("canonical tip not advanced for {secs} s: the upstream is unreachable or stalled"),
-                None => "no canonical tip from the upstream yet".into(),
-            });
-        }
-        if !s.connected.load(Ordering::Acquire) {
-            return Some("flashblock stream disconnected: pending is latest".into());
-        }
-        if let Some(err) = upstream_error {
-            return Some(format!("upstream unreachable ({err}): pending is latest"));
-        }
-        if let Some(p) = s.unreadable_pending() {
-            return Some(format!(
-                "pending block {} cannot be read: its state sits on {}, which is not a recent canonical block of the upstream (or it is more than {} blocks ahead): pending is latest",
-                p.number(),
-                p.source_at,
-                s.config.max_pending_depth
-            ));
-        }
-        if let Some(p) = s.inexact_pending() {
-            return Some(format!(
-                "block {} carries a post-exec transaction (Lagoon, type 0x7D) whose settlement this node cannot apply: pending is latest for it",
-                p.number()
-            ));
-        }
-        if let Some(r) = last_rejected.filter(|r| r.ago_ms < 10_000) {
-            return Some(format!(
-                "flashblocks not applied: {} block {} (upstream tip {}): {}",
-                r.class,
-                r.block,
-                r.upstream_tip.map_or("unknown".into(), |t| t.to_string()),
-                r.cause
-            ));
-        }
-        Some("no flashblock applied recently: pending is latest".into())
     }
 }
 
@@ -622,24 +394,23 @@ pub fn spawn(
 ) -> Overlay {
     let (events, _) = broadcast::channel(4096);
     let shared = Arc::new(Shared {
-        config,
         source: source.clone(),
         pending: ArcSwapOption::empty(),
         tip: ArcSwapOption::empty(),
         events,
         counters: Counters::default(),
-        connected: AtomicBool::new(false),
-        last_frame: Mutex::new(None),
-        last_applied: Mutex::new(None),
-        tip_at: Mutex::new(None),
-        upstream_error: Mutex::new(None),
-        anchors: Mutex::new(VecDeque::new()),
-        last_rejected: Mutex::new(None),
-        native: AtomicBool::new(false),
-        block_broken: Mutex::new(None),
-        bad_blocks: AtomicU64::new(0),
-        good_blocks: AtomicU64::new(0),
-        execution_degraded: AtomicBool::new(false),
+        state: Mutex::new(State {
+            readiness: Readiness::new(Limits {
+                stale_after: config.stale_after,
+                canonical_stale_after: config.canonical_stale_after,
+                hysteresis_blocks: config.readiness_hysteresis_blocks,
+                max_pending_depth: config.max_pending_depth,
+                native_blocks_at: config.native_blocks_at,
+            }),
+            rejections: Rejections::default(),
+            anchors: Anchors::default(),
+        }),
+        config,
     });
     let overlay = Overlay { shared: shared.clone() };
     let task = Task {
@@ -659,7 +430,6 @@ pub fn spawn(
         last_probe: None,
         probing: Arc::new(AtomicBool::new(false)),
         warned: WarnLimiter::new(WARN_EVERY),
-        current_block: None,
         post_exec_block: None,
     };
     tasks.spawn_critical("overlay", task.run(stream, cancel));
@@ -680,7 +450,7 @@ struct Task {
     reset_on_connect: bool,
     /// The last snapshot of recent blocks that are not canonical yet: the sealed block is
     /// reconciled against them even after the next block's flashblocks started.
-    unsealed: std::collections::VecDeque<Arc<PendingBlock>>,
+    unsealed: Unsealed<Arc<PendingBlock>>,
     /// Since when the stream has been on a block beyond tip+1 (the upstream should have
     /// shown the block before it by now); cleared when the tip advances.
     ahead_since: Option<Instant>,
@@ -689,8 +459,6 @@ struct Task {
     /// Rate limit of the rejection warnings: last warning and frames suppressed since, by
     /// class.
     warned: WarnLimiter,
-    /// The block whose flashblocks are being applied (for the readiness hysteresis).
-    current_block: Option<u64>,
     /// The last block counted in `post_exec_blocks`.
     post_exec_block: Option<u64>,
 }
@@ -712,9 +480,7 @@ impl Task {
                 latest = self.shared.source.latest() => match latest {
                     Ok(tip) => {
                         info!(number = tip.header.number, hash = %tip.hash, "canonical tip");
-                        self.anchor(&tip);
-                        self.shared.tip.store(Some(tip));
-                        self.touch_tip();
+                        self.canonical_tip(tip, false);
                         break;
                     }
                     Err(err) => {
@@ -754,24 +520,19 @@ impl Task {
     /// A new block's index 0 arrived: the previous block is finished (a clean one counts for
     /// the readiness hysteresis).
     fn next_block(&mut self, number: u64) {
-        if let Some(previous) = self.current_block.filter(|&n| n != number) {
-            let bad = self.shared.block_broken.lock().ok().and_then(|mut b| b.take()).is_some();
-            if !bad {
-                self.shared.block_clean(previous);
-            }
+        let restored = self.shared.state().readiness.block_started(number);
+        if let Some(Transition::Restored { block, streak }) = restored {
+            info!(block, "{streak} clean blocks after execution errors: readiness restored");
         }
-        self.current_block = Some(number);
     }
 
-    fn anchor(&self, tip: &CanonicalBlock) {
-        if let Ok(mut a) = self.shared.anchors.lock() {
-            if !a.contains(&tip.hash) {
-                a.push_back(tip.hash);
-            }
-            while a.len() > ANCHORS {
-                a.pop_front();
-            }
-        }
+    /// Publishes `tip` as the canonical tip (after a reorg, state on the blocks that left the
+    /// chain is not readable any more).
+    fn canonical_tip(&self, tip: Arc<CanonicalBlock>, reorg: bool) {
+        let mut st = self.shared.state();
+        st.anchors.canonical(tip.hash, reorg);
+        self.shared.tip.store(Some(tip));
+        st.readiness.tip_moved(Instant::now());
     }
 
     /// While the stream is on blocks the upstream has not shown yet, checks that the
@@ -791,17 +552,15 @@ impl Task {
                     Ok(Err(err)) => Some(err.to_string()),
                     Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
                 };
-                let was = shared.upstream_error();
+                let reachable = err.is_none();
+                let was = shared.state().readiness.set_upstream_error(err.clone());
                 match (&was, &err) {
                     (None, Some(err)) => warn!(%err, "upstream unreachable while the stream moves on: pending is latest, readiness degraded"),
                     (Some(_), None) => info!("upstream answers again"),
                     _ => {}
                 }
-                if let Ok(mut e) = shared.upstream_error.lock() {
-                    *e = err;
-                }
                 metrics::gauge!("flashnode_overlay_upstream_reachable")
-                    .set(if shared.upstream_error().is_none() { 1.0 } else { 0.0 });
+                    .set(if reachable { 1.0 } else { 0.0 });
                 probing.store(false, Ordering::Release);
             }
             .instrument(info_span!("upstream_probe")),
@@ -810,16 +569,7 @@ impl Task {
 
     /// Counts a frame that cannot be applied, remembers it for status, and warns (at most
     /// once per class every [`WARN_EVERY`]).
-    fn rejected(&mut self, class: &'static str, block: u64, index: u64, cause: &str) {
-        let c = &self.shared.counters;
-        let counter = match class {
-            "stale" => &c.stale,
-            "ahead" => &c.ahead,
-            "unknown_parent" => &c.unknown_parent,
-            "other_chain" => &c.other_chain,
-            _ => &c.execution_errors,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    fn rejected(&mut self, class: RejectClass, block: u64, index: u64, cause: &str) {
         let upstream_tip = self.shared.tip.load().as_ref().map(|t| t.header.number);
         let frame = RejectedFrame {
             class,
@@ -829,10 +579,10 @@ impl Task {
             cause: cause.to_string(),
             ago_ms: 0,
         };
-        if let Ok(mut l) = self.shared.last_rejected.lock() {
-            *l = Some((frame, Instant::now()));
-        }
-        if let Some(suppressed) = self.warned.check(class, Instant::now()) {
+        let now = Instant::now();
+        self.shared.state().rejections.record(frame, now);
+        let class = class.as_str();
+        if let Some(suppressed) = self.warned.check(class, now) {
             let tip = upstream_tip.map_or("unknown".into(), |t| t.to_string());
             warn!(class, block, index, upstream_tip = %tip, suppressed, "flashblock not applied: {cause}");
         } else {
@@ -862,15 +612,10 @@ impl Task {
         }
     }
 
-    fn touch_tip(&self) {
-        if let Ok(mut t) = self.shared.tip_at.lock() {
-            *t = Some(Instant::now());
-        }
-    }
-
     fn expire(&mut self) {
         if let Some(p) = self.shared.pending.load_full() {
-            if p.applied_at.elapsed() > self.shared.config.stale_after * 4 {
+            let expiry = self.shared.config.stale_after.saturating_mul(4);
+            if Instant::now().saturating_duration_since(p.applied_at) > expiry {
                 debug!(number = p.number(), "pending block expired");
                 self.shared.pending.store(None);
             }
@@ -893,7 +638,7 @@ impl Task {
                     }
                     self.waiting.clear();
                 }
-                self.shared.connected.store(true, Ordering::Release);
+                self.shared.state().readiness.set_connected(true);
             }
             StreamEvent::Resumed { after } => {
                 c.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -905,16 +650,16 @@ impl Task {
                     index = after.1,
                     "flashblock stream resumed after the last flashblock"
                 );
-                self.shared.connected.store(true, Ordering::Release);
+                self.shared.state().readiness.set_connected(true);
             }
             // Closed at the native-blocks cutover, by design: nothing to report.
             StreamEvent::Disconnected { .. } if self.shared.native() => {
-                self.shared.connected.store(false, Ordering::Release);
+                self.shared.state().readiness.set_connected(false);
             }
             StreamEvent::Disconnected { reason, detail } => {
                 c.disconnects.fetch_add(1, Ordering::Relaxed);
                 info!(reason = reason.label(), %detail, "flashblock stream down: serving latest for pending");
-                self.shared.connected.store(false, Ordering::Release);
+                self.shared.state().readiness.set_connected(false);
                 self.shared.pending.store(None);
                 // The block state is kept until the stream is back: a resumed stream carries
                 // on with it, a fresh one forgets it then.
@@ -927,8 +672,7 @@ impl Task {
             // last legacy block's tail) is not served, counted or warned about.
             StreamEvent::Flashblock(_) if self.shared.native() => {}
             StreamEvent::Flashblock(fb) => {
-                *self.shared.last_frame.lock().expect("not poisoned") = Some(Instant::now());
-                self.shared.connected.store(true, Ordering::Release);
+                self.shared.state().readiness.frame_seen(Instant::now());
                 self.on_flashblock(fb).await;
             }
         }
@@ -993,14 +737,14 @@ impl Task {
                 let behind = view.is_some_and(|t| fb.block_number() <= t.number);
                 if behind && fb.index() == 0 {
                     self.rejected(
-                        "stale",
+                        RejectClass::Stale,
                         fb.block_number(),
                         0,
                         "the block is at or behind the upstream's tip: the stream is behind the upstream, or late",
                     );
                 } else {
                     // Deltas of sealed blocks, or of a block joined mid-way: routine.
-                    c.stale.fetch_add(1, Ordering::Relaxed);
+                    self.shared.state().rejections.count(RejectClass::Stale);
                 }
             }
             Decision::Rejected(r) => {
@@ -1013,7 +757,7 @@ impl Task {
                     ),
                     _ => r.cause().to_string(),
                 };
-                self.rejected(r.label(), fb.block_number(), fb.index(), &cause);
+                self.rejected(r.into(), fb.block_number(), fb.index(), &cause);
             }
             Decision::Invalid(reason) => {
                 c.invalid.fetch_add(1, Ordering::Relaxed);
@@ -1058,9 +802,7 @@ impl Task {
         match res {
             Ok((block, report)) => {
                 c.applied.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut t) = self.shared.last_applied.lock() {
-                    *t = Some(Instant::now());
-                }
+                self.shared.state().readiness.applied(Instant::now());
                 if report.receipt_mismatches > 0 {
                     c.receipt_mismatches.fetch_add(report.receipt_mismatches, Ordering::Relaxed);
                     metrics::counter!("flashnode_overlay_receipt_mismatches_total")
@@ -1077,15 +819,7 @@ impl Task {
                     self.post_exec(&block);
                 }
                 self.shared.pending.store(Some(block.clone()));
-                match self.unsealed.back_mut() {
-                    Some(last) if last.number() == block.number() => *last = block.clone(),
-                    _ => {
-                        self.unsealed.push_back(block.clone());
-                        while self.unsealed.len() > 8 {
-                            self.unsealed.pop_front();
-                        }
-                    }
-                }
+                self.unsealed.push(block.clone());
                 let (number, index) = (block.number(), block.index);
                 let _ = self.shared.events.send(OverlayEvent::Applied { block, flashblock: fb });
                 // Where a frame's time goes once it is in order (the ingest bench reads these).
@@ -1105,15 +839,15 @@ impl Task {
                 metrics::counter!("flashnode_overlay_execution_errors_total").increment(1);
                 let (class, cause) = match &err {
                     ApplyError::Upstream { .. } => (
-                        "upstream",
+                        RejectClass::Upstream,
                         format!("re-execution could not read the upstream ({err}; transport failures are retried {TRANSPORT_RETRIES} times): not a divergence; serving the prefix until the next block"),
                     ),
                     _ => (
-                        "diverged",
+                        RejectClass::Diverged,
                         format!("re-execution failed ({err}): the upstream's state differs from the builder's (another chain, or an upstream behind or ahead); serving the prefix until the next block"),
                     ),
                 };
-                metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => class)
+                metrics::counter!("flashnode_overlay_flashblocks_total", "outcome" => class.as_str())
                     .increment(1);
                 self.rejected(class, fb.block_number(), fb.index(), &cause);
                 self.broken = true;
@@ -1121,13 +855,9 @@ impl Task {
                 if let Some(ex) = self.executor.as_mut() {
                     ex.reset_current();
                 }
-                let first = self.shared.block_broken.lock().is_ok_and(|mut b| {
-                    let first = b.is_none();
-                    b.get_or_insert_with(Instant::now);
-                    first
-                });
-                if first {
-                    self.shared.block_failed(fb.block_number());
+                let degraded = self.shared.state().readiness.block_error(Instant::now());
+                if let Some(Transition::Degraded { streak, recover_after }) = degraded {
+                    warn!(block = fb.block_number(), blocks = streak, "execution errors in {streak} consecutive blocks: readiness degraded until {recover_after} clean blocks");
                 }
             }
         }
@@ -1145,19 +875,9 @@ impl Task {
                 Err(_) => return,
             },
         };
-        if reorg {
-            // State on reorged-away blocks is not readable any more.
-            if let Ok(mut a) = self.shared.anchors.lock() {
-                a.clear();
-            }
-        }
-        self.anchor(&tip);
-        self.shared.tip.store(Some(tip.clone()));
-        self.touch_tip();
+        self.canonical_tip(tip.clone(), reorg);
         self.ahead_since = None;
-        if let Ok(mut e) = self.shared.upstream_error.lock() {
-            *e = None;
-        }
+        self.shared.state().readiness.set_upstream_error(None);
         let _ = self.shared.events.send(OverlayEvent::Canonical(tip.clone()));
         if reorg {
             if let Some(ex) = self.executor.as_mut() {
@@ -1168,111 +888,95 @@ impl Task {
         }
         // Reconcile the sealed block with what we preconfirmed for it, even if the next
         // block's flashblocks already started.
-        while self.unsealed.front().is_some_and(|b| b.number() < tip.header.number) {
-            self.unsealed.pop_front();
-        }
-        let mut sealed_as_ours = true;
-        if let Some(ours) =
-            self.unsealed.front().filter(|b| b.number() == tip.header.number).cloned()
-        {
-            self.unsealed.pop_front();
-            sealed_as_ours = self.reconcile(&ours, &tip);
-        }
+        let sealed_as_ours = match self.unsealed.take_sealed(tip.header.number) {
+            Some(ours) => self.reconcile(&ours, &tip),
+            None => true,
+        };
         if let Some(pending) = self.shared.pending.load_full() {
-            // Built on our flashblock state of the block that just sealed (its state does not
-            // sit on the sealed block), which sealed with other transactions than we applied.
-            let chained_on_other_state = pending.source_at != tip.hash && !sealed_as_ours;
-            if pending.number() <= tip.header.number {
-                self.shared.pending.store(None);
-            } else if pending.number() == tip.header.number + 1
-                && (pending.env.parent_hash != tip.hash || chained_on_other_state)
-            {
-                // Built on a parent that did not become canonical, or on a state of it that
-                // is not the sealed one: everything in it is void.
-                self.shared.counters.reorgs.fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    number = pending.number(),
-                    "pending block built on a non-canonical parent (or on state the sealed parent does not have): dropped"
-                );
-                let _ = self
-                    .shared
-                    .events
-                    .send(OverlayEvent::Dropped { block: pending.clone(), first_dropped: 0 });
-                self.shared.pending.store(None);
-                self.unsealed.clear();
-                if let Some(ex) = self.executor.as_mut() {
-                    ex.reset();
+            let link = PendingLink {
+                number: pending.number(),
+                parent_hash: pending.env.parent_hash,
+                source_at: pending.source_at,
+            };
+            match pending_fate(link, tip.header.number, tip.hash, sealed_as_ours) {
+                PendingFate::Keep => {}
+                PendingFate::Sealed => self.shared.pending.store(None),
+                PendingFate::Void => {
+                    self.shared.counters.reorgs.fetch_add(1, Ordering::Relaxed);
+                    warn!(
+                        number = pending.number(),
+                        "pending block built on a non-canonical parent (or on state the sealed parent does not have): dropped"
+                    );
+                    let _ = self
+                        .shared
+                        .events
+                        .send(OverlayEvent::Dropped { block: pending.clone(), first_dropped: 0 });
+                    self.shared.pending.store(None);
+                    self.unsealed.clear();
+                    if let Some(ex) = self.executor.as_mut() {
+                        ex.reset();
+                    }
+                    self.sequencer.reset();
                 }
-                self.sequencer.reset();
             }
         }
         if let Some(first) = self.waiting.first().cloned() {
             let parent = first.payload.base.as_ref().map(|b| b.parent_hash);
-            if parent == Some(tip.hash) {
-                let waiting = std::mem::take(&mut self.waiting);
-                let mut iter = waiting.into_iter();
-                if let Some(first) = iter.next() {
-                    self.apply(first, true).await;
-                }
-                for fb in iter {
-                    if self.broken || !self.waiting.is_empty() {
-                        break;
+            match waiting_fate(first.block_number(), parent, tip.header.number, tip.hash) {
+                WaitingFate::Wait => {}
+                WaitingFate::Replay => {
+                    let waiting = std::mem::take(&mut self.waiting);
+                    let mut iter = waiting.into_iter();
+                    if let Some(first) = iter.next() {
+                        self.apply(first, true).await;
                     }
-                    self.apply(fb, false).await;
+                    for fb in iter {
+                        if self.broken || !self.waiting.is_empty() {
+                            break;
+                        }
+                        self.apply(fb, false).await;
+                    }
                 }
-            } else if first.block_number() <= tip.header.number {
-                self.waiting.clear();
-                self.rejected(
-                    "unknown_parent",
-                    first.block_number(),
-                    0,
-                    &format!("its parent {} never became canonical on the upstream (another chain, a reorg, or an upstream behind)", parent.unwrap_or_default()),
-                );
+                WaitingFate::ParentNeverCanonical => {
+                    self.waiting.clear();
+                    self.rejected(
+                        RejectClass::UnknownParent,
+                        first.block_number(),
+                        0,
+                        &format!("its parent {} never became canonical on the upstream (another chain, a reorg, or an upstream behind)", parent.unwrap_or_default()),
+                    );
+                }
             }
         }
     }
 
-    /// Compares the sealed block with the preconfirmed one: promote, or drop what diverged.
-    /// Matched by its transactions and receipts, never by hash (the pending block's hash is
-    /// provisional). Returns whether the sealed block is exactly what was preconfirmed (same
-    /// transactions, no more), i.e. whether a child built on our state of it stands.
+    /// Compares the sealed block with the preconfirmed one ([`compare`]): promote, or drop
+    /// what diverged. Returns whether the sealed block is exactly what was preconfirmed,
+    /// i.e. whether a child built on our state of it stands.
     fn reconcile(&self, pending: &Arc<PendingBlock>, sealed: &CanonicalBlock) -> bool {
         let c = &self.shared.counters;
-        // Receipts, not only hashes: a tx at the same position with other logs diverged too.
-        // A block announced from p2p gossip carries no receipts: compare hashes only.
-        let with_receipts = sealed.receipts.len() == sealed.tx_hashes.len();
-        let first_dropped = pending
-            .txs
-            .iter()
-            .zip(sealed.tx_hashes.iter())
-            .enumerate()
-            .position(|(i, (ours, hash))| {
-                ours.hash != *hash
-                    || (with_receipts && sealed.receipts.get(i).is_some_and(|r| ours.receipt != *r))
-            })
-            .unwrap_or(pending.txs.len().min(sealed.tx_hashes.len()));
-        let sealed_hashes: HashSet<B256> = sealed.tx_hashes.iter().copied().collect();
-        let dropped = pending.txs[first_dropped..]
-            .iter()
-            .filter(|t| !sealed_hashes.contains(&t.hash))
-            .count();
-        if first_dropped == pending.txs.len() {
-            // Every preconfirmed tx landed as preconfirmed; the block may just have more.
-            c.promoted.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted")
-                .increment(1);
-            return sealed.tx_hashes.len() == pending.txs.len();
+        let verdict =
+            compare(&pending.txs, |t| (t.hash, &t.receipt), &sealed.tx_hashes, &sealed.receipts);
+        match verdict {
+            Sealed::Promoted { .. } => {
+                c.promoted.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "promoted")
+                    .increment(1);
+            }
+            Sealed::Reorg { first_dropped, dropped } => {
+                c.reorgs.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "reorg")
+                    .increment(1);
+                warn!(
+                    number = sealed.header.number,
+                    first_dropped, dropped, "tail reorg: preconfirmations dropped"
+                );
+                let _ = self
+                    .shared
+                    .events
+                    .send(OverlayEvent::Dropped { block: pending.clone(), first_dropped });
+            }
         }
-        c.reorgs.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("flashnode_overlay_reconcile_total", "outcome" => "reorg").increment(1);
-        warn!(
-            number = sealed.header.number,
-            first_dropped, dropped, "tail reorg: preconfirmations dropped"
-        );
-        let _ = self
-            .shared
-            .events
-            .send(OverlayEvent::Dropped { block: pending.clone(), first_dropped });
-        false
+        verdict.as_preconfirmed()
     }
 }
