@@ -12,6 +12,7 @@ mod executor;
 mod frame;
 pub mod metrics_names;
 mod pending;
+mod reth;
 mod sequencer;
 mod service;
 mod stream;
@@ -26,6 +27,7 @@ pub use frame::{
     DEFAULT_MAX_DECOMPRESSED_BYTES,
 };
 pub use pending::{PendingBlock, PendingDb, PendingState};
+pub use reth::{CHAIN_NOTIFICATIONS_METHOD, EXECUTION_OUTCOME_METHOD};
 pub use sequencer::{
     Decision, FlashblockSequencer, InvalidReason, Rejection, TipView, DEFAULT_MAX_INDEX,
     DEFAULT_MAX_PENDING_DEPTH,
@@ -37,4 +39,6 @@ pub use service::{
 pub use stream::{
     run_stream, DisconnectReason, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES,
 };
-pub use upstream::{UpstreamConfig, UpstreamSource, DEFAULT_REQUEST_TIMEOUT, DIFFS_TOTAL};
+pub use upstream::{
+    UpstreamConfig, UpstreamSource, DEFAULT_REQUEST_TIMEOUT, DIFFS_TOTAL, HEADS_TOTAL, HEAD_SOURCE,
+};
