@@ -79,10 +79,11 @@ struct BlockBody {
     transactions: Vec<TxHash>,
 }
 
-/// A transaction of the body (`OpTxEnvelope` in JSON), of which only its `hash`.
+/// A transaction of the body (`OpTxEnvelope` in JSON), of which only its `hash` (missing:
+/// the block is fetched instead).
 #[derive(Debug, Deserialize)]
 struct TxHash {
-    hash: B256,
+    hash: Option<B256>,
 }
 
 /// reth's `ExecutionOutcome` (also the answer of `reth_getBlockExecutionOutcome`).
@@ -193,6 +194,8 @@ pub struct NotifiedBlock {
     pub block: CanonicalBlock,
     /// Whether `block.receipts` came with the notification (else they are to be fetched).
     pub has_receipts: bool,
+    /// Whether every transaction's hash came with it (else the block is to be fetched).
+    pub has_tx_hashes: bool,
     /// What the block changed.
     pub touches: BlockTouches,
 }
@@ -206,8 +209,10 @@ impl Chain {
             .into_iter()
             .map(|(number, recovered)| {
                 let header = recovered.block.header.header;
-                let tx_hashes: Vec<B256> =
-                    recovered.block.body.transactions.into_iter().map(|t| t.hash).collect();
+                let hashes: Option<Vec<B256>> =
+                    recovered.block.body.transactions.iter().map(|t| t.hash).collect();
+                let has_tx_hashes = hashes.is_some();
+                let tx_hashes = hashes.unwrap_or_default();
                 let raw = number
                     .checked_sub(outcome.first_block)
                     .and_then(|i| outcome.receipts.get(i as usize));
@@ -217,7 +222,8 @@ impl Chain {
                 let receipts = receipts.filter(|r| r.len() == tx_hashes.len());
                 let touches = outcome.touches_of(header.number, count);
                 NotifiedBlock {
-                    has_receipts: receipts.is_some(),
+                    has_receipts: receipts.is_some() && has_tx_hashes,
+                    has_tx_hashes,
                     block: CanonicalBlock {
                         hash: header.hash_slow(),
                         header,

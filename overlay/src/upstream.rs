@@ -534,6 +534,20 @@ impl UpstreamSource {
         let mut out = Vec::with_capacity(blocks.len());
         let mut touches = HashMap::with_capacity(blocks.len());
         for mut b in blocks {
+            if !b.has_tx_hashes {
+                // Fetched whole (the hash checked: a block fetched by number may be another).
+                let number = json!(U64::from(b.block.header.number));
+                match self.fetch_block(number).await {
+                    Ok(Some(fetched)) if fetched.hash == b.block.hash => {
+                        b.block = CanonicalBlock::clone(&fetched);
+                        b.has_receipts = true;
+                    }
+                    Ok(_) => {
+                        debug!(block = %b.block.hash, "a notified block is no longer canonical")
+                    }
+                    Err(err) => debug!(%err, block = %b.block.hash, "fetching a notified block"),
+                }
+            }
             if !b.has_receipts && !b.block.tx_hashes.is_empty() {
                 match self.fetch_receipts(b.block.hash).await {
                     Ok(r) => b.block.receipts = r,
