@@ -284,10 +284,11 @@ pub struct NodeArgs {
     /// How often the upstream is polled for new heads.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub upstream_poll_interval: Duration,
-    /// Ask the upstream for each new block's state diff (debug_traceBlockByHash with the
-    /// prestate tracer in diff mode, served by op-reth and op-geth), so state read at one
-    /// block is reused at later blocks that did not touch it; `false` reads state afresh at
-    /// every block (an upstream without the debug namespace is detected and not asked again).
+    /// Use each new block's state diff (from reth's chain notifications over a ws:// upstream,
+    /// else debug_traceBlockByHash with the prestate tracer in diff mode, else reth's
+    /// reth_getBlockExecutionOutcome), so state read at one block is reused at later blocks
+    /// that did not touch it; `false` reads state afresh at every block (a method the upstream
+    /// refuses is detected and not asked again).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub upstream_state_diffs: bool,
     /// Node flags.
@@ -438,6 +439,11 @@ pub struct DevnetArgs {
     /// index 0 (only streamed, not sealed). A node answers such a block's pending as latest.
     #[arg(long)]
     pub post_exec_tx: bool,
+    /// Serve reth's `reth` namespace as op-reth does with `--ws.api …,reth`:
+    /// reth_subscribeChainNotifications (each sealed block with its execution outcome) and
+    /// reth_getBlockExecutionOutcome. `false` answers them -32601 (an op-geth-like upstream).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub reth_namespace: bool,
     /// Consensus-layer p2p flags (the devnet signs and publishes its blocks).
     #[command(flatten)]
     pub p2p: P2pArgs,

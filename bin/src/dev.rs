@@ -22,6 +22,7 @@ fn devnet_config(args: &DevnetArgs) -> DevnetConfig {
         flashblocks_brotli: args.flashblocks_brotli,
         subblocks: args.subblocks,
         post_exec_tx: args.post_exec_tx,
+        reth_namespace: args.reth_namespace,
         ..Default::default()
     }
 }

@@ -8,6 +8,7 @@ pub mod filters;
 pub mod flashblock;
 pub mod genesis;
 pub mod mempool;
+mod reth;
 pub mod rpc;
 pub mod sequencer;
 pub mod source;
@@ -57,6 +58,9 @@ pub struct DevnetConfig {
     pub post_exec_tx: bool,
     /// Mempool capacity.
     pub max_pool_txs: usize,
+    /// Serve reth's `reth` namespace (`reth_subscribeChainNotifications`,
+    /// `reth_getBlockExecutionOutcome`) in reth's JSON shape; off, they are unknown methods.
+    pub reth_namespace: bool,
 }
 
 /// The devnet's chain id unless told otherwise (OP devnets' customary 901).
@@ -76,6 +80,7 @@ impl Default for DevnetConfig {
             subblocks: false,
             post_exec_tx: false,
             max_pool_txs: 10_000,
+            reth_namespace: true,
         }
     }
 }

@@ -97,7 +97,10 @@ struct At {
     state: Arc<MemDb>,
 }
 
-fn resolve_block(shared: &Shared, id: Option<BlockId>) -> RpcResult<Option<Arc<SealedBlock>>> {
+pub(crate) fn resolve_block(
+    shared: &Shared,
+    id: Option<BlockId>,
+) -> RpcResult<Option<Arc<SealedBlock>>> {
     let store = shared.store.read();
     Ok(match id.unwrap_or_default() {
         BlockId::Hash(h) => store.by_hash(&h.block_hash).cloned(),
@@ -147,40 +150,34 @@ fn addr_and_block(params: Params<'_>) -> RpcResult<(Address, Option<BlockId>)> {
 fn block_state_diff(pre: &MemDb, post: &MemDb) -> serde_json::Value {
     let mut before = serde_json::Map::new();
     let mut after = serde_json::Map::new();
-    for (address, now) in &post.cache.accounts {
-        let was = pre.cache.accounts.get(address);
+    let word = |v: &U256| json!(B256::from(v.to_be_bytes::<32>()));
+    for change in crate::reth::state_changes(pre, post) {
         let (mut b, mut a) = (serde_json::Map::new(), serde_json::Map::new());
-        let old_info = was.map(|w| w.info.clone()).unwrap_or_default();
-        if old_info.balance != now.info.balance {
+        let old_info = change.before.unwrap_or_default();
+        let new_info = change.after.unwrap_or_default();
+        if old_info.balance != new_info.balance {
             b.insert("balance".into(), json!(old_info.balance));
-            a.insert("balance".into(), json!(now.info.balance));
+            a.insert("balance".into(), json!(new_info.balance));
         }
-        if old_info.nonce != now.info.nonce {
+        if old_info.nonce != new_info.nonce {
             b.insert("nonce".into(), json!(old_info.nonce));
-            a.insert("nonce".into(), json!(now.info.nonce));
+            a.insert("nonce".into(), json!(new_info.nonce));
         }
-        if old_info.code_hash != now.info.code_hash {
+        if old_info.code_hash != new_info.code_hash {
             let code = |i: &revm::state::AccountInfo| {
                 i.code.as_ref().map(|c| c.original_bytes()).unwrap_or_default()
             };
             b.insert("code".into(), json!(code(&old_info)));
-            a.insert("code".into(), json!(code(&now.info)));
+            a.insert("code".into(), json!(code(&new_info)));
         }
         let (mut bs, mut as_) = (serde_json::Map::new(), serde_json::Map::new());
-        let old_storage = was.map(|w| &w.storage);
-        let slots = now.storage.keys().chain(old_storage.into_iter().flat_map(|m| m.keys()));
-        for slot in slots {
-            let old = old_storage.and_then(|m| m.get(slot)).copied().unwrap_or_default();
-            let new = now.storage.get(slot).copied().unwrap_or_default();
-            if old == new {
-                continue;
-            }
+        for (slot, old, new) in &change.slots {
             let key = B256::from(slot.to_be_bytes::<32>()).to_string();
             if !old.is_zero() {
-                bs.insert(key.clone(), json!(B256::from(old.to_be_bytes::<32>())));
+                bs.insert(key.clone(), word(old));
             }
             if !new.is_zero() {
-                as_.insert(key, json!(B256::from(new.to_be_bytes::<32>())));
+                as_.insert(key, word(new));
             }
         }
         if !bs.is_empty() {
@@ -192,14 +189,15 @@ fn block_state_diff(pre: &MemDb, post: &MemDb) -> serde_json::Value {
         if b.is_empty() && a.is_empty() {
             continue;
         }
-        before.insert(address.to_string(), serde_json::Value::Object(b));
-        after.insert(address.to_string(), serde_json::Value::Object(a));
+        before.insert(change.address.to_string(), serde_json::Value::Object(b));
+        after.insert(change.address.to_string(), serde_json::Value::Object(a));
     }
     json!([{ "txHash": null, "result": { "pre": before, "post": after } }])
 }
 
 /// The RPC methods.
 pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
+    let reth_namespace = shared.config.reth_namespace;
     let mut m = RpcModule::new(shared);
     let chain_id = m.register_method("eth_chainId", |_, s, _| -> RpcResult<U64> {
         Ok(U64::from(s.chain.chain_id))
@@ -524,6 +522,9 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
         },
     )
     .expect("unique");
+    if reth_namespace {
+        crate::reth::register(&mut m);
+    }
     m.register_method("devnet_injectTailReorg", |_, s, _| -> RpcResult<bool> {
         // Test fault injection: the next block is sealed without its last flashblock.
         s.inject_tail_reorg.store(true, std::sync::atomic::Ordering::Release);

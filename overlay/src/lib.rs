@@ -15,6 +15,7 @@ mod pending;
 mod readiness;
 mod reconcile;
 mod rejections;
+mod reth;
 mod sequencer;
 mod service;
 mod stream;
@@ -31,6 +32,7 @@ pub use frame::{
 pub use pending::{PendingBlock, PendingDb, PendingState};
 pub use readiness::{Health, Mode};
 pub use rejections::RejectClass;
+pub use reth::{CHAIN_NOTIFICATIONS_METHOD, EXECUTION_OUTCOME_METHOD};
 pub use sequencer::{
     Decision, FlashblockSequencer, InvalidReason, Rejection, TipView, DEFAULT_MAX_INDEX,
     DEFAULT_MAX_PENDING_DEPTH,
@@ -41,4 +43,6 @@ pub use service::{
 pub use stream::{
     run_stream, DisconnectReason, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES,
 };
-pub use upstream::{UpstreamConfig, UpstreamSource, DEFAULT_REQUEST_TIMEOUT, DIFFS_TOTAL};
+pub use upstream::{
+    UpstreamConfig, UpstreamSource, DEFAULT_REQUEST_TIMEOUT, DIFFS_TOTAL, HEADS_TOTAL, HEAD_SOURCE,
+};

@@ -1,10 +1,14 @@
 //! [`StateSource`] over an OP execution client's JSON-RPC (op-reth, op-geth, anvil): reads
-//! pinned to a block hash (EIP-1898), cached in moka with a memory bound, and new heads by
-//! polling with reorg detection.
+//! pinned to a block hash (EIP-1898), cached in moka with a memory bound, and new heads pushed
+//! where the upstream pushes them (reth's chain notifications, else `newHeads`) and polled
+//! (the fallback and gap filler), with reorg detection.
 
 use crate::{
     carry::{touches_of_prestate_diff, BlockTouches, CarriedState, CARRIED_TOTAL},
     coalesce::{BatchFetch, Coalescer},
+    reth::{
+        ChainNotification, ExecutionOutcome, CHAIN_NOTIFICATIONS_METHOD, EXECUTION_OUTCOME_METHOD,
+    },
 };
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256, U256, U64};
@@ -21,8 +25,9 @@ use op_alloy_consensus::{OpReceipt, OpReceiptEnvelope};
 use op_alloy_rpc_types::OpTransactionReceipt;
 use serde_json::{json, Value};
 use std::{
+    collections::HashMap,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
         Arc, RwLock,
     },
     time::Duration,
@@ -46,9 +51,10 @@ pub struct UpstreamConfig {
     pub request_timeout: Duration,
     /// Cache bound in bytes.
     pub cache_bytes: u64,
-    /// Ask the upstream for each new block's state diff (`debug_traceBlockByHash`, prestate
-    /// tracer in diff mode), so state read at one block is carried to the next ones it did
-    /// not touch; off, every block reads state afresh.
+    /// Use each new block's state diff (from reth's chain notifications where the upstream
+    /// pushes them, else `debug_traceBlockByHash` with the prestate tracer in diff mode, else
+    /// `reth_getBlockExecutionOutcome`), so state read at one block is carried to the next
+    /// ones it did not touch; off, every block reads state afresh.
     pub state_diffs: bool,
 }
 
@@ -77,8 +83,13 @@ pub struct UpstreamSource {
     notifications: broadcast::Sender<CanonicalNotification>,
     /// Reads carried across canonical blocks by their state diffs (#24.1).
     carried: Arc<RwLock<CarriedState>>,
-    /// Whether to ask the upstream for each block's state diff (off when it said it cannot).
-    state_diffs: Arc<AtomicBool>,
+    /// Whether block state diffs are used at all (`--upstream-state-diffs`).
+    state_diffs: bool,
+    /// Which method gives a block's state diff on this upstream ([`DiffMethod`] as a `u8`:
+    /// the trace until refused, then reth's execution outcome, then none).
+    diff_method: Arc<AtomicU8>,
+    /// Whether to ask for reth's chain notifications (off once the upstream refused them).
+    chain_notifications: Arc<AtomicBool>,
     /// Demand misses, coalesced into shared batches (#24.2).
     coalescer: Coalescer,
 }
@@ -120,7 +131,13 @@ impl UpstreamSource {
             blocks: moka::future::Cache::builder().max_capacity(1024).build(),
             notifications,
             carried: Arc::new(RwLock::new(CarriedState::default())),
-            state_diffs: Arc::new(AtomicBool::new(config.state_diffs)),
+            state_diffs: config.state_diffs,
+            diff_method: Arc::new(AtomicU8::new(if config.state_diffs {
+                DiffMethod::Trace as u8
+            } else {
+                DiffMethod::None as u8
+            })),
+            chain_notifications: Arc::new(AtomicBool::new(true)),
             coalescer: Coalescer::default(),
         };
         let poller = source.clone();
@@ -265,39 +282,69 @@ impl UpstreamSource {
         let header: Header = parse("header", block.clone())?;
         let hash: B256 = parse("block hash", block["hash"].clone())?;
         let tx_hashes: Vec<B256> = parse("tx hashes", block["transactions"].clone())?;
-        let receipts = if tx_hashes.is_empty() {
-            Vec::new()
-        } else {
-            let raw = self.request("eth_getBlockReceipts", json!([hash]), Some(hash)).await?;
-            let receipts: Vec<OpTransactionReceipt> = parse("receipts", raw)?;
-            receipts
-                .into_iter()
-                .map(|r| OpReceipt::from(OpReceiptEnvelope::<alloy_primitives::Log>::from(r)))
-                .collect()
-        };
+        let receipts =
+            if tx_hashes.is_empty() { Vec::new() } else { self.fetch_receipts(hash).await? };
         let block = Arc::new(CanonicalBlock { header, hash, tx_hashes, receipts });
         self.blocks.insert(block.header.number, block.clone()).await;
         Ok(Some(block))
     }
 
-    /// A stream of the upstream's new heads where it speaks pub/sub (a ws:// URL):
-    /// `eth_subscribe("newHeads")`. `None` over HTTP, or when the upstream refuses.
-    async fn pushed_heads(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
+    /// The receipts of block `hash`, in consensus form.
+    async fn fetch_receipts(&self, hash: B256) -> Result<Vec<OpReceipt>, SourceError> {
+        let raw = self.request("eth_getBlockReceipts", json!([hash]), Some(hash)).await?;
+        let receipts: Vec<OpTransactionReceipt> = parse("receipts", raw)?;
+        Ok(receipts
+            .into_iter()
+            .map(|r| OpReceipt::from(OpReceiptEnvelope::<alloy_primitives::Log>::from(r)))
+            .collect())
+    }
+
+    /// A stream of the upstream's pushed heads where it speaks pub/sub (a ws:// URL): reth's
+    /// `reth_subscribeChainNotifications` (blocks with their execution outcome) unless it was
+    /// refused once, else `eth_subscribe("newHeads")`. `None` over HTTP, or when the upstream
+    /// refuses both.
+    async fn pushed_heads(&self) -> Option<Pushed> {
         use futures::StreamExt;
+        if self.chain_notifications.load(Ordering::Relaxed) {
+            let sub = self.provider.subscribe_to::<ChainNotification>(CHAIN_NOTIFICATIONS_METHOD);
+            match tokio::time::timeout(self.timeout, sub).await {
+                Ok(Ok(sub)) => {
+                    set_head_source(HeadSource::ChainNotifications);
+                    return Some(Pushed::Chain(sub.into_result_stream().boxed()));
+                }
+                Ok(Err(RpcError::ErrorResp(p))) if NOT_SERVED.contains(&p.code) => {
+                    self.chain_notifications.store(false, Ordering::Relaxed);
+                    debug!(code = p.code, message = %p.message, "the upstream has no reth chain notifications (op-reth: --ws.api …,reth); newHeads");
+                }
+                Ok(Err(err)) => debug!(%err, "subscribing to reth chain notifications failed"),
+                Err(_) => debug!("subscribing to reth chain notifications timed out"),
+            }
+        }
         let sub = tokio::time::timeout(self.timeout, self.provider.subscribe_blocks()).await;
         match sub {
-            Ok(Ok(sub)) => Some(sub.into_stream().map(|_| ()).boxed()),
+            Ok(Ok(sub)) => {
+                set_head_source(HeadSource::NewHeads);
+                Some(Pushed::Heads(sub.into_stream().map(|_| ()).boxed()))
+            }
             Ok(Err(err)) => {
                 debug!(%err, "the upstream pushes no heads; polling");
+                set_head_source(HeadSource::Poll);
                 None
             }
-            Err(_) => None,
+            Err(_) => {
+                set_head_source(HeadSource::Poll);
+                None
+            }
         }
     }
 
     /// Follows the upstream's head: polled every `interval`, and at once on each pushed head
     /// where the upstream pushes them (a lost subscription is asked for again every 5 s,
-    /// polling going on meanwhile).
+    /// polling going on meanwhile). Blocks that come in reth's chain notifications are
+    /// followed from the notification, their state diff with them; a head the poll sees first
+    /// waits [`NOTIFICATION_GRACE`] for its notification before the poll follows it itself
+    /// (a notification reth dropped), and a subscription that lets the poll fill in for
+    /// [`PUSH_RESUBSCRIBE`] is dropped and asked for again.
     async fn poll_heads(self, interval: Duration, cancel: CancellationToken) {
         use futures::StreamExt;
         let mut tip: Option<Arc<CanonicalBlock>> = None;
@@ -305,24 +352,47 @@ impl UpstreamSource {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
         let pubsub = self.provider.client().pubsub_frontend().is_some();
+        if !pubsub {
+            set_head_source(HeadSource::Poll);
+        }
         let mut pushed = if pubsub { self.pushed_heads().await } else { None };
         let mut resubscribe_at = tokio::time::Instant::now() + PUSH_RESUBSCRIBE;
+        // Since when the polled head is ahead of the tip while chain notifications are on.
+        let mut behind_since: Option<tokio::time::Instant> = None;
+        let mut last_notified = tokio::time::Instant::now();
         loop {
             let head_pushed = async {
                 match pushed.as_mut() {
-                    Some(s) => s.next().await,
+                    Some(Pushed::Chain(s)) => s.next().await.map(Some),
+                    Some(Pushed::Heads(s)) => s.next().await.map(|()| None),
                     None => std::future::pending().await,
                 }
             };
+            let mut source = HeadSource::Poll;
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = ticker.tick() => {}
                 head = head_pushed => match head {
-                    Some(()) => {
+                    Some(Some(Ok(notification))) => {
                         metrics::counter!("flashnode_upstream_heads_pushed_total").increment(1);
+                        last_notified = tokio::time::Instant::now();
+                        behind_since = None;
+                        self.follow_notification(notification, &mut tip).await;
+                        continue;
+                    }
+                    Some(Some(Err(err))) => {
+                        // The poll fills in for it after the grace.
+                        metrics::counter!("flashnode_upstream_chain_notifications_malformed_total").increment(1);
+                        debug!(%err, "a reth chain notification that does not parse");
+                        continue;
+                    }
+                    Some(None) => {
+                        metrics::counter!("flashnode_upstream_heads_pushed_total").increment(1);
+                        source = HeadSource::NewHeads;
                     }
                     None => {
                         debug!("the upstream's head subscription ended; polling");
+                        set_head_source(HeadSource::Poll);
                         pushed = None;
                     }
                 },
@@ -330,6 +400,7 @@ impl UpstreamSource {
             if pubsub && pushed.is_none() && tokio::time::Instant::now() >= resubscribe_at {
                 resubscribe_at = tokio::time::Instant::now() + PUSH_RESUBSCRIBE;
                 pushed = self.pushed_heads().await;
+                last_notified = tokio::time::Instant::now();
             }
             let latest = match self.fetch_block(json!("latest")).await {
                 Ok(Some(b)) => b,
@@ -351,24 +422,152 @@ impl UpstreamSource {
                 continue;
             };
             if latest.hash == prev.hash {
+                behind_since = None;
                 continue;
+            }
+            if matches!(pushed, Some(Pushed::Chain(_))) {
+                // The notification brings the block with its diff: wait for it a little.
+                let now = tokio::time::Instant::now();
+                let since = *behind_since.get_or_insert(now);
+                if now.duration_since(since) < NOTIFICATION_GRACE {
+                    continue;
+                }
+                metrics::counter!("flashnode_upstream_chain_notifications_missed_total")
+                    .increment(1);
+                if now.duration_since(last_notified) >= PUSH_RESUBSCRIBE {
+                    debug!("the chain notification subscription is silent; subscribing again");
+                    set_head_source(HeadSource::Poll);
+                    pushed = None;
+                    resubscribe_at = now;
+                }
             }
             match self.advance(&prev, latest.clone()).await {
                 Ok(n) => {
                     // Announced first: carrying waits for the diffs, and a block not committed
                     // to the carried state yet is never served from it nor recorded in it.
+                    count_heads(source, &n);
                     let _ = self.notifications.send(n.clone());
-                    self.carry_to(&n).await;
+                    self.carry_to(&n, HashMap::new()).await;
                     tip = Some(latest);
+                    behind_since = None;
                 }
                 Err(err) => debug!(%err, "could not walk to the new head; retrying"),
             }
         }
     }
 
-    /// Brings the carried state along `n`'s new blocks: each block's touches from its state
-    /// diff, or a barrier where the diff is not to be had; a reorg starts it over.
-    async fn carry_to(&self, n: &CanonicalNotification) {
+    /// Follows one of reth's chain notifications: a commit that builds on the tip is announced
+    /// and carried with the diffs it brings (no trace asked); one after a gap (notifications
+    /// reth dropped) walks to its last block as a polled head does, the missed blocks fetched
+    /// and their diffs asked for; a reorg or a revert is announced as such.
+    async fn follow_notification(
+        &self,
+        notification: ChainNotification,
+        tip: &mut Option<Arc<CanonicalBlock>>,
+    ) {
+        match notification {
+            ChainNotification::Commit { new } => {
+                let (new, known) = self.notified_blocks(new.into_blocks()).await;
+                let Some(last) = new.last().cloned() else { return };
+                let Some(prev) = tip.clone() else {
+                    write(&self.carried).commit(last.header.number, last.hash, None);
+                    *tip = Some(last);
+                    return;
+                };
+                if last.header.number <= prev.header.number {
+                    // Followed already (the poll filled in), or stale.
+                    return;
+                }
+                let fresh: Vec<_> =
+                    new.into_iter().filter(|b| b.header.number > prev.header.number).collect();
+                let links = fresh.first().is_some_and(|f| {
+                    f.header.number == prev.header.number + 1 && f.header.parent_hash == prev.hash
+                });
+                let n = if links {
+                    CanonicalNotification::Committed { new: fresh }
+                } else {
+                    metrics::counter!("flashnode_upstream_chain_notifications_gaps_total")
+                        .increment(1);
+                    match self.advance(&prev, last.clone()).await {
+                        Ok(n) => n,
+                        Err(err) => {
+                            debug!(%err, "could not walk to the notified head; the poll retries");
+                            return;
+                        }
+                    }
+                };
+                count_heads(HeadSource::ChainNotifications, &n);
+                let _ = self.notifications.send(n.clone());
+                self.carry_to(&n, known).await;
+                *tip = Some(last);
+            }
+            ChainNotification::Reorg { old, new } => {
+                let (old, _) = self.notified_blocks(old.into_blocks()).await;
+                let (new, known) = self.notified_blocks(new.into_blocks()).await;
+                let n = if new.is_empty() {
+                    let Some(first) = old.first() else { return };
+                    // The tip is the block the revert went back to.
+                    *tip = match first.header.number.checked_sub(1) {
+                        Some(parent) => {
+                            self.fetch_block(json!(U64::from(parent))).await.ok().flatten()
+                        }
+                        None => None,
+                    };
+                    CanonicalNotification::Reverted { old }
+                } else {
+                    *tip = new.last().cloned();
+                    CanonicalNotification::Reorged { old, new }
+                };
+                count_heads(HeadSource::ChainNotifications, &n);
+                let _ = self.notifications.send(n.clone());
+                self.carry_to(&n, known).await;
+            }
+        }
+    }
+
+    /// The canonical blocks of a notification (receipts fetched for a block whose receipts
+    /// did not come with it) and what each touched, by hash.
+    async fn notified_blocks(
+        &self,
+        blocks: Vec<crate::reth::NotifiedBlock>,
+    ) -> (Vec<Arc<CanonicalBlock>>, HashMap<B256, BlockTouches>) {
+        let mut out = Vec::with_capacity(blocks.len());
+        let mut touches = HashMap::with_capacity(blocks.len());
+        for mut b in blocks {
+            if !b.has_tx_hashes {
+                // Fetched whole (the hash checked: a block fetched by number may be another).
+                let number = json!(U64::from(b.block.header.number));
+                match self.fetch_block(number).await {
+                    Ok(Some(fetched)) if fetched.hash == b.block.hash => {
+                        b.block = CanonicalBlock::clone(&fetched);
+                        b.has_receipts = true;
+                    }
+                    Ok(_) => {
+                        debug!(block = %b.block.hash, "a notified block is no longer canonical")
+                    }
+                    Err(err) => debug!(%err, block = %b.block.hash, "fetching a notified block"),
+                }
+            }
+            if !b.has_receipts && !b.block.tx_hashes.is_empty() {
+                match self.fetch_receipts(b.block.hash).await {
+                    Ok(r) => b.block.receipts = r,
+                    Err(err) => {
+                        debug!(%err, block = %b.block.hash, "the receipts of a notified block");
+                    }
+                }
+            }
+            touches.insert(b.block.hash, b.touches);
+            let block = Arc::new(b.block);
+            self.blocks.insert(block.header.number, block.clone()).await;
+            out.push(block);
+        }
+        (out, touches)
+    }
+
+    /// Brings the carried state along `n`'s new blocks: each block's touches from `known` (the
+    /// diffs a chain notification brought), else from its state diff asked of the upstream,
+    /// else a barrier; a reorg starts it over.
+    async fn carry_to(&self, n: &CanonicalNotification, mut known: HashMap<B256, BlockTouches>) {
         let new = match n {
             CanonicalNotification::Committed { new } => new,
             CanonicalNotification::Reorged { new, .. } => {
@@ -385,7 +584,15 @@ impl UpstreamSource {
             }
         };
         for block in new {
-            let touches = self.block_touches(block.hash).await;
+            let touches = match known.remove(&block.hash) {
+                Some(t) if self.state_diffs => {
+                    metrics::counter!(DIFFS_TOTAL, "source" => "chain_notification", "outcome" => "ok")
+                        .increment(1);
+                    Some(t)
+                }
+                Some(_) => None,
+                None => self.block_touches(block.hash).await,
+            };
             write(&self.carried).commit(block.header.number, block.hash, touches);
         }
         let (accounts, slots) = read(&self.carried).len();
@@ -394,38 +601,88 @@ impl UpstreamSource {
         metrics::gauge!("flashnode_upstream_carried_keys", "kind" => "slot").set(slots as f64);
     }
 
-    /// What block `hash` touched, from the upstream's prestate-tracer diff; `None` when it is
-    /// off, the upstream cannot give it (then it is not asked again) or it failed.
+    /// What block `hash` touched, from the upstream's prestate-tracer diff, or where the
+    /// upstream refuses that (-32601/-32602), from reth's `reth_getBlockExecutionOutcome`
+    /// (which method works is remembered); `None` when diffs are off, the upstream gives
+    /// neither (then it is not asked again) or it failed.
     async fn block_touches(&self, hash: B256) -> Option<BlockTouches> {
-        if !self.state_diffs.load(Ordering::Relaxed) {
-            return None;
+        loop {
+            let method = self.diff_method.load(Ordering::Relaxed);
+            let answer = if method == DiffMethod::Trace as u8 {
+                self.traced_touches(hash).await
+            } else if method == DiffMethod::ExecutionOutcome as u8 {
+                self.outcome_touches(hash).await
+            } else {
+                return None;
+            };
+            match answer {
+                Ok(touches) => return touches,
+                Err(Refused { code, message }) => {
+                    let next = if method == DiffMethod::Trace as u8 {
+                        debug!(code, %message, "debug_traceBlockByHash refused; trying reth_getBlockExecutionOutcome");
+                        DiffMethod::ExecutionOutcome
+                    } else {
+                        warn!(code, %message, "the upstream gives no block state diffs (debug_traceBlockByHash with the prestate tracer, reth_getBlockExecutionOutcome, reth chain notifications): state is read afresh at each block");
+                        DiffMethod::None
+                    };
+                    self.diff_method.store(next as u8, Ordering::Relaxed);
+                }
+            }
         }
+    }
+
+    /// A block's touches from `debug_traceBlockByHash` (prestate tracer, diff mode).
+    async fn traced_touches(&self, hash: B256) -> Result<Option<BlockTouches>, Refused> {
         let params =
             json!([hash, {"tracer": "prestateTracer", "tracerConfig": {"diffMode": true}}]);
-        let fut = self.provider.raw_request::<_, Value>("debug_traceBlockByHash".into(), params);
-        metrics::counter!("flashnode_upstream_requests_total", "method" => "debug_traceBlockByHash")
-            .increment(1);
+        self.diff_request("debug_traceBlockByHash", "debug_trace", params, hash, |answer| {
+            touches_of_prestate_diff(answer)
+        })
+        .await
+    }
+
+    /// A block's touches from reth's `reth_getBlockExecutionOutcome` (its bundle state).
+    async fn outcome_touches(&self, hash: B256) -> Result<Option<BlockTouches>, Refused> {
+        self.diff_request(EXECUTION_OUTCOME_METHOD, "execution_outcome", json!([hash]), hash, |a| {
+            serde_json::from_value::<ExecutionOutcome>(a.clone()).ok().map(|o| o.block_touches())
+        })
+        .await
+    }
+
+    /// Asks `method` for block `hash`'s diff within [`DIFF_TIMEOUT`] and reads it with `touches`;
+    /// `Err` when the upstream does not serve it. Outcomes count under `source`.
+    async fn diff_request(
+        &self,
+        method: &'static str,
+        source: &'static str,
+        params: Value,
+        hash: B256,
+        touches: impl FnOnce(&Value) -> Option<BlockTouches>,
+    ) -> Result<Option<BlockTouches>, Refused> {
+        let fut = self.provider.raw_request::<_, Value>(method.into(), params);
+        metrics::counter!("flashnode_upstream_requests_total", "method" => method).increment(1);
         let outcome = match tokio::time::timeout(DIFF_TIMEOUT.min(self.timeout), fut).await {
-            Ok(Ok(answer)) => match touches_of_prestate_diff(&answer) {
+            Ok(Ok(answer)) => match touches(&answer) {
                 Some(t) => {
-                    metrics::counter!(DIFFS_TOTAL, "outcome" => "ok").increment(1);
-                    return Some(t);
+                    metrics::counter!(DIFFS_TOTAL, "source" => source, "outcome" => "ok")
+                        .increment(1);
+                    return Ok(Some(t));
                 }
                 None => "malformed",
             },
-            Ok(Err(RpcError::ErrorResp(p))) if DIFF_UNSUPPORTED.contains(&p.code) => {
-                self.state_diffs.store(false, Ordering::Relaxed);
-                warn!(code = p.code, message = %p.message, "the upstream gives no block state diffs (debug_traceBlockByHash, prestate tracer): state is read afresh at each block");
-                "unsupported"
+            Ok(Err(RpcError::ErrorResp(p))) if NOT_SERVED.contains(&p.code) => {
+                metrics::counter!(DIFFS_TOTAL, "source" => source, "outcome" => "unsupported")
+                    .increment(1);
+                return Err(Refused { code: p.code, message: p.message.into_owned() });
             }
             Ok(Err(err)) => {
-                debug!(%err, block = %hash, "block state diff failed");
+                debug!(%err, block = %hash, method, "block state diff failed");
                 "failed"
             }
             Err(_) => "timeout",
         };
-        metrics::counter!(DIFFS_TOTAL, "outcome" => outcome).increment(1);
-        None
+        metrics::counter!(DIFFS_TOTAL, "source" => source, "outcome" => outcome).increment(1);
+        Ok(None)
     }
 
     /// The notification that takes the chain from `prev` to `latest`.
@@ -478,12 +735,96 @@ impl BatchFetch for UpstreamSource {
 /// (the canonical notification waits for the diff, so it must not wait long).
 const DIFF_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// JSON-RPC codes of an upstream that cannot give state diffs: method not found (no `debug`
-/// namespace), invalid params (no prestate tracer or no diff mode).
-const DIFF_UNSUPPORTED: [i64; 2] = [-32601, -32602];
+/// JSON-RPC codes of an upstream that does not serve a method: method not found (no `debug`
+/// or `reth` namespace), invalid params (no prestate tracer or no diff mode).
+const NOT_SERVED: [i64; 2] = [-32601, -32602];
 
-/// Metric: block state diffs asked of the upstream, by `outcome`.
+/// Metric: block state diffs, by `source` (`chain_notification`: came with reth's chain
+/// notification; `debug_trace`: `debug_traceBlockByHash`; `execution_outcome`:
+/// `reth_getBlockExecutionOutcome`) and `outcome` (`ok`, `malformed`, `unsupported`, `failed`,
+/// `timeout`).
 pub const DIFFS_TOTAL: &str = "flashnode_upstream_state_diffs_total";
+
+/// Metric: canonical blocks followed, by the `source` that brought them
+/// (`reth_chain_notifications`, `new_heads`: a pushed head fetched, `poll`).
+pub const HEADS_TOTAL: &str = "flashnode_upstream_heads_total";
+
+/// Metric (gauge): 1 for the head source in use (`reth_chain_notifications`, `new_heads`,
+/// `poll`: no subscription), 0 for the others.
+pub const HEAD_SOURCE: &str = "flashnode_upstream_head_source";
+
+/// How long a head the poll sees ahead of the tip waits for its chain notification before the
+/// poll follows it itself (reth drops the notifications of a lagging subscriber).
+const NOTIFICATION_GRACE: Duration = Duration::from_secs(1);
+
+/// A head subscription.
+enum Pushed {
+    /// reth's chain notifications: the blocks and their execution outcome.
+    Chain(futures::stream::BoxStream<'static, Result<ChainNotification, serde_json::Error>>),
+    /// `newHeads`: a new head to fetch.
+    Heads(futures::stream::BoxStream<'static, ()>),
+}
+
+/// Where the head follower learns of new blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeadSource {
+    ChainNotifications,
+    NewHeads,
+    Poll,
+}
+
+impl HeadSource {
+    const ALL: [Self; 3] = [Self::ChainNotifications, Self::NewHeads, Self::Poll];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::ChainNotifications => "reth_chain_notifications",
+            Self::NewHeads => "new_heads",
+            Self::Poll => "poll",
+        }
+    }
+}
+
+/// Marks `current` as the head source in use.
+fn set_head_source(current: HeadSource) {
+    for s in HeadSource::ALL {
+        metrics::gauge!(HEAD_SOURCE, "source" => s.label()).set(if s == current {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+/// Counts the blocks `n` adds as followed through `source`.
+fn count_heads(source: HeadSource, n: &CanonicalNotification) {
+    let added = match n {
+        CanonicalNotification::Committed { new } | CanonicalNotification::Reorged { new, .. } => {
+            new.len()
+        }
+        CanonicalNotification::Reverted { .. } => 0,
+    };
+    metrics::counter!(HEADS_TOTAL, "source" => source.label()).increment(added as u64);
+}
+
+/// Which upstream method gives a block's state diff.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DiffMethod {
+    /// `debug_traceBlockByHash`, prestate tracer in diff mode (op-reth, op-geth, anvil).
+    Trace = 0,
+    /// reth's `reth_getBlockExecutionOutcome` (reth 2.0 on, `reth` namespace).
+    ExecutionOutcome = 1,
+    /// None: a block not brought by a chain notification is a barrier.
+    None = 2,
+}
+
+/// The upstream does not serve a diff method (its JSON-RPC code and message).
+#[derive(Debug)]
+struct Refused {
+    code: i64,
+    message: String,
+}
 
 /// The carried state for reading (a poisoned lock still holds consistent maps: every update is
 /// a plain insert or clear).
@@ -727,8 +1068,28 @@ mod tests {
             _ => None,
         };
         let mut delay = Duration::ZERO;
+        let diff = matches!(method, "debug_traceBlockByHash" | "reth_getBlockExecutionOutcome");
+        if diff {
+            if let Ok(mut s) = seen.lock() {
+                s.push(if method == "debug_traceBlockByHash" {
+                    "debug_traceBlockByHash"
+                } else {
+                    "reth_getBlockExecutionOutcome"
+                });
+            }
+        }
         let outcome = match (method, state) {
             ("eth_chainId", _) => Ok(json!("0x385")),
+            // An upstream without the debug namespace, with reth's.
+            ("debug_traceBlockByHash", _) => Err((-32601, "Method not found")),
+            ("reth_getBlockExecutionOutcome", _) => Ok(json!({
+                "bundle": {"state": {format!("{A}"): {"info": {"balance": "0x1", "nonce": 1,
+                    "code_hash": B256::ZERO, "code": null}, "original_info": null,
+                    "storage": {"0x7": {"previous_or_original_value": "0x0", "present_value": "0x1"}},
+                    "status": "Changed"}},
+                    "contracts": {}, "reverts": [[]], "state_size": 1, "reverts_size": 0},
+                "receipts": [[]], "first_block": 5, "requests": [[]]
+            })),
             (_, Some((name, value))) => {
                 if let Ok(mut s) = seen.lock() {
                     s.push(name);
@@ -932,6 +1293,24 @@ mod tests {
             .filter_map(|e| e.downcast_ref::<std::io::Error>())
             .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
         assert!(refused, "the io error is in the source chain: {err}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_trace_falls_back_to_reths_execution_outcome_and_is_remembered() {
+        let cancel = CancellationToken::new();
+        let (up, seen_by) = upstream(&cancel).await;
+        let touches = up.block_touches(KNOWN).await;
+        let want = BlockTouches {
+            accounts: [A].into_iter().collect(),
+            slots: [(A, U256::from(7))].into_iter().collect(),
+            contracts: Default::default(),
+        };
+        assert_eq!(touches, Some(want.clone()));
+        assert_eq!(seen(&seen_by), ["debug_traceBlockByHash", "reth_getBlockExecutionOutcome"]);
+        // The next block asks the method that works straight away.
+        assert_eq!(up.block_touches(OTHER).await, Some(want));
+        assert_eq!(seen(&seen_by)[2..], ["reth_getBlockExecutionOutcome"]);
+        cancel.cancel();
     }
 
     #[test]

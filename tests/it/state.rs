@@ -200,6 +200,81 @@ async fn sealed_on(devnet: &str, raw: alloy_primitives::Bytes) -> Value {
     send_and_wait(devnet, devnet, raw, Duration::from_secs(20)).await.1
 }
 
+/// A writer deployed by `key` (nonce 0) on `devnet`, slot 1 = 11 and slot 2 = 22 written and
+/// sealed (nonces 1 and 2): its address.
+async fn writer_with_two_slots(devnet: &str, key: &str) -> Address {
+    let deploy = sign_1559(
+        key,
+        901,
+        0,
+        TxKind::Create,
+        U256::ZERO,
+        format!("0x6008600c60003960086000f3{WRITER_RUNTIME}").parse().expect("hex"),
+        200_000,
+        10_000_000_000,
+    );
+    sealed_on(devnet, deploy).await;
+    let writer = address_of(key).create(0);
+    sealed_on(devnet, write_slot(key, writer, 1, 1, 11)).await;
+    sealed_on(devnet, write_slot(key, writer, 2, 2, 22)).await;
+    writer
+}
+
+/// `key`'s transaction (nonce `nonce`) writing `value` at `slot` of `writer`.
+fn write_slot(
+    key: &str,
+    writer: Address,
+    nonce: u64,
+    slot: u64,
+    value: u64,
+) -> alloy_primitives::Bytes {
+    let mut data = U256::from(slot).to_be_bytes::<32>().to_vec();
+    data.extend_from_slice(&U256::from(value).to_be_bytes::<32>());
+    sign_1559(
+        key,
+        901,
+        nonce,
+        TxKind::Call(writer),
+        U256::ZERO,
+        data.into(),
+        100_000,
+        10_000_000_000,
+    )
+}
+
+/// Makes `node` pending over the devnet's latest block: an empty index 0 of the next, streamed
+/// by `source` as soon as the node follows that block (before the devnet seals the next).
+async fn pend_over_latest(devnet: &str, node: &str, source: &FlashblockSource) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let latest = loop {
+        let l = raw_rpc(devnet, "eth_getBlockByNumber", json!(["latest", false])).await["result"]
+            .clone();
+        if status(node).await["canonicalTip"].as_u64() == Some(quantity(&l["number"])) {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node follows the devnet");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let env = flashnode_tests::anvil_chain::next_env(&latest, Address::repeat_byte(0xcb));
+    for frame in flashnode_tests::anvil_chain::build_frames(devnet, 901, &env, vec![vec![]]).await {
+        source.send(frame);
+    }
+    let number = env.number;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(node).await["pendingBlock"].as_u64() == Some(number)
+        })
+        .await,
+        "pending is block {number}"
+    );
+}
+
+/// Slot `n` of `contract` at `node`'s pending block.
+async fn pending_slot(node: &str, contract: Address, n: u64) -> u64 {
+    let v = raw_rpc(node, "eth_getStorageAt", json!([contract, U256::from(n), "pending"])).await;
+    quantity(&v["result"])
+}
+
 /// #24.1: state read at one canonical block is carried to later blocks that did not touch it,
 /// by each block's state diff (`debug_traceBlockByHash`, prestate tracer in diff mode, which
 /// the devnet serves as op-reth and op-geth do). The node reads two slots at block N; block
@@ -211,35 +286,7 @@ async fn sealed_on(devnet: &str, raw: alloy_primitives::Bytes) -> Value {
 async fn state_survives_blocks_that_did_not_touch_it() {
     let devnet = start("devnet", &["--block-time", "2s"]).await;
     let key = DEV_KEYS[4];
-    let deploy = sign_1559(
-        key,
-        901,
-        0,
-        TxKind::Create,
-        U256::ZERO,
-        format!("0x6008600c60003960086000f3{WRITER_RUNTIME}").parse().expect("hex"),
-        200_000,
-        10_000_000_000,
-    );
-    sealed_on(&devnet.rpc, deploy).await;
-    let writer = address_of(key).create(0);
-    let write = |nonce: u64, slot: u64, value: u64| {
-        let mut data = U256::from(slot).to_be_bytes::<32>().to_vec();
-        data.extend_from_slice(&U256::from(value).to_be_bytes::<32>());
-        sign_1559(
-            key,
-            901,
-            nonce,
-            TxKind::Call(writer),
-            U256::ZERO,
-            data.into(),
-            100_000,
-            10_000_000_000,
-        )
-    };
-    sealed_on(&devnet.rpc, write(1, 1, 11)).await;
-    sealed_on(&devnet.rpc, write(2, 2, 22)).await;
-
+    let writer = writer_with_two_slots(&devnet.rpc, key).await;
     for diffs in [true, false] {
         let proxy = flashnode_tests::counting::CountingProxy::start(&devnet.rpc).await;
         let source = FlashblockSource::start().await;
@@ -260,55 +307,18 @@ async fn state_survives_blocks_that_did_not_touch_it() {
             ],
         )
         .await;
-        // Pending over the devnet's latest block: an empty index 0 of the next, streamed as
-        // soon as the node follows that block (before the devnet seals the next).
-        let pend = || async {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            let latest = loop {
-                let l = raw_rpc(&devnet.rpc, "eth_getBlockByNumber", json!(["latest", false]))
-                    .await["result"]
-                    .clone();
-                if status(&node.rpc).await["canonicalTip"].as_u64() == Some(quantity(&l["number"]))
-                {
-                    break l;
-                }
-                assert!(std::time::Instant::now() < deadline, "the node follows the devnet");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
-            let env = flashnode_tests::anvil_chain::next_env(&latest, Address::repeat_byte(0xcb));
-            for frame in
-                flashnode_tests::anvil_chain::build_frames(&devnet.rpc, 901, &env, vec![vec![]])
-                    .await
-            {
-                source.send(frame);
-            }
-            let number = env.number;
-            assert!(
-                eventually(Duration::from_secs(5), || async {
-                    status(&node.rpc).await["pendingBlock"].as_u64() == Some(number)
-                })
-                .await,
-                "pending is block {number}"
-            );
+        pend_over_latest(&devnet.rpc, &node.rpc, &source).await;
+        let slots = || async {
+            (pending_slot(&node.rpc, writer, 1).await, pending_slot(&node.rpc, writer, 2).await)
         };
-        let slot = |n: u64| {
-            let rpc = node.rpc.clone();
-            async move {
-                let v =
-                    raw_rpc(&rpc, "eth_getStorageAt", json!([writer, U256::from(n), "pending"]))
-                        .await;
-                quantity(&v["result"])
-            }
-        };
-        pend().await;
         let before_write = if diffs { 22 } else { 102 };
-        assert_eq!((slot(1).await, slot(2).await), (11, before_write), "read at N");
+        assert_eq!(slots().await, (11, before_write), "read at N");
         // Block N+k, never streamed to the node, writes slot 2.
         let nonce = if diffs { 3 } else { 4 };
-        sealed_on(&devnet.rpc, write(nonce, 2, 99 + nonce)).await;
-        pend().await;
+        sealed_on(&devnet.rpc, write_slot(key, writer, nonce, 2, 99 + nonce)).await;
+        pend_over_latest(&devnet.rpc, &node.rpc, &source).await;
         let before = proxy.state().1;
-        let values = (slot(1).await, slot(2).await);
+        let values = slots().await;
         let reads = proxy.state().1 - before;
         assert_eq!(values, (11, 99 + nonce), "the canonical values on top of N+k");
         if diffs {
@@ -320,6 +330,94 @@ async fn state_survives_blocks_that_did_not_touch_it() {
             assert!(metric(&page, "flashnode_upstream_carried_total", &[("kind", "slot")]) >= 1.0);
         } else {
             assert_eq!(reads, 2, "without diffs both slots are read again");
+        }
+    }
+}
+
+/// #24.4: over a ws:// upstream of the reth family the node follows reth's
+/// `reth_subscribeChainNotifications` (the ExEx's canonical-state stream, which the devnet
+/// serves in reth's shape): heads come from it, and so does each block's state diff (the
+/// notification's execution outcome), so state read at N is carried across a block N+k the
+/// node never executed without a single `debug_traceBlockByHash`. With the devnet's reth
+/// namespace off (`--reth-namespace false`, an op-geth-like upstream) the node falls back to
+/// `newHeads` and the trace, with the same reads saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reth_chain_notifications_bring_heads_and_state_diffs() {
+    for reth in [true, false] {
+        let flag = if reth { "true" } else { "false" };
+        let devnet = start("devnet", &["--block-time", "2s", "--reth-namespace", flag]).await;
+        let key = DEV_KEYS[4];
+        let writer = writer_with_two_slots(&devnet.rpc, key).await;
+        let source = FlashblockSource::start().await;
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let upstream = devnet.rpc.replace("http://", "ws://");
+        let node = start_node(
+            &source.url,
+            &upstream,
+            &[
+                "--pending-stale-after",
+                "60s",
+                "--upstream-poll-interval",
+                "50ms",
+                "--metrics-addr",
+                &metrics,
+            ],
+        )
+        .await;
+        pend_over_latest(&devnet.rpc, &node.rpc, &source).await;
+        let slots = || async {
+            (pending_slot(&node.rpc, writer, 1).await, pending_slot(&node.rpc, writer, 2).await)
+        };
+        assert_eq!(slots().await, (11, 22), "read at N");
+        // Block N+k, never streamed to the node, writes slot 2.
+        let receipt = sealed_on(&devnet.rpc, write_slot(key, writer, 3, 2, 102)).await;
+        // The devnet's reth_getBlockExecutionOutcome (the node's second diff source) has the
+        // write in reth's shape, or is an unknown method with the namespace off.
+        let outcome =
+            raw_rpc(&devnet.rpc, "reth_getBlockExecutionOutcome", json!([receipt["blockHash"]]))
+                .await;
+        if reth {
+            let account =
+                &outcome["result"]["bundle"]["state"][format!("{writer:?}").to_lowercase()];
+            assert_eq!(account["storage"]["0x2"]["present_value"], "0x66", "{outcome}");
+            assert_eq!(outcome["result"]["first_block"], quantity(&receipt["blockNumber"]));
+        } else {
+            assert_eq!(outcome["error"]["code"], -32601, "{outcome}");
+        }
+        pend_over_latest(&devnet.rpc, &node.rpc, &source).await;
+        let storage_reads = |page: &str| {
+            metric(page, "flashnode_upstream_requests_total", &[("method", "eth_getStorageAt")])
+        };
+        let before = storage_reads(&scrape(&metrics).await);
+        assert_eq!(slots().await, (11, 102), "the canonical values on top of N+k");
+        let page = scrape(&metrics).await;
+        assert_eq!(storage_reads(&page) - before, 1.0, "only the slot N+k wrote is read again");
+        let traces = metric(
+            &page,
+            "flashnode_upstream_requests_total",
+            &[("method", "debug_traceBlockByHash")],
+        );
+        let heads =
+            |source: &str| metric(&page, "flashnode_upstream_heads_total", &[("source", source)]);
+        let in_use =
+            |source: &str| metric(&page, "flashnode_upstream_head_source", &[("source", source)]);
+        let diffs = |source: &str| {
+            metric(
+                &page,
+                "flashnode_upstream_state_diffs_total",
+                &[("source", source), ("outcome", "ok")],
+            )
+        };
+        if reth {
+            assert_eq!(in_use("reth_chain_notifications"), 1.0, "{page}");
+            assert!(heads("reth_chain_notifications") >= 1.0, "{page}");
+            assert!(diffs("chain_notification") >= 1.0, "{page}");
+            assert_eq!(traces, 0.0, "no block was traced: {page}");
+        } else {
+            assert_eq!(in_use("new_heads"), 1.0, "{page}");
+            assert_eq!(heads("reth_chain_notifications"), 0.0, "{page}");
+            assert!(diffs("debug_trace") >= 1.0, "{page}");
+            assert!(traces >= 1.0, "{page}");
         }
     }
 }
