@@ -67,6 +67,9 @@ struct Counters {
     batches: f64,
     stale: f64,
     discovery_rounds: f64,
+    kept: f64,
+    run_seconds: f64,
+    fetch_seconds: f64,
 }
 
 async fn counters(metrics: &str) -> Counters {
@@ -78,6 +81,9 @@ async fn counters(metrics: &str) -> Counters {
         batches: metric(&page, "flashnode_upstream_batches_total", &[]),
         stale: metric(&page, "flashnode_overlay_flashblocks_total", &[("outcome", "stale")]),
         discovery_rounds: metric(&page, "flashnode_overlay_discovery_rounds_total", &[]),
+        kept: metric(&page, "flashnode_overlay_speculated_txs_kept_total", &[]),
+        run_seconds: metric(&page, "flashnode_overlay_discovery_run_seconds_sum", &[]),
+        fetch_seconds: metric(&page, "flashnode_overlay_discovery_fetch_seconds_sum", &[]),
     }
 }
 
@@ -92,6 +98,12 @@ struct RunResult {
     upstream_requests_per_flashblock: f64,
     upstream_batches_per_flashblock: f64,
     discovery_rounds_per_flashblock: f64,
+    /// Transactions per flashblock whose speculative outcome was kept (not executed again).
+    speculated_txs_kept_per_flashblock: f64,
+    /// Milliseconds per flashblock in read-discovery's speculative runs.
+    discovery_run_ms_per_flashblock: f64,
+    /// Milliseconds per flashblock in read-discovery's upstream fetches.
+    discovery_fetch_ms_per_flashblock: f64,
     sent: u64,
     send_errors: u64,
 }
@@ -222,6 +234,12 @@ async fn measure(
         upstream_requests_per_flashblock: per_fb(after.requests, before.requests),
         upstream_batches_per_flashblock: per_fb(after.batches, before.batches),
         discovery_rounds_per_flashblock: per_fb(after.discovery_rounds, before.discovery_rounds),
+        speculated_txs_kept_per_flashblock: per_fb(after.kept, before.kept),
+        discovery_run_ms_per_flashblock: per_fb(after.run_seconds * 1e3, before.run_seconds * 1e3),
+        discovery_fetch_ms_per_flashblock: per_fb(
+            after.fetch_seconds * 1e3,
+            before.fetch_seconds * 1e3,
+        ),
         sent,
         send_errors,
     })

@@ -24,6 +24,7 @@ use std::{
     cell::{Cell, RefCell},
     collections::{BTreeMap, HashMap},
 };
+use tracing::trace;
 
 /// Reads a speculative run found that neither the block nor the source holds, each with the
 /// index (in the run) of the first transaction that read it.
@@ -80,11 +81,13 @@ impl Speculation {
         let mut keep = self.outcomes.len().min(self.unverifiable_from.unwrap_or(usize::MAX));
         for (address, first) in &self.misses.accounts {
             if *first < keep && !matches!(source.cached_basic(*address), Some(None)) {
+                trace!(%address, tx = first, "a speculative run guessed an account absent wrongly");
                 keep = *first;
             }
         }
         for ((address, slot), first) in &self.misses.slots {
             if *first < keep && source.cached_storage(*address, *slot) != Some(U256::ZERO) {
+                trace!(%address, %slot, tx = first, "a speculative run guessed a slot zero wrongly");
                 keep = *first;
             }
         }

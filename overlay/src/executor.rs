@@ -5,8 +5,8 @@
 use crate::{
     frame::DecodedFlashblock,
     metrics_names::{
-        CARRIED_BLOCKS_TOTAL, DISCOVERED_READS_TOTAL, DISCOVERY_ROUNDS_TOTAL,
-        SPECULATED_TXS_KEPT_TOTAL,
+        CARRIED_BLOCKS_TOTAL, DISCOVERED_READS_TOTAL, DISCOVERY_FETCH_SECONDS,
+        DISCOVERY_ROUNDS_TOTAL, DISCOVERY_RUN_SECONDS, SPECULATED_TXS_KEPT_TOTAL,
     },
     pending::{PendingBlock, PendingState},
 };
@@ -402,13 +402,16 @@ fn execute_discovering(
             match cur.builder.execute(tx.clone(), *sender, (*raw).clone()) {
                 Err(ExecError::State(SourceError::NotCached(_))) if !waits => {
                     rounds += 1;
+                    let started = Instant::now();
                     let spec = crate::discover::discover(&cur.builder, &txs[i..]);
+                    metrics::histogram!(DISCOVERY_RUN_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
                     metrics::counter!(DISCOVERY_ROUNDS_TOTAL).increment(1);
                     metrics::counter!(DISCOVERED_READS_TOTAL).increment(spec.misses().len() as u64);
                     if spec.misses().is_empty() {
                         // The guess found nothing new: read what is missing one by one.
                         rounds = MAX_DISCOVERY_ROUNDS;
-                    } else if let Err(err) = crate::discover::fetch(&cur.source_db, spec.misses()) {
+                    } else if let Err(err) = timed_fetch(&cur.source_db, spec.misses()) {
                         debug!(%err, "read-discovery fetch failed; reads wait one by one");
                         rounds = MAX_DISCOVERY_ROUNDS;
                     } else {
@@ -436,6 +439,17 @@ fn execute_discovering(
     // through it wait again.
     cur.builder.db_mut().db.set_waits(true);
     res
+}
+
+/// [`crate::discover::fetch`], timed.
+fn timed_fetch(
+    source: &flashnode_exec::SourceDb,
+    misses: &crate::discover::Misses,
+) -> Result<(), SourceError> {
+    let started = Instant::now();
+    let fetched = crate::discover::fetch(source, misses);
+    metrics::histogram!(DISCOVERY_FETCH_SECONDS).record(started.elapsed().as_secs_f64());
+    fetched
 }
 
 /// Executes one decoded transaction of `fb` into the block and checks its receipt against the

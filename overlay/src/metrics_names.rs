@@ -29,6 +29,12 @@ pub const DISCOVERY_ROUNDS_TOTAL: &str = "flashnode_overlay_discovery_rounds_tot
 /// Counter: accounts and slots read-discovery fetched in batches ahead of execution.
 pub const DISCOVERED_READS_TOTAL: &str = "flashnode_overlay_discovered_reads_total";
 
+/// Histogram: seconds of one read-discovery round's speculative run.
+pub const DISCOVERY_RUN_SECONDS: &str = "flashnode_overlay_discovery_run_seconds";
+
+/// Histogram: seconds of one read-discovery round's upstream fetch (all its batches).
+pub const DISCOVERY_FETCH_SECONDS: &str = "flashnode_overlay_discovery_fetch_seconds";
+
 /// Counter: transactions whose speculative outcome was committed as it was (every value the
 /// speculative run guessed turned out right), saving their second execution.
 pub const SPECULATED_TXS_KEPT_TOTAL: &str = "flashnode_overlay_speculated_txs_kept_total";
@@ -39,7 +45,7 @@ pub const CARRIED_BLOCKS_TOTAL: &str = "flashnode_overlay_carried_blocks_total";
 
 /// Registers units and descriptions of the metrics above with the installed recorder.
 pub fn describe() {
-    use metrics::{describe_counter, describe_gauge, Unit};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
     describe_counter!(
         CARRIED_BLOCKS_TOTAL,
@@ -55,6 +61,16 @@ pub fn describe() {
         DISCOVERED_READS_TOTAL,
         Unit::Count,
         "Accounts and slots fetched in batches by read-discovery ahead of execution"
+    );
+    describe_histogram!(
+        DISCOVERY_RUN_SECONDS,
+        Unit::Seconds,
+        "Seconds of one read-discovery round's speculative run"
+    );
+    describe_histogram!(
+        DISCOVERY_FETCH_SECONDS,
+        Unit::Seconds,
+        "Seconds of one read-discovery round's upstream fetch"
     );
     describe_counter!(
         SPECULATED_TXS_KEPT_TOTAL,
