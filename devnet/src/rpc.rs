@@ -54,9 +54,15 @@ fn bad_params(e: ErrorObjectOwned) -> ErrorObjectOwned {
     }
 }
 
-/// Maps a call failure to the JSON-RPC error geth returns.
+/// Maps a call failure to the JSON-RPC error geth returns: a revert is code 3 with its output
+/// as the data, unreadable state -32603, anything else -32000.
 pub fn call_error(e: CallError) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(e.code(), e.to_string(), e.data())
+    let (code, data) = match &e {
+        CallError::Revert { output, .. } => (3, Some(output.clone())),
+        CallError::State(_) => (-32603, None),
+        _ => (-32000, None),
+    };
+    ErrorObjectOwned::owned(code, e.to_string(), data)
 }
 
 /// Binds `addr` and serves the canonical RPC until cancelled. The server is watched by the

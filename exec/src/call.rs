@@ -8,7 +8,7 @@ use crate::{
 };
 use alloy_evm::{Evm, EvmEnv, EvmFactory};
 use alloy_op_evm::{OpEvmFactory, OpTx, OpTxError};
-use alloy_primitives::{Bytes, TxKind, U256};
+use alloy_primitives::{Address, Bytes, TxKind, U256};
 use alloy_rpc_types_eth::{state::StateOverride, AccessList, BlockOverrides, TransactionRequest};
 use alloy_sol_types::{Revert, SolError};
 use op_revm::{OpHaltReason, OpSpecId, OpTransaction, OpTransactionError};
@@ -59,8 +59,8 @@ pub enum CallError {
     #[error("insufficient funds for gas * price + value")]
     InsufficientFunds,
     /// The request itself is invalid (our own checks: size, fee fields, overrides, gas cap).
-    #[error("{0}")]
-    InvalidRequest(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidCall),
     /// The EVM refused the transaction the request makes (nonce, fee, gas-limit checks).
     #[error("{0}")]
     Rejected(#[source] Rejection),
@@ -76,32 +76,39 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// JSON-RPC error code as geth and reth use them.
-    pub fn code(&self) -> i32 {
-        match self {
-            Self::Revert { .. } => 3,
-            Self::InsufficientFunds
-            | Self::InvalidRequest(_)
-            | Self::Rejected(_)
-            | Self::GasExceedsAllowance(_)
-            | Self::Halt(_)
-            | Self::Timeout(_)
-            | Self::Cancelled => -32000,
-            Self::State(_) => -32603,
-        }
-    }
-
-    /// JSON-RPC error data (the revert output).
-    pub fn data(&self) -> Option<Bytes> {
-        match self {
-            Self::Revert { output, .. } => Some(output.clone()),
-            _ => None,
-        }
-    }
-
     pub(crate) fn state(e: impl core::error::Error + Send + Sync + 'static) -> Self {
         Self::State(StateError::new(e))
     }
+}
+
+/// What is wrong with a call request, found by our own checks before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidCall {
+    /// The call's input is larger than [`MAX_CALL_INPUT_BYTES`].
+    #[error("call input of {len} bytes exceeds the limit of {limit} bytes")]
+    InputTooLarge {
+        /// Bytes of input.
+        len: usize,
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// `maxPriorityFeePerGas` is above `maxFeePerGas`.
+    #[error("maxPriorityFeePerGas higher than maxFeePerGas")]
+    TipAboveFeeCap,
+    /// The request asks for more gas than the node's cap.
+    #[error("gas {gas} above the cap {cap}")]
+    GasAboveCap {
+        /// Gas asked for.
+        gas: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// A state override sets both the full `state` and a `stateDiff` of one account.
+    #[error("account {0} has both 'state' and 'stateDiff'")]
+    StateAndStateDiff(Address),
+    /// A state override asks for `movePrecompileToAddress`, which this node does not support.
+    #[error("movePrecompileToAddress is not supported")]
+    MovePrecompileUnsupported,
 }
 
 /// What one request may spend on execution: a wall-clock deadline (geth's `--rpc.evmtimeout`)
@@ -203,17 +210,15 @@ pub fn tx_env(
 ) -> Result<OpTx, CallError> {
     let input_len = req.input.input().map(|d| d.len()).unwrap_or_default();
     if input_len > MAX_CALL_INPUT_BYTES {
-        return Err(CallError::InvalidRequest(format!(
-            "call input of {input_len} bytes exceeds the limit of {MAX_CALL_INPUT_BYTES} bytes"
-        )));
+        return Err(
+            InvalidCall::InputTooLarge { len: input_len, limit: MAX_CALL_INPUT_BYTES }.into()
+        );
     }
     let gas_price = req.max_fee_per_gas.or(req.gas_price).unwrap_or_default();
     let priority = req.max_priority_fee_per_gas;
     if let (Some(max), Some(tip)) = (req.max_fee_per_gas, priority) {
         if tip > max {
-            return Err(CallError::InvalidRequest(
-                "maxPriorityFeePerGas higher than maxFeePerGas".into(),
-            ));
+            return Err(InvalidCall::TipAboveFeeCap.into());
         }
     }
     let base = TxEnv {
@@ -274,7 +279,7 @@ where
 {
     let gas = req.gas.unwrap_or(block.gas_limit.min(gas_cap));
     if gas > gas_cap {
-        return Err(CallError::InvalidRequest(format!("gas {gas} above the cap {gas_cap}")));
+        return Err(InvalidCall::GasAboveCap { gas, cap: gas_cap }.into());
     }
     let result = transact(db, chain, block, req, gas, budget)?;
     // A call that runs out of gas says so, as geth does; estimation reports the allowance.
@@ -398,7 +403,7 @@ where
     budget.check()?;
     let gas = req.gas.unwrap_or(block.gas_limit.min(gas_cap));
     if gas > gas_cap {
-        return Err(CallError::InvalidRequest(format!("gas {gas} above the cap {gas_cap}")));
+        return Err(InvalidCall::GasAboveCap { gas, cap: gas_cap }.into());
     }
     let (env, tx) = prepare(chain, block, req, gas)?;
     let mut excluded = vec![tx.0.base.caller];
@@ -567,14 +572,10 @@ where
 {
     for (address, o) in overrides {
         if o.state.is_some() && o.state_diff.is_some() {
-            return Err(CallError::InvalidRequest(format!(
-                "account {address} has both 'state' and 'stateDiff'"
-            )));
+            return Err(InvalidCall::StateAndStateDiff(*address).into());
         }
         if o.move_precompile_to.is_some() {
-            return Err(CallError::InvalidRequest(
-                "movePrecompileToAddress is not supported".into(),
-            ));
+            return Err(InvalidCall::MovePrecompileUnsupported.into());
         }
         let mut info = db.basic(*address).map_err(CallError::state)?.unwrap_or_default();
         if let Some(balance) = o.balance {
@@ -703,10 +704,10 @@ mod tests {
         match estimate(&req(REVERTER), 30_000_000) {
             Err(e @ CallError::Revert { .. }) => {
                 assert_eq!(e.to_string(), "execution reverted: nope");
-                assert_eq!(e.code(), 3);
-                let data = e.data().unwrap_or_default();
-                assert_eq!(&data[..4], &[0x08, 0xc3, 0x79, 0xa0]);
-                assert_eq!(decode_revert_reason(&data).as_deref(), Some("nope"));
+                if let CallError::Revert { output: data, .. } = &e {
+                    assert_eq!(&data[..4], &[0x08, 0xc3, 0x79, 0xa0]);
+                    assert_eq!(decode_revert_reason(data).as_deref(), Some("nope"));
+                }
             }
             other => panic!("expected a revert, got {other:?}"),
         }
@@ -718,7 +719,6 @@ mod tests {
         match estimate(&req(LOOPER), 1_000_000) {
             Err(e @ CallError::GasExceedsAllowance(1_000_000)) => {
                 assert_eq!(e.to_string(), "gas required exceeds allowance (1000000)");
-                assert_eq!(e.code(), -32000);
             }
             other => panic!("expected the allowance, got {other:?}"),
         }
@@ -734,7 +734,16 @@ mod tests {
         let greedy = TransactionRequest { gas: Some(10_000_000), ..req(STORER) };
         assert!(matches!(estimate(&greedy, 30_000), Err(CallError::GasExceedsAllowance(30_000))));
         let err = call(db(), &chain(), &env(), &greedy, 1_000_000).err();
-        assert!(matches!(&err, Some(CallError::InvalidRequest(_))), "{err:?}");
+        assert!(
+            matches!(
+                &err,
+                Some(CallError::Invalid(InvalidCall::GasAboveCap {
+                    gas: 10_000_000,
+                    cap: 1_000_000
+                }))
+            ),
+            "{err:?}"
+        );
         assert_eq!(
             err.map(|e| e.to_string()).as_deref(),
             Some("gas 10000000 above the cap 1000000")
@@ -753,7 +762,9 @@ mod tests {
         };
         assert!(matches!(estimate(&poor, 30_000_000), Err(CallError::InsufficientFunds)));
         match call_with_gas(&poor, 21_000) {
-            Err(e @ CallError::InsufficientFunds) => assert_eq!(e.code(), -32000),
+            Err(e @ CallError::InsufficientFunds) => {
+                assert_eq!(e.to_string(), "insufficient funds for gas * price + value")
+            }
             other => panic!("expected insufficient funds, got {other:?}"),
         }
         // Other EVM refusals stay typed, with revm's message.
@@ -764,7 +775,6 @@ mod tests {
                     e.to_string(),
                     "transaction validation error: gas price is less than basefee"
                 );
-                assert_eq!(e.code(), -32000);
             }
             other => panic!("expected a rejection, got {other:?}"),
         }
@@ -817,7 +827,22 @@ mod tests {
             },
         );
         let o = CallOverrides { state: Some(both), block: None };
-        assert!(matches!(o.database(&base), Err(CallError::InvalidRequest(_))));
+        match o.database(&base) {
+            Err(e @ CallError::Invalid(InvalidCall::StateAndStateDiff(BOB))) => {
+                assert_eq!(e.to_string(), format!("account {BOB} has both 'state' and 'stateDiff'"))
+            }
+            other => panic!("expected the conflict, got {other:?}"),
+        }
+        let mut moved = StateOverride::default();
+        moved
+            .insert(BOB, AccountOverride { move_precompile_to: Some(ALICE), ..Default::default() });
+        let o = CallOverrides { state: Some(moved), block: None };
+        match o.database(&base) {
+            Err(e @ CallError::Invalid(InvalidCall::MovePrecompileUnsupported)) => {
+                assert_eq!(e.to_string(), "movePrecompileToAddress is not supported")
+            }
+            other => panic!("expected the refusal, got {other:?}"),
+        }
         let block =
             BlockOverrides { number: Some(U256::from(9)), time: Some(5), ..Default::default() };
         let o = CallOverrides { state: None, block: Some(block) };
@@ -830,12 +855,26 @@ mod tests {
             input: Bytes::from(vec![0u8; MAX_CALL_INPUT_BYTES + 1]).into(),
             ..req(BOB)
         };
-        assert!(matches!(tx_env(&chain(), &big, 21_000), Err(CallError::InvalidRequest(_))));
+        match tx_env(&chain(), &big, 21_000) {
+            Err(e @ CallError::Invalid(InvalidCall::InputTooLarge { .. })) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "call input of {} bytes exceeds the limit of {MAX_CALL_INPUT_BYTES} bytes",
+                    MAX_CALL_INPUT_BYTES + 1
+                )
+            ),
+            other => panic!("expected the size refusal, got {other:?}"),
+        }
         let inverted = TransactionRequest {
             max_fee_per_gas: Some(1),
             max_priority_fee_per_gas: Some(2),
             ..req(BOB)
         };
-        assert!(matches!(tx_env(&chain(), &inverted, 21_000), Err(CallError::InvalidRequest(_))));
+        match tx_env(&chain(), &inverted, 21_000) {
+            Err(e @ CallError::Invalid(InvalidCall::TipAboveFeeCap)) => {
+                assert_eq!(e.to_string(), "maxPriorityFeePerGas higher than maxFeePerGas")
+            }
+            other => panic!("expected the fee refusal, got {other:?}"),
+        }
     }
 }

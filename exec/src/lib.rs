@@ -7,7 +7,9 @@
 //!
 //! Errors are typed through every seam: a [`StateSource`] fails with a [`SourceError`], block
 //! execution with an [`ExecError`] that keeps the database's error type, calls with a
-//! [`CallError`] whose state failures keep their cause as a [`StateError`].
+//! [`CallError`] whose state failures keep their cause as a [`StateError`], simulations with a
+//! [`SimulateFailure`]. These say what went wrong and carry no JSON-RPC codes: the RPC crate
+//! maps them to the codes it answers.
 
 mod access_list;
 mod builder;
@@ -26,7 +28,7 @@ pub use builder::{receipts_root, BlockBuilder, BlockEnvInput, ExecutedTx, L1FeeI
 pub use call::{
     call, call_budgeted, create_access_list, create_access_list_budgeted, estimate_gas,
     estimate_gas_budgeted, tx_env, AccessListOutcome, Budget, BudgetInspector, CallError,
-    CallOutcome, CallOverrides, MAX_CALL_INPUT_BYTES, TRANSFER_GAS,
+    CallOutcome, CallOverrides, InvalidCall, MAX_CALL_INPUT_BYTES, TRANSFER_GAS,
 };
 pub use chain::{ChainConfig, L2_TO_L1_MESSAGE_PASSER, SEQUENCER_FEE_VAULT};
 pub use convert::{

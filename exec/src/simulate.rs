@@ -10,7 +10,7 @@ use crate::{
     },
     chain::ChainConfig,
     convert::{rpc_block, rpc_logs, BlockContext},
-    error::split_evm_error,
+    error::{split_evm_error, Rejection},
 };
 use alloy_consensus::{
     proofs::ordered_trie_root_with_encoder, Eip658Value, Header, Receipt, SignableTransaction,
@@ -28,9 +28,9 @@ use alloy_rpc_types_eth::{
 };
 use op_alloy_consensus::{OpReceipt, OpTxEnvelope};
 use op_alloy_rpc_types::Transaction;
-use op_revm::{OpHaltReason, OpTransactionError};
+use op_revm::OpHaltReason;
 use revm::{
-    context_interface::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction},
+    context_interface::result::{EVMError, ExecutionResult, HaltReason},
     database::CacheDB,
     database_interface::DatabaseRef,
     Database, DatabaseCommit,
@@ -41,38 +41,111 @@ pub const MAX_SIMULATE_CALLS: usize = 1_000;
 /// Seconds between simulated blocks when no timestamp is given (geth's default).
 pub const SIMULATE_TIMESTAMP_INCREMENT: u64 = 12;
 
-/// Why a whole simulation failed, with the execution-apis error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct SimulateFailure {
-    /// JSON-RPC error code (-380xx for the spec's validation errors, -32602 for bad params).
-    pub code: i32,
-    /// Message.
-    pub message: String,
-}
-
-impl SimulateFailure {
-    fn new(code: i32, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
-    }
-
-    fn invalid(message: impl Into<String>) -> Self {
-        Self::new(-32602, message)
-    }
-}
-
-impl From<CallError> for SimulateFailure {
-    fn from(e: CallError) -> Self {
-        match e {
-            CallError::InsufficientFunds => Self::new(-38014, e.to_string()),
-            CallError::InvalidRequest(m) => Self::invalid(m),
-            CallError::State(m) => Self::new(-32603, format!("state unavailable: {m}")),
-            e @ (CallError::Timeout(_) | CallError::Cancelled) => {
-                Self::new(e.code(), e.to_string())
-            }
-            other => Self::new(-32000, other.to_string()),
-        }
-    }
+/// Why a whole simulation failed: the request is invalid, a block is out of order or over its
+/// gas, the EVM refused a call, or a call failed as a whole (state, budget).
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateFailure {
+    /// The request asks for `traceTransfers`, which this node does not support.
+    #[error("traceTransfers is not supported by this node")]
+    TraceTransfersUnsupported,
+    /// More blocks than a simulation may have.
+    #[error("too many blocks (at most {limit})")]
+    TooManyBlocks {
+        /// Blocks one simulation may have.
+        limit: u64,
+    },
+    /// More calls, over all blocks, than [`MAX_SIMULATE_CALLS`].
+    #[error("too many calls ({calls}, at most {limit})")]
+    TooManyCalls {
+        /// Calls in the request.
+        calls: usize,
+        /// Calls one request may have.
+        limit: usize,
+    },
+    /// The gas the calls ask for, summed, is above the request's cap.
+    #[error("the calls ask for {asked} gas in all, above the cap of {cap} per request")]
+    GasAboveCap {
+        /// Gas the calls ask for in all.
+        asked: u64,
+        /// The request's cap.
+        cap: u64,
+    },
+    /// A block override sets `blockHash`, which this node does not support.
+    #[error("blockHash overrides are not supported in eth_simulateV1")]
+    BlockHashOverride,
+    /// A block's number is not above the previous block's.
+    #[error("block numbers must be in order: {number} <= {prev}")]
+    BlockNumberNotIncreasing {
+        /// The block's number.
+        number: u64,
+        /// The previous block's number.
+        prev: u64,
+    },
+    /// A block's number skips ahead of the previous block's (not supported).
+    #[error("gaps between simulated block numbers are not supported")]
+    BlockNumberGap {
+        /// The block's number.
+        number: u64,
+        /// The previous block's number.
+        prev: u64,
+    },
+    /// A block's timestamp is not above the previous block's.
+    #[error("block timestamps must be in order: {timestamp} <= {prev}")]
+    TimestampNotIncreasing {
+        /// The block's timestamp.
+        timestamp: u64,
+        /// The previous block's timestamp.
+        prev: u64,
+    },
+    /// The first block's number is before the block the simulation starts on.
+    #[error("block number {number} is before the base block {base}")]
+    BlockBeforeBase {
+        /// The first block's number.
+        number: u64,
+        /// The base block's number.
+        base: u64,
+    },
+    /// A call asks for more gas than its block has left.
+    #[error("block gas limit reached: call {index} wants {gas}, {remaining} left")]
+    BlockGasLimitReached {
+        /// The call's index in its block.
+        index: usize,
+        /// Gas the call asks for.
+        gas: u64,
+        /// Gas the block has left.
+        remaining: u64,
+    },
+    /// A call without a gas limit comes after the request's gas is spent.
+    #[error("call {index}: the request's gas is spent ({left} left); the cap is per request")]
+    RequestGasSpent {
+        /// The call's index in its block.
+        index: usize,
+        /// Gas the request has left.
+        left: u64,
+    },
+    /// A call asks for more gas than the request has left.
+    #[error("call {index}: gas {gas} above the {left} left of the request's cap")]
+    CallGasAboveRequestCap {
+        /// The call's index in its block.
+        index: usize,
+        /// Gas the call asks for.
+        gas: u64,
+        /// Gas the request has left.
+        left: u64,
+    },
+    /// The EVM refused a call (nonce, fee, balance or gas-limit checks).
+    #[error("call {index}: {rejection}")]
+    Rejected {
+        /// The call's index in its block.
+        index: usize,
+        /// What the EVM refused.
+        #[source]
+        rejection: Rejection,
+    },
+    /// A call failed as a whole: an invalid request or override, unreadable state, the
+    /// request's budget spent or its client gone.
+    #[error(transparent)]
+    Call(#[from] CallError),
 }
 
 /// A simulated block as the RPC returns it.
@@ -93,19 +166,14 @@ where
     D::Error: core::error::Error + Send + Sync + 'static,
 {
     if payload.trace_transfers {
-        return Err(SimulateFailure::invalid("traceTransfers is not supported by this node"));
+        return Err(SimulateFailure::TraceTransfersUnsupported);
     }
     if payload.block_state_calls.len() as u64 > MAX_SIMULATE_BLOCKS {
-        return Err(SimulateFailure::new(
-            -38026,
-            format!("too many blocks (at most {MAX_SIMULATE_BLOCKS})"),
-        ));
+        return Err(SimulateFailure::TooManyBlocks { limit: MAX_SIMULATE_BLOCKS });
     }
     let calls: usize = payload.block_state_calls.iter().map(|b| b.calls.len()).sum();
     if calls > MAX_SIMULATE_CALLS {
-        return Err(SimulateFailure::invalid(format!(
-            "too many calls ({calls}, at most {MAX_SIMULATE_CALLS})"
-        )));
+        return Err(SimulateFailure::TooManyCalls { calls, limit: MAX_SIMULATE_CALLS });
     }
     // Refused before anything runs: the gas the calls ask for is more than the request may use.
     // A call asking more than its block's gas limit fails on its own (-38015), so it is not
@@ -120,9 +188,7 @@ where
         })
         .fold(0u64, u64::saturating_add);
     if asked > gas_cap {
-        return Err(SimulateFailure::invalid(format!(
-            "the calls ask for {asked} gas in all, above the cap of {gas_cap} per request"
-        )));
+        return Err(SimulateFailure::GasAboveCap { asked, cap: gas_cap });
     }
     let mut gas_left = gas_cap;
     let validation = payload.validation;
@@ -146,38 +212,31 @@ where
         }
         if let Some(o) = &block.block_overrides {
             if o.block_hash.is_some() {
-                return Err(SimulateFailure::invalid(
-                    "blockHash overrides are not supported in eth_simulateV1",
-                ));
+                return Err(SimulateFailure::BlockHashOverride);
             }
             apply_block_overrides(&mut env, o);
         }
         if let Some((header, _)) = &prev {
             if env.number <= header.number {
-                return Err(SimulateFailure::new(
-                    -38020,
-                    format!("block numbers must be in order: {} <= {}", env.number, header.number),
-                ));
+                return Err(SimulateFailure::BlockNumberNotIncreasing {
+                    number: env.number,
+                    prev: header.number,
+                });
             }
             if env.number != header.number + 1 {
-                return Err(SimulateFailure::invalid(
-                    "gaps between simulated block numbers are not supported",
-                ));
+                return Err(SimulateFailure::BlockNumberGap {
+                    number: env.number,
+                    prev: header.number,
+                });
             }
             if env.timestamp <= header.timestamp {
-                return Err(SimulateFailure::new(
-                    -38021,
-                    format!(
-                        "block timestamps must be in order: {} <= {}",
-                        env.timestamp, header.timestamp
-                    ),
-                ));
+                return Err(SimulateFailure::TimestampNotIncreasing {
+                    timestamp: env.timestamp,
+                    prev: header.timestamp,
+                });
             }
         } else if env.number < base.number {
-            return Err(SimulateFailure::new(
-                -38020,
-                format!("block number {} is before the base block {}", env.number, base.number),
-            ));
+            return Err(SimulateFailure::BlockBeforeBase { number: env.number, base: base.number });
         }
         if let Some(state) = &block.state_overrides {
             apply_state_overrides(&mut db, state)?;
@@ -241,24 +300,16 @@ where
         let remaining = env.gas_limit.saturating_sub(gas_used);
         let gas = match req.gas {
             Some(g) if g > remaining => {
-                return Err(SimulateFailure::new(
-                    -38015,
-                    format!("block gas limit reached: call {index} wants {g}, {remaining} left"),
-                ));
+                return Err(SimulateFailure::BlockGasLimitReached { index, gas: g, remaining });
             }
             Some(g) => g,
             None if *gas_left < TRANSFER_GAS => {
-                return Err(SimulateFailure::invalid(format!(
-                    "call {index}: the request's gas is spent ({gas_left} left); the cap is per \
-                     request"
-                )));
+                return Err(SimulateFailure::RequestGasSpent { index, left: *gas_left });
             }
             None => remaining.min(*gas_left),
         };
         if gas > *gas_left {
-            return Err(SimulateFailure::invalid(format!(
-                "call {index}: gas {gas} above the {gas_left} left of the request's cap"
-            )));
+            return Err(SimulateFailure::CallGasAboveRequestCap { index, gas, left: *gas_left });
         }
         budget.check()?;
         let tx = tx_env(chain, &req, gas)?;
@@ -371,25 +422,15 @@ where
     Ok((header, hash, txs, results))
 }
 
-/// A transaction the EVM refused: the spec's codes for the common validation failures.
-fn tx_failure<E: core::fmt::Display>(index: usize, e: EVMError<E, OpTxError>) -> SimulateFailure {
-    let rejection = match split_evm_error(e) {
-        Err(db) => return SimulateFailure::new(-32603, format!("state unavailable: {db}")),
-        Ok(rejection) => rejection,
-    };
-    let code = match &rejection {
-        EVMError::Transaction(OpTxError(OpTransactionError::Base(invalid))) => match invalid {
-            InvalidTransaction::NonceTooLow { .. } => -38010,
-            InvalidTransaction::NonceTooHigh { .. } => -38011,
-            InvalidTransaction::GasPriceLessThanBasefee => -38012,
-            InvalidTransaction::CallGasCostMoreThanGasLimit { .. }
-            | InvalidTransaction::GasFloorMoreThanGasLimit { .. } => -38013,
-            InvalidTransaction::LackOfFundForMaxFee { .. } => -38014,
-            _ => -32000,
-        },
-        _ => -32000,
-    };
-    SimulateFailure::new(code, format!("call {index}: {rejection}"))
+/// A transaction the EVM refused, or the state it could not read.
+fn tx_failure<E>(index: usize, e: EVMError<E, OpTxError>) -> SimulateFailure
+where
+    E: core::error::Error + Send + Sync + 'static,
+{
+    match split_evm_error(e) {
+        Err(db) => CallError::state(db).into(),
+        Ok(rejection) => SimulateFailure::Rejected { index, rejection },
+    }
 }
 
 #[cfg(test)]
@@ -447,60 +488,70 @@ mod tests {
     }
 
     #[test]
-    fn invalid_payloads_get_the_spec_codes() {
-        let code = |p: serde_json::Value| run(p).err().map(|e| e.code);
+    fn invalid_payloads_are_refused_with_what_was_wrong() {
         // Block numbers out of order.
-        assert_eq!(
-            code(json!({ "blockStateCalls": [
-                { "blockOverrides": { "number": "0x5" } },
-                { "blockOverrides": { "number": "0x4" } },
-            ]})),
-            Some(-38020)
-        );
+        match run(json!({ "blockStateCalls": [
+            { "blockOverrides": { "number": "0x5" } },
+            { "blockOverrides": { "number": "0x4" } },
+        ]})) {
+            Err(e @ SimulateFailure::BlockNumberNotIncreasing { number: 4, prev: 5 }) => {
+                assert_eq!(e.to_string(), "block numbers must be in order: 4 <= 5")
+            }
+            other => panic!("expected the order refusal, got {other:?}"),
+        }
         // A call wanting more gas than the block has left.
-        assert_eq!(
-            code(json!({ "blockStateCalls": [{ "calls": [
-                { "from": ALICE, "to": BOB, "gas": "0x1c9c381" }
-            ]}]})),
-            Some(-38015)
-        );
+        match run(json!({ "blockStateCalls": [{ "calls": [
+            { "from": ALICE, "to": BOB, "gas": "0x1c9c381" }
+        ]}]})) {
+            Err(e @ SimulateFailure::BlockGasLimitReached { index: 0, .. }) => assert_eq!(
+                e.to_string(),
+                format!("block gas limit reached: call 0 wants 30000001, {} left", env().gas_limit)
+            ),
+            other => panic!("expected the block gas refusal, got {other:?}"),
+        }
         let calls: Vec<_> = (0..=MAX_SIMULATE_CALLS).map(|_| call(BOB)).collect();
-        assert_eq!(code(json!({ "blockStateCalls": [{ "calls": calls }] })), Some(-32602));
-        assert_eq!(code(json!({ "blockStateCalls": [], "traceTransfers": true })), Some(-32602));
+        match run(json!({ "blockStateCalls": [{ "calls": calls }] })) {
+            Err(e @ SimulateFailure::TooManyCalls { .. }) => {
+                assert_eq!(e.to_string(), "too many calls (1001, at most 1000)")
+            }
+            other => panic!("expected the call count refusal, got {other:?}"),
+        }
+        match run(json!({ "blockStateCalls": [], "traceTransfers": true })) {
+            Err(e @ SimulateFailure::TraceTransfersUnsupported) => {
+                assert_eq!(e.to_string(), "traceTransfers is not supported by this node")
+            }
+            other => panic!("expected the traceTransfers refusal, got {other:?}"),
+        }
         // With validation the nonce is checked: a nonce ahead of the state is too high.
-        assert_eq!(
-            code(json!({ "validation": true, "blockStateCalls": [{ "calls": [
-                { "from": ALICE, "to": BOB, "nonce": "0x5", "maxFeePerGas": "0x3b9aca00" }
-            ]}]})),
-            Some(-38011)
-        );
+        match run(json!({ "validation": true, "blockStateCalls": [{ "calls": [
+            { "from": ALICE, "to": BOB, "nonce": "0x5", "maxFeePerGas": "0x3b9aca00" }
+        ]}]})) {
+            Err(SimulateFailure::Rejected {
+                index: 0,
+                rejection:
+                    EVMError::Transaction(OpTxError(op_revm::OpTransactionError::Base(
+                        InvalidTransaction::NonceTooHigh { tx: 5, .. },
+                    ))),
+            }) => {}
+            other => panic!("expected a nonce too high, got {other:?}"),
+        }
     }
 
     #[test]
-    fn evm_refusals_map_to_the_spec_codes_by_variant() {
-        let code = |e: InvalidTransaction| {
-            tx_failure::<std::convert::Infallible>(0, EVMError::Transaction(OpTxError(e.into())))
-                .code
-        };
-        assert_eq!(code(InvalidTransaction::NonceTooLow { tx: 1, state: 2 }), -38010);
-        assert_eq!(code(InvalidTransaction::NonceTooHigh { tx: 3, state: 2 }), -38011);
-        assert_eq!(code(InvalidTransaction::GasPriceLessThanBasefee), -38012);
+    fn evm_refusals_keep_the_call_and_the_reason_and_state_failures_their_cause() {
+        let low = InvalidTransaction::NonceTooLow { tx: 1, state: 2 };
+        let f =
+            tx_failure::<std::convert::Infallible>(3, EVMError::Transaction(OpTxError(low.into())));
+        assert!(matches!(f, SimulateFailure::Rejected { index: 3, .. }), "{f:?}");
         assert_eq!(
-            code(InvalidTransaction::CallGasCostMoreThanGasLimit { initial_gas: 2, gas_limit: 1 }),
-            -38013
+            f.to_string(),
+            "call 3: transaction validation error: nonce 1 too low, expected 2"
         );
-        assert_eq!(
-            code(InvalidTransaction::LackOfFundForMaxFee {
-                fee: Box::new(U256::from(2)),
-                balance: Box::new(U256::from(1)),
-            }),
-            -38014
-        );
-        assert_eq!(code(InvalidTransaction::InvalidChainId), -32000);
         let f = tx_failure::<std::convert::Infallible>(4, EVMError::Custom("boom".into()));
-        assert_eq!((f.code, f.message.as_str()), (-32000, "call 4: boom"));
+        assert_eq!(f.to_string(), "call 4: boom");
         let db = tx_failure::<SourceErrorLike>(0, EVMError::Database(SourceErrorLike));
-        assert_eq!((db.code, db.message.as_str()), (-32603, "state unavailable: gone"));
+        assert!(matches!(db, SimulateFailure::Call(CallError::State(_))), "{db:?}");
+        assert_eq!(db.to_string(), "state unavailable: gone");
     }
 
     /// A database error for the mapping test.
@@ -512,4 +563,6 @@ mod tests {
             f.write_str("gone")
         }
     }
+
+    impl std::error::Error for SourceErrorLike {}
 }
