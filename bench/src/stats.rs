@@ -1,4 +1,13 @@
 //! Percentiles (nearest rank) and machine facts for the result files.
+//!
+//! Exact percentiles of the sorted samples, not `hdrhistogram` (measured with hdrhistogram
+//! 7.6): the summaries hold negative values (clock offsets between processes: the ingest
+//! breakdown's `before_apply` down to -4.13 ms in `results/ingest-latency.json`), which a
+//! histogram of `u64` cannot record, and `f64`s in ms, bytes and counts reported to 3 decimals.
+//! On 2.5 M log-uniform 0.1-200 ms samples in µs, 3 significant figures moved p99 from 185.483
+//! to 185.599 ms and the max from 200 to 200.063; only 5 (2 MiB of counters) gave the exact
+//! numbers, and only below 262 ms. Sorting those 2.5 M samples took 163 ms (the histogram
+//! 21 ms), once per result file: no reason to report bucket bounds instead of samples.
 
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -103,8 +103,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let took = start.elapsed().as_secs_f64();
     let peers = 3.0;
-    let bound =
-        ((gap as f64 - peers * altsync::PEER_BURST) / (peers * altsync::PEER_RATE)).max(0.0);
+    let bound = ((gap as f64 - peers * f64::from(altsync::PEER_BURST))
+        / (peers * f64::from(altsync::PEER_RATE)))
+    .max(0.0);
     let s = client.stats.snapshot();
     println!(
         "alt-sync fill of {gap} blocks from 3 peers: {took:.1} s ({:.1} blocks/s); rate-limit bound {bound:.1} s ({:.1} blocks/s); {} requests for {} blocks",

@@ -15,29 +15,29 @@ use crate::{
     validate::{self, ValidationError, VerifiedBlock},
 };
 use futures::{AsyncReadExt, AsyncWriteExt};
-use std::{
-    collections::HashMap,
-    hash::Hash,
-    io,
-    time::{Duration, Instant},
-};
+use std::{io, time::Duration};
 
 /// The libp2p side of the protocol: its ids and the request-response codec.
 #[cfg(feature = "swarm")]
 mod protocol;
 #[cfg(feature = "swarm")]
 pub use protocol::{protocols, PayloadByNumberCodec};
+/// The server's rate limits and the client's pacing (token buckets on `governor`).
+#[cfg(feature = "swarm")]
+mod limits;
+#[cfg(feature = "swarm")]
+pub use limits::{Bucket, RateLimits};
 
 /// Timeout of one request/response exchange (op-node: read and write 10 s each).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Server-wide rate: requests per second.
-pub const GLOBAL_RATE: f64 = 20.0;
+pub const GLOBAL_RATE: u32 = 20;
 /// Server-wide burst.
-pub const GLOBAL_BURST: f64 = 40.0;
+pub const GLOBAL_BURST: u32 = 40;
 /// Per-peer rate: requests per second.
-pub const PEER_RATE: f64 = 4.0;
+pub const PEER_RATE: u32 = 4;
 /// Per-peer burst.
-pub const PEER_BURST: f64 = 15.0;
+pub const PEER_BURST: u32 = 15;
 /// Peers with a rate-limit bucket (op-node keeps an LRU of 1000).
 pub const PEER_BUCKETS: usize = 1000;
 
@@ -126,66 +126,6 @@ where
         }
     }
     io.close().await
-}
-
-/// A token bucket.
-#[derive(Clone, Debug)]
-pub struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    /// A full bucket refilled at `rate` per second up to `burst`.
-    pub fn new(rate: f64, burst: f64) -> Self {
-        Self { rate, burst, tokens: burst, at: Instant::now() }
-    }
-
-    /// Takes a token if one is available.
-    pub fn take(&mut self, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// The server's global and per-peer rate limits, keyed by peer (`K`: the libp2p peer id in
-/// the host; anything hashable in tests and fuzzing, so this stays free of libp2p).
-#[derive(Debug)]
-pub struct RateLimits<K> {
-    global: Bucket,
-    peers: HashMap<K, Bucket>,
-}
-
-impl<K> Default for RateLimits<K> {
-    fn default() -> Self {
-        Self { global: Bucket::new(GLOBAL_RATE, GLOBAL_BURST), peers: HashMap::new() }
-    }
-}
-
-impl<K: Hash + Eq + Copy> RateLimits<K> {
-    /// Whether a request from `peer` may be served now. The per-peer bucket is checked first
-    /// so one flooding peer cannot drain the global budget of the others.
-    pub fn allow(&mut self, peer: &K, now: Instant) -> bool {
-        if !self.peers.contains_key(peer) && self.peers.len() >= PEER_BUCKETS {
-            // Forget the fullest (idlest) bucket: bounded memory.
-            let idle =
-                self.peers.iter().max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens)).map(|(p, _)| *p);
-            if let Some(p) = idle {
-                self.peers.remove(&p);
-            }
-        }
-        let bucket = self.peers.entry(*peer).or_insert_with(|| Bucket::new(PEER_RATE, PEER_BURST));
-        bucket.take(now) && self.global.take(now)
-    }
 }
 
 /// The payload bytes (`[beacon root ++] SSZ`) of a gossip message: what the store keeps and
@@ -343,24 +283,5 @@ mod tests {
             assert!(read_response(&mut [RESULT_OK, 2].as_slice()).await.is_err());
             assert!(read_response(&mut [].as_slice()).await.is_err());
         });
-    }
-
-    #[test]
-    fn rate_limits_per_peer_and_global() {
-        let mut rl = RateLimits::default();
-        let now = Instant::now();
-        let a = 0u64;
-        let served = (0..100).filter(|_| rl.allow(&a, now)).count();
-        assert_eq!(served, PEER_BURST as usize, "a burst of 15 per peer");
-        // Other peers share the remaining global burst of 40.
-        let served: usize = (0..10u64)
-            .map(|p| p + 1u64)
-            .map(|p| (0..100).filter(|_| rl.allow(&p, now)).count())
-            .sum();
-        assert_eq!(served, (GLOBAL_BURST - PEER_BURST) as usize);
-        // One second later the global bucket has 20 more tokens.
-        let later = now + Duration::from_secs(1);
-        let b = 100u64;
-        assert_eq!((0..100).filter(|_| rl.allow(&b, later)).count(), PEER_BURST as usize);
     }
 }
