@@ -202,101 +202,61 @@ impl UpstreamSource {
         Ok(out)
     }
 
-    /// [`Self::fetch_batch`], one attempt. Written for thousands of calls a batch: the
-    /// requests are formatted straight into their JSON, the answers matched by id and parsed
-    /// from their raw text, with no per-call channel or intermediate `Value` (alloy's
-    /// `BatchRequest` costs a few microseconds a call, which at 3,200 reads a flashblock was
-    /// most of the fetch).
+    /// [`Self::fetch_batch`], one attempt.
     async fn fetch_batch_once(
         &self,
         at: B256,
         accounts: &[Address],
         slots: &[(Address, U256)],
     ) -> Result<(Vec<SourceAccount>, Vec<U256>), SourceError> {
-        use alloy_json_rpc::{Id, Request, RequestPacket, ResponsePacket, ResponsePayload};
-        use tower::Service;
-        let block = format!(r#"{{"blockHash":"{at}","requireCanonical":false}}"#);
-        let calls = accounts.len() * ACCOUNT_CALLS.len() + slots.len();
-        let mut requests = Vec::with_capacity(calls);
-        let mut push = |method: &'static str, params: String| {
-            let id = Id::Number(requests.len() as u64);
-            let request = serde_json::value::RawValue::from_string(params)
-                .and_then(|params| Request::new(method, id, params).serialize())
-                .map_err(|e| SourceError::decode("batch request", e))?;
-            requests.push(request);
-            Ok::<_, SourceError>(())
+        let block = json!({ "blockHash": at, "requireCanonical": false });
+        let client = self.provider.client();
+        let mut batch = alloy_rpc_client::BatchRequest::new(client);
+        let add = |batch: &mut alloy_rpc_client::BatchRequest<'_>,
+                   method: &'static str,
+                   params: Value| {
+            metrics::counter!("flashnode_upstream_requests_total", "method" => method).increment(1);
+            batch.add_call::<_, Value>(method, &params).map_err(|e| classify(method, Some(at), e))
         };
+        let mut account_waiters = Vec::with_capacity(accounts.len());
         for address in accounts {
-            let address = alloy_primitives::hex::encode_prefixed(address);
-            for method in ACCOUNT_CALLS {
-                push(method, format!(r#"["{address}",{block}]"#))?;
-            }
+            account_waiters.push((
+                add(&mut batch, "eth_getBalance", json!([address, block]))?,
+                add(&mut batch, "eth_getTransactionCount", json!([address, block]))?,
+                add(&mut batch, "eth_getCode", json!([address, block]))?,
+            ));
         }
+        let mut slot_waiters = Vec::with_capacity(slots.len());
         for (address, slot) in slots {
-            let address = alloy_primitives::hex::encode_prefixed(address);
-            push("eth_getStorageAt", format!(r#"["{address}","{slot:#x}",{block}]"#))?;
+            slot_waiters.push(add(&mut batch, "eth_getStorageAt", json!([address, slot, block]))?);
         }
-        for method in ACCOUNT_CALLS {
-            metrics::counter!("flashnode_upstream_requests_total", "method" => method)
-                .increment(accounts.len() as u64);
-        }
-        metrics::counter!("flashnode_upstream_requests_total", "method" => "eth_getStorageAt")
-            .increment(slots.len() as u64);
         metrics::counter!("flashnode_upstream_batches_total").increment(1);
-        let mut transport = self.provider.client().transport().clone();
-        let answer = async {
-            futures::future::poll_fn(|cx| transport.poll_ready(cx)).await?;
-            transport.call(RequestPacket::Batch(requests)).await
-        };
-        let answer = tokio::time::timeout(self.timeout, answer)
-            .await
-            .map_err(|_| SourceError::Timeout { request: "state batch".into() })?
-            .map_err(|e| classify("batch", Some(at), e))?;
-        let responses = match answer {
-            ResponsePacket::Batch(responses) => responses,
-            ResponsePacket::Single(response) => vec![response],
-        };
-        let method_of = |i: usize| match ACCOUNT_CALLS.get(i % ACCOUNT_CALLS.len()) {
-            Some(method) if i < accounts.len() * ACCOUNT_CALLS.len() => *method,
-            _ => "eth_getStorageAt",
-        };
-        let mut results: Vec<Option<&str>> = vec![None; calls];
-        for response in &responses {
-            let Id::Number(i) = response.id else { continue };
-            let Some(slot) = usize::try_from(i).ok().and_then(|i| results.get_mut(i)) else {
-                continue;
-            };
-            match &response.payload {
-                ResponsePayload::Success(raw) => *slot = Some(raw.get()),
-                ResponsePayload::Failure(err) => {
-                    let method = method_of(i as usize);
-                    return Err(classify(method, Some(at), RpcError::ErrorResp(err.clone())));
-                }
-            }
-        }
-        let answer = |i: usize| {
-            results.get(i).copied().flatten().ok_or_else(|| {
-                let missing = alloy_transport::TransportErrorKind::missing_batch_response(
-                    Id::Number(i as u64),
+        let answers = async {
+            batch.send().await.map_err(|e| classify("batch", Some(at), e))?;
+            let mut out_accounts = Vec::with_capacity(account_waiters.len());
+            for (balance, nonce, code) in account_waiters {
+                let (balance, nonce, code) = (
+                    balance.await.map_err(|e| classify("eth_getBalance", Some(at), e))?,
+                    nonce.await.map_err(|e| classify("eth_getTransactionCount", Some(at), e))?,
+                    code.await.map_err(|e| classify("eth_getCode", Some(at), e))?,
                 );
-                classify(method_of(i), Some(at), missing)
-            })
+                out_accounts.push(SourceAccount {
+                    balance: parse("balance", balance)?,
+                    nonce: parse::<U64>("nonce", nonce)?.to::<u64>(),
+                    code: parse::<Bytes>("code", code)?,
+                });
+            }
+            let mut out_slots = Vec::with_capacity(slot_waiters.len());
+            for w in slot_waiters {
+                let raw = w.await.map_err(|e| classify("eth_getStorageAt", Some(at), e))?;
+                let value: B256 = parse("slot", raw)?;
+                out_slots.push(U256::from_be_bytes(value.0));
+            }
+            Ok::<_, SourceError>((out_accounts, out_slots))
         };
-        let mut out_accounts = Vec::with_capacity(accounts.len());
-        for n in 0..accounts.len() {
-            let i = n * ACCOUNT_CALLS.len();
-            out_accounts.push(SourceAccount {
-                balance: parse_raw("balance", answer(i)?)?,
-                nonce: parse_raw::<U64>("nonce", answer(i + 1)?)?.to::<u64>(),
-                code: parse_raw::<Bytes>("code", answer(i + 2)?)?,
-            });
-        }
-        let first_slot = accounts.len() * ACCOUNT_CALLS.len();
-        let mut out_slots = Vec::with_capacity(slots.len());
-        for n in 0..slots.len() {
-            let value: B256 = parse_raw("slot", answer(first_slot + n)?)?;
-            out_slots.push(U256::from_be_bytes(value.0));
-        }
+        let (out_accounts, out_slots) = tokio::time::timeout(self.timeout, answers)
+            .await
+            .map_err(|_| SourceError::Timeout { request: "state batch".into() })??;
         for (address, acc) in accounts.iter().zip(&out_accounts) {
             self.accounts.insert((at, *address), acc.clone());
         }
@@ -771,9 +731,6 @@ impl BatchFetch for UpstreamSource {
     }
 }
 
-/// The calls that read one account, in the order a batch asks them.
-const ACCOUNT_CALLS: [&str; 3] = ["eth_getBalance", "eth_getTransactionCount", "eth_getCode"];
-
 /// Longest wait for a block's state diff: past it the block is a barrier for carried state
 /// (the canonical notification waits for the diff, so it must not wait long).
 const DIFF_TIMEOUT: Duration = Duration::from_secs(1);
@@ -940,14 +897,6 @@ fn classify(method: &'static str, at: Option<B256>, e: TransportError) -> Source
 }
 
 /// Parses one field of an upstream answer.
-/// Parses one answer from its raw JSON text.
-fn parse_raw<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    raw: &str,
-) -> Result<T, SourceError> {
-    serde_json::from_str(raw).map_err(|e| SourceError::decode(what, e))
-}
-
 fn parse<T: serde::de::DeserializeOwned>(what: &'static str, v: Value) -> Result<T, SourceError> {
     serde_json::from_value(v).map_err(|e| SourceError::decode(what, e))
 }
