@@ -216,15 +216,7 @@ pub(crate) fn register(m: &mut RpcModule<Arc<Shared>>) {
         |_, pending, s, _| async move {
             let mut sealed = s.sealed.subscribe();
             let mut sink = pending.accept().await?;
-            loop {
-                let block = tokio::select! {
-                    _ = sink.closed() => return Ok(()),
-                    b = sealed.recv() => match b {
-                        Ok(b) => b,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(_) => return Ok(()),
-                    },
-                };
+            while let Some(block) = crate::rpc::next_sealed(&sink, &mut sealed, true).await {
                 let Some(commit) = commit_of(&s.store.read(), &block) else { continue };
                 let msg = serde_json::value::to_raw_value(&commit)?;
                 match sink.try_send(msg) {
@@ -233,6 +225,7 @@ pub(crate) fn register(m: &mut RpcModule<Arc<Shared>>) {
                     Err(_) => return Ok(()),
                 }
             }
+            Ok(())
         },
     )
     .expect("unique");

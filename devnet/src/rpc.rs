@@ -201,6 +201,27 @@ fn block_state_diff(pre: &MemDb, post: &MemDb) -> serde_json::Value {
     json!([{ "txHash": null, "result": { "pre": before, "post": after } }])
 }
 
+/// The next sealed block for a subscriber; `None` once it closed or the chain stopped. A
+/// subscriber that lagged skips what it missed when `lossy` (as reth's chain notifications
+/// do), else it is done.
+pub(crate) async fn next_sealed(
+    sink: &jsonrpsee::SubscriptionSink,
+    sealed: &mut tokio::sync::broadcast::Receiver<Arc<SealedBlock>>,
+    lossy: bool,
+) -> Option<Arc<SealedBlock>> {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            _ = sink.closed() => return None,
+            b = sealed.recv() => match b {
+                Ok(b) => return Some(b),
+                Err(RecvError::Lagged(_)) if lossy => continue,
+                Err(_) => return None,
+            },
+        }
+    }
+}
+
 /// The RPC methods.
 pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
     let reth_namespace = shared.config.reth_namespace;
@@ -506,14 +527,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
             }
             let mut sealed = s.sealed.subscribe();
             let mut sink = pending.accept().await?;
-            loop {
-                let block = tokio::select! {
-                    _ = sink.closed() => return Ok(()),
-                    b = sealed.recv() => match b {
-                        Ok(b) => b,
-                        Err(_) => return Ok(()),
-                    },
-                };
+            while let Some(block) = next_sealed(&sink, &mut sealed, false).await {
                 let header = alloy_rpc_types_eth::Header {
                     hash: block.hash,
                     inner: block.header.clone(),
@@ -525,6 +539,7 @@ pub fn module(shared: Arc<Shared>) -> RpcModule<Arc<Shared>> {
                     return Ok(());
                 }
             }
+            Ok(())
         },
     )
     .expect("unique");

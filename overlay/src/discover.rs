@@ -313,6 +313,57 @@ mod tests {
     /// Accounts and slots fetched so far.
     type Fetched = (BTreeSet<Address>, BTreeSet<(Address, U256)>);
 
+    /// A contract with `code` and a funded signer, both fetched already, over a source that
+    /// holds `slots`: what the signer's calls need before any of their storage reads.
+    struct Fixture {
+        contract: Address,
+        signer: alloy_signer_local::PrivateKeySigner,
+        remote: Arc<Remote>,
+        rt: tokio::runtime::Runtime,
+        source: SourceDb,
+    }
+
+    impl Fixture {
+        fn new(contract: Address, code: &'static [u8], slots: &[(u64, u64)]) -> Self {
+            let signer = alloy_signer_local::PrivateKeySigner::random();
+            let mut remote = Remote::default();
+            let code = Bytes::from_static(code);
+            remote.accounts.insert(contract, SourceAccount { code, ..Default::default() });
+            remote.accounts.insert(
+                signer.address(),
+                SourceAccount { balance: U256::from(10u128.pow(21)), ..Default::default() },
+            );
+            for (slot, value) in slots {
+                remote.slots.insert((contract, U256::from(*slot)), U256::from(*value));
+            }
+            let remote = Arc::new(remote);
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+            let source = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
+            let known = Misses {
+                accounts: remote.accounts.keys().map(|a| (*a, 0)).collect(),
+                slots: BTreeMap::new(),
+            };
+            fetch_off_runtime(&source, &known);
+            Self { contract, signer, remote, rt, source }
+        }
+
+        /// `count` calls of the contract, the n-th with calldata word `word(n)`.
+        fn calls(&self, count: u64, word: impl Fn(u64) -> u64) -> Vec<(OpTxEnvelope, Bytes)> {
+            calls(&self.signer, self.contract, count, word)
+        }
+
+        /// A block builder over a fresh database on the same source.
+        fn builder(&self) -> BlockBuilder<CacheDB<SourceDb>> {
+            let chain = flashnode_exec::ChainConfig::devnet(901);
+            BlockBuilder::new(chain, block_one(), CacheDB::new(self.source.clone()))
+        }
+    }
+
+    /// [`fetch`] from a thread outside the source's runtime (it blocks on it).
+    fn fetch_off_runtime(source: &SourceDb, misses: &Misses) {
+        std::thread::scope(|s| s.spawn(|| fetch(source, misses)).join().unwrap()).unwrap();
+    }
+
     /// The slots a speculative run found missing.
     fn slots(s: &Speculation) -> BTreeSet<(Address, U256)> {
         s.misses().slots.keys().copied().collect()
@@ -456,62 +507,12 @@ mod tests {
     /// transactions run elsewhere starts at its own first nonce).
     #[test]
     fn lanes_find_what_one_run_finds() {
-        use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-        use alloy_network::TxSignerSync;
-        use alloy_signer_local::PrivateKeySigner;
-        let contract = Address::repeat_byte(0xc1);
-        let signer = PrivateKeySigner::random();
-        let mut remote = Remote::default();
         // PUSH1 0 CALLDATALOAD SLOAD STOP
-        let code = Bytes::from_static(&[0x60, 0x00, 0x35, 0x54, 0x00]);
-        remote.accounts.insert(contract, SourceAccount { code, ..Default::default() });
-        remote.accounts.insert(
-            signer.address(),
-            SourceAccount { balance: U256::from(10u128.pow(21)), ..Default::default() },
-        );
-        let remote = Arc::new(remote);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
-        let source = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                fetch(
-                    &source,
-                    &Misses {
-                        accounts: remote.accounts.keys().map(|a| (*a, 0)).collect(),
-                        slots: BTreeMap::new(),
-                    },
-                )
-            })
-            .join()
-            .unwrap()
-        })
-        .unwrap();
-        let input = block_one();
-        let chain = flashnode_exec::ChainConfig::devnet(901);
-        let builder = BlockBuilder::new(chain, input, CacheDB::new(source));
-        let signed: Vec<(OpTxEnvelope, Bytes)> = (0..24u64)
-            .map(|nonce| {
-                let mut tx = TxEip1559 {
-                    chain_id: 901,
-                    nonce,
-                    gas_limit: 100_000,
-                    max_fee_per_gas: 1_000_000_000,
-                    to: alloy_primitives::TxKind::Call(contract),
-                    input: U256::from(1000 + nonce).to_be_bytes::<32>().to_vec().into(),
-                    ..Default::default()
-                };
-                let sig = signer.sign_transaction_sync(&mut tx).unwrap();
-                let raw: Bytes = alloy_eips::eip2718::Encodable2718::encoded_2718(
-                    &TxEnvelope::from(tx.into_signed(sig)),
-                )
-                .into();
-                let op =
-                    alloy_eips::eip2718::Decodable2718::decode_2718(&mut raw.as_ref()).unwrap();
-                (op, raw)
-            })
-            .collect();
+        let f = Fixture::new(Address::repeat_byte(0xc1), &[0x60, 0x00, 0x35, 0x54, 0x00], &[]);
+        let (contract, builder) = (f.contract, f.builder());
+        let signed = f.calls(24, |nonce| 1000 + nonce);
         let txs: Vec<_> =
-            signed.iter().map(|(tx, raw)| (tx.clone(), signer.address(), raw)).collect();
+            signed.iter().map(|(tx, raw)| (tx.clone(), f.signer.address(), raw)).collect();
         let found = discover_in(&builder, &txs, 3);
         assert_eq!(slots(&found), slots(&discover_in(&builder, &txs, 1)), "as one lane finds");
         let expected: BTreeSet<_> = (0..24u64).map(|n| (contract, U256::from(1000 + n))).collect();
@@ -557,35 +558,18 @@ mod tests {
     /// guess) and third run again. The block ends exactly as executing with waiting reads.
     #[test]
     fn speculative_outcomes_are_kept_up_to_the_first_wrong_guess() {
-        let contract = Address::repeat_byte(0xc2);
-        let signer = alloy_signer_local::PrivateKeySigner::random();
-        let mut remote = Remote::default();
         // PUSH1 0 CALLDATALOAD SLOAD PUSH1 1 SSTORE STOP
-        let code = Bytes::from_static(&[0x60, 0x00, 0x35, 0x54, 0x60, 0x01, 0x55, 0x00]);
-        remote.accounts.insert(contract, SourceAccount { code, ..Default::default() });
-        remote.accounts.insert(
-            signer.address(),
-            SourceAccount { balance: U256::from(10u128.pow(21)), ..Default::default() },
-        );
-        remote.slots.insert((contract, U256::from(20)), U256::from(7));
-        let remote = Arc::new(remote);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
-        let source = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
-        let known = Misses {
-            accounts: remote.accounts.keys().map(|a| (*a, 0)).collect(),
-            slots: BTreeMap::new(),
-        };
-        std::thread::scope(|s| s.spawn(|| fetch(&source, &known)).join().unwrap()).unwrap();
-        let signed = calls(&signer, contract, 3, |n| 10 * (n + 1));
+        let code = &[0x60, 0x00, 0x35, 0x54, 0x60, 0x01, 0x55, 0x00];
+        let f = Fixture::new(Address::repeat_byte(0xc2), code, &[(20, 7)]);
+        let (contract, source) = (f.contract, &f.source);
+        let signed = f.calls(3, |n| 10 * (n + 1));
         let txs: Vec<_> =
-            signed.iter().map(|(tx, raw)| (tx.clone(), signer.address(), raw)).collect();
-        let chain = flashnode_exec::ChainConfig::devnet(901);
-
-        let mut kept = BlockBuilder::new(chain.clone(), block_one(), CacheDB::new(source.clone()));
+            signed.iter().map(|(tx, raw)| (tx.clone(), f.signer.address(), raw)).collect();
+        let mut kept = f.builder();
         let spec = discover_in(&kept, &txs, 1);
         assert_eq!(spec.outcomes.len(), 3, "every call ran speculatively");
-        std::thread::scope(|s| s.spawn(|| fetch(&source, spec.misses())).join().unwrap()).unwrap();
-        let confirmed = spec.into_confirmed(&source);
+        fetch_off_runtime(source, spec.misses());
+        let confirmed = spec.into_confirmed(source);
         assert_eq!(confirmed.len(), 1, "kept up to the call that read slot 20");
         for outcome in confirmed {
             kept.commit(outcome);
@@ -594,7 +578,8 @@ mod tests {
             kept.execute(tx.clone(), *sender, (*raw).clone()).unwrap();
         }
 
-        let fresh = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
+        let fresh = SourceDb::new(f.remote.clone(), B256::ZERO, f.rt.handle().clone());
+        let chain = flashnode_exec::ChainConfig::devnet(901);
         let mut real = BlockBuilder::new(chain, block_one(), CacheDB::new(fresh));
         for (tx, sender, raw) in &txs {
             real.execute(tx.clone(), *sender, (*raw).clone()).unwrap();
@@ -612,34 +597,18 @@ mod tests {
     /// that transaction on: a guessed hash cannot be checked.
     #[test]
     fn a_guessed_block_hash_keeps_no_outcome() {
-        let contract = Address::repeat_byte(0xc3);
-        let signer = alloy_signer_local::PrivateKeySigner::random();
-        let mut remote = Remote::default();
         // PUSH1 0 CALLDATALOAD BLOCKHASH PUSH1 1 SSTORE STOP
-        let code = Bytes::from_static(&[0x60, 0x00, 0x35, 0x40, 0x60, 0x01, 0x55, 0x00]);
-        remote.accounts.insert(contract, SourceAccount { code, ..Default::default() });
-        remote.accounts.insert(
-            signer.address(),
-            SourceAccount { balance: U256::from(10u128.pow(21)), ..Default::default() },
-        );
-        let remote = Arc::new(remote);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
-        let source = SourceDb::new(remote.clone(), B256::ZERO, rt.handle().clone());
-        let known = Misses {
-            accounts: remote.accounts.keys().map(|a| (*a, 0)).collect(),
-            slots: BTreeMap::new(),
-        };
-        std::thread::scope(|s| s.spawn(|| fetch(&source, &known)).join().unwrap()).unwrap();
+        let code = &[0x60, 0x00, 0x35, 0x40, 0x60, 0x01, 0x55, 0x00];
+        let f = Fixture::new(Address::repeat_byte(0xc3), code, &[]);
         // Block 1 asks for block 0's hash.
-        let signed = calls(&signer, contract, 2, |_| 0);
+        let signed = f.calls(2, |_| 0);
         let txs: Vec<_> =
-            signed.iter().map(|(tx, raw)| (tx.clone(), signer.address(), raw)).collect();
-        let chain = flashnode_exec::ChainConfig::devnet(901);
-        let builder = BlockBuilder::new(chain, block_one(), CacheDB::new(source.clone()));
+            signed.iter().map(|(tx, raw)| (tx.clone(), f.signer.address(), raw)).collect();
+        let builder = f.builder();
         let spec = discover_in(&builder, &txs, 1);
         assert_eq!(spec.outcomes.len(), 2);
         assert_eq!(spec.unverifiable_from, Some(0));
-        std::thread::scope(|s| s.spawn(|| fetch(&source, spec.misses())).join().unwrap()).unwrap();
-        assert!(spec.into_confirmed(&source).is_empty());
+        fetch_off_runtime(&f.source, spec.misses());
+        assert!(spec.into_confirmed(&f.source).is_empty());
     }
 }

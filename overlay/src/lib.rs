@@ -44,5 +44,6 @@ pub use stream::{
     run_stream, DisconnectReason, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES,
 };
 pub use upstream::{
-    UpstreamConfig, UpstreamSource, DEFAULT_REQUEST_TIMEOUT, DIFFS_TOTAL, HEADS_TOTAL, HEAD_SOURCE,
+    UpstreamConfig, UpstreamSource, CARRIED_BLOCK, DEFAULT_REQUEST_TIMEOUT, DIFFS_TOTAL,
+    HEADS_TOTAL, HEAD_SOURCE,
 };

@@ -594,6 +594,7 @@ impl UpstreamSource {
                 None => self.block_touches(block.hash).await,
             };
             write(&self.carried).commit(block.header.number, block.hash, touches);
+            metrics::gauge!(CARRIED_BLOCK).set(block.header.number as f64);
         }
         let (accounts, slots) = read(&self.carried).len();
         metrics::gauge!("flashnode_upstream_carried_keys", "kind" => "account")
@@ -744,6 +745,10 @@ const NOT_SERVED: [i64; 2] = [-32601, -32602];
 /// `reth_getBlockExecutionOutcome`) and `outcome` (`ok`, `malformed`, `unsupported`, `failed`,
 /// `timeout`).
 pub const DIFFS_TOTAL: &str = "flashnode_upstream_state_diffs_total";
+
+/// Metric (gauge): the last canonical block committed to the carried state (its number). A
+/// block is announced before its diff is asked for; reads at it are carried from this one on.
+pub const CARRIED_BLOCK: &str = "flashnode_upstream_carried_block";
 
 /// Metric: canonical blocks followed, by the `source` that brought them
 /// (`reth_chain_notifications`, `new_heads`: a pushed head fetched, `poll`).

@@ -275,6 +275,45 @@ async fn pending_slot(node: &str, contract: Address, n: u64) -> u64 {
     quantity(&v["result"])
 }
 
+/// Waits (up to 10 s) until `node` (metrics at `metrics`) has carried its state to its pending
+/// block's parent: a block is announced before its diff is asked for, so a read right after
+/// it may still go upstream.
+async fn carried_to_pending(node: &str, metrics: &str) {
+    let parent = status(node).await["pendingBlock"].as_u64().unwrap_or(1).saturating_sub(1);
+    let carried = eventually(Duration::from_secs(10), || async {
+        metric(&scrape(metrics).await, "flashnode_upstream_carried_block", &[]) >= parent as f64
+    })
+    .await;
+    let page = scrape(metrics).await;
+    let lines: Vec<_> =
+        page.lines().filter(|l| l.contains("carried") || l.contains("diffs")).collect();
+    assert!(carried, "the carried state reached block {parent}: {lines:#?}");
+}
+
+/// Slots 1 and 2 of `writer` at `node`'s pending block.
+async fn both_slots(node: &str, writer: Address) -> (u64, u64) {
+    (pending_slot(node, writer, 1).await, pending_slot(node, writer, 2).await)
+}
+
+/// A node fed by the test's `source` and reading `upstream` (pending state kept for a minute,
+/// heads polled every 50 ms, metrics at `metrics`, and `extra` flags), serving a pending block
+/// over `devnet`'s latest.
+async fn carrying_node(
+    devnet: &Running,
+    source: &FlashblockSource,
+    upstream: &str,
+    metrics: &str,
+    extra: &[&str],
+) -> Running {
+    let mut args =
+        vec!["--pending-stale-after", "60s", "--upstream-poll-interval", "50ms", "--metrics-addr"];
+    args.push(metrics);
+    args.extend_from_slice(extra);
+    let node = start_node(&source.url, upstream, &args).await;
+    pend_over_latest(&devnet.rpc, &node.rpc, source).await;
+    node
+}
+
 /// #24.1: state read at one canonical block is carried to later blocks that did not touch it,
 /// by each block's state diff (`debug_traceBlockByHash`, prestate tracer in diff mode, which
 /// the devnet serves as op-reth and op-geth do). The node reads two slots at block N; block
@@ -292,31 +331,24 @@ async fn state_survives_blocks_that_did_not_touch_it() {
         let source = FlashblockSource::start().await;
         let flag = if diffs { "true" } else { "false" };
         let metrics = format!("127.0.0.1:{}", free_port());
-        let node = start_node(
-            &source.url,
+        let node = carrying_node(
+            &devnet,
+            &source,
             &proxy.url,
-            &[
-                "--pending-stale-after",
-                "60s",
-                "--upstream-poll-interval",
-                "50ms",
-                "--upstream-state-diffs",
-                flag,
-                "--metrics-addr",
-                &metrics,
-            ],
+            &metrics,
+            &["--upstream-state-diffs", flag],
         )
         .await;
-        pend_over_latest(&devnet.rpc, &node.rpc, &source).await;
-        let slots = || async {
-            (pending_slot(&node.rpc, writer, 1).await, pending_slot(&node.rpc, writer, 2).await)
-        };
+        let slots = || both_slots(&node.rpc, writer);
         let before_write = if diffs { 22 } else { 102 };
         assert_eq!(slots().await, (11, before_write), "read at N");
         // Block N+k, never streamed to the node, writes slot 2.
         let nonce = if diffs { 3 } else { 4 };
         sealed_on(&devnet.rpc, write_slot(key, writer, nonce, 2, 99 + nonce)).await;
         pend_over_latest(&devnet.rpc, &node.rpc, &source).await;
+        if diffs {
+            carried_to_pending(&node.rpc, &metrics).await;
+        }
         let before = proxy.state().1;
         let values = slots().await;
         let reads = proxy.state().1 - before;
@@ -351,23 +383,8 @@ async fn reth_chain_notifications_bring_heads_and_state_diffs() {
         let source = FlashblockSource::start().await;
         let metrics = format!("127.0.0.1:{}", free_port());
         let upstream = devnet.rpc.replace("http://", "ws://");
-        let node = start_node(
-            &source.url,
-            &upstream,
-            &[
-                "--pending-stale-after",
-                "60s",
-                "--upstream-poll-interval",
-                "50ms",
-                "--metrics-addr",
-                &metrics,
-            ],
-        )
-        .await;
-        pend_over_latest(&devnet.rpc, &node.rpc, &source).await;
-        let slots = || async {
-            (pending_slot(&node.rpc, writer, 1).await, pending_slot(&node.rpc, writer, 2).await)
-        };
+        let node = carrying_node(&devnet, &source, &upstream, &metrics, &[]).await;
+        let slots = || both_slots(&node.rpc, writer);
         assert_eq!(slots().await, (11, 22), "read at N");
         // Block N+k, never streamed to the node, writes slot 2.
         let receipt = sealed_on(&devnet.rpc, write_slot(key, writer, 3, 2, 102)).await;
@@ -385,6 +402,7 @@ async fn reth_chain_notifications_bring_heads_and_state_diffs() {
             assert_eq!(outcome["error"]["code"], -32601, "{outcome}");
         }
         pend_over_latest(&devnet.rpc, &node.rpc, &source).await;
+        carried_to_pending(&node.rpc, &metrics).await;
         let storage_reads = |page: &str| {
             metric(page, "flashnode_upstream_requests_total", &[("method", "eth_getStorageAt")])
         };
