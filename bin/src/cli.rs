@@ -68,7 +68,7 @@ pub struct OverlayArgs {
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub stream_ping_interval: Duration,
     /// Largest accepted flashblock frame, in bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, default_value_t = flashnode_overlay::DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
     /// A pending block with no new flashblock for this long is not served. Unset, at least 4
     /// flashblock intervals of the chain; 2 or less refuses to start.
@@ -96,7 +96,7 @@ pub struct OverlayArgs {
     #[arg(long, default_value = "6s", value_parser = parse_duration)]
     pub send_raw_sync_max: Duration,
     /// Gas cap of eth_call and eth_estimateGas, and of an eth_simulateV1 in all its calls.
-    #[arg(long, default_value_t = 50_000_000)]
+    #[arg(long, default_value_t = flashnode_rpc::DEFAULT_GAS_CAP)]
     pub rpc_gas_cap: u64,
     /// Wall-clock budget of one request's EVM execution (eth_call, eth_estimateGas,
     /// eth_createAccessList, eth_simulateV1), as geth's --rpc.evmtimeout: past it the call
@@ -105,7 +105,7 @@ pub struct OverlayArgs {
     pub rpc_evm_timeout: Duration,
     /// Executions run at once on their own threads (0 = every core but one, so flashblock
     /// ingest keeps a core); 16 more per executor may wait, beyond that calls answer -32005.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = flashnode_rpc::DEFAULT_MAX_CONCURRENT_EXECUTIONS)]
     pub rpc_max_concurrent_executions: usize,
     /// Open connections to the RPC port in all, HTTP and websocket; beyond it a connection gets
     /// HTTP 429. Lowered at start, with a warning, when RLIMIT_NOFILE minus --fd-reserve cannot
@@ -114,11 +114,11 @@ pub struct OverlayArgs {
     pub rpc_max_connections: u32,
     /// Open connections to the RPC port per client IP (0 = no limit); beyond it a connection
     /// gets HTTP 429.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = flashnode_rpc::DEFAULT_PER_IP_CONNECTIONS)]
     pub rpc_per_ip_connections: usize,
     /// Live eth_subscribe subscriptions per client IP on the RPC port (0 = no limit); beyond it
     /// eth_subscribe answers -32005.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = flashnode_rpc::DEFAULT_PER_IP_SUBSCRIPTIONS)]
     pub rpc_per_ip_subscriptions: usize,
     /// Most calls in one JSON-RPC batch (geth's BatchRequestLimit; 0 = no limit); a larger
     /// batch answers -32010 naming this flag.
@@ -154,13 +154,13 @@ pub struct FanoutArgs {
     #[arg(long)]
     pub ws_close_public: bool,
     /// Fan-out connections per client IP.
-    #[arg(long, default_value_t = 10, visible_aliases = ["per-ip-connection-limit", "per-ip-connections-limit"])]
+    #[arg(long, default_value_t = flashnode_fanout::DEFAULT_PER_IP_LIMIT, visible_aliases = ["per-ip-connection-limit", "per-ip-connections-limit"])]
     pub ws_per_ip_limit: usize,
     /// Fan-out subscribers per API key (`/ws/{key}`); 0 = no limit. Beyond it, HTTP 429.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = flashnode_fanout::DEFAULT_PER_KEY_LIMIT)]
     pub ws_per_key_limit: usize,
     /// Fan-out connections in all.
-    #[arg(long, default_value_t = 10_000, visible_aliases = ["instance-connection-limit", "global-connections-limit"])]
+    #[arg(long, default_value_t = flashnode_fanout::DEFAULT_GLOBAL_LIMIT, visible_aliases = ["instance-connection-limit", "global-connections-limit"])]
     pub ws_global_limit: usize,
     /// Take fan-out client IPs from X-Forwarded-For (only behind a trusted load balancer).
     #[arg(long)]
@@ -168,7 +168,7 @@ pub struct FanoutArgs {
     /// With --ws-trust-forwarded-for: trusted proxies in front of the fan-out. The client is
     /// the X-Forwarded-For entry this many places from the right (1: the one the nearest proxy
     /// appended); entries left of it are the client's own and are ignored.
-    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    #[arg(long, default_value_t = flashnode_fanout::DEFAULT_TRUSTED_PROXY_HOPS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
     pub ws_trusted_proxy_hops: usize,
     /// Longest a fan-out connection may take from accept to a complete websocket handshake.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -182,11 +182,11 @@ pub struct FanoutArgs {
     #[arg(long, visible_alias = "enable-compression")]
     pub ws_compression: bool,
     /// Messages a fan-out client may lag behind before it is disconnected.
-    #[arg(long, default_value_t = 20, visible_alias = "message-buffer-size")]
+    #[arg(long, default_value_t = flashnode_fanout::DEFAULT_BUFFER, visible_alias = "message-buffer-size")]
     pub ws_buffer: usize,
     /// Fan-out writer threads (each writes every flashblock to its share of the subscribers);
     /// 0 = one per core, at most 4; at most 64.
-    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
+    #[arg(long, default_value_t = flashnode_fanout::DEFAULT_WRITERS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
     pub ws_writers: usize,
     /// Interval between the fan-out's pings to each client.
     #[arg(long, default_value = "15s", value_parser = parse_duration, visible_alias = "client-ping-interval-ms")]
@@ -198,10 +198,10 @@ pub struct FanoutArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub ws_send_timeout: Duration,
     /// Frames the fan-out's resume ring keeps for `/ws?from=<block>-<index>` (a few blocks).
-    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    #[arg(long, default_value_t = flashnode_fanout::DEFAULT_RING_FRAMES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub ws_ring_frames: usize,
     /// Bytes the fan-out's resume ring keeps (the newest frame is kept whatever its size).
-    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, default_value_t = flashnode_fanout::DEFAULT_RING_BYTES)]
     pub ws_ring_bytes: usize,
 }
 
@@ -234,7 +234,7 @@ pub struct RelayArgs {
     #[arg(long, default_value = "2s", value_parser = parse_duration, visible_alias = "subscriber-max-interval-ms")]
     pub stream_backoff_max: Duration,
     /// Largest accepted flashblock frame, in bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, default_value_t = flashnode_overlay::DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
     /// `/readyz` answers 503 when the upstream's last frame is older than this.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -534,6 +534,60 @@ mod tests {
             parse_duration(&text).expect("a duration")
         };
         assert_eq!(default_of("upstream_timeout"), flashnode_overlay::DEFAULT_REQUEST_TIMEOUT);
+    }
+
+    /// Every flag's default is its crate's: each component's settings from a command line that
+    /// gives only the required flags equal that component's `Default` (or its `DEFAULT_*`).
+    #[test]
+    fn defaults_agree_with_their_crates() {
+        let upstream = "http://127.0.0.1:1";
+        let cli = Cli::try_parse_from(["flashnode", "node", "--upstream-rpc", upstream])
+            .expect("node parses");
+        let Command::Node(node) = cli.command else { panic!("not node: {:?}", cli.command) };
+        let debug = |c: &dyn std::fmt::Debug| format!("{c:?}");
+        assert_eq!(
+            debug(&node.overlay.rpc_config(node.rpc_addr)),
+            debug(&flashnode_rpc::RpcConfig::default())
+        );
+        assert_eq!(
+            debug(&node.overlay.fanout.config(node.flashblocks_addr)),
+            debug(&flashnode_fanout::FanoutConfig::default())
+        );
+        assert_eq!(
+            node.overlay.stream_config("ws://127.0.0.1:1/ws".into()),
+            flashnode_overlay::StreamConfig::new("ws://127.0.0.1:1/ws")
+        );
+        assert_eq!(
+            debug(&node.upstream_config()),
+            debug(&flashnode_overlay::UpstreamConfig {
+                url: upstream.into(),
+                ..Default::default()
+            })
+        );
+        assert_eq!(node.overlay.max_pending_depth, flashnode_overlay::DEFAULT_MAX_PENDING_DEPTH);
+        assert_eq!(
+            node.overlay.readiness_hysteresis_blocks,
+            flashnode_overlay::DEFAULT_READINESS_HYSTERESIS_BLOCKS
+        );
+        assert_eq!(node.overlay.fanout.fd_reserve, flashnode_fd::DEFAULT_RESERVE);
+        assert_eq!(node.p2p.ban_duration, flashnode_gossip::DEFAULT_BAN_DURATION);
+        assert_eq!(node.p2p.discovery_interval, flashnode_gossip::DEFAULT_DISCOVERY_INTERVAL);
+
+        let cli = Cli::try_parse_from(["flashnode", "relay", "--flashblocks-url", "ws://h/ws"])
+            .expect("relay parses");
+        let Command::Relay(relay) = cli.command else { panic!("not relay: {:?}", cli.command) };
+        assert_eq!(
+            debug(&relay.fanout.config(relay.flashblocks_addr)),
+            debug(&flashnode_fanout::FanoutConfig::default())
+        );
+        // The relay's silence window is its own default (2 s), not the stream client's.
+        assert_eq!(
+            relay.upstream_config(),
+            flashnode_fanout::UpstreamConfig {
+                silence_timeout: Duration::from_secs(2),
+                ..flashnode_fanout::UpstreamConfig::new("ws://h/ws")
+            }
+        );
     }
 
     #[test]

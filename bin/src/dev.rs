@@ -149,16 +149,19 @@ pub async fn run_dev(mut args: DevArgs) -> anyhow::Result<()> {
         "chain preset devnet applied (chain {}, the embedded devnet)",
         args.devnet.chain_id
     );
+    let upstream_url = format!("http://{devnet_rpc}");
     let parts = crate::node::start_node(
-        Some(format!("ws://{ws}/ws")),
-        args.overlay.native_blocks_timestamp.and_then(|t| t.timestamp()),
-        flashnode_exec::ChainConfig::devnet(args.devnet.chain_id),
-        std::sync::Arc::new(source),
-        &format!("http://{devnet_rpc}"),
-        args.devnet.rpc_addr,
-        args.devnet.flashblocks_addr,
-        &args.overlay,
-        None,
+        crate::node::NodeWiring {
+            flashblocks_url: Some(format!("ws://{ws}/ws")),
+            native_blocks_at: args.overlay.native_blocks_timestamp.and_then(|t| t.timestamp()),
+            chain: flashnode_exec::ChainConfig::devnet(args.devnet.chain_id),
+            source: std::sync::Arc::new(source),
+            upstream_url: &upstream_url,
+            rpc_addr: args.devnet.rpc_addr,
+            fanout_addr: args.devnet.flashblocks_addr,
+            args: &args.overlay,
+            gossip: None,
+        },
         cancel.clone(),
         &tasks.executor(),
     )

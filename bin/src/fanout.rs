@@ -1,7 +1,7 @@
 //! Wiring of the raw fan-out into the node: its settings from the flags, and the overlay's
 //! accepted flashblocks turned into the fan-out's source frames.
 
-use crate::cli::{FanoutArgs, OverlayArgs};
+use crate::cli::FanoutArgs;
 use flashnode_fanout::{FanoutConfig, SourceFrame};
 use flashnode_overlay::{Overlay, OverlayEvent};
 use flashnode_tasks::TaskExecutor;
@@ -15,39 +15,42 @@ use tracing::{info_span, warn, Instrument};
 /// reports) the lag; ingest never waits on subscribers.
 const QUEUE: usize = 64;
 
-/// The fan-out's settings from the node's flags.
-pub fn config(addr: SocketAddr, args: &OverlayArgs) -> FanoutConfig {
-    fanout_config(addr, &args.fanout)
-}
-
 /// An API key as configured: `<key>`, or Base's `<app>:<key>` (the key is what follows the
 /// colon).
 fn api_key(entry: &str) -> String {
     entry.split_once(':').map_or(entry, |(_, key)| key).trim().to_string()
 }
 
-/// The fan-out's settings from its flags (node, dev and relay share them).
-pub fn fanout_config(addr: SocketAddr, args: &FanoutArgs) -> FanoutConfig {
-    FanoutConfig {
-        addr,
-        api_keys: args.ws_api_keys.iter().map(|k| api_key(k)).filter(|k| !k.is_empty()).collect(),
-        public: !args.ws_close_public,
-        per_ip_limit: args.ws_per_ip_limit,
-        per_key_limit: args.ws_per_key_limit,
-        global_limit: args.ws_global_limit,
-        trust_forwarded_for: args.ws_trust_forwarded_for,
-        trusted_proxy_hops: args.ws_trusted_proxy_hops,
-        compression: args.ws_compression,
-        buffer: args.ws_buffer,
-        writers: args.ws_writers,
-        handshake_timeout: args.ws_handshake_timeout,
-        fd_reserve: args.fd_reserve,
-        ping_interval: args.ws_ping_interval,
-        pong_timeout: args.ws_pong_timeout,
-        send_timeout: args.ws_send_timeout,
-        ring_frames: args.ws_ring_frames,
-        ring_bytes: args.ws_ring_bytes,
-        ..Default::default()
+impl FanoutArgs {
+    /// The fan-out's settings from its flags (node, dev and relay share them), listening on
+    /// `addr`: the one place the flags become a [`FanoutConfig`].
+    pub fn config(&self, addr: SocketAddr) -> FanoutConfig {
+        FanoutConfig {
+            addr,
+            api_keys: self
+                .ws_api_keys
+                .iter()
+                .map(|k| api_key(k))
+                .filter(|k| !k.is_empty())
+                .collect(),
+            public: !self.ws_close_public,
+            per_ip_limit: self.ws_per_ip_limit,
+            per_key_limit: self.ws_per_key_limit,
+            global_limit: self.ws_global_limit,
+            trust_forwarded_for: self.ws_trust_forwarded_for,
+            trusted_proxy_hops: self.ws_trusted_proxy_hops,
+            compression: self.ws_compression,
+            buffer: self.ws_buffer,
+            writers: self.ws_writers,
+            handshake_timeout: self.ws_handshake_timeout,
+            fd_reserve: self.fd_reserve,
+            ping_interval: self.ws_ping_interval,
+            pong_timeout: self.ws_pong_timeout,
+            send_timeout: self.ws_send_timeout,
+            ring_frames: self.ws_ring_frames,
+            ring_bytes: self.ws_ring_bytes,
+            ..Default::default()
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use crate::{
 };
 use anyhow::Context;
 use flashnode_exec::{ChainConfig, StateSource};
+use flashnode_fanout::FanoutConfig;
 use flashnode_overlay::{run_stream, OverlayConfig, StreamConfig, UpstreamConfig, UpstreamSource};
 use flashnode_rpc::{RpcConfig, RpcContext, RunningRpc, Upstream};
 use flashnode_tasks::{Backoff, TaskExecutor, TaskFailure, TaskManager};
@@ -136,23 +137,104 @@ async fn stream_until_cutover(
     drop(tx);
 }
 
+impl OverlayArgs {
+    /// The stream client's settings for `url` from the node's flags.
+    pub fn stream_config(&self, url: String) -> StreamConfig {
+        StreamConfig {
+            silence_timeout: self.stream_silence_timeout,
+            ping_interval: self.stream_ping_interval,
+            max_frame_bytes: self.max_frame_bytes,
+            ..StreamConfig::new(url)
+        }
+    }
+
+    /// The overlay's settings for `chain` (its native-blocks cutover `native_blocks_at`) from
+    /// the node's flags.
+    pub fn overlay_config(
+        &self,
+        chain: ChainConfig,
+        native_blocks_at: Option<u64>,
+    ) -> OverlayConfig {
+        OverlayConfig {
+            chain,
+            stale_after: self.pending_stale_after,
+            canonical_stale_after: self.canonical_stale_after,
+            max_pending_depth: self.max_pending_depth,
+            native_blocks_at,
+            readiness_hysteresis_blocks: self.readiness_hysteresis_blocks,
+        }
+    }
+
+    /// The RPC server's settings, listening on `addr`, from the node's flags (the connection
+    /// limit as configured, before [`connection_budget`]).
+    pub fn rpc_config(&self, addr: SocketAddr) -> RpcConfig {
+        RpcConfig {
+            addr,
+            max_connections: self.rpc_max_connections,
+            send_raw_sync_max: self.send_raw_sync_max,
+            gas_cap: self.rpc_gas_cap,
+            evm_timeout: self.rpc_evm_timeout,
+            max_concurrent_executions: self.rpc_max_concurrent_executions,
+            per_ip_connections: self.rpc_per_ip_connections,
+            per_ip_subscriptions: self.rpc_per_ip_subscriptions,
+            batch_request_limit: self.rpc_batch_request_limit,
+            batch_response_max_bytes: self.rpc_batch_response_max_bytes,
+        }
+    }
+}
+
+impl NodeArgs {
+    /// The upstream execution client's settings from the node's flags.
+    pub fn upstream_config(&self) -> UpstreamConfig {
+        UpstreamConfig {
+            url: self.upstream_rpc.clone(),
+            poll_interval: self.upstream_poll_interval,
+            request_timeout: self.overlay.upstream_timeout,
+            state_diffs: self.upstream_state_diffs,
+            ..Default::default()
+        }
+    }
+}
+
+/// What `dev` and `node` choose differently when they start the node's parts.
+pub struct NodeWiring<'a> {
+    /// The flashblock stream to consume; None: none (p2p only).
+    pub flashblocks_url: Option<String>,
+    /// The chain's native-blocks cutover (flag or preset): no stream after it.
+    pub native_blocks_at: Option<u64>,
+    /// The chain re-executed.
+    pub chain: ChainConfig,
+    /// Canonical state.
+    pub source: Arc<dyn StateSource>,
+    /// The upstream RPC's URL (proxied methods).
+    pub upstream_url: &'a str,
+    /// Where the RPC listens.
+    pub rpc_addr: SocketAddr,
+    /// Where the fan-out listens.
+    pub fanout_addr: SocketAddr,
+    /// The node's flags.
+    pub args: &'a OverlayArgs,
+    /// The p2p host's counters, when p2p is on.
+    pub gossip: Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>,
+}
+
 /// Starts the stream client, the overlay and the RPC, their tasks on `tasks`.
-/// `native_blocks_at` is the chain's native-blocks cutover (flag or preset): no stream after it.
-// The binary's wiring point: each argument is a part `dev` and `node` choose differently.
-#[allow(clippy::too_many_arguments)]
 pub async fn start_node(
-    flashblocks_url: Option<String>,
-    native_blocks_at: Option<u64>,
-    chain: ChainConfig,
-    source: Arc<dyn StateSource>,
-    upstream_url: &str,
-    rpc_addr: SocketAddr,
-    fanout_addr: SocketAddr,
-    args: &OverlayArgs,
-    gossip: Option<Arc<dyn flashnode_rpc::p2p::GossipStatusSource>>,
+    wiring: NodeWiring<'_>,
     cancel: CancellationToken,
     tasks: &TaskExecutor,
 ) -> anyhow::Result<NodeParts> {
+    let NodeWiring {
+        flashblocks_url,
+        native_blocks_at,
+        chain,
+        source,
+        upstream_url,
+        rpc_addr,
+        fanout_addr,
+        args,
+        gossip,
+    } = wiring;
     let recorder = match args.metrics_addr {
         Some(_) => Some(crate::http::install_recorder()?),
         None => None,
@@ -172,10 +254,7 @@ pub async fn start_node(
     }
     match flashblocks_url.filter(|_| !cutover_passed) {
         Some(url) => {
-            let mut stream_config = StreamConfig::new(url.clone());
-            stream_config.silence_timeout = args.stream_silence_timeout;
-            stream_config.ping_interval = args.stream_ping_interval;
-            stream_config.max_frame_bytes = args.max_frame_bytes;
+            let stream_config = args.stream_config(url);
             // The client holds only a socket and its own backoff, so a panic in it is safe to
             // recover from by starting it again.
             let cancel = cancel.clone();
@@ -200,14 +279,7 @@ pub async fn start_node(
         }
     }
     let overlay = flashnode_overlay::spawn(
-        OverlayConfig {
-            chain,
-            stale_after: args.pending_stale_after,
-            canonical_stale_after: args.canonical_stale_after,
-            max_pending_depth: args.max_pending_depth,
-            native_blocks_at,
-            readiness_hysteresis_blocks: args.readiness_hysteresis_blocks,
-        },
+        args.overlay_config(chain, native_blocks_at),
         source,
         rx,
         cancel.clone(),
@@ -223,18 +295,7 @@ pub async fn start_node(
         args.fanout.fd_reserve,
         flashnode_fd::nofile_limit(),
     )?;
-    let config = RpcConfig {
-        addr: rpc_addr,
-        max_connections: rpc_connections,
-        send_raw_sync_max: args.send_raw_sync_max,
-        gas_cap: args.rpc_gas_cap,
-        evm_timeout: args.rpc_evm_timeout,
-        max_concurrent_executions: args.rpc_max_concurrent_executions,
-        per_ip_connections: args.rpc_per_ip_connections,
-        per_ip_subscriptions: args.rpc_per_ip_subscriptions,
-        batch_request_limit: args.rpc_batch_request_limit,
-        batch_response_max_bytes: args.rpc_batch_response_max_bytes,
-    };
+    let config = RpcConfig { max_connections: rpc_connections, ..args.rpc_config(rpc_addr) };
     // Serving stops first on shutdown (and with everything else if `cancel` fires alone).
     let serving = cancel.child_token();
     if let (Some(addr), Some(handle)) = (args.metrics_addr, recorder) {
@@ -247,8 +308,8 @@ pub async fn start_node(
         );
         crate::http::serve(addr, operator, cancel.clone(), tasks).await?;
     }
-    let mut fanout_config = crate::fanout::config(fanout_addr, args);
-    fanout_config.global_limit = fanout_connections;
+    let fanout_config =
+        FanoutConfig { global_limit: fanout_connections, ..args.fanout.config(fanout_addr) };
     let fanout_addr = crate::fanout::start(fanout_config, &overlay, serving.clone(), tasks)
         .await
         .context("starting the flashblock fan-out")?
@@ -358,13 +419,7 @@ pub async fn run_node(mut args: NodeArgs) -> anyhow::Result<()> {
     if args.overlay.metrics_addr.is_some() {
         crate::http::install_recorder()?;
     }
-    let upstream = UpstreamConfig {
-        url: args.upstream_rpc.clone(),
-        poll_interval: args.upstream_poll_interval,
-        request_timeout: args.overlay.upstream_timeout,
-        state_diffs: args.upstream_state_diffs,
-        ..Default::default()
-    };
+    let upstream = args.upstream_config();
     // The execution client may start after us (a sidecar in the same pod, a restart): wait for
     // it with backoff instead of exiting into a crash loop; SIGINT/SIGTERM still stop us.
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
@@ -450,15 +505,17 @@ pub async fn run_node(mut args: NodeArgs) -> anyhow::Result<()> {
         ),
     };
     let parts = start_node(
-        flashblocks_url.clone(),
-        native_blocks_at,
-        chain,
-        source,
-        &args.upstream_rpc,
-        args.rpc_addr,
-        args.flashblocks_addr,
-        &args.overlay,
-        gossip,
+        NodeWiring {
+            flashblocks_url: flashblocks_url.clone(),
+            native_blocks_at,
+            chain,
+            source,
+            upstream_url: &args.upstream_rpc,
+            rpc_addr: args.rpc_addr,
+            fanout_addr: args.flashblocks_addr,
+            args: &args.overlay,
+            gossip,
+        },
         cancel.clone(),
         &tasks.executor(),
     )

@@ -2,7 +2,7 @@
 //! resumed after a blip), the node's fan-out out (`/ws`, `/ws/{key}`, filters, limits,
 //! compression, pings, lag handling, resume); no RPC, no execution, no state.
 
-use crate::{cli::RelayArgs, fanout::fanout_config};
+use crate::cli::RelayArgs;
 use anyhow::Context;
 use flashnode_fanout::{run_upstream, UpstreamConfig, UpstreamState};
 use flashnode_tasks::{Backoff, TaskExecutor, TaskManager};
@@ -26,6 +26,20 @@ struct Operator {
     tasks: TaskExecutor,
 }
 
+impl RelayArgs {
+    /// The upstream stream client's settings from the relay's flags.
+    pub fn upstream_config(&self) -> UpstreamConfig {
+        UpstreamConfig {
+            url: self.flashblocks_url.clone(),
+            ping_interval: self.stream_ping_interval,
+            silence_timeout: self.stream_silence_timeout,
+            max_frame_bytes: self.max_frame_bytes,
+            backoff_max: self.stream_backoff_max,
+            ..Default::default()
+        }
+    }
+}
+
 /// `flashnode relay`.
 pub async fn run_relay(args: RelayArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -39,7 +53,7 @@ pub async fn run_relay(args: RelayArgs) -> anyhow::Result<()> {
     let serving = cancel.child_token();
     let (tx, rx) = mpsc::channel(QUEUE);
     let fanout = flashnode_fanout::serve(
-        fanout_config(args.flashblocks_addr, &args.fanout),
+        args.fanout.config(args.flashblocks_addr),
         rx,
         serving.clone(),
         &tasks.executor(),
@@ -47,14 +61,7 @@ pub async fn run_relay(args: RelayArgs) -> anyhow::Result<()> {
     .await
     .context("starting the relay's fan-out")?;
     let state = Arc::new(UpstreamState::default());
-    let upstream = UpstreamConfig {
-        url: args.flashblocks_url.clone(),
-        ping_interval: args.stream_ping_interval,
-        silence_timeout: args.stream_silence_timeout,
-        max_frame_bytes: args.max_frame_bytes,
-        backoff_max: args.stream_backoff_max,
-        ..Default::default()
-    };
+    let upstream = args.upstream_config();
     {
         let (state, cancel) = (state.clone(), cancel.clone());
         // The client holds a socket, its backoff and the last position relayed (in `state`,

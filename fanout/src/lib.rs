@@ -91,28 +91,53 @@ pub struct FanoutConfig {
     pub ring_bytes: usize,
 }
 
+/// Default of [`FanoutConfig::per_ip_limit`].
+pub const DEFAULT_PER_IP_LIMIT: usize = 10;
+/// Default of [`FanoutConfig::per_key_limit`]: 0, no limit.
+pub const DEFAULT_PER_KEY_LIMIT: usize = 0;
+/// Default of [`FanoutConfig::global_limit`].
+pub const DEFAULT_GLOBAL_LIMIT: usize = 10_000;
+/// Default of [`FanoutConfig::trusted_proxy_hops`].
+pub const DEFAULT_TRUSTED_PROXY_HOPS: usize = 1;
+/// Default of [`FanoutConfig::buffer`].
+pub const DEFAULT_BUFFER: usize = 20;
+/// Default of [`FanoutConfig::writers`]: 0, one per core, at most 4.
+pub const DEFAULT_WRITERS: usize = 0;
+/// Default of [`FanoutConfig::send_timeout`].
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default of [`FanoutConfig::ping_interval`].
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Default of [`FanoutConfig::pong_timeout`].
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`FanoutConfig::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of [`FanoutConfig::ring_frames`].
+pub const DEFAULT_RING_FRAMES: usize = 64;
+/// Default of [`FanoutConfig::ring_bytes`] (32 MiB).
+pub const DEFAULT_RING_BYTES: usize = 32 * 1024 * 1024;
+
 impl Default for FanoutConfig {
     fn default() -> Self {
         Self {
             addr: ([127, 0, 0, 1], 8546).into(),
             api_keys: Vec::new(),
             public: true,
-            per_ip_limit: 10,
-            per_key_limit: 0,
-            global_limit: 10_000,
+            per_ip_limit: DEFAULT_PER_IP_LIMIT,
+            per_key_limit: DEFAULT_PER_KEY_LIMIT,
+            global_limit: DEFAULT_GLOBAL_LIMIT,
             trust_forwarded_for: false,
-            trusted_proxy_hops: 1,
+            trusted_proxy_hops: DEFAULT_TRUSTED_PROXY_HOPS,
             compression: false,
-            buffer: 20,
-            writers: 0,
-            send_timeout: Duration::from_millis(1_000),
-            ping_interval: Duration::from_secs(15),
-            pong_timeout: Duration::from_secs(30),
+            buffer: DEFAULT_BUFFER,
+            writers: DEFAULT_WRITERS,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
             socket_send_buffer: 256 * 1024,
-            handshake_timeout: Duration::from_secs(5),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             fd_reserve: flashnode_fd::DEFAULT_RESERVE,
-            ring_frames: 64,
-            ring_bytes: 32 * 1024 * 1024,
+            ring_frames: DEFAULT_RING_FRAMES,
+            ring_bytes: DEFAULT_RING_BYTES,
         }
     }
 }

@@ -67,6 +67,12 @@ pub struct GossipConfig {
     pub discovery: Option<DiscoveryConfig>,
 }
 
+/// Default of [`GossipConfig::ban_duration`] (op-node: 1 h).
+pub const DEFAULT_BAN_DURATION: Duration = Duration::from_secs(3600);
+
+/// Default of [`DiscoveryConfig::interval`].
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
+
 impl GossipConfig {
     /// Defaults for `chain_id` and `signer`, listening on `listen`.
     pub fn new(chain_id: u64, listen: Multiaddr, unsafe_block_signer: Address) -> Self {
@@ -87,7 +93,7 @@ impl GossipConfig {
             store_retain: 4096,
             max_gap: 1000,
             altsync_per_peer: 4,
-            ban_duration: Duration::from_secs(3600),
+            ban_duration: DEFAULT_BAN_DURATION,
             peers_lo: 20,
             peers_hi: 30,
             peers_grace: Duration::from_secs(30),
@@ -113,6 +119,11 @@ pub struct DiscoveryConfig {
 impl DiscoveryConfig {
     /// Discovery on `listen` with no bootnodes and a 5 s lookup interval.
     pub fn new(listen: SocketAddr) -> Self {
-        Self { listen, advertise_ip: None, bootnodes: Vec::new(), interval: Duration::from_secs(5) }
+        Self {
+            listen,
+            advertise_ip: None,
+            bootnodes: Vec::new(),
+            interval: DEFAULT_DISCOVERY_INTERVAL,
+        }
     }
 }

@@ -47,7 +47,10 @@ pub use validate::{Outcome, Refusal, ValidationError, Validator, VerifiedBlock, 
 /// The libp2p host and everything built on it.
 #[cfg(feature = "swarm")]
 pub use self::{
-    config::{tcp_multiaddr, DiscoveryConfig, GossipConfig},
+    config::{
+        tcp_multiaddr, DiscoveryConfig, GossipConfig, DEFAULT_BAN_DURATION,
+        DEFAULT_DISCOVERY_INTERVAL,
+    },
     discovery::{enr_peer_id, DiscoveryError, Enr, OpStackEnr, OpStackEnrError, StartError},
     enr::{parse_peer_addr, AddrError, EnrError},
     gate::{Subnet, SubnetError},

@@ -42,8 +42,9 @@ pub use service::{
 };
 pub use stream::{
     run_stream, DisconnectReason, StreamConfig, StreamEvent, DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_PING_INTERVAL, DEFAULT_SILENCE_TIMEOUT,
 };
 pub use upstream::{
-    UpstreamConfig, UpstreamSource, CARRIED_BLOCK, DEFAULT_REQUEST_TIMEOUT, DIFFS_TOTAL,
-    HEADS_TOTAL, HEAD_SOURCE,
+    UpstreamConfig, UpstreamSource, CARRIED_BLOCK, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
+    DIFFS_TOTAL, HEADS_TOTAL, HEAD_SOURCE,
 };

@@ -39,7 +39,9 @@ use crate::{
     },
 };
 
-pub use flashnode_wsclient::DEFAULT_MAX_FRAME_BYTES;
+pub use flashnode_wsclient::{
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_SILENCE_TIMEOUT,
+};
 
 /// How long a goodbye Close frame may take when cancelled.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);

@@ -40,6 +40,10 @@ use tracing::{debug, info_span, warn, Instrument};
 /// long enough for a busy execution client's batch of a few thousand reads.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the upstream is polled for new heads unless configured otherwise
+/// (`--upstream-poll-interval`).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Upstream settings.
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
@@ -62,7 +66,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             url: "http://127.0.0.1:8545".into(),
-            poll_interval: Duration::from_millis(100),
+            poll_interval: DEFAULT_POLL_INTERVAL,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             cache_bytes: 256 * 1024 * 1024,
             state_diffs: true,

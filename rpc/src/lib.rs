@@ -56,6 +56,18 @@ pub const DEFAULT_BATCH_RESPONSE_MAX_BYTES: usize = 25_000_000;
 /// Connections the RPC port holds at once, unless configured otherwise (geth has no such cap;
 /// jsonrpsee's default is 100, too few for a public endpoint's keep-alive pools).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// Default of [`RpcConfig::send_raw_sync_max`] (Base caps `eth_sendRawTransactionSync` at 6 s).
+pub const DEFAULT_SEND_RAW_SYNC_MAX: Duration = Duration::from_secs(6);
+/// Default of [`RpcConfig::gas_cap`].
+pub const DEFAULT_GAS_CAP: u64 = 50_000_000;
+/// Default of [`RpcConfig::per_ip_connections`].
+pub const DEFAULT_PER_IP_CONNECTIONS: usize = 100;
+/// Default of [`RpcConfig::per_ip_subscriptions`].
+pub const DEFAULT_PER_IP_SUBSCRIPTIONS: usize = 1_000;
+/// Default of [`RpcConfig::evm_timeout`] (geth's `--rpc.evmtimeout`).
+pub const DEFAULT_EVM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of [`RpcConfig::max_concurrent_executions`]: 0, every core but one.
+pub const DEFAULT_MAX_CONCURRENT_EXECUTIONS: usize = 0;
 /// Request bodies up to this size are checked for an `id` that is not a JSON-RPC id (bigger
 /// ones go to jsonrpsee as they are).
 const ID_CHECK_MAX_BYTES: u64 = 64 * 1024;
@@ -90,13 +102,13 @@ impl Default for RpcConfig {
     fn default() -> Self {
         Self {
             addr: ([127, 0, 0, 1], 8545).into(),
-            send_raw_sync_max: Duration::from_millis(6_000),
-            gas_cap: 50_000_000,
+            send_raw_sync_max: DEFAULT_SEND_RAW_SYNC_MAX,
+            gas_cap: DEFAULT_GAS_CAP,
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            per_ip_connections: 100,
-            per_ip_subscriptions: 1_000,
-            evm_timeout: Duration::from_secs(5),
-            max_concurrent_executions: 0,
+            per_ip_connections: DEFAULT_PER_IP_CONNECTIONS,
+            per_ip_subscriptions: DEFAULT_PER_IP_SUBSCRIPTIONS,
+            evm_timeout: DEFAULT_EVM_TIMEOUT,
+            max_concurrent_executions: DEFAULT_MAX_CONCURRENT_EXECUTIONS,
             batch_request_limit: DEFAULT_BATCH_REQUEST_LIMIT,
             batch_response_max_bytes: DEFAULT_BATCH_RESPONSE_MAX_BYTES,
         }

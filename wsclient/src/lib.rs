@@ -20,6 +20,16 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Default cap on one flashblock once decompressed, in bytes.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 32 * 1024 * 1024;
 
+/// Default of [`StreamClientConfig::ping_interval`].
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Default of [`StreamClientConfig::silence_timeout`].
+pub const DEFAULT_SILENCE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Default of [`StreamClientConfig::backoff_max`]: a 200 ms stream loses ~10 flashblocks per
+/// second of backoff, so a reconnect is tried at least every 2 s.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
 /// Settings of a flashblock stream client: where it connects, how it proves the link alive,
 /// what it accepts and how it backs off.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +56,13 @@ impl Default for StreamClientConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
-            ping_interval: Duration::from_millis(500),
-            silence_timeout: Duration::from_secs(1),
+            ping_interval: DEFAULT_PING_INTERVAL,
+            silence_timeout: DEFAULT_SILENCE_TIMEOUT,
             connect_timeout: Duration::from_secs(5),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
             backoff_min: Duration::from_millis(10),
-            // A 200 ms stream loses ~10 flashblocks per second of backoff: retry at least every 2 s.
-            backoff_max: Duration::from_secs(2),
+            backoff_max: DEFAULT_BACKOFF_MAX,
         }
     }
 }
