@@ -291,8 +291,7 @@ async fn state_survives_blocks_that_did_not_touch_it() {
         let proxy = flashnode_tests::counting::CountingProxy::start(&devnet.rpc).await;
         let source = FlashblockSource::start().await;
         let flag = if diffs { "true" } else { "false" };
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let node = start_node(
+        let (node, metrics) = start_node_with_metrics(
             &source.url,
             &proxy.url,
             &[
@@ -302,8 +301,6 @@ async fn state_survives_blocks_that_did_not_touch_it() {
                 "50ms",
                 "--upstream-state-diffs",
                 flag,
-                "--metrics-addr",
-                &metrics,
             ],
         )
         .await;
@@ -349,19 +346,11 @@ async fn reth_chain_notifications_bring_heads_and_state_diffs() {
         let key = DEV_KEYS[4];
         let writer = writer_with_two_slots(&devnet.rpc, key).await;
         let source = FlashblockSource::start().await;
-        let metrics = format!("127.0.0.1:{}", free_port());
         let upstream = devnet.rpc.replace("http://", "ws://");
-        let node = start_node(
+        let (node, metrics) = start_node_with_metrics(
             &source.url,
             &upstream,
-            &[
-                "--pending-stale-after",
-                "60s",
-                "--upstream-poll-interval",
-                "50ms",
-                "--metrics-addr",
-                &metrics,
-            ],
+            &["--pending-stale-after", "60s", "--upstream-poll-interval", "50ms"],
         )
         .await;
         pend_over_latest(&devnet.rpc, &node.rpc, &source).await;
