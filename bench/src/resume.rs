@@ -21,7 +21,7 @@ use crate::{
 };
 use anyhow::Context;
 use clap::Args;
-use flashnode_tests::{decode_frame, free_port, metric, scrape, Proc};
+use flashnode_tests::{decode_frame, follows, free_port, metric, scrape, Proc};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::{
@@ -70,11 +70,6 @@ type Position = (u64, u64);
 
 /// Every frame one client received, with its receive instant.
 type Log = Arc<Mutex<Vec<(Position, Instant)>>>;
-
-/// Whether `next` directly follows `prev`: the next index, or a later block's index 0.
-fn follows(prev: Position, next: Position) -> bool {
-    next == (prev.0, prev.1 + 1) || (next.0 > prev.0 && next.1 == 0)
-}
 
 /// Reads flashblocks from `url` into `log` until `stop`; with `reconnect`, connects again
 /// (every 20 ms) whenever the stream ends.

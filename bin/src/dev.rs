@@ -128,7 +128,8 @@ pub async fn run_dev(mut args: DevArgs) -> anyhow::Result<()> {
     config.flashblocks_addr = Some(args.devnet_flashblocks_addr);
     // The devnet stands for the remote sequencer: it gets its own thread, so load on the node's
     // RPC (on the main runtime) cannot starve the stream the node ingests.
-    let devnet_runtime = crate::runtime::DedicatedRuntime::new("flashnode-devnet")?;
+    let devnet_runtime = flashnode_tasks::DedicatedRuntime::new("flashnode-devnet")
+        .context("starting the flashnode-devnet runtime")?;
     let in_devnet = devnet_runtime.enter();
     let devnet = Devnet::spawn(config, cancel.clone(), &tasks.executor())
         .await

@@ -13,7 +13,6 @@ mod node;
 mod p2p;
 mod presets;
 mod relay;
-mod runtime;
 mod status;
 
 /// How long the runtime may wait for blocking threads at exit. The shutdown already spent

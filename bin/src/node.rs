@@ -3,14 +3,13 @@
 use crate::{
     cli::{NodeArgs, OverlayArgs},
     presets::ChainPreset,
-    runtime::DedicatedRuntime,
 };
 use anyhow::Context;
 use flashnode_exec::{ChainConfig, StateSource};
 use flashnode_fanout::FanoutConfig;
 use flashnode_overlay::{run_stream, OverlayConfig, StreamConfig, UpstreamConfig, UpstreamSource};
 use flashnode_rpc::{RpcConfig, RpcContext, RunningRpc, Upstream};
-use flashnode_tasks::{Backoff, TaskExecutor, TaskFailure, TaskManager};
+use flashnode_tasks::{Backoff, DedicatedRuntime, TaskExecutor, TaskFailure, TaskManager};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
@@ -243,7 +242,8 @@ pub async fn start_node(
     // Ingest (stream reader, sequencing, re-execution) gets its own thread and runtime, so the
     // kernel shares the CPU between ingest and serving instead of thousands of fan-out tasks
     // queueing ahead of ingest on one runtime (at 10,000 subscribers that made frames stale).
-    let ingest = DedicatedRuntime::new("flashnode-ingest")?;
+    let ingest = DedicatedRuntime::new("flashnode-ingest")
+        .context("starting the flashnode-ingest runtime")?;
     let in_ingest = ingest.enter();
     let cutover_passed = native_blocks_at.is_some_and(|at| unix_now() >= at);
     if let (true, Some(at)) = (cutover_passed, native_blocks_at) {

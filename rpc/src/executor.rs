@@ -13,6 +13,7 @@
 
 use crate::error::{RpcError, RpcResult};
 use flashnode_exec::Budget;
+use flashnode_tasks::DedicatedRuntime;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
 
@@ -49,18 +50,20 @@ pub struct Executor {
     forwarding: Arc<Semaphore>,
 }
 
-/// The runtime whose blocking threads run the executions (its one worker stays idle).
+/// The runtime whose blocking threads run the executions (its one worker stays idle); `None`
+/// when it could not be started.
 #[derive(Debug)]
-struct ExecutionThreads(Option<tokio::runtime::Runtime>);
+struct ExecutionThreads(Option<DedicatedRuntime>);
 
 impl ExecutionThreads {
     fn new(max: usize) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .max_blocking_threads(max)
-            .thread_name("flashnode-rpc-exec")
-            .on_thread_start(lower_this_threads_priority)
-            .build();
+        let runtime = DedicatedRuntime::build(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(max)
+                .thread_name("flashnode-rpc-exec")
+                .on_thread_start(lower_this_threads_priority),
+        );
         match runtime {
             Ok(runtime) => Self(Some(runtime)),
             Err(err) => {
@@ -75,19 +78,9 @@ impl ExecutionThreads {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
-        match &self.0 {
-            Some(runtime) => runtime.spawn_blocking(f),
+        match self.0.as_ref().and_then(DedicatedRuntime::handle) {
+            Some(handle) => handle.spawn_blocking(f),
             None => tokio::task::spawn_blocking(f),
-        }
-    }
-}
-
-impl Drop for ExecutionThreads {
-    fn drop(&mut self) {
-        // Dropping a runtime in place would wait for (and, in async code, panic on) a running
-        // execution; each one stops on its own budget.
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
         }
     }
 }

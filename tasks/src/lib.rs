@@ -1,4 +1,5 @@
-//! Task supervision for flashnode, and the one reconnect [`Backoff`].
+//! Task supervision for flashnode, the one reconnect [`Backoff`] and the [`DedicatedRuntime`]
+//! for work kept off the main runtime.
 //!
 //! Every long-running task is spawned through a [`TaskExecutor`] with a name and a tracing span.
 //! A *critical* task (the overlay, the stream, a server's accept loop) that panics or ends
@@ -13,9 +14,11 @@ mod backoff;
 #[cfg(debug_assertions)]
 mod fault;
 mod manager;
+mod runtime;
 
 pub use backoff::Backoff;
 pub use manager::{TaskExecutor, TaskFailure, TaskManager};
+pub use runtime::DedicatedRuntime;
 
 /// Counter of critical-task failures (panics or unexpected ends), labelled by `task`.
 pub const TASK_FAILURES_TOTAL: &str = "flashnode_task_failures_total";

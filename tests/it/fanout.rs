@@ -17,11 +17,7 @@ async fn status_of(url: &str, xff: Option<&str>) -> u16 {
     if let Some(ip) = xff {
         req.headers_mut().insert("x-forwarded-for", HeaderValue::from_str(ip).unwrap());
     }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok(_) => 101,
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("unexpected handshake error {e}"),
-    }
+    handshake_status(req).await
 }
 
 /// The fan-out re-publishes accepted flashblocks in order, once each, and decodes as the
@@ -79,28 +75,7 @@ async fn slow_consumer_is_dropped_fast_ones_get_everything() {
     }
     // Big flashblocks (~60 KB of calldata each) fill the slow socket quickly.
     let provider = node.provider();
-    let data = Bytes::from(vec![0xee; 6_000]);
-    let load = tokio::spawn({
-        let rpc = node.rpc.clone();
-        async move {
-            for nonce in 0..40u64 {
-                for key in &DEV_KEYS[..5] {
-                    let raw = sign_1559(
-                        key,
-                        901,
-                        nonce,
-                        TxKind::Call(Address::repeat_byte(3)),
-                        U256::ZERO,
-                        data.clone(),
-                        300_000,
-                        10_000_000_000,
-                    );
-                    raw_rpc(&rpc, "eth_sendRawTransaction", serde_json::json!([raw])).await;
-                }
-                tokio::time::sleep(Duration::from_millis(60)).await;
-            }
-        }
-    });
+    let load = load_big_flashblocks(node.rpc.clone());
     let _ = provider;
     // Reference: everything the first fast client received over the load period.
     let mut got: Vec<Vec<(u64, u64)>> = vec![Vec::new(); fast.len()];

@@ -4,7 +4,7 @@
 
 use flashnode_tests::{
     relay::{Fault, Relay},
-    upstream::{UpstreamMode, UpstreamProxy},
+    upstream::UpstreamMode,
     *,
 };
 use serde_json::{json, Value};
@@ -125,28 +125,11 @@ async fn stream_flapping_never_serves_a_stale_pending() {
 /// upstream's return the node is ready and in flashblocks mode again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_is_not_ready_then_recovers() {
-    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
-    let proxy = UpstreamProxy::start(&devnet.rpc).await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(
-        &devnet.ws,
-        &proxy.url,
-        &["--metrics-addr", &metrics, "--canonical-stale-after", "2s", "--upstream-timeout", "1s"],
-    )
-    .await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 200
-        })
-        .await
-    );
+    let ProxiedNode { devnet: _devnet, proxy, metrics, node } = ProxiedNode::start("2s").await;
 
     proxy.set(UpstreamMode::Down);
     assert!(
-        eventually(Duration::from_secs(4), || async {
-            http_get(&metrics, "/readyz").await.0 == 503
-        })
-        .await,
+        readyz_becomes(&metrics, 503, Duration::from_secs(4)).await,
         "not ready while the upstream is down: {:?}",
         http_get(&metrics, "/readyz").await
     );
@@ -172,10 +155,7 @@ async fn upstream_down_is_not_ready_then_recovers() {
 
     proxy.set(UpstreamMode::Pass);
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 200
-        })
-        .await,
+        readyz_becomes(&metrics, 200, Duration::from_secs(5)).await,
         "ready again: {:?} {}",
         http_get(&metrics, "/readyz").await,
         status(&node.rpc).await
@@ -189,21 +169,7 @@ async fn upstream_down_is_not_ready_then_recovers() {
 /// recovers within 5 s once the upstream is fast again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_slow_answers_timeouts_not_hangs() {
-    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
-    let proxy = UpstreamProxy::start(&devnet.rpc).await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(
-        &devnet.ws,
-        &proxy.url,
-        &["--metrics-addr", &metrics, "--canonical-stale-after", "2s", "--upstream-timeout", "1s"],
-    )
-    .await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 200
-        })
-        .await
-    );
+    let ProxiedNode { devnet: _devnet, proxy, metrics, node } = ProxiedNode::start("2s").await;
 
     proxy.set(UpstreamMode::Slow(Duration::from_secs(3)));
     let started = Instant::now();
@@ -220,19 +186,13 @@ async fn upstream_slow_answers_timeouts_not_hangs() {
     .await;
     assert!(r.get("result").is_some() || r["error"]["message"].is_string(), "{r}");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 503
-        })
-        .await,
+        readyz_becomes(&metrics, 503, Duration::from_secs(5)).await,
         "not ready while canonical heads time out"
     );
 
     proxy.set(UpstreamMode::Pass);
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 200
-        })
-        .await,
+        readyz_becomes(&metrics, 200, Duration::from_secs(5)).await,
         "ready again: {}",
         status(&node.rpc).await
     );
@@ -243,39 +203,19 @@ async fn upstream_slow_answers_timeouts_not_hangs() {
 /// naming the status within 2 s; the node turns not ready and recovers within 5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_502_answers_clear_errors_then_recovers() {
-    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
-    let proxy = UpstreamProxy::start(&devnet.rpc).await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(
-        &devnet.ws,
-        &proxy.url,
-        &["--metrics-addr", &metrics, "--canonical-stale-after", "2s", "--upstream-timeout", "1s"],
-    )
-    .await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 200
-        })
-        .await
-    );
+    let ProxiedNode { devnet: _devnet, proxy, metrics, node } = ProxiedNode::start("2s").await;
 
     proxy.set(UpstreamMode::BadGateway);
     let r = rpc_within(Duration::from_secs(2), &node.rpc, "eth_blockNumber", json!([])).await;
     let msg = r["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("upstream") && msg.contains("502"), "a clear 502 error: {r}");
     assert!(
-        eventually(Duration::from_secs(4), || async {
-            http_get(&metrics, "/readyz").await.0 == 503
-        })
-        .await,
+        readyz_becomes(&metrics, 503, Duration::from_secs(4)).await,
         "not ready while the upstream fails"
     );
     proxy.set(UpstreamMode::Pass);
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 200
-        })
-        .await,
+        readyz_becomes(&metrics, 200, Duration::from_secs(5)).await,
         "ready again: {}",
         status(&node.rpc).await
     );
@@ -522,9 +462,8 @@ async fn gossip_peers_dropping_then_reconnect_and_catch_up() {
     for r in &relays {
         addrs.push(p2p_addr(&r.proc).await);
     }
-    let metrics = format!("127.0.0.1:{}", free_port());
     let statics = addrs.join(",");
-    let node = start_node(
+    let (node, metrics) = start_node_with_metrics(
         &devnet.ws,
         &devnet.rpc,
         &[
@@ -534,8 +473,6 @@ async fn gossip_peers_dropping_then_reconnect_and_catch_up() {
             DEV_SIGNER,
             "--p2p-static",
             &statics,
-            "--metrics-addr",
-            &metrics,
         ],
     )
     .await;

@@ -6,55 +6,13 @@
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
 use flashnode_tests::{
     relay::{Fault, Relay},
-    upstream::{UpstreamMode, UpstreamProxy},
+    upstream::UpstreamMode,
     *,
-};
-use op_alloy_rpc_types_engine::flashblock::{
-    OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta,
-    OpFlashblockPayloadMetadata,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const CHAIN_ID: u64 = 901;
-
-fn quantity(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0)
-}
-
-/// Index 0 of `number` on `parent` at `timestamp`, carrying `txs`, under payload id `[id; 8]`.
-fn index_zero(number: u64, parent: B256, timestamp: u64, id: u8, txs: Vec<Bytes>) -> String {
-    let fb = OpFlashblockPayload {
-        payload_id: alloy_rpc_types_engine::PayloadId::new([id; 8]),
-        index: 0,
-        base: Some(OpFlashblockPayloadBase {
-            parent_hash: parent,
-            fee_recipient: Address::repeat_byte(0xcb),
-            block_number: number,
-            gas_limit: 30_000_000,
-            timestamp,
-            base_fee_per_gas: U256::from(1_000_000_000u64),
-            ..Default::default()
-        }),
-        diff: OpFlashblockPayloadDelta {
-            block_hash: B256::repeat_byte(id),
-            transactions: txs,
-            ..Default::default()
-        },
-        metadata: OpFlashblockPayloadMetadata { block_number: number, ..Default::default() },
-    };
-    serde_json::to_string(&fb).unwrap()
-}
-
-/// (number, hash, timestamp) of anvil's latest block.
-async fn latest(url: &str) -> (u64, B256, u64) {
-    let b = raw_rpc(url, "eth_getBlockByNumber", json!(["latest", false])).await["result"].clone();
-    (
-        quantity(&b["number"]),
-        b["hash"].as_str().unwrap().parse().unwrap(),
-        quantity(&b["timestamp"]),
-    )
-}
 
 /// `rejected` count of a class (`other_chain` is `otherChain` in the JSON).
 fn count(s: &Value, class: &str) -> u64 {
@@ -163,21 +121,7 @@ async fn far_future_index_zero_never_turns_preconfirmations_off() {
 /// canonical tip counts as stale (60 s here); the node recovers when the upstream returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_unreachable_bounds_pending_and_degrades_readiness() {
-    let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
-    let proxy = UpstreamProxy::start(&devnet.rpc).await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(
-        &devnet.ws,
-        &proxy.url,
-        &["--metrics-addr", &metrics, "--canonical-stale-after", "60s", "--upstream-timeout", "1s"],
-    )
-    .await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 200
-        })
-        .await
-    );
+    let ProxiedNode { devnet: _devnet, proxy, metrics, node } = ProxiedNode::start("60s").await;
 
     proxy.set(UpstreamMode::Down);
     let degraded = eventually(Duration::from_secs(8), || async {
@@ -221,26 +165,18 @@ async fn upstream_unreachable_bounds_pending_and_degrades_readiness() {
 async fn pending_is_served_only_when_its_state_can_be_read() {
     let anvil = Anvil::start(CHAIN_ID).await;
     let source = FlashblockSource::start().await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(
+    let (node, metrics) = start_node_with_metrics(
         &source.url,
         &anvil.url,
-        &[
-            "--metrics-addr",
-            &metrics,
-            "--canonical-stale-after",
-            "120s",
-            "--pending-stale-after",
-            "60s",
-        ],
+        &["--canonical-stale-after", "120s", "--pending-stale-after", "60s"],
     )
     .await;
-    let (n0, h0, t0) = latest(&anvil.url).await;
+    let (n0, h0, t0) = latest_block(&anvil.url).await;
     let dev0 = address_of(DEV_KEYS[0]);
     // Control: block 1 on the tip is served.
     assert!(
         eventually(Duration::from_secs(10), || async {
-            source.send(index_zero(n0 + 1, h0, t0 + 2, 1, vec![]));
+            source.send(flashblock_frame(n0 + 1, 0, h0, t0 + 2, 1, vec![]));
             status(&node.rpc).await["pendingBlock"] == n0 + 1
         })
         .await,
@@ -251,7 +187,7 @@ async fn pending_is_served_only_when_its_state_can_be_read() {
     assert_eq!(http_get(&metrics, "/readyz").await.0, 200);
 
     // Block 2 on a parent nobody has (no txs: it applies without a single state read).
-    source.send(index_zero(n0 + 2, B256::repeat_byte(0xde), t0 + 4, 2, vec![]));
+    source.send(flashblock_frame(n0 + 2, 0, B256::repeat_byte(0xde), t0 + 4, 2, vec![]));
     let unreadable = eventually(Duration::from_secs(5), || async {
         let s = status(&node.rpc).await;
         s["applied"].as_u64().unwrap_or_default() >= 2 && s["mode"] == "fallback"
@@ -284,14 +220,10 @@ async fn pending_is_served_only_when_its_state_can_be_read() {
 async fn unapplicable_frames_are_classified_and_explained() {
     let anvil = Anvil::start(CHAIN_ID).await;
     let source = FlashblockSource::start().await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(
-        &source.url,
-        &anvil.url,
-        &["--metrics-addr", &metrics, "--canonical-stale-after", "120s"],
-    )
-    .await;
-    let (n0, h0, t0) = latest(&anvil.url).await;
+    let (node, metrics) =
+        start_node_with_metrics(&source.url, &anvil.url, &["--canonical-stale-after", "120s"])
+            .await;
+    let (n0, h0, t0) = latest_block(&anvil.url).await;
     let bad_nonce = sign_1559(
         DEV_KEYS[0],
         CHAIN_ID,
@@ -304,12 +236,12 @@ async fn unapplicable_frames_are_classified_and_explained() {
     );
     let cases: [(&str, String); 4] = [
         // A Base mainnet block number, against a chain at genesis.
-        ("ahead", index_zero(37_646_058, B256::repeat_byte(0x37), t0 + 100, 1, vec![])),
+        ("ahead", flashblock_frame(37_646_058, 0, B256::repeat_byte(0x37), t0 + 100, 1, vec![])),
         // The tip's child, but older than the tip.
-        ("other_chain", index_zero(n0 + 1, h0, t0, 2, vec![])),
-        ("unknown_parent", index_zero(n0 + 1, B256::repeat_byte(0xde), t0 + 2, 3, vec![])),
+        ("other_chain", flashblock_frame(n0 + 1, 0, h0, t0, 2, vec![])),
+        ("unknown_parent", flashblock_frame(n0 + 1, 0, B256::repeat_byte(0xde), t0 + 2, 3, vec![])),
         // On the tip, but its transaction does not execute on the upstream's state.
-        ("diverged", index_zero(n0 + 1, h0, t0 + 2, 4, vec![bad_nonce])),
+        ("diverged", flashblock_frame(n0 + 1, 0, h0, t0 + 2, 4, vec![bad_nonce])),
     ];
     for (class, frame) in cases {
         let seen = eventually(Duration::from_secs(10), || async {
@@ -339,7 +271,7 @@ async fn unapplicable_frames_are_classified_and_explained() {
         .await
     );
     let behind = eventually(Duration::from_secs(10), || async {
-        source.send(index_zero(n0 + 1, h0, t0 + 2, 5, vec![]));
+        source.send(flashblock_frame(n0 + 1, 0, h0, t0 + 2, 5, vec![]));
         let s = status(&node.rpc).await;
         s["canonicalTip"] == n0 + 2
             && count(&s, "stale") >= 1

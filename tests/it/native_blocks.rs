@@ -125,10 +125,7 @@ async fn cutover_ahead_switches_without_degrading() {
         status(&rpc).await
     );
     // From the first ready answer to well past the cutover, /readyz never leaves 200.
-    let ready = eventually(Duration::from_secs(5), || async {
-        http_get(&metrics, "/readyz").await.0 == 200
-    })
-    .await;
+    let ready = readyz_becomes(&metrics, 200, Duration::from_secs(5)).await;
     assert!(ready, "{}", status(&rpc).await);
     while unix_now() < at + 1 {
         let (code, body) = http_get(&metrics, "/readyz").await;

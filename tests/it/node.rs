@@ -18,18 +18,6 @@ fn quantity(v: &Value) -> u64 {
     .expect("hex")
 }
 
-/// Waits for a flashblock early in its block (index 1..=4), so a tx sent now lands mid-block.
-async fn wait_for_early_flashblock(fbs: &mut tokio::sync::mpsc::Receiver<Received>) {
-    loop {
-        let fb = next_flashblock(fbs, Duration::from_secs(5)).await;
-        if (1..=4).contains(&fb.payload.index) {
-            // Skip what queued up meanwhile so the next wait is fresh.
-            while fbs.try_recv().is_ok() {}
-            return;
-        }
-    }
-}
-
 async fn block_number(rpc: &str) -> u64 {
     quantity(&raw_rpc(rpc, "eth_blockNumber", json!([])).await["result"])
 }
@@ -40,7 +28,7 @@ async fn block_number(rpc: &str) -> u64 {
 async fn dev_serves_preconfirmations_before_the_block_seals() {
     let node = start("dev", &[]).await;
     let mut fbs = collect_flashblocks(&node.ws).await;
-    wait_for_early_flashblock(&mut fbs).await;
+    wait_for_early_flashblock(&mut fbs, 1..=4).await;
     let key = DEV_KEYS[5];
     let from = address_of(key);
     let to = Address::repeat_byte(0x42);
@@ -103,7 +91,7 @@ async fn send_raw_transaction_sync_returns_a_preconfirmed_receipt() {
     let node = start("dev", &[]).await;
     let mut fbs = collect_flashblocks(&node.ws).await;
     for nonce in 0..3u64 {
-        wait_for_early_flashblock(&mut fbs).await;
+        wait_for_early_flashblock(&mut fbs, 1..=4).await;
         let raw = sign_1559(
             DEV_KEYS[6],
             901,
@@ -134,18 +122,7 @@ async fn send_raw_transaction_sync_returns_a_preconfirmed_receipt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_call_sees_the_next_block() {
     let node = start("dev", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
-    let out: Value = serde_json::from_str(&cast(&[
-        "send",
-        "--json",
-        "--rpc-url",
-        &node.rpc,
-        "--private-key",
-        DEV_KEYS[7],
-        "--create",
-        PROBE_BIN.trim(),
-    ]))
-    .unwrap();
-    let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
+    let probe = deploy_probe(&node.rpc, DEV_KEYS[7]);
     let data = Bytes::from(IProbe::envCall {}.abi_encode());
     let mut checked = false;
     for _ in 0..20 {
@@ -379,34 +356,11 @@ async fn tail_reorg_drops_preconfirmed_receipts_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_logs_and_call_overrides() {
     let node = start("dev", &["--block-time", "2s", "--flashblock-interval", "200ms"]).await;
-    let out: Value = serde_json::from_str(&cast(&[
-        "send",
-        "--json",
-        "--rpc-url",
-        &node.rpc,
-        "--private-key",
-        DEV_KEYS[8],
-        "--create",
-        PROBE_BIN.trim(),
-    ]))
-    .unwrap();
-    let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
+    let probe = deploy_probe(&node.rpc, DEV_KEYS[8]);
     let mut fbs = collect_flashblocks(&node.ws).await;
-    wait_for_early_flashblock(&mut fbs).await;
+    wait_for_early_flashblock(&mut fbs, 1..=4).await;
     // Another key: cast takes the `latest` nonce, and the deployment may still be preconfirmed.
-    let hash: B256 = cast(&[
-        "send",
-        "--async",
-        "--rpc-url",
-        &node.rpc,
-        "--private-key",
-        DEV_KEYS[3],
-        &probe.to_string(),
-        "ping(uint256)",
-        "77",
-    ])
-    .parse()
-    .unwrap();
+    let hash = ping_async(&node.rpc, DEV_KEYS[3], probe, "77");
     let mut found = None;
     for _ in 0..40 {
         let r = raw_rpc(
@@ -559,18 +513,7 @@ async fn bad_call_input_gets_clear_errors() {
         assert!(!r["error"]["message"].as_str().unwrap_or_default().is_empty(), "{what}");
     }
     // A reverting call reports the reason; an out-of-gas call says so.
-    let out: Value = serde_json::from_str(&cast(&[
-        "send",
-        "--json",
-        "--rpc-url",
-        &node.rpc,
-        "--private-key",
-        DEV_KEYS[9],
-        "--create",
-        PROBE_BIN.trim(),
-    ]))
-    .unwrap();
-    let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
+    let probe = deploy_probe(&node.rpc, DEV_KEYS[9]);
     let fail = Bytes::from(IProbe::failCall {}.abi_encode());
     let r = raw_rpc(&node.rpc, "eth_call", json!([{"to": probe, "data": fail}, "pending"])).await;
     assert_eq!(r["error"]["code"], 3, "{r}");

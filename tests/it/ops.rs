@@ -17,26 +17,15 @@ async fn readiness_follows_the_stream() {
     let metrics = format!("127.0.0.1:{}", free_port());
     let node = start_node(&relay.url, &devnet.rpc, &["--metrics-addr", &metrics]).await;
     assert_eq!(http_get(&metrics, "/healthz").await.0, 200);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 200
-        })
-        .await
-    );
+    assert!(readyz_becomes(&metrics, 200, Duration::from_secs(5)).await);
     relay.inject(Fault::Kill(Duration::from_secs(3))).await;
     assert!(
-        eventually(Duration::from_secs(3), || async {
-            http_get(&metrics, "/readyz").await.0 == 206
-        })
-        .await,
+        readyz_becomes(&metrics, 206, Duration::from_secs(3)).await,
         "degraded while the stream is down: {:?}",
         http_get(&metrics, "/readyz").await
     );
     assert!(
-        eventually(Duration::from_secs(8), || async {
-            http_get(&metrics, "/readyz").await.0 == 200
-        })
-        .await,
+        readyz_becomes(&metrics, 200, Duration::from_secs(8)).await,
         "ready again after recovery"
     );
     let (code, page) = http_get(&metrics, "/metrics").await;
@@ -60,19 +49,9 @@ async fn readiness_follows_the_stream() {
 async fn not_ready_without_a_fresh_canonical_tip() {
     let anvil = Anvil::start(901).await; // never mines: the tip stays at genesis
     let source = FlashblockSource::start().await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let _node = start_node(
-        &source.url,
-        &anvil.url,
-        &["--metrics-addr", &metrics, "--canonical-stale-after", "1s"],
-    )
-    .await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            http_get(&metrics, "/readyz").await.0 == 503
-        })
-        .await
-    );
+    let (_node, metrics) =
+        start_node_with_metrics(&source.url, &anvil.url, &["--canonical-stale-after", "1s"]).await;
+    assert!(readyz_becomes(&metrics, 503, Duration::from_secs(5)).await);
     let (_, body) = http_get(&metrics, "/readyz").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["health"], "notready");
@@ -286,10 +265,7 @@ async fn sigterm_drains_in_flight_calls() {
     // The calls are now waiting for their flashblock (up to 400 ms away).
     tokio::time::sleep(Duration::from_millis(60)).await;
     node.proc.terminate();
-    let draining = eventually(Duration::from_secs(2), || async {
-        http_get(&metrics, "/readyz").await.0 == 503
-    })
-    .await;
+    let draining = readyz_becomes(&metrics, 503, Duration::from_secs(2)).await;
     for call in calls {
         let answer = call.await.expect("task");
         assert_eq!(

@@ -2,55 +2,12 @@
 //! flip every block), `--print-config` naming the chain and where its preset came from, and
 //! the start-up line naming the preset applied.
 
-use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy_primitives::{Address, Bytes, TxKind, U256};
 use flashnode_tests::*;
-use op_alloy_rpc_types_engine::flashblock::{
-    OpFlashblockPayload, OpFlashblockPayloadBase, OpFlashblockPayloadDelta,
-    OpFlashblockPayloadMetadata,
-};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const CHAIN_ID: u64 = 901;
-
-fn quantity(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0)
-}
-
-/// Flashblock `index` of block `number` under payload id `[id; 8]`; index 0 carries the base
-/// (on `parent`, at `timestamp`).
-fn frame(number: u64, index: u64, parent: B256, timestamp: u64, id: u8, txs: Vec<Bytes>) -> String {
-    let fb = OpFlashblockPayload {
-        payload_id: alloy_rpc_types_engine::PayloadId::new([id; 8]),
-        index,
-        base: (index == 0).then(|| OpFlashblockPayloadBase {
-            parent_hash: parent,
-            fee_recipient: Address::repeat_byte(0xcb),
-            block_number: number,
-            gas_limit: 30_000_000,
-            timestamp,
-            base_fee_per_gas: U256::from(1_000_000_000u64),
-            ..Default::default()
-        }),
-        diff: OpFlashblockPayloadDelta {
-            block_hash: B256::repeat_byte(id),
-            transactions: txs,
-            ..Default::default()
-        },
-        metadata: OpFlashblockPayloadMetadata { block_number: number, ..Default::default() },
-    };
-    serde_json::to_string(&fb).unwrap()
-}
-
-/// (number, hash, timestamp) of anvil's latest block.
-async fn latest(url: &str) -> (u64, B256, u64) {
-    let b = raw_rpc(url, "eth_getBlockByNumber", json!(["latest", false])).await["result"].clone();
-    (
-        quantity(&b["number"]),
-        b["hash"].as_str().unwrap().parse().unwrap(),
-        quantity(&b["timestamp"]),
-    )
-}
 
 /// /readyz codes sampled `n` times, 100 ms apart.
 async fn readyz_samples(metrics: &str, n: usize) -> Vec<u16> {
@@ -70,13 +27,10 @@ async fn readyz_samples(metrics: &str, n: usize) -> Vec<u16> {
 async fn readyz_has_hysteresis_for_execution_errors() {
     let anvil = Anvil::start(CHAIN_ID).await;
     let source = FlashblockSource::start().await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let node = start_node(
+    let (node, metrics) = start_node_with_metrics(
         &source.url,
         &anvil.url,
         &[
-            "--metrics-addr",
-            &metrics,
             "--canonical-stale-after",
             "120s",
             "--pending-stale-after",
@@ -102,9 +56,9 @@ async fn readyz_has_hysteresis_for_execution_errors() {
         id += 1;
         let (id, anvil, source, node, bad_nonce) = (id, &anvil, &source, &node, bad_nonce.clone());
         async move {
-            let (n, h, t) = latest(&anvil.url).await;
+            let (n, h, t) = latest_block(&anvil.url).await;
             let applied = eventually(Duration::from_secs(10), || async {
-                source.send(frame(n + 1, 0, h, t + 2, id, vec![]));
+                source.send(flashblock_frame(n + 1, 0, h, t + 2, id, vec![]));
                 status(&node.rpc).await["pendingBlock"] == n + 1
             })
             .await;
@@ -112,7 +66,7 @@ async fn readyz_has_hysteresis_for_execution_errors() {
             if bad {
                 let before = status(&node.rpc).await["rejected"]["diverged"].as_u64().unwrap_or(0);
                 let diverged = eventually(Duration::from_secs(10), || async {
-                    source.send(frame(n + 1, 1, h, t + 2, id, vec![bad_nonce.clone()]));
+                    source.send(flashblock_frame(n + 1, 1, h, t + 2, id, vec![bad_nonce.clone()]));
                     status(&node.rpc).await["rejected"]["diverged"].as_u64().unwrap_or(0) > before
                 })
                 .await;
@@ -138,10 +92,7 @@ async fn readyz_has_hysteresis_for_execution_errors() {
     }
     // The third in a row degrades readiness, with the reason.
     block(true).await;
-    let degraded = eventually(Duration::from_secs(5), || async {
-        http_get(&metrics, "/readyz").await.0 == 206
-    })
-    .await;
+    let degraded = readyz_becomes(&metrics, 206, Duration::from_secs(5)).await;
     let (code, body) = http_get(&metrics, "/readyz").await;
     assert!(degraded, "{code} {body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -157,10 +108,7 @@ async fn readyz_has_hysteresis_for_execution_errors() {
         seal().await;
     }
     block(false).await;
-    let recovered = eventually(Duration::from_secs(5), || async {
-        http_get(&metrics, "/readyz").await.0 == 200
-    })
-    .await;
+    let recovered = readyz_becomes(&metrics, 200, Duration::from_secs(5)).await;
     assert!(recovered, "{}", http_get(&metrics, "/readyz").await.1);
     assert!(node.proc.output().contains("readiness restored"), "{}", node.proc.output());
 }

@@ -3,7 +3,6 @@
 //! and restart of the middle relay, a slow subscriber at the leaf not slowing the others, and
 //! API-key limits at each level.
 
-use alloy_primitives::{Address, Bytes, TxKind, U256};
 use flashnode_tests::*;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
@@ -82,11 +81,6 @@ impl Relay {
 fn position(fb: &Received) -> (u64, u64) {
     let block = fb.json["metadata"]["block_number"].as_u64().expect("metadata.block_number");
     (block, fb.json["index"].as_u64().expect("index"))
-}
-
-/// Whether `next` directly follows `prev`: the next index, or a later block's index 0.
-fn follows(prev: (u64, u64), next: (u64, u64)) -> bool {
-    next == (prev.0, prev.1 + 1) || (next.0 > prev.0 && next.1 == 0)
 }
 
 fn assert_contiguous(name: &str, seq: &[(u64, u64)]) {
@@ -212,26 +206,7 @@ async fn a_slow_subscriber_at_the_leaf_does_not_slow_the_others() {
         fast.push(collect_flashblocks(&leaf.ws).await);
     }
     // Big flashblocks (~60 KB of calldata each) fill the slow socket quickly.
-    let data = Bytes::from(vec![0xee; 6_000]);
-    let rpc = node.rpc.clone();
-    let load = tokio::spawn(async move {
-        for nonce in 0..40u64 {
-            for key in &DEV_KEYS[..5] {
-                let raw = sign_1559(
-                    key,
-                    901,
-                    nonce,
-                    TxKind::Call(Address::repeat_byte(3)),
-                    U256::ZERO,
-                    data.clone(),
-                    300_000,
-                    10_000_000_000,
-                );
-                raw_rpc(&rpc, "eth_sendRawTransaction", serde_json::json!([raw])).await;
-            }
-            tokio::time::sleep(Duration::from_millis(60)).await;
-        }
-    });
+    let load = load_big_flashblocks(node.rpc.clone());
     let got =
         futures::future::join_all(fast.iter_mut().map(|rx| gather(rx, Duration::from_secs(5))))
             .await;
@@ -265,15 +240,6 @@ async fn a_slow_subscriber_at_the_leaf_does_not_slow_the_others() {
         let n = mine.len().min(reference.len()).saturating_sub(2);
         assert!(n >= 18, "fast subscriber {i} kept receiving ({n})");
         assert_eq!(mine[..n], reference[..n], "fast subscriber {i} got every flashblock");
-    }
-}
-
-/// The status of a websocket handshake to `url`.
-async fn handshake_status(url: &str) -> u16 {
-    match tokio_tungstenite::connect_async(url).await {
-        Ok(_) => 101,
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("unexpected handshake error {e}"),
     }
 }
 

@@ -439,9 +439,8 @@ async fn forwarded_executions_are_bounded() {
     use flashnode_tests::upstream::{UpstreamMode, UpstreamProxy};
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let proxy = UpstreamProxy::start(&devnet.rpc).await;
-    let metrics = format!("127.0.0.1:{}", free_port());
     let no_stream = format!("ws://127.0.0.1:{}/ws", free_port());
-    let node = start_node(
+    let (node, metrics) = start_node_with_metrics(
         &no_stream,
         &proxy.url,
         &[
@@ -451,8 +450,6 @@ async fn forwarded_executions_are_bounded() {
             "200",
             "--upstream-timeout",
             "10s",
-            "--metrics-addr",
-            &metrics,
         ],
     )
     .await;

@@ -8,10 +8,6 @@ use flashnode_tests::{upstream::*, *};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn quantity(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0)
-}
-
 async fn receipt_of(rpc: &str, hash: &Value) -> Option<Value> {
     let r = raw_rpc(rpc, "eth_getTransactionReceipt", json!([hash])).await["result"].clone();
     (!r.is_null()).then_some(r)
@@ -296,22 +292,19 @@ async fn both_slots(node: &str, writer: Address) -> (u64, u64) {
 }
 
 /// A node fed by the test's `source` and reading `upstream` (pending state kept for a minute,
-/// heads polled every 50 ms, metrics at `metrics`, and `extra` flags), serving a pending block
-/// over `devnet`'s latest.
+/// heads polled every 50 ms, and `extra` flags), serving a pending block over `devnet`'s
+/// latest; with its metrics address.
 async fn carrying_node(
     devnet: &Running,
     source: &FlashblockSource,
     upstream: &str,
-    metrics: &str,
     extra: &[&str],
-) -> Running {
-    let mut args =
-        vec!["--pending-stale-after", "60s", "--upstream-poll-interval", "50ms", "--metrics-addr"];
-    args.push(metrics);
+) -> (Running, String) {
+    let mut args = vec!["--pending-stale-after", "60s", "--upstream-poll-interval", "50ms"];
     args.extend_from_slice(extra);
-    let node = start_node(&source.url, upstream, &args).await;
+    let (node, metrics) = start_node_with_metrics(&source.url, upstream, &args).await;
     pend_over_latest(&devnet.rpc, &node.rpc, source).await;
-    node
+    (node, metrics)
 }
 
 /// #24.1: state read at one canonical block is carried to later blocks that did not touch it,
@@ -330,15 +323,8 @@ async fn state_survives_blocks_that_did_not_touch_it() {
         let proxy = flashnode_tests::counting::CountingProxy::start(&devnet.rpc).await;
         let source = FlashblockSource::start().await;
         let flag = if diffs { "true" } else { "false" };
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let node = carrying_node(
-            &devnet,
-            &source,
-            &proxy.url,
-            &metrics,
-            &["--upstream-state-diffs", flag],
-        )
-        .await;
+        let (node, metrics) =
+            carrying_node(&devnet, &source, &proxy.url, &["--upstream-state-diffs", flag]).await;
         let slots = || both_slots(&node.rpc, writer);
         let before_write = if diffs { 22 } else { 102 };
         assert_eq!(slots().await, (11, before_write), "read at N");
@@ -381,9 +367,8 @@ async fn reth_chain_notifications_bring_heads_and_state_diffs() {
         let key = DEV_KEYS[4];
         let writer = writer_with_two_slots(&devnet.rpc, key).await;
         let source = FlashblockSource::start().await;
-        let metrics = format!("127.0.0.1:{}", free_port());
         let upstream = devnet.rpc.replace("http://", "ws://");
-        let node = carrying_node(&devnet, &source, &upstream, &metrics, &[]).await;
+        let (node, metrics) = carrying_node(&devnet, &source, &upstream, &[]).await;
         let slots = || both_slots(&node.rpc, writer);
         assert_eq!(slots().await, (11, 22), "read at N");
         // Block N+k, never streamed to the node, writes slot 2.

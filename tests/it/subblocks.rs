@@ -156,18 +156,7 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
     let (devnet, node) = chain(shape, &[], &[]).await;
     wait_serving(&node).await;
     // cast waits for a receipt: it takes the preconfirmed one as is.
-    let out: Value = serde_json::from_str(&cast(&[
-        "send",
-        "--json",
-        "--rpc-url",
-        &node.rpc,
-        "--private-key",
-        DEV_KEYS[1],
-        "--create",
-        PROBE_BIN.trim(),
-    ]))
-    .unwrap();
-    let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
+    let probe = deploy_probe(&node.rpc, DEV_KEYS[1]);
 
     let mut source = collect_flashblocks(&devnet.ws).await;
     let mut fanout = collect_flashblocks(&node.ws).await;
@@ -189,19 +178,7 @@ async fn preconfirmations_follow_the_block_hash_rule(shape: Shape) {
             break;
         }
     }
-    let hash: B256 = cast(&[
-        "send",
-        "--async",
-        "--rpc-url",
-        &node.rpc,
-        "--private-key",
-        DEV_KEYS[2],
-        &probe.to_string(),
-        "ping(uint256)",
-        "5",
-    ])
-    .parse()
-    .unwrap();
+    let hash = ping_async(&node.rpc, DEV_KEYS[2], probe, "5");
 
     // The preconfirmed receipt, transaction and pending block, before the seal.
     let mut pre = None;

@@ -1,7 +1,7 @@
 //! eth_subscribe over a real websocket: flashblocks in order, flashblock transactions, pending
 //! logs (with `removed: true` on a tail reorg) and canonical heads.
 
-use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy_primitives::{Address, Bytes, TxKind, U256};
 use alloy_sol_types::{SolCall, SolEvent};
 use flashnode_tests::*;
 use serde_json::{json, Value};
@@ -64,18 +64,7 @@ async fn new_flashblocks_arrive_in_order_without_gaps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_logs_deliver_events_from_flashblocks() {
     let node = start("dev", &["--block-time", "2s", "--flashblock-interval", "200ms"]).await;
-    let out: Value = serde_json::from_str(&cast(&[
-        "send",
-        "--json",
-        "--rpc-url",
-        &node.rpc,
-        "--private-key",
-        DEV_KEYS[1],
-        "--create",
-        PROBE_BIN.trim(),
-    ]))
-    .unwrap();
-    let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
+    let probe = deploy_probe(&node.rpc, DEV_KEYS[1]);
     let mut ws = WsRpc::connect(&node.rpc).await;
     let logs_sub = ws
         .subscribe(
@@ -91,19 +80,7 @@ async fn pending_logs_deliver_events_from_flashblocks() {
             break;
         }
     }
-    let hash: B256 = cast(&[
-        "send",
-        "--async",
-        "--rpc-url",
-        &node.rpc,
-        "--private-key",
-        DEV_KEYS[2],
-        &probe.to_string(),
-        "ping(uint256)",
-        "5",
-    ])
-    .parse()
-    .unwrap();
+    let hash = ping_async(&node.rpc, DEV_KEYS[2], probe, "5");
     let (mut got_log, mut got_tx) = (None, false);
     while got_log.is_none() || !got_tx {
         let (sub, msg) = ws.notification(Duration::from_secs(5)).await.expect("notifications");
@@ -157,18 +134,7 @@ async fn pending_logs_deliver_events_from_flashblocks() {
 async fn tail_reorg_retracts_pending_logs() {
     let devnet = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let node = start_node(&devnet.ws, &devnet.rpc, &[]).await;
-    let out: Value = serde_json::from_str(&cast(&[
-        "send",
-        "--json",
-        "--rpc-url",
-        &devnet.rpc,
-        "--private-key",
-        DEV_KEYS[0],
-        "--create",
-        PROBE_BIN.trim(),
-    ]))
-    .unwrap();
-    let probe: Address = out["contractAddress"].as_str().unwrap().parse().unwrap();
+    let probe = deploy_probe(&devnet.rpc, DEV_KEYS[0]);
     assert!(
         eventually(Duration::from_secs(5), || async {
             status(&node.rpc).await["mode"] == "flashblocks"

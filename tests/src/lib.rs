@@ -832,6 +832,32 @@ pub async fn start_node(flashblocks_url: &str, upstream: &str, extra: &[&str]) -
     panic!("flashnode node did not answer on {}:\n{}", running.rpc, running.proc.output());
 }
 
+/// Starts `flashnode node` as [`start_node`] does, with `--metrics-addr` on a free loopback
+/// port; returns the node and that address (`/metrics`, `/readyz`).
+pub async fn start_node_with_metrics(
+    flashblocks_url: &str,
+    upstream: &str,
+    extra: &[&str],
+) -> (Running, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["--metrics-addr", metrics.as_str()];
+    args.extend_from_slice(extra);
+    (start_node(flashblocks_url, upstream, &args).await, metrics)
+}
+
+/// The status of a websocket handshake to `request` (a URL or a built request): 101 when it
+/// upgrades, else the HTTP status of the refusal; panics on any other error.
+pub async fn handshake_status<R>(request: R) -> u16
+where
+    R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+{
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("unexpected handshake error {e}"),
+    }
+}
+
 /// Fetches a Prometheus text page.
 pub async fn scrape(addr: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1056,4 +1082,175 @@ pub async fn try_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(&out).to_string();
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
     Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// A hex quantity as a number; 0 when it is missing or not hex.
+pub fn quantity(v: &serde_json::Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0)
+}
+
+/// (number, hash, timestamp) of the latest block at `url`.
+pub async fn latest_block(url: &str) -> (u64, alloy_primitives::B256, u64) {
+    let b = raw_rpc(url, "eth_getBlockByNumber", serde_json::json!(["latest", false])).await
+        ["result"]
+        .clone();
+    (
+        quantity(&b["number"]),
+        b["hash"].as_str().expect("a block hash").parse().expect("a 32-byte hash"),
+        quantity(&b["timestamp"]),
+    )
+}
+
+/// Flashblock `index` of block `number` under payload id `[id; 8]`, as JSON text, carrying
+/// `txs`; index 0 carries the base (on `parent`, at `timestamp`, 30 M gas, 1 gwei base fee).
+pub fn flashblock_frame(
+    number: u64,
+    index: u64,
+    parent: alloy_primitives::B256,
+    timestamp: u64,
+    id: u8,
+    txs: Vec<Bytes>,
+) -> String {
+    use op_alloy_rpc_types_engine::flashblock::{
+        OpFlashblockPayloadBase, OpFlashblockPayloadDelta, OpFlashblockPayloadMetadata,
+    };
+    let fb = OpFlashblockPayload {
+        payload_id: alloy_rpc_types_engine::PayloadId::new([id; 8]),
+        index,
+        base: (index == 0).then(|| OpFlashblockPayloadBase {
+            parent_hash: parent,
+            fee_recipient: Address::repeat_byte(0xcb),
+            block_number: number,
+            gas_limit: 30_000_000,
+            timestamp,
+            base_fee_per_gas: U256::from(1_000_000_000u64),
+            ..Default::default()
+        }),
+        diff: OpFlashblockPayloadDelta {
+            block_hash: alloy_primitives::B256::repeat_byte(id),
+            transactions: txs,
+            ..Default::default()
+        },
+        metadata: OpFlashblockPayloadMetadata { block_number: number, ..Default::default() },
+    };
+    serde_json::to_string(&fb).expect("a flashblock serializes")
+}
+
+/// Whether `next` directly follows `prev` in a flashblock stream, both (block, index): the
+/// next index of the same block, or a later block's index 0.
+pub fn follows(prev: (u64, u64), next: (u64, u64)) -> bool {
+    next == (prev.0, prev.1 + 1) || (next.0 > prev.0 && next.1 == 0)
+}
+
+/// Deploys the probe contract ([`PROBE_BIN`]) through `rpc` with `key`; `cast send` waits for
+/// the receipt (a preconfirmed one on a node). Returns the contract's address.
+pub fn deploy_probe(rpc: &str, key: &str) -> Address {
+    let out: serde_json::Value = serde_json::from_str(&cast(&[
+        "send",
+        "--json",
+        "--rpc-url",
+        rpc,
+        "--private-key",
+        key,
+        "--create",
+        PROBE_BIN.trim(),
+    ]))
+    .expect("cast send --json prints the receipt");
+    out["contractAddress"].as_str().expect("a contract address").parse().expect("an address")
+}
+
+/// Sends `ping(value)` to the probe at `probe` through `rpc` with `key`, without waiting for
+/// the receipt (`cast send --async`). Returns the transaction's hash.
+pub fn ping_async(rpc: &str, key: &str, probe: Address, value: &str) -> alloy_primitives::B256 {
+    cast(&[
+        "send",
+        "--async",
+        "--rpc-url",
+        rpc,
+        "--private-key",
+        key,
+        &probe.to_string(),
+        "ping(uint256)",
+        value,
+    ])
+    .parse()
+    .expect("cast send --async prints the hash")
+}
+
+/// Waits (5 s a frame) for a flashblock whose index is in `early` (a block's start) on `fbs`,
+/// then drops what queued up meanwhile so the next wait is fresh.
+pub async fn wait_for_early_flashblock(
+    fbs: &mut mpsc::Receiver<Received>,
+    early: std::ops::RangeInclusive<u64>,
+) {
+    loop {
+        let fb = next_flashblock(fbs, Duration::from_secs(5)).await;
+        if early.contains(&fb.payload.index) {
+            while fbs.try_recv().is_ok() {}
+            return;
+        }
+    }
+}
+
+/// Whether the /readyz at `metrics` answers `code` within `within`.
+pub async fn readyz_becomes(metrics: &str, code: u16, within: Duration) -> bool {
+    eventually(within, || async { http_get(metrics, "/readyz").await.0 == code }).await
+}
+
+/// Sends a transaction carrying 6 KB of calldata from each of the first five dev keys every
+/// 60 ms, 40 rounds (nonces 0 to 39), through `rpc`: flashblocks of ~60 KB each, enough to
+/// fill a slow subscriber's socket quickly.
+pub fn load_big_flashblocks(rpc: String) -> tokio::task::JoinHandle<()> {
+    let data = Bytes::from(vec![0xee; 6_000]);
+    tokio::spawn(async move {
+        for nonce in 0..40u64 {
+            for key in &DEV_KEYS[..5] {
+                let raw = sign_1559(
+                    key,
+                    901,
+                    nonce,
+                    TxKind::Call(Address::repeat_byte(3)),
+                    U256::ZERO,
+                    data.clone(),
+                    300_000,
+                    10_000_000_000,
+                );
+                raw_rpc(&rpc, "eth_sendRawTransaction", serde_json::json!([raw])).await;
+            }
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+    })
+}
+
+/// A devnet (`flashnode devnet`, 1 s blocks, 100 ms flashblocks) behind an
+/// [`upstream::UpstreamProxy`], and a node that follows the devnet's stream and reads its
+/// upstream through the proxy (so a test can take the upstream down, slow it or fail it).
+pub struct ProxiedNode {
+    /// The node (dropped first).
+    pub node: Running,
+    /// The node's metrics address (`/metrics`, `/readyz`).
+    pub metrics: String,
+    /// The proxy between the node and the devnet's RPC.
+    pub proxy: upstream::UpstreamProxy,
+    /// The devnet.
+    pub devnet: Running,
+}
+
+impl ProxiedNode {
+    /// Starts the three, the node with `--canonical-stale-after canonical_stale_after` and
+    /// `--upstream-timeout 1s`; returns once the node's /readyz answers 200 (panics if it does
+    /// not within 5 s).
+    pub async fn start(canonical_stale_after: &str) -> ProxiedNode {
+        let devnet =
+            start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
+        let proxy = upstream::UpstreamProxy::start(&devnet.rpc).await;
+        let (node, metrics) = start_node_with_metrics(
+            &devnet.ws,
+            &proxy.url,
+            &["--canonical-stale-after", canonical_stale_after, "--upstream-timeout", "1s"],
+        )
+        .await;
+        assert!(readyz_becomes(&metrics, 200, Duration::from_secs(5)).await, "ready at start");
+        ProxiedNode { node, metrics, proxy, devnet }
+    }
 }
