@@ -3,7 +3,10 @@
 //! consumes, with each block's execution outcome) and the answer of
 //! `reth_getBlockExecutionOutcome` (an `ExecutionOutcome`). Both are plain serde derives in
 //! reth (external enum tagging, snake_case outcome fields, the alloy header in camelCase); every
-//! field flashnode does not read is ignored, so new ones do not break it.
+//! field flashnode does not read is ignored, so new ones do not break it, except in the header:
+//! the block hash is computed from it (reth does not send it), and a header field alloy does
+//! not know would change that hash. The follower checks the first notified block's hash
+//! against the upstream's and, when they differ, follows `newHeads` instead.
 //!
 //! What a block touched comes from the outcome's revm `BundleState`. One chain's outcome has
 //! ONE bundle for all its blocks (the net change from before the first block to after the
@@ -201,6 +204,11 @@ pub struct NotifiedBlock {
 }
 
 impl Chain {
+    /// The header of the chain's last block.
+    pub fn last_header(&self) -> Option<&Header> {
+        self.blocks.last_key_value().map(|(_, b)| &b.block.header.header)
+    }
+
     /// The chain's blocks, oldest first.
     pub fn into_blocks(self) -> Vec<NotifiedBlock> {
         let count = self.blocks.len();

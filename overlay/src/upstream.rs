@@ -364,6 +364,10 @@ impl UpstreamSource {
         // Since when the polled head is ahead of the tip while chain notifications are on.
         let mut behind_since: Option<tokio::time::Instant> = None;
         let mut last_notified = tokio::time::Instant::now();
+        // Notifications that did not parse since the last one that did, and whether this
+        // subscription's block hashes were checked against the upstream's.
+        let mut malformed = 0u32;
+        let mut verified = false;
         loop {
             let head_pushed = async {
                 match pushed.as_mut() {
@@ -381,6 +385,24 @@ impl UpstreamSource {
                         metrics::counter!("flashnode_upstream_heads_pushed_total").increment(1);
                         last_notified = tokio::time::Instant::now();
                         behind_since = None;
+                        malformed = 0;
+                        if !verified {
+                            match self.hashes_agree(&notification).await {
+                                Some(true) => verified = true,
+                                Some(false) => {
+                                    // A header field this build does not know changes the hash:
+                                    // every block would look like a reorg. newHeads instead.
+                                    warn!("reth chain notifications give block hashes that differ from the upstream's; following newHeads instead");
+                                    self.chain_notifications.store(false, Ordering::Relaxed);
+                                    set_head_source(HeadSource::Poll);
+                                    pushed = None;
+                                    resubscribe_at = tokio::time::Instant::now();
+                                    continue;
+                                }
+                                // Not checked (the upstream did not answer): the poll follows.
+                                None => continue,
+                            }
+                        }
                         self.follow_notification(notification, &mut tip).await;
                         continue;
                     }
@@ -388,6 +410,14 @@ impl UpstreamSource {
                         // The poll fills in for it after the grace.
                         metrics::counter!("flashnode_upstream_chain_notifications_malformed_total").increment(1);
                         debug!(%err, "a reth chain notification that does not parse");
+                        malformed += 1;
+                        if malformed >= MAX_MALFORMED_NOTIFICATIONS {
+                            warn!(malformed, "reth chain notifications do not parse (a newer shape?); following newHeads instead");
+                            self.chain_notifications.store(false, Ordering::Relaxed);
+                            set_head_source(HeadSource::Poll);
+                            pushed = None;
+                            resubscribe_at = tokio::time::Instant::now();
+                        }
                         continue;
                     }
                     Some(None) => {
@@ -422,6 +452,7 @@ impl UpstreamSource {
             let Some(prev) = tip.clone() else {
                 // Nothing is known of what came before: values read from here on are carried.
                 write(&self.carried).commit(latest.header.number, latest.hash, None);
+                metrics::gauge!(CARRIED_BLOCK).set(latest.header.number as f64);
                 tip = Some(latest);
                 continue;
             };
@@ -471,10 +502,13 @@ impl UpstreamSource {
     ) {
         match notification {
             ChainNotification::Commit { new } => {
-                let (new, known) = self.notified_blocks(new.into_blocks()).await;
+                let Some((new, known)) = self.notified_blocks(new.into_blocks()).await else {
+                    return;
+                };
                 let Some(last) = new.last().cloned() else { return };
                 let Some(prev) = tip.clone() else {
                     write(&self.carried).commit(last.header.number, last.hash, None);
+                    metrics::gauge!(CARRIED_BLOCK).set(last.header.number as f64);
                     *tip = Some(last);
                     return;
                 };
@@ -506,8 +540,16 @@ impl UpstreamSource {
                 *tip = Some(last);
             }
             ChainNotification::Reorg { old, new } => {
-                let (old, _) = self.notified_blocks(old.into_blocks()).await;
-                let (new, known) = self.notified_blocks(new.into_blocks()).await;
+                let new = new.into_blocks();
+                if let (Some(t), Some(last)) = (tip.as_ref(), new.last()) {
+                    if t.header.number >= last.block.header.number {
+                        // The poll followed past it already, reorg included (its walk checks
+                        // parent links): announcing it again would move the tip back.
+                        return;
+                    }
+                }
+                let old = self.reorged_out(old.into_blocks()).await;
+                let Some((new, known)) = self.notified_blocks(new).await else { return };
                 let n = if new.is_empty() {
                     let Some(first) = old.first() else { return };
                     // The tip is the block the revert went back to.
@@ -530,11 +572,14 @@ impl UpstreamSource {
     }
 
     /// The canonical blocks of a notification (receipts fetched for a block whose receipts
-    /// did not come with it) and what each touched, by hash.
+    /// did not come with it) and what each touched, by hash; `None` when one of them cannot be
+    /// completed (not fetched, no longer canonical, receipts not fetched): then nothing is
+    /// announced from it and the poll follows those blocks, so a block is never announced
+    /// without its transactions (reconcile would take it for a reorg of every one).
     async fn notified_blocks(
         &self,
         blocks: Vec<crate::reth::NotifiedBlock>,
-    ) -> (Vec<Arc<CanonicalBlock>>, HashMap<B256, BlockTouches>) {
+    ) -> Option<(Vec<Arc<CanonicalBlock>>, HashMap<B256, BlockTouches>)> {
         let mut out = Vec::with_capacity(blocks.len());
         let mut touches = HashMap::with_capacity(blocks.len());
         for mut b in blocks {
@@ -547,9 +592,13 @@ impl UpstreamSource {
                         b.has_receipts = true;
                     }
                     Ok(_) => {
-                        debug!(block = %b.block.hash, "a notified block is no longer canonical")
+                        debug!(block = %b.block.hash, "a notified block is no longer canonical");
+                        return None;
                     }
-                    Err(err) => debug!(%err, block = %b.block.hash, "fetching a notified block"),
+                    Err(err) => {
+                        debug!(%err, block = %b.block.hash, "fetching a notified block");
+                        return None;
+                    }
                 }
             }
             if !b.has_receipts && !b.block.tx_hashes.is_empty() {
@@ -557,15 +606,57 @@ impl UpstreamSource {
                     Ok(r) => b.block.receipts = r,
                     Err(err) => {
                         debug!(%err, block = %b.block.hash, "the receipts of a notified block");
+                        return None;
                     }
                 }
             }
             touches.insert(b.block.hash, b.touches);
-            let block = Arc::new(b.block);
-            self.blocks.insert(block.header.number, block.clone()).await;
-            out.push(block);
+            out.push(Arc::new(b.block));
         }
-        (out, touches)
+        for block in &out {
+            self.blocks.insert(block.header.number, block.clone()).await;
+        }
+        Some((out, touches))
+    }
+
+    /// The blocks a reorg or a revert took out, as the notification gives them (nothing
+    /// fetched), forgotten by the block cache: a number the new chain does not reach again
+    /// must not answer with a block that is no longer canonical.
+    async fn reorged_out(
+        &self,
+        blocks: Vec<crate::reth::NotifiedBlock>,
+    ) -> Vec<Arc<CanonicalBlock>> {
+        let mut out = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            self.blocks.invalidate(&b.block.header.number).await;
+            out.push(Arc::new(b.block));
+        }
+        out
+    }
+
+    /// Whether the block hashes a notification gives (keccak of its headers: reth does not
+    /// send them) are the upstream's, asking for its last block by number. `Some(false)`: the
+    /// upstream has that very block (same parent, state and transactions roots) under another
+    /// hash, so a header field this build does not parse changes the hash. `None`: not told
+    /// (no answer, or another block there since).
+    async fn hashes_agree(&self, notification: &ChainNotification) -> Option<bool> {
+        let header = match notification {
+            ChainNotification::Commit { new } | ChainNotification::Reorg { new, .. } => {
+                new.last_header()?
+            }
+        };
+        let hash = header.hash_slow();
+        match self.fetch_block(json!(U64::from(header.number))).await {
+            Ok(Some(b)) if b.hash == hash => Some(true),
+            Ok(Some(b))
+                if b.header.parent_hash == header.parent_hash
+                    && b.header.state_root == header.state_root
+                    && b.header.transactions_root == header.transactions_root =>
+            {
+                Some(false)
+            }
+            _ => None,
+        }
     }
 
     /// Brings the carried state along `n`'s new blocks: each block's touches from `known` (the
@@ -583,6 +674,8 @@ impl UpstreamSource {
             CanonicalNotification::Reverted { old } => {
                 if let Some(first) = old.first() {
                     write(&self.carried).reset(first.header.number);
+                    let parent = first.header.number.saturating_sub(1);
+                    metrics::gauge!(CARRIED_BLOCK).set(parent as f64);
                 }
                 return;
             }
@@ -761,6 +854,10 @@ pub const HEADS_TOTAL: &str = "flashnode_upstream_heads_total";
 /// Metric (gauge): 1 for the head source in use (`reth_chain_notifications`, `new_heads`,
 /// `poll`: no subscription), 0 for the others.
 pub const HEAD_SOURCE: &str = "flashnode_upstream_head_source";
+
+/// Chain notifications in a row that do not parse before the node stops asking for them
+/// (an upstream speaking a newer shape) and follows `newHeads`.
+const MAX_MALFORMED_NOTIFICATIONS: u32 = 3;
 
 /// How long a head the poll sees ahead of the tip waits for its chain notification before the
 /// poll follows it itself (reth drops the notifications of a lagging subscriber).

@@ -275,7 +275,8 @@ async fn pending_slot(node: &str, contract: Address, n: u64) -> u64 {
 /// block's parent: a block is announced before its diff is asked for, so a read right after
 /// it may still go upstream.
 async fn carried_to_pending(node: &str, metrics: &str) {
-    let parent = status(node).await["pendingBlock"].as_u64().unwrap_or(1).saturating_sub(1);
+    let pending = status(node).await["pendingBlock"].as_u64();
+    let parent = pending.expect("a pending block").saturating_sub(1);
     let carried = eventually(Duration::from_secs(10), || async {
         metric(&scrape(metrics).await, "flashnode_upstream_carried_block", &[]) >= parent as f64
     })
