@@ -25,6 +25,11 @@ pub const MAX_CARRIED_CODE_BYTES: usize = 64 * 1024 * 1024;
 /// Metric: reads answered from the carried state, by `kind` (`account`, `slot`).
 pub const CARRIED_TOTAL: &str = "flashnode_upstream_carried_total";
 
+/// Metric (gauge): the last canonical block committed to the carried state (its number; after a
+/// reset, the block before the one it starts over from). A block is announced before its diff
+/// is asked for; reads at it are carried once this reaches it.
+pub const CARRIED_BLOCK: &str = "flashnode_upstream_carried_block";
+
 /// Contracts every block writes before its transactions (EIP-4788's beacon roots, EIP-2935's
 /// block hashes), in storage a transaction trace does not show: never carried past a block.
 pub const SYSTEM_WRITES: [Address; 2] = [
@@ -183,12 +188,14 @@ impl CarriedState {
             expire(&mut self.touched_slots, &t.slots, n);
             expire(&mut self.touched_contracts, &t.contracts, n);
         }
+        metrics::gauge!(CARRIED_BLOCK).set(number as f64);
     }
 
     /// A reorg (or blocks that replace ones followed here): nothing carried survives, and
     /// blocks from `from` on are followed anew.
     pub fn reset(&mut self, from: u64) {
         *self = Self { barrier: from, ..Self::default() };
+        metrics::gauge!(CARRIED_BLOCK).set(from.saturating_sub(1) as f64);
     }
 
     /// Keys carried (accounts, slots).

@@ -22,7 +22,7 @@ mod stream;
 mod upstream;
 
 pub use canonical::{MergedSource, UnsafeBlock, UNSAFE_BLOCK_QUEUE, UNSAFE_STATE_WAIT};
-pub use carry::{CARRIED_TOTAL, CARRY_WINDOW};
+pub use carry::{CARRIED_BLOCK, CARRIED_TOTAL, CARRY_WINDOW};
 pub use coalesce::COALESCED_TOTAL;
 pub use executor::{env_of, ApplyError, ApplyReport, FlashblockExecutor, TxDecodeError};
 pub use frame::{
@@ -45,6 +45,6 @@ pub use stream::{
     DEFAULT_PING_INTERVAL, DEFAULT_SILENCE_TIMEOUT,
 };
 pub use upstream::{
-    UpstreamConfig, UpstreamSource, CARRIED_BLOCK, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
-    DIFFS_TOTAL, HEADS_TOTAL, HEAD_SOURCE,
+    UpstreamConfig, UpstreamSource, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT, DIFFS_TOTAL,
+    HEADS_TOTAL, HEAD_SOURCE,
 };

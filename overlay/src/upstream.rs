@@ -452,7 +452,6 @@ impl UpstreamSource {
             let Some(prev) = tip.clone() else {
                 // Nothing is known of what came before: values read from here on are carried.
                 write(&self.carried).commit(latest.header.number, latest.hash, None);
-                metrics::gauge!(CARRIED_BLOCK).set(latest.header.number as f64);
                 tip = Some(latest);
                 continue;
             };
@@ -502,27 +501,23 @@ impl UpstreamSource {
     ) {
         match notification {
             ChainNotification::Commit { new } => {
-                let Some((new, known)) = self.notified_blocks(new.into_blocks()).await else {
-                    return;
-                };
+                let mut blocks = new.into_blocks();
+                if let Some(prev) = tip.as_ref() {
+                    // Blocks followed already (the poll filled in), or stale: not completed.
+                    blocks.retain(|b| b.block.header.number > prev.header.number);
+                }
+                let Some((new, known)) = self.notified_blocks(blocks).await else { return };
                 let Some(last) = new.last().cloned() else { return };
                 let Some(prev) = tip.clone() else {
                     write(&self.carried).commit(last.header.number, last.hash, None);
-                    metrics::gauge!(CARRIED_BLOCK).set(last.header.number as f64);
                     *tip = Some(last);
                     return;
                 };
-                if last.header.number <= prev.header.number {
-                    // Followed already (the poll filled in), or stale.
-                    return;
-                }
-                let fresh: Vec<_> =
-                    new.into_iter().filter(|b| b.header.number > prev.header.number).collect();
-                let links = fresh.first().is_some_and(|f| {
+                let links = new.first().is_some_and(|f| {
                     f.header.number == prev.header.number + 1 && f.header.parent_hash == prev.hash
                 });
                 let n = if links {
-                    CanonicalNotification::Committed { new: fresh }
+                    CanonicalNotification::Committed { new }
                 } else {
                     metrics::counter!("flashnode_upstream_chain_notifications_gaps_total")
                         .increment(1);
@@ -674,8 +669,6 @@ impl UpstreamSource {
             CanonicalNotification::Reverted { old } => {
                 if let Some(first) = old.first() {
                     write(&self.carried).reset(first.header.number);
-                    let parent = first.header.number.saturating_sub(1);
-                    metrics::gauge!(CARRIED_BLOCK).set(parent as f64);
                 }
                 return;
             }
@@ -691,7 +684,6 @@ impl UpstreamSource {
                 None => self.block_touches(block.hash).await,
             };
             write(&self.carried).commit(block.header.number, block.hash, touches);
-            metrics::gauge!(CARRIED_BLOCK).set(block.header.number as f64);
         }
         let (accounts, slots) = read(&self.carried).len();
         metrics::gauge!("flashnode_upstream_carried_keys", "kind" => "account")
@@ -842,10 +834,6 @@ const NOT_SERVED: [i64; 2] = [-32601, -32602];
 /// `reth_getBlockExecutionOutcome`) and `outcome` (`ok`, `malformed`, `unsupported`, `failed`,
 /// `timeout`).
 pub const DIFFS_TOTAL: &str = "flashnode_upstream_state_diffs_total";
-
-/// Metric (gauge): the last canonical block committed to the carried state (its number). A
-/// block is announced before its diff is asked for; reads at it are carried from this one on.
-pub const CARRIED_BLOCK: &str = "flashnode_upstream_carried_block";
 
 /// Metric: canonical blocks followed, by the `source` that brought them
 /// (`reth_chain_notifications`, `new_heads`: a pushed head fetched, `poll`).

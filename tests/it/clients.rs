@@ -69,17 +69,7 @@ async fn cast_defaults_see_preconfirmed_state() {
     let rpc = node.rpc.as_str();
     let key = DEV_KEYS[3];
     let block = at_block_start(rpc).await;
-    let deploy: Value = serde_json::from_str(&cast(&[
-        "send",
-        "--json",
-        "--rpc-url",
-        rpc,
-        "--private-key",
-        key,
-        "--create",
-        PROBE_BIN.trim(),
-    ]))
-    .unwrap();
+    let deploy = deploy_probe_receipt(rpc, key);
     assert_eq!(quantity(&deploy["status"]), 1, "{deploy}");
     let deployed_in = quantity(&deploy["blockNumber"]);
     assert!(deployed_in >= block, "{deploy}");

@@ -75,17 +75,7 @@ async fn cast_transfer_is_streamed_before_the_block_seals() {
 async fn contract_deploy_and_logs_round_trip() {
     let node = start("devnet", &["--block-time", "1s", "--flashblock-interval", "100ms"]).await;
     let mut fbs = collect_flashblocks(&node.ws).await;
-    let out = cast(&[
-        "send",
-        "--json",
-        "--rpc-url",
-        &node.rpc,
-        "--private-key",
-        KEY0,
-        "--create",
-        PROBE_BIN.trim(),
-    ]);
-    let deploy: Value = serde_json::from_str(&out).unwrap();
+    let deploy = deploy_probe_receipt(&node.rpc, KEY0);
     let probe: Address = deploy["contractAddress"].as_str().unwrap().parse().unwrap();
     assert_eq!(quantity(&deploy["status"]), 1);
     let code = cast(&["code", "--rpc-url", &node.rpc, &probe.to_string()]);

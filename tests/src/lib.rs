@@ -1145,18 +1145,16 @@ pub fn follows(prev: (u64, u64), next: (u64, u64)) -> bool {
 /// Deploys the probe contract ([`PROBE_BIN`]) through `rpc` with `key`; `cast send` waits for
 /// the receipt (a preconfirmed one on a node). Returns the contract's address.
 pub fn deploy_probe(rpc: &str, key: &str) -> Address {
-    let out: serde_json::Value = serde_json::from_str(&cast(&[
-        "send",
-        "--json",
-        "--rpc-url",
-        rpc,
-        "--private-key",
-        key,
-        "--create",
-        PROBE_BIN.trim(),
-    ]))
-    .expect("cast send --json prints the receipt");
+    let out = deploy_probe_receipt(rpc, key);
     out["contractAddress"].as_str().expect("a contract address").parse().expect("an address")
+}
+
+/// [`deploy_probe`]'s receipt, as `cast send --json` prints it.
+pub fn deploy_probe_receipt(rpc: &str, key: &str) -> serde_json::Value {
+    let args = ["send", "--json", "--rpc-url", rpc, "--private-key", key, "--create"];
+    let mut args = args.to_vec();
+    args.push(PROBE_BIN.trim());
+    serde_json::from_str(&cast(&args)).expect("cast send --json prints the receipt")
 }
 
 /// Sends `ping(value)` to the probe at `probe` through `rpc` with `key`, without waiting for
